@@ -1,0 +1,131 @@
+# moeplan: one Makefile for everything.
+#   make            build build/moeplan (CPU parts always; CUDA parts when nvcc is found)
+#   make run        install missing packages, build, run the default plan search
+#   make check      install missing packages, build, run every CPU test (plain,
+#                   ASan+UBSan, multi-rank MPI); this is what .ci/run runs
+#   make gpu-test   build and run the GPU tests (on a machine with GPUs)
+#   make bundle     build/moeplan plus the shared libraries it needs in build/lib (for the device machine)
+# Variables: NO_CUDA=1 skips the CUDA parts; SAN=1 builds with ASan+UBSan into build/asan.
+
+CC       ?= gcc
+BUILD    ?= build
+CUDA_HOME ?= /usr/local/cuda
+NVCC     := $(wildcard $(CUDA_HOME)/bin/nvcc)
+MPICC    := $(shell command -v mpicc 2>/dev/null)
+
+ifeq ($(SAN),1)
+  BUILD    := build/asan
+  SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  NO_CUDA  := 1
+endif
+ifeq ($(NO_CUDA),1)
+  NVCC :=
+endif
+
+MPI_CFLAGS := $(if $(MPICC),$(shell mpicc --showme:compile),)
+MPI_LIBS   := $(if $(MPICC),$(shell mpicc --showme:link),)
+
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -I. -I$(BUILD)/gen $(MPI_CFLAGS) $(SANFLAGS) -MMD -MP
+LDLIBS  := -lcjson -lglpk -lhwloc $(MPI_LIBS) -lpthread -lm
+LDFLAGS += $(SANFLAGS) -Wl,-rpath,'$$ORIGIN/lib'
+
+CORE_SRC := $(wildcard core/*.c)
+LIB_SRC  := $(CORE_SRC) $(wildcard simulator/*.c planner/*.c executor/*.c kernels/*.c)
+CLI_SRC  := $(wildcard cli/*.c)
+CU_SRC   := $(wildcard kernels/*.cu executor/*.cu)
+TEST_SRC := $(wildcard tests/test_*.c)
+MPITEST_SRC := $(wildcard tests/mpi/test_*.c)
+GPUTEST_SRC := $(wildcard tests/gpu/test_*.cu)
+BENCH_SRC := $(wildcard bench/*.c)
+CATALOG  := $(sort $(wildcard models/*.json)) $(sort $(wildcard topologies/*.json))
+
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/catalog_data.o
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+MPITESTS := $(MPITEST_SRC:tests/mpi/%.c=$(BUILD)/tests/mpi/%)
+BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+ifneq ($(NVCC),)
+  NVCCFLAGS := -O3 -g -std=c++17 -gencode arch=compute_90,code=sm_90 -I. -Xcompiler -Wall,-Wextra,-Werror $(MPI_CFLAGS)
+  CU_OBJ    := $(CU_SRC:%.cu=$(BUILD)/obj/%.cu.o)
+  CUDA_LIBS := -L$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lnccl -lcudart -lstdc++ -Wl,-rpath,$(CUDA_HOME)/lib64
+  CFLAGS    += -DMOEPLAN_HAVE_CUDA -I$(CUDA_HOME)/include
+  GPUTESTS  := $(GPUTEST_SRC:tests/gpu/%.cu=$(BUILD)/gpu-tests/%)
+  PARTS     := core simulator planner executor(cpu+cuda) kernels(cpu+cuda) cli
+else
+  PARTS     := core simulator planner executor(cpu) kernels(cpu) cli  [no nvcc: CUDA parts skipped]
+endif
+
+.PHONY: all run check test test-san test-mpi gpu-test bench bundle deps clean
+all: $(BUILD)/moeplan $(TESTS) $(MPITESTS) $(BENCHES)
+	@echo "moeplan: built $(PARTS) into $(BUILD)/"
+
+deps:
+	@scripts/install-deps.sh
+
+$(BUILD)/gen/catalog_data.c: $(BUILD)/tools/embed $(CATALOG)
+	@mkdir -p $(dir $@)
+	$(BUILD)/tools/embed $(CATALOG) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/tools/embed: tools/embed.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O2 -Wall -Wextra -Werror -o $@ $<
+
+$(BUILD)/obj/gen/catalog_data.o: $(BUILD)/gen/catalog_data.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/%.cu.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c -o $@ $<
+
+$(BUILD)/libmoeplan.a: $(LIB_OBJ) $(CU_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/moeplan: $(CLI_OBJ) $(BUILD)/libmoeplan.a
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libmoeplan.a $(CUDA_LIBS) $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c $(BUILD)/libmoeplan.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmoeplan.a $(CUDA_LIBS) -lcmocka $(LDLIBS)
+
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libmoeplan.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmoeplan.a $(CUDA_LIBS) $(LDLIBS)
+
+$(BUILD)/gpu-tests/%: tests/gpu/%.cu $(BUILD)/libmoeplan.a
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -o $@ $< $(BUILD)/libmoeplan.a $(CUDA_LIBS) $(LDLIBS) -Xlinker -rpath,'$$ORIGIN/../lib'
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	$(BUILD)/moeplan search --model mixtral-8x22b --cluster dgx-h100 --gpus 128
+
+test: all
+	@scripts/run-tests.sh $(BUILD)
+
+test-san:
+	@$(MAKE) --no-print-directory SAN=1 all
+	@scripts/run-tests.sh build/asan
+
+check: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory SAN=1 all
+	@scripts/run-tests.sh $(BUILD) build/asan
+
+gpu-test: all $(GPUTESTS)
+	@scripts/run-gpu-tests.sh $(BUILD)
+
+bundle: all
+	@scripts/bundle-libs.sh $(BUILD)
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,37 @@
+/* main.c: the moeplan binary: dispatch to a subcommand. */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *help;
+} Command;
+
+static const Command commands[] = {
+    {"search", cmd_search, "rank every valid folded mapping for a model, cluster and batch"},
+    {"simulate", cmd_simulate, "predict step time, MFU, memory and a breakdown for one plan"},
+    {"sweep", cmd_sweep, "what-if study: vary one parameter, search or simulate at each value"},
+    {"execute", cmd_execute, "run a plan on real GPUs and compare measured with predicted MFU"},
+    {"groups", cmd_groups, "print the rank groups of a folded mapping and their placement"},
+    {"model", cmd_model, "print a model's parameters and FLOPs per token"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: moeplan COMMAND [options]   (moeplan COMMAND --help for its options)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].help);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "moeplan: unknown command '%s' (known: search, simulate, sweep, execute, groups, model)\n", argv[1]);
+    return 2;
+}

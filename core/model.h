@@ -1,0 +1,82 @@
+/* model.h: ModelSpec, the architecture of a (MoE) transformer, and the
+ * parameter and FLOP counts derived from it.
+ *
+ * Symbols used in comments across the project (reference: Megatron-LM's
+ * num_floating_point_operations and Korthikanti et al. 2022):
+ *   L layers (Ld dense + Lm MoE), h hidden, n heads, g KV groups, d head dim,
+ *   E experts, k top-k, Fe expert FFN, Fsh shared-expert FFN (total),
+ *   F dense FFN, V vocabulary, s sequence length.
+ */
+#ifndef MOEPLAN_MODEL_H
+#define MOEPLAN_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "error.h"
+
+#define MP_NAME_LEN 64
+
+typedef enum { ROUTER_SOFTMAX = 0, ROUTER_SIGMOID = 1 } RouterKind;
+
+typedef struct {
+    char name[MP_NAME_LEN];
+    int num_layers;        /* L, decoder layers (dense + MoE), MTP layers excluded */
+    int hidden;            /* h */
+    int num_heads;         /* n */
+    int num_kv_groups;     /* g; == n for plain multi-head attention */
+    int head_dim;          /* d; query/key/value head dim (MLA: see below) */
+    int num_experts;       /* E routed experts per MoE layer */
+    int top_k;             /* k experts per token */
+    int expert_ffn;        /* Fe, intermediate size of one routed expert */
+    int shared_ffn;        /* Fsh, total intermediate size of the shared expert(s); 0 = none */
+    int num_dense_layers;  /* Ld, the first Ld layers have a dense MLP instead of MoE */
+    int dense_ffn;         /* F, intermediate size of those dense MLPs */
+    int vocab;             /* V (before padding) */
+    bool tied_embeddings;  /* output layer shares the embedding matrix */
+    bool qkv_bias;
+    bool swiglu;           /* gated MLP (3 matrices); false = 2 matrices */
+    RouterKind router;
+    /* Multi-head latent attention (DeepSeek-V2/V3). mla == false: fields are 0. */
+    bool mla;
+    int q_lora_rank;       /* 0 = no query compression */
+    int kv_lora_rank;
+    int qk_nope_head_dim;
+    int qk_rope_head_dim;
+    int v_head_dim;
+    int mtp_layers;        /* multi-token-prediction layers (DeepSeek-V3: 1) */
+    int sliding_window;    /* tokens; 0 = full attention everywhere */
+    int sliding_window_every; /* every k-th layer is full attention, others windowed (gpt-oss: 2) */
+} ModelSpec;
+
+typedef enum { FLOPS_LEGACY = 0, FLOPS_MEGATRON = 1 } FlopsConvention;
+
+typedef struct {
+    double total;          /* all parameters */
+    double active;         /* parameters touched by one token (k of E experts) */
+    double embedding;      /* V*h (input embedding) */
+    double output;         /* V*h when untied, else 0 */
+    double attention_per_layer;
+    double expert_per_layer;     /* all E routed experts of one MoE layer */
+    double shared_per_layer;     /* shared expert of one MoE layer */
+    double router_per_layer;
+    double dense_mlp_per_layer;  /* MLP of one dense layer */
+    double norms_per_layer;
+} ModelParams;
+
+/* Validates every field; err gets "FIELD: reason". */
+int model_validate(const ModelSpec *m, MpError *err);
+
+int model_num_moe_layers(const ModelSpec *m);   /* Lm = L - Ld */
+int model_is_moe(const ModelSpec *m);           /* E > 0 */
+
+void model_params(const ModelSpec *m, ModelParams *out);
+
+/* Model FLOPs of one training step (forward + backward) for `tokens`
+ * tokens in sequences of length seq: see core/flops.c for both formulas. */
+double model_flops(const ModelSpec *m, FlopsConvention conv, int seq, double tokens);
+
+const char *flops_convention_name(FlopsConvention c);
+int flops_convention_parse(const char *s, FlopsConvention *out);
+
+#endif

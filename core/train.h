@@ -1,0 +1,54 @@
+/* train.h: TrainConfig, how a step is run (batch, precision, routing,
+ * recomputation, optimizer sharding, overlap). */
+#ifndef MOEPLAN_TRAIN_H
+#define MOEPLAN_TRAIN_H
+
+#include <stdbool.h>
+
+#include "error.h"
+#include "model.h"
+
+typedef enum { PRECISION_BF16 = 0, PRECISION_FP8 = 1 } Precision;
+typedef enum { DISPATCHER_ALLTOALL = 0, DISPATCHER_ALLGATHER = 1 } DispatcherKind;
+typedef enum { RECOMPUTE_NONE = 0, RECOMPUTE_SELECTIVE = 1, RECOMPUTE_FULL = 2 } RecomputeKind;
+typedef enum { OPT_SHARD_NONE = 0, OPT_SHARD_DISTRIBUTED = 1, OPT_SHARD_FULL = 2 } OptimizerSharding;
+
+/* --overlap flags */
+enum {
+    OVERLAP_GRAD = 1 << 0,          /* DP/EDP gradient reduce-scatter behind backward */
+    OVERLAP_PARAM = 1 << 1,         /* DP/EDP parameter all-gather behind forward */
+    OVERLAP_TP = 1 << 2,            /* TP all-gather/reduce-scatter behind GEMMs */
+    OVERLAP_EP = 1 << 3,            /* EP all-to-all behind other micro-batch compute */
+    OVERLAP_SHARED_EXPERT = 1 << 4, /* shared expert computed during the dispatch */
+};
+#define OVERLAP_DEFAULT (OVERLAP_GRAD | OVERLAP_PARAM)
+
+typedef struct {
+    int seq_len;              /* s, tokens per sequence */
+    int micro_batch;          /* b, sequences per micro-batch */
+    int global_batch;         /* B, sequences per step */
+    Precision precision;
+    DispatcherKind dispatcher;
+    double capacity_factor;   /* > 0: token dropping, rows per expert capped and padded; 0: dropless */
+    double imbalance;         /* dropless: busiest rank's load / mean load, >= 1 */
+    RecomputeKind recompute;
+    OptimizerSharding opt_sharding;
+    unsigned overlap;         /* OVERLAP_* bits */
+    FlopsConvention flops;    /* convention used for MFU */
+    double memory_reserve_bytes; /* HBM kept free (allocator, NCCL, CUDA context) */
+} TrainConfig;
+
+void train_config_default(TrainConfig *t);
+int train_config_validate(const TrainConfig *t, MpError *err);
+
+const char *recompute_name(RecomputeKind r);
+int recompute_parse(const char *s, RecomputeKind *out);
+const char *opt_sharding_name(OptimizerSharding o);
+int opt_sharding_parse(const char *s, OptimizerSharding *out);
+const char *dispatcher_name(DispatcherKind d);
+int dispatcher_parse(const char *s, DispatcherKind *out);
+/* "grad,param,tp,ep,shared-expert" or "none" */
+int overlap_parse(const char *s, unsigned *out, MpError *err);
+void overlap_format(unsigned bits, char *buf, int len);
+
+#endif

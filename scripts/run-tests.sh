@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# run-tests.sh BUILD_DIR...: runs every CPU test binary of each build
+# directory (cmocka suites, then the multi-rank MPI suites under mpirun) and
+# prints one closing line "tests: N passed, M failed".
+set -u
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
+passed=0; failed=0; failed_names=""
+count() { # $1 = log file: add cmocka's PASSED/FAILED counts
+    local p f
+    p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$1" | awk '{s+=$1} END {print s+0}')
+    f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$1" | awk '{s+=$1} END {print s+0}')
+    echo "$p $f"
+}
+for build in "$@"; do
+    for t in "$build"/tests/test_*; do
+        [ -x "$t" ] || continue
+        log=$(mktemp)
+        MOEPLAN_BIN="$build/moeplan" "$t" >"$log" 2>&1; rc=$?
+        read -r p f < <(count "$log")
+        if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+        passed=$((passed + p)); failed=$((failed + f))
+        if [ $rc -ne 0 ]; then failed_names="$failed_names $t"; cat "$log"; fi
+        printf '%-48s %4d passed %3d failed\n' "$t" "$p" "$f"
+        rm -f "$log"
+    done
+    for t in "$build"/tests/mpi/test_*; do
+        [ -x "$t" ] || continue
+        for np in 1 2 4; do
+            log=$(mktemp)
+            timeout 600 mpirun --oversubscribe -np $np "$t" >"$log" 2>&1; rc=$?
+            read -r p f < <(count "$log")
+            if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+            passed=$((passed + p)); failed=$((failed + f))
+            if [ $rc -ne 0 ]; then failed_names="$failed_names $t(np=$np)"; cat "$log"; fi
+            printf '%-48s %4d passed %3d failed\n' "$t (np=$np)" "$p" "$f"
+            rm -f "$log"
+        done
+    done
+done
+[ -n "$failed_names" ] && echo "failing:$failed_names"
+echo "tests: $passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

@@ -1,0 +1,58 @@
+/* simulate.h: the simulator's one entry point: predict one training step of
+ * a plan.  The simulator never reads files (loaders build the Plan and the
+ * Calibration); it allocates nothing per call on the hot path.
+ */
+#ifndef MOEPLAN_SIMULATE_H
+#define MOEPLAN_SIMULATE_H
+
+#include <stdbool.h>
+
+#include "../core/plan.h"
+#include "calibration.h"
+
+#define SIM_MAX_STAGES 1024
+
+/* Where the step's time goes, seconds per step on the slowest pipeline rank
+ * (or the rank that sets the step time).  Compute is split by kind; comm_*
+ * is communication NOT hidden behind compute. */
+typedef struct {
+    double compute_attention;   /* QKV/out GEMMs + attention core */
+    double compute_moe;         /* router + expert GEMMs + shared expert */
+    double compute_dense_mlp;   /* dense-layer MLPs */
+    double compute_embed_output;/* embedding, output layer, loss */
+    double compute_memory_bound;/* norms, RoPE, SwiGLU, permute/unpermute, softmax/top-k */
+    double recompute;           /* extra forward work from recomputation */
+    double comm_tp, comm_cp, comm_ep, comm_etp, comm_pp, comm_dp, comm_edp;
+    double bubble;              /* pipeline idle time */
+    double optimizer;           /* optimizer step */
+} SimBreakdown;
+
+typedef struct {
+    double weights, gradients, optimizer, activations, total; /* bytes */
+} SimStageMemory;
+
+typedef struct {
+    bool fits;                  /* peak memory <= HBM - reserve on every stage */
+    double step_time_s;
+    double mfu;                 /* under train.flops convention */
+    double mfu_legacy, mfu_megatron;
+    double tflops_per_gpu;      /* model TFLOP/s per GPU (convention of train.flops) */
+    double tokens_per_s_per_gpu;
+    double peak_memory_bytes;   /* max over stages */
+    double memory_capacity_bytes; /* HBM - reserve */
+    int num_stages;
+    SimStageMemory stage_memory[SIM_MAX_STAGES];
+    SimBreakdown breakdown;
+    char dominant[96];          /* largest exposed cost in words, e.g. "ep a2a crosses nodes" */
+} SimResult;
+
+typedef struct {
+    const char *timeline_path;  /* non-NULL: write a Chrome trace of one stage */
+} SimOptions;
+
+/* Predicts one step. Returns -1 only for plans that are invalid (err set); a
+ * plan that does not fit returns 0 with fits == false and the figures. */
+int simulate_step(const Plan *plan, const Calibration *cal, const SimOptions *opt,
+                  SimResult *out, MpError *err);
+
+#endif
