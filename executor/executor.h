@@ -1,0 +1,64 @@
+/* executor.h: the contract between the executor's runtime (launch,
+ * bootstrap, communicators, failure handling, measurement, CLI) and its
+ * training step (model, dispatcher, backward, gradient sync, optimizer).
+ *
+ * runtime: executor/launch.c, rendezvous.c, comms.c, watchdog.c, measure.c,
+ *          cli/cmd_execute.c
+ * step:    executor/backend*.{h,c,cu}, model.c, dispatcher.c, optimizer.c,
+ *          data.c, train.c
+ */
+#ifndef MOEPLAN_EXECUTOR_H
+#define MOEPLAN_EXECUTOR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/error.h"
+#include "core/mapping.h"
+#include "core/plan.h"
+
+/* Communicators of one rank, one per group kind of the mapping (the group
+ * of that kind that contains this rank).  The handles are opaque here:
+ * ncclComm_t for the CUDA backend, MPI_Comm for the CPU backend. Created by
+ * comms.c from mapping_group_of_rank(): the layout is never re-derived. */
+typedef struct {
+    int world_rank, world_size;
+    int local_rank;                      /* GPU index on this node */
+    void *handle[GROUP_KIND_COUNT];      /* ncclComm_t or MPI_Comm* */
+    int rank_in[GROUP_KIND_COUNT];       /* this rank's index in each group */
+    int size_of[GROUP_KIND_COUNT];
+    void *world;                         /* world communicator */
+} ExecComms;
+
+typedef enum { EXEC_BACKEND_CPU = 0, EXEC_BACKEND_CUDA = 1 } ExecBackendKind;
+
+typedef struct {
+    ExecBackendKind backend;
+    int layers;               /* run the first L layers of the model (0 = all) */
+    int steps, warmup;
+    uint64_t seed;
+    const char *data_path;    /* raw token ids; NULL = synthetic learnable task */
+    int data_bits;            /* 16 or 32 */
+    double lr;
+} ExecOptions;
+
+/* Time of each phase of one step, seconds (median over timed steps in a result). */
+typedef struct {
+    double step, attention, moe_compute, dispatcher_comm, grad_sync, optimizer, other;
+} ExecPhases;
+
+typedef struct {
+    int steps_timed;
+    double loss_first, loss_last;     /* loss of the first and last step */
+    double *losses;                   /* [steps] owned by the result, may be NULL */
+    ExecPhases median;                /* seconds */
+    double peak_memory_bytes;         /* device memory (CUDA) or RSS (CPU) */
+    double tokens_per_step;           /* global */
+} ExecStepStats;
+
+/* Trains `opt->steps` steps of plan->model under plan->map on this rank.
+ * Defined by the step side (executor/train.c). */
+int exec_train(const Plan *plan, const ExecOptions *opt, const ExecComms *comms,
+               ExecStepStats *stats, MpError *err);
+
+#endif
