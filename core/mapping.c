@@ -101,16 +101,25 @@ static int grid_group_base(const Grid *g, int idx) {
     return base;
 }
 
+/* Members of the group starting at base: an odometer over the masked axes,
+ * first masked axis fastest (ascending ranks). */
 static void grid_members(const Grid *g, int base, int *members) {
-    int n = grid_group_size(g);
+    int size[AXES], stride[AXES], coord[AXES] = {0}, naxes = 0;
+    for (int i = 0; i < AXES; i++) {
+        if (!(g->mask & (1u << i))) continue;
+        size[naxes] = g->size[i];
+        stride[naxes] = g->stride[i];
+        naxes++;
+    }
+    int n = grid_group_size(g), r = base;
     for (int j = 0; j < n; j++) {
-        int rem = j, r = base;
-        for (int i = 0; i < AXES; i++) {
-            if (!(g->mask & (1u << i))) continue;
-            r += (rem % g->size[i]) * g->stride[i];
-            rem /= g->size[i];
-        }
         members[j] = r;
+        for (int a = 0; a < naxes; a++) { /* advance the odometer */
+            r += stride[a];
+            if (++coord[a] < size[a]) break;
+            r -= stride[a] * size[a];
+            coord[a] = 0;
+        }
     }
 }
 
@@ -118,6 +127,28 @@ void mapping_group_members(const Mapping *m, GroupKind k, int idx, int *members)
     Grid g;
     grid_for(m, k, &g);
     grid_members(&g, grid_group_base(&g, idx), members);
+}
+
+void mapping_rank_groups(const Mapping *m, GroupKind k, int *flat) {
+    Grid g;
+    grid_for(m, k, &g);
+    int size[AXES], stride[AXES], coord[AXES] = {0}, naxes = 0;
+    for (int i = 0; i < AXES; i++) { /* the unmasked axes: an odometer walks the group bases */
+        if (g.mask & (1u << i)) continue;
+        size[naxes] = g.size[i];
+        stride[naxes] = g.stride[i];
+        naxes++;
+    }
+    int n = grid_group_size(&g), groups = m->world / n, base = 0;
+    for (int idx = 0; idx < groups; idx++) {
+        grid_members(&g, base, flat + (size_t)idx * n);
+        for (int a = 0; a < naxes; a++) {
+            base += stride[a];
+            if (++coord[a] < size[a]) break;
+            base -= stride[a] * size[a];
+            coord[a] = 0;
+        }
+    }
 }
 
 int mapping_group_of_rank(const Mapping *m, GroupKind k, int rank, int *members) {

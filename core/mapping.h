@@ -65,6 +65,10 @@ int mapping_num_groups(const Mapping *m, GroupKind k);
  * mapping_group_size() ranks. */
 void mapping_group_members(const Mapping *m, GroupKind k, int idx, int *members);
 
+/* Every group of a kind at once: flat[idx * size + j] (world ints), the
+ * same order as mapping_group_members; O(world). */
+void mapping_rank_groups(const Mapping *m, GroupKind k, int *flat);
+
 /* Members of the group of kind k that contains `rank`; returns this rank's
  * index inside the group. */
 int mapping_group_of_rank(const Mapping *m, GroupKind k, int rank, int *members);
