@@ -1,0 +1,127 @@
+/* test_planner_split.c: the GLPK pipeline split against hand arithmetic and
+ * against a brute force over (first, middle) on many small problems. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "planner/pipeline_split.h"
+
+/* 8 equal layers of time 1 on 4 stages, output layer + loss costs 1.5 layers
+ * on the last stage: even split gives 2, 2, 2, 2+1.5 = 3.5; moving one layer
+ * off the last stage: first 2 middle 2 last 1 -> 2+... sum must be 8:
+ * first f + 2m + last = 8. Options: (3,2,1): max(3, 2, 2.5) = 3;
+ * (2,2,2): 3.5; (4,1,2)?: middle 1 -> 4 + 2 + 2 = 8: max(4,1,3.5) = 4.
+ * (1,3,1): max(1, 3, 3, 2.5) = 3 as well. Nothing beats 3 (m = 2 forces
+ * f + l = 4; m = 1 forces f + l = 6). Hand optimum: 3. */
+static void test_hand_case(void **state) {
+    (void)state;
+    double t[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+    PipeSplitProblem p = {.layers = 8, .stages = 4, .layer_time = t, .last_extra_time = 1.5, .min_layers_per_stage = 1};
+    PipeSplit s;
+    MpError err;
+    assert_int_equal(pipe_split_solve(&p, &s, &err), 0);
+    assert_true(fabs(s.slowest_stage_time - 3.0) < 1e-9);
+    assert_int_equal(s.first + 2 * s.middle + s.last, 8);
+    /* two optima tie at 3: (3,2,1) and (1,3,1) */
+    assert_int_equal(s.last, 1);
+}
+
+/* Without extras the even split is optimal and is reported as such. */
+static void test_even_when_balanced(void **state) {
+    (void)state;
+    double t[12];
+    for (int i = 0; i < 12; i++) t[i] = 2.0;
+    PipeSplitProblem p = {.layers = 12, .stages = 3, .layer_time = t, .min_layers_per_stage = 1};
+    PipeSplit s;
+    MpError err;
+    assert_int_equal(pipe_split_solve(&p, &s, &err), 0);
+    assert_int_equal(s.first, 4);
+    assert_int_equal(s.middle, 4);
+    assert_int_equal(s.last, 4);
+    assert_true(fabs(s.slowest_stage_time - 8.0) < 1e-9);
+}
+
+/* Memory binds: 6 layers on 2 stages, last stage has a big output layer in
+ * time, but stage 0 can hold at most 3 layers (capacity 3.5, 1 per layer):
+ * time optimum would be (4,2) [max(4, 2+2)=4] but memory forces (3,3): max(3, 5) = 5. */
+static void test_memory_binds(void **state) {
+    (void)state;
+    double t[6] = {1, 1, 1, 1, 1, 1}, m[6] = {1, 1, 1, 1, 1, 1};
+    PipeSplitProblem p = {.layers = 6, .stages = 2, .layer_time = t, .layer_memory = m,
+                          .last_extra_time = 2, .stage_capacity = 3.5, .min_layers_per_stage = 1};
+    PipeSplit s;
+    MpError err;
+    assert_int_equal(pipe_split_solve(&p, &s, &err), 0);
+    assert_int_equal(s.first, 3);
+    assert_int_equal(s.last, 3);
+    assert_true(fabs(s.slowest_stage_time - 5.0) < 1e-9);
+    /* capacity too small for any split */
+    p.stage_capacity = 2.5;
+    assert_int_equal(pipe_split_solve(&p, &s, &err), -1);
+    assert_non_null(strstr(err.msg, "fits in memory"));
+}
+
+/* Random small problems: dense (cheap) first layers, embedding/output
+ * extras, per-stage in-flight activations; GLPK's objective must equal the
+ * brute force's and its split must achieve it. */
+static void test_random_vs_brute_force(void **state) {
+    (void)state;
+    srand(12345);
+    for (int trial = 0; trial < 150; trial++) {
+        int L = 4 + rand() % 21, P = 2 + rand() % 5;
+        if (P > L) P = L;
+        double t[PIPE_SPLIT_MAX_LAYERS], m[PIPE_SPLIT_MAX_LAYERS], a[PIPE_SPLIT_MAX_LAYERS], inflight[PIPE_SPLIT_MAX_STAGES];
+        int dense = rand() % 4;
+        for (int i = 0; i < L; i++) {
+            t[i] = i < dense ? 0.6 + 0.1 * (rand() % 3) : 1.0 + 0.05 * (rand() % 5);
+            m[i] = 1.0 + 0.1 * (rand() % 4);
+            a[i] = 0.2;
+        }
+        for (int s = 0; s < P; s++) inflight[s] = P - s;
+        PipeSplitProblem p = {.layers = L, .stages = P, .layer_time = t, .layer_memory = m,
+                              .layer_activation = a, .stage_inflight = inflight,
+                              .first_extra_time = 0.1 * (rand() % 10), .last_extra_time = 0.3 * (rand() % 10),
+                              .first_extra_memory = 0.5, .last_extra_memory = 0.5 * (rand() % 4),
+                              .stage_capacity = (rand() % 3) ? 0 : 2.0 * L / P + 3, .min_layers_per_stage = 1};
+        PipeSplit g, b;
+        MpError e1, e2;
+        int rg = pipe_split_solve(&p, &g, &e1), rb = pipe_split_brute_force(&p, &b, &e2);
+        assert_int_equal(rg, rb);
+        if (rb) continue;
+        assert_true(fabs(g.slowest_stage_time - b.slowest_stage_time) < 1e-7);
+        int fits;
+        double t2 = pipe_split_eval(&p, g.first, g.middle, g.last, &fits);
+        assert_true(fits);
+        assert_true(fabs(t2 - b.slowest_stage_time) < 1e-7);
+        assert_int_equal(g.first + (P - 2) * g.middle + g.last, L);
+    }
+}
+
+static void test_bad_input(void **state) {
+    (void)state;
+    double t[4] = {1, 1, 1, 1};
+    PipeSplitProblem p = {.layers = 4, .stages = 5, .layer_time = t};
+    PipeSplit s;
+    MpError err;
+    assert_int_equal(pipe_split_solve(&p, &s, &err), -1);
+    assert_non_null(strstr(err.msg, "pp:"));
+    p.stages = 1;
+    assert_int_equal(pipe_split_solve(&p, &s, &err), -1);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hand_case),
+        cmocka_unit_test(test_even_when_balanced),
+        cmocka_unit_test(test_memory_binds),
+        cmocka_unit_test(test_random_vs_brute_force),
+        cmocka_unit_test(test_bad_input),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
