@@ -1,6 +1,6 @@
 /* catalog.h: loading models, clusters and plans from JSON.
  *
- * The catalog (models/*.json, topologies/*.json) is embedded in the binary at
+ * The catalog (models/NAME.json, topologies/NAME.json) is embedded in the binary at
  * build time (tools/embed.c), so moeplan needs no data directory at run time.
  * A name that is not in the catalog is tried as a file path; a file may be a
  * catalog-format JSON or a HuggingFace config.json (detected by "model_type").

@@ -62,6 +62,9 @@ typedef struct {
     double router_per_layer;
     double dense_mlp_per_layer;  /* MLP of one dense layer */
     double norms_per_layer;
+    double mtp;                  /* all mtp_layers multi-token-prediction layers (their own
+                                    transformer layer, 2h*h projection and 3 norms; embedding and
+                                    output shared with the main model); NOT in total or active */
 } ModelParams;
 
 /* Validates every field; err gets "FIELD: reason". */

@@ -1,0 +1,306 @@
+/* catalog.c: models and clusters from JSON (the embedded catalog, catalog-
+ * format files, HuggingFace config.json files).  Formats: docs/core.md.
+ * Every error is one line "FILE: FIELD: reason". */
+#include "catalog.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "hf_config.h"
+#include "json_util.h"
+
+/* Biggest file we read: the largest real config.json is a few KB. */
+#define MAX_FILE_BYTES (16 << 20)
+
+int read_text_file(const char *path, char **out, MpError *err) {
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return mp_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fclose(f);
+        return mp_fail(err, "%s: cannot read: is a directory", path);
+    }
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    if (!buf) { fclose(f); return mp_fail(err, "%s: out of memory", path); }
+    for (;;) {
+        if (len + 1 >= cap) {
+            if (cap >= MAX_FILE_BYTES) {
+                free(buf); fclose(f);
+                return mp_fail(err, "%s: larger than %d MiB", path, MAX_FILE_BYTES >> 20);
+            }
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) { free(buf); fclose(f); return mp_fail(err, "%s: out of memory", path); }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t n = fread(buf + len, 1, cap - 1 - len, f);
+        len += n;
+        if (n == 0) break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) { free(buf); return mp_fail(err, "%s: cannot read", path); }
+    buf[len] = 0;
+    if (strlen(buf) != len) { free(buf); return mp_fail(err, "%s: not JSON: contains a NUL byte", path); }
+    *out = buf;
+    return 0;
+}
+
+/* "dir/mixtral.config.json" -> "mixtral.config" */
+static void file_stem(const char *path, char *out, size_t len) {
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    snprintf(out, len, "%s", base);
+    size_t n = strlen(out);
+    if (n > 5 && !strcmp(out + n - 5, ".json")) out[n - 5] = 0;
+}
+
+static const char *const model_keys[] = {
+    "name", "notes", "num_layers", "hidden", "num_heads", "num_kv_groups", "head_dim", "num_experts", "top_k",
+    "expert_ffn", "shared_ffn", "num_dense_layers", "dense_ffn", "vocab", "tied_embeddings", "qkv_bias",
+    "swiglu", "router", "mla", "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim",
+    "v_head_dim", "mtp_layers", "sliding_window", "sliding_window_every", NULL,
+};
+
+static int model_from_catalog_json(const cJSON *root, const char *origin, ModelSpec *m, MpError *err) {
+    memset(m, 0, sizeof *m);
+    if (json_check_keys(root, model_keys, origin, err)) return -1;
+    if (json_opt_string(root, "name", origin, m->name, sizeof m->name, err)) return -1;
+    if (json_opt_bool(root, "mla", origin, &m->mla, err)) return -1;
+    if (json_req_int(root, "num_layers", origin, &m->num_layers, err) ||
+        json_req_int(root, "hidden", origin, &m->hidden, err) ||
+        json_req_int(root, "num_heads", origin, &m->num_heads, err) ||
+        json_req_int(root, "num_experts", origin, &m->num_experts, err) ||
+        json_req_int(root, "vocab", origin, &m->vocab, err))
+        return -1;
+    if (m->num_experts != 0) {
+        if (json_req_int(root, "top_k", origin, &m->top_k, err) ||
+            json_req_int(root, "expert_ffn", origin, &m->expert_ffn, err))
+            return -1;
+    } else {
+        m->num_dense_layers = m->num_layers;   /* a dense model: every layer has the dense MLP */
+        if (json_opt_int(root, "top_k", origin, &m->top_k, err) ||
+            json_opt_int(root, "expert_ffn", origin, &m->expert_ffn, err))
+            return -1;
+    }
+    if (json_opt_int(root, "shared_ffn", origin, &m->shared_ffn, err) ||
+        json_opt_int(root, "num_dense_layers", origin, &m->num_dense_layers, err) ||
+        json_opt_int(root, "dense_ffn", origin, &m->dense_ffn, err) ||
+        json_opt_int(root, "mtp_layers", origin, &m->mtp_layers, err) ||
+        json_opt_int(root, "sliding_window", origin, &m->sliding_window, err) ||
+        json_opt_int(root, "sliding_window_every", origin, &m->sliding_window_every, err))
+        return -1;
+    m->swiglu = true;
+    if (json_opt_bool(root, "tied_embeddings", origin, &m->tied_embeddings, err) ||
+        json_opt_bool(root, "qkv_bias", origin, &m->qkv_bias, err) ||
+        json_opt_bool(root, "swiglu", origin, &m->swiglu, err))
+        return -1;
+    char router[16] = "softmax";
+    if (json_opt_string(root, "router", origin, router, sizeof router, err)) return -1;
+    if (!strcmp(router, "softmax")) m->router = ROUTER_SOFTMAX;
+    else if (!strcmp(router, "sigmoid")) m->router = ROUTER_SIGMOID;
+    else return mp_fail(err, "%s: router: '%s' is not softmax or sigmoid", origin, router);
+
+    if (m->mla) {
+        if (json_opt_int(root, "q_lora_rank", origin, &m->q_lora_rank, err) ||
+            json_req_int(root, "kv_lora_rank", origin, &m->kv_lora_rank, err) ||
+            json_req_int(root, "qk_nope_head_dim", origin, &m->qk_nope_head_dim, err) ||
+            json_req_int(root, "qk_rope_head_dim", origin, &m->qk_rope_head_dim, err) ||
+            json_req_int(root, "v_head_dim", origin, &m->v_head_dim, err))
+            return -1;
+        m->num_kv_groups = m->num_heads;
+        m->head_dim = m->qk_nope_head_dim + m->qk_rope_head_dim;
+        if (json_opt_int(root, "num_kv_groups", origin, &m->num_kv_groups, err) ||
+            json_opt_int(root, "head_dim", origin, &m->head_dim, err))
+            return -1;
+    } else {
+        static const char *const mla_only[] = {"q_lora_rank", "kv_lora_rank", "qk_nope_head_dim",
+                                               "qk_rope_head_dim", "v_head_dim"};
+        for (size_t i = 0; i < sizeof mla_only / sizeof mla_only[0]; i++)
+            if (cJSON_GetObjectItemCaseSensitive(root, mla_only[i]))
+                return mp_fail(err, "%s: %s: only meaningful with \"mla\": true", origin, mla_only[i]);
+        if (json_req_int(root, "num_kv_groups", origin, &m->num_kv_groups, err)) return -1;
+        if (!cJSON_GetObjectItemCaseSensitive(root, "head_dim")) {
+            if (m->num_heads > 0 && m->hidden % m->num_heads)
+                return mp_fail(err, "%s: head_dim: missing, and hidden %d is not a multiple of num_heads %d",
+                               origin, m->hidden, m->num_heads);
+            if (m->num_heads > 0) m->head_dim = m->hidden / m->num_heads;
+        } else if (json_opt_int(root, "head_dim", origin, &m->head_dim, err)) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int model_from_json_text(const char *text, const char *origin, ModelSpec *out, MpError *err) {
+    cJSON *root = json_parse_text(text, origin, err);
+    if (!root) return -1;
+    int rc;
+    if (!cJSON_IsObject(root)) {
+        rc = mp_fail(err, "%s: expected a JSON object at the top level, got %s", origin, json_type_name(root));
+    } else if (cJSON_GetObjectItemCaseSensitive(root, "model_type")) {
+        rc = model_from_hf_config(root, origin, out, err);
+    } else {
+        rc = model_from_catalog_json(root, origin, out, err);
+    }
+    cJSON_Delete(root);
+    if (rc) return -1;
+    if (!out->name[0]) {
+        char stem[256];
+        file_stem(origin, stem, sizeof stem);
+        snprintf(out->name, sizeof out->name, "%.*s", MP_NAME_LEN - 1, stem);
+    }
+    MpError inner;
+    if (model_validate(out, &inner)) return mp_fail(err, "%s: %s", origin, inner.msg);
+    return 0;
+}
+
+static const char *const cluster_keys[] = {
+    "name", "notes", "gpu", "peak_bf16_tflops", "peak_fp8_tflops", "hbm_mib", "hbm_tb_per_s",
+    "hbm_achievable_tb_per_s", "sm_count", "gpus_per_node", "nvlink_domain", "nvlink_gb_per_s",
+    "nvlink_busbw_gb_per_s", "nvlink_latency_us", "nics_per_node", "nic_gbit_per_s", "nic_busbw_gb_per_s",
+    "net_latency_us", "net_topology", NULL,
+};
+
+int cluster_from_json_text(const char *text, const char *origin, Cluster *out, MpError *err) {
+    memset(out, 0, sizeof *out);
+    cJSON *root = json_parse_text(text, origin, err);
+    if (!root) return -1;
+    int rc = -1;
+    /* JSON units (docs/core.md) -> struct units (bytes, bytes/s, FLOP/s, s). */
+    double bf16 = 0, fp8 = 0, hbm_mib = 0, hbm_tb = 0, hbm_ach_tb = 0, nvl_gb = 0, nvl_bus_gb = 0, nvl_lat_us = 0,
+           nic_gbit = 0, nic_bus_gb = 0, net_lat_us = 0;
+    if (!cJSON_IsObject(root)) {
+        mp_fail(err, "%s: expected a JSON object at the top level, got %s", origin, json_type_name(root));
+        goto done;
+    }
+    if (json_check_keys(root, cluster_keys, origin, err) ||
+        json_opt_string(root, "name", origin, out->name, sizeof out->name, err) ||
+        json_req_string(root, "gpu", origin, out->gpu_name, sizeof out->gpu_name, err) ||
+        json_req_double(root, "peak_bf16_tflops", origin, &bf16, err) ||
+        json_req_double(root, "peak_fp8_tflops", origin, &fp8, err) ||
+        json_req_double(root, "hbm_mib", origin, &hbm_mib, err) ||
+        json_req_double(root, "hbm_tb_per_s", origin, &hbm_tb, err) ||
+        json_req_double(root, "hbm_achievable_tb_per_s", origin, &hbm_ach_tb, err) ||
+        json_req_int(root, "sm_count", origin, &out->sm_count, err) ||
+        json_req_int(root, "gpus_per_node", origin, &out->gpus_per_node, err) ||
+        json_req_int(root, "nvlink_domain", origin, &out->nvlink_domain, err) ||
+        json_req_double(root, "nvlink_gb_per_s", origin, &nvl_gb, err) ||
+        json_req_double(root, "nvlink_busbw_gb_per_s", origin, &nvl_bus_gb, err) ||
+        json_req_double(root, "nvlink_latency_us", origin, &nvl_lat_us, err) ||
+        json_req_int(root, "nics_per_node", origin, &out->nics_per_node, err) ||
+        json_req_double(root, "nic_gbit_per_s", origin, &nic_gbit, err) ||
+        json_req_double(root, "nic_busbw_gb_per_s", origin, &nic_bus_gb, err) ||
+        json_req_double(root, "net_latency_us", origin, &net_lat_us, err) ||
+        json_req_string(root, "net_topology", origin, out->net_topology, sizeof out->net_topology, err))
+        goto done;
+    out->peak_bf16_flops = bf16 * 1e12;
+    out->peak_fp8_flops = fp8 * 1e12;
+    out->hbm_bytes = hbm_mib * 1048576.0;
+    out->hbm_bw = hbm_tb * 1e12;
+    out->hbm_bw_achievable = hbm_ach_tb * 1e12;
+    out->nvlink_bw = nvl_gb * 1e9;
+    out->nvlink_busbw = nvl_bus_gb * 1e9;
+    out->nvlink_latency = nvl_lat_us * 1e-6;
+    out->nic_bw = nic_gbit * 1e9 / 8.0;
+    out->nic_busbw = nic_bus_gb * 1e9;
+    out->net_latency = net_lat_us * 1e-6;
+    if (!out->name[0]) {
+        char stem[256];
+        file_stem(origin, stem, sizeof stem);
+        snprintf(out->name, sizeof out->name, "%.*s", MP_NAME_LEN - 1, stem);
+    }
+    MpError inner;
+    if (cluster_validate(out, &inner)) {
+        mp_fail(err, "%s: %s", origin, inner.msg);
+        goto done;
+    }
+    rc = 0;
+done:
+    cJSON_Delete(root);
+    return rc;
+}
+
+/* A name with a '/' or ending in ".json" is a path; anything else is a
+ * catalog name first and a path only if such a file exists. */
+static int looks_like_path(const char *s) {
+    size_t n = strlen(s);
+    return strchr(s, '/') != NULL || (n > 5 && !strcmp(s + n - 5, ".json"));
+}
+
+static int file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static const CatalogEntry *find_entry(const CatalogEntry *entries, int count, const char *name) {
+    for (int i = 0; i < count; i++)
+        if (!strcmp(entries[i].name, name)) return &entries[i];
+    return NULL;
+}
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int unknown_name(const char *kind, const char *name, const CatalogEntry *entries, int count, MpError *err) {
+    const char *names[256];
+    int n = count < 256 ? count : 256;
+    for (int i = 0; i < n; i++) names[i] = entries[i].name;
+    qsort(names, n, sizeof names[0], cmp_str);
+    char list[400];
+    int pos = 0;
+    list[0] = 0;
+    for (int i = 0; i < n; i++) {
+        int w = snprintf(list + pos, sizeof list - pos, "%s%s", i ? ", " : "", names[i]);
+        if (w < 0 || w >= (int)sizeof list - pos) break;
+        pos += w;
+    }
+    return mp_fail(err, "unknown %s '%.64s' (known: %s; or a path to a JSON file)", kind, name, list);
+}
+
+typedef int (*FromText)(const char *text, const char *origin, void *out, MpError *err);
+
+static int load_path(const char *path, FromText parse, void *out, MpError *err) {
+    char *text;
+    if (read_text_file(path, &text, err)) return -1;
+    int rc = parse(text, path, out, err);
+    free(text);
+    return rc;
+}
+
+static int model_parse_cb(const char *text, const char *origin, void *out, MpError *err) {
+    return model_from_json_text(text, origin, (ModelSpec *)out, err);
+}
+
+static int cluster_parse_cb(const char *text, const char *origin, void *out, MpError *err) {
+    return cluster_from_json_text(text, origin, (Cluster *)out, err);
+}
+
+static int lookup(const char *name, const char *kind, const char *dir, const CatalogEntry *entries, int count,
+                  FromText parse, void *out, MpError *err) {
+    if (!name || !name[0]) return mp_fail(err, "%s: empty name", kind);
+    if (looks_like_path(name)) return load_path(name, parse, out, err);
+    const CatalogEntry *e = find_entry(entries, count, name);
+    if (e) {
+        char origin[128];
+        snprintf(origin, sizeof origin, "%s/%.64s.json", dir, e->name);
+        return parse(e->json, origin, out, err);
+    }
+    if (file_exists(name)) return load_path(name, parse, out, err);
+    return unknown_name(kind, name, entries, count, err);
+}
+
+int model_lookup(const char *name_or_path, ModelSpec *out, MpError *err) {
+    return lookup(name_or_path, "model", "models", catalog_model_entries, catalog_model_count, model_parse_cb, out, err);
+}
+
+int cluster_lookup(const char *name_or_path, Cluster *out, MpError *err) {
+    return lookup(name_or_path, "cluster", "topologies", catalog_cluster_entries, catalog_cluster_count,
+                  cluster_parse_cb, out, err);
+}
