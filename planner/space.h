@@ -1,0 +1,94 @@
+/* space.h: the search space of `moeplan search`: every folded mapping,
+ * virtual pipeline size, micro-batch size, recomputation and optimizer
+ * sharding for a model, cluster, GPU count, global batch and sequence
+ * length; pruned by rules that are counted one by one.
+ *
+ * The raw space is the Cartesian product
+ *   tp, cp, pp, etp, ep in divisors(gpus)   vpp in divisors(layers)
+ *   mbs in divisors(gbs) (<= --max-mbs)      recompute x optimizer sharding (allowed sets)
+ * and every point of it is counted once: either under the first rule it
+ * breaks (in PruneRule order) or as a candidate.  A pipeline with vpp == 1
+ * whose stages cannot be equal (layers % pp != 0), or whose first/last
+ * stages carry the embedding and the output layer, may also get an uneven
+ * split from the GLPK program (pipeline_split.h); such splits are extra
+ * candidates, counted in `uneven_added`.
+ */
+#ifndef MOEPLAN_SPACE_H
+#define MOEPLAN_SPACE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "../core/plan.h"
+
+typedef enum {
+    PRUNE_CONSTRAINT = 0, /* a user bound or fixed value (--tp, --max-pp, --no-folding, ...) */
+    PRUNE_HEADS,          /* attention heads % tp */
+    PRUNE_KV_GROUPS,      /* KV groups % tp (Megatron: num_query_groups divisible by tp) */
+    PRUNE_DENSE_GRID,     /* tp*cp*pp does not divide the GPUs */
+    PRUNE_SEQ,            /* seq % (2*cp) with cp > 1 (zig-zag chunks) */
+    PRUNE_LAYERS,         /* no split of the layers over pp*vpp stages */
+    PRUNE_VPP,            /* vpp > 1 needs pp > 1 and micro-batches % pp == 0 */
+    PRUNE_EXPERT_GRID,    /* etp*ep*pp does not divide the GPUs */
+    PRUNE_EXPERTS,        /* experts % ep, or expert FFN % etp */
+    PRUNE_RANK_ORDER,     /* tp-cp-ep-pp-dp with pp > 1 needs edp == dp */
+    PRUNE_BATCH,          /* gbs % (mbs*dp) */
+    PRUNE_MEMORY,         /* simulator: does not fit (counted by the search) */
+    PRUNE_DOMINATED,      /* recomputation not needed: the plan without it fits (search) */
+    PRUNE_RULE_COUNT
+} PruneRule;
+
+const char *prune_rule_name(PruneRule r);
+
+typedef struct {
+    /* fixed value (0 = free) and upper bound (0 = none) of each dimension */
+    int fix_tp, fix_cp, fix_pp, fix_vpp, fix_etp, fix_ep, fix_mbs;
+    int max_tp, max_cp, max_pp, max_vpp, max_etp, max_ep, max_mbs;
+    bool no_folding;          /* coupled only: etp == tp (EP inside CP x DP) */
+    unsigned recompute_set;   /* bit (1 << RecomputeKind) per allowed value */
+    unsigned opt_sharding_set;/* bit (1 << OptimizerSharding) per allowed value */
+    bool uneven;              /* add GLPK uneven splits for vpp == 1 */
+} SearchConstraints;
+
+/* Defaults: no fixed values; max_tp = max_etp = the cluster's NVLink domain
+ * (tensor parallelism across nodes is never competitive), max_cp so that
+ * every CP rank keeps >= 2048 tokens of a sequence, max_mbs = 4, all three
+ * recomputation modes, all three optimizer shardings, uneven splits on. */
+void space_constraints_default(const Plan *base, SearchConstraints *c);
+
+typedef struct {
+    Mapping map;              /* resolved (dp, edp filled) */
+    int mbs;
+    unsigned char recompute;  /* RecomputeKind */
+    unsigned char opt_sharding; /* OptimizerSharding */
+    short first_stage_layers; /* 0 = even split */
+    short last_stage_layers;
+} Candidate;
+
+typedef struct {
+    Candidate *items;
+    size_t count, cap;
+    long long enumerated;             /* size of the raw space */
+    long long pruned[PRUNE_RULE_COUNT];
+    long long uneven_added;           /* extra candidates with a GLPK split */
+} CandidateList;
+
+/* Enumerates base's model/cluster/gpus/gbs/seq/order.  Returns -1 (err) on a
+ * base plan missing gpus, gbs or seq, or on out-of-memory. */
+int space_enumerate(const Plan *base, const SearchConstraints *c, CandidateList *out, MpError *err);
+void candidate_list_free(CandidateList *l);
+
+/* base with the candidate's mapping, mbs, recomputation, sharding and split. */
+void candidate_apply(const Plan *base, const Candidate *c, Plan *out);
+/* The inverse, for plans built elsewhere (e.g. the published mappings). */
+void candidate_from_plan(const Plan *p, Candidate *out);
+bool candidate_same(const Candidate *a, const Candidate *b);
+
+/* "tp2 cp1 pp8 vpp1 | etp1 ep8 edp8 | dp8 mbs1" */
+void candidate_format(const Candidate *c, char *buf, size_t len);
+
+/* Relative cost of each decoder layer and of the stage extras, from FLOPs
+ * and HBM traffic (seconds at peak), used to pick uneven splits. */
+int space_uneven_split(const Plan *base, int pp, int *first, int *last, MpError *err);
+
+#endif
