@@ -1,0 +1,75 @@
+/* cuda_util.cuh: device helpers shared by the .cu files (not part of the C API). */
+#ifndef MOEPLAN_KERNELS_CUDA_UTIL_CUH
+#define MOEPLAN_KERNELS_CUDA_UTIL_CUH
+
+/* nvcc builds see the CUDA half of every kernels/ header (the Makefile
+ * passes MOEPLAN_HAVE_CUDA to the C compiler only). */
+#ifndef MOEPLAN_HAVE_CUDA
+#define MOEPLAN_HAVE_CUDA
+#endif
+#include <cuda_runtime.h>
+#include <cuda_bf16.h>
+#include <float.h>
+
+#include "kernels/common.h"
+
+typedef __nv_bfloat16 bf16;
+
+static __device__ __forceinline__ float bf(bf16_t x) { return __bfloat162float(*(const bf16 *)&x); }
+static __device__ __forceinline__ float ldbf(const bf16_t *p) { return __bfloat162float(*(const bf16 *)p); }
+static __device__ __forceinline__ void stbf(bf16_t *p, float v) { *(bf16 *)p = __float2bfloat16_rn(v); }
+
+static __device__ __forceinline__ float warp_sum(float v)
+{
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+static __device__ __forceinline__ float warp_max(float v)
+{
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+/* Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets it. */
+static __device__ __forceinline__ float block_sum(float v)
+{
+    __shared__ float part[32];
+    __shared__ float total;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = warp_sum(v);
+    __syncthreads();
+    if (lane == 0) part[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        float s = lane < nw ? part[lane] : 0.0f;
+        s = warp_sum(s);
+        if (lane == 0) total = s;
+    }
+    __syncthreads();
+    return total;
+}
+static __device__ __forceinline__ float block_max(float v)
+{
+    __shared__ float part[32];
+    __shared__ float total;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) part[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        float s = lane < nw ? part[lane] : -FLT_MAX;
+        s = warp_max(s);
+        if (lane == 0) total = s;
+    }
+    __syncthreads();
+    return total;
+}
+
+static inline unsigned grid_for(size_t n, unsigned block)
+{
+    size_t g = (n + block - 1) / block;
+    if (g > 65535u * 16u) g = 65535u * 16u;
+    return (unsigned)(g ? g : 1);
+}
+
+#endif

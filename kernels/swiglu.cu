@@ -1,0 +1,39 @@
+/* swiglu.cu: SwiGLU forward and backward (kernels/swiglu.h). */
+#include "kernels/cuda_util.cuh"
+#include "kernels/swiglu.h"
+
+__global__ static void swiglu_fwd_kernel(bf16_t *out, const bf16_t *gu, int N, int F)
+{
+    size_t total = (size_t)N * F;
+    for (size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x; idx < total; idx += (size_t)gridDim.x * blockDim.x) {
+        size_t t = idx / F, i = idx % F;
+        float g = ldbf(gu + t * 2 * F + i), u = ldbf(gu + t * 2 * F + F + i);
+        stbf(out + idx, g / (1.0f + __expf(-g)) * u);
+    }
+}
+__global__ static void swiglu_bwd_kernel(bf16_t *dgu, const bf16_t *dout, const bf16_t *gu, int N, int F)
+{
+    size_t total = (size_t)N * F;
+    for (size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x; idx < total; idx += (size_t)gridDim.x * blockDim.x) {
+        size_t t = idx / F, i = idx % F;
+        size_t gi = t * 2 * F + i, ui = gi + F;
+        float g = ldbf(gu + gi), u = ldbf(gu + ui), dy = ldbf(dout + idx);
+        float sg = 1.0f / (1.0f + __expf(-g));
+        stbf(dgu + gi, dy * u * sg * (1.0f + g * (1.0f - sg)));
+        stbf(dgu + ui, dy * g * sg);
+    }
+}
+
+extern "C" {
+void swiglu_forward_cuda(bf16_t *out, const bf16_t *gate_up, int N, int F, cudaStream_t s)
+{
+    size_t n = (size_t)N * F;
+    if (n) swiglu_fwd_kernel<<<grid_for(n, 256), 256, 0, s>>>(out, gate_up, N, F);
+}
+void swiglu_backward_cuda(bf16_t *dgate_up, const bf16_t *dout, const bf16_t *gate_up, int N,
+                          int F, cudaStream_t s)
+{
+    size_t n = (size_t)N * F;
+    if (n) swiglu_bwd_kernel<<<grid_for(n, 256), 256, 0, s>>>(dgate_up, dout, gate_up, N, F);
+}
+}
