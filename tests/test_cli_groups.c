@@ -85,7 +85,7 @@ static void test_bad_input(void **state) {
     expect_error("groups --tp 2", "--gpus: required");
     expect_error("groups --gpus 8 --order dp-first", "--order: 'dp-first'");
     expect_error("groups --gpus 8 --bogus 1", "unknown option '--bogus'");
-    expect_error("groups --gpus 16 --tp 2 --pp 2 --ep 2 --order tp-cp-ep-pp-dp", "order: tp-cp-ep-pp-dp with pp 2 needs edp == dp");
+    expect_error("groups --gpus 16 --tp 2 --pp 2 --ep 4 --order tp-cp-ep-pp-dp", "order: tp-cp-ep-pp-dp with pp 2 needs edp == dp");
     expect_error("groups --gpus 8 --gpus-per-node 0", "--gpus-per-node: must be positive");
     expect_error("groups --gpus", "--gpus: missing value");
 }
