@@ -9,7 +9,7 @@
 
 static const char *const rule_names[PRUNE_RULE_COUNT] = {
     "constraint", "heads", "kv-groups", "dense-grid", "seq", "layers", "vpp",
-    "expert-grid", "experts", "rank-order", "batch", "memory", "dominated",
+    "expert-grid", "experts", "rank-order", "batch", "memory", "dominated", "invalid",
 };
 
 const char *prune_rule_name(PruneRule r) {

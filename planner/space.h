@@ -35,6 +35,7 @@ typedef enum {
     PRUNE_BATCH,          /* gbs % (mbs*dp) */
     PRUNE_MEMORY,         /* simulator: does not fit (counted by the search) */
     PRUNE_DOMINATED,      /* recomputation not needed: the plan without it fits (search) */
+    PRUNE_INVALID,        /* rejected by plan_validate or the simulator (search; should stay 0) */
     PRUNE_RULE_COUNT
 } PruneRule;
 

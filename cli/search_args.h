@@ -1,0 +1,28 @@
+/* search_args.h: the options `search` and `sweep` share: the plan options
+ * (args.h) plus the search constraints. */
+#ifndef MOEPLAN_SEARCH_ARGS_H
+#define MOEPLAN_SEARCH_ARGS_H
+
+#include "args.h"
+#include "planner/space.h"
+
+/* Reads --tp/--cp/--pp/--vpp/--etp/--ep/--mbs as fixed values when given,
+ * --max-tp/--max-cp/--max-pp/--max-vpp/--max-etp/--max-ep/--max-mbs as
+ * bounds, --no-folding, --even-split, --recompute and --optimizer-sharding
+ * (fix the value; default: all), and the plan options (plan_from_args,
+ * partial).  err: "--flag: reason". */
+int search_args_parse(ArgList *a, Plan *base, SearchConstraints *c, MpError *err);
+
+#define SEARCH_ARGS_HELP \
+    "  --model M --cluster C --gpus N --gbs B --seq S   what to plan (plan options as in simulate)\n" \
+    "  --tp/--cp/--pp/--vpp/--etp/--ep/--mbs N          fix a dimension\n" \
+    "  --max-tp/--max-cp/--max-pp/--max-vpp/--max-etp/--max-ep/--max-mbs N   bound a dimension\n" \
+    "                                   (defaults: tp, etp <= NVLink domain; cp <= seq/2048; mbs <= 4)\n" \
+    "  --no-folding                     coupled mappings only (etp = tp)\n" \
+    "  --recompute none|selective|full  fix recomputation (default: the least that fits)\n" \
+    "  --optimizer-sharding none|distributed|full   fix optimizer sharding (default: all three)\n" \
+    "  --even-split                     no uneven (GLPK) pipeline splits\n" \
+    "  --dropless | --capacity-factor F, --imbalance F, --overlap LIST, --flops legacy|megatron,\n" \
+    "  --memory-reserve-gib G, --order tp-cp-ep-dp-pp|tp-cp-ep-pp-dp, --precision bf16|fp8\n"
+
+#endif
