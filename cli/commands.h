@@ -11,5 +11,6 @@ int cmd_simulate(int argc, char **argv);
 int cmd_search(int argc, char **argv);
 int cmd_sweep(int argc, char **argv);
 int cmd_execute(int argc, char **argv);
+int cmd_topo(int argc, char **argv);
 
 #endif

@@ -17,6 +17,7 @@ static const Command commands[] = {
     {"execute", cmd_execute, "run a plan on real GPUs and compare measured with predicted MFU"},
     {"groups", cmd_groups, "print the rank groups of a folded mapping and their placement"},
     {"model", cmd_model, "print a model's parameters and FLOPs per token"},
+    {"topo", cmd_topo, "detect this machine (hwloc) and write a cluster file for it"},
 };
 
 static void usage(FILE *f) {
@@ -32,6 +33,6 @@ int main(int argc, char **argv) {
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "moeplan: unknown command '%s' (known: search, simulate, sweep, execute, groups, model)\n", argv[1]);
+    fprintf(stderr, "moeplan: unknown command '%s' (known: search, simulate, sweep, execute, groups, model, topo)\n", argv[1]);
     return 2;
 }
