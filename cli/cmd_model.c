@@ -12,7 +12,7 @@
 #include "core/catalog.h"
 #include "core/model.h"
 
-static void usage(FILE *f) {
+static void usage(FILE *f) {  /* --help only: errors stay one line */
     fprintf(f,
             "usage: moeplan model NAME|FILE [--seq S] [--json]\n"
             "  NAME   a catalog model (mixtral-8x22b, deepseek-v3, ...); FILE a catalog-format JSON\n"
@@ -129,7 +129,7 @@ int cmd_model(int argc, char **argv) {
         a.used[i] = true;
     }
     if (args_finish(&a, &err)) { fprintf(stderr, "%s\n", err.msg); return 2; }
-    if (!name) { usage(stderr); fprintf(stderr, "model: NAME|FILE: missing\n"); return 2; }
+    if (!name) { fprintf(stderr, "model: NAME|FILE: missing (usage: moeplan model NAME|FILE [--seq S] [--json])\n"); return 2; }
     ModelSpec m;
     if (model_lookup(name, &m, &err)) { fprintf(stderr, "%s\n", err.msg); return 2; }
     ModelParams p;
