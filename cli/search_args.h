@@ -11,7 +11,18 @@
  * bounds, --no-folding, --even-split, --recompute and --optimizer-sharding
  * (fix the value; default: all), and the plan options (plan_from_args,
  * partial).  err: "--flag: reason". */
-int search_args_parse(ArgList *a, Plan *base, SearchConstraints *c, MpError *err);
+typedef struct {
+    int fix[7], max[7];          /* tp, cp, pp, vpp, etp, ep, mbs */
+    bool fixed[7], bounded[7];
+    bool no_folding, even_split, fix_recompute, fix_sharding;
+} SearchUserLimits;
+
+int search_args_parse(ArgList *a, Plan *base, SearchUserLimits *u, MpError *err);
+
+/* The constraints for one base plan: the defaults of that plan
+ * (space_constraints_default) with the user's limits on top.  Sweeps call
+ * it again per point (the defaults depend on seq and the NVLink domain). */
+int search_constraints_for(const Plan *base, const SearchUserLimits *u, SearchConstraints *c, MpError *err);
 
 #define SEARCH_ARGS_HELP \
     "  --model M --cluster C --gpus N --gbs B --seq S   what to plan (plan options as in simulate)\n" \

@@ -1,0 +1,276 @@
+/* sweep.c: what-if studies (see sweep.h). */
+#include "sweep.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *const param_names[SWEEP_PARAM_COUNT] = {
+    "gpus", "seq", "gbs", "nvlink-bw", "ib-bw", "nics-per-node", "gpus-per-node", "peak-tflops",
+    "hbm-gib", "experts", "top-k", "expert-ffn", "granularity", "imbalance", "capacity-factor",
+};
+static const char *const param_units[SWEEP_PARAM_COUNT] = {
+    "GPUs", "tokens", "sequences", "GB/s per GPU", "Gb/s per NIC", "NICs", "GPUs per NVLink domain",
+    "TFLOP/s", "GiB", "experts", "experts per token", "expert FFN", "x finer experts", "busiest/mean",
+    "capacity factor",
+};
+
+const char *sweep_param_name(SweepParam k) { return k >= 0 && k < SWEEP_PARAM_COUNT ? param_names[k] : "?"; }
+const char *sweep_param_unit(SweepParam k) { return k >= 0 && k < SWEEP_PARAM_COUNT ? param_units[k] : "?"; }
+
+int sweep_param_parse(const char *s, SweepParam *out) {
+    for (int k = 0; k < SWEEP_PARAM_COUNT; k++)
+        if (!strcmp(s, param_names[k])) { *out = (SweepParam)k; return 0; }
+    return -1;
+}
+
+static int as_int(double v, SweepParam k, int *out, MpError *err) {
+    if (v < 1 || v > 1e9 || v != floor(v))
+        return mp_fail(err, "--vary: %s needs positive integers, got %g", sweep_param_name(k), v);
+    *out = (int)v;
+    return 0;
+}
+
+int sweep_apply(const Plan *orig, SweepParam k, double v, long long tokens_per_batch, Plan *p, MpError *err) {
+    *p = *orig;
+    Cluster *c = &p->cluster;
+    ModelSpec *m = &p->model;
+    int iv = 0;
+    if (!(v > 0) && !(k == SWEEP_CAPACITY_FACTOR && v == 0))
+        return mp_fail(err, "--vary: %s must be positive, got %g", sweep_param_name(k), v);
+    switch (k) {
+    case SWEEP_GPUS: if (as_int(v, k, &iv, err)) return -1; p->map.world = iv; break;
+    case SWEEP_SEQ: if (as_int(v, k, &iv, err)) return -1; p->train.seq_len = iv; break;
+    case SWEEP_GBS: if (as_int(v, k, &iv, err)) return -1; p->train.global_batch = iv; break;
+    case SWEEP_NVLINK_BW: {
+        double bw = v * 1e9;                /* GB/s -> bytes/s */
+        double ratio = c->nvlink_bw > 0 ? c->nvlink_busbw / c->nvlink_bw : 1.0;
+        c->nvlink_bw = bw;
+        c->nvlink_busbw = bw * ratio;
+        break;
+    }
+    case SWEEP_IB_BW: {
+        double bw = v * 1e9 / 8;            /* Gb/s -> bytes/s */
+        double ratio = c->nic_bw > 0 ? c->nic_busbw / c->nic_bw : 1.0;
+        c->nic_bw = bw;
+        c->nic_busbw = bw * ratio;
+        break;
+    }
+    case SWEEP_NICS_PER_NODE: if (as_int(v, k, &iv, err)) return -1; c->nics_per_node = iv; break;
+    case SWEEP_GPUS_PER_NODE: {
+        /* an NVLink domain of iv GPUs (NVL72-style): the node and the domain
+         * coincide; NICs stay one per GPU if the original had one per GPU */
+        if (as_int(v, k, &iv, err)) return -1;
+        int per_gpu = orig->cluster.gpus_per_node > 0 && orig->cluster.nics_per_node == orig->cluster.gpus_per_node;
+        c->gpus_per_node = iv;
+        c->nvlink_domain = iv;
+        if (per_gpu) c->nics_per_node = iv;
+        break;
+    }
+    case SWEEP_PEAK_TFLOPS: {
+        double ratio = c->peak_bf16_flops > 0 ? c->peak_fp8_flops / c->peak_bf16_flops : 2.0;
+        c->peak_bf16_flops = v * 1e12;
+        c->peak_fp8_flops = v * 1e12 * ratio;
+        break;
+    }
+    case SWEEP_HBM_GIB: c->hbm_bytes = v * 1073741824.0; break;
+    case SWEEP_EXPERTS: if (as_int(v, k, &iv, err)) return -1; m->num_experts = iv; break;
+    case SWEEP_TOP_K: if (as_int(v, k, &iv, err)) return -1; m->top_k = iv; break;
+    case SWEEP_EXPERT_FFN: if (as_int(v, k, &iv, err)) return -1; m->expert_ffn = iv; break;
+    case SWEEP_GRANULARITY:
+        if (as_int(v, k, &iv, err)) return -1;
+        if (orig->model.expert_ffn % iv)
+            return mp_fail(err, "--vary: granularity %d does not divide the expert FFN %d", iv, orig->model.expert_ffn);
+        m->num_experts = orig->model.num_experts * iv;
+        m->top_k = orig->model.top_k * iv;
+        m->expert_ffn = orig->model.expert_ffn / iv;
+        snprintf(m->name, sizeof m->name, "%.40s-g%d", orig->model.name, iv);
+        break;
+    case SWEEP_IMBALANCE:
+        if (v < 1) return mp_fail(err, "--vary: imbalance must be >= 1, got %g", v);
+        p->train.imbalance = v;
+        break;
+    case SWEEP_CAPACITY_FACTOR: p->train.capacity_factor = v; break;
+    default: return mp_fail(err, "--vary: unknown parameter");
+    }
+    if (tokens_per_batch > 0) {
+        if (tokens_per_batch % p->train.seq_len)
+            return mp_fail(err, "--tokens-per-batch: %lld is not a multiple of seq %d", tokens_per_batch, p->train.seq_len);
+        p->train.global_batch = (int)(tokens_per_batch / p->train.seq_len);
+    }
+    if (m->top_k > m->num_experts && m->num_experts > 0)
+        return mp_fail(err, "--vary: top-k %d exceeds %d experts", m->top_k, m->num_experts);
+    if (model_validate(m, err) || cluster_validate(c, err) || train_config_validate(&p->train, err)) return -1;
+    return 0;
+}
+
+int sweep_point(const Plan *p, const SearchConstraints *c, const SearchOptions *o, bool fixed,
+                SweepPoint *out, MpError *err) {
+    memset(out, 0, sizeof *out);
+    if (fixed) {
+        SimResult *sim = malloc(sizeof *sim);
+        if (!sim) return mp_fail(err, "sweep: out of memory");
+        bool fits = false;
+        MpError e2;
+        int rc = search_score_plan(p, o->cal, sim, &out->best, &fits, &e2);
+        free(sim);
+        out->simulated = 1;
+        if (rc) { snprintf(out->note, sizeof out->note, "invalid: %.140s", e2.msg); return 0; }
+        out->ok = fits;
+        if (!fits) snprintf(out->note, sizeof out->note, "does not fit (%.1f GiB > %.1f GiB)",
+                            out->best.peak_memory_bytes / 1073741824.0, out->best.memory_capacity_bytes / 1073741824.0);
+        return 0;
+    }
+    SearchResult r;
+    if (search_run(p, c, o, &r, err)) return -1;
+    out->enumerated = r.space.enumerated;
+    out->simulated = r.simulated;
+    out->seconds = r.seconds;
+    if (r.num_ranked) {
+        out->ok = true;
+        out->best = r.ranked[0];
+        if (r.best_coupled >= 0) { out->has_coupled = true; out->coupled = r.ranked[r.best_coupled]; }
+    } else {
+        snprintf(out->note, sizeof out->note, "no plan fits (%zu candidates, %lld too big)",
+                 r.space.count, r.space.pruned[PRUNE_MEMORY]);
+    }
+    search_result_free(&r);
+    return 0;
+}
+
+static void mapping_label(const Candidate *c, char *buf, size_t len) {
+    snprintf(buf, len, "TP%d CP%d PP%d%s DP%d / ETP%d EP%d EDP%d", c->map.tp, c->map.cp, c->map.pp,
+             c->map.vpp > 1 ? "v" : "", c->map.dp, c->map.etp, c->map.ep, c->map.edp);
+}
+
+/* writes text produced by fn to path atomically (temp file + rename) */
+static int write_atomic(const char *path, const char *text, MpError *err) {
+    char tmp[MP_PATH_LEN + 16];
+    snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f) return mp_fail(err, "%s: cannot write: %s", path, strerror(errno));
+    int bad = fputs(text, f) < 0;
+    bad |= fclose(f) != 0;
+    if (bad || rename(tmp, path)) { unlink(tmp); return mp_fail(err, "%s: cannot write: %s", path, strerror(errno)); }
+    return 0;
+}
+
+int sweep_write_csv(const char *path, SweepParam k, const SweepPoint *pts, int n, MpError *err) {
+    size_t cap = 512 + (size_t)n * 512, len = 0;
+    char *s = malloc(cap);
+    if (!s) return mp_fail(err, "%s: out of memory", path);
+    len += (size_t)snprintf(s + len, cap - len,
+        "%s,ok,mfu,step_time_s,tokens_per_s_per_gpu,tflops_per_gpu,peak_memory_gib,tp,cp,pp,vpp,dp,etp,ep,edp,mbs,"
+        "recompute,optimizer_sharding,first_stage_layers,last_stage_layers,coupled_mfu,dominant\n", sweep_param_name(k));
+    for (int i = 0; i < n; i++) {
+        const SweepPoint *p = &pts[i];
+        const Candidate *c = &p->best.cand;
+        char dom[192];
+        snprintf(dom, sizeof dom, "%s", p->ok ? p->best.dominant : p->note);
+        for (char *q = dom; *q; q++) if (*q == ',' || *q == '"') *q = ';';
+        len += (size_t)snprintf(s + len, cap - len,
+            "%g,%d,%.5f,%.5f,%.1f,%.2f,%.2f,%d,%d,%d,%d,%d,%d,%d,%d,%d,%s,%s,%d,%d,%.5f,%s\n",
+            p->value, p->ok, p->ok ? p->best.mfu : 0, p->ok ? p->best.step_time_s : 0,
+            p->ok ? p->best.tokens_per_s_per_gpu : 0, p->ok ? p->best.tflops_per_gpu : 0,
+            p->best.peak_memory_bytes / 1073741824.0, c->map.tp, c->map.cp, c->map.pp, c->map.vpp, c->map.dp,
+            c->map.etp, c->map.ep, c->map.edp, c->mbs, recompute_name((RecomputeKind)c->recompute),
+            opt_sharding_name((OptimizerSharding)c->opt_sharding), c->first_stage_layers, c->last_stage_layers,
+            p->has_coupled ? p->coupled.mfu : 0, dom);
+    }
+    int rc = write_atomic(path, s, err);
+    free(s);
+    return rc;
+}
+
+char *sweep_json(SweepParam k, const SweepPoint *pts, int n, bool fixed) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "parameter", sweep_param_name(k));
+    cJSON_AddStringToObject(root, "unit", sweep_param_unit(k));
+    cJSON_AddStringToObject(root, "mode", fixed ? "fixed" : "search");
+    cJSON *arr = cJSON_AddArrayToObject(root, "points");
+    for (int i = 0; i < n; i++) {
+        const SweepPoint *p = &pts[i];
+        const Candidate *c = &p->best.cand;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "value", p->value);
+        cJSON_AddBoolToObject(o, "ok", p->ok);
+        if (!p->ok) cJSON_AddStringToObject(o, "note", p->note);
+        if (p->ok || fixed) {
+            cJSON_AddNumberToObject(o, "mfu", p->best.mfu);
+            cJSON_AddNumberToObject(o, "step_time_s", p->best.step_time_s);
+            cJSON_AddNumberToObject(o, "tokens_per_s_per_gpu", p->best.tokens_per_s_per_gpu);
+            cJSON_AddNumberToObject(o, "tflops_per_gpu", p->best.tflops_per_gpu);
+            cJSON_AddNumberToObject(o, "peak_memory_gib", p->best.peak_memory_bytes / 1073741824.0);
+            cJSON_AddStringToObject(o, "dominant", p->best.dominant);
+            cJSON *mp = cJSON_AddObjectToObject(o, "mapping");
+            cJSON_AddNumberToObject(mp, "tp", c->map.tp); cJSON_AddNumberToObject(mp, "cp", c->map.cp);
+            cJSON_AddNumberToObject(mp, "pp", c->map.pp); cJSON_AddNumberToObject(mp, "vpp", c->map.vpp);
+            cJSON_AddNumberToObject(mp, "dp", c->map.dp); cJSON_AddNumberToObject(mp, "etp", c->map.etp);
+            cJSON_AddNumberToObject(mp, "ep", c->map.ep); cJSON_AddNumberToObject(mp, "edp", c->map.edp);
+            cJSON_AddNumberToObject(mp, "mbs", c->mbs);
+            cJSON_AddStringToObject(mp, "recompute", recompute_name((RecomputeKind)c->recompute));
+            cJSON_AddStringToObject(mp, "optimizer_sharding", opt_sharding_name((OptimizerSharding)c->opt_sharding));
+            cJSON_AddNumberToObject(mp, "first_stage_layers", c->first_stage_layers);
+            cJSON_AddNumberToObject(mp, "last_stage_layers", c->last_stage_layers);
+        }
+        if (p->has_coupled) cJSON_AddNumberToObject(o, "coupled_mfu", p->coupled.mfu);
+        cJSON_AddItemToArray(arr, o);
+    }
+    char *s = cJSON_Print(root);
+    cJSON_Delete(root);
+    return s;
+}
+
+int sweep_plot(const char *path, const char *title, SweepParam k, const SweepPoint *pts, int n,
+               bool fixed, MpError *err) {
+    size_t plen = strlen(path);
+    const char *term;
+    if (plen > 4 && !strcmp(path + plen - 4, ".svg")) term = "svg size 1000,700 dynamic font 'Helvetica,13'";
+    else if (plen > 4 && !strcmp(path + plen - 4, ".png")) term = "pngcairo size 1200,840 font 'Helvetica,12'";
+    else return mp_fail(err, "--plot: '%s' must end in .svg or .png", path);
+    char data[MP_PATH_LEN + 32], tmp[MP_PATH_LEN + 32];
+    snprintf(data, sizeof data, "%s.dat%d", path, (int)getpid());
+    snprintf(tmp, sizeof tmp, "%s.tmp%d%s", path, (int)getpid(), path + plen - 4);
+    FILE *f = fopen(data, "w");
+    if (!f) return mp_fail(err, "%s: cannot write: %s", data, strerror(errno));
+    double lo = 0, hi = 0;
+    int rows = 0;
+    for (int i = 0; i < n; i++) {
+        if (!pts[i].ok) continue;
+        char label[96];
+        mapping_label(&pts[i].best.cand, label, sizeof label);
+        fprintf(f, "%g %.5f %.5f %.5f \"%s\"\n", pts[i].value, 100 * pts[i].best.mfu, pts[i].best.step_time_s,
+                pts[i].has_coupled ? 100 * pts[i].coupled.mfu : NAN, fixed ? "" : label);
+        if (!rows || pts[i].value < lo) lo = pts[i].value;
+        if (!rows || pts[i].value > hi) hi = pts[i].value;
+        rows++;
+    }
+    fclose(f);
+    if (!rows) { unlink(data); return mp_fail(err, "--plot: no point has a plan to draw"); }
+    FILE *g = popen("gnuplot 2>/dev/null", "w");
+    if (!g) { unlink(data); return mp_fail(err, "--plot: cannot run gnuplot (install gnuplot-nox)"); }
+    bool logx = lo > 0 && hi / lo >= 8;
+    fprintf(g, "set terminal %s\nset output '%s'\n", term, tmp);
+    fprintf(g, "set multiplot layout 2,1 title \"%s\"\n", title);
+    fprintf(g, "set grid\nset key top right\n%s\n", logx ? "set logscale x 2" : "unset logscale x");
+    fprintf(g, "set xrange [%g:%g]\n", logx ? lo / 1.3 : lo - 0.05 * (hi - lo + 1), logx ? hi * 1.3 : hi + 0.05 * (hi - lo + 1));
+    fprintf(g, "set ylabel 'MFU (%%)'\nset yrange [0:*]\n");
+    if (fixed)
+        fprintf(g, "plot '%s' using 1:2 with linespoints lw 2 pt 7 title 'MFU'\n", data);
+    else
+        fprintf(g, "plot '%s' using 1:2 with linespoints lw 2 pt 7 title 'best plan (folded search)', "
+                   "'%s' using 1:4 with linespoints lw 2 pt 5 dt 2 title 'best coupled (ETP = TP)', "
+                   "'%s' using 1:2:5 with labels rotate by 20 left offset 0.5,0.6 font ',8' notitle\n",
+                data, data, data);
+    fprintf(g, "set ylabel 'step time (s)'\nset xlabel '%s (%s)'\n", sweep_param_name(k), sweep_param_unit(k));
+    fprintf(g, "plot '%s' using 1:3 with linespoints lw 2 pt 7 lc rgb '#c04000' title 'step time'\n", data);
+    fprintf(g, "unset multiplot\nset output\n");
+    int rc = pclose(g);
+    unlink(data);
+    if (rc != 0 || access(tmp, F_OK)) { unlink(tmp); return mp_fail(err, "--plot: gnuplot failed (status %d)", rc); }
+    if (rename(tmp, path)) { unlink(tmp); return mp_fail(err, "%s: cannot write: %s", path, strerror(errno)); }
+    return 0;
+}

@@ -1,0 +1,58 @@
+/* sweep.h: what-if studies: change one parameter of the model, cluster or
+ * training configuration, then re-run the search (or simulate a fixed plan)
+ * at each value; write the table as CSV/JSON and plot it with gnuplot. */
+#ifndef MOEPLAN_SWEEP_H
+#define MOEPLAN_SWEEP_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "search.h"
+
+typedef enum {
+    SWEEP_GPUS = 0, SWEEP_SEQ, SWEEP_GBS, SWEEP_NVLINK_BW, SWEEP_IB_BW, SWEEP_NICS_PER_NODE,
+    SWEEP_GPUS_PER_NODE, SWEEP_PEAK_TFLOPS, SWEEP_HBM_GIB, SWEEP_EXPERTS, SWEEP_TOP_K,
+    SWEEP_EXPERT_FFN, SWEEP_GRANULARITY, SWEEP_IMBALANCE, SWEEP_CAPACITY_FACTOR, SWEEP_PARAM_COUNT
+} SweepParam;
+
+const char *sweep_param_name(SweepParam k);
+/* units of the values on the command line, for the table and the plot */
+const char *sweep_param_unit(SweepParam k);
+int sweep_param_parse(const char *s, SweepParam *out);
+
+/* p = orig with parameter k set to v:
+ *   gpus, seq, gbs; nvlink-bw GB/s per GPU one direction (achievable bus
+ *   bandwidth scaled by the same factor); ib-bw Gb/s per NIC (same);
+ *   nics-per-node; gpus-per-node = the NVLink domain (node and domain size);
+ *   peak-tflops dense BF16 (FP8 scaled alike); hbm-gib; experts, top-k,
+ *   expert-ffn; granularity g: experts x g, top-k x g, expert FFN / g
+ *   (equal active and total parameters); imbalance; capacity-factor
+ *   (0 = dropless).  tokens_per_batch > 0 sets gbs = tokens / seq (context
+ *   scaling at constant tokens per batch).  err: "--vary: reason". */
+int sweep_apply(const Plan *orig, SweepParam k, double v, long long tokens_per_batch, Plan *p, MpError *err);
+
+typedef struct {
+    double value;
+    bool ok;                    /* a plan was found (search) / fits (fixed) */
+    char note[160];             /* why not, when !ok */
+    ScoredPlan best;
+    bool has_coupled;
+    ScoredPlan coupled;         /* best coupled plan (search only) */
+    long long enumerated, simulated;
+    double seconds;
+} SweepPoint;
+
+/* Runs one point: search (fixed == false) or simulate base as given. */
+int sweep_point(const Plan *p, const SearchConstraints *c, const SearchOptions *o, bool fixed,
+                SweepPoint *out, MpError *err);
+
+int sweep_write_csv(const char *path, SweepParam k, const SweepPoint *pts, int n, MpError *err);
+char *sweep_json(SweepParam k, const SweepPoint *pts, int n, bool fixed); /* caller frees */
+
+/* Draws MFU and step time against the parameter (and labels each point
+ * with its mapping) with gnuplot; .svg or .png by extension.  Written to a
+ * temporary file and renamed. */
+int sweep_plot(const char *path, const char *title, SweepParam k, const SweepPoint *pts, int n,
+               bool fixed, MpError *err);
+
+#endif
