@@ -111,12 +111,18 @@ int sweep_point(const Plan *p, const SearchConstraints *c, const SearchOptions *
                 SweepPoint *out, MpError *err) {
     memset(out, 0, sizeof *out);
     if (fixed) {
+        /* the varied value may change the GPU count or the experts: derive
+         * dp and edp again and re-check the mapping */
         SimResult *sim = malloc(sizeof *sim);
-        if (!sim) return mp_fail(err, "sweep: out of memory");
+        Plan *q = malloc(sizeof *q);
+        if (!sim || !q) { free(sim); free(q); return mp_fail(err, "sweep: out of memory"); }
+        *q = *p;
         bool fits = false;
         MpError e2;
-        int rc = search_score_plan(p, o->cal, sim, &out->best, &fits, &e2);
+        int rc = mapping_resolve(&q->map, q->model.num_experts, &e2);
+        if (!rc) rc = search_score_plan(q, o->cal, sim, &out->best, &fits, &e2);
         free(sim);
+        free(q);
         out->simulated = 1;
         if (rc) { snprintf(out->note, sizeof out->note, "invalid: %.140s", e2.msg); return 0; }
         out->ok = fits;
