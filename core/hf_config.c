@@ -56,7 +56,8 @@ static int common_keys(const cJSON *root, const char *origin, ModelSpec *m, MpEr
     if (json_opt_bool(root, "tie_word_embeddings", origin, &m->tied_embeddings, err)) return -1;
     if (m->num_heads > 0 && m->hidden > 0) m->head_dim = m->hidden / m->num_heads;
     if (json_opt_int(root, "head_dim", origin, &m->head_dim, err)) return -1;
-    if (m->num_heads > 0 && m->hidden % m->num_heads && !cJSON_GetObjectItemCaseSensitive(root, "head_dim"))
+    const cJSON *hd = cJSON_GetObjectItemCaseSensitive(root, "head_dim");
+    if (m->num_heads > 0 && m->hidden % m->num_heads && (!hd || cJSON_IsNull(hd)))
         return mp_fail(err, "%s: head_dim: missing, and hidden_size %d is not a multiple of num_attention_heads %d",
                        origin, m->hidden, m->num_heads);
     char act[32] = "silu";

@@ -221,6 +221,22 @@ static void test_bad_hf(void **state) {
     assert_int_equal(m.num_dense_layers, 2);
     assert_int_equal(m.dense_ffn, 64);
     assert_int_equal(m.num_kv_groups, 4);   /* HF default: num_key_value_heads = heads */
+    /* deepseek_v3 with "q_lora_rank": null (no query compression, as DeepSeek-V2-Lite) */
+    rc = model_from_json_text("{\"model_type\": \"deepseek_v3\", \"num_hidden_layers\": 4, \"hidden_size\": 64, "
+                              "\"num_attention_heads\": 4, \"vocab_size\": 10, \"moe_intermediate_size\": 32, "
+                              "\"n_routed_experts\": 8, \"num_experts_per_tok\": 2, \"n_shared_experts\": 2, "
+                              "\"first_k_dense_replace\": 1, \"intermediate_size\": 96, \"q_lora_rank\": null, "
+                              "\"kv_lora_rank\": 16, \"qk_nope_head_dim\": 16, \"qk_rope_head_dim\": 8, "
+                              "\"v_head_dim\": 16, \"head_dim\": null}", f, &m, &err);
+    if (rc) print_error("%s\n", err.msg);
+    assert_int_equal(rc, 0);
+    assert_int_equal(m.q_lora_rank, 0);
+    assert_int_equal(m.shared_ffn, 2 * 32);
+    assert_int_equal(m.head_dim, 16 + 8);
+    assert_int_equal(m.num_dense_layers, 1);
+    assert_int_equal(m.dense_ffn, 96);
+    assert_int_equal(m.router, ROUTER_SOFTMAX);   /* scoring_func absent: softmax */
+    assert_int_equal(m.mtp_layers, 0);
 }
 
 static void test_lookup_errors(void **state) {
