@@ -44,7 +44,8 @@ static int qwen_layer_pattern(const cJSON *root, const char *origin, ModelSpec *
     return 0;
 }
 
-static int common_keys(const cJSON *root, const char *origin, ModelSpec *m, MpError *err) {
+/* mla: the head dims come from the MLA keys, so hidden need not split over heads. */
+static int common_keys(const cJSON *root, const char *origin, bool mla, ModelSpec *m, MpError *err) {
     if (json_req_int(root, "num_hidden_layers", origin, &m->num_layers, err) ||
         json_req_int(root, "hidden_size", origin, &m->hidden, err) ||
         json_req_int(root, "num_attention_heads", origin, &m->num_heads, err) ||
@@ -57,7 +58,7 @@ static int common_keys(const cJSON *root, const char *origin, ModelSpec *m, MpEr
     if (m->num_heads > 0 && m->hidden > 0) m->head_dim = m->hidden / m->num_heads;
     if (json_opt_int(root, "head_dim", origin, &m->head_dim, err)) return -1;
     const cJSON *hd = cJSON_GetObjectItemCaseSensitive(root, "head_dim");
-    if (m->num_heads > 0 && m->hidden % m->num_heads && (!hd || cJSON_IsNull(hd)))
+    if (!mla && m->num_heads > 0 && m->hidden % m->num_heads && (!hd || cJSON_IsNull(hd)))
         return mp_fail(err, "%s: head_dim: missing, and hidden_size %d is not a multiple of num_attention_heads %d",
                        origin, m->hidden, m->num_heads);
     char act[32] = "silu";
@@ -70,7 +71,7 @@ static int common_keys(const cJSON *root, const char *origin, ModelSpec *m, MpEr
 }
 
 static int from_mixtral(const cJSON *root, const char *origin, ModelSpec *m, MpError *err) {
-    if (common_keys(root, origin, m, err) ||
+    if (common_keys(root, origin, false, m, err) ||
         json_req_int(root, "intermediate_size", origin, &m->expert_ffn, err) ||
         json_req_int(root, "num_local_experts", origin, &m->num_experts, err) ||
         json_req_int(root, "num_experts_per_tok", origin, &m->top_k, err))
@@ -79,7 +80,7 @@ static int from_mixtral(const cJSON *root, const char *origin, ModelSpec *m, MpE
 }
 
 static int from_qwen_moe(const cJSON *root, const char *origin, bool qwen2, ModelSpec *m, MpError *err) {
-    if (common_keys(root, origin, m, err) ||
+    if (common_keys(root, origin, false, m, err) ||
         json_req_int(root, "moe_intermediate_size", origin, &m->expert_ffn, err) ||
         json_req_int(root, "num_experts", origin, &m->num_experts, err) ||
         json_req_int(root, "num_experts_per_tok", origin, &m->top_k, err) ||
@@ -97,7 +98,7 @@ static int from_qwen_moe(const cJSON *root, const char *origin, bool qwen2, Mode
 
 static int from_deepseek_v3(const cJSON *root, const char *origin, ModelSpec *m, MpError *err) {
     int shared = 0, freq = 1;
-    if (common_keys(root, origin, m, err) ||
+    if (common_keys(root, origin, true, m, err) ||
         json_req_int(root, "moe_intermediate_size", origin, &m->expert_ffn, err) ||
         json_req_int(root, "n_routed_experts", origin, &m->num_experts, err) ||
         json_req_int(root, "num_experts_per_tok", origin, &m->top_k, err) ||
