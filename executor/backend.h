@@ -1,0 +1,175 @@
+/* backend.h: the narrow interface between the training step (model.c,
+ * dispatcher.c, optimizer.c) and the machine it runs on.
+ *
+ * Two implementations:
+ *   backend_cpu.c   float32 everywhere, the kernels' CPU references, MPI
+ *                   collectives on the MPI_Comm* of ExecComms (CI path)
+ *   backend_cuda.cu bf16 activations and weight copies, fp32 master weights,
+ *                   gradients and optimizer state, cuBLAS(Lt) GEMMs, NCCL on
+ *                   the ncclComm_t of ExecComms, one stream, events per phase
+ *
+ * Element types.  Every pointer below is device memory of the backend.
+ *   "act"  activations and the working copy of weights: float (CPU, 4 bytes)
+ *          or bf16 (CUDA, 2 bytes); Backend.act_bytes says which.
+ *   "f32"  float: master weights, gradients, Adam moments, norm statistics,
+ *          router logits and probabilities, losses.
+ *   "i32"  int32_t: token ids, positions, expert indices, row maps.
+ * The model never dereferences a device pointer; host <-> device traffic goes
+ * through upload / download only (download synchronises).
+ *
+ * Row maps: the dispatcher (dispatcher.c) plans the permutation on the host
+ * from the router's top-k indices (the token-count exchange needs the counts
+ * there anyway) and uploads the maps; the permute / unpermute / gather ops
+ * apply them on the device (kernels/moe_permute.h semantics).
+ */
+#ifndef MOEPLAN_EXECUTOR_BACKEND_H
+#define MOEPLAN_EXECUTOR_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+#include "core/mapping.h"
+#include "executor/executor.h"
+
+/* Phases of a step, for timing (ExecPhases). */
+typedef enum {
+    PHASE_ATTENTION = 0,   /* norms, QKV, RoPE, attention, output projection */
+    PHASE_MOE_COMPUTE,     /* router, permutation, expert and shared GEMMs, MLPs */
+    PHASE_DISPATCH_COMM,   /* token-count exchange, all-to-all-v, ETP gather/scatter */
+    PHASE_GRAD_SYNC,       /* DP*CP and EDP gradient all-reduce */
+    PHASE_OPTIMIZER,       /* Adam and the bf16 weight copies */
+    PHASE_OTHER,           /* embedding, final norm, output layer, loss */
+    PHASE_COUNT
+} StepPhase;
+
+typedef enum { DT_ACT = 0, DT_F32 = 1, DT_I32 = 2 } ElemType;
+
+typedef struct Backend Backend;
+
+struct Backend {
+    const char *name;
+    int act_bytes;                 /* 4 (CPU float) or 2 (CUDA bf16) */
+    const ExecComms *comms;
+    void *impl;                    /* backend-private state */
+
+    /* ---- memory (bytes) ---- */
+    void *(*alloc)(Backend *b, size_t bytes);                 /* zero-filled; NULL on failure */
+    void (*release)(Backend *b, void *p);
+    void (*upload)(Backend *b, void *dst, const void *host, size_t bytes);
+    void (*download)(Backend *b, void *host, const void *src, size_t bytes); /* synchronises */
+    void (*zero)(Backend *b, void *p, size_t bytes);
+    void (*copy)(Backend *b, void *dst, const void *src, size_t bytes);
+    /* act [n] <- f32 [n]  /  f32 [n] <- act [n] */
+    void (*f32_to_act)(Backend *b, void *dst, const float *src, size_t n);
+    void (*act_to_f32)(Backend *b, float *dst, const void *src, size_t n);
+    /* out [n] act = a + x (out may alias a or x) */
+    void (*add_act)(Backend *b, void *out, const void *a, const void *x, size_t n);
+
+    /* ---- GEMMs (kernels/gemm.h semantics; A, B act; C act or f32) ---- */
+    void (*gemm)(Backend *b, void *C, bool c_f32, const void *A, const void *B, int M, int N,
+                 int K, int transA, int transB, float beta);
+    /* grouped: group_rows on the host; vary 0 = VARY_M, 1 = VARY_K */
+    void (*grouped_gemm)(Backend *b, void *C, bool c_f32, const void *A, const void *B,
+                         const int32_t *group_rows, int G, int vary, int M, int N, int K,
+                         int transA, int transB, float beta);
+
+    /* ---- layers (kernels/NAME.h semantics) ---- */
+    void (*embedding_forward)(Backend *b, void *out, const int32_t *tokens, const void *wte,
+                              int N, int C);
+    void (*embedding_backward)(Backend *b, float *dwte, const void *dout, const int32_t *tokens,
+                               int N, int C);
+    void (*rmsnorm_forward)(Backend *b, void *out, float *rstd, const void *inp,
+                            const void *weight, int N, int C, float eps);
+    void (*rmsnorm_backward)(Backend *b, void *dinp, float *dweight, const void *dout,
+                             const void *inp, const void *weight, const float *rstd, int N,
+                             int C);
+    void (*rope)(Backend *b, void *x, const int32_t *pos, int N, int H, int D, int row_stride,
+                 float theta, bool backward);
+    void (*attention_forward)(Backend *b, void *out, float *lse, const void *q, const void *k,
+                              const void *v, int B, int T, int nh, int nkv, int hd,
+                              int q_stride, int kv_stride);
+    void (*attention_backward)(Backend *b, void *dq, void *dk, void *dv, const void *dout,
+                               const void *q, const void *k, const void *v, const void *out,
+                               const float *lse, int B, int T, int nh, int nkv, int hd,
+                               int q_stride, int kv_stride);
+    void (*router_forward)(Backend *b, float *probs, int32_t *topk_idx, float *topk_prob,
+                           const float *logits, int N, int E, int k, int renormalize);
+    void (*router_backward)(Backend *b, float *dlogits, const float *dtopk_prob,
+                            const float *probs, const int32_t *topk_idx,
+                            const float *topk_prob, int N, int E, int k, int renormalize);
+    /* gate_up [N, 2F] act = [gate | up]; out [N, F] = silu(gate) * up */
+    void (*swiglu_forward)(Backend *b, void *out, const void *gate_up, int N, int F);
+    /* dgate_up [N, 2F] (written) from dout [N, F] */
+    void (*swiglu_backward)(Backend *b, void *dgate_up, const void *dout, const void *gate_up,
+                            int N, int F);
+    /* logits [N, V] act -> losses [N] f32 (written) and dlogits [N, V] act
+     * (written, = dloss * (softmax - onehot)); dlogits may alias logits. */
+    void (*cross_entropy)(Backend *b, float *losses, void *dlogits, const void *logits,
+                          const int32_t *targets, int N, int V, float dloss);
+    /* kernels/moe_permute.h: row_of [N*k] (-1 = dropped) */
+    void (*permute)(Backend *b, void *out, const void *inp, const int32_t *row_of, int N, int k,
+                    int C);
+    void (*permute_backward)(Backend *b, void *dinp, const void *dout, const int32_t *row_of,
+                             int N, int k, int C);
+    void (*unpermute)(Backend *b, void *out, const void *inp, const float *prob,
+                      const int32_t *row_of, int N, int k, int C);
+    void (*unpermute_backward)(Backend *b, void *dinp, float *dprob, const void *dout,
+                               const void *inp, const float *prob, const int32_t *row_of,
+                               int N, int k, int C);
+    /* out[i, :] = inp[src[i], :]   out [n, C] */
+    void (*gather_rows)(Backend *b, void *out, const void *inp, const int32_t *src, int n, int C);
+    /* Adam on a flat f32 vector; writes the act copy of the weights too. */
+    void (*adam)(Backend *b, float *param, void *param_act, const float *grad, float *m,
+                 float *v, size_t n, float lr, float beta1, float beta2, float eps,
+                 float weight_decay, int t);
+    /* sum of x [n] f32 into *out on the host (synchronises) */
+    double (*sum_f32)(Backend *b, const float *x, size_t n);
+
+    /* ---- collectives on the communicator of a group kind (sums) ---- */
+    void (*all_reduce)(Backend *b, void *buf, size_t n, ElemType t, GroupKind g);
+    /* recv [size * n] <- every member's send [n], in member order */
+    void (*all_gather)(Backend *b, void *recv, const void *send, size_t n, ElemType t,
+                       GroupKind g);
+    /* recv [n] <- sum over members of their send [size * n], chunk rank_in */
+    void (*reduce_scatter)(Backend *b, void *recv, const void *send, size_t n, ElemType t,
+                           GroupKind g);
+    /* counts and displacements in elements, host arrays [group size] */
+    void (*all_to_all_v)(Backend *b, const void *send, const size_t *send_counts,
+                         const size_t *send_displs, void *recv, const size_t *recv_counts,
+                         const size_t *recv_displs, ElemType t, GroupKind g);
+    /* host ints: recv[size * n] <- every member's send[n] sent pairwise
+     * (member j receives send[j*n .. j*n+n) of each member): the token-count
+     * exchange.  Synchronises. */
+    void (*all_to_all_host_i32)(Backend *b, const int32_t *send, int32_t *recv, int n,
+                                GroupKind g);
+    /* host ints all-gather: recv[size * n] (synchronises) */
+    void (*all_gather_host_i32)(Backend *b, const int32_t *send, int32_t *recv, int n,
+                                GroupKind g);
+
+    /* ---- timing ---- */
+    void (*phase_begin)(Backend *b, StepPhase p);
+    void (*phase_end)(Backend *b, StepPhase p);
+    /* waits for the device, adds each phase's seconds since the last call into
+     * out[PHASE_COUNT] and returns the step's wall seconds */
+    double (*step_times)(Backend *b, double *out);
+    double (*peak_memory)(Backend *b);  /* bytes */
+
+    void (*destroy)(Backend *b);
+};
+
+static inline size_t elem_bytes(const Backend *b, ElemType t)
+{
+    return t == DT_ACT ? (size_t)b->act_bytes : 4;
+}
+
+/* CPU backend over MPI communicators (ExecComms.handle[k] is an MPI_Comm*). */
+int backend_cpu_create(const ExecComms *comms, Backend **out, MpError *err);
+
+#ifdef MOEPLAN_HAVE_CUDA
+/* CUDA backend on device comms->local_rank (ExecComms.handle[k] is an ncclComm_t). */
+int backend_cuda_create(const ExecComms *comms, Backend **out, MpError *err);
+#endif
+
+#endif

@@ -1,0 +1,346 @@
+/* backend_cpu.c: the Backend of the CI path.  float32 tensors in host
+ * memory, the kernels' CPU references, collectives over MPI on the
+ * MPI_Comm* that ExecComms.handle[kind] points to (NULL or a group of one:
+ * the collective is a copy). */
+#include "executor/backend.h"
+
+#include <mpi.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "kernels/adam.h"
+#include "kernels/attention.h"
+#include "kernels/common.h"
+#include "kernels/crossentropy.h"
+#include "kernels/embedding.h"
+#include "kernels/gemm.h"
+#include "kernels/moe_permute.h"
+#include "kernels/rmsnorm.h"
+#include "kernels/rope.h"
+#include "kernels/router.h"
+#include "kernels/swiglu.h"
+
+typedef struct {
+    double phase_start[PHASE_COUNT];
+    double phase_acc[PHASE_COUNT];
+    double step_start;
+    float *scratch;
+    size_t scratch_n;
+} CpuImpl;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static CpuImpl *I(Backend *b) { return (CpuImpl *)b->impl; }
+
+static float *scratch(Backend *b, size_t n)
+{
+    CpuImpl *c = I(b);
+    if (c->scratch_n < n) {
+        free(c->scratch);
+        c->scratch = malloc(n * sizeof(float));
+        if (!c->scratch) abort();
+        c->scratch_n = n;
+    }
+    return c->scratch;
+}
+
+/* ---- memory ---- */
+static void *cpu_alloc(Backend *b, size_t bytes) { (void)b; return calloc(1, bytes ? bytes : 1); }
+static void cpu_release(Backend *b, void *p) { (void)b; free(p); }
+static void cpu_upload(Backend *b, void *dst, const void *src, size_t n) { (void)b; memcpy(dst, src, n); }
+static void cpu_download(Backend *b, void *dst, const void *src, size_t n) { (void)b; memcpy(dst, src, n); }
+static void cpu_zero(Backend *b, void *p, size_t n) { (void)b; memset(p, 0, n); }
+static void cpu_copy(Backend *b, void *dst, const void *src, size_t n) { (void)b; memmove(dst, src, n); }
+static void cpu_f32_to_act(Backend *b, void *dst, const float *src, size_t n)
+{
+    (void)b;
+    if (dst != (const void *)src) memmove(dst, src, n * sizeof(float));
+}
+static void cpu_act_to_f32(Backend *b, float *dst, const void *src, size_t n)
+{
+    (void)b;
+    if ((const void *)dst != src) memmove(dst, src, n * sizeof(float));
+}
+static void cpu_add_act(Backend *b, void *out, const void *a, const void *x, size_t n)
+{
+    (void)b;
+    residual_forward_cpu(out, a, x, n);
+}
+
+/* ---- GEMMs ---- */
+static void cpu_gemm(Backend *b, void *C, bool c_f32, const void *A, const void *B, int M, int N,
+                     int K, int transA, int transB, float beta)
+{
+    (void)b; (void)c_f32;
+    gemm_cpu(C, A, B, M, N, K, transA, transB, 1.0f, beta);
+}
+static void cpu_grouped_gemm(Backend *b, void *C, bool c_f32, const void *A, const void *B,
+                             const int32_t *group_rows, int G, int vary, int M, int N, int K,
+                             int transA, int transB, float beta)
+{
+    (void)b; (void)c_f32;
+    grouped_gemm_cpu(C, A, B, group_rows, G, vary ? GROUPED_VARY_K : GROUPED_VARY_M, M, N, K,
+                     transA, transB, 1.0f, beta);
+}
+
+/* ---- layers ---- */
+static void cpu_embedding_forward(Backend *b, void *out, const int32_t *tokens, const void *wte,
+                                  int N, int C)
+{
+    (void)b;
+    embedding_forward_cpu(out, tokens, wte, N, C);
+}
+static void cpu_embedding_backward(Backend *b, float *dwte, const void *dout,
+                                   const int32_t *tokens, int N, int C)
+{
+    (void)b;
+    embedding_backward_cpu(dwte, dout, tokens, N, C);
+}
+static void cpu_rmsnorm_forward(Backend *b, void *out, float *rstd, const void *inp,
+                                const void *w, int N, int C, float eps)
+{
+    (void)b;
+    rmsnorm_forward_cpu(out, rstd, inp, w, N, C, eps);
+}
+static void cpu_rmsnorm_backward(Backend *b, void *dinp, float *dw, const void *dout,
+                                 const void *inp, const void *w, const float *rstd, int N, int C)
+{
+    (void)b;
+    rmsnorm_backward_cpu(dinp, dw, dout, inp, w, rstd, N, C);
+}
+static void cpu_rope(Backend *b, void *x, const int32_t *pos, int N, int H, int D, int stride,
+                     float theta, bool backward)
+{
+    (void)b;
+    if (backward) rope_backward_cpu(x, pos, N, H, D, stride, theta);
+    else rope_forward_cpu(x, pos, N, H, D, stride, theta);
+}
+static void cpu_attention_forward(Backend *b, void *out, float *lse, const void *q, const void *k,
+                                  const void *v, int B, int T, int nh, int nkv, int hd,
+                                  int qs, int kvs)
+{
+    (void)b;
+    attention_forward_cpu(out, lse, q, k, v, B, T, nh, nkv, hd, qs, kvs);
+}
+static void cpu_attention_backward(Backend *b, void *dq, void *dk, void *dv, const void *dout,
+                                   const void *q, const void *k, const void *v, const void *out,
+                                   const float *lse, int B, int T, int nh, int nkv, int hd,
+                                   int qs, int kvs)
+{
+    (void)b;
+    attention_backward_cpu(dq, dk, dv, dout, q, k, v, out, lse, B, T, nh, nkv, hd, qs, kvs);
+}
+static void cpu_router_forward(Backend *b, float *probs, int32_t *idx, float *tp,
+                               const float *logits, int N, int E, int k, int renorm)
+{
+    (void)b;
+    router_forward_cpu(probs, idx, tp, logits, N, E, k, renorm);
+}
+static void cpu_router_backward(Backend *b, float *dlogits, const float *dtp, const float *probs,
+                                const int32_t *idx, const float *tp, int N, int E, int k,
+                                int renorm)
+{
+    (void)b;
+    router_backward_cpu(dlogits, dtp, probs, idx, tp, N, E, k, renorm);
+}
+static void cpu_swiglu_forward(Backend *b, void *out, const void *gu, int N, int F)
+{
+    (void)b;
+    swiglu_forward_cpu(out, gu, N, F);
+}
+static void cpu_swiglu_backward(Backend *b, void *dgu, const void *dout, const void *gu, int N,
+                                int F)
+{
+    (void)b;
+    swiglu_backward_cpu(dgu, dout, gu, N, F);
+}
+static void cpu_cross_entropy(Backend *b, float *losses, void *dlogits, const void *logits,
+                              const int32_t *targets, int N, int V, float dloss)
+{
+    float *l = scratch(b, (size_t)N * V);
+    memcpy(l, logits, sizeof(float) * (size_t)N * V);   /* dlogits may alias logits */
+    crossentropy_forward_cpu(losses, l, targets, N, V);
+    crossentropy_backward_cpu(dlogits, l, targets, dloss, N, V);
+}
+static void cpu_permute(Backend *b, void *out, const void *inp, const int32_t *row_of, int N,
+                        int k, int C)
+{
+    (void)b;
+    moe_permute_forward_cpu(out, inp, row_of, N, k, C);
+}
+static void cpu_permute_backward(Backend *b, void *dinp, const void *dout, const int32_t *row_of,
+                                 int N, int k, int C)
+{
+    (void)b;
+    moe_permute_backward_cpu(dinp, dout, row_of, N, k, C);
+}
+static void cpu_unpermute(Backend *b, void *out, const void *inp, const float *prob,
+                          const int32_t *row_of, int N, int k, int C)
+{
+    (void)b;
+    moe_unpermute_forward_cpu(out, inp, prob, row_of, N, k, C);
+}
+static void cpu_unpermute_backward(Backend *b, void *dinp, float *dprob, const void *dout,
+                                   const void *inp, const float *prob, const int32_t *row_of,
+                                   int N, int k, int C)
+{
+    (void)b;
+    moe_unpermute_backward_cpu(dinp, dprob, dout, inp, prob, row_of, N, k, C);
+}
+static void cpu_gather_rows(Backend *b, void *out, const void *inp, const int32_t *src, int n,
+                            int C)
+{
+    (void)b;
+    gather_rows_cpu(out, inp, src, n, C);
+}
+static void cpu_adam(Backend *b, float *param, void *param_act, const float *grad, float *m,
+                     float *v, size_t n, float lr, float b1, float b2, float eps, float wd, int t)
+{
+    (void)b;
+    AdamParams p = {.lr = lr, .beta1 = b1, .beta2 = b2, .eps = eps, .weight_decay = wd,
+                    .step = t, .grad_scale = 1.0f};
+    adam_update_cpu(param, m, v, grad, n, &p);
+    if (param_act != (void *)param) memcpy(param_act, param, n * sizeof(float));
+}
+static double cpu_sum_f32(Backend *b, const float *x, size_t n)
+{
+    (void)b;
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += x[i];
+    return s;
+}
+
+/* ---- collectives ---- */
+static MPI_Comm comm_of(Backend *b, GroupKind g)
+{
+    const ExecComms *c = b->comms;
+    if (c->size_of[g] <= 1 || !c->handle[g]) return MPI_COMM_NULL;
+    return *(MPI_Comm *)c->handle[g];
+}
+static MPI_Datatype mpi_type(ElemType t) { return t == DT_I32 ? MPI_INT : MPI_FLOAT; }
+
+static void cpu_all_reduce(Backend *b, void *buf, size_t n, ElemType t, GroupKind g)
+{
+    MPI_Comm c = comm_of(b, g);
+    if (c == MPI_COMM_NULL) return;
+    MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, mpi_type(t), MPI_SUM, c);
+}
+static void cpu_all_gather(Backend *b, void *recv, const void *send, size_t n, ElemType t,
+                           GroupKind g)
+{
+    MPI_Comm c = comm_of(b, g);
+    if (c == MPI_COMM_NULL) { memmove(recv, send, n * elem_bytes(b, t)); return; }
+    MPI_Allgather(send, (int)n, mpi_type(t), recv, (int)n, mpi_type(t), c);
+}
+static void cpu_reduce_scatter(Backend *b, void *recv, const void *send, size_t n, ElemType t,
+                               GroupKind g)
+{
+    MPI_Comm c = comm_of(b, g);
+    if (c == MPI_COMM_NULL) { memmove(recv, send, n * elem_bytes(b, t)); return; }
+    MPI_Reduce_scatter_block(send, recv, (int)n, mpi_type(t), MPI_SUM, c);
+}
+static void cpu_all_to_all_v(Backend *b, const void *send, const size_t *sc, const size_t *sd,
+                             void *recv, const size_t *rc, const size_t *rd, ElemType t,
+                             GroupKind g)
+{
+    MPI_Comm c = comm_of(b, g);
+    size_t eb = elem_bytes(b, t);
+    if (c == MPI_COMM_NULL) {
+        memmove((char *)recv + rd[0] * eb, (const char *)send + sd[0] * eb, sc[0] * eb);
+        return;
+    }
+    int n = b->comms->size_of[g];
+    int *buf = malloc(sizeof(int) * 4 * (size_t)n);
+    for (int i = 0; i < n; i++) {
+        buf[i] = (int)sc[i]; buf[n + i] = (int)sd[i];
+        buf[2 * n + i] = (int)rc[i]; buf[3 * n + i] = (int)rd[i];
+    }
+    MPI_Alltoallv(send, buf, buf + n, mpi_type(t), recv, buf + 2 * n, buf + 3 * n, mpi_type(t), c);
+    free(buf);
+}
+static void cpu_all_to_all_host_i32(Backend *b, const int32_t *send, int32_t *recv, int n,
+                                    GroupKind g)
+{
+    MPI_Comm c = comm_of(b, g);
+    if (c == MPI_COMM_NULL) { memmove(recv, send, sizeof(int32_t) * (size_t)n); return; }
+    MPI_Alltoall(send, n, MPI_INT, recv, n, MPI_INT, c);
+}
+static void cpu_all_gather_host_i32(Backend *b, const int32_t *send, int32_t *recv, int n,
+                                    GroupKind g)
+{
+    MPI_Comm c = comm_of(b, g);
+    if (c == MPI_COMM_NULL) { memmove(recv, send, sizeof(int32_t) * (size_t)n); return; }
+    MPI_Allgather(send, n, MPI_INT, recv, n, MPI_INT, c);
+}
+
+/* ---- timing ---- */
+static void cpu_phase_begin(Backend *b, StepPhase p) { I(b)->phase_start[p] = now_s(); }
+static void cpu_phase_end(Backend *b, StepPhase p)
+{
+    I(b)->phase_acc[p] += now_s() - I(b)->phase_start[p];
+}
+static double cpu_step_times(Backend *b, double *out)
+{
+    CpuImpl *c = I(b);
+    for (int p = 0; p < PHASE_COUNT; p++) { out[p] += c->phase_acc[p]; c->phase_acc[p] = 0; }
+    double t = now_s(), dt = t - c->step_start;
+    c->step_start = t;
+    return dt;
+}
+static double cpu_peak_memory(Backend *b)
+{
+    (void)b;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss * 1024.0;
+}
+static void cpu_destroy(Backend *b)
+{
+    if (!b) return;
+    free(I(b)->scratch);
+    free(b->impl);
+    free(b);
+}
+
+int backend_cpu_create(const ExecComms *comms, Backend **out, MpError *err)
+{
+    Backend *b = calloc(1, sizeof *b);
+    CpuImpl *c = calloc(1, sizeof *c);
+    if (!b || !c) { free(b); free(c); return mp_fail(err, "executor: out of host memory"); }
+    b->name = "cpu";
+    b->act_bytes = 4;
+    b->comms = comms;
+    b->impl = c;
+    c->step_start = now_s();
+    b->alloc = cpu_alloc; b->release = cpu_release; b->upload = cpu_upload;
+    b->download = cpu_download; b->zero = cpu_zero; b->copy = cpu_copy;
+    b->f32_to_act = cpu_f32_to_act; b->act_to_f32 = cpu_act_to_f32; b->add_act = cpu_add_act;
+    b->gemm = cpu_gemm; b->grouped_gemm = cpu_grouped_gemm;
+    b->embedding_forward = cpu_embedding_forward; b->embedding_backward = cpu_embedding_backward;
+    b->rmsnorm_forward = cpu_rmsnorm_forward; b->rmsnorm_backward = cpu_rmsnorm_backward;
+    b->rope = cpu_rope;
+    b->attention_forward = cpu_attention_forward; b->attention_backward = cpu_attention_backward;
+    b->router_forward = cpu_router_forward; b->router_backward = cpu_router_backward;
+    b->swiglu_forward = cpu_swiglu_forward; b->swiglu_backward = cpu_swiglu_backward;
+    b->cross_entropy = cpu_cross_entropy;
+    b->permute = cpu_permute; b->permute_backward = cpu_permute_backward;
+    b->unpermute = cpu_unpermute; b->unpermute_backward = cpu_unpermute_backward;
+    b->gather_rows = cpu_gather_rows;
+    b->adam = cpu_adam; b->sum_f32 = cpu_sum_f32;
+    b->all_reduce = cpu_all_reduce; b->all_gather = cpu_all_gather;
+    b->reduce_scatter = cpu_reduce_scatter; b->all_to_all_v = cpu_all_to_all_v;
+    b->all_to_all_host_i32 = cpu_all_to_all_host_i32;
+    b->all_gather_host_i32 = cpu_all_gather_host_i32;
+    b->phase_begin = cpu_phase_begin; b->phase_end = cpu_phase_end;
+    b->step_times = cpu_step_times; b->peak_memory = cpu_peak_memory;
+    b->destroy = cpu_destroy;
+    *out = b;
+    return 0;
+}

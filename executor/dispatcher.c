@@ -1,0 +1,119 @@
+/* dispatcher.c: host-side bookkeeping of the all-to-all token dispatcher
+ * (see dispatcher.h for the three steps). */
+#include "executor/dispatcher.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/moe_permute.h"
+
+int dispatch_capacity(int T, int k, int E, double capacity_factor)
+{
+    if (capacity_factor <= 0) return 0;
+    /* Megatron-Core get_capacity: ceil(tokens * topk / num_experts * cf) */
+    int cap = (int)ceil((double)T * k / E * capacity_factor - 1e-9);
+    return cap < 1 ? 1 : cap;
+}
+
+int dispatch_plan_init(DispatchPlan *p, int T, int k, int E, int ep, int etp,
+                       double capacity_factor)
+{
+    memset(p, 0, sizeof *p);
+    p->T = T; p->k = k; p->E = E; p->ep = ep; p->etp = etp; p->El = E / ep;
+    p->capacity = dispatch_capacity(T, k, E, capacity_factor);
+    /* most rows this rank can own after the ETP gather: every pair of every
+     * rank of the ETP x EP block (dropless), or capacity rows per expert */
+    int max_rows = p->capacity > 0 ? p->capacity * p->El * ep * etp : T * k * ep * etp;
+    p->row_of = malloc(sizeof(int32_t) * (size_t)T * k);
+    p->expert_rows = malloc(sizeof(int32_t) * (size_t)E);
+    p->send_counts = calloc((size_t)ep * 4, sizeof(size_t));
+    p->recv_expert_rows = calloc((size_t)etp * E, sizeof(int32_t));
+    p->group_rows = calloc((size_t)p->El, sizeof(int32_t));
+    p->sort_src = malloc(sizeof(int32_t) * (size_t)(max_rows > 0 ? max_rows : 1));
+    if (!p->row_of || !p->expert_rows || !p->send_counts || !p->recv_expert_rows ||
+        !p->group_rows || !p->sort_src) {
+        dispatch_plan_free(p);
+        return -1;
+    }
+    p->send_displs = p->send_counts + ep;
+    p->recv_counts = p->send_counts + 2 * ep;
+    p->recv_displs = p->send_counts + 3 * ep;
+    return 0;
+}
+
+void dispatch_plan_free(DispatchPlan *p)
+{
+    free(p->row_of); free(p->expert_rows); free(p->send_counts);
+    free(p->recv_expert_rows); free(p->group_rows); free(p->sort_src);
+    memset(p, 0, sizeof *p);
+}
+
+void dispatch_plan_local(DispatchPlan *p, const int32_t *topk_idx)
+{
+    int kept = moe_plan_cpu(p->row_of, p->expert_rows, topk_idx, p->T, p->k, p->E, p->capacity);
+    p->dropped = p->T * p->k - kept;
+    if (p->capacity > 0) {
+        /* pad every expert to exactly `capacity` rows: expert e owns rows
+         * [e*cap, (e+1)*cap); kept pairs keep their rank inside the expert */
+        int start = 0;
+        int32_t *first = malloc(sizeof(int32_t) * (size_t)p->E);
+        for (int e = 0; e < p->E; e++) { first[e] = start; start += p->expert_rows[e]; }
+        for (int i = 0; i < p->T * p->k; i++) {
+            int r = p->row_of[i];
+            if (r < 0) continue;
+            int e = topk_idx[i];
+            p->row_of[i] = e * p->capacity + (r - first[e]);
+        }
+        free(first);
+        for (int e = 0; e < p->E; e++) p->expert_rows[e] = p->capacity;
+    }
+    p->send_rows = 0;
+    for (int r = 0; r < p->ep; r++) {
+        size_t n = 0;
+        for (int e = 0; e < p->El; e++) n += (size_t)p->expert_rows[r * p->El + e];
+        p->send_counts[r] = n;
+        p->send_displs[r] = (size_t)p->send_rows;
+        p->send_rows += (int)n;
+    }
+}
+
+void dispatch_plan_finish(DispatchPlan *p, int etp_rank)
+{
+    int ep = p->ep, El = p->El, etp = p->etp;
+    const int32_t *c = p->recv_expert_rows;   /* [etp][ep][El] */
+    p->pad_rows = 0;
+    for (int q = 0; q < etp; q++) {
+        int n = 0;
+        for (int i = 0; i < ep * El; i++) n += c[(size_t)q * ep * El + i];
+        if (n > p->pad_rows) p->pad_rows = n;
+        if (q == etp_rank) p->recv_rows = n;
+    }
+    size_t off = 0;
+    for (int s = 0; s < ep; s++) {
+        size_t n = 0;
+        for (int e = 0; e < El; e++) n += (size_t)c[((size_t)etp_rank * ep + s) * El + e];
+        p->recv_counts[s] = n;
+        p->recv_displs[s] = off;
+        off += n;
+    }
+    /* start row of block (q, s, e) inside the gathered [etp][pad_rows] buffer */
+    p->rows = 0;
+    for (int e = 0; e < El; e++) {
+        int before = p->rows;
+        for (int q = 0; q < etp; q++) {
+            int base = q * p->pad_rows;
+            for (int s = 0; s < ep; s++) {
+                /* rows of (q, s, e') for e' < e come first inside (q, s) */
+                int start = base;
+                for (int s2 = 0; s2 < s; s2++)
+                    for (int e2 = 0; e2 < El; e2++)
+                        start += c[((size_t)q * ep + s2) * El + e2];
+                for (int e2 = 0; e2 < e; e2++) start += c[((size_t)q * ep + s) * El + e2];
+                int n = c[((size_t)q * ep + s) * El + e];
+                for (int i = 0; i < n; i++) p->sort_src[p->rows++] = start + i;
+            }
+        }
+        p->group_rows[e] = p->rows - before;
+    }
+}

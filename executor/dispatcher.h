@@ -1,0 +1,63 @@
+/* dispatcher.h: the bookkeeping of the MoE all-to-all dispatcher (Megatron's
+ * MoEAlltoAllTokenDispatcher with MoE Parallel Folding), host side.
+ *
+ * One MoE layer and micro-batch on one rank, T tokens, top-k, E experts,
+ * EP ranks (El = E / EP local experts each), ETP ranks per expert.
+ *
+ *   1. local plan (dispatch_plan_local): from topk_idx [T, k] the permuted
+ *      send buffer: rows sorted by expert (so by destination EP rank, whose
+ *      experts are contiguous), token order inside an expert.  Dropless:
+ *      every (token, slot) pair is a row.  Capacity factor cf: each expert
+ *      gets exactly cap = ceil(T * k / E * cf) rows from this rank; pairs past
+ *      cap in token order are dropped, missing rows are zero padding.
+ *   2. token-count exchange (caller, through the backend): all-to-all over
+ *      EP of expert_rows[E] (El ints to each EP peer), then all-gather of the
+ *      received [EP][El] counts over ETP.
+ *   3. finish (dispatch_plan_finish): all-to-all-v counts, the padded ETP
+ *      all-gather layout [ETP][pad_rows] and sort_src, the map from the
+ *      expert-major order the grouped GEMM needs ([El][ETP][EP] blocks) to
+ *      rows of that gathered buffer.
+ *
+ * Row counts are in rows (multiply by hidden for elements).
+ */
+#ifndef MOEPLAN_EXECUTOR_DISPATCHER_H
+#define MOEPLAN_EXECUTOR_DISPATCHER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    int T, k, E, ep, etp, El;
+    int capacity;             /* rows per expert from one rank; 0 = dropless */
+    /* local plan */
+    int32_t *row_of;          /* [T*k] row of pair (t, j) in the send buffer, -1 dropped */
+    int32_t *expert_rows;     /* [E] rows this rank sends to each expert */
+    int send_rows;            /* sum of expert_rows */
+    int dropped;              /* pairs dropped by the capacity */
+    size_t *send_counts, *send_displs;   /* [ep] rows */
+    /* after the exchange */
+    int32_t *recv_expert_rows;           /* [etp][ep][El] rows for my experts per source */
+    size_t *recv_counts, *recv_displs;   /* [ep] rows, this rank's own */
+    int recv_rows;            /* rows this rank receives over EP */
+    int pad_rows;             /* largest recv_rows over the ETP group */
+    int rows;                 /* expert rows after the ETP all-gather */
+    int32_t *group_rows;      /* [El] rows of each local expert (grouped GEMM) */
+    int32_t *sort_src;        /* [rows] expert-major row -> row of the gathered buffer */
+} DispatchPlan;
+
+/* capacity_factor <= 0: dropless.  Returns -1 on allocation failure. */
+int dispatch_plan_init(DispatchPlan *p, int T, int k, int E, int ep, int etp,
+                       double capacity_factor);
+void dispatch_plan_free(DispatchPlan *p);
+
+/* rows per expert per source rank for a capacity factor: ceil(T*k/E * cf) */
+int dispatch_capacity(int T, int k, int E, double capacity_factor);
+
+/* Step 1: fills row_of, expert_rows, send_rows, send_counts/displs, dropped. */
+void dispatch_plan_local(DispatchPlan *p, const int32_t *topk_idx);
+
+/* Step 3: recv_expert_rows must hold the exchanged counts ([etp][ep][El];
+ * with etp == 1 just [ep][El]); etp_rank is this rank's index in its ETP group. */
+void dispatch_plan_finish(DispatchPlan *p, int etp_rank);
+
+#endif

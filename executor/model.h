@@ -1,0 +1,89 @@
+/* model.h: the MoE transformer of the training step, written once against
+ * the Backend interface (backend.h).
+ *
+ * Per micro-batch of b sequences of s tokens on one rank (T = b*s tokens):
+ *   x = embedding(tokens)                                     [T, h]
+ *   L x { x += Wo . attention(rope(RMSNorm(x) . Wqkv^T))      GQA, causal
+ *         x += MoE(RMSNorm(x))  (or a dense SwiGLU MLP in the first Ld layers) }
+ *   loss = cross_entropy(RMSNorm(x) . Wout^T, targets)        output layer replicated
+ * MoE: router GEMM (fp32 logits), softmax, top-k (renormalised when k > 1,
+ * Mixtral), the all-to-all dispatcher (dispatcher.h), grouped SwiGLU expert
+ * GEMMs, weighted un-permutation, plus the shared expert when Fsh > 0.
+ *
+ * Parallelism of part 1: DP, EP, ETP (and their folding).  TP, CP and PP
+ * must be 1 (refused with a clear error): attention, norms, router, shared
+ * expert, embedding and output layer are replicated; routed experts are
+ * split over EP (whole experts) and ETP (gate/up rows and down columns of
+ * the FFN dimension).
+ *
+ * Parameters live in two flat arenas: dense (synchronised over DP*CP) and
+ * expert (synchronised over EDP), each with fp32 master, fp32 gradient, Adam
+ * m and v, and the act copy the GEMMs read.  Initialisation is a counter-based
+ * hash of (seed, tensor id, index in the FULL tensor), so every mapping holds
+ * the same numbers in its shard.
+ */
+#ifndef MOEPLAN_EXECUTOR_MODEL_H
+#define MOEPLAN_EXECUTOR_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+#include "core/plan.h"
+#include "executor/backend.h"
+
+typedef struct Model Model;
+
+typedef enum { PARAM_PLAIN = 0, PARAM_W13 = 1, PARAM_W2 = 2 } ParamKind;
+
+typedef struct {
+    char name[40];
+    int uid;            /* id of the full tensor (W13: gate uid; up = uid + 1) */
+    ParamKind kind;
+    int expert;         /* 1: expert arena */
+    size_t n;           /* local elements */
+    size_t offset;      /* elements into its arena */
+    float init_scale;   /* uniform half-width; 0: constant init_value */
+    float init_value;
+} ParamInfo;
+
+/* Tiny synthetic models for tests: "tiny-moe" (hidden 64, 4 heads / 2 KV
+ * groups, head dim 16, 8 experts top-2, expert FFN 96, vocab 128, 2 layers),
+ * "tiny-moe-gpu" (the same with head dim 64, as the GPU attention needs),
+ * "tiny-moe-shared" (3 layers, the first dense with FFN 128, shared expert 64).
+ * Returns -1 for an unknown name. */
+int model_spec_tiny(const char *name, ModelSpec *out);
+
+/* layers: run the first `layers` layers (0 = all).  micro_batch, seq and
+ * capacity come from plan->train. */
+int model_create(const Plan *plan, int layers, uint64_t seed, Backend *be, Model **out,
+                 MpError *err);
+void model_destroy(Model *m);
+
+/* One micro-batch: forward and backward, gradients ACCUMULATE into the
+ * arenas.  tokens, targets: host [b*s].  dloss: the gradient of the step loss
+ * per token loss (1 / tokens of the global batch).  *loss_sum gets the sum of
+ * this micro-batch's token losses (host). */
+int model_forward_backward(Model *m, const int32_t *tokens, const int32_t *targets, float dloss,
+                           double *loss_sum, MpError *err);
+
+void model_zero_grads(Model *m);
+/* all-reduce (sum) of dense gradients over DP*CP and expert gradients over EDP */
+void model_sync_grads(Model *m);
+/* one Adam step (t counts from 1) and refresh of the act weight copies */
+void model_adam_step(Model *m, float lr, int t);
+
+/* Introspection (tests, reports). */
+int model_num_params(const Model *m);
+const ParamInfo *model_param(const Model *m, int i);
+size_t model_local_params(const Model *m);        /* elements held by this rank */
+int model_dropped_pairs(const Model *m);           /* last micro-batch, all layers */
+/* (uid, flat index in the full tensor) of local element i of parameter p */
+void model_param_global_index(const Model *m, int p, size_t i, int *uid, size_t *flat);
+/* host copies: gradient / master of parameter p, n floats */
+void model_param_grad_host(Model *m, int p, float *out);
+void model_param_value_host(Model *m, int p, float *out);
+/* overwrite the master weights of parameter p (and its act copy), n floats */
+void model_param_set_host(Model *m, int p, const float *values);
+
+#endif

@@ -1,0 +1,155 @@
+/* train.c: exec_train (executor.h) and the Trainer step loop (train.h). */
+#include "executor/train.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int trainer_create(const Plan *plan, const ExecOptions *opt, const ExecComms *comms,
+                   Trainer **out, MpError *err)
+{
+    Trainer *t = calloc(1, sizeof *t);
+    if (!t) return mp_fail(err, "executor: out of host memory");
+    t->dp = comms->size_of[GROUP_DP_CP];
+    t->dp_rank = comms->rank_in[GROUP_DP_CP];
+    t->B = plan->train.global_batch;
+    t->b = plan->train.micro_batch;
+    t->s = plan->train.seq_len;
+    t->lr = opt->lr > 0 ? (float)opt->lr : 1e-3f;
+    if (t->b <= 0 || t->B <= 0 || t->B % (t->b * t->dp)) {
+        free(t);
+        return mp_fail(err, "gbs: global batch %d is not a multiple of micro-batch %d x DP %d",
+                       plan->train.global_batch, plan->train.micro_batch, comms->size_of[GROUP_DP_CP]);
+    }
+    t->micro_batches = t->B / (t->b * t->dp);
+    int rc;
+    if (opt->backend == EXEC_BACKEND_CUDA) {
+#ifdef MOEPLAN_HAVE_CUDA
+        rc = backend_cuda_create(comms, &t->be, err);
+#else
+        rc = mp_fail(err, "backend: this build has no CUDA (nvcc was not found at build time)");
+#endif
+    } else {
+        rc = backend_cpu_create(comms, &t->be, err);
+    }
+    if (rc) { free(t); return -1; }
+    if (model_create(plan, opt->layers, opt->seed, t->be, &t->model, err) ||
+        data_open(&t->data, opt->data_path, opt->data_bits ? opt->data_bits : 16,
+                  plan->model.vocab, t->s, opt->seed, err)) {
+        trainer_destroy(t);
+        return -1;
+    }
+    t->loss_dev = t->be->alloc(t->be, sizeof(float));
+    t->in = malloc(sizeof(int32_t) * (size_t)t->b * t->s);
+    t->tg = malloc(sizeof(int32_t) * (size_t)t->b * t->s);
+    if (!t->loss_dev || !t->in || !t->tg) { trainer_destroy(t); return mp_fail(err, "executor: out of memory"); }
+    *out = t;
+    return 0;
+}
+
+void trainer_destroy(Trainer *t)
+{
+    if (!t) return;
+    model_destroy(t->model);
+    data_close(&t->data);
+    if (t->loss_dev) t->be->release(t->be, t->loss_dev);
+    if (t->be) t->be->destroy(t->be);
+    free(t->in); free(t->tg);
+    free(t);
+}
+
+int trainer_step(Trainer *t, bool apply_optimizer, double *loss, MpError *err)
+{
+    Backend *be = t->be;
+    int s = t->s, b = t->b;
+    double tokens = (double)t->B * s;
+    double local = 0;
+    model_zero_grads(t->model);
+    for (int mb = 0; mb < t->micro_batches; mb++) {
+        for (int j = 0; j < b; j++) {
+            uint64_t idx = (uint64_t)t->step * (uint64_t)t->B +
+                           (uint64_t)mb * (uint64_t)(t->dp * b) + (uint64_t)(t->dp_rank * b + j);
+            data_sequence(&t->data, idx, t->in + (size_t)j * s, t->tg + (size_t)j * s);
+        }
+        double sum = 0;
+        if (model_forward_backward(t->model, t->in, t->tg, (float)(1.0 / tokens), &sum, err))
+            return -1;
+        local += sum;
+    }
+    model_sync_grads(t->model);
+    if (apply_optimizer) model_adam_step(t->model, t->lr, t->step + 1);
+    /* mean loss over the global batch: sum over the data-parallel ranks */
+    float l = (float)local;
+    if (t->dp > 1) {
+        be->upload(be, t->loss_dev, &l, sizeof l);
+        be->all_reduce(be, t->loss_dev, 1, DT_F32, GROUP_DP_CP);
+        be->download(be, &l, t->loss_dev, sizeof l);
+    }
+    *loss = (double)l / tokens;
+    t->step++;
+    return 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    if (n <= 0) return 0;
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+int exec_train(const Plan *plan, const ExecOptions *opt, const ExecComms *comms,
+               ExecStepStats *stats, MpError *err)
+{
+    memset(stats, 0, sizeof *stats);
+    if (opt->steps <= 0) return mp_fail(err, "steps: %d: must be positive", opt->steps);
+    if (opt->warmup < 0 || opt->warmup >= opt->steps)
+        return mp_fail(err, "warmup: %d: must be in [0, steps)", opt->warmup);
+    Trainer *t;
+    if (trainer_create(plan, opt, comms, &t, err)) return -1;
+    int timed = opt->steps - opt->warmup;
+    double *ph = calloc((size_t)timed * (PHASE_COUNT + 1), sizeof(double));
+    stats->losses = calloc((size_t)opt->steps, sizeof(double));
+    if (!ph || !stats->losses) { free(ph); trainer_destroy(t); return mp_fail(err, "executor: out of host memory"); }
+    double scratch[PHASE_COUNT];
+    memset(scratch, 0, sizeof scratch);
+    t->be->step_times(t->be, scratch);   /* start the clock */
+    for (int i = 0; i < opt->steps; i++) {
+        double loss;
+        if (trainer_step(t, true, &loss, err)) { free(ph); trainer_destroy(t); return -1; }
+        stats->losses[i] = loss;
+        double p[PHASE_COUNT];
+        memset(p, 0, sizeof p);
+        double wall = t->be->step_times(t->be, p);
+        if (i >= opt->warmup) {
+            int r = i - opt->warmup;
+            ph[(size_t)r * (PHASE_COUNT + 1)] = wall;
+            for (int k = 0; k < PHASE_COUNT; k++) ph[(size_t)r * (PHASE_COUNT + 1) + 1 + k] = p[k];
+        }
+    }
+    double *col = malloc(sizeof(double) * (size_t)timed);
+    double med[PHASE_COUNT + 1];
+    for (int k = 0; k <= PHASE_COUNT; k++) {
+        for (int r = 0; r < timed; r++) col[r] = ph[(size_t)r * (PHASE_COUNT + 1) + k];
+        med[k] = median(col, timed);
+    }
+    free(col); free(ph);
+    stats->steps_timed = timed;
+    stats->loss_first = stats->losses[0];
+    stats->loss_last = stats->losses[opt->steps - 1];
+    stats->median.step = med[0];
+    stats->median.attention = med[1 + PHASE_ATTENTION];
+    stats->median.moe_compute = med[1 + PHASE_MOE_COMPUTE];
+    stats->median.dispatcher_comm = med[1 + PHASE_DISPATCH_COMM];
+    stats->median.grad_sync = med[1 + PHASE_GRAD_SYNC];
+    stats->median.optimizer = med[1 + PHASE_OPTIMIZER];
+    stats->median.other = med[1 + PHASE_OTHER];
+    stats->peak_memory_bytes = t->be->peak_memory(t->be);
+    stats->tokens_per_step = (double)plan->train.global_batch * plan->train.seq_len;
+    trainer_destroy(t);
+    return 0;
+}

@@ -1,0 +1,34 @@
+/* train.h: the step loop behind exec_train, open for tests: a Trainer owns
+ * the backend, the model and the data of one rank. */
+#ifndef MOEPLAN_EXECUTOR_TRAIN_H
+#define MOEPLAN_EXECUTOR_TRAIN_H
+
+#include <stdbool.h>
+
+#include "executor/backend.h"
+#include "executor/data.h"
+#include "executor/executor.h"
+#include "executor/model.h"
+
+typedef struct {
+    Backend *be;
+    Model *model;
+    DataSource data;
+    int dp, dp_rank;        /* data-parallel size and index (DP*CP group) */
+    int micro_batches;      /* per rank per step: B / (b * DP) */
+    int B, b, s;
+    int step;               /* steps done (Adam's t = step + 1) */
+    float lr;
+    float *loss_dev;        /* [1] f32 device */
+    int32_t *in, *tg;       /* host [b*s] */
+} Trainer;
+
+int trainer_create(const Plan *plan, const ExecOptions *opt, const ExecComms *comms,
+                   Trainer **out, MpError *err);
+/* zero gradients, forward and backward of every micro-batch, gradient sync,
+ * and (apply_optimizer) one Adam step.  *loss: mean token loss of the global
+ * batch (the same on every rank). */
+int trainer_step(Trainer *t, bool apply_optimizer, double *loss, MpError *err);
+void trainer_destroy(Trainer *t);
+
+#endif
