@@ -1,10 +1,153 @@
-/* cmd_simulate.c: `moeplan simulate` (being built: see the open issue). */
+/* cmd_simulate.c: `moeplan simulate`: predict one training step of a plan
+ * (step time, MFU, memory per stage, breakdown), as a readable report or
+ * JSON, optionally with a Chrome-trace timeline of one pipeline stage. */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "args.h"
 #include "commands.h"
+#include "simulator/simulate.h"
+
+static const char *usage_text =
+    "usage: moeplan simulate [--plan FILE] --model M --cluster C --gpus N [--tp T] [--cp C] [--pp P]\n"
+    "                        [--vpp V] [--etp E] [--ep X] [--seq S] [--mbs B] [--gbs G]\n"
+    "                        [--capacity-factor F | --dropless] [--imbalance I]\n"
+    "                        [--recompute none|selective|full] [--optimizer-sharding none|distributed|full]\n"
+    "                        [--overlap grad,param,tp,ep,shared-expert|none] [--flops legacy|megatron]\n"
+    "                        [--precision bf16|fp8] [--memory-reserve-gib R] [--order ...]\n"
+    "                        [--json] [--timeline FILE] [--calibration FILE]\n";
+
+#define GIB (1024.0 * 1024.0 * 1024.0)
+
+typedef struct { const char *name; double v; } Item;
+
+static int breakdown_items(const SimBreakdown *b, Item *it) {
+    int n = 0;
+    it[n++] = (Item){"compute_attention", b->compute_attention};
+    it[n++] = (Item){"compute_moe", b->compute_moe};
+    it[n++] = (Item){"compute_dense_mlp", b->compute_dense_mlp};
+    it[n++] = (Item){"compute_embed_output", b->compute_embed_output};
+    it[n++] = (Item){"compute_memory_bound", b->compute_memory_bound};
+    it[n++] = (Item){"recompute", b->recompute};
+    it[n++] = (Item){"comm_tp", b->comm_tp};
+    it[n++] = (Item){"comm_cp", b->comm_cp};
+    it[n++] = (Item){"comm_ep", b->comm_ep};
+    it[n++] = (Item){"comm_etp", b->comm_etp};
+    it[n++] = (Item){"comm_pp", b->comm_pp};
+    it[n++] = (Item){"comm_dp", b->comm_dp};
+    it[n++] = (Item){"comm_edp", b->comm_edp};
+    it[n++] = (Item){"bubble", b->bubble};
+    it[n++] = (Item){"optimizer", b->optimizer};
+    return n;
+}
+
+static void print_json(const Plan *p, const SimResult *r, const Calibration *cal) {
+    Item it[16];
+    int n = breakdown_items(&r->breakdown, it);
+    char ov[128];
+    overlap_format(p->train.overlap, ov, sizeof ov);
+    printf("{\"model\": \"%s\", \"cluster\": \"%s\", \"gpus\": %d, \"tp\": %d, \"cp\": %d, \"dp\": %d, \"pp\": %d, "
+           "\"vpp\": %d, \"etp\": %d, \"ep\": %d, \"edp\": %d, \"seq\": %d, \"mbs\": %d, \"gbs\": %d, "
+           "\"overlap\": \"%s\", \"calibration\": %s%s%s,\n",
+           p->model.name, p->cluster.name, p->map.world, p->map.tp, p->map.cp, p->map.dp, p->map.pp, p->map.vpp,
+           p->map.etp, p->map.ep, p->map.edp, p->train.seq_len, p->train.micro_batch, p->train.global_batch, ov,
+           cal ? "\"" : "", cal ? cal->device : "null", cal ? "\"" : "");
+    printf(" \"flops_convention\": \"%s\", \"mfu\": %.6f, \"mfu_legacy\": %.6f, \"mfu_megatron\": %.6f,\n",
+           flops_convention_name(p->train.flops), r->mfu, r->mfu_legacy, r->mfu_megatron);
+    printf(" \"step_time_s\": %.6f, \"tflops_per_gpu\": %.3f, \"tokens_per_s_per_gpu\": %.3f,\n", r->step_time_s,
+           r->tflops_per_gpu, r->tokens_per_s_per_gpu);
+    printf(" \"peak_memory_gib\": %.3f, \"memory_capacity_gib\": %.3f, \"fits\": %s,\n", r->peak_memory_bytes / GIB,
+           r->memory_capacity_bytes / GIB, r->fits ? "true" : "false");
+    printf(" \"dominant\": \"%s\", \"breakdown_stage\": %d,\n \"breakdown\": {", r->dominant, r->critical_stage);
+    for (int i = 0; i < n; i++) printf("%s\"%s\": %.6f", i ? ", " : "", it[i].name, it[i].v);
+    printf("},\n \"stage_memory_gib\": [");
+    for (int s = 0; s < r->num_stages; s++) {
+        const SimStageMemory *m = &r->stage_memory[s];
+        printf("%s\n  {\"stage\": %d, \"weights\": %.3f, \"gradients\": %.3f, \"optimizer\": %.3f, \"activations\": %.3f, "
+               "\"total\": %.3f}", s ? "," : "", s, m->weights / GIB, m->gradients / GIB, m->optimizer / GIB,
+               m->activations / GIB, m->total / GIB);
+    }
+    printf("]}\n");
+}
+
+static void print_report(const Plan *p, const SimResult *r, const Calibration *cal) {
+    char ov[128];
+    overlap_format(p->train.overlap, ov, sizeof ov);
+    const TrainConfig *t = &p->train;
+    printf("%s on %d x %s (%s)\n", p->model.name, p->map.world, p->cluster.gpu_name, p->cluster.name);
+    printf("attention TP%d CP%d DP%d PP%d%s%.0d   experts ETP%d EP%d EDP%d   order %s\n", p->map.tp, p->map.cp,
+           p->map.dp, p->map.pp, p->map.vpp > 1 ? " VPP" : "", p->map.vpp > 1 ? p->map.vpp : 0, p->map.etp,
+           p->map.ep, p->map.edp, rank_order_name(p->map.order));
+    char routing[64];
+    if (t->capacity_factor > 0) snprintf(routing, sizeof routing, "capacity factor %.2f", t->capacity_factor);
+    else snprintf(routing, sizeof routing, "dropless, imbalance %.2f", t->imbalance);
+    printf("seq %d  mbs %d  gbs %d (%d micro-batches/pipeline)  %s  recompute %s  optimizer %s  overlap %s\n",
+           t->seq_len, t->micro_batch, t->global_batch, t->global_batch / (t->micro_batch * p->map.dp), routing,
+           recompute_name(t->recompute), opt_sharding_name(t->opt_sharding), ov);
+    printf("cost model: %s\n\n", cal ? cal->device : "defaults from public figures (docs/simulator.md)");
+    printf("step time        %9.3f s\n", r->step_time_s);
+    printf("MFU              %9.1f %%   (%s FLOPs; legacy %.1f %%, megatron %.1f %%; peak %.1f TFLOP/s)\n",
+           100 * r->mfu, flops_convention_name(t->flops), 100 * r->mfu_legacy, 100 * r->mfu_megatron,
+           p->cluster.peak_bf16_flops / 1e12);
+    printf("TFLOP/s per GPU  %9.1f\n", r->tflops_per_gpu);
+    printf("tokens/s per GPU %9.1f\n", r->tokens_per_s_per_gpu);
+    printf("peak memory      %9.2f GiB of %.2f GiB usable: %s\n\n", r->peak_memory_bytes / GIB,
+           r->memory_capacity_bytes / GIB, r->fits ? "fits" : "DOES NOT FIT");
+    printf("breakdown of the step (pipeline stage %d, the one with the most work):\n", r->critical_stage);
+    Item it[16];
+    int n = breakdown_items(&r->breakdown, it);
+    for (int i = 0; i < n; i++)
+        if (it[i].v > 0) printf("  %-22s %9.3f s  %5.1f %%\n", it[i].name, it[i].v, 100 * it[i].v / r->step_time_s);
+    printf("largest non-compute cost: %s\n\n", r->dominant);
+    printf("memory per GPU by pipeline stage (GiB):\n  %-5s %8s %9s %9s %11s %8s\n", "stage", "weights", "grads",
+           "optimizer", "activations", "total");
+    for (int s = 0; s < r->num_stages; s++) {
+        const SimStageMemory *m = &r->stage_memory[s];
+        printf("  %-5d %8.2f %9.2f %9.2f %11.2f %8.2f%s\n", s, m->weights / GIB, m->gradients / GIB,
+               m->optimizer / GIB, m->activations / GIB, m->total / GIB,
+               m->total > r->memory_capacity_bytes ? "  over capacity" : "");
+    }
+}
 
 int cmd_simulate(int argc, char **argv) {
-    (void)argc; (void)argv;
-    fprintf(stderr, "moeplan simulate: not built yet\n");
-    return 1;
+    MpError err = {{0}};
+    ArgList a;
+    Plan *plan = calloc(1, sizeof *plan);
+    SimResult *res = calloc(1, sizeof *res);
+    Calibration *cal = NULL;
+    int rc = 2;
+    const char *timeline = NULL, *cal_path = NULL;
+    bool json = false;
+    if (!plan || !res) { fprintf(stderr, "moeplan simulate: out of memory\n"); rc = 1; goto done; }
+    if (args_init(&a, argc, argv, &err)) goto bad;
+    if (args_flag(&a, "--help")) { fputs(usage_text, stdout); rc = 0; goto done; }
+    json = args_flag(&a, "--json");
+    if (args_value(&a, "--timeline", &timeline, &err) || args_value(&a, "--calibration", &cal_path, &err)) goto bad;
+    if (plan_from_args(&a, plan, false, &err)) goto bad;
+    if (args_finish(&a, &err)) goto bad;
+    if (cal_path) {
+        cal = malloc(sizeof *cal);
+        if (!cal) { fprintf(stderr, "moeplan simulate: out of memory\n"); rc = 1; goto done; }
+        if (calibration_load_file(cal_path, cal, &err)) goto bad;
+    }
+    SimOptions opt = {.timeline_path = timeline};
+    if (simulate_step(plan, cal, &opt, res, &err)) {
+        /* a timeline that cannot be written is a runtime failure; anything else is a bad plan */
+        rc = (timeline && strstr(err.msg, "timeline")) ? 1 : 2;
+        fprintf(stderr, "moeplan simulate: %s\n", err.msg);
+        goto done;
+    }
+    if (json) print_json(plan, res, cal);
+    else print_report(plan, res, cal);
+    rc = 0;
+    goto done;
+bad:
+    fprintf(stderr, "moeplan simulate: %s\n", err.msg);
+    rc = 2;
+done:
+    free(plan);
+    free(res);
+    free(cal);
+    return rc;
 }

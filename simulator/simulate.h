@@ -44,6 +44,7 @@ typedef struct {
     SimStageMemory stage_memory[SIM_MAX_STAGES];
     SimBreakdown breakdown;
     char dominant[96];          /* largest exposed cost in words, e.g. "ep a2a crosses nodes" */
+    int critical_stage;         /* pipeline rank the breakdown describes (the one with the most work) */
 } SimResult;
 
 typedef struct {

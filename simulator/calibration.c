@@ -1,0 +1,85 @@
+/* calibration.c: the --calibration FILE loader (format in calibration.h and
+ * docs/simulator.md):
+ *   {"device": "4 x H200, device machine, 2026-11-22",
+ *    "hbm_gb_per_s": 4200,                                   (optional)
+ *    "gemms": [{"m": 8192, "n": 8192, "k": 8192, "tflops": 800}, ...],
+ *    "collectives": [{"op": "all_gather", "group_size": 4, "nodes": 1,
+ *                     "bytes": 1048576, "busbw_gb_per_s": 31}, ...]}
+ * Every error is one line "FILE: FIELD: reason". */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/catalog.h"
+#include "../core/json_util.h"
+#include "calibration.h"
+
+static const char *const top_keys[] = {"device", "hbm_gb_per_s", "gemms", "collectives", "notes", NULL};
+static const char *const gemm_keys[] = {"m", "n", "k", "tflops", NULL};
+static const char *const coll_keys[] = {"op", "group_size", "nodes", "bytes", "busbw_gb_per_s", NULL};
+static const char *const ops[] = {"all_gather", "reduce_scatter", "all_reduce", "all_to_all", "send_recv"};
+
+static int parse(const cJSON *root, const char *origin, Calibration *out, MpError *err) {
+    memset(out, 0, sizeof *out);
+    if (!cJSON_IsObject(root)) return mp_fail(err, "%s: calibration: expected a JSON object", origin);
+    if (json_check_keys(root, top_keys, origin, err)) return -1;
+    if (json_opt_string(root, "device", origin, out->device, sizeof out->device, err)) return -1;
+    double hbm = 0;
+    if (json_opt_double(root, "hbm_gb_per_s", origin, &hbm, err)) return -1;
+    if (hbm < 0) return mp_fail(err, "%s: hbm_gb_per_s: must be positive", origin);
+    out->hbm_bw = hbm * 1e9;
+    const cJSON *g = cJSON_GetObjectItemCaseSensitive(root, "gemms");
+    if (g && !cJSON_IsArray(g)) return mp_fail(err, "%s: gemms: expected an array", origin);
+    const cJSON *e;
+    cJSON_ArrayForEach(e, g) {
+        if (out->num_gemms >= CAL_MAX_GEMMS) return mp_fail(err, "%s: gemms: more than %d entries", origin, CAL_MAX_GEMMS);
+        if (!cJSON_IsObject(e)) return mp_fail(err, "%s: gemms[%d]: expected an object", origin, out->num_gemms);
+        CalGemm *c = &out->gemms[out->num_gemms];
+        char where[64];
+        snprintf(where, sizeof where, "%s: gemms[%d]", origin, out->num_gemms);
+        if (json_check_keys(e, gemm_keys, where, err) || json_req_int(e, "m", where, &c->m, err) ||
+            json_req_int(e, "n", where, &c->n, err) || json_req_int(e, "k", where, &c->k, err) ||
+            json_req_double(e, "tflops", where, &c->tflops, err))
+            return -1;
+        if (c->m < 1 || c->n < 1 || c->k < 1) return mp_fail(err, "%s: m/n/k: must be >= 1", where);
+        if (c->tflops <= 0) return mp_fail(err, "%s: tflops: must be positive", where);
+        out->num_gemms++;
+    }
+    const cJSON *cl = cJSON_GetObjectItemCaseSensitive(root, "collectives");
+    if (cl && !cJSON_IsArray(cl)) return mp_fail(err, "%s: collectives: expected an array", origin);
+    cJSON_ArrayForEach(e, cl) {
+        if (out->num_collectives >= CAL_MAX_COLL) return mp_fail(err, "%s: collectives: more than %d entries", origin, CAL_MAX_COLL);
+        if (!cJSON_IsObject(e)) return mp_fail(err, "%s: collectives[%d]: expected an object", origin, out->num_collectives);
+        CalCollective *c = &out->collectives[out->num_collectives];
+        char where[64];
+        snprintf(where, sizeof where, "%s: collectives[%d]", origin, out->num_collectives);
+        double gbs = 0;
+        c->nodes = 1;
+        if (json_check_keys(e, coll_keys, where, err) || json_req_string(e, "op", where, c->op, sizeof c->op, err) ||
+            json_req_int(e, "group_size", where, &c->group_size, err) || json_opt_int(e, "nodes", where, &c->nodes, err) ||
+            json_req_double(e, "bytes", where, &c->bytes, err) || json_req_double(e, "busbw_gb_per_s", where, &gbs, err))
+            return -1;
+        bool known = false;
+        for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) known |= !strcmp(c->op, ops[i]);
+        if (!known)
+            return mp_fail(err, "%s: op: '%s' is not one of all_gather, reduce_scatter, all_reduce, all_to_all, send_recv", where, c->op);
+        if (c->group_size < 2) return mp_fail(err, "%s: group_size: must be >= 2", where);
+        if (c->nodes < 1 || c->nodes > c->group_size) return mp_fail(err, "%s: nodes: must be in 1..group_size", where);
+        if (c->bytes <= 0) return mp_fail(err, "%s: bytes: must be positive", where);
+        if (gbs <= 0) return mp_fail(err, "%s: busbw_gb_per_s: must be positive", where);
+        c->busbw = gbs * 1e9;
+        out->num_collectives++;
+    }
+    return 0;
+}
+
+int calibration_load_file(const char *path, Calibration *out, MpError *err) {
+    char *text = NULL;
+    if (read_text_file(path, &text, err)) return -1;
+    cJSON *root = json_parse_text(text, path, err);
+    free(text);
+    if (!root) return -1;
+    int rc = parse(root, path, out, err);
+    cJSON_Delete(root);
+    return rc;
+}

@@ -1,0 +1,125 @@
+/* comm.c: time of one NCCL collective on the physical placement of its group.
+ *
+ * Conventions of nccl-tests: `bytes` is the buffer size (all-gather: output,
+ * reduce-scatter: input, all-reduce: the buffer, all-to-all: one rank's send
+ * buffer), busbw = algbw * factor with factor 2(n-1)/n for all-reduce,
+ * (n-1)/n for all-gather, reduce-scatter and all-to-all, 1 for send/recv.
+ *
+ *   t = latency + max(t_nvlink, t_network)
+ *
+ * Inside one NVLink domain (the group spans one node):
+ *   t_nvlink = bytes * factor / nvlink_busbw,   latency = nvlink_latency.
+ * Across nodes, N nodes, p members per node (hierarchical / multi-ring):
+ *   ring collectives (AG, RS; AR twice): every node must receive the other
+ *   nodes' share, bytes*(N-1)/N, through the p NICs of its p members (NCCL
+ *   runs one ring per NIC, rail-optimised):
+ *     t_network = bytes * (N-1)/N / (p * nic_busbw_per_gpu)   (x2 for AR)
+ *     t_nvlink  = bytes * factor / nvlink_busbw                (the intra-node legs)
+ *   all-to-all: a rank sends bytes*(n-p)/n to peers on other nodes through
+ *   its own NIC (all-to-all cannot aggregate NICs) and bytes*(p-1)/n over
+ *   NVLink, concurrently:
+ *     t_network = bytes * (n-p)/n / nic_busbw_per_gpu
+ *     t_nvlink  = bytes * (p-1)/n / nvlink_busbw
+ *   send/recv between nodes: bytes / nic_busbw_per_gpu.
+ *   latency = nvlink_latency + ceil(log2 N) * net_latency (NCCL's tree/LL
+ *   protocols for the latency-bound part; one network hop per tree level).
+ *
+ * Defaults come from the cluster file (nvlink_busbw, nic_busbw, latencies).
+ * The intra-node latency (~22 us) and busbw (~300-340 GB/s on 4 GPUs) match
+ * nccl-tests on the device machine's 4 x H200 (reference/hardware.md:
+ * AG 1 MB 31 GB/s -> 24 us, of which 2.4 us is bandwidth).  A calibration
+ * file's measured collectives rescale the model at their sizes.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sim_internal.h"
+
+static const char *const op_names[] = {"all_gather", "reduce_scatter", "all_reduce", "all_to_all", "send_recv"};
+
+const char *coll_op_name(CollOp op) { return op_names[op]; }
+
+static double bus_factor(CollOp op, int n) {
+    switch (op) {
+    case COLL_ALL_REDUCE: return 2.0 * (n - 1) / n;
+    case COLL_SEND_RECV: return 1.0;
+    default: return (double)(n - 1) / n;
+    }
+}
+
+static double comm_model(const SimHw *hw, CollOp op, int n, int nodes, int p, double bytes) {
+    if (bytes <= 0) return 0;
+    if (op != COLL_SEND_RECV && n <= 1) return 0;
+    double f = bus_factor(op, n);
+    if (nodes <= 1) return hw->nvlink_latency + bytes * f / hw->nvlink_busbw;
+    double N = nodes;
+    double lat = hw->nvlink_latency + ceil(log2(N)) * hw->net_latency;
+    double t_nv = 0, t_net = 0;
+    switch (op) {
+    case COLL_ALL_GATHER:
+    case COLL_REDUCE_SCATTER:
+        t_nv = p > 1 ? bytes * f / hw->nvlink_busbw : 0;
+        t_net = bytes * (N - 1) / N / (p * hw->nic_busbw_per_gpu);
+        break;
+    case COLL_ALL_REDUCE:
+        t_nv = p > 1 ? bytes * f / hw->nvlink_busbw : 0;
+        t_net = 2.0 * bytes * (N - 1) / N / (p * hw->nic_busbw_per_gpu);
+        break;
+    case COLL_ALL_TO_ALL:
+        t_nv = bytes * (p - 1) / n / hw->nvlink_busbw;
+        t_net = bytes * (double)(n - p) / n / hw->nic_busbw_per_gpu;
+        break;
+    case COLL_SEND_RECV:
+        lat = hw->nvlink_latency + hw->net_latency;
+        t_net = bytes / hw->nic_busbw_per_gpu;
+        break;
+    }
+    return lat + (t_nv > t_net ? t_nv : t_net);
+}
+
+/* Calibration: entries of the same op and the same side of the node
+ * boundary, nearest group size; measured time / model time interpolated in
+ * log(bytes) between the two nearest sizes, clamped at the ends; it scales
+ * the model. */
+static double cal_ratio(const SimHw *hw, CollOp op, int n, int nodes, double bytes) {
+    const Calibration *cal = hw->cal;
+    if (!cal || cal->num_collectives == 0) return 1;
+    const char *name = op_names[op];
+    int best_n = -1;
+    for (int i = 0; i < cal->num_collectives; i++) {
+        const CalCollective *e = &cal->collectives[i];
+        if (strcmp(e->op, name) || (e->nodes > 1) != (nodes > 1) || e->busbw <= 0 || e->bytes <= 0) continue;
+        if (best_n < 0 || abs(e->group_size - n) < abs(best_n - n)) best_n = e->group_size;
+    }
+    if (best_n < 0) return 1;
+    double lo_b = 0, lo_r = 1, hi_b = 0, hi_r = 1;
+    bool have_lo = false, have_hi = false;
+    for (int i = 0; i < cal->num_collectives; i++) {
+        const CalCollective *e = &cal->collectives[i];
+        if (strcmp(e->op, name) || (e->nodes > 1) != (nodes > 1) || e->group_size != best_n || e->busbw <= 0 || e->bytes <= 0)
+            continue;
+        int en = e->group_size, enodes = e->nodes > 0 ? e->nodes : 1;
+        int ep = (en + enodes - 1) / enodes;
+        double measured = e->bytes * bus_factor(op, en) / e->busbw;
+        double model = comm_model(hw, op, en, enodes, ep, e->bytes);
+        double r = model > 0 ? measured / model : 1;
+        if (e->bytes <= bytes && (!have_lo || e->bytes > lo_b)) { lo_b = e->bytes; lo_r = r; have_lo = true; }
+        if (e->bytes >= bytes && (!have_hi || e->bytes < hi_b)) { hi_b = e->bytes; hi_r = r; have_hi = true; }
+    }
+    if (have_lo && have_hi) {
+        if (hi_b <= lo_b) return lo_r;
+        double w = log(bytes / lo_b) / log(hi_b / lo_b);
+        return lo_r + w * (hi_r - lo_r);
+    }
+    return have_lo ? lo_r : hi_r;
+}
+
+double comm_time(const SimHw *hw, CollOp op, const GroupPlacement *g, double bytes) {
+    int n = g->size, nodes = g->nodes > 0 ? g->nodes : 1;
+    int p = g->max_per_node > 0 ? g->max_per_node : 1;
+    if (op == COLL_SEND_RECV) n = 2;
+    double t = comm_model(hw, op, n, nodes, p, bytes);
+    if (t > 0 && hw->cal) t *= cal_ratio(hw, op, n, nodes, bytes);
+    return t;
+}

@@ -1,0 +1,111 @@
+/* compute.c: time of GEMMs, flash attention and memory-bound kernels on one GPU.
+ *
+ * GEMM (one C[m,n] = A[m,k] B[k,n], or a grouped GEMM of several such):
+ *
+ *   t = t_launch + min over tile shapes (tm x tn) of
+ *         waves * 2*tm*tn*(k + K0) / (peak/SMs * e_max * e_tile)
+ *       tiles = sum_groups ceil(m/tm) * ceil(n/tn),  waves = ceil(tiles / SMs)
+ *   t = max(t, bytes / HBM bandwidth),  bytes = 2*(m*k + k*n) + c_bytes*m*n
+ *
+ * - tile quantisation: a tile is computed whole even when m or n do not
+ *   fill it (fine-grained experts with few rows per expert waste most);
+ * - wave quantisation: tiles run SMs at a time, the last wave partly empty;
+ * - K0: per-tile fixed cost (pipeline fill of 4 stages of 64 plus the
+ *   epilogue writing C, about 6 k-steps of 64), so small k loses efficiency;
+ * - the HBM roofline: for small m (few rows per expert) the weights' bytes
+ *   dominate and the GEMM is memory-bound.
+ * Defaults: e_max = 0.88, K0 = 384, t_launch = 4 us, tiles 128x256 (e_tile 1)
+ * and 128x128 (e_tile 0.9, the smaller tile re-reads operands twice as
+ * often).  e_max, K0 and t_launch reproduce the cuBLAS BF16 figures measured
+ * on an H200 of the device machine (2026-11-22, reference/hardware.md) within
+ * 3%: 8192^3: 800 (model 804), 4096x14336x4096: 790 (767), 16384x6144x6144:
+ * 771 (793), 2048^3: 607 (610) TFLOP/s of 989.5.  A calibration file's
+ * measured GEMMs replace the model at and near the measured shapes.
+ *
+ * Flash attention (causal, head dim 128): throughput rises with the query
+ * length of a chunk as e(s) = e_max * s / (s + s0); forward e_max = 0.70,
+ * s0 = 400 and backward e_max = 0.57, s0 = 700, read off FlashAttention-3
+ * (Shah et al. 2024, figs. 5-6, H100 SXM, BF16, causal, hdim 128: forward
+ * ~330/450/550/610/640 TFLOP/s at 0.5/1/2/4/8K, backward ~480 at 4K).
+ *
+ * Memory-bound kernels: t = t_kernel + bytes / achievable HBM bandwidth,
+ * t_kernel = 2 us (launch and tail of a small elementwise kernel).
+ */
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sim_internal.h"
+
+#define GEMM_E_MAX 0.88
+#define GEMM_K0 384.0
+#define GEMM_LAUNCH_S 4e-6
+#define ATTN_FWD_E_MAX 0.70
+#define ATTN_FWD_S0 400.0
+#define ATTN_BWD_E_MAX 0.57
+#define ATTN_BWD_S0 700.0
+#define ATTN_LAUNCH_S 6e-6
+#define MEM_KERNEL_S 2e-6
+
+typedef struct { double tm, tn, e; } Tile;
+static const Tile tiles[] = {{128, 256, 1.0}, {128, 128, 0.9}};
+
+/* Default model, one grouped GEMM of `groups` x (m x n x k). */
+static double gemm_model(const SimHw *hw, int groups, double m, double n, double k, double c_bytes) {
+    if (m <= 0 || n <= 0 || k <= 0 || groups <= 0) return 0;
+    double per_sm = hw->peak_gemm / hw->sms;
+    double best = 1e30;
+    for (size_t i = 0; i < sizeof tiles / sizeof tiles[0]; i++) {
+        double t_tiles = groups * ceil(m / tiles[i].tm) * ceil(n / tiles[i].tn);
+        double waves = ceil(t_tiles / hw->sms);
+        double t = waves * 2.0 * tiles[i].tm * tiles[i].tn * (k + GEMM_K0) / (per_sm * GEMM_E_MAX * tiles[i].e);
+        if (t < best) best = t;
+    }
+    double bytes = groups * (2.0 * (m * k + k * n) + c_bytes * m * n);
+    double t_mem = bytes / hw->hbm_bw;
+    return GEMM_LAUNCH_S + (best > t_mem ? best : t_mem);
+}
+
+/* Calibration: the measured shape nearest in log space rescales the model
+ * by measured/model at that shape, fading out with distance (factor e-fold
+ * per unit of log-distance), so the model stays in charge far from data. */
+static double gemm_calibrated(const SimHw *hw, int groups, double m, double n, double k, double c_bytes) {
+    double t = gemm_model(hw, groups, m, n, k, c_bytes);
+    const Calibration *cal = hw->cal;
+    if (!cal || cal->num_gemms == 0 || t <= 0) return t;
+    double best_d = 1e30, best_ratio = 1;
+    for (int i = 0; i < cal->num_gemms; i++) {
+        const CalGemm *g = &cal->gemms[i];
+        if (g->tflops <= 0) continue;
+        double d = fabs(log(m / g->m)) + fabs(log(n / g->n)) + fabs(log(k / g->k));
+        if (d < best_d) {
+            double measured = 2.0 * g->m * g->n * g->k / (g->tflops * 1e12);
+            double model = gemm_model(hw, 1, g->m, g->n, g->k, 2);
+            best_d = d;
+            best_ratio = measured / model;
+        }
+    }
+    double w = exp(-best_d);
+    return t * (w * best_ratio + (1 - w));
+}
+
+double compute_gemm_time(const SimHw *hw, double m, double n, double k, double c_bytes) {
+    return gemm_calibrated(hw, 1, m, n, k, c_bytes);
+}
+
+double compute_grouped_gemm_time(const SimHw *hw, int groups, double m, double n, double k, double c_bytes) {
+    return gemm_calibrated(hw, groups, m, n, k, c_bytes);
+}
+
+double compute_attention_time(const SimHw *hw, double flops, double q_len, bool backward) {
+    if (flops <= 0) return 0;
+    double e = backward ? ATTN_BWD_E_MAX * q_len / (q_len + ATTN_BWD_S0)
+                        : ATTN_FWD_E_MAX * q_len / (q_len + ATTN_FWD_S0);
+    return ATTN_LAUNCH_S + flops / (hw->peak_bf16 * e);
+}
+
+double compute_memory_time(const SimHw *hw, double bytes) {
+    if (bytes <= 0) return 0;
+    return MEM_KERNEL_S + bytes / hw->hbm_bw;
+}

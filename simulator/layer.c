@@ -1,0 +1,232 @@
+/* layer.c: forward and backward of the attention block, a dense MLP (also
+ * the shared expert), the embedding and the output layer + loss, for one
+ * micro-batch on one GPU, as an ordered list of kernels and collectives.
+ *
+ * Shapes (per GPU, one micro-batch): T = s*b/(TP*CP) tokens held with
+ * sequence parallelism, M = s*b/CP rows after the TP all-gather.
+ *   attention:  norm -> [TP AG M*h] -> QKV GEMM (M x (n+2g)d/TP x h) -> RoPE
+ *               -> flash attention (causal, per CP chunk, ring K/V exchange)
+ *               -> out GEMM (M x h x nd/TP) -> [TP RS M*h] -> residual
+ *   dense MLP:  norm -> [TP AG] -> fc1 (M x 2F/TP x h) -> SwiGLU -> fc2
+ *               (M x h x F/TP) -> [TP RS]
+ * Backward: dgrad GEMM (M x k x n) and wgrad GEMM (n x k x M, accumulated
+ * into the fp32 main_grad: 8 bytes per output element read+written) for
+ * every forward GEMM; flash attention backward is 2.5x the forward FLOPs
+ * (5 GEMMs instead of 2).  TP with SP in backward (Transformer Engine
+ * Linear): the all-gather of the saved input runs asynchronously behind the
+ * dgrad GEMM and the reduce-scatter of the input gradient behind the wgrad
+ * GEMM (both cost NCCL's SMs, overlap.c); the all-gather of the output
+ * gradient (backward of the forward RS) is exposed.  --overlap tp (TE
+ * userbuffers) hides the forward AG/RS and that backward AG behind the GEMM
+ * they feed, pipelined in TP chunks so (TP-1)/TP of the GEMM can cover them.
+ * CP ring: (CP-1) steps of K and V, 2*(s/CP)*b*max(g/TP,1)*d elements each,
+ * overlapped with the attention of the previous chunk; backward moves K, V
+ * and their gradients (2x).
+ */
+#include <math.h>
+
+#include "sim_internal.h"
+
+#define BF16 2.0
+#define FP32_ACC 8.0   /* wgrad output accumulated into fp32 main_grad: read + write */
+
+static int model_qkv_heads_kv(const SimCtx *x) {
+    const ModelSpec *m = &x->p->model;
+    return m->num_kv_groups > 0 ? m->num_kv_groups : m->num_heads;
+}
+
+/* TP collective of `bytes`, exposed or hidden behind `gemm` seconds. */
+static void tp_comm(const SimCtx *x, Phase *ph, const char *name, CollOp op, double bytes, double gemm, bool hideable,
+                    bool always_async) {
+    if (x->tp <= 1) return;
+    double t = comm_time(x->hw, op, &x->g[GROUP_TP], bytes);
+    if (always_async) {
+        phase_add(ph, name, COST_TP, overlap_added(t, gemm, overlap_sm_frac_nccl(x->hw)));
+    } else if (hideable && (x->p->train.overlap & OVERLAP_TP)) {
+        phase_add(ph, name, COST_TP, overlap_added(t, gemm * (x->tp - 1) / x->tp, overlap_sm_frac_tp(x->hw)));
+    } else {
+        phase_add(ph, name, COST_TP, t);
+    }
+}
+
+/* One linear layer's forward GEMM, or its dgrad + wgrad in backward. */
+static double gemm_fwd(const SimCtx *x, double m, double n, double k) { return compute_gemm_time(x->hw, m, n, k, BF16); }
+static double gemm_dgrad(const SimCtx *x, double m, double n, double k) { return compute_gemm_time(x->hw, m, k, n, BF16); }
+static double gemm_wgrad(const SimCtx *x, double m, double n, double k) { return compute_gemm_time(x->hw, n, k, m, FP32_ACC); }
+
+/* Attention core FLOPs of one pass (forward) for this GPU: QK^T and PV,
+ * 2*sq*sk*(d_qk + d_v) per head, causal pairs s^2/2 (or s*w - w^2/2 with a
+ * window w < s), heads split over TP, pairs over CP (zig-zag balances). */
+static double attention_core_flops(const SimCtx *x, int window) {
+    const ModelSpec *m = &x->p->model;
+    double s = x->s;
+    double pairs = (window > 0 && window < s) ? s * window - 0.5 * (double)window * window : 0.5 * s * s;
+    double dqk = m->mla ? (m->qk_nope_head_dim + m->qk_rope_head_dim) : m->head_dim;
+    double dv = m->mla ? m->v_head_dim : m->head_dim;
+    return 2.0 * pairs * (dqk + dv) * m->num_heads / x->tp / x->cp * x->b;
+}
+
+void layer_attention(const SimCtx *x, int window, Phase *fwd, Phase *bwd, Phase *rsel) {
+    const ModelSpec *md = &x->p->model;
+    double h = md->hidden, M = x->m_full, T = x->t_local;
+    int tp = x->tp;
+    int g = model_qkv_heads_kv(x);
+    double nd = (double)md->num_heads * md->head_dim;
+    phase_clear(fwd);
+    phase_clear(bwd);
+    phase_clear(rsel);
+
+    /* GEMM list of the block: (n, k) per GEMM with M rows */
+    double gn[5], gk[5];
+    const char *gname[5];
+    int ng = 0;
+    double out_k;
+    if (md->mla) {
+        double dqk = md->qk_nope_head_dim + md->qk_rope_head_dim;
+        if (md->q_lora_rank > 0) {
+            gname[ng] = "q_down"; gn[ng] = md->q_lora_rank; gk[ng++] = h;
+            gname[ng] = "q_up"; gn[ng] = md->num_heads * dqk / tp; gk[ng++] = md->q_lora_rank;
+        } else {
+            gname[ng] = "q_proj"; gn[ng] = md->num_heads * dqk / tp; gk[ng++] = h;
+        }
+        gname[ng] = "kv_down"; gn[ng] = md->kv_lora_rank + md->qk_rope_head_dim; gk[ng++] = h;
+        gname[ng] = "kv_up"; gn[ng] = md->num_heads * (double)(md->qk_nope_head_dim + md->v_head_dim) / tp; gk[ng++] = md->kv_lora_rank;
+        out_k = (double)md->num_heads * md->v_head_dim / tp;
+    } else {
+        gname[ng] = "qkv"; gn[ng] = ((double)md->num_heads + 2.0 * g) * md->head_dim / tp; gk[ng++] = h;
+        out_k = nd / tp;
+    }
+
+    /* ---- forward ---- */
+    double t_norm = compute_memory_time(x->hw, 2 * T * h * BF16);
+    phase_add(fwd, "input_norm", COST_MEMORY_BOUND, t_norm);
+    double t_in = 0;
+    for (int i = 0; i < ng; i++) t_in += gemm_fwd(x, M, gn[i], gk[i]);
+    tp_comm(x, fwd, "tp_all_gather", COLL_ALL_GATHER, M * h * BF16, t_in, true, false);
+    for (int i = 0; i < ng; i++) phase_add(fwd, gname[i], COST_ATTENTION, gemm_fwd(x, M, gn[i], gk[i]));
+    double rope_elems = M * ((double)md->num_heads + (md->mla ? 1 : g)) * (md->mla ? md->qk_rope_head_dim : md->head_dim) / tp;
+    phase_add(fwd, "rope", COST_MEMORY_BOUND, compute_memory_time(x->hw, 2 * rope_elems * BF16));
+    double core_flops = attention_core_flops(x, window);
+    double q_len = x->s / x->cp;
+    double t_core_f = compute_attention_time(x->hw, core_flops, q_len, false);
+    phase_add(fwd, "flash_attention", COST_ATTENTION, t_core_f);
+    phase_add(rsel, "recompute_attention", COST_RECOMPUTE, t_core_f);
+    phase_add(rsel, "recompute_norm", COST_RECOMPUTE, t_norm);
+    double t_cp_step = 0;
+    if (x->cp > 1) {
+        double kvh = g > tp ? (double)g / tp : 1.0;
+        double dkv = md->mla ? (md->qk_nope_head_dim + md->qk_rope_head_dim + md->v_head_dim) / 2.0 : md->head_dim;
+        if (md->mla) kvh = (double)md->num_heads / tp;
+        double step_bytes = 2.0 * (x->s / x->cp) * x->b * kvh * dkv * BF16;
+        t_cp_step = comm_time(x->hw, COLL_SEND_RECV, &x->g[GROUP_CP], step_bytes);
+        double comm = (x->cp - 1) * t_cp_step;
+        phase_add(fwd, "cp_ring_kv", COST_CP, overlap_added(comm, t_core_f * (x->cp - 1) / x->cp, overlap_sm_frac_nccl(x->hw)));
+    }
+    double t_out = gemm_fwd(x, M, h, out_k);
+    phase_add(fwd, "attn_out", COST_ATTENTION, t_out);
+    tp_comm(x, fwd, "tp_reduce_scatter", COLL_REDUCE_SCATTER, M * h * BF16, t_out, true, false);
+    phase_add(fwd, "residual_add", COST_MEMORY_BOUND, compute_memory_time(x->hw, 3 * T * h * BF16));
+
+    /* ---- backward (reverse order) ---- */
+    double t_out_d = gemm_dgrad(x, M, h, out_k), t_out_w = gemm_wgrad(x, M, h, out_k);
+    tp_comm(x, bwd, "tp_all_gather_grad", COLL_ALL_GATHER, M * h * BF16, t_out_d, true, false);
+    phase_add(bwd, "attn_out_dgrad", COST_ATTENTION, t_out_d);
+    phase_add(bwd, "attn_out_wgrad", COST_ATTENTION, t_out_w);
+    double t_core_b = compute_attention_time(x->hw, 2.5 * core_flops, q_len, true);
+    phase_add(bwd, "flash_attention_bwd", COST_ATTENTION, t_core_b);
+    if (x->cp > 1) {
+        double comm = 2.0 * (x->cp - 1) * t_cp_step;
+        phase_add(bwd, "cp_ring_kv_grad", COST_CP, overlap_added(comm, t_core_b * (x->cp - 1) / x->cp, overlap_sm_frac_nccl(x->hw)));
+    }
+    phase_add(bwd, "rope_bwd", COST_MEMORY_BOUND, compute_memory_time(x->hw, 2 * rope_elems * BF16));
+    double t_in_d = 0, t_in_w = 0;
+    for (int i = 0; i < ng; i++) {
+        t_in_d += gemm_dgrad(x, M, gn[i], gk[i]);
+        t_in_w += gemm_wgrad(x, M, gn[i], gk[i]);
+    }
+    tp_comm(x, bwd, "tp_all_gather_input", COLL_ALL_GATHER, M * h * BF16, t_in_d, true, true);
+    phase_add(bwd, "qkv_dgrad", COST_ATTENTION, t_in_d);
+    tp_comm(x, bwd, "tp_reduce_scatter_grad", COLL_REDUCE_SCATTER, M * h * BF16, t_in_w, true, true);
+    phase_add(bwd, "qkv_wgrad", COST_ATTENTION, t_in_w);
+    phase_add(bwd, "input_norm_bwd", COST_MEMORY_BOUND, compute_memory_time(x->hw, 3 * T * h * BF16));
+}
+
+void layer_dense_mlp(const SimCtx *x, double ffn, CostKind kind, const char *name, Phase *fwd, Phase *bwd, Phase *rsel) {
+    const ModelSpec *md = &x->p->model;
+    double h = md->hidden, M = x->m_full, T = x->t_local;
+    double f_tp = ffn / x->tp;
+    double up = md->swiglu ? 2 * f_tp : f_tp;
+    bool shared = kind == COST_MOE;
+    phase_clear(fwd);
+    phase_clear(bwd);
+    phase_clear(rsel);
+    (void)name;
+    double t_norm = compute_memory_time(x->hw, 2 * T * h * BF16);
+    if (!shared) phase_add(fwd, "mlp_norm", COST_MEMORY_BOUND, t_norm);
+    double t_fc1 = gemm_fwd(x, M, up, h), t_fc2 = gemm_fwd(x, M, h, f_tp);
+    tp_comm(x, fwd, shared ? "shared_tp_all_gather" : "tp_all_gather", COLL_ALL_GATHER, M * h * BF16, t_fc1, true, false);
+    phase_add(fwd, shared ? "shared_fc1" : "fc1", kind, t_fc1);
+    double t_act = compute_memory_time(x->hw, M * (up + f_tp) * BF16);
+    phase_add(fwd, shared ? "shared_swiglu" : "swiglu", COST_MEMORY_BOUND, t_act);
+    phase_add(fwd, shared ? "shared_fc2" : "fc2", kind, t_fc2);
+    tp_comm(x, fwd, shared ? "shared_tp_reduce_scatter" : "tp_reduce_scatter", COLL_REDUCE_SCATTER, M * h * BF16, t_fc2, true, false);
+    if (!shared) phase_add(fwd, "residual_add", COST_MEMORY_BOUND, compute_memory_time(x->hw, 3 * T * h * BF16));
+    phase_add(rsel, "recompute_swiglu", COST_RECOMPUTE, t_act);
+    if (!shared) phase_add(rsel, "recompute_norm", COST_RECOMPUTE, t_norm);
+
+    double t_fc2_d = gemm_dgrad(x, M, h, f_tp), t_fc2_w = gemm_wgrad(x, M, h, f_tp);
+    double t_fc1_d = gemm_dgrad(x, M, up, h), t_fc1_w = gemm_wgrad(x, M, up, h);
+    tp_comm(x, bwd, shared ? "shared_tp_all_gather_grad" : "tp_all_gather_grad", COLL_ALL_GATHER, M * h * BF16, t_fc2_d, true, false);
+    phase_add(bwd, shared ? "shared_fc2_dgrad" : "fc2_dgrad", kind, t_fc2_d);
+    phase_add(bwd, shared ? "shared_fc2_wgrad" : "fc2_wgrad", kind, t_fc2_w);
+    phase_add(bwd, shared ? "shared_swiglu_bwd" : "swiglu_bwd", COST_MEMORY_BOUND,
+              compute_memory_time(x->hw, M * (2 * up + f_tp) * BF16));
+    tp_comm(x, bwd, "tp_all_gather_input", COLL_ALL_GATHER, M * h * BF16, t_fc1_d, true, true);
+    phase_add(bwd, shared ? "shared_fc1_dgrad" : "fc1_dgrad", kind, t_fc1_d);
+    tp_comm(x, bwd, "tp_reduce_scatter_grad", COLL_REDUCE_SCATTER, M * h * BF16, t_fc1_w, true, true);
+    phase_add(bwd, shared ? "shared_fc1_wgrad" : "fc1_wgrad", kind, t_fc1_w);
+    if (!shared) phase_add(bwd, "mlp_norm_bwd", COST_MEMORY_BOUND, compute_memory_time(x->hw, 3 * T * h * BF16));
+}
+
+/* Megatron pads the vocabulary to a multiple of 128 * TP. */
+static double padded_vocab(const SimCtx *x) {
+    double unit = 128.0 * x->tp;
+    return ceil(x->p->model.vocab / unit) * unit;
+}
+
+/* Vocab-parallel embedding: each TP rank looks up the M tokens in its vocab
+ * shard, then a reduce-scatter (SP) over TP; backward all-gathers the
+ * gradient and scatter-adds it into the fp32 embedding gradient. */
+void layer_embedding(const SimCtx *x, Phase *fwd, Phase *bwd) {
+    double h = x->p->model.hidden, M = x->m_full;
+    phase_clear(fwd);
+    phase_clear(bwd);
+    phase_add(fwd, "embedding_lookup", COST_EMBED_OUTPUT, compute_memory_time(x->hw, 2 * M * h * BF16));
+    tp_comm(x, fwd, "tp_reduce_scatter", COLL_REDUCE_SCATTER, M * h * BF16, 0, false, false);
+    tp_comm(x, bwd, "tp_all_gather_grad", COLL_ALL_GATHER, M * h * BF16, 0, false, false);
+    phase_add(bwd, "embedding_grad", COST_EMBED_OUTPUT, compute_memory_time(x->hw, M * h * (BF16 + 8)));
+}
+
+/* Output layer and vocab-parallel cross-entropy on M rows x V/TP logits:
+ * final norm, TP AG, GEMM M x V/TP x h, loss in fp32 (about 22 bytes per
+ * logit: bf16 read, fp32 copy, max, exp, sum; three small all-reduces over
+ * TP), backward softmax-minus-one-hot (8 bytes per logit), dgrad, wgrad, RS. */
+void layer_output(const SimCtx *x, Phase *fwd, Phase *bwd) {
+    double h = x->p->model.hidden, M = x->m_full, T = x->t_local;
+    double v = padded_vocab(x) / x->tp;
+    phase_clear(fwd);
+    phase_clear(bwd);
+    phase_add(fwd, "final_norm", COST_MEMORY_BOUND, compute_memory_time(x->hw, 2 * T * h * BF16));
+    double t_gemm = gemm_fwd(x, M, v, h);
+    tp_comm(x, fwd, "tp_all_gather", COLL_ALL_GATHER, M * h * BF16, t_gemm, true, false);
+    phase_add(fwd, "output_gemm", COST_EMBED_OUTPUT, t_gemm);
+    phase_add(fwd, "cross_entropy", COST_EMBED_OUTPUT, compute_memory_time(x->hw, M * v * 22.0));
+    if (x->tp > 1)
+        phase_add(fwd, "tp_all_reduce_loss", COST_TP, 3 * comm_time(x->hw, COLL_ALL_REDUCE, &x->g[GROUP_TP], M * 4.0));
+    phase_add(bwd, "cross_entropy_bwd", COST_EMBED_OUTPUT, compute_memory_time(x->hw, M * v * 8.0));
+    double t_d = gemm_dgrad(x, M, v, h), t_w = gemm_wgrad(x, M, v, h);
+    phase_add(bwd, "output_dgrad", COST_EMBED_OUTPUT, t_d);
+    tp_comm(x, bwd, "tp_reduce_scatter_grad", COLL_REDUCE_SCATTER, M * h * BF16, t_w, true, true);
+    phase_add(bwd, "output_wgrad", COST_EMBED_OUTPUT, t_w);
+    phase_add(bwd, "final_norm_bwd", COST_MEMORY_BOUND, compute_memory_time(x->hw, 3 * T * h * BF16));
+}

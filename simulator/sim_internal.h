@@ -1,0 +1,182 @@
+/* sim_internal.h: types shared by the simulator's cost files (not part of
+ * the public interface; simulate.h is).
+ *
+ * Every cost term returns seconds for one GPU.  A "phase" is the ordered
+ * list of kernels/collectives of one forward or backward pass of one block
+ * (attention, MoE, dense MLP, embedding, output) for one micro-batch; its
+ * total is the time that pass occupies the GPU's stream, exposed
+ * communication included.
+ */
+#ifndef MOEPLAN_SIM_INTERNAL_H
+#define MOEPLAN_SIM_INTERNAL_H
+
+#include <stdbool.h>
+
+#include "../core/mapping.h"
+#include "simulate.h"
+
+/* Cost categories; they map one-to-one onto SimBreakdown fields. */
+typedef enum {
+    COST_ATTENTION = 0,  /* QKV/out GEMMs + attention core */
+    COST_MOE,            /* router + expert GEMMs + shared expert */
+    COST_DENSE_MLP,
+    COST_EMBED_OUTPUT,
+    COST_MEMORY_BOUND,
+    COST_RECOMPUTE,
+    COST_TP, COST_CP, COST_EP, COST_ETP, COST_PP, COST_DP, COST_EDP,
+    COST_BUBBLE, COST_OPTIMIZER,
+    COST_KIND_COUNT
+} CostKind;
+
+#define PHASE_MAX_SEGS 40
+
+typedef struct {
+    const char *name;    /* kernel or collective, for the timeline */
+    CostKind kind;
+    double t;            /* seconds */
+} PhaseSeg;
+
+typedef struct {
+    int n;
+    PhaseSeg seg[PHASE_MAX_SEGS];
+    double by_kind[COST_KIND_COUNT];
+    double total;        /* seconds */
+} Phase;
+
+void phase_clear(Phase *p);
+void phase_add(Phase *p, const char *name, CostKind kind, double t);
+/* dst += scale * src (segments appended while room remains; totals exact) */
+void phase_append(Phase *dst, const Phase *src, double scale, CostKind force_kind, bool force);
+
+/* Hardware as the cost terms see it, derived once per simulate_step. */
+typedef struct {
+    const Cluster *c;
+    const Calibration *cal;   /* NULL: defaults */
+    double peak_gemm;         /* FLOP/s dense, bf16 or fp8 per precision */
+    double peak_bf16;         /* FLOP/s dense bf16 (attention core, MFU) */
+    double hbm_bw;            /* bytes/s achievable */
+    int sms;                  /* streaming multiprocessors */
+    int domain;               /* GPUs per NVLink domain (placement unit) */
+    double nvlink_busbw;      /* bytes/s achievable NCCL busbw in the domain */
+    double nvlink_latency;    /* s */
+    double nic_busbw_per_gpu; /* bytes/s achievable network per GPU (NICs per GPU x NIC busbw) */
+    double net_latency;       /* s per hop */
+} SimHw;
+
+void sim_hw_init(SimHw *hw, const Cluster *c, const Calibration *cal, bool fp8);
+
+/* ---- compute.c ---- */
+/* One GEMM C[m,n] = A[m,k] * B[k,n]; c_bytes = bytes per element of C as
+ * written (2 bf16; 8 when accumulated into an fp32 buffer: read + write). */
+double compute_gemm_time(const SimHw *hw, double m, double n, double k, double c_bytes);
+/* `groups` GEMMs of the same n, k with m rows each, in one grouped kernel. */
+double compute_grouped_gemm_time(const SimHw *hw, int groups, double m, double n, double k, double c_bytes);
+/* Flash attention: flops of this pass, q_len = query rows per sequence chunk. */
+double compute_attention_time(const SimHw *hw, double flops, double q_len, bool backward);
+/* A memory-bound kernel moving `bytes` (reads + writes). */
+double compute_memory_time(const SimHw *hw, double bytes);
+
+/* ---- comm.c ---- */
+typedef enum { COLL_ALL_GATHER = 0, COLL_REDUCE_SCATTER, COLL_ALL_REDUCE, COLL_ALL_TO_ALL, COLL_SEND_RECV } CollOp;
+/* bytes: nccl-tests "size" (AG: output buffer, RS: input buffer, AR: the
+ * buffer, A2A: one rank's send buffer, send/recv: the message). */
+double comm_time(const SimHw *hw, CollOp op, const GroupPlacement *g, double bytes);
+const char *coll_op_name(CollOp op);
+
+/* ---- overlap.c ---- */
+/* Time added to `work` seconds of compute when `comm` seconds of
+ * communication run concurrently on kernels taking the fraction sm_frac of
+ * the SMs: max(comm * sm_frac, comm - work). */
+double overlap_added(double comm, double work, double sm_frac);
+/* SM fractions taken by the communication kernels of each overlap kind. */
+double overlap_sm_frac_nccl(const SimHw *hw);
+double overlap_sm_frac_tp(const SimHw *hw);
+
+/* ---- context for block costs ---- */
+typedef struct {
+    const Plan *p;
+    const SimHw *hw;
+    GroupPlacement g[GROUP_KIND_COUNT];
+    double s, b;              /* sequence length, micro-batch (sequences) */
+    int tp, cp, etp, ep, pp, vpp, dp, edp;
+    double m_full;            /* rows in a TP-gathered activation: s*b/cp */
+    double t_local;           /* tokens per rank with SP: s*b/(tp*cp) */
+    double act_bytes;         /* bytes per activation element (2: bf16) */
+    int microbatches;         /* m per pipeline per step */
+    RecomputeKind recompute;  /* as in train, but memory.c may ask for none */
+} SimCtx;
+
+/* ---- layer.c: attention, dense MLP, embedding, output ---- */
+/* window: attention span in tokens (0 = full causal) */
+void layer_attention(const SimCtx *x, int window, Phase *fwd, Phase *bwd, Phase *recompute_sel);
+void layer_dense_mlp(const SimCtx *x, double ffn, CostKind kind, const char *name, Phase *fwd, Phase *bwd, Phase *recompute_sel);
+void layer_embedding(const SimCtx *x, Phase *fwd, Phase *bwd);
+void layer_output(const SimCtx *x, Phase *fwd, Phase *bwd);
+
+/* ---- dispatcher.c: the MoE block ---- */
+typedef struct {
+    double rows_per_expert;   /* rows each local expert's GEMMs see (after ETP all-gather) */
+    double a2a_bytes;         /* one rank's send buffer per all-to-all, bytes */
+    double rows_recv;         /* rows received by the busiest rank from the a2a */
+} DispatchShape;
+void dispatcher_shape(const SimCtx *x, DispatchShape *d);
+void layer_moe(const SimCtx *x, Phase *fwd, Phase *bwd, Phase *recompute_sel);
+
+/* ---- pipeline.c ---- */
+#define PIPE_MAX_VSTAGES 4096
+#define PIPE_MAX_SLOTS 8192      /* virtual stages x simulated micro-batches */
+
+typedef struct {
+    double makespan;                    /* s, first op start to last op end */
+    double rank_end[SIM_MAX_STAGES];    /* s, end of each rank's last op */
+    double rank_busy[SIM_MAX_STAGES];   /* s, compute time of each rank */
+    double rank_first_start[SIM_MAX_STAGES]; /* s, start of each rank's first forward */
+    double chunk_last_bwd_end[PIPE_MAX_VSTAGES]; /* s, per virtual stage */
+    int inflight_peak[SIM_MAX_STAGES];  /* chunks whose activations are held at the peak */
+    int simulated_microbatches;         /* m actually simulated (rest extrapolated) */
+} PipeResult;
+
+typedef struct {
+    double start, end;
+    int mb, chunk;
+    bool fwd;
+} PipeEvent;
+
+/* fwd/bwd: [pp*vpp] seconds per virtual stage vs = chunk*pp + rank.
+ * p2p: seconds per boundary transfer; blocking: the sender waits for it.
+ * events (optional, may be NULL): records the ops of rank `trace_rank`. */
+int pipeline_simulate(int pp, int vpp, int m, const double *fwd, const double *bwd, double p2p, bool blocking,
+                      PipeResult *out, int trace_rank, PipeEvent *events, int max_events, int *num_events,
+                      MpError *err);
+/* Peak number of in-flight chunks held by rank r (schedule property). */
+int pipeline_inflight(int pp, int vpp, int m, int rank);
+
+/* ---- memory.c ---- */
+typedef struct {
+    double dense_params;     /* on this GPU (already divided by TP), per stage */
+    double expert_params;    /* on this GPU (divided by ETP*EP) */
+    double act_per_chunk;    /* bytes of activations of one in-flight chunk (one micro-batch) */
+    double act_extra;        /* bytes held once (logits of the last stage, working buffers) */
+    int inflight;            /* chunks in flight at the peak */
+    double fsdp_working;     /* bytes of gathered weights/grads in flight (full sharding) */
+} StageMemInput;
+void memory_stage(const SimCtx *x, const StageMemInput *in, SimStageMemory *out);
+/* Activation bytes of one layer for one micro-batch on one GPU. */
+double memory_attention_activations(const SimCtx *x);
+double memory_moe_activations(const SimCtx *x);
+double memory_dense_mlp_activations(const SimCtx *x, double ffn);
+double memory_output_activations(const SimCtx *x);
+
+/* ---- timeline.c ---- */
+typedef struct {
+    const char *name;    /* kernel, collective or op ("F mb3 c0") */
+    const char *cat;     /* category shown by the viewer */
+    int tid;             /* track: 0 ops, 1 kernels, 2 step tail */
+    double start, dur;   /* s */
+    int mb, chunk;       /* -1 when not applicable */
+} TraceSlice;
+/* Chrome trace JSON (chrome://tracing, Perfetto) of the slices; written to
+ * PATH.tmp and renamed, so a failure leaves no partial file. */
+int timeline_write(const char *path, const char *title, const TraceSlice *s, int n, MpError *err);
+
+#endif

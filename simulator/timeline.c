@@ -1,0 +1,40 @@
+/* timeline.c: Chrome trace event JSON ("X" complete events, microseconds)
+ * of one pipeline rank's step, for chrome://tracing or ui.perfetto.dev. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "sim_internal.h"
+
+static const char *const track_names[] = {"pipeline ops", "kernels and collectives", "step tail"};
+
+int timeline_write(const char *path, const char *title, const TraceSlice *s, int n, MpError *err) {
+    char tmp[MP_PATH_LEN + 16];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) return mp_fail(err, "%s: timeline: path too long", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return mp_fail(err, "%s: timeline: %s", path, strerror(errno));
+    fprintf(f, "{\"displayTimeUnit\": \"ms\", \"otherData\": {\"title\": \"");
+    for (const char *c = title; *c; c++) fputc((*c == '"' || *c == '\\') ? '\'' : *c, f);
+    fprintf(f, "\"},\n\"traceEvents\": [\n");
+    fprintf(f, "{\"name\": \"process_name\", \"ph\": \"M\", \"pid\": 0, \"args\": {\"name\": \"moeplan simulate\"}}");
+    for (int t = 0; t < 3; t++)
+        fprintf(f, ",\n{\"name\": \"thread_name\", \"ph\": \"M\", \"pid\": 0, \"tid\": %d, \"args\": {\"name\": \"%s\"}}", t, track_names[t]);
+    for (int i = 0; i < n; i++) {
+        fprintf(f, ",\n{\"name\": \"%s\", \"cat\": \"%s\", \"ph\": \"X\", \"pid\": 0, \"tid\": %d, \"ts\": %.3f, \"dur\": %.3f",
+                s[i].name, s[i].cat, s[i].tid, s[i].start * 1e6, s[i].dur * 1e6);
+        if (s[i].mb >= 0) fprintf(f, ", \"args\": {\"microbatch\": %d, \"chunk\": %d}", s[i].mb, s[i].chunk);
+        fputc('}', f);
+    }
+    fprintf(f, "\n]}\n");
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad) {
+        remove(tmp);
+        return mp_fail(err, "%s: timeline: write failed", path);
+    }
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        remove(tmp);
+        return mp_fail(err, "%s: timeline: %s", path, strerror(e));
+    }
+    return 0;
+}
