@@ -164,6 +164,10 @@ static inline size_t elem_bytes(const Backend *b, ElemType t)
     return t == DT_ACT ? (size_t)b->act_bytes : 4;
 }
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* CPU backend over MPI communicators (ExecComms.handle[k] is an MPI_Comm*). */
 int backend_cpu_create(const ExecComms *comms, Backend **out, MpError *err);
 
@@ -172,4 +176,7 @@ int backend_cpu_create(const ExecComms *comms, Backend **out, MpError *err);
 int backend_cuda_create(const ExecComms *comms, Backend **out, MpError *err);
 #endif
 
+#ifdef __cplusplus
+}
+#endif
 #endif
