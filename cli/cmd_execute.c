@@ -1,10 +1,379 @@
-/* cmd_execute.c: `moeplan execute` (being built: see the open issue). */
+/* cmd_execute.c: `moeplan execute`: train a plan's model for N steps on real
+ * GPUs (CUDA + NCCL) or on CPUs (MPI), measure it, and put the simulator's
+ * prediction beside the measurement.
+ *
+ * One command, three roles (executor/launch.h):
+ *   - started by mpirun/srun/torchrun: this process is one rank;
+ *   - started alone with more than one GPU: the built-in launcher forks one
+ *     copy of itself per GPU (CUDA) or re-executes itself under
+ *     `mpirun -np N` (CPU backend), and watches them;
+ *   - started alone on one GPU (or CPU): it is rank 0 of 1.
+ * Exit status: 0 done, 2 bad input or a plan that does not fit, 1 a failure
+ * while running (the message names the rank).
+ */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
+#include "args.h"
 #include "commands.h"
+#include "core/catalog.h"
+#include "executor/comms.h"
+#include "executor/executor.h"
+#include "executor/launch.h"
+#include "executor/measure.h"
+#include "executor/watchdog.h"
+#include "simulator/simulate.h"
+
+#ifdef MOEPLAN_HAVE_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
+/* Until the CUDA backend of the training step exists, a CUDA build cannot
+ * link exec_train (train.c needs backend_cuda_create): keep moeplan linking. */
+#if defined(MOEPLAN_HAVE_CUDA) && !__has_include("executor/backend_cuda.cu")
+#define EXECUTE_STEP_MISSING 1
+#endif
+
+/* Seconds the TCP rendezvous waits for every rank; SIGTERM -> SIGKILL grace
+ * of the built-in launcher; NCCL error polling period. */
+#define EXECUTE_RENDEZVOUS_TIMEOUT_S 60.0
+#define EXECUTE_KILL_GRACE_S 5.0
+#define EXECUTE_WATCHDOG_POLL_S 0.2
+
+static const char *usage_text =
+    "usage: moeplan execute (--plan FILE | --model M [--gpus N] [--tp T] [--ep E] [--etp X] ...)\n"
+    "                       [--layers L] [--steps N] [--warmup W] [--data FILE] [--data-bits 16|32]\n"
+    "                       [--seed S] [--lr X] [--backend cuda|cpu] [--nproc N]\n"
+    "                       [--out result.json] [--json] [--check]\n"
+    "  Trains the plan's model (its first L layers with --layers) for N steps and\n"
+    "  reports step time, MFU (both FLOPs conventions), TFLOP/s and tokens/s per GPU,\n"
+    "  time per phase and peak memory beside the simulator's prediction.\n"
+    "  The plan options are those of `moeplan simulate`.  Without --gbs the global\n"
+    "  batch is one micro-batch per data-parallel rank.\n"
+    "  --nproc N   processes to start on this node (default: the plan's --gpus, else\n"
+    "              every visible GPU); under mpirun/srun/torchrun their ranks are used\n"
+    "  --check     only check that the plan fits (simulator memory) and exit\n"
+    "  --out FILE  write the result as JSON (atomically: temp file + rename)\n"
+    "  --json      print the result JSON instead of the table\n";
+
+typedef struct {
+    Plan plan;
+    ExecOptions opt;
+    int nproc;
+    bool nproc_given, cluster_given, gbs_given, json, check_only;
+    const char *out_path;
+} ExecuteArgs;
+
+static bool argv_has(int argc, char **argv, const char *flag) {
+    size_t n = strlen(flag);
+    for (int i = 1; i < argc; i++)
+        if (!strncmp(argv[i], flag, n) && (argv[i][n] == 0 || argv[i][n] == '=')) return true;
+    return false;
+}
+
+static int parse_args(int argc, char **argv, ExecuteArgs *x, MpError *err) {
+    ArgList a;
+    memset(x, 0, sizeof *x);
+    x->opt.steps = 20;
+    x->opt.warmup = 3;
+    x->opt.seed = 1234;
+    x->opt.data_bits = 16;
+#ifdef MOEPLAN_HAVE_CUDA
+    x->opt.backend = EXEC_BACKEND_CUDA;
+#else
+    x->opt.backend = EXEC_BACKEND_CPU;
+#endif
+    x->cluster_given = argv_has(argc, argv, "--cluster") || argv_has(argc, argv, "--plan");
+    x->gbs_given = argv_has(argc, argv, "--gbs") || argv_has(argc, argv, "--plan");
+    if (args_init(&a, argc, argv, err)) return -1;
+    if (plan_from_args(&a, &x->plan, true, err)) return -1;
+    bool has;
+    int seed = 0;
+    if (args_int(&a, "--layers", &x->opt.layers, NULL, err) || args_int(&a, "--steps", &x->opt.steps, NULL, err) ||
+        args_int(&a, "--warmup", &x->opt.warmup, NULL, err) || args_int(&a, "--data-bits", &x->opt.data_bits, NULL, err) ||
+        args_int(&a, "--seed", &seed, &has, err) || args_double(&a, "--lr", &x->opt.lr, NULL, err) ||
+        args_int(&a, "--nproc", &x->nproc, &x->nproc_given, err))
+        return -1;
+    if (has) {
+        if (seed < 0) return mp_fail(err, "--seed: must be >= 0, got %d", seed);
+        x->opt.seed = (uint64_t)seed;
+    }
+    const char *v;
+    if (args_value(&a, "--backend", &v, err)) return -1;
+    if (v) {
+        if (!strcmp(v, "cuda")) x->opt.backend = EXEC_BACKEND_CUDA;
+        else if (!strcmp(v, "cpu")) x->opt.backend = EXEC_BACKEND_CPU;
+        else return mp_fail(err, "--backend: '%s' is not cuda or cpu", v);
+    }
+    if (args_value(&a, "--data", &x->opt.data_path, err) || args_value(&a, "--out", &x->out_path, err)) return -1;
+    x->json = args_flag(&a, "--json");
+    x->check_only = args_flag(&a, "--check");
+    if (args_finish(&a, err)) return -1;
+    const ModelSpec *m = &x->plan.model;
+    if (x->opt.layers < 0 || x->opt.layers > m->num_layers)
+        return mp_fail(err, "--layers: %d is outside 1..%d (the layers of %s)", x->opt.layers, m->num_layers, m->name);
+    if (x->opt.steps < 1) return mp_fail(err, "--steps: must be >= 1, got %d", x->opt.steps);
+    if (x->opt.warmup < 0 || x->opt.warmup >= x->opt.steps)
+        return mp_fail(err, "--warmup: %d must be in 0..%d (below --steps)", x->opt.warmup, x->opt.steps - 1);
+    if (x->opt.data_bits != 16 && x->opt.data_bits != 32)
+        return mp_fail(err, "--data-bits: %d is not 16 or 32", x->opt.data_bits);
+    if (x->opt.lr < 0) return mp_fail(err, "--lr: must be >= 0, got %g", x->opt.lr);
+    if (x->nproc_given && x->nproc < 1) return mp_fail(err, "--nproc: must be >= 1, got %d", x->nproc);
+    if (x->opt.data_path && access(x->opt.data_path, R_OK))
+        return mp_fail(err, "%s: --data: cannot read the file", x->opt.data_path);
+    return 0;
+}
+
+/* The number of ranks and the final plan: the launcher's world, else
+ * --gpus / the plan file, else --nproc, else every visible GPU (CPU: 1). */
+static int resolve_world(ExecuteArgs *x, const LaunchEnv *env, MpError *err) {
+    Plan *p = &x->plan;
+    int world = p->map.world;
+    if (env->source != LAUNCH_NONE) {
+        if (world > 0 && world != env->world_size)
+            return mp_fail(err, "--gpus: the plan has %d GPUs but the %s launcher started %d rank(s)", world,
+                           launch_source_name(env->source), env->world_size);
+        world = env->world_size;
+    } else if (world > 0) {
+        if (x->nproc_given && x->nproc != world)
+            return mp_fail(err, "--nproc: %d differs from the plan's %d GPUs", x->nproc, world);
+    } else if (x->nproc_given) {
+        world = x->nproc;
+    } else if (x->opt.backend == EXEC_BACKEND_CUDA) {
+        world = comms_visible_gpus();
+        if (world < 1) return mp_fail(err, "--backend: cuda, but no GPU is visible (use --backend cpu)");
+    } else {
+        world = 1;
+    }
+    p->map.world = world;
+    if (mapping_resolve(&p->map, p->model.num_experts, err)) return -1;
+    if (!x->gbs_given) p->train.global_batch = p->train.micro_batch * p->map.dp;
+    if (train_config_validate(&p->train, err)) return -1;
+    return plan_validate(p, err);
+}
+
+static void device_name(ExecBackendKind kind, char *buf, size_t len) {
+    snprintf(buf, len, "cpu");
+#ifdef MOEPLAN_HAVE_CUDA
+    struct cudaDeviceProp prop;
+    if (kind == EXEC_BACKEND_CUDA && cudaGetDeviceProperties(&prop, 0) == cudaSuccess)
+        snprintf(buf, len, "%.63s", prop.name);
+#else
+    (void)kind;
+#endif
+}
+
+/* On an H200 without an explicit cluster, predict for dgx-h200 rather than
+ * the default dgx-h100 (same peak BF16, more and faster HBM). */
+static void pick_cluster(ExecuteArgs *x, const char *device) {
+    if (x->cluster_given || !strstr(device, "H200")) return;
+    Cluster c;
+    MpError e;
+    if (cluster_lookup("dgx-h200", &c, &e) == 0) {
+        x->plan.cluster = c;
+        snprintf(x->plan.cluster_ref, sizeof x->plan.cluster_ref, "dgx-h200");
+    }
+}
+
+/* simulate_step on the plan truncated to the run's layers. */
+static int predict(const ExecuteArgs *x, SimResult *res, MpError *err) {
+    Plan *tp = malloc(sizeof *tp);
+    if (!tp) return mp_fail(err, "execute: out of memory");
+    *tp = x->plan;
+    measure_truncated_model(&x->plan.model, x->opt.layers, &tp->model);
+    SimOptions so = {0};
+    int rc = simulate_step(tp, NULL, &so, res, err);
+    free(tp);
+    return rc;
+}
+
+static void fit_message(const ExecuteArgs *x, const SimResult *r, MpError *err) {
+    int worst = 0;
+    for (int s = 1; s < r->num_stages; s++)
+        if (r->stage_memory[s].total > r->stage_memory[worst].total) worst = s;
+    const SimStageMemory *m = &r->stage_memory[worst];
+    const double gib = 1073741824.0;
+    mp_fail(err,
+            "plan does not fit: pipeline stage %d needs %.1f GiB per GPU (weights %.1f, gradients %.1f, optimizer "
+            "%.1f, activations %.1f) but %s has %.1f GiB usable (HBM %.1f minus reserve %.1f); use more GPUs, a "
+            "larger --ep, or fewer --layers",
+            worst, m->total / gib, m->weights / gib, m->gradients / gib, m->optimizer / gib, m->activations / gib,
+            x->plan.cluster.gpu_name, r->memory_capacity_bytes / gib, x->plan.cluster.hbm_bytes / gib,
+            x->plan.train.memory_reserve_bytes / gib);
+}
+
+/* Child argv for the built-in launcher: this executable, then "execute" and
+ * the original options. */
+static char **child_argv(int argc, char **argv, const char *prefix[], int nprefix, char *exe) {
+    char **v = calloc((size_t)(argc + nprefix + 2), sizeof *v);
+    if (!v) return NULL;
+    int n = 0;
+    for (int i = 0; i < nprefix; i++) v[n++] = (char *)prefix[i];
+    v[n++] = exe;
+    for (int i = 0; i < argc; i++) v[n++] = argv[i];
+    v[n] = NULL;
+    return v;
+}
+
+static int launch_children(const ExecuteArgs *x, int argc, char **argv) {
+    MpError err = {{0}};
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) { fprintf(stderr, "moeplan execute: cannot find its own executable (/proc/self/exe)\n"); return 1; }
+    exe[n] = 0;
+    int world = x->plan.map.world;
+    if (x->opt.backend == EXEC_BACKEND_CPU) {
+        /* the CPU backend's collectives are MPI: run the ranks under mpirun */
+        char np[16];
+        snprintf(np, sizeof np, "%d", world);
+        const char *root_prefix[] = {"mpirun", "--allow-run-as-root", "--oversubscribe", "-np", np};
+        const char *user_prefix[] = {"mpirun", "--oversubscribe", "-np", np};
+        char **v = geteuid() == 0 ? child_argv(argc, argv, root_prefix, 5, exe) : child_argv(argc, argv, user_prefix, 4, exe);
+        if (!v) return 1;
+        fflush(NULL);
+        execvp("mpirun", v);
+        fprintf(stderr, "moeplan execute: --backend cpu with %d ranks needs mpirun (not found); "
+                        "start it as `mpirun -np %d moeplan execute ...`\n", world, world);
+        free(v);
+        return 1;
+    }
+    int port = launch_free_port(&err);
+    if (port < 0) { fprintf(stderr, "moeplan execute: %s\n", err.msg); return 1; }
+    char **v = child_argv(argc, argv, NULL, 0, exe);
+    if (!v) return 1;
+    LaunchOptions lo = {.nproc = world, .master_port = port, .kill_grace_s = EXECUTE_KILL_GRACE_S};
+    LaunchReport rep;
+    fflush(NULL);
+    int rc = launch_local(v, &lo, &rep, &err);
+    free(v);
+    if (rc) {
+        fprintf(stderr, "moeplan execute: %s (after %.1f s)\n", err.msg, rep.seconds);
+        return 1;
+    }
+    return 0;
+}
+
+typedef struct {
+    CommsContext *comms;
+} FailureContext;
+
+/* Watchdog callback: an NCCL error on this rank ends the process. */
+static void on_rank_failure(void *user, int rank, const char *message) {
+    FailureContext *f = user;
+    fprintf(stderr, "moeplan execute: rank %d: %s\n", rank, message);
+    fflush(stderr);
+    comms_mpi_abort(f->comms, 1);
+    _exit(1);
+}
+
+/* A runtime failure on this rank: name it, and make sure the others end too. */
+static int rank_fail(CommsContext *c, int rank, const MpError *err) {
+    fprintf(stderr, "moeplan execute: rank %d: %s\n", rank, err->msg);
+    fflush(NULL);
+    comms_mpi_abort(c, 1);
+    _exit(1);   /* skip NCCL/MPI teardown that could wait on the failed collective */
+}
+
+static int run_rank(ExecuteArgs *x, const LaunchEnv *env, const SimResult *pred, const char *device) {
+    MpError err = {{0}};
+    CommsContext cc;
+    memset(&cc, 0, sizeof cc);
+    if (comms_init(&cc, &x->plan.map, env, x->opt.backend, EXECUTE_RENDEZVOUS_TIMEOUT_S, &err))
+        return rank_fail(&cc, env->rank, &err);
+    int rank = cc.pub.world_rank;
+    FailureContext fc = {.comms = &cc};
+    Watchdog *wd = NULL;
+    if (watchdog_start(&cc, EXECUTE_WATCHDOG_POLL_S, on_rank_failure, &fc, &wd, &err)) return rank_fail(&cc, rank, &err);
+    ExecStepStats stats;
+    memset(&stats, 0, sizeof stats);
+#ifdef EXECUTE_STEP_MISSING
+    mp_fail(&err, "execute: the CUDA training step (executor/backend_cuda.cu) is not built yet");
+    return rank_fail(&cc, rank, &err);
+#else
+    if (exec_train(&x->plan, &x->opt, &cc.pub, &stats, &err)) return rank_fail(&cc, rank, &err);
+#endif
+    watchdog_stop(wd);
+    /* the slowest rank sets the step time; peak memory is the largest */
+    double v[8] = {stats.median.step, stats.median.attention, stats.median.moe_compute,
+                   stats.median.dispatcher_comm, stats.median.grad_sync, stats.median.optimizer,
+                   stats.median.other, stats.peak_memory_bytes};
+    if (comms_max(&cc, v, 8, &err)) return rank_fail(&cc, rank, &err);
+    stats.median = (ExecPhases){v[0], v[1], v[2], v[3], v[4], v[5], v[6]};
+    stats.peak_memory_bytes = v[7];
+    int status = 0;
+    if (rank == 0) {
+        Measurement m;
+        measure_compute(&x->plan, x->opt.layers, cc.pub.world_size, &stats, pred, &m);
+        m.steps = x->opt.steps;
+        m.warmup = x->opt.warmup;
+        snprintf(m.backend, sizeof m.backend, "%s", x->opt.backend == EXEC_BACKEND_CUDA ? "cuda" : "cpu");
+        snprintf(m.launcher, sizeof m.launcher, "%s", launch_source_name(env->source));
+        snprintf(m.device, sizeof m.device, "%.63s", device);
+        char *json = measure_to_json(&x->plan, &m);
+        if (!json) {
+            fprintf(stderr, "moeplan execute: out of memory writing the result\n");
+            status = 1;
+        } else {
+            if (x->json) printf("%s\n", json);
+            else measure_print(stdout, &x->plan, &m);
+            if (x->out_path && measure_write_atomic(x->out_path, json, &err)) {
+                fprintf(stderr, "moeplan execute: %s\n", err.msg);
+                status = 1;
+            }
+            free(json);
+        }
+        fflush(stdout);
+    }
+    free(stats.losses);
+    comms_destroy(&cc);
+    return status;
+}
 
 int cmd_execute(int argc, char **argv) {
-    (void)argc; (void)argv;
-    fprintf(stderr, "moeplan execute: not built yet\n");
-    return 1;
+    MpError err = {{0}};
+    ExecuteArgs *x = calloc(1, sizeof *x);
+    SimResult *pred = calloc(1, sizeof *pred);
+    int rc = 2;
+    if (!x || !pred) { fprintf(stderr, "moeplan execute: out of memory\n"); rc = 1; goto done; }
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help")) { fputs(usage_text, stdout); rc = 0; goto done; }
+    LaunchEnv env;
+    if (parse_args(argc, argv, x, &err) || launch_detect(&env, &err) || resolve_world(x, &env, &err)) {
+        fprintf(stderr, "moeplan execute: %s\n", err.msg);
+        goto done;
+    }
+    char device[64];
+    device_name(x->opt.backend, device, sizeof device);
+    pick_cluster(x, device);
+    if (predict(x, pred, &err)) { fprintf(stderr, "moeplan execute: %s\n", err.msg); goto done; }
+    /* GPU memory is what the simulator's figures are about; the CPU backend runs in host RAM */
+    if (x->opt.backend == EXEC_BACKEND_CUDA && !pred->fits) {
+        fit_message(x, pred, &err);
+        if (env.rank == 0) fprintf(stderr, "moeplan execute: %s\n", err.msg);
+        goto done;
+    }
+    if (x->check_only) {
+        if (env.rank == 0)
+            printf("plan fits: %.1f of %.1f GiB per GPU; predicted step %.1f ms, MFU %.1f%% (megatron), %.1f%% (legacy)\n",
+                   pred->peak_memory_bytes / 1073741824.0, pred->memory_capacity_bytes / 1073741824.0,
+                   pred->step_time_s * 1e3, 100 * pred->mfu_megatron, 100 * pred->mfu_legacy);
+        rc = 0;
+        goto done;
+    }
+    if (env.source == LAUNCH_NONE && x->plan.map.world > 1) {
+        rc = launch_children(x, argc, argv);
+    } else {
+        if (env.source == LAUNCH_NONE) {   /* one rank, no launcher */
+            env.rank = 0;
+            env.world_size = 1;
+            env.local_rank = 0;
+        }
+        rc = run_rank(x, &env, pred, device);
+    }
+done:
+    free(pred);
+    free(x);
+    return rc;
 }

@@ -1,0 +1,234 @@
+/* measure.c: reported figures of a run (see measure.h). */
+#include "executor/measure.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void measure_truncated_model(const ModelSpec *full, int layers, ModelSpec *out) {
+    *out = *full;
+    if (layers > 0 && layers < full->num_layers) {
+        out->num_layers = layers;
+        if (out->num_dense_layers > layers) out->num_dense_layers = layers;
+    }
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double measure_median(double *v, int n) {
+    if (n <= 0) return 0;
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+void measure_prediction(const SimResult *r, MeasurePrediction *out) {
+    memset(out, 0, sizeof *out);
+    const SimBreakdown *b = &r->breakdown;
+    out->fits = r->fits;
+    out->step_time_s = r->step_time_s;
+    out->mfu_legacy = r->mfu_legacy;
+    out->mfu_megatron = r->mfu_megatron;
+    out->tflops_per_gpu = r->tflops_per_gpu;
+    out->tokens_per_s_per_gpu = r->tokens_per_s_per_gpu;
+    out->peak_memory_bytes = r->peak_memory_bytes;
+    out->memory_capacity_bytes = r->memory_capacity_bytes;
+    out->phases.step = r->step_time_s;
+    out->phases.attention = b->compute_attention;
+    out->phases.moe_compute = b->compute_moe + b->compute_memory_bound + b->compute_dense_mlp;
+    out->phases.dispatcher_comm = b->comm_ep + b->comm_etp;
+    out->phases.grad_sync = b->comm_dp + b->comm_edp;
+    out->phases.optimizer = b->optimizer;
+    out->phases.other = b->compute_embed_output + b->recompute + b->comm_tp + b->comm_cp + b->comm_pp + b->bubble;
+    snprintf(out->dominant, sizeof out->dominant, "%s", r->dominant);
+}
+
+void measure_compute(const Plan *plan, int layers, int world, const ExecStepStats *stats,
+                     const SimResult *pred, Measurement *m) {
+    memset(m, 0, sizeof *m);
+    ModelSpec model;
+    measure_truncated_model(&plan->model, layers, &model);
+    m->world = world;
+    m->layers = model.num_layers;
+    m->steps_timed = stats->steps_timed;
+    m->tokens_per_step = stats->tokens_per_step;
+    m->phases = stats->median;
+    m->peak_memory_bytes = stats->peak_memory_bytes;
+    m->loss_first = stats->loss_first;
+    m->loss_last = stats->loss_last;
+    m->losses = stats->losses;
+    int seq = plan->train.seq_len;
+    m->flops_legacy = model_flops(&model, FLOPS_LEGACY, seq, stats->tokens_per_step);
+    m->flops_megatron = model_flops(&model, FLOPS_MEGATRON, seq, stats->tokens_per_step);
+    double t = stats->median.step;
+    double peak = plan->cluster.peak_bf16_flops;
+    if (t > 0 && world > 0) {
+        m->tflops_legacy_per_gpu = m->flops_legacy / t / world / 1e12;
+        m->tflops_megatron_per_gpu = m->flops_megatron / t / world / 1e12;
+        m->tokens_per_s_per_gpu = stats->tokens_per_step / t / world;
+        if (peak > 0) {
+            m->mfu_legacy = m->flops_legacy / (t * world * peak);
+            m->mfu_megatron = m->flops_megatron / (t * world * peak);
+        }
+    }
+    if (pred) {
+        m->have_prediction = true;
+        measure_prediction(pred, &m->predicted);
+    }
+}
+
+static void row(FILE *f, const char *name, double measured, bool have_pred, double predicted, double scale,
+                const char *unit) {
+    fprintf(f, "  %-26s %12.3f", name, measured * scale);
+    if (have_pred) fprintf(f, " %12.3f", predicted * scale);
+    fprintf(f, "  %s\n", unit);
+}
+
+void measure_print(FILE *f, const Plan *plan, const Measurement *m) {
+    const Mapping *map = &plan->map;
+    fprintf(f, "moeplan execute: %s, %d of %d layers, seq %d, mbs %d, gbs %d on %d x %s (%s backend, %s launch)\n",
+            plan->model.name, m->layers, plan->model.num_layers, plan->train.seq_len, plan->train.micro_batch,
+            plan->train.global_batch, m->world, m->device, m->backend, m->launcher);
+    fprintf(f, "  attention TP%d CP%d DP%d PP%d | experts ETP%d EP%d EDP%d | %s dispatcher, %s\n", map->tp,
+            map->cp, map->dp, map->pp, map->etp, map->ep, map->edp, dispatcher_name(plan->train.dispatcher),
+            plan->train.capacity_factor > 0 ? "capacity factor" : "dropless");
+    fprintf(f, "  %d steps, %d warm-up, median of %d; loss %.4f -> %.4f\n\n", m->steps, m->warmup,
+            m->steps_timed, m->loss_first, m->loss_last);
+    bool p = m->have_prediction;
+    const MeasurePrediction *q = &m->predicted;
+    fprintf(f, "  %-26s %12s%s\n", "", "measured", p ? "    predicted" : "");
+    row(f, "step time", m->phases.step, p, q->step_time_s, 1e3, "ms");
+    row(f, "  attention", m->phases.attention, p, q->phases.attention, 1e3, "ms");
+    row(f, "  MoE compute", m->phases.moe_compute, p, q->phases.moe_compute, 1e3, "ms");
+    row(f, "  dispatcher comm", m->phases.dispatcher_comm, p, q->phases.dispatcher_comm, 1e3, "ms");
+    row(f, "  gradient sync", m->phases.grad_sync, p, q->phases.grad_sync, 1e3, "ms");
+    row(f, "  optimizer", m->phases.optimizer, p, q->phases.optimizer, 1e3, "ms");
+    row(f, "  other (embed, output)", m->phases.other, p, q->phases.other, 1e3, "ms");
+    row(f, "MFU (megatron)", m->mfu_megatron, p, q->mfu_megatron, 100, "%");
+    row(f, "MFU (legacy)", m->mfu_legacy, p, q->mfu_legacy, 100, "%");
+    row(f, "TFLOP/s per GPU (megatron)", m->tflops_megatron_per_gpu, false, 0, 1, "TFLOP/s");
+    row(f, "TFLOP/s per GPU (legacy)", m->tflops_legacy_per_gpu, false, 0, 1, "TFLOP/s");
+    row(f, "tokens/s per GPU", m->tokens_per_s_per_gpu, p, q->tokens_per_s_per_gpu, 1, "tokens/s");
+    row(f, "peak memory", m->peak_memory_bytes, p, q->peak_memory_bytes, 1.0 / 1073741824.0, "GiB");
+    if (p && q->dominant[0]) fprintf(f, "  predicted dominant cost: %s\n", q->dominant);
+}
+
+static cJSON *phases_json(const ExecPhases *ph) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "step", ph->step);
+    cJSON_AddNumberToObject(o, "attention", ph->attention);
+    cJSON_AddNumberToObject(o, "moe_compute", ph->moe_compute);
+    cJSON_AddNumberToObject(o, "dispatcher_comm", ph->dispatcher_comm);
+    cJSON_AddNumberToObject(o, "grad_sync", ph->grad_sync);
+    cJSON_AddNumberToObject(o, "optimizer", ph->optimizer);
+    cJSON_AddNumberToObject(o, "other", ph->other);
+    return o;
+}
+
+static cJSON *pair_json(double legacy, double megatron) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "legacy", legacy);
+    cJSON_AddNumberToObject(o, "megatron", megatron);
+    return o;
+}
+
+char *measure_to_json(const Plan *plan, const Measurement *m) {
+    const Mapping *map = &plan->map;
+    cJSON *root = cJSON_CreateObject();
+    cJSON *pl = cJSON_AddObjectToObject(root, "plan");
+    cJSON_AddStringToObject(pl, "model", plan->model.name);
+    cJSON_AddStringToObject(pl, "cluster", plan->cluster.name);
+    cJSON_AddNumberToObject(pl, "gpus", map->world);
+    cJSON_AddNumberToObject(pl, "tp", map->tp);
+    cJSON_AddNumberToObject(pl, "cp", map->cp);
+    cJSON_AddNumberToObject(pl, "dp", map->dp);
+    cJSON_AddNumberToObject(pl, "pp", map->pp);
+    cJSON_AddNumberToObject(pl, "etp", map->etp);
+    cJSON_AddNumberToObject(pl, "ep", map->ep);
+    cJSON_AddNumberToObject(pl, "edp", map->edp);
+    cJSON_AddStringToObject(pl, "order", rank_order_name(map->order));
+    cJSON_AddNumberToObject(pl, "seq", plan->train.seq_len);
+    cJSON_AddNumberToObject(pl, "mbs", plan->train.micro_batch);
+    cJSON_AddNumberToObject(pl, "gbs", plan->train.global_batch);
+    cJSON_AddStringToObject(pl, "dispatcher", dispatcher_name(plan->train.dispatcher));
+    cJSON_AddNumberToObject(pl, "capacity_factor", plan->train.capacity_factor);
+
+    cJSON *run = cJSON_AddObjectToObject(root, "run");
+    cJSON_AddStringToObject(run, "backend", m->backend);
+    cJSON_AddStringToObject(run, "launcher", m->launcher);
+    cJSON_AddStringToObject(run, "device", m->device);
+    cJSON_AddNumberToObject(run, "world", m->world);
+    cJSON_AddNumberToObject(run, "layers", m->layers);
+    cJSON_AddNumberToObject(run, "steps", m->steps);
+    cJSON_AddNumberToObject(run, "warmup", m->warmup);
+    cJSON_AddNumberToObject(run, "steps_timed", m->steps_timed);
+    cJSON_AddNumberToObject(run, "tokens_per_step", m->tokens_per_step);
+
+    cJSON *me = cJSON_AddObjectToObject(root, "measured");
+    cJSON_AddNumberToObject(me, "step_time_s", m->phases.step);
+    cJSON_AddItemToObject(me, "phases_s", phases_json(&m->phases));
+    cJSON_AddItemToObject(me, "model_flops_per_step", pair_json(m->flops_legacy, m->flops_megatron));
+    cJSON_AddItemToObject(me, "mfu", pair_json(m->mfu_legacy, m->mfu_megatron));
+    cJSON_AddItemToObject(me, "tflops_per_gpu", pair_json(m->tflops_legacy_per_gpu, m->tflops_megatron_per_gpu));
+    cJSON_AddNumberToObject(me, "tokens_per_s_per_gpu", m->tokens_per_s_per_gpu);
+    cJSON_AddNumberToObject(me, "peak_memory_bytes", m->peak_memory_bytes);
+    cJSON_AddNumberToObject(me, "loss_first", m->loss_first);
+    cJSON_AddNumberToObject(me, "loss_last", m->loss_last);
+    if (m->losses && m->steps > 0)
+        cJSON_AddItemToObject(me, "losses", cJSON_CreateDoubleArray(m->losses, m->steps));
+
+    if (m->have_prediction) {
+        const MeasurePrediction *q = &m->predicted;
+        cJSON *pr = cJSON_AddObjectToObject(root, "predicted");
+        cJSON_AddBoolToObject(pr, "fits", q->fits);
+        cJSON_AddNumberToObject(pr, "step_time_s", q->step_time_s);
+        cJSON_AddItemToObject(pr, "phases_s", phases_json(&q->phases));
+        cJSON_AddItemToObject(pr, "mfu", pair_json(q->mfu_legacy, q->mfu_megatron));
+        cJSON_AddNumberToObject(pr, "tflops_per_gpu", q->tflops_per_gpu);
+        cJSON_AddNumberToObject(pr, "tokens_per_s_per_gpu", q->tokens_per_s_per_gpu);
+        cJSON_AddNumberToObject(pr, "peak_memory_bytes", q->peak_memory_bytes);
+        cJSON_AddNumberToObject(pr, "memory_capacity_bytes", q->memory_capacity_bytes);
+        cJSON_AddStringToObject(pr, "dominant", q->dominant);
+    } else {
+        cJSON_AddNullToObject(root, "predicted");
+    }
+    char *s = cJSON_Print(root);
+    cJSON_Delete(root);
+    return s;
+}
+
+int measure_write_atomic(const char *path, const char *text, MpError *err) {
+    size_t n = strlen(path) + 32;
+    char *tmp = malloc(n);
+    if (!tmp) return mp_fail(err, "%s: out of memory", path);
+    snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) {
+        int e = errno;
+        free(tmp);
+        return mp_fail(err, "%s: cannot write: %s", path, strerror(e));
+    }
+    size_t len = strlen(text), off = 0;
+    int e = 0;
+    while (off < len) {
+        ssize_t w = write(fd, text + off, len - off);
+        if (w < 0) { if (errno == EINTR) continue; e = errno; break; }
+        off += (size_t)w;
+    }
+    if (!e && write(fd, "\n", 1) != 1) e = errno ? errno : EIO;
+    if (!e && fsync(fd)) e = errno;
+    if (close(fd) && !e) e = errno;
+    if (!e && rename(tmp, path)) e = errno;
+    if (e) {
+        unlink(tmp);
+        free(tmp);
+        return mp_fail(err, "%s: cannot write: %s", path, strerror(e));
+    }
+    free(tmp);
+    return 0;
+}

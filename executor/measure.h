@@ -1,0 +1,88 @@
+/* measure.h: turns the step statistics of a run into the reported figures
+ * (MFU under both FLOPs conventions, TFLOP/s and tokens/s per GPU, time per
+ * phase, peak memory), puts the simulator's prediction beside them, prints a
+ * table and writes the result JSON atomically.
+ *
+ * Formulas (design.md section 4; reference/flops-and-memory.md):
+ *   FLOPs(conv)        = model_flops(model truncated to the run's L layers,
+ *                        conv, seq, tokens of the global step)
+ *   MFU(conv)          = FLOPs(conv) / (step time * GPUs * peak dense BF16)
+ *   TFLOP/s per GPU    = FLOPs(conv) / step time / GPUs / 1e12
+ *   tokens/s per GPU   = tokens of the step / step time / GPUs
+ * The step time and each phase are the medians over the timed steps
+ * (warm-up excluded) of the slowest rank (max over ranks of each median);
+ * peak memory is the max over ranks.
+ */
+#ifndef MOEPLAN_EXECUTOR_MEASURE_H
+#define MOEPLAN_EXECUTOR_MEASURE_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "core/error.h"
+#include "core/plan.h"
+#include "executor/executor.h"
+#include "simulator/simulate.h"
+
+typedef struct {
+    bool fits;
+    double step_time_s;
+    double mfu_legacy, mfu_megatron;
+    double tflops_per_gpu;          /* convention of the plan's train.flops */
+    double tokens_per_s_per_gpu;
+    double peak_memory_bytes, memory_capacity_bytes;
+    /* the simulator's breakdown folded into the executor's phases, seconds */
+    ExecPhases phases;
+    char dominant[96];
+} MeasurePrediction;
+
+typedef struct {
+    /* the run */
+    char backend[8];                /* "cuda" / "cpu" */
+    char launcher[16];              /* launch_source_name */
+    char device[64];                /* GPU name or "cpu" */
+    int world, layers, steps, warmup, steps_timed;
+    double tokens_per_step;         /* global */
+    /* measured */
+    ExecPhases phases;              /* seconds; phases.step = step time */
+    double flops_legacy, flops_megatron;      /* model FLOPs of one step, whole job */
+    double mfu_legacy, mfu_megatron;
+    double tflops_legacy_per_gpu, tflops_megatron_per_gpu;
+    double tokens_per_s_per_gpu;
+    double peak_memory_bytes;
+    double loss_first, loss_last;
+    const double *losses;           /* [steps] (borrowed) or NULL */
+    /* predicted (simulate_step on the same plan and hardware) */
+    bool have_prediction;
+    MeasurePrediction predicted;
+} Measurement;
+
+/* The model of the run: a copy of plan->model with num_layers = layers
+ * (0 = all) and the dense-layer count capped at it. */
+void measure_truncated_model(const ModelSpec *full, int layers, ModelSpec *out);
+
+/* Median of v[n] (sorts v). */
+double measure_median(double *v, int n);
+
+/* Fills m from the stats (already reduced over ranks) of a run of the plan
+ * with `layers` layers on `world` GPUs; pred may be NULL. */
+void measure_compute(const Plan *plan, int layers, int world, const ExecStepStats *stats,
+                     const SimResult *pred, Measurement *m);
+
+/* The simulator's result as a MeasurePrediction (phases mapped:
+ * attention <- compute_attention, moe <- compute_moe + compute_memory_bound
+ * + compute_dense_mlp, dispatcher <- comm_ep + comm_etp, grad sync <-
+ * comm_dp + comm_edp, optimizer <- optimizer, other <- the rest). */
+void measure_prediction(const SimResult *r, MeasurePrediction *out);
+
+/* Readable table (for rank 0). */
+void measure_print(FILE *f, const Plan *plan, const Measurement *m);
+
+/* The result as JSON text (caller frees). */
+char *measure_to_json(const Plan *plan, const Measurement *m);
+
+/* Writes text to path through path.tmp.PID + rename: a failure leaves no
+ * file (and no partial one).  err: "PATH: reason". */
+int measure_write_atomic(const char *path, const char *text, MpError *err);
+
+#endif
