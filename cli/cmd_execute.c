@@ -30,12 +30,6 @@
 #include <cuda_runtime_api.h>
 #endif
 
-/* Until the CUDA backend of the training step exists, a CUDA build cannot
- * link exec_train (train.c needs backend_cuda_create): keep moeplan linking. */
-#if defined(MOEPLAN_HAVE_CUDA) && !__has_include("executor/backend_cuda.cu")
-#define EXECUTE_STEP_MISSING 1
-#endif
-
 /* Seconds the TCP rendezvous waits for every rank; SIGTERM -> SIGKILL grace
  * of the built-in launcher; NCCL error polling period. */
 #define EXECUTE_RENDEZVOUS_TIMEOUT_S 60.0
@@ -288,12 +282,7 @@ static int run_rank(ExecuteArgs *x, const LaunchEnv *env, const SimResult *pred,
     if (watchdog_start(&cc, EXECUTE_WATCHDOG_POLL_S, on_rank_failure, &fc, &wd, &err)) return rank_fail(&cc, rank, &err);
     ExecStepStats stats;
     memset(&stats, 0, sizeof stats);
-#ifdef EXECUTE_STEP_MISSING
-    mp_fail(&err, "execute: the CUDA training step (executor/backend_cuda.cu) is not built yet");
-    return rank_fail(&cc, rank, &err);
-#else
     if (exec_train(&x->plan, &x->opt, &cc.pub, &stats, &err)) return rank_fail(&cc, rank, &err);
-#endif
     watchdog_stop(wd);
     /* the slowest rank sets the step time; peak memory is the largest */
     double v[8] = {stats.median.step, stats.median.attention, stats.median.moe_compute,
