@@ -62,9 +62,9 @@ static double gemm_model(const SimHw *hw, int groups, double m, double n, double
         double t = waves * 2.0 * tiles[i].tm * tiles[i].tn * (k + GEMM_K0) / (per_sm * GEMM_E_MAX * tiles[i].e);
         if (t < best) best = t;
     }
-    double bytes = groups * (2.0 * (m * k + k * n) + c_bytes * m * n);
-    double t_mem = bytes / hw->hbm_bw;
-    return GEMM_LAUNCH_S + (best > t_mem ? best : t_mem);
+    double t_ab = groups * 2.0 * (m * k + k * n) / hw->hbm_bw;
+    double t_c = groups * c_bytes * m * n / hw->hbm_bw;
+    return GEMM_LAUNCH_S + (best > t_ab ? best : t_ab) + t_c;
 }
 
 /* Calibration: the measured shape nearest in log space rescales the model

@@ -23,9 +23,17 @@
  *   Shared expert (if any): a TP dense MLP of Fsh on the same tokens.
  * Backward mirrors it: every collective again in reverse, dgrad + wgrad for
  * both grouped GEMMs (wgrad accumulated into fp32 main_grad).
- * --overlap shared-expert: the shared expert runs on a second stream while
- * the two all-to-alls are in flight: they cost max(a2a*f, a2a - shared)
- * instead of a2a (overlap.c).  --overlap ep is applied in simulate.c (it
+ * --overlap shared-expert (Megatron --moe-shared-expert-overlap): in the
+ * forward the shared expert runs on a second stream while the two
+ * all-to-alls are in flight: they cost max(a2a*f, a2a - shared compute)
+ * instead of a2a (overlap.c); only its compute hides them, its own TP
+ * all-gather/reduce-scatter share NVLink with the all-to-all.  Megatron
+ * implements this overlap in the forward pass only; the backward
+ * all-to-alls stay exposed.
+ * Permute/unpermute bytes count the passes of Megatron-Core's
+ * moe_utils.permute/unpermute: index_select of R rows (2R*h), unpermute =
+ * probability scaling (2R*h) + zero-fill (T*h) + scatter-add (2R*h); the
+ * backward mirrors them.  --overlap ep is applied in simulate.c (it
  * needs the other micro-batch's compute).
  */
 #include <math.h>
@@ -90,8 +98,8 @@ void layer_moe(const SimCtx *x, Phase *fwd, Phase *bwd, Phase *rsel) {
         double meta = comm_time(hw, COLL_ALL_GATHER, &x->g[GROUP_ETP_EP], x->g[GROUP_ETP_EP].size * E * 4.0);
         phase_add(fwd, "tokens_per_expert_sync", COST_EP, meta + DROPLESS_SYNC_S);
     }
-    double t_perm = compute_memory_time(hw, (T + d.rows_recv) * h * BF16);
-    phase_add(fwd, "permute", COST_MEMORY_BOUND, t_perm);
+    /* permute: index_select of R rows (read + write R*h) */
+    phase_add(fwd, "permute", COST_MEMORY_BOUND, compute_memory_time(hw, 2 * d.rows_recv * h * BF16));
     if (!overlap_shared) phase_add(fwd, "ep_all_to_all_dispatch", COST_EP, t_a2a);
     if (x->etp > 1) phase_add(fwd, "etp_all_gather", COST_ETP, t_etp);
     double t_sort = local > 1 ? compute_memory_time(hw, 2 * rows_rank * h * BF16) : 0;
@@ -103,11 +111,14 @@ void layer_moe(const SimCtx *x, Phase *fwd, Phase *bwd, Phase *rsel) {
     if (local > 1) phase_add(fwd, "unsort", COST_MEMORY_BOUND, t_sort);
     if (x->etp > 1) phase_add(fwd, "etp_reduce_scatter", COST_ETP, t_etp_rs);
     if (!overlap_shared) phase_add(fwd, "ep_all_to_all_combine", COST_EP, t_a2a);
-    phase_add(fwd, "unpermute", COST_MEMORY_BOUND, compute_memory_time(hw, (T + d.rows_recv) * h * BF16));
+    /* unpermute: rows x probs (read + write R*h), zero T*h, scatter-add R rows into T */
+    phase_add(fwd, "unpermute", COST_MEMORY_BOUND, compute_memory_time(hw, (4 * d.rows_recv + T) * h * BF16));
     if (has_shared) {
         phase_append(fwd, &sh_f, 1.0, COST_MOE, false);
-        if (overlap_shared) phase_add(fwd, "ep_all_to_all_behind_shared", COST_EP,
-                                      overlap_added(2 * t_a2a, sh_f.total, overlap_sm_frac_nccl(hw)));
+        if (overlap_shared) {
+            double work = sh_f.total - sh_f.by_kind[COST_TP];
+            phase_add(fwd, "ep_all_to_all_behind_shared", COST_EP, overlap_added(2 * t_a2a, work, overlap_sm_frac_nccl(hw)));
+        }
     }
     phase_add(fwd, "residual_add", COST_MEMORY_BOUND, compute_memory_time(hw, 3 * T * h * BF16));
     phase_add(rsel, "recompute_swiglu", COST_RECOMPUTE, t_act);
@@ -115,8 +126,9 @@ void layer_moe(const SimCtx *x, Phase *fwd, Phase *bwd, Phase *rsel) {
     if (has_shared) phase_append(rsel, &sh_r, 1.0, COST_RECOMPUTE, true);
 
     /* ---- backward ---- */
-    phase_add(bwd, "unpermute_bwd", COST_MEMORY_BOUND, compute_memory_time(hw, (T + 2 * d.rows_recv) * h * BF16));
-    if (!overlap_shared) phase_add(bwd, "ep_all_to_all_combine_bwd", COST_EP, t_a2a);
+    /* unpermute backward: gather the token gradient to R rows, scale by probs, prob gradient (row dot products) */
+    phase_add(bwd, "unpermute_bwd", COST_MEMORY_BOUND, compute_memory_time(hw, (T + 4 * d.rows_recv) * h * BF16));
+    phase_add(bwd, "ep_all_to_all_combine_bwd", COST_EP, t_a2a);
     if (x->etp > 1) phase_add(bwd, "etp_all_gather_grad", COST_ETP, t_etp);
     if (local > 1) phase_add(bwd, "sort_by_expert_bwd", COST_MEMORY_BOUND, t_sort);
     phase_add(bwd, "expert_fc2_dgrad", COST_MOE, compute_grouped_gemm_time(hw, local, rows, fe, h, BF16));
@@ -126,12 +138,12 @@ void layer_moe(const SimCtx *x, Phase *fwd, Phase *bwd, Phase *rsel) {
     phase_add(bwd, "expert_fc1_wgrad", COST_MOE, compute_grouped_gemm_time(hw, local, up, h, rows, FP32_ACC));
     if (local > 1) phase_add(bwd, "unsort_bwd", COST_MEMORY_BOUND, t_sort);
     if (x->etp > 1) phase_add(bwd, "etp_reduce_scatter_grad", COST_ETP, t_etp_rs);
-    if (!overlap_shared) phase_add(bwd, "ep_all_to_all_dispatch_bwd", COST_EP, t_a2a);
-    phase_add(bwd, "permute_bwd", COST_MEMORY_BOUND, compute_memory_time(hw, (T + d.rows_recv) * h * BF16));
+    phase_add(bwd, "ep_all_to_all_dispatch_bwd", COST_EP, t_a2a);
+    /* permute backward: zero T*h, scatter-add R rows */
+    phase_add(bwd, "permute_bwd", COST_MEMORY_BOUND, compute_memory_time(hw, (3 * d.rows_recv + T) * h * BF16));
     if (has_shared) {
         phase_append(bwd, &sh_b, 1.0, COST_MOE, false);
-        if (overlap_shared) phase_add(bwd, "ep_all_to_all_behind_shared", COST_EP,
-                                      overlap_added(2 * t_a2a, sh_b.total, overlap_sm_frac_nccl(hw)));
+
     }
     phase_add(bwd, "router_bwd", COST_MOE, compute_gemm_time(hw, T, h, E, 4) + compute_gemm_time(hw, E, h, T, 4));
     phase_add(bwd, "router_topk_bwd", COST_MEMORY_BOUND, 2 * compute_memory_time(hw, 3 * T * E * 4.0));

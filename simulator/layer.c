@@ -30,6 +30,8 @@
 #define BF16 2.0
 #define FP32_ACC 8.0   /* wgrad output accumulated into fp32 main_grad: read + write */
 
+static double padded_vocab(const SimCtx *x);
+
 static int model_qkv_heads_kv(const SimCtx *x) {
     const ModelSpec *m = &x->p->model;
     return m->num_kv_groups > 0 ? m->num_kv_groups : m->num_heads;
@@ -204,7 +206,10 @@ void layer_embedding(const SimCtx *x, Phase *fwd, Phase *bwd) {
     phase_add(fwd, "embedding_lookup", COST_EMBED_OUTPUT, compute_memory_time(x->hw, 2 * M * h * BF16));
     tp_comm(x, fwd, "tp_reduce_scatter", COLL_REDUCE_SCATTER, M * h * BF16, 0, false, false);
     tp_comm(x, bwd, "tp_all_gather_grad", COLL_ALL_GATHER, M * h * BF16, 0, false, false);
-    phase_add(bwd, "embedding_grad", COST_EMBED_OUTPUT, compute_memory_time(x->hw, M * h * (BF16 + 8)));
+    /* PyTorch's embedding backward writes a dense bf16 [V/TP, h] gradient,
+     * then main_grad (fp32) += it: 2 + (2 + 4 + 4) bytes per table entry */
+    double table = padded_vocab(x) / x->tp * h;
+    phase_add(bwd, "embedding_grad", COST_EMBED_OUTPUT, compute_memory_time(x->hw, M * h * BF16 + table * 12.0));
 }
 
 /* Output layer and vocab-parallel cross-entropy on M rows x V/TP logits:
