@@ -4,6 +4,7 @@
 #include "executor/model.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,6 +145,49 @@ void model_param_global_index(const Model *m, int pi, size_t i, int *uid, size_t
     }
 }
 
+
+/* ---- initialisation: hash of (seed, tensor id, full-tensor index) ---- */
+
+typedef struct {
+    const Model *m;
+    int p;
+    float *host;
+    size_t lo, hi;
+} InitJob;
+
+static void *init_job(void *arg)
+{
+    InitJob *j = arg;
+    const ParamInfo *p = &j->m->params[j->p];
+    uint64_t key0 = mix64(j->m->seed ^ mix64((uint64_t)p->uid + 0x51ed27ull));
+    uint64_t key1 = mix64(j->m->seed ^ mix64((uint64_t)p->uid + 1 + 0x51ed27ull));
+    for (size_t i = j->lo; i < j->hi; i++) {
+        int uid = p->uid;
+        size_t flat = i;
+        if (p->kind != PARAM_PLAIN) model_param_global_index(j->m, j->p, i, &uid, &flat);
+        j->host[i] = p->init_scale * hash_uniform(uid == p->uid ? key0 : key1, flat);
+    }
+    return NULL;
+}
+
+/* large tensors (Mixtral experts: 10^9 elements) are filled by 16 threads */
+static void init_param_parallel(const Model *m, int p, float *host)
+{
+    enum { THREADS = 16 };
+    size_t n = m->params[p].n;
+    InitJob jobs[THREADS];
+    pthread_t th[THREADS];
+    int nt = n < (1u << 20) ? 1 : THREADS;
+    for (int t = 0; t < nt; t++) {
+        jobs[t] = (InitJob){m, p, host, n * (size_t)t / (size_t)nt, n * (size_t)(t + 1) / (size_t)nt};
+        if (nt == 1 || pthread_create(&th[t], NULL, init_job, &jobs[t]) != 0) {
+            init_job(&jobs[t]);
+            th[t] = 0;
+        }
+    }
+    for (int t = 0; t < nt; t++) if (th[t]) pthread_join(th[t], NULL);
+}
+
 /* ---- specs -------------------------------------------------------------- */
 
 int model_spec_tiny(const char *name, ModelSpec *o)
@@ -275,17 +319,8 @@ int model_create(const Plan *plan, int layers, uint64_t seed, Backend *be, Model
         if (i == m->out && m->out == m->emb && i != m->emb) continue;
         if (p->init_scale == 0) {
             for (size_t j = 0; j < p->n; j++) host[j] = p->init_value;
-        } else if (p->kind == PARAM_PLAIN) {
-            uint64_t key = mix64(seed ^ mix64((uint64_t)p->uid + 0x51ed27ull));
-            for (size_t j = 0; j < p->n; j++) host[j] = p->init_scale * hash_uniform(key, j);
         } else {
-            uint64_t key0 = mix64(seed ^ mix64((uint64_t)p->uid + 0x51ed27ull));
-            uint64_t key1 = mix64(seed ^ mix64((uint64_t)p->uid + 1 + 0x51ed27ull));
-            for (size_t j = 0; j < p->n; j++) {
-                int uid; size_t flat;
-                model_param_global_index(m, i, j, &uid, &flat);
-                host[j] = p->init_scale * hash_uniform(uid == p->uid ? key0 : key1, flat);
-            }
+            init_param_parallel(m, i, host);
         }
         be->upload(be, P_master(m, i), host, p->n * sizeof(float));
     }
