@@ -1,10 +1,171 @@
-/* cmd_search.c: `moeplan search` (being built: see the open issue). */
+/* cmd_search.c: `moeplan search`: rank every valid folded mapping for a
+ * model, cluster, GPU count and batch; print the best K, the best coupled
+ * plan and the folding gain; or emit the winner as a JSON plan or as
+ * Megatron-LM flags. */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
 
 #include "commands.h"
+#include "search_args.h"
+#include "planner/emit.h"
+#include "planner/search.h"
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: moeplan search --model M --cluster C --gpus N [--gbs B] [--seq S] [constraints]\n"
+               "                      [--top K] [--json | --emit megatron] [--rank R] [--threads T]\n"
+               "Scores every valid plan with the simulator and prints the best K (default 10).\n"
+               "  --json            the chosen plan (rank R, default 1) as a plan file for simulate/execute\n"
+               "  --emit megatron   the chosen plan as Megatron-LM command-line flags\n"
+               SEARCH_ARGS_HELP);
+}
+
+static void progress_stderr(void *ctx, size_t done, size_t total) {
+    (void)ctx;
+    fprintf(stderr, "\rsearch: %zu / %zu plans scored", done, total);
+    fflush(stderr);
+}
+
+static const char *opt_short(int o) { return o == OPT_SHARD_NONE ? "none" : o == OPT_SHARD_DISTRIBUTED ? "dist" : "fsdp"; }
+
+/* One table row of a scored plan. */
+static void print_row(FILE *f, const char *label, const ScoredPlan *s) {
+    const Candidate *c = &s->cand;
+    char split[16] = "even";
+    if (c->first_stage_layers || c->last_stage_layers)
+        snprintf(split, sizeof split, "%d/%d", c->first_stage_layers, c->last_stage_layers);
+    fprintf(f, "%5s %3d %3d %3d %3d %4d | %3d %3d %4d | %3d %-9s %-4s %-6s %6.1f%% %8.3f %9.0f %7.1f  %s\n",
+            label, c->map.tp, c->map.cp, c->map.pp, c->map.vpp, c->map.dp, c->map.etp, c->map.ep, c->map.edp,
+            c->mbs, recompute_name((RecomputeKind)c->recompute), opt_short(c->opt_sharding), split,
+            100 * s->mfu, s->step_time_s, s->tokens_per_s_per_gpu, s->peak_memory_bytes / 1073741824.0, s->dominant);
+}
+
+static void print_header(FILE *f) {
+    fprintf(f, "%5s %3s %3s %3s %3s %4s | %3s %3s %4s | %3s %-9s %-4s %-6s %7s %8s %9s %7s  %s\n",
+            "rank", "tp", "cp", "pp", "vpp", "dp", "etp", "ep", "edp", "mbs", "recompute", "opt", "split",
+            "MFU", "step s", "tok/s/GPU", "mem GiB", "dominant cost");
+}
+
+static void print_counts(FILE *f, const SearchResult *r) {
+    const CandidateList *l = &r->space;
+    fprintf(f, "plans: %lld enumerated, %zu candidates", l->enumerated, l->count);
+    if (l->uneven_added) fprintf(f, " (%lld with an uneven GLPK split)", l->uneven_added);
+    fprintf(f, ", %lld simulated, %zu fit and ranked\npruned:", r->simulated, r->num_ranked);
+    for (int k = 0; k < PRUNE_RULE_COUNT; k++)
+        if (l->pruned[k]) fprintf(f, " %s %lld,", prune_rule_name((PruneRule)k), l->pruned[k]);
+    fprintf(f, " (first rule broken counts)\n");
+    if (r->invalid_example[0]) fprintf(f, "invalid example: %s\n", r->invalid_example);
+    fprintf(f, "time: %.2f s on %d threads (%.0f plans simulated per second)\n", r->seconds, r->threads,
+            r->seconds > 0 ? r->simulated / r->seconds : 0.0);
+}
+
+/* The chosen plan as JSON with a "prediction" object (loaders ignore it). */
+static char *plan_json_with_prediction(const Plan *p, const ScoredPlan *s) {
+    char *text = plan_to_json_string(p);
+    if (!text) return NULL;
+    cJSON *o = cJSON_Parse(text);
+    free(text);
+    if (!o) return NULL;
+    cJSON *pr = cJSON_AddObjectToObject(o, "prediction");
+    cJSON_AddNumberToObject(pr, "mfu", s->mfu);
+    cJSON_AddNumberToObject(pr, "step_time_s", s->step_time_s);
+    cJSON_AddNumberToObject(pr, "tflops_per_gpu", s->tflops_per_gpu);
+    cJSON_AddNumberToObject(pr, "tokens_per_s_per_gpu", s->tokens_per_s_per_gpu);
+    cJSON_AddNumberToObject(pr, "peak_memory_gib", s->peak_memory_bytes / 1073741824.0);
+    cJSON_AddStringToObject(pr, "dominant", s->dominant);
+    char *out = cJSON_Print(o);
+    cJSON_Delete(o);
+    return out;
+}
 
 int cmd_search(int argc, char **argv) {
-    (void)argc; (void)argv;
-    fprintf(stderr, "moeplan search: not built yet\n");
-    return 1;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); return 0; }
+    MpError err;
+    ArgList a;
+    Plan *base = malloc(sizeof *base);
+    if (!base) { fprintf(stderr, "moeplan search: out of memory\n"); return 1; }
+    SearchConstraints cons;
+    SearchUserLimits lim;
+    int top = 10, rank = 1, threads = 0;
+    const char *emit = NULL;
+    bool json = false;
+    if (args_init(&a, argc, argv, &err) || search_args_parse(&a, base, &lim, &err) ||
+        args_int(&a, "--top", &top, NULL, &err) || args_int(&a, "--rank", &rank, NULL, &err) ||
+        args_int(&a, "--threads", &threads, NULL, &err) || args_value(&a, "--emit", &emit, &err)) goto bad;
+    json = args_flag(&a, "--json");
+    if (args_finish(&a, &err) || search_constraints_for(base, &lim, &cons, &err)) goto bad;
+    if (top < 1) { mp_fail(&err, "--top: must be >= 1, got %d", top); goto bad; }
+    if (rank < 1) { mp_fail(&err, "--rank: must be >= 1, got %d", rank); goto bad; }
+    if (threads < 0) { mp_fail(&err, "--threads: must be >= 0, got %d", threads); goto bad; }
+    if (emit && strcmp(emit, "megatron")) { mp_fail(&err, "--emit: '%s' is not megatron", emit); goto bad; }
+    if (emit && json) { mp_fail(&err, "--emit: cannot be combined with --json"); goto bad; }
+
+    SearchOptions so = {.threads = threads};
+    if (isatty(2) && !json && !emit) so.progress = progress_stderr;
+    SearchResult r;
+    if (search_run(base, &cons, &so, &r, &err)) {
+        fprintf(stderr, "moeplan search: %s\n", err.msg);
+        free(base);
+        return 1;
+    }
+    if (so.progress) fprintf(stderr, "\r%60s\r", "");
+    int status = 0;
+    if (r.num_ranked == 0) {
+        fprintf(stderr, "moeplan search: no plan fits (%lld candidates did not fit in memory); "
+                "try more GPUs, --recompute full or a smaller --mbs\n", r.space.pruned[PRUNE_MEMORY]);
+        print_counts(stderr, &r);
+        search_result_free(&r);
+        free(base);
+        return 1;
+    }
+    if ((size_t)rank > r.num_ranked) rank = (int)r.num_ranked;
+    const ScoredPlan *chosen = &r.ranked[rank - 1];
+    Plan *plan = malloc(sizeof *plan);
+    if (!plan) { fprintf(stderr, "moeplan search: out of memory\n"); search_result_free(&r); free(base); return 1; }
+    candidate_apply(base, &chosen->cand, plan);
+    if (json) {
+        char *text = plan_json_with_prediction(plan, chosen);
+        if (text) printf("%s\n", text); else { fprintf(stderr, "moeplan search: out of memory\n"); status = 1; }
+        free(text);
+    } else if (emit) {
+        char *text = emit_megatron_flags(plan);
+        if (text) printf("%s\n", text); else { fprintf(stderr, "moeplan search: out of memory\n"); status = 1; }
+        free(text);
+    } else {
+        printf("search: %s on %s, %d GPUs, gbs %d, seq %d, %s, %s FLOPs convention\n",
+               base->model.name, base->cluster.name, base->map.world, base->train.global_batch,
+               base->train.seq_len,
+               base->train.capacity_factor > 0 ? "token dropping" : "dropless",
+               flops_convention_name(base->train.flops));
+        print_header(stdout);
+        for (int i = 0; i < top && (size_t)i < r.num_ranked; i++) {
+            char label[24];
+            snprintf(label, sizeof label, "%d", i + 1);
+            print_row(stdout, label, &r.ranked[i]);
+        }
+        if (r.best_coupled >= 0) {
+            const ScoredPlan *cpl = &r.ranked[r.best_coupled];
+            char label[24];
+            snprintf(label, sizeof label, "%ld", r.best_coupled + 1);
+            printf("best coupled plan (etp = tp):\n");
+            print_row(stdout, label, cpl);
+            printf("folding gain: %+.1f MFU points, %.3fx step-time speed-up over the best coupled plan\n",
+                   100 * (r.ranked[0].mfu - cpl->mfu), cpl->step_time_s / r.ranked[0].step_time_s);
+        } else {
+            printf("best coupled plan (etp = tp): none fits\n");
+        }
+        print_counts(stdout, &r);
+    }
+    free(plan);
+    search_result_free(&r);
+    free(base);
+    return status;
+bad:
+    fprintf(stderr, "moeplan search: %s\n", err.msg);
+    free(base);
+    return 2;
 }
