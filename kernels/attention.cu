@@ -20,7 +20,9 @@
 
 #define ATT_BQ 64
 #define ATT_BK 64
-#define ATT_THREADS 128
+#define ATT_THREADS 128       /* backward: 4 warps x 16 keys */
+#define ATT_FWD_BQ 128        /* forward: 8 warps x 16 query rows */
+#define ATT_FWD_THREADS 256
 #define LOG2E 1.4426950408889634f
 
 static __device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1)
@@ -34,11 +36,23 @@ static __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi)
     __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
     return *(uint32_t *)&v;
 }
-static __device__ __forceinline__ uint32_t pack_u16(bf16_t lo, bf16_t hi)
-{
-    return (uint32_t)lo | ((uint32_t)hi << 16);
-}
 static __device__ __forceinline__ uint32_t ld32(const bf16_t *p) { return *(const uint32_t *)p; }
+
+/* ldmatrix: lane l gives the address of row l%8 of 8x8 matrix l/8; register j
+ * of every lane gets matrix j's (row lane/4, cols 2*(lane%4) and +1), i.e. an
+ * mma fragment; .trans gives (rows 2*(lane%4) and +1, col lane/4). */
+static __device__ __forceinline__ void ldsm_x4(uint32_t r[4], const bf16_t *p)
+{
+    unsigned a = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a));
+}
+static __device__ __forceinline__ void ldsm_x4_t(uint32_t r[4], const bf16_t *p)
+{
+    unsigned a = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a));
+}
 
 static __device__ __forceinline__ void cp_async16(void *smem, const void *gmem)
 {
@@ -54,7 +68,7 @@ template <int HD>
 static __device__ __forceinline__ void load_tile(bf16_t *sm, const bf16_t *g, int row0, int T, int stride)
 {
     constexpr int LD = HD + 8, VPR = HD / 8;   /* 16-byte vectors per row */
-    for (int i = threadIdx.x; i < 64 * VPR; i += ATT_THREADS) {
+    for (int i = threadIdx.x; i < 64 * VPR; i += blockDim.x) {
         int r = i / VPR, c = (i % VPR) * 8;
         bf16_t *dst = sm + r * LD + c;
         if (row0 + r < T) cp_async16(dst, g + (size_t)(row0 + r) * stride + c);
@@ -63,7 +77,7 @@ static __device__ __forceinline__ void load_tile(bf16_t *sm, const bf16_t *g, in
 }
 
 template <int HD>
-__global__ void __launch_bounds__(ATT_THREADS)
+__global__ void __launch_bounds__(ATT_FWD_THREADS)
 attention_fwd_kernel(bf16_t *out, float *lse, const bf16_t *q, const bf16_t *k, const bf16_t *v,
                      int T, int nh, int nkv, int q_stride, int kv_stride, float scale_log2)
 {
@@ -71,11 +85,14 @@ attention_fwd_kernel(bf16_t *out, float *lse, const bf16_t *q, const bf16_t *k, 
     extern __shared__ __align__(16) unsigned char att_smem[];
     bf16_t *Ks = (bf16_t *)att_smem;           /* [2][64][LD] */
     bf16_t *Vs = Ks + 2 * 64 * LD;             /* [2][64][LD] */
-    int nq = (T + ATT_BQ - 1) / ATT_BQ;
+    int nq = (T + ATT_FWD_BQ - 1) / ATT_FWD_BQ;
     int qb = nq - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     int kh = h / (nh / nkv);
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, quad = lane >> 2, qi = lane & 3;
-    int row_a = qb * ATT_BQ + warp * 16 + quad, row_b = row_a + 8;   /* this thread's 2 query rows */
+    int warp_row0 = qb * ATT_FWD_BQ + warp * 16;
+    int row_a = warp_row0 + quad, row_b = row_a + 8;   /* this thread's 2 query rows */
+    /* ldmatrix addressing: this lane's matrix and row */
+    int lm = lane >> 3, lr = lane & 7;
 
     const bf16_t *qh = q + (size_t)b * T * q_stride + (size_t)h * HD;
     const bf16_t *kbase = k + (size_t)b * T * kv_stride + (size_t)kh * HD;
@@ -96,7 +113,9 @@ attention_fwd_kernel(bf16_t *out, float *lse, const bf16_t *q, const bf16_t *k, 
     for (int i = 0; i < NT_D; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
     float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.0f, l_b = 0.0f;
 
-    int nkt = qb + 1;   /* causal: key tiles 0..qb (BK == BQ) */
+    /* causal: key tiles up to the one holding the block's last query row */
+    int last_row = min(qb * ATT_FWD_BQ + ATT_FWD_BQ, T) - 1;
+    int nkt = last_row / ATT_BK + 1;
     load_tile<HD>(Ks, kbase, 0, T, kv_stride);
     load_tile<HD>(Vs, vbase, 0, T, kv_stride);
     cp_async_commit();
@@ -109,27 +128,36 @@ attention_fwd_kernel(bf16_t *out, float *lse, const bf16_t *q, const bf16_t *k, 
             load_tile<HD>(Vs + nb * 64 * LD, vbase, (kt + 1) * ATT_BK, T, kv_stride);
             cp_async_commit();
         }
+        int key0 = kt * ATT_BK;
+        if (key0 > warp_row0 + 15) continue;   /* every key of the tile is after this warp's rows */
         const bf16_t *Kt = Ks + (kt & 1) * 64 * LD, *Vt = Vs + (kt & 1) * 64 * LD;
         float s[8][4];
 #pragma unroll
-        for (int nt = 0; nt < 8; nt++) {
-            s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+        for (int nt = 0; nt < 8; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
 #pragma unroll
-            for (int kk = 0; kk < KSTEPS; kk++) {
-                const bf16_t *kp = Kt + (nt * 8 + quad) * LD + kk * 16 + qi * 2;
-                mma16816(s[nt], qf[kk], ld32(kp), ld32(kp + 8));
+        for (int kk = 0; kk < KSTEPS; kk++) {
+#pragma unroll
+            for (int nt = 0; nt < 8; nt += 2) {
+                /* matrices: (nt, d lo) (nt, d hi) (nt+1, d lo) (nt+1, d hi) */
+                uint32_t kf[4];
+                ldsm_x4(kf, Kt + ((nt + (lm >> 1)) * 8 + lr) * LD + kk * 16 + (lm & 1) * 8);
+                mma16816(s[nt], qf[kk], kf[0], kf[1]);
+                mma16816(s[nt + 1], qf[kk], kf[2], kf[3]);
             }
         }
-        /* scale into the log2 domain, causal mask on the diagonal tile */
+        /* scale into the log2 domain; causal mask only where the tile reaches past the warp's first row */
+        bool need_mask = key0 + ATT_BK - 1 > warp_row0;
         float mx_a = m_a, mx_b = m_b;
 #pragma unroll
         for (int nt = 0; nt < 8; nt++) {
 #pragma unroll
             for (int e = 0; e < 4; e++) {
-                int key = kt * ATT_BK + nt * 8 + qi * 2 + (e & 1);
-                int row = e < 2 ? row_a : row_b;
                 float x = s[nt][e] * scale_log2;
-                if (key > row) x = -INFINITY;
+                if (need_mask) {
+                    int key = key0 + nt * 8 + qi * 2 + (e & 1);
+                    int row = e < 2 ? row_a : row_b;
+                    if (key > row) x = -INFINITY;
+                }
                 s[nt][e] = x;
             }
             mx_a = fmaxf(mx_a, fmaxf(s[nt][0], s[nt][1]));
@@ -139,13 +167,16 @@ attention_fwd_kernel(bf16_t *out, float *lse, const bf16_t *q, const bf16_t *k, 
         mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, 2));
         mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 1));
         mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 2));
-        float corr_a = exp2f(m_a - mx_a), corr_b = exp2f(m_b - mx_b);
+        /* a row with every key so far masked keeps m = -inf: use 0 as the base
+         * so that exp2(-inf - 0) = 0 rather than NaN */
+        float base_a = mx_a == -INFINITY ? 0.0f : mx_a, base_b = mx_b == -INFINITY ? 0.0f : mx_b;
+        float corr_a = exp2f(m_a - base_a), corr_b = exp2f(m_b - base_b);
         m_a = mx_a; m_b = mx_b;
         float sum_a = 0.0f, sum_b = 0.0f;
 #pragma unroll
         for (int nt = 0; nt < 8; nt++) {
-            s[nt][0] = exp2f(s[nt][0] - mx_a); s[nt][1] = exp2f(s[nt][1] - mx_a);
-            s[nt][2] = exp2f(s[nt][2] - mx_b); s[nt][3] = exp2f(s[nt][3] - mx_b);
+            s[nt][0] = exp2f(s[nt][0] - base_a); s[nt][1] = exp2f(s[nt][1] - base_a);
+            s[nt][2] = exp2f(s[nt][2] - base_b); s[nt][3] = exp2f(s[nt][3] - base_b);
             sum_a += s[nt][0] + s[nt][1];
             sum_b += s[nt][2] + s[nt][3];
         }
@@ -161,13 +192,13 @@ attention_fwd_kernel(bf16_t *out, float *lse, const bf16_t *q, const bf16_t *k, 
             uint32_t pa[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
                               pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
                               pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-            const bf16_t *vp = Vt + (kk * 16 + qi * 2) * LD + quad;
 #pragma unroll
-            for (int dt = 0; dt < NT_D; dt++) {
-                const bf16_t *p0 = vp + dt * 8;
-                uint32_t b0 = pack_u16(p0[0], p0[LD]);
-                uint32_t b1 = pack_u16(p0[8 * LD], p0[9 * LD]);
-                mma16816(o[dt], pa, b0, b1);
+            for (int dt = 0; dt < NT_D; dt += 2) {
+                /* transposed matrices: (keys lo, dt) (keys hi, dt) (keys lo, dt+1) (keys hi, dt+1) */
+                uint32_t vf[4];
+                ldsm_x4_t(vf, Vt + (kk * 16 + (lm & 1) * 8 + lr) * LD + (dt + (lm >> 1)) * 8);
+                mma16816(o[dt], pa, vf[0], vf[1]);
+                mma16816(o[dt + 1], pa, vf[2], vf[3]);
             }
         }
     }
@@ -235,6 +266,7 @@ attention_bwd_kernel(bf16_t *dk, bf16_t *dv, float *dq_acc, const float *Dl, con
     int group = nh / nkv;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, quad = lane >> 2, qi = lane & 3;
     int key_a = kb * ATT_BK + warp * 16 + quad, key_b = key_a + 8;
+    int lm = lane >> 3, lr = lane & 7;   /* ldmatrix: this lane's matrix and row */
     float scale_log2 = scale * LOG2E;
 
     load_tile<HD>(Ks, k + (size_t)b * T * kv_stride + (size_t)kh * HD, kb * ATT_BK, T, kv_stride);
@@ -273,15 +305,19 @@ attention_bwd_kernel(bf16_t *dk, bf16_t *dv, float *dq_acc, const float *Dl, con
                 for (int e = 0; e < 4; e++) st[nt][e] = dpt[nt][e] = 0.0f;
 #pragma unroll
             for (int kk = 0; kk < KSTEPS; kk++) {
-                const bf16_t *ka = Kw + quad * LD + kk * 16 + qi * 2, *va = Vw + quad * LD + kk * 16 + qi * 2;
-                uint32_t af[4] = {ld32(ka), ld32(ka + 8 * LD), ld32(ka + 8), ld32(ka + 8 * LD + 8)};
-                uint32_t vf[4] = {ld32(va), ld32(va + 8 * LD), ld32(va + 8), ld32(va + 8 * LD + 8)};
+                /* A: this warp's 16 key rows of K and V (matrices rows lo/hi x cols lo/hi) */
+                uint32_t af[4], vf[4];
+                ldsm_x4(af, Kw + ((lm & 1) * 8 + lr) * LD + kk * 16 + (lm >> 1) * 8);
+                ldsm_x4(vf, Vw + ((lm & 1) * 8 + lr) * LD + kk * 16 + (lm >> 1) * 8);
 #pragma unroll
-                for (int nt = 0; nt < 8; nt++) {
-                    const bf16_t *qp = Qs + (nt * 8 + quad) * LD + kk * 16 + qi * 2;
-                    mma16816(st[nt], af, ld32(qp), ld32(qp + 8));
-                    const bf16_t *dp = dOs + (nt * 8 + quad) * LD + kk * 16 + qi * 2;
-                    mma16816(dpt[nt], vf, ld32(dp), ld32(dp + 8));
+                for (int nt = 0; nt < 8; nt += 2) {
+                    uint32_t qf[4], df[4];
+                    ldsm_x4(qf, Qs + ((nt + (lm >> 1)) * 8 + lr) * LD + kk * 16 + (lm & 1) * 8);
+                    ldsm_x4(df, dOs + ((nt + (lm >> 1)) * 8 + lr) * LD + kk * 16 + (lm & 1) * 8);
+                    mma16816(st[nt], af, qf[0], qf[1]);
+                    mma16816(st[nt + 1], af, qf[2], qf[3]);
+                    mma16816(dpt[nt], vf, df[0], df[1]);
+                    mma16816(dpt[nt + 1], vf, df[2], df[3]);
                 }
             }
             /* P^T and dS^T (scaled), C layout: row = key, col = query */
@@ -312,35 +348,34 @@ attention_bwd_kernel(bf16_t *dk, bf16_t *dv, float *dq_acc, const float *Dl, con
                 uint32_t da[4] = {pack_bf16(dpt[2 * kk][0], dpt[2 * kk][1]), pack_bf16(dpt[2 * kk][2], dpt[2 * kk][3]),
                                   pack_bf16(dpt[2 * kk + 1][0], dpt[2 * kk + 1][1]),
                                   pack_bf16(dpt[2 * kk + 1][2], dpt[2 * kk + 1][3])};
-                const bf16_t *dop = dOs + (kk * 16 + qi * 2) * LD + quad;
-                const bf16_t *qp = Qs + (kk * 16 + qi * 2) * LD + quad;
 #pragma unroll
-                for (int dt = 0; dt < NT_D; dt++) {
-                    const bf16_t *p0 = dop + dt * 8;
-                    mma16816(dvacc[dt], pa, pack_u16(p0[0], p0[LD]), pack_u16(p0[8 * LD], p0[9 * LD]));
-                    const bf16_t *p1 = qp + dt * 8;
-                    mma16816(dkacc[dt], da, pack_u16(p1[0], p1[LD]), pack_u16(p1[8 * LD], p1[9 * LD]));
+                for (int dt = 0; dt < NT_D; dt += 2) {
+                    uint32_t bo[4], bq[4];
+                    ldsm_x4_t(bo, dOs + (kk * 16 + (lm & 1) * 8 + lr) * LD + (dt + (lm >> 1)) * 8);
+                    ldsm_x4_t(bq, Qs + (kk * 16 + (lm & 1) * 8 + lr) * LD + (dt + (lm >> 1)) * 8);
+                    mma16816(dvacc[dt], pa, bo[0], bo[1]);
+                    mma16816(dvacc[dt + 1], pa, bo[2], bo[3]);
+                    mma16816(dkacc[dt], da, bq[0], bq[1]);
+                    mma16816(dkacc[dt + 1], da, bq[2], bq[3]);
                 }
             }
             __syncthreads();   /* dS^T complete */
             /* dQ [64 q x HD] += dS K: warp w owns queries w*16..w*16+15; A[q][key] = dS^T[key][q] */
             uint32_t dsa[4][4];
 #pragma unroll
-            for (int kk = 0; kk < 4; kk++) {
-                int key0 = kk * 16 + qi * 2, qa = warp * 16 + quad;
-                dsa[kk][0] = pack_u16(dSs[key0 * LDS + qa], dSs[(key0 + 1) * LDS + qa]);
-                dsa[kk][1] = pack_u16(dSs[key0 * LDS + qa + 8], dSs[(key0 + 1) * LDS + qa + 8]);
-                dsa[kk][2] = pack_u16(dSs[(key0 + 8) * LDS + qa], dSs[(key0 + 9) * LDS + qa]);
-                dsa[kk][3] = pack_u16(dSs[(key0 + 8) * LDS + qa + 8], dSs[(key0 + 9) * LDS + qa + 8]);
-            }
+            for (int kk = 0; kk < 4; kk++)   /* A[q][key] = dS^T[key][q]: transposed loads */
+                ldsm_x4_t(dsa[kk], dSs + (kk * 16 + (lm >> 1) * 8 + lr) * LDS + warp * 16 + (lm & 1) * 8);
             int q_a = qb * ATT_BQ + warp * 16 + quad, q_b = q_a + 8;
 #pragma unroll
             for (int dt = 0; dt < NT_D; dt++) {
                 float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
-                for (int kk = 0; kk < 4; kk++) {
-                    const bf16_t *p0 = Ks + (kk * 16 + qi * 2) * LD + dt * 8 + quad;
-                    mma16816(c, dsa[kk], pack_u16(p0[0], p0[LD]), pack_u16(p0[8 * LD], p0[9 * LD]));
+                for (int kk = 0; kk < 4; kk += 2) {
+                    /* B[key][d] = K: (keys kk lo, hi) then (keys kk+1 lo, hi) */
+                    uint32_t kb4[4];
+                    ldsm_x4_t(kb4, Ks + (kk * 16 + lm * 8 + lr) * LD + dt * 8);
+                    mma16816(c, dsa[kk], kb4[0], kb4[1]);
+                    mma16816(c, dsa[kk + 1], kb4[2], kb4[3]);
                 }
                 int col = dt * 8 + qi * 2;
                 if (q_a < T) {
@@ -376,9 +411,9 @@ static void fwd_launch(bf16_t *out, float *lse, const bf16_t *q, const bf16_t *k
 {
     size_t smem = sizeof(bf16_t) * 4 * 64 * (HD + 8);
     cudaCheck(cudaFuncSetAttribute(attention_fwd_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    dim3 grid((T + ATT_BQ - 1) / ATT_BQ, nh, B);
+    dim3 grid((T + ATT_FWD_BQ - 1) / ATT_FWD_BQ, nh, B);
     float scale_log2 = LOG2E / sqrtf((float)HD);
-    attention_fwd_kernel<HD><<<grid, ATT_THREADS, smem, s>>>(out, lse, q, k, v, T, nh, nkv, q_stride, kv_stride, scale_log2);
+    attention_fwd_kernel<HD><<<grid, ATT_FWD_THREADS, smem, s>>>(out, lse, q, k, v, T, nh, nkv, q_stride, kv_stride, scale_log2);
 }
 
 template <int HD>

@@ -672,6 +672,7 @@ int main(int argc, char **argv)
     test_attention(&c, 2, 100, 4, 2, 64, 0);
     test_attention(&c, 1, 256, 8, 2, 128, 1);
     test_attention(&c, 1, 192, 4, 4, 128, 0);
+    test_attention(&c, 1, 640, 4, 1, 128, 1);
     test_router(&c);
     test_moe(&c);
     test_swiglu_ce_adam(&c);
