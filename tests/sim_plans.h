@@ -11,7 +11,7 @@
 #include "simulator/simulate.h"
 
 /* Returns 0 and a resolved, validated plan; prints the error otherwise. */
-static int sim_make_plan(Plan *p, const char *model, const char *cluster, int gpus, int tp, int cp, int pp, int vpp,
+static inline int sim_make_plan(Plan *p, const char *model, const char *cluster, int gpus, int tp, int cp, int pp, int vpp,
                          int etp, int ep) {
     MpError err = {{0}};
     memset(p, 0, sizeof *p);
@@ -32,7 +32,7 @@ static int sim_make_plan(Plan *p, const char *model, const char *cluster, int gp
 }
 
 /* The settings of the published folding runs (calibration-set.json). */
-static void sim_paper_settings(Plan *p) {
+static inline void sim_paper_settings(Plan *p) {
     p->train.seq_len = 4096;
     p->train.global_batch = 256;
     p->train.micro_batch = 1;
@@ -43,7 +43,7 @@ static void sim_paper_settings(Plan *p) {
     p->train.flops = FLOPS_LEGACY;
 }
 
-static int sim_run(const Plan *p, SimResult *r) {
+static inline int sim_run(const Plan *p, SimResult *r) {
     MpError err = {{0}};
     SimOptions opt = {0};
     if (simulate_step(p, NULL, &opt, r, &err)) {

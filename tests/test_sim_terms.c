@@ -1,0 +1,165 @@
+/* test_sim_terms.c: each cost term against hand arithmetic (the DGX H100
+ * figures of topologies/dgx-h100.json: 989.5 TFLOP/s, 132 SMs, HBM 3.0 TB/s
+ * achievable, NVLink busbw 370 GB/s, 15 us; IB 47 GB/s per NIC, 8 us). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "simulator/sim_internal.h"
+#include "sim_plans.h"
+
+static Cluster h100;
+static SimHw hw;
+
+static int setup(void **state) {
+    (void)state;
+    MpError err = {{0}};
+    if (cluster_lookup("dgx-h100", &h100, &err)) return -1;
+    sim_hw_init(&hw, &h100, NULL, false);
+    return 0;
+}
+
+#define NEAR(a, b) assert_true(fabs((double)(a) - (double)(b)) <= 1e-9 * fabs((double)(b)) + 1e-15)
+
+static void test_hw_figures(void **state) {
+    (void)state;
+    NEAR(hw.peak_bf16, 989.5e12);
+    NEAR(hw.hbm_bw, 3.0e12);
+    NEAR(hw.nvlink_busbw, 370e9);
+    NEAR(hw.nvlink_latency, 15e-6);
+    NEAR(hw.nic_busbw_per_gpu, 47e9);
+    NEAR(hw.net_latency, 8e-6);
+    assert_true(hw.sms == 132);
+}
+
+static void test_collectives_inside_node(void **state) {
+    (void)state;
+    GroupPlacement g = {8, 1, 8};
+    /* all-gather 1 GB over 8 GPUs: 15 us + 1e9 * 7/8 / 370e9 */
+    NEAR(comm_time(&hw, COLL_ALL_GATHER, &g, 1e9), 15e-6 + 1e9 * 7.0 / 8 / 370e9);
+    /* all-reduce: factor 2(n-1)/n */
+    NEAR(comm_time(&hw, COLL_ALL_REDUCE, &g, 1e9), 15e-6 + 1e9 * 14.0 / 8 / 370e9);
+    GroupPlacement one = {1, 1, 1};
+    NEAR(comm_time(&hw, COLL_ALL_GATHER, &one, 1e9), 0);
+}
+
+static void test_collectives_across_nodes(void **state) {
+    (void)state;
+    /* 16 GPUs on 2 nodes, 8 per node */
+    GroupPlacement g = {16, 2, 8};
+    double lat = 15e-6 + 1 * 8e-6;
+    /* all-to-all: 8/16 of the buffer leaves through the GPU's own NIC, 7/16 over NVLink */
+    NEAR(comm_time(&hw, COLL_ALL_TO_ALL, &g, 1e9), lat + fmax(1e9 * 8 / 16 / 47e9, 1e9 * 7 / 16 / 370e9));
+    /* all-gather: each node receives half the buffer through 8 NICs */
+    NEAR(comm_time(&hw, COLL_ALL_GATHER, &g, 1e9), lat + fmax(1e9 * 0.5 / (8 * 47e9), 1e9 * 15 / 16 / 370e9));
+    /* one member per node (DP across 4 nodes): one NIC, latency 2 hops */
+    GroupPlacement d = {4, 4, 1};
+    NEAR(comm_time(&hw, COLL_REDUCE_SCATTER, &d, 1e9), 15e-6 + 2 * 8e-6 + 1e9 * 0.75 / 47e9);
+    /* send/recv between nodes */
+    GroupPlacement pp = {8, 8, 1};
+    NEAR(comm_time(&hw, COLL_SEND_RECV, &pp, 25e6), 15e-6 + 8e-6 + 25e6 / 47e9);
+}
+
+static void test_gemm_model(void **state) {
+    (void)state;
+    /* 8192^3: 128x256 tiles: 64*32 = 2048 tiles, 16 waves of 132 SMs,
+     * per tile 2*128*256*(8192+384) FLOPs at 989.5e12/132*0.88 */
+    double tile = 2.0 * 128 * 256 * (8192 + 384) / (989.5e12 / 132 * 0.88);
+    double t = 4e-6 + 16 * tile + 8192.0 * 8192 * 2 / 3e12;   /* + writing C (bf16) */
+    NEAR(compute_gemm_time(&hw, 8192, 8192, 8192, 2), t);
+    double tflops = 2.0 * 8192 * 8192 * 8192 / t / 1e12;
+    assert_true(tflops > 740 && tflops < 820);
+    /* small m is memory-bound: 16 rows x 4096 x 4096: weights 32 MB / 3 TB/s */
+    double tm = compute_gemm_time(&hw, 16, 4096, 4096, 2);
+    assert_true(tm >= 4e-6 + 2.0 * (16.0 * 4096 + 4096.0 * 4096) / 3e12);
+    /* a grouped GEMM of 8 equal groups costs at least one GEMM of the same total rows */
+    assert_true(compute_grouped_gemm_time(&hw, 8, 512, 4096, 4096, 2) >= compute_gemm_time(&hw, 4096, 4096, 4096, 2) - 1e-12);
+}
+
+static void test_memory_and_attention(void **state) {
+    (void)state;
+    NEAR(compute_memory_time(&hw, 3e9), 2e-6 + 1e-3);
+    /* flash attention forward at 4096 query rows: e = 0.70*4096/4496 */
+    NEAR(compute_attention_time(&hw, 1e12, 4096, false), 6e-6 + 1e12 / (989.5e12 * 0.70 * 4096 / 4496));
+    NEAR(compute_attention_time(&hw, 1e12, 4096, true), 6e-6 + 1e12 / (989.5e12 * 0.57 * 4096 / 4796));
+}
+
+static void test_overlap_rule(void **state) {
+    (void)state;
+    NEAR(overlap_added(1.0, 10.0, 0.1), 0.1);    /* hidden: costs the SMs it takes */
+    NEAR(overlap_added(10.0, 1.0, 0.1), 9.0);    /* longer than the work: exposed remainder */
+    NEAR(overlap_added(0, 5, 0.1), 0);
+}
+
+static void test_pipeline_1f1b(void **state) {
+    (void)state;
+    /* PP 2, m 2, forward 1 s, backward 2 s, no transfer: (m + PP - 1)(F + B) = 9 s */
+    double f[2] = {1, 1}, b[2] = {2, 2};
+    PipeResult *r = malloc(sizeof *r);
+    MpError err = {{0}};
+    assert_int_equal(pipeline_simulate(2, 1, 2, f, b, 0, true, r, -1, NULL, 0, NULL, &err), 0);
+    NEAR(r->makespan, 9.0);
+    NEAR(r->rank_busy[0], 6.0);
+    /* PP 4, m 8: (8 + 3) * 3 = 33 s */
+    double f4[4] = {1, 1, 1, 1}, b4[4] = {2, 2, 2, 2};
+    assert_int_equal(pipeline_simulate(4, 1, 8, f4, b4, 0, true, r, -1, NULL, 0, NULL, &err), 0);
+    NEAR(r->makespan, 33.0);
+    /* blocking transfer of 0.1 s: every boundary crossing costs it on the path */
+    assert_int_equal(pipeline_simulate(2, 1, 1, f, b, 0.1, true, r, -1, NULL, 0, NULL, &err), 0);
+    NEAR(r->makespan, 1 + 0.1 + 1 + 2 + 0.1 + 2);
+    /* interleaved PP 2, v 2, m 2, every chunk 0.5/1 s: less than 1F1B's (m+PP-1)(F+B) */
+    double fv[4] = {0.5, 0.5, 0.5, 0.5}, bv[4] = {1, 1, 1, 1};
+    assert_int_equal(pipeline_simulate(2, 2, 4, fv, bv, 0, false, r, -1, NULL, 0, NULL, &err), 0);
+    assert_true(r->makespan < (4 + 1) * 3.0);
+    assert_true(r->makespan >= 4 * 3.0);
+    free(r);
+}
+
+static void test_inflight(void **state) {
+    (void)state;
+    assert_int_equal(pipeline_inflight(4, 1, 8, 0), 4);
+    assert_int_equal(pipeline_inflight(4, 1, 8, 3), 1);
+    assert_int_equal(pipeline_inflight(4, 1, 2, 0), 2);
+    /* interleaved stage 0: (PP-1)*2 + (v-1)*PP warm-up chunks + 1 = 6 + 4 + 1 */
+    assert_int_equal(pipeline_inflight(4, 2, 8, 0), 11);
+}
+
+static void test_dispatch_shape(void **state) {
+    (void)state;
+    Plan p;
+    assert_int_equal(sim_make_plan(&p, "qwen2-57b-a14b", "dgx-h100", 64, 2, 1, 4, 7, 1, 4), 0);
+    sim_paper_settings(&p);
+    SimCtx x = {.p = &p, .hw = &hw, .s = 4096, .b = 1, .tp = 2, .cp = 1, .etp = 1, .ep = 4, .pp = 4, .vpp = 7};
+    x.t_local = 2048;
+    x.m_full = 4096;
+    DispatchShape d;
+    /* capacity 1.0: C = ceil(2048*8/64) = 256 rows per expert per source rank */
+    dispatcher_shape(&x, &d);
+    NEAR(d.rows_per_expert, 4 * 256.0);
+    NEAR(d.a2a_bytes, 64 * 256.0 * 3584 * 2);
+    /* dropless, imbalance 1.25: the busiest rank receives 1.25 x T*k rows */
+    p.train.capacity_factor = 0;
+    p.train.imbalance = 1.25;
+    dispatcher_shape(&x, &d);
+    NEAR(d.rows_recv, 2048.0 * 8 * 1.25);
+    NEAR(d.rows_per_expert, 4 * 2048.0 * 8 / 64 * 1.25);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hw_figures),
+        cmocka_unit_test(test_collectives_inside_node),
+        cmocka_unit_test(test_collectives_across_nodes),
+        cmocka_unit_test(test_gemm_model),
+        cmocka_unit_test(test_memory_and_attention),
+        cmocka_unit_test(test_overlap_rule),
+        cmocka_unit_test(test_pipeline_1f1b),
+        cmocka_unit_test(test_inflight),
+        cmocka_unit_test(test_dispatch_shape),
+    };
+    return cmocka_run_group_tests(tests, setup, NULL);
+}
