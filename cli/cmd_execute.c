@@ -295,6 +295,7 @@ static int run_rank(ExecuteArgs *x, const LaunchEnv *env, const SimResult *pred,
     if (rank == 0) {
         Measurement m;
         measure_compute(&x->plan, x->opt.layers, cc.pub.world_size, &stats, pred, &m);
+        measure_rates(&x->plan, x->opt.layers, x->opt.backend == EXEC_BACKEND_CUDA ? 2 : 4, &m);
         m.steps = x->opt.steps;
         m.warmup = x->opt.warmup;
         snprintf(m.backend, sizeof m.backend, "%s", x->opt.backend == EXEC_BACKEND_CUDA ? "cuda" : "cpu");

@@ -82,6 +82,24 @@ void measure_compute(const Plan *plan, int layers, int world, const ExecStepStat
     }
 }
 
+void measure_rates(const Plan *plan, int layers, int act_bytes, Measurement *m) {
+    ModelSpec md;
+    measure_truncated_model(&plan->model, layers, &md);
+    const Mapping *map = &plan->map;
+    const TrainConfig *t = &plan->train;
+    double T = (double)t->micro_batch * t->seq_len / ((double)map->tp * map->cp);
+    double mb = map->dp > 0 && t->micro_batch > 0 ? (double)t->global_batch / ((double)t->micro_batch * map->dp) : 0;
+    double Lm = model_num_moe_layers(&md), L = md.num_layers;
+    double h = md.hidden, n = md.num_heads, g = md.num_kv_groups, d = md.head_dim, s = t->seq_len;
+    m->a2a_bytes_per_gpu = map->ep > 1 ? 4.0 * Lm * mb * T * md.top_k * h * act_bytes : 0;
+    m->a2a_busbw = m->phases.dispatcher_comm > 0
+                       ? m->a2a_bytes_per_gpu * (map->ep - 1) / map->ep / m->phases.dispatcher_comm : 0;
+    double expert = 18.0 * h * md.expert_ffn * md.top_k * T * Lm * mb / map->etp;
+    double attn = 12.0 * L * T * (h * n * d + h * g * d + s * n * d / 2.0) * mb / map->tp;
+    m->expert_tflops = m->phases.moe_compute > 0 ? expert / m->phases.moe_compute / 1e12 : 0;
+    m->attention_tflops = m->phases.attention > 0 ? attn / m->phases.attention / 1e12 : 0;
+}
+
 static void row(FILE *f, const char *name, double measured, bool have_pred, double predicted, double scale,
                 const char *unit) {
     fprintf(f, "  %-26s %12.3f", name, measured * scale);
@@ -114,6 +132,9 @@ void measure_print(FILE *f, const Plan *plan, const Measurement *m) {
     row(f, "TFLOP/s per GPU (megatron)", m->tflops_megatron_per_gpu, false, 0, 1, "TFLOP/s");
     row(f, "TFLOP/s per GPU (legacy)", m->tflops_legacy_per_gpu, false, 0, 1, "TFLOP/s");
     row(f, "tokens/s per GPU", m->tokens_per_s_per_gpu, p, q->tokens_per_s_per_gpu, 1, "tokens/s");
+    if (m->expert_tflops > 0) row(f, "MoE phase TFLOP/s (experts)", m->expert_tflops, false, 0, 1, "TFLOP/s");
+    if (m->attention_tflops > 0) row(f, "attention TFLOP/s", m->attention_tflops, false, 0, 1, "TFLOP/s");
+    if (m->a2a_busbw > 0) row(f, "dispatcher a2a busbw", m->a2a_busbw, false, 0, 1e-9, "GB/s");
     row(f, "peak memory", m->peak_memory_bytes, p, q->peak_memory_bytes, 1.0 / 1073741824.0, "GiB");
     if (p && q->dominant[0]) fprintf(f, "  predicted dominant cost: %s\n", q->dominant);
 }
@@ -177,6 +198,10 @@ char *measure_to_json(const Plan *plan, const Measurement *m) {
     cJSON_AddItemToObject(me, "tflops_per_gpu", pair_json(m->tflops_legacy_per_gpu, m->tflops_megatron_per_gpu));
     cJSON_AddNumberToObject(me, "tokens_per_s_per_gpu", m->tokens_per_s_per_gpu);
     cJSON_AddNumberToObject(me, "peak_memory_bytes", m->peak_memory_bytes);
+    cJSON_AddNumberToObject(me, "a2a_bytes_per_gpu", m->a2a_bytes_per_gpu);
+    cJSON_AddNumberToObject(me, "a2a_busbw", m->a2a_busbw);
+    cJSON_AddNumberToObject(me, "expert_tflops", m->expert_tflops);
+    cJSON_AddNumberToObject(me, "attention_tflops", m->attention_tflops);
     cJSON_AddNumberToObject(me, "loss_first", m->loss_first);
     cJSON_AddNumberToObject(me, "loss_last", m->loss_last);
     if (m->losses && m->steps > 0)

@@ -51,6 +51,11 @@ typedef struct {
     double tokens_per_s_per_gpu;
     double peak_memory_bytes;
     double loss_first, loss_last;
+    /* derived per GPU (measure_rates; 0 when not applicable) */
+    double a2a_bytes_per_gpu;       /* bytes one GPU sends in the dispatcher's all-to-alls per step */
+    double a2a_busbw;               /* bytes/s: a2a_bytes * (EP-1)/EP / dispatcher time */
+    double expert_tflops;           /* expert GEMM FLOPs per GPU / MoE compute time, TFLOP/s */
+    double attention_tflops;        /* attention FLOPs per GPU / attention time, TFLOP/s */
     const double *losses;           /* [steps] (borrowed) or NULL */
     /* predicted (simulate_step on the same plan and hardware) */
     bool have_prediction;
@@ -68,6 +73,21 @@ double measure_median(double *v, int n);
  * with `layers` layers on `world` GPUs; pred may be NULL. */
 void measure_compute(const Plan *plan, int layers, int world, const ExecStepStats *stats,
                      const SimResult *pred, Measurement *m);
+
+/* Fills the derived rates of m (after measure_compute), balanced routing:
+ *   T  = mbs * seq / (TP * CP)        tokens of one rank in one micro-batch
+ *   mb = gbs / (mbs * DP)             micro-batches per rank per step
+ *   a2a bytes per GPU = 4 * Lm * mb * T * k * h * act_bytes
+ *       (dispatch and combine, forward and backward: four all-to-alls of
+ *       the T*k routed rows per MoE layer and micro-batch)
+ *   a2a busbw = a2a bytes * (EP-1)/EP / dispatcher time  (only EP-1 of EP
+ *       chunks leave the GPU: the nccl-tests all-to-all convention)
+ *   expert FLOPs per GPU = 18 * h * Fe * k * T * Lm * mb / ETP
+ *       (three SwiGLU matrices, forward + two backward GEMMs, 2 FLOPs per
+ *       multiply-add; the routed rows average T*k per GPU)
+ *   attention FLOPs per GPU = 12 * L * T * (h*n*d + h*g*d + s*n*d/2) * mb / TP
+ *       (megatron convention: QKV and output projections, causal core) */
+void measure_rates(const Plan *plan, int layers, int act_bytes, Measurement *m);
 
 /* The simulator's result as a MeasurePrediction (phases mapped:
  * attention <- compute_attention, moe <- compute_moe + compute_memory_bound

@@ -400,6 +400,17 @@ static void test_measure_figures(void **state) {
     assert_int_equal(m.layers, 2);
     assert_false(m.have_prediction);
 
+    /* rates, T = 1*32/(1*1) = 32 tokens, mb = 2/(1*2) = 1 micro-batch:
+     * a2a bytes = 4 * Lm 2 * 1 * 32 * k 2 * h 64 * 2 bytes = 65536;
+     * busbw = 65536 * (2-1)/2 / 0.05 s = 655360 B/s;
+     * expert FLOPs = 18 * 64 * 128 * 2 * 32 * 2 = 18874368, / 0.2 s;
+     * attention FLOPs = 12 * 2 * 32 * (4096 + 4096 + 32*64/2) = 7077888, / 0.1 s */
+    measure_rates(&p, 0, 2, &m);
+    assert_true(fabs(m.a2a_bytes_per_gpu - 65536.0) < 1e-9);
+    assert_true(fabs(m.a2a_busbw - 655360.0) < 1e-6);
+    assert_true(fabs(m.expert_tflops - 18874368.0 / 0.2 / 1e12) < 1e-15);
+    assert_true(fabs(m.attention_tflops - 7077888.0 / 0.1 / 1e12) < 1e-15);
+
     /* --layers 1: per token 294912 + 110592 + 98304 = 503808 (megatron) */
     measure_compute(&p, 1, 2, &s, NULL, &m);
     assert_int_equal(m.layers, 1);
