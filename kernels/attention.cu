@@ -86,7 +86,7 @@ attention_fwd_kernel(bf16_t *out, float *lse, const bf16_t *q, const bf16_t *k, 
     bf16_t *Ks = (bf16_t *)att_smem;           /* [2][64][LD] */
     bf16_t *Vs = Ks + 2 * 64 * LD;             /* [2][64][LD] */
     int nq = (T + ATT_FWD_BQ - 1) / ATT_FWD_BQ;
-    int qb = nq - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+    int qb = nq - 1 - blockIdx.z, h = blockIdx.x, b = blockIdx.y;   /* last (heaviest) query blocks first */
     int kh = h / (nh / nkv);
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, quad = lane >> 2, qi = lane & 3;
     int warp_row0 = qb * ATT_FWD_BQ + warp * 16;
@@ -261,8 +261,7 @@ attention_bwd_kernel(bf16_t *dk, bf16_t *dv, float *dq_acc, const float *Dl, con
     bf16_t *Ks = (bf16_t *)att_smem, *Vs = Ks + 64 * LD, *Qs = Vs + 64 * LD, *dOs = Qs + 64 * LD;
     bf16_t *dSs = dOs + 64 * LD;                       /* [64 keys][LDS] */
     float *lse_s = (float *)(dSs + 64 * LDS), *Dl_s = lse_s + 64;
-    int nkb = (T + ATT_BK - 1) / ATT_BK;
-    int kb = nkb - 1 - blockIdx.x, kh = blockIdx.y, b = blockIdx.z;
+    int kb = blockIdx.z, kh = blockIdx.x, b = blockIdx.y;   /* first key blocks have the most queries: first */
     int group = nh / nkv;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, quad = lane >> 2, qi = lane & 3;
     int key_a = kb * ATT_BK + warp * 16 + quad, key_b = key_a + 8;
@@ -378,14 +377,11 @@ attention_bwd_kernel(bf16_t *dk, bf16_t *dv, float *dq_acc, const float *Dl, con
                     mma16816(c, dsa[kk + 1], kb4[2], kb4[3]);
                 }
                 int col = dt * 8 + qi * 2;
-                if (q_a < T) {
-                    float *d = dq_acc + ((size_t)(b * T + q_a) * nh + h) * HD + col;
-                    atomicAdd(d, c[0]); atomicAdd(d + 1, c[1]);
-                }
-                if (q_b < T) {
-                    float *d = dq_acc + ((size_t)(b * T + q_b) * nh + h) * HD + col;
-                    atomicAdd(d, c[2]); atomicAdd(d + 1, c[3]);
-                }
+                /* sm_90 vector atomics: one red.global.add.v2.f32 per pair */
+                if (q_a < T)
+                    atomicAdd((float2 *)(dq_acc + ((size_t)(b * T + q_a) * nh + h) * HD + col), make_float2(c[0], c[1]));
+                if (q_b < T)
+                    atomicAdd((float2 *)(dq_acc + ((size_t)(b * T + q_b) * nh + h) * HD + col), make_float2(c[2], c[3]));
             }
         }
     }
@@ -411,7 +407,7 @@ static void fwd_launch(bf16_t *out, float *lse, const bf16_t *q, const bf16_t *k
 {
     size_t smem = sizeof(bf16_t) * 4 * 64 * (HD + 8);
     cudaCheck(cudaFuncSetAttribute(attention_fwd_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    dim3 grid((T + ATT_FWD_BQ - 1) / ATT_FWD_BQ, nh, B);
+    dim3 grid(nh, B, (T + ATT_FWD_BQ - 1) / ATT_FWD_BQ);
     float scale_log2 = LOG2E / sqrtf((float)HD);
     attention_fwd_kernel<HD><<<grid, ATT_FWD_THREADS, smem, s>>>(out, lse, q, k, v, T, nh, nkv, q_stride, kv_stride, scale_log2);
 }
@@ -423,7 +419,7 @@ static void bwd_launch(bf16_t *dk, bf16_t *dv, float *dq_acc, const float *Dl, c
 {
     size_t smem = sizeof(bf16_t) * (4 * 64 * (HD + 8) + 64 * 72) + sizeof(float) * 128;
     cudaCheck(cudaFuncSetAttribute(attention_bwd_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    dim3 grid((T + ATT_BK - 1) / ATT_BK, nkv, B);
+    dim3 grid(nkv, B, (T + ATT_BK - 1) / ATT_BK);
     attention_bwd_kernel<HD><<<grid, ATT_THREADS, smem, s>>>(dk, dv, dq_acc, Dl, dout, q, k, v, lse, T, nh, nkv,
                                                              q_stride, kv_stride, 1.0f / sqrtf((float)HD));
 }

@@ -1,11 +1,12 @@
 /* rmsnorm.cu: RMSNorm forward and backward (kernels/rmsnorm.h).
- * One warp per row; the backward's dweight goes through per-block partial
- * sums in `scratch` and a second reduction kernel (deterministic). */
+ * One warp per row; the backward's dweight is a column reduction over rows:
+ * per-chunk partial sums in `scratch`, then a second kernel adds the chunks
+ * (deterministic, no atomics). */
 #include "kernels/cuda_util.cuh"
 #include "kernels/rmsnorm.h"
 
 #define RMS_ROWS_PER_BLOCK 8   /* warps per block, one row each at a time */
-#define RMS_BWD_BLOCKS 256
+#define RMS_BWD_BLOCKS 128   /* row chunks of the dweight reduction */
 
 __global__ static void rmsnorm_fwd_kernel(bf16_t *out, float *rstd, const bf16_t *inp,
                                           const bf16_t *weight, int N, int C, float eps)
@@ -23,31 +24,46 @@ __global__ static void rmsnorm_fwd_kernel(bf16_t *out, float *rstd, const bf16_t
     for (int c = lane; c < C; c += 32) stbf(o + c, ldbf(x + c) * r * ldbf(weight + c));
 }
 
-/* grid RMS_BWD_BLOCKS blocks of RMS_ROWS_PER_BLOCK warps; each block walks rows
- * blockIdx.x*8 + warp, += gridDim.x*8, and leaves its dweight partial [C] in scratch. */
-__global__ static void rmsnorm_bwd_kernel(bf16_t *dinp, float *scratch, const bf16_t *dout,
-                                          const bf16_t *inp, const bf16_t *weight,
-                                          const float *rstd, int N, int C)
+/* dinp: one warp per row (as the forward). */
+__global__ static void rmsnorm_bwd_dinp_kernel(bf16_t *dinp, const bf16_t *dout, const bf16_t *inp,
+                                               const bf16_t *weight, const float *rstd, int N, int C)
 {
-    extern __shared__ float dw_shared[];   /* [C] */
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    for (int c = threadIdx.x; c < C; c += blockDim.x) dw_shared[c] = 0.0f;
-    __syncthreads();
-    for (int row = blockIdx.x * RMS_ROWS_PER_BLOCK + warp; row < N; row += gridDim.x * RMS_ROWS_PER_BLOCK) {
-        const bf16_t *x = inp + (size_t)row * C, *dy = dout + (size_t)row * C;
+    int lane = threadIdx.x & 31;
+    int row = blockIdx.x * RMS_ROWS_PER_BLOCK + (threadIdx.x >> 5);
+    if (row >= N) return;
+    const bf16_t *x = inp + (size_t)row * C, *dy = dout + (size_t)row * C;
+    float r = rstd[row];
+    float gx = 0.0f;
+    for (int c = lane; c < C; c += 32) gx += ldbf(dy + c) * ldbf(weight + c) * ldbf(x + c);
+    gx = warp_sum(gx) / C;
+    bf16_t *dx = dinp + (size_t)row * C;
+    for (int c = lane; c < C; c += 32)
+        stbf(dx + c, r * (ldbf(dy + c) * ldbf(weight + c) - ldbf(x + c) * r * r * gx));
+}
+
+/* dweight partials: block (32, 8) covers 64 columns (2 per thread) and the
+ * rows blockIdx.y*8 + ty, stepping gridDim.y*8; scratch[blockIdx.y][C]. */
+__global__ static void rmsnorm_bwd_dweight_kernel(float *scratch, const bf16_t *dout, const bf16_t *inp,
+                                                  const float *rstd, int N, int C)
+{
+    __shared__ float part[8][64];
+    int tx = threadIdx.x, ty = threadIdx.y;
+    int c = blockIdx.x * 64 + 2 * tx;
+    float s0 = 0.0f, s1 = 0.0f;
+    for (int row = blockIdx.y * 8 + ty; row < N; row += gridDim.y * 8) {
         float r = rstd[row];
-        float gx = 0.0f;
-        for (int c = lane; c < C; c += 32) gx += ldbf(dy + c) * ldbf(weight + c) * ldbf(x + c);
-        gx = warp_sum(gx) / C;
-        bf16_t *dx = dinp + (size_t)row * C;
-        for (int c = lane; c < C; c += 32) {
-            float xv = ldbf(x + c), dyv = ldbf(dy + c);
-            stbf(dx + c, r * (dyv * ldbf(weight + c) - xv * r * r * gx));
-            atomicAdd(&dw_shared[c], dyv * xv * r);   /* shared-memory atomics, 8 warps */
-        }
+        const bf16_t *x = inp + (size_t)row * C, *dy = dout + (size_t)row * C;
+        if (c < C) s0 += ldbf(dy + c) * ldbf(x + c) * r;
+        if (c + 1 < C) s1 += ldbf(dy + c + 1) * ldbf(x + c + 1) * r;
     }
+    part[ty][2 * tx] = s0;
+    part[ty][2 * tx + 1] = s1;
     __syncthreads();
-    for (int c = threadIdx.x; c < C; c += blockDim.x) scratch[(size_t)blockIdx.x * C + c] = dw_shared[c];
+    if (ty == 0) {
+        for (int j = 1; j < 8; j++) { s0 += part[j][2 * tx]; s1 += part[j][2 * tx + 1]; }
+        if (c < C) scratch[(size_t)blockIdx.y * C + c] = s0;
+        if (c + 1 < C) scratch[(size_t)blockIdx.y * C + c + 1] = s1;
+    }
 }
 
 __global__ static void rmsnorm_dweight_reduce(float *dweight, const float *scratch, int blocks, int C)
@@ -75,10 +91,9 @@ void rmsnorm_backward_cuda(bf16_t *dinp, float *dweight, float *scratch, const b
                            int N, int C, cudaStream_t s)
 {
     if (N <= 0) return;
-    size_t smem = sizeof(float) * (size_t)C;
-    if (smem > 48 * 1024)
-        cudaCheck(cudaFuncSetAttribute(rmsnorm_bwd_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    rmsnorm_bwd_kernel<<<RMS_BWD_BLOCKS, 32 * RMS_ROWS_PER_BLOCK, smem, s>>>(dinp, scratch, dout, inp, weight, rstd, N, C);
+    rmsnorm_bwd_dinp_kernel<<<(N + RMS_ROWS_PER_BLOCK - 1) / RMS_ROWS_PER_BLOCK, 32 * RMS_ROWS_PER_BLOCK, 0, s>>>(
+        dinp, dout, inp, weight, rstd, N, C);
+    rmsnorm_bwd_dweight_kernel<<<dim3((C + 63) / 64, RMS_BWD_BLOCKS), dim3(32, 8), 0, s>>>(scratch, dout, inp, rstd, N, C);
     rmsnorm_dweight_reduce<<<(C + 255) / 256, 256, 0, s>>>(dweight, scratch, RMS_BWD_BLOCKS, C);
 }
 }
