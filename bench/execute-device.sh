@@ -30,7 +30,7 @@ run_config() { # $1 gpus, $2 ep, $3 name: largest layer count <= 4 that fits and
             continue
         fi
         echo "-- $name: $n GPU(s), EP$ep, $L layers"
-        if timeout 240 $BIN execute "${common[@]}" --gpus "$n" --ep "$ep" --gbs $((n * MB_PER_RANK)) --layers "$L" \
+        if timeout ${RUN_TIMEOUT:-150} $BIN execute "${common[@]}" --gpus "$n" --ep "$ep" --gbs $((n * MB_PER_RANK)) --layers "$L" \
             --out "$OUT/exec_${n}gpu.json" 2>&1 | tee "$OUT/exec_${n}gpu.log"; then
             [ -f "$OUT/exec_${n}gpu.json" ] && return 0
         fi
