@@ -1,0 +1,136 @@
+/* test_exec_dispatch.c: the dispatcher's host bookkeeping (executor/dispatcher.c)
+ * against maps worked out by hand, and the synthetic / file data source. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "executor/data.h"
+#include "executor/dispatcher.h"
+
+/* 3 tokens, top-2, 4 experts, EP 2 (experts 0,1 on rank 0; 2,3 on rank 1).
+ * topk: t0 -> (2, 0), t1 -> (0, 3), t2 -> (0, 1)
+ * expert 0 gets pairs (t0,j1) (t1,j0) (t2,j0) = rows 0,1,2; expert 1: (t2,j1) row 3;
+ * expert 2: (t0,j0) row 4; expert 3: (t1,j1) row 5. */
+static const int32_t topk[6] = {2, 0, 0, 3, 0, 1};
+
+static void test_dropless_local(void **s)
+{
+    (void)s;
+    DispatchPlan p;
+    assert_int_equal(dispatch_plan_init(&p, 3, 2, 4, 2, 1, 0), 0);
+    dispatch_plan_local(&p, topk);
+    int32_t want[6] = {4, 0, 1, 5, 2, 3};
+    assert_memory_equal(p.row_of, want, sizeof want);
+    assert_int_equal(p.send_rows, 6);
+    assert_int_equal(p.send_counts[0], 4);   /* experts 0, 1 */
+    assert_int_equal(p.send_counts[1], 2);
+    assert_int_equal(p.send_displs[1], 4);
+    assert_int_equal(p.dropped, 0);
+    dispatch_plan_free(&p);
+}
+
+/* capacity ceil(3*2/4 * 1.0) = 2: expert 0 keeps t0 and t1, drops t2's pair;
+ * every expert owns 2 rows: e0 [0,2) e1 [2,4) e2 [4,6) e3 [6,8). */
+static void test_capacity_local(void **s)
+{
+    (void)s;
+    DispatchPlan p;
+    assert_int_equal(dispatch_plan_init(&p, 3, 2, 4, 2, 1, 1.0), 0);
+    assert_int_equal(p.capacity, 2);
+    dispatch_plan_local(&p, topk);
+    int32_t want[6] = {4, 0, 1, 6, -1, 2};
+    assert_memory_equal(p.row_of, want, sizeof want);
+    assert_int_equal(p.dropped, 1);
+    assert_int_equal(p.send_rows, 8);
+    assert_int_equal(p.send_counts[0], 4);
+    assert_int_equal(p.send_counts[1], 4);
+    dispatch_plan_free(&p);
+}
+
+/* finish on EP rank 1 of 2 with ETP 2: El = 2 local experts.
+ * received counts [etp q][ep src s][e]: q0: s0 (1, 2), s1 (0, 1); q1: s0 (2, 0), s1 (1, 1)
+ * q0 receives 4 rows, q1 4 rows: pad 4.  Gathered buffer rows:
+ *   q0: s0e0 [0], s0e1 [1,2], s1e1 [3];  q1 (base 4): s0e0 [4,5], s1e0 [6], s1e1 [7]
+ * expert-major: e0: q0s0 0; q1s0 4,5; q1s1 6  -> 4 rows; e1: q0s0 1,2; q0s1 3; q1s1 7 -> 4 rows */
+static void test_finish_etp(void **s)
+{
+    (void)s;
+    DispatchPlan p;
+    assert_int_equal(dispatch_plan_init(&p, 4, 2, 4, 2, 2, 0), 0);
+    int32_t c[8] = {1, 2, 0, 1, 2, 0, 1, 1};
+    memcpy(p.recv_expert_rows, c, sizeof c);
+    dispatch_plan_finish(&p, 1);
+    assert_int_equal(p.pad_rows, 4);
+    assert_int_equal(p.recv_rows, 4);
+    assert_int_equal(p.recv_counts[0], 2);   /* this rank (q1) from s0: 2 + 0 */
+    assert_int_equal(p.recv_counts[1], 2);
+    assert_int_equal(p.recv_displs[1], 2);
+    assert_int_equal(p.rows, 8);
+    assert_int_equal(p.group_rows[0], 4);
+    assert_int_equal(p.group_rows[1], 4);
+    int32_t want[8] = {0, 4, 5, 6, 1, 2, 3, 7};
+    assert_memory_equal(p.sort_src, want, sizeof want);
+    dispatch_plan_free(&p);
+}
+
+static void test_synthetic_data(void **s)
+{
+    (void)s;
+    DataSource d;
+    MpError err;
+    assert_int_equal(data_open(&d, NULL, 16, 128, 8, 42, &err), 0);
+    int32_t in[8], tg[8], in2[8], tg2[8];
+    data_sequence(&d, 5, in, tg);
+    data_sequence(&d, 5, in2, tg2);
+    assert_memory_equal(in, in2, sizeof in);
+    for (int t = 0; t < 8; t++) {
+        assert_int_equal(tg[t], (5 * in[t] + 3) % 128);
+        if (t) assert_int_equal(in[t], tg[t - 1]);
+    }
+    data_close(&d);
+}
+
+static void test_file_data(void **s)
+{
+    (void)s;
+    char path[] = "/tmp/moeplan-data-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unsigned char raw[10] = {1, 0, 2, 0, 0x10, 0x01, 4, 0, 5, 0};   /* 1 2 272 4 5 (uint16 LE) */
+    assert_int_equal(write(fd, raw, sizeof raw), (int)sizeof raw);
+    close(fd);
+    DataSource d;
+    MpError err;
+    assert_int_equal(data_open(&d, path, 16, 300, 2, 1, &err), 0);
+    int32_t in[2], tg[2];
+    data_sequence(&d, 1, in, tg);   /* p = (1*2) mod (5-2) = 2 */
+    assert_int_equal(in[0], 272);
+    assert_int_equal(in[1], 4);
+    assert_int_equal(tg[1], 5);
+    data_close(&d);
+    /* an id at or above the vocabulary is refused, naming the token */
+    assert_int_equal(data_open(&d, path, 16, 100, 2, 1, &err), -1);
+    assert_non_null(strstr(err.msg, "token 2"));
+    /* 10 bytes are not whole uint32 ids */
+    assert_int_equal(data_open(&d, path, 32, 100, 2, 1, &err), -1);
+    assert_non_null(strstr(err.msg, "size"));
+    unlink(path);
+    assert_int_equal(data_open(&d, path, 16, 100, 2, 1, &err), -1);
+    assert_non_null(strstr(err.msg, "cannot open"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dropless_local), cmocka_unit_test(test_capacity_local),
+        cmocka_unit_test(test_finish_etp), cmocka_unit_test(test_synthetic_data),
+        cmocka_unit_test(test_file_data),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
