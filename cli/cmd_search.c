@@ -93,7 +93,7 @@ int cmd_search(int argc, char **argv) {
     int top = 10, rank = 1, threads = 0;
     const char *emit = NULL;
     bool json = false;
-    if (args_init(&a, argc, argv, &err) || search_args_parse(&a, base, &lim, &err) ||
+    if (args_init(&a, argc, argv, &err) || search_args_parse(&a, base, &lim, true, &err) ||
         args_int(&a, "--top", &top, NULL, &err) || args_int(&a, "--rank", &rank, NULL, &err) ||
         args_int(&a, "--threads", &threads, NULL, &err) || args_value(&a, "--emit", &emit, &err)) goto bad;
     json = args_flag(&a, "--json");

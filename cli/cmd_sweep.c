@@ -94,14 +94,21 @@ int cmd_sweep(int argc, char **argv) {
     if (args_value(&a, "--vary", &vary, &err) || args_value(&a, "--csv", &csv, &err) ||
         args_value(&a, "--plot", &plot, &err) || args_int(&a, "--threads", &threads, NULL, &err) ||
         args_double(&a, "--tokens-per-batch", &tokens_d, NULL, &err)) goto bad;
+    if (!vary) { mp_fail(&err, "--vary: required, PARAM=V1,V2,..."); goto bad; }
+    if (parse_vary(vary, &k, vals, &n, &err)) goto bad;
     if (fixed) {
+        /* a fixed plan must be complete; a varied GPU count replaces --gpus */
+        if (k == SWEEP_GPUS) {
+            bool has_gpus = false;
+            int g;
+            if (args_int(&a, "--gpus", &g, &has_gpus, &err)) goto bad;
+            if (!has_gpus) { mp_fail(&err, "--gpus: required with --fixed (any value of the sweep)"); goto bad; }
+        }
         if (plan_from_args(&a, base, false, &err)) goto bad;
-    } else if (search_args_parse(&a, base, &lim, &err)) {
+    } else if (search_args_parse(&a, base, &lim, k != SWEEP_GPUS, &err)) {
         goto bad;
     }
     if (args_finish(&a, &err)) goto bad;
-    if (!vary) { mp_fail(&err, "--vary: required, PARAM=V1,V2,..."); goto bad; }
-    if (parse_vary(vary, &k, vals, &n, &err)) goto bad;
     if (tokens_d < 0 || tokens_d != (double)(long long)tokens_d) { mp_fail(&err, "--tokens-per-batch: must be a positive integer"); goto bad; }
     if (plot) {
         size_t l = strlen(plot);

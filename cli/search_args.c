@@ -6,7 +6,7 @@
 
 static const char *const dims[7] = {"tp", "cp", "pp", "vpp", "etp", "ep", "mbs"};
 
-int search_args_parse(ArgList *a, Plan *base, SearchUserLimits *u, MpError *err) {
+int search_args_parse(ArgList *a, Plan *base, SearchUserLimits *u, bool need_gpus, MpError *err) {
     memset(u, 0, sizeof *u);
     for (int i = 0; i < 7; i++) {
         char flag[32];
@@ -29,7 +29,7 @@ int search_args_parse(ArgList *a, Plan *base, SearchUserLimits *u, MpError *err)
     if (u->no_folding && u->fixed[0] && u->fixed[4] && u->fix[0] != u->fix[4])
         return mp_fail(err, "--no-folding: needs --etp equal to --tp, got etp %d and tp %d", u->fix[4], u->fix[0]);
     if (plan_from_args(a, base, true, err)) return -1;
-    if (base->map.world <= 0) return mp_fail(err, "--gpus: required, a positive GPU count");
+    if (need_gpus && base->map.world <= 0) return mp_fail(err, "--gpus: required, a positive GPU count");
     if (train_config_validate(&base->train, err)) return -1;
     return 0;
 }

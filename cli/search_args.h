@@ -17,7 +17,8 @@ typedef struct {
     bool no_folding, even_split, fix_recompute, fix_sharding;
 } SearchUserLimits;
 
-int search_args_parse(ArgList *a, Plan *base, SearchUserLimits *u, MpError *err);
+/* need_gpus false: --gpus may be absent (a sweep that varies it). */
+int search_args_parse(ArgList *a, Plan *base, SearchUserLimits *u, bool need_gpus, MpError *err);
 
 /* The constraints for one base plan: the defaults of that plan
  * (space_constraints_default) with the user's limits on top.  Sweeps call
