@@ -46,7 +46,7 @@ elif [ "$gpus" -ge 2 ]; then run_config 2 2 "2 GPUs" || failed=1; fi
 
 if [ "$gpus" -ge 2 ]; then
     echo "-- failure drill: kill rank 1 of a 2-GPU run"
-    $BIN execute --model tests/data/exec-tiny-moe.json --gpus 2 --ep 2 --seq 64 --steps 1000000 --warmup 1 \
+    $BIN execute --model tests/data/exec-small-moe.json --gpus 2 --ep 2 --seq 128 --steps 1000000 --warmup 1 \
         >"$OUT/drill.log" 2>&1 &
     top=$!
     sleep 12

@@ -43,6 +43,9 @@ build() {
 run() {
     export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
     OUT=${OUT:-/tmp/moeplan-out}; mkdir -p "$OUT"; export OUT
+    # transitive dependencies (libglpk -> libamd, libcolamd) do not see the
+    # binary's $ORIGIN/lib run path: put dist/lib on the search path
+    export LD_LIBRARY_PATH="$PWD/dist/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     if ldd dist/moeplan | grep -q 'not found'; then
         export LD_LIBRARY_PATH="$PWD/dist/lib-mpi${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
         echo "note: using the carried Open MPI libraries (dist/lib-mpi)"
