@@ -99,9 +99,14 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libmoeplan.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmoeplan.a $(CUDA_LIBS) $(LDLIBS)
 
-$(BUILD)/gpu-tests/%: tests/gpu/%.cu $(BUILD)/libmoeplan.a
+# GPU tests: nvcc compiles, the C compiler links (nvcc rejects -Wl, options)
+$(BUILD)/obj/tests/gpu/%.cu.o: tests/gpu/%.cu
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCCFLAGS) -o $@ $< $(BUILD)/libmoeplan.a $(CUDA_LIBS) $(LDLIBS) -Xlinker -rpath,'$$ORIGIN/../lib'
+	$(NVCC) $(NVCCFLAGS) -c -o $@ $<
+
+$(BUILD)/gpu-tests/%: $(BUILD)/obj/tests/gpu/%.cu.o $(BUILD)/libmoeplan.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -Wl,-rpath,'$$ORIGIN/../lib' -o $@ $< $(BUILD)/libmoeplan.a $(CUDA_LIBS) $(LDLIBS)
 
 run: deps
 	@$(MAKE) --no-print-directory all

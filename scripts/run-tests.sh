@@ -28,7 +28,10 @@ for build in "$@"; do
         [ -x "$t" ] || continue
         for np in 1 2 4; do
             log=$(mktemp)
-            timeout 600 mpirun --oversubscribe -np $np "$t" >"$log" 2>&1; rc=$?
+            # Open MPI's own plugins leak at exit (LeakSanitizer reports them
+            # from unloaded modules): leak checking is off for the MPI suites,
+            # on for every other suite; ASan's other checks stay on.
+            ASAN_OPTIONS=detect_leaks=0 timeout 600 mpirun --oversubscribe -np $np "$t" >"$log" 2>&1; rc=$?
             read -r p f < <(count "$log")
             if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
             passed=$((passed + p)); failed=$((failed + f))
