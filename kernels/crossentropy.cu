@@ -4,6 +4,7 @@
 #include "kernels/cuda_util.cuh"
 #include "kernels/crossentropy.h"
 
+template <bool VEC>
 __global__ static void ce_kernel(bf16_t *dlogits, float *losses, const bf16_t *logits,
                                  const int32_t *targets, float dloss, int V, int want_grad)
 {
@@ -11,10 +12,28 @@ __global__ static void ce_kernel(bf16_t *dlogits, float *losses, const bf16_t *l
     const bf16_t *l = logits + (size_t)t * V;
     int target = targets[t];
     float mx = -FLT_MAX;
-    for (int v = threadIdx.x; v < V; v += blockDim.x) mx = fmaxf(mx, ldbf(l + v));
+    if (VEC) {
+        for (int v = threadIdx.x * 8; v < V; v += blockDim.x * 8) {
+            float x[8];
+            load8(l + v, x);
+#pragma unroll
+            for (int e = 0; e < 8; e++) mx = fmaxf(mx, x[e]);
+        }
+    } else {
+        for (int v = threadIdx.x; v < V; v += blockDim.x) mx = fmaxf(mx, ldbf(l + v));
+    }
     mx = block_max(mx);
     float sum = 0.0f;
-    for (int v = threadIdx.x; v < V; v += blockDim.x) sum += __expf(ldbf(l + v) - mx);
+    if (VEC) {
+        for (int v = threadIdx.x * 8; v < V; v += blockDim.x * 8) {
+            float x[8];
+            load8(l + v, x);
+#pragma unroll
+            for (int e = 0; e < 8; e++) sum += __expf(x[e] - mx);
+        }
+    } else {
+        for (int v = threadIdx.x; v < V; v += blockDim.x) sum += __expf(ldbf(l + v) - mx);
+    }
     sum = block_sum(sum);
     float lse = mx + logf(sum);
     float lt = target >= 0 ? ldbf(l + target) : 0.0f;
@@ -22,17 +41,36 @@ __global__ static void ce_kernel(bf16_t *dlogits, float *losses, const bf16_t *l
     if (threadIdx.x == 0 && losses) losses[t] = target < 0 ? 0.0f : lse - lt;
     if (!want_grad) return;
     bf16_t *d = dlogits + (size_t)t * V;
-    for (int v = threadIdx.x; v < V; v += blockDim.x) {
-        float g = target < 0 ? 0.0f : dloss * (__expf(ldbf(l + v) - lse) - (v == target ? 1.0f : 0.0f));
-        stbf(d + v, g);
+    if (VEC) {
+        for (int v = threadIdx.x * 8; v < V; v += blockDim.x * 8) {
+            float x[8];
+            load8(l + v, x);
+#pragma unroll
+            for (int e = 0; e < 8; e++)
+                x[e] = target < 0 ? 0.0f : dloss * (__expf(x[e] - lse) - (v + e == target ? 1.0f : 0.0f));
+            store8(d + v, x);
+        }
+    } else {
+        for (int v = threadIdx.x; v < V; v += blockDim.x) {
+            float g = target < 0 ? 0.0f : dloss * (__expf(ldbf(l + v) - lse) - (v == target ? 1.0f : 0.0f));
+            stbf(d + v, g);
+        }
     }
 }
 
 extern "C" {
 void crossentropy_forward_cuda(float *losses, const bf16_t *logits, const int32_t *targets, int N,
                                int V, cudaStream_t s)
-{ if (N > 0) ce_kernel<<<N, 512, 0, s>>>(NULL, losses, logits, targets, 0.0f, V, 0); }
+{
+    if (N <= 0) return;
+    if (vec8_ok(V, logits)) ce_kernel<true><<<N, 512, 0, s>>>(NULL, losses, logits, targets, 0.0f, V, 0);
+    else ce_kernel<false><<<N, 512, 0, s>>>(NULL, losses, logits, targets, 0.0f, V, 0);
+}
 void crossentropy_fused_cuda(bf16_t *dlogits, float *losses, const bf16_t *logits,
                              const int32_t *targets, float dloss, int N, int V, cudaStream_t s)
-{ if (N > 0) ce_kernel<<<N, 512, 0, s>>>(dlogits, losses, logits, targets, dloss, V, 1); }
+{
+    if (N <= 0) return;
+    if (vec8_ok(V, logits, dlogits)) ce_kernel<true><<<N, 512, 0, s>>>(dlogits, losses, logits, targets, dloss, V, 1);
+    else ce_kernel<false><<<N, 512, 0, s>>>(dlogits, losses, logits, targets, dloss, V, 1);
+}
 }

@@ -65,6 +65,30 @@ static __device__ __forceinline__ float block_max(float v)
     return total;
 }
 
+/* 8 consecutive bf16 as one 16-byte access (pointer 16-byte aligned). */
+static __device__ __forceinline__ void load8(const bf16_t *p, float f[8])
+{
+    uint4 u = *(const uint4 *)p;
+    const __nv_bfloat162 *h = (const __nv_bfloat162 *)&u;
+#pragma unroll
+    for (int i = 0; i < 4; i++) { float2 v = __bfloat1622float2(h[i]); f[2 * i] = v.x; f[2 * i + 1] = v.y; }
+}
+static __device__ __forceinline__ void store8(bf16_t *p, const float f[8])
+{
+    uint4 u;
+    __nv_bfloat162 *h = (__nv_bfloat162 *)&u;
+#pragma unroll
+    for (int i = 0; i < 4; i++) h[i] = __floats2bfloat162_rn(f[2 * i], f[2 * i + 1]);
+    *(uint4 *)p = u;
+}
+/* true when every pointer is 16-byte aligned and n is a multiple of 8, so
+ * rows of n bf16 can be walked in 16-byte steps */
+static inline bool vec8_ok(int n, const void *a, const void *b = nullptr, const void *c = nullptr)
+{
+    uintptr_t m = (uintptr_t)a | (uintptr_t)b | (uintptr_t)c;
+    return n % 8 == 0 && (m & 15) == 0;
+}
+
 static inline unsigned grid_for(size_t n, unsigned block)
 {
     size_t g = (n + block - 1) / block;

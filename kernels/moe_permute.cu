@@ -120,6 +120,64 @@ __global__ static void unpermute_bwd_kernel(bf16_t *dinp, float *dprob, const bf
     }
 }
 
+/* 16-byte versions (C % 8 == 0, aligned): thread per 8 columns of the token's row */
+__global__ static void permute_bwd_vec_kernel(bf16_t *dinp, const bf16_t *dout, const int32_t *row_of, int k, int C)
+{
+    int t = blockIdx.x;
+    for (int c = threadIdx.x * 8; c < C; c += blockDim.x * 8) {
+        float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, v[8];
+        for (int j = 0; j < k; j++) {
+            int r = row_of[t * k + j];
+            if (r < 0) continue;
+            load8(dout + (size_t)r * C + c, v);
+#pragma unroll
+            for (int e = 0; e < 8; e++) acc[e] += v[e];
+        }
+        store8(dinp + (size_t)t * C + c, acc);
+    }
+}
+__global__ static void unpermute_fwd_vec_kernel(bf16_t *out, const bf16_t *inp, const float *prob,
+                                                const int32_t *row_of, int k, int C)
+{
+    int t = blockIdx.x;
+    for (int c = threadIdx.x * 8; c < C; c += blockDim.x * 8) {
+        float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, v[8];
+        for (int j = 0; j < k; j++) {
+            int r = row_of[t * k + j];
+            if (r < 0) continue;
+            float w = prob[t * k + j];
+            load8(inp + (size_t)r * C + c, v);
+#pragma unroll
+            for (int e = 0; e < 8; e++) acc[e] += w * v[e];
+        }
+        store8(out + (size_t)t * C + c, acc);
+    }
+}
+__global__ static void unpermute_bwd_vec_kernel(bf16_t *dinp, float *dprob, const bf16_t *dout,
+                                                const bf16_t *inp, const float *prob,
+                                                const int32_t *row_of, int k, int C)
+{
+    int t = blockIdx.x;
+    for (int j = 0; j < k; j++) {
+        int r = row_of[t * k + j];   /* block-uniform */
+        if (r < 0) {
+            if (threadIdx.x == 0) dprob[t * k + j] = 0.0f;
+            continue;
+        }
+        float w = prob[t * k + j], dot = 0.0f;
+        for (int c = threadIdx.x * 8; c < C; c += blockDim.x * 8) {
+            float g[8], x[8], d[8];
+            load8(dout + (size_t)t * C + c, g);
+            load8(inp + (size_t)r * C + c, x);
+#pragma unroll
+            for (int e = 0; e < 8; e++) { d[e] = w * g[e]; dot += g[e] * x[e]; }
+            store8(dinp + (size_t)r * C + c, d);
+        }
+        dot = block_sum(dot);
+        if (threadIdx.x == 0) dprob[t * k + j] = dot;
+    }
+}
+
 __global__ static void gather_rows_kernel(bf16_t *out, const bf16_t *inp, const int32_t *src, int C)
 {
     copy_row(out + (size_t)blockIdx.x * C, inp + (size_t)src[blockIdx.x] * C, C);
@@ -141,14 +199,26 @@ void moe_permute_forward_cuda(bf16_t *out, const bf16_t *inp, const int32_t *row
 { if (N * k > 0) permute_fwd_kernel<<<N * k, 256, 0, s>>>(out, inp, row_of, k, C); }
 void moe_permute_backward_cuda(bf16_t *dinp, const bf16_t *dout, const int32_t *row_of, int N,
                                int k, int C, cudaStream_t s)
-{ if (N > 0) permute_bwd_kernel<<<N, 256, 0, s>>>(dinp, dout, row_of, k, C); }
+{
+    if (N <= 0) return;
+    if (vec8_ok(C, dinp, dout)) permute_bwd_vec_kernel<<<N, 128, 0, s>>>(dinp, dout, row_of, k, C);
+    else permute_bwd_kernel<<<N, 256, 0, s>>>(dinp, dout, row_of, k, C);
+}
 void moe_unpermute_forward_cuda(bf16_t *out, const bf16_t *inp, const float *prob,
                                 const int32_t *row_of, int N, int k, int C, cudaStream_t s)
-{ if (N > 0) unpermute_fwd_kernel<<<N, 256, 0, s>>>(out, inp, prob, row_of, k, C); }
+{
+    if (N <= 0) return;
+    if (vec8_ok(C, out, inp)) unpermute_fwd_vec_kernel<<<N, 128, 0, s>>>(out, inp, prob, row_of, k, C);
+    else unpermute_fwd_kernel<<<N, 256, 0, s>>>(out, inp, prob, row_of, k, C);
+}
 void moe_unpermute_backward_cuda(bf16_t *dinp, float *dprob, const bf16_t *dout,
                                  const bf16_t *inp, const float *prob, const int32_t *row_of,
                                  int N, int k, int C, cudaStream_t s)
-{ if (N > 0) unpermute_bwd_kernel<<<N, 256, 0, s>>>(dinp, dprob, dout, inp, prob, row_of, k, C); }
+{
+    if (N <= 0) return;
+    if (vec8_ok(C, dinp, dout, inp)) unpermute_bwd_vec_kernel<<<N, 128, 0, s>>>(dinp, dprob, dout, inp, prob, row_of, k, C);
+    else unpermute_bwd_kernel<<<N, 256, 0, s>>>(dinp, dprob, dout, inp, prob, row_of, k, C);
+}
 void gather_rows_cuda(bf16_t *out, const bf16_t *inp, const int32_t *src, int n, int C,
                       cudaStream_t s)
 { if (n > 0) gather_rows_kernel<<<n, 256, 0, s>>>(out, inp, src, C); }

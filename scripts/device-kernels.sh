@@ -7,6 +7,9 @@
 #   scripts/device-kernels.sh run     (on the device machine) prints the GPU,
 #       runs build/kern/test_kernels (correctness table, then timings) and
 #       copies the log to $OUT/kernels.log; builds first if the binary is absent
+#   scripts/device-kernels.sh sanitize  (on the device machine) the checks
+#       alone under compute-sanitizer memcheck (out-of-bounds and misaligned
+#       accesses), log in $OUT/memcheck.log
 #
 # Device call: run(command="scripts/device-kernels.sh run", carry=["build/kern"],
 #                  kind="nvidia-h100-x1")
@@ -44,5 +47,16 @@ case "${1:-run}" in
         echo "test_kernels exit status: $rc"
         exit "$rc"
         ;;
-    *) echo "usage: $0 build|run [--no-timing]" >&2; exit 2 ;;
+    sanitize)
+        [ -x "$out/test_kernels" ] || build
+        cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+        log=${OUT:-/tmp}/memcheck.log
+        set +e
+        timeout 300 "$cs" --tool memcheck --print-limit 20 "$out/test_kernels" --no-timing > "$log" 2>&1
+        rc=$?
+        grep -E 'ERROR SUMMARY|checks,|Invalid|misaligned' "$log" | head -30
+        echo "memcheck exit status: $rc"
+        exit "$rc"
+        ;;
+    *) echo "usage: $0 build|run|sanitize [--no-timing]" >&2; exit 2 ;;
 esac

@@ -238,15 +238,17 @@ static void test_embedding(Ctx *c)
     cudaFree(dw); cudaFree(dout); cudaFree(dt); cudaFree(dg); cudaFree(ddw);
 }
 
-static void test_rmsnorm(Ctx *c)
+static void test_rmsnorm(Ctx *c, int C)
 {
-    int N = 333, C = 1000;
+    int N = 333;
     std::vector<float> x = hrand(c, (size_t)N * C), w = hrand(c, C), out((size_t)N * C), rstd(N);
     bf16_t *dx = dbf(x), *dw = dbf(w), *dout = dbf_poison((size_t)N * C);
     float *drstd = df32_poison(N);
     rmsnorm_forward_cuda(dout, drstd, dx, dw, N, C, 1e-5f, c->stream);
     rmsnorm_forward_cpu(out.data(), rstd.data(), x.data(), w.data(), N, C, 1e-5f);
-    check(c, "rmsnorm forward out", hbf(dout, (size_t)N * C), out, 1);
+    char nm[64];
+    snprintf(nm, sizeof nm, "rmsnorm forward out C%d", C);
+    check(c, nm, hbf(dout, (size_t)N * C), out, 1);
     check(c, "rmsnorm forward rstd (f32)", hf32(drstd, N), rstd, 1);
     std::vector<float> dy = hrand(c, (size_t)N * C), dinp((size_t)N * C), dwt = hrand(c, C);
     bf16_t *ddy = dbf(dy), *ddinp = dbf_poison((size_t)N * C);
@@ -254,14 +256,15 @@ static void test_rmsnorm(Ctx *c)
     float *drs = df32(rstd);
     rmsnorm_backward_cuda(ddinp, ddw, scratch, ddy, dx, dw, drs, N, C, c->stream);
     rmsnorm_backward_cpu(dinp.data(), dwt.data(), dy.data(), x.data(), w.data(), rstd.data(), N, C);
-    check(c, "rmsnorm backward dinp", hbf(ddinp, (size_t)N * C), dinp, 1);
+    snprintf(nm, sizeof nm, "rmsnorm backward dinp C%d", C);
+    check(c, nm, hbf(ddinp, (size_t)N * C), dinp, 1);
     check(c, "rmsnorm backward dweight (+=)", hf32(ddw, C), dwt, 1);
     cudaFree(dx); cudaFree(dw); cudaFree(dout); cudaFree(drstd); cudaFree(ddy); cudaFree(ddinp); cudaFree(ddw); cudaFree(scratch); cudaFree(drs);
 }
 
-static void test_rope(Ctx *c)
+static void test_rope(Ctx *c, int D, int stride)
 {
-    int N = 200, H = 6, D = 128, stride = 8 * 128;   /* q heads inside a wider row */
+    int N = 200, H = 6;   /* heads inside a wider row */
     std::vector<float> x = hrand(c, (size_t)N * stride);
     std::vector<int32_t> pos(N);
     for (int t = 0; t < N; t++) pos[t] = (t * 37) % 4096;
@@ -271,7 +274,9 @@ static void test_rope(Ctx *c)
         int32_t *dp = di32(pos);
         if (dir == 0) { rope_forward_cuda(dx, dp, N, H, D, stride, 1e6f, c->stream); rope_forward_cpu(ref.data(), pos.data(), N, H, D, stride, 1e6f); }
         else { rope_backward_cuda(dx, dp, N, H, D, stride, 1e6f, c->stream); rope_backward_cpu(ref.data(), pos.data(), N, H, D, stride, 1e6f); }
-        check(c, dir ? "rope backward (strided, theta 1e6)" : "rope forward (strided, theta 1e6)", hbf(dx, (size_t)N * stride), ref, 1);
+        char nm[64];
+        snprintf(nm, sizeof nm, "rope %s D%d stride %d", dir ? "backward" : "forward", D, stride);
+        check(c, nm, hbf(dx, (size_t)N * stride), ref, 1);
         cudaFree(dx); cudaFree(dp);
     }
 }
@@ -365,8 +370,9 @@ static std::vector<int32_t> random_topk(Ctx *c, int N, int k, int E)
 
 static void test_moe(Ctx *c)
 {
-    int N = 700, k = 2, E = 8, C = 264;
+    int N = 700, k = 2, E = 8;
     for (int cap = 0; cap < 2; cap++) {
+        int C = cap ? 262 : 264;   /* scalar and 16-byte paths */
         int capacity = cap ? 150 : 0;   /* ~175 per expert on average: some drop */
         std::vector<int32_t> topk = random_topk(c, N, k, E), row(N * k), cnt(E);
         int rows = moe_plan_cpu(row.data(), cnt.data(), topk.data(), N, k, E, capacity);
@@ -415,20 +421,26 @@ static void test_moe(Ctx *c)
 
 static void test_swiglu_ce_adam(Ctx *c)
 {
-    int N = 300, F = 700;
+    for (int F = 700; F <= 704; F += 4) {   /* scalar, 16-byte */
+    int N = 300;
     std::vector<float> gu = hrand(c, (size_t)N * 2 * F, 3.0f), y((size_t)N * F);
     bf16_t *dgu = dbf(gu), *dy = dbf_poison((size_t)N * F);
     swiglu_forward_cuda(dy, dgu, N, F, c->stream);
     swiglu_forward_cpu(y.data(), gu.data(), N, F);
-    check(c, "swiglu forward", hbf(dy, (size_t)N * F), y, 1);
+    char nm[64];
+    snprintf(nm, sizeof nm, "swiglu forward F%d", F);
+    check(c, nm, hbf(dy, (size_t)N * F), y, 1);
     std::vector<float> g = hrand(c, (size_t)N * F), dgur((size_t)N * 2 * F);
     bf16_t *dg = dbf(g), *ddgu = dbf_poison((size_t)N * 2 * F);
     swiglu_backward_cuda(ddgu, dg, dgu, N, F, c->stream);
     swiglu_backward_cpu(dgur.data(), g.data(), gu.data(), N, F);
-    check(c, "swiglu backward", hbf(ddgu, (size_t)N * 2 * F), dgur, 1);
+    snprintf(nm, sizeof nm, "swiglu backward F%d", F);
+    check(c, nm, hbf(ddgu, (size_t)N * 2 * F), dgur, 1);
     cudaFree(dgu); cudaFree(dy); cudaFree(dg); cudaFree(ddgu);
+    }
 
-    int R = 257, V = 32000;
+    for (int V = 1001; V <= 32000; V += 30999) {   /* scalar, 16-byte */
+    int R = 257;
     std::vector<float> logits = hrand(c, (size_t)R * V, 4.0f), loss(R), dlog((size_t)R * V);
     std::vector<int32_t> tgt(R);
     for (int i = 0; i < R; i++) tgt[i] = i % 17 == 5 ? -1 : (int)(rng_u32(&c->rng) % V);
@@ -437,14 +449,19 @@ static void test_swiglu_ce_adam(Ctx *c)
     float *dloss = df32_poison(R);
     crossentropy_forward_cuda(dloss, dl, dt, R, V, c->stream);
     crossentropy_forward_cpu(loss.data(), logits.data(), tgt.data(), R, V);
-    check(c, "cross-entropy forward", hf32(dloss, R), loss, 1);
+    char cn[64];
+    snprintf(cn, sizeof cn, "cross-entropy forward V%d", V);
+    check(c, cn, hf32(dloss, R), loss, 1);
     crossentropy_backward_cpu(dlog.data(), logits.data(), tgt.data(), 1.0f / R, R, V);
     /* scale dlogits so the check sees values near 1 (they are ~1/(R V)) */
     cudaCheck(cudaMemset(dloss, 0xff, R * 4));
     crossentropy_fused_cuda(dl, dloss, dl, dt, 1.0f / R, R, V, c->stream);   /* in place */
-    check(c, "cross-entropy fused loss", hf32(dloss, R), loss, 1);
-    check(c, "cross-entropy fused dlogits (in place)", hbf(dl, (size_t)R * V), dlog, 1);
+    snprintf(cn, sizeof cn, "cross-entropy fused loss V%d", V);
+    check(c, cn, hf32(dloss, R), loss, 1);
+    snprintf(cn, sizeof cn, "cross-entropy fused dlogits V%d in place", V);
+    check(c, cn, hbf(dl, (size_t)R * V), dlog, 1);
     cudaFree(dl); cudaFree(dt); cudaFree(dloss);
+    }
 
     size_t n = 1000003;
     std::vector<float> p = hrand(c, n), m = hrand(c, n, 0.01f), v(n), gr = hrand(c, n);
@@ -667,8 +684,10 @@ int main(int argc, char **argv)
     test_elementwise(&c);
     test_gemm(&c);
     test_embedding(&c);
-    test_rmsnorm(&c);
-    test_rope(&c);
+    test_rmsnorm(&c, 1000);   /* 16-byte path */
+    test_rmsnorm(&c, 1001);   /* scalar path */
+    test_rope(&c, 128, 8 * 128);   /* 16-byte path */
+    test_rope(&c, 12, 6 * 12 + 4); /* scalar path */
     test_attention(&c, 2, 100, 4, 2, 64, 0);
     test_attention(&c, 1, 256, 8, 2, 128, 1);
     test_attention(&c, 1, 192, 4, 4, 128, 0);
