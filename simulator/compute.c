@@ -28,8 +28,24 @@
  * (Shah et al. 2024, figs. 5-6, H100 SXM, BF16, causal, hdim 128: forward
  * ~330/450/550/610/640 TFLOP/s at 0.5/1/2/4/8K, backward ~480 at 4K).
  *
- * Memory-bound kernels: t = t_kernel + bytes / achievable HBM bandwidth,
- * t_kernel = 2 us (launch and tail of a small elementwise kernel).
+ * Memory-bound kernels: t = t_kernel + bytes / (achievable HBM bandwidth *
+ * e_pattern), t_kernel = 2 us (launch and tail of a small elementwise
+ * kernel).  e_pattern is what the kernel's access pattern reaches of the
+ * copy bandwidth, measured on the device H100 (docs/kernels.md, 2026-11-22,
+ * row-major [8192 tokens, 4096], top-2, vs 3.0 TB/s device-to-device copy):
+ *   streaming (norms, RoPE, SwiGLU, adds, casts, copies)     1.00
+ *   row gather (permute: index_select of R rows)              0.84  (2508 GB/s)
+ *   row combine (unpermute: k rows weighted into one token;
+ *     permute backward: the k row gradients summed per token) 0.44  (1310 GB/s)
+ *   row combine backward (unpermute backward: scatter the
+ *     token gradient to k rows and the probability gradient)  0.48  (1439 GB/s)
+ * Irregular row reads/writes (one index per 8 KB row, k reads per output
+ * row, a dot product per row for the probability gradient) keep fewer bytes
+ * in flight than a streaming copy; the combine kernels measured are
+ * gather-based (no atomics), so Megatron's scatter_add_-based unpermute is
+ * at best as fast.  Streaming kernels keep 1.0: the measured elementwise
+ * kernels of the executor are below that only where they use scalar 2-byte
+ * accesses (docs/kernels.md), which Megatron's fused TE/apex kernels do not.
  */
 #include <math.h>
 #include <stddef.h>
@@ -105,7 +121,20 @@ double compute_attention_time(const SimHw *hw, double flops, double q_len, bool 
     return ATTN_LAUNCH_S + flops / (hw->peak_bf16 * e);
 }
 
-double compute_memory_time(const SimHw *hw, double bytes) {
+/* fraction of the copy bandwidth per access pattern (MemPattern order) */
+static const double mem_pattern_eff[MEM_PATTERN_COUNT] = {
+    [MEM_STREAM] = 1.0,
+    [MEM_ROW_GATHER] = 2508.0 / 3000.0,
+    [MEM_ROW_COMBINE] = 1310.0 / 3000.0,
+    [MEM_ROW_COMBINE_BWD] = 1439.0 / 3000.0,
+};
+
+double compute_memory_time_pattern(const SimHw *hw, double bytes, MemPattern pattern) {
     if (bytes <= 0) return 0;
-    return MEM_KERNEL_S + bytes / hw->hbm_bw;
+    double e = (pattern >= 0 && pattern < MEM_PATTERN_COUNT) ? mem_pattern_eff[pattern] : 1.0;
+    return MEM_KERNEL_S + bytes / (hw->hbm_bw * e);
+}
+
+double compute_memory_time(const SimHw *hw, double bytes) {
+    return compute_memory_time_pattern(hw, bytes, MEM_STREAM);
 }

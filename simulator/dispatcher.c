@@ -33,7 +33,14 @@
  * Permute/unpermute bytes count the passes of Megatron-Core's
  * moe_utils.permute/unpermute: index_select of R rows (2R*h), unpermute =
  * probability scaling (2R*h) + zero-fill (T*h) + scatter-add (2R*h); the
- * backward mirrors them.  --overlap ep is applied in simulate.c (it
+ * backward mirrors them.  Their rates depend on the access pattern
+ * (compute.c): permute is a row gather (0.84 of the copy bandwidth,
+ * measured on the device H100), the scatter-add passes of unpermute (2R*h)
+ * and of the permute backward (3R*h) combine k rows per token (0.44), the
+ * unpermute backward scatters each token's gradient to its k rows and
+ * reduces the probability gradient (0.48); the probability scaling and the
+ * zero-fills stream (1.0), and sort-by-expert moves whole contiguous chunks
+ * (a copy, 1.0).  --overlap ep is applied in simulate.c (it
  * needs the other micro-batch's compute).
  */
 #include <math.h>
@@ -99,7 +106,7 @@ void layer_moe(const SimCtx *x, Phase *fwd, Phase *bwd, Phase *rsel) {
         phase_add(fwd, "tokens_per_expert_sync", COST_EP, meta + DROPLESS_SYNC_S);
     }
     /* permute: index_select of R rows (read + write R*h) */
-    phase_add(fwd, "permute", COST_MEMORY_BOUND, compute_memory_time(hw, 2 * d.rows_recv * h * BF16));
+    phase_add(fwd, "permute", COST_MEMORY_BOUND, compute_memory_time_pattern(hw, 2 * d.rows_recv * h * BF16, MEM_ROW_GATHER));
     if (!overlap_shared) phase_add(fwd, "ep_all_to_all_dispatch", COST_EP, t_a2a);
     if (x->etp > 1) phase_add(fwd, "etp_all_gather", COST_ETP, t_etp);
     double t_sort = local > 1 ? compute_memory_time(hw, 2 * rows_rank * h * BF16) : 0;
@@ -112,7 +119,9 @@ void layer_moe(const SimCtx *x, Phase *fwd, Phase *bwd, Phase *rsel) {
     if (x->etp > 1) phase_add(fwd, "etp_reduce_scatter", COST_ETP, t_etp_rs);
     if (!overlap_shared) phase_add(fwd, "ep_all_to_all_combine", COST_EP, t_a2a);
     /* unpermute: rows x probs (read + write R*h), zero T*h, scatter-add R rows into T */
-    phase_add(fwd, "unpermute", COST_MEMORY_BOUND, compute_memory_time(hw, (4 * d.rows_recv + T) * h * BF16));
+    phase_add(fwd, "unpermute", COST_MEMORY_BOUND,
+              compute_memory_time(hw, (2 * d.rows_recv + T) * h * BF16) +
+                  compute_memory_time_pattern(hw, 2 * d.rows_recv * h * BF16, MEM_ROW_COMBINE));
     if (has_shared) {
         phase_append(fwd, &sh_f, 1.0, COST_MOE, false);
         if (overlap_shared) {
@@ -127,7 +136,8 @@ void layer_moe(const SimCtx *x, Phase *fwd, Phase *bwd, Phase *rsel) {
 
     /* ---- backward ---- */
     /* unpermute backward: gather the token gradient to R rows, scale by probs, prob gradient (row dot products) */
-    phase_add(bwd, "unpermute_bwd", COST_MEMORY_BOUND, compute_memory_time(hw, (T + 4 * d.rows_recv) * h * BF16));
+    phase_add(bwd, "unpermute_bwd", COST_MEMORY_BOUND,
+              compute_memory_time_pattern(hw, (T + 4 * d.rows_recv) * h * BF16, MEM_ROW_COMBINE_BWD));
     phase_add(bwd, "ep_all_to_all_combine_bwd", COST_EP, t_a2a);
     if (x->etp > 1) phase_add(bwd, "etp_all_gather_grad", COST_ETP, t_etp);
     if (local > 1) phase_add(bwd, "sort_by_expert_bwd", COST_MEMORY_BOUND, t_sort);
@@ -140,7 +150,9 @@ void layer_moe(const SimCtx *x, Phase *fwd, Phase *bwd, Phase *rsel) {
     if (x->etp > 1) phase_add(bwd, "etp_reduce_scatter_grad", COST_ETP, t_etp_rs);
     phase_add(bwd, "ep_all_to_all_dispatch_bwd", COST_EP, t_a2a);
     /* permute backward: zero T*h, scatter-add R rows */
-    phase_add(bwd, "permute_bwd", COST_MEMORY_BOUND, compute_memory_time(hw, (3 * d.rows_recv + T) * h * BF16));
+    phase_add(bwd, "permute_bwd", COST_MEMORY_BOUND,
+              compute_memory_time(hw, T * h * BF16) +
+                  compute_memory_time_pattern(hw, 3 * d.rows_recv * h * BF16, MEM_ROW_COMBINE));
     if (has_shared) {
         phase_append(bwd, &sh_b, 1.0, COST_MOE, false);
 

@@ -213,9 +213,18 @@ void layer_embedding(const SimCtx *x, Phase *fwd, Phase *bwd) {
 }
 
 /* Output layer and vocab-parallel cross-entropy on M rows x V/TP logits:
- * final norm, TP AG, GEMM M x V/TP x h, loss in fp32 (about 22 bytes per
- * logit: bf16 read, fp32 copy, max, exp, sum; three small all-reduces over
- * TP), backward softmax-minus-one-hot (8 bytes per logit), dgrad, wgrad, RS. */
+ * final norm, TP AG, GEMM M x V/TP x h, then Megatron-Core's unfused
+ * _VocabParallelCrossEntropy in fp32, pass by pass (bytes per logit):
+ *   forward:  .float() copy (read 2, write 4), max (4), subtract max in
+ *             place (8), exp in place (8), sum (4), divide by the sum in
+ *             place to keep the softmax for the backward (8)  = 38
+ *             (+ three small all-reduces over TP)
+ *   backward: softmax minus one-hot is in place on a handful of elements;
+ *             scale by the loss gradient in place (8), cast back to bf16
+ *             for the output GEMMs (read 4, write 2)           = 14
+ * then dgrad, wgrad and the TP reduce-scatter. */
+#define CE_FWD_BYTES_PER_LOGIT 38.0
+#define CE_BWD_BYTES_PER_LOGIT 14.0
 void layer_output(const SimCtx *x, Phase *fwd, Phase *bwd) {
     double h = x->p->model.hidden, M = x->m_full, T = x->t_local;
     double v = padded_vocab(x) / x->tp;
@@ -225,10 +234,10 @@ void layer_output(const SimCtx *x, Phase *fwd, Phase *bwd) {
     double t_gemm = gemm_fwd(x, M, v, h);
     tp_comm(x, fwd, "tp_all_gather", COLL_ALL_GATHER, M * h * BF16, t_gemm, true, false);
     phase_add(fwd, "output_gemm", COST_EMBED_OUTPUT, t_gemm);
-    phase_add(fwd, "cross_entropy", COST_EMBED_OUTPUT, compute_memory_time(x->hw, M * v * 22.0));
+    phase_add(fwd, "cross_entropy", COST_EMBED_OUTPUT, compute_memory_time(x->hw, M * v * CE_FWD_BYTES_PER_LOGIT));
     if (x->tp > 1)
         phase_add(fwd, "tp_all_reduce_loss", COST_TP, 3 * comm_time(x->hw, COLL_ALL_REDUCE, &x->g[GROUP_TP], M * 4.0));
-    phase_add(bwd, "cross_entropy_bwd", COST_EMBED_OUTPUT, compute_memory_time(x->hw, M * v * 8.0));
+    phase_add(bwd, "cross_entropy_bwd", COST_EMBED_OUTPUT, compute_memory_time(x->hw, M * v * CE_BWD_BYTES_PER_LOGIT));
     double t_d = gemm_dgrad(x, M, v, h), t_w = gemm_wgrad(x, M, v, h);
     phase_add(bwd, "output_dgrad", COST_EMBED_OUTPUT, t_d);
     tp_comm(x, bwd, "tp_reduce_scatter_grad", COLL_REDUCE_SCATTER, M * h * BF16, t_w, true, true);

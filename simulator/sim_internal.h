@@ -73,8 +73,18 @@ double compute_gemm_time(const SimHw *hw, double m, double n, double k, double c
 double compute_grouped_gemm_time(const SimHw *hw, int groups, double m, double n, double k, double c_bytes);
 /* Flash attention: flops of this pass, q_len = query rows per sequence chunk. */
 double compute_attention_time(const SimHw *hw, double flops, double q_len, bool backward);
-/* A memory-bound kernel moving `bytes` (reads + writes). */
+/* A memory-bound kernel moving `bytes` (reads + writes), streaming access. */
 double compute_memory_time(const SimHw *hw, double bytes);
+/* Access patterns of memory-bound kernels (compute.c has the measured
+ * fraction of the copy bandwidth each reaches). */
+typedef enum {
+    MEM_STREAM = 0,       /* elementwise, norms, copies */
+    MEM_ROW_GATHER,       /* permute: index_select of rows */
+    MEM_ROW_COMBINE,      /* unpermute / permute backward: k rows summed into one */
+    MEM_ROW_COMBINE_BWD,  /* unpermute backward: one row scattered to k, prob gradient */
+    MEM_PATTERN_COUNT
+} MemPattern;
+double compute_memory_time_pattern(const SimHw *hw, double bytes, MemPattern pattern);
 
 /* ---- comm.c ---- */
 typedef enum { COLL_ALL_GATHER = 0, COLL_REDUCE_SCATTER, COLL_ALL_REDUCE, COLL_ALL_TO_ALL, COLL_SEND_RECV } CollOp;
