@@ -126,6 +126,26 @@ struct Backend {
                  float weight_decay, int t);
     /* sum of x [n] f32 into *out on the host (synchronises) */
     double (*sum_f32)(Backend *b, const float *x, size_t n);
+    /* acc [1] f32 += sum of x [n] f32, on the device (no synchronisation) */
+    void (*accumulate_sum)(Backend *b, float *acc, const float *x, size_t n);
+
+    /* ---- auxiliary load-balancing loss (Switch Transformer eq. 4, GShard;
+     * Megatron's switch_load_balancing_loss_func), over the N tokens of a
+     * micro-batch on this rank:
+     *   f_e = (top-k pairs routed to e) / (N k)      fraction of token-slots
+     *   P_e = sum_t probs[t, e] / N                  mean router probability
+     *   aux = coeff * E * sum_e f_e P_e              (1 * coeff when balanced)
+     * f_e counts the router's choices before any capacity drop (Megatron's
+     * tokens_per_expert) and is a constant for the gradient.
+     * forward:  *loss_acc += weight * aux (device f32 [1]);
+     *           gcoef[e] = coeff * E * f_e / N = d aux / d probs[t, e]  [E] f32
+     * backward: dlogits[t, e] += scale * probs[t, e] * (gcoef[e] - sum_e' probs[t, e'] gcoef[e'])
+     *           (the softmax Jacobian applied to the constant row gcoef) */
+    void (*aux_loss_forward)(Backend *b, float *gcoef, float *loss_acc, const float *probs,
+                             const int32_t *topk_idx, int N, int E, int k, float coeff,
+                             float weight);
+    void (*aux_loss_backward)(Backend *b, float *dlogits, const float *probs, const float *gcoef,
+                              int N, int E, float scale);
 
     /* ---- collectives on the communicator of a group kind (sums) ---- */
     void (*all_reduce)(Backend *b, void *buf, size_t n, ElemType t, GroupKind g);

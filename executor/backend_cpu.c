@@ -216,6 +216,44 @@ static double cpu_sum_f32(Backend *b, const float *x, size_t n)
     for (size_t i = 0; i < n; i++) s += x[i];
     return s;
 }
+static void cpu_accumulate_sum(Backend *b, float *acc, const float *x, size_t n)
+{
+    *acc += (float)cpu_sum_f32(b, x, n);
+}
+
+/* backend.h: aux = coeff E sum_e f_e P_e; gcoef[e] = coeff E f_e / N */
+static void cpu_aux_loss_forward(Backend *b, float *gcoef, float *loss_acc, const float *probs,
+                                 const int32_t *idx, int N, int E, int k, float coeff,
+                                 float weight)
+{
+    (void)b;
+    double *cnt = calloc((size_t)E, sizeof(double)), *psum = calloc((size_t)E, sizeof(double));
+    if (!cnt || !psum) abort();
+    for (size_t i = 0; i < (size_t)N * k; i++) cnt[idx[i]] += 1;
+    for (int t = 0; t < N; t++)
+        for (int e = 0; e < E; e++) psum[e] += probs[(size_t)t * E + e];
+    double aux = 0;
+    for (int e = 0; e < E; e++) {
+        double f = cnt[e] / ((double)N * k);
+        aux += f * (psum[e] / N);
+        gcoef[e] = (float)((double)coeff * E * f / N);
+    }
+    *loss_acc += (float)(weight * coeff * E * aux);
+    free(cnt); free(psum);
+}
+
+static void cpu_aux_loss_backward(Backend *b, float *dlogits, const float *probs,
+                                  const float *gcoef, int N, int E, float scale)
+{
+    (void)b;
+    for (int t = 0; t < N; t++) {
+        const float *p = probs + (size_t)t * E;
+        double dot = 0;
+        for (int e = 0; e < E; e++) dot += (double)p[e] * gcoef[e];
+        for (int e = 0; e < E; e++)
+            dlogits[(size_t)t * E + e] += scale * p[e] * (float)(gcoef[e] - dot);
+    }
+}
 
 /* ---- collectives ---- */
 static MPI_Comm comm_of(Backend *b, GroupKind g)
@@ -333,7 +371,8 @@ int backend_cpu_create(const ExecComms *comms, Backend **out, MpError *err)
     b->permute = cpu_permute; b->permute_backward = cpu_permute_backward;
     b->unpermute = cpu_unpermute; b->unpermute_backward = cpu_unpermute_backward;
     b->gather_rows = cpu_gather_rows;
-    b->adam = cpu_adam; b->sum_f32 = cpu_sum_f32;
+    b->adam = cpu_adam; b->sum_f32 = cpu_sum_f32; b->accumulate_sum = cpu_accumulate_sum;
+    b->aux_loss_forward = cpu_aux_loss_forward; b->aux_loss_backward = cpu_aux_loss_backward;
     b->all_reduce = cpu_all_reduce; b->all_gather = cpu_all_gather;
     b->reduce_scatter = cpu_reduce_scatter; b->all_to_all_v = cpu_all_to_all_v;
     b->all_to_all_host_i32 = cpu_all_to_all_host_i32;

@@ -257,6 +257,80 @@ static double cu_sum_f32(Backend *b, const float *x, size_t n)
     return h;
 }
 
+/* acc [1] += sum x [n]: one block, no synchronisation */
+__global__ static void accumulate_kernel(float *acc, const float *x, size_t n)
+{
+    __shared__ float part[256];
+    float s = 0.0f;
+    for (size_t i = threadIdx.x; i < n; i += blockDim.x) s += x[i];
+    part[threadIdx.x] = s;
+    __syncthreads();
+    for (int w = 128; w > 0; w >>= 1) {
+        if ((int)threadIdx.x < w) part[threadIdx.x] += part[threadIdx.x + w];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) *acc += part[0];
+}
+static void cu_accumulate_sum(Backend *b, float *acc, const float *x, size_t n)
+{
+    accumulate_kernel<<<1, 256, 0, S(b)>>>(acc, x, n);
+    cudaCheck(cudaGetLastError());
+}
+
+/* Auxiliary load-balancing loss (backend.h).  One block of 256 threads: the
+ * per-expert counts and probability sums over N tokens ([N, E] f32 is small:
+ * 4096 x 8 for Mixtral), E <= 256. */
+__global__ static void aux_forward_kernel(float *gcoef, float *loss_acc, const float *probs,
+                                          const int32_t *idx, int N, int E, int k, float coeff,
+                                          float weight)
+{
+    __shared__ float psum[256];
+    __shared__ int cnt[256];
+    for (int e = threadIdx.x; e < E; e += blockDim.x) { psum[e] = 0.0f; cnt[e] = 0; }
+    __syncthreads();
+    /* thread j sums column e = j % E over rows j / E, j / E + blockDim / E, ... */
+    int per = blockDim.x / E, e = threadIdx.x % E, r0 = threadIdx.x / E;
+    if (r0 < per) {
+        float s = 0.0f;
+        for (int t = r0; t < N; t += per) s += probs[(size_t)t * E + e];
+        atomicAdd(&psum[e], s);
+    }
+    for (int i = threadIdx.x; i < N * k; i += blockDim.x) atomicAdd(&cnt[idx[i]], 1);
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float aux = 0.0f;
+        for (int j = 0; j < E; j++) {
+            float f = (float)cnt[j] / ((float)N * k);
+            aux += f * (psum[j] / N);
+            gcoef[j] = coeff * E * f / N;
+        }
+        *loss_acc += weight * coeff * E * aux;
+    }
+}
+static void cu_aux_loss_forward(Backend *b, float *gcoef, float *loss_acc, const float *probs,
+                                const int32_t *idx, int N, int E, int k, float coeff, float weight)
+{
+    aux_forward_kernel<<<1, 256, 0, S(b)>>>(gcoef, loss_acc, probs, idx, N, E, k, coeff, weight);
+    cudaCheck(cudaGetLastError());
+}
+/* one thread per token row */
+__global__ static void aux_backward_kernel(float *dlogits, const float *probs, const float *gcoef,
+                                           int N, int E, float scale)
+{
+    int t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= N) return;
+    const float *p = probs + (size_t)t * E;
+    float dot = 0.0f;
+    for (int e = 0; e < E; e++) dot += p[e] * gcoef[e];
+    for (int e = 0; e < E; e++) dlogits[(size_t)t * E + e] += scale * p[e] * (gcoef[e] - dot);
+}
+static void cu_aux_loss_backward(Backend *b, float *dlogits, const float *probs, const float *gcoef,
+                                 int N, int E, float scale)
+{
+    aux_backward_kernel<<<(N + 255) / 256, 256, 0, S(b)>>>(dlogits, probs, gcoef, N, E, scale);
+    cudaCheck(cudaGetLastError());
+}
+
 /* ---- collectives ---- */
 static ncclComm_t comm_of(Backend *b, GroupKind g)
 {
@@ -452,7 +526,8 @@ extern "C" int backend_cuda_create(const ExecComms *comms, Backend **out, MpErro
     b->permute = cu_permute; b->permute_backward = cu_permute_backward;
     b->unpermute = cu_unpermute; b->unpermute_backward = cu_unpermute_backward;
     b->gather_rows = cu_gather_rows;
-    b->adam = cu_adam; b->sum_f32 = cu_sum_f32;
+    b->adam = cu_adam; b->sum_f32 = cu_sum_f32; b->accumulate_sum = cu_accumulate_sum;
+    b->aux_loss_forward = cu_aux_loss_forward; b->aux_loss_backward = cu_aux_loss_backward;
     b->all_reduce = cu_all_reduce; b->all_gather = cu_all_gather;
     b->reduce_scatter = cu_reduce_scatter; b->all_to_all_v = cu_all_to_all_v;
     b->all_to_all_host_i32 = cu_all_to_all_host_i32;

@@ -78,6 +78,15 @@ void data_sequence(const DataSource *d, uint64_t index, int32_t *inputs, int32_t
         }
         return;
     }
+    if (d->random) {
+        uint64_t key = data_mix(d->seed ^ data_mix(index + 0x2545f491ull));
+        for (int t = 0; t <= s; t++) {
+            int32_t x = (int32_t)(data_mix(key ^ (uint64_t)t) % (uint64_t)d->vocab);
+            if (t < s) inputs[t] = x;
+            if (t > 0) targets[t - 1] = x;
+        }
+        return;
+    }
     int32_t x = (int32_t)(data_mix(d->seed ^ data_mix(index + 0x7a3full)) % (uint64_t)d->vocab);
     for (int t = 0; t < s; t++) {
         inputs[t] = x;

@@ -11,6 +11,10 @@
  *   inputs  = ids[p .. p+s),  targets = ids[p+1 .. p+s+1),
  *   p = (i * s) mod (n - s)   (n ids in the file; needs n >= s + 1).
  *   Every id must be < V.
+ * Random (DataSource.random = 1, no file): s + 1 uniformly random ids per
+ *   sequence from hash(seed, i, t); inputs = ids[0 .. s), targets =
+ *   ids[1 .. s+1).  Not learnable: for timing (METHOD.md), the router sees
+ *   no structure to specialise on.
  * Sequence i of step n, data-parallel rank r, micro-batch m, row j is
  *   i = n*B + m*(DP*b) + r*b + j, so every mapping sees the same global batch.
  */
@@ -27,6 +31,7 @@ typedef struct {
     uint64_t seed;
     uint32_t *ids;      /* file ids (NULL: synthetic) */
     size_t n;           /* ids in the file */
+    int random;         /* 1: uniformly random ids (synthetic mode only) */
 } DataSource;
 
 /* path NULL: synthetic.  bits: 16 or 32.  err: "FILE: field: reason". */

@@ -40,6 +40,17 @@ typedef struct {
     const char *data_path;    /* raw token ids; NULL = synthetic learnable task */
     int data_bits;            /* 16 or 32 */
     double lr;
+    /* Added by the step side (second pass), zero-initialised structs keep
+     * working; runtime (cli/cmd_execute.c) may expose them as flags:
+     *   aux_loss_coeff: auxiliary load-balancing loss coefficient (Megatron
+     *     --moe-aux-loss-coeff); 0 = the default 1e-2 (Mixtral / Megatron MoE
+     *     recipes), negative = off.
+     *   random_tokens: train on uniformly random token ids instead of the
+     *     learnable task (METHOD.md: time throughput on random data; the router
+     *     cannot learn it, so routing stays as balanced as a real corpus's
+     *     first steps).  Ignored when data_path is set. */
+    double aux_loss_coeff;
+    bool random_tokens;
 } ExecOptions;
 
 /* Time of each phase of one step, seconds (median over timed steps in a result). */

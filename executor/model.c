@@ -34,6 +34,7 @@ typedef struct {
     /* saved for backward, per micro-batch */
     Buf xn1, rstd1, qkv, o, lse, x_mid, xn2, rstd2;
     Buf probs, topk_idx, topk_prob, maps, X, h13, a, ret, mlp_h, mlp_a;
+    Buf gcoef;                                   /* [E] f32 d aux / d probs (per micro-batch) */
     DispatchPlan dp;
 } Layer;
 
@@ -56,6 +57,14 @@ struct Model {
     Buf t_send, t_recv, t_gath, t_Y, t_big1, t_big2, t_y, t_moe;
     Buf g_x, g_t1, g_t2, g_qkv, g_o, g_logits_f, g_logits_a, g_prob;
     int dropped;
+    float aux_coeff;                    /* auxiliary load-balancing loss coefficient, 0 = off */
+    float dloss;                        /* gradient of the step loss per token loss */
+    float *loss_acc;                    /* [2] f32 device: token-loss sum, T * aux sum */
+    int32_t *h_idx, *h_force;           /* host [T*k] scratch, [T*k] forced choices */
+    float *h_probs, *h_tprob;           /* host [T*E], [T*k] (forced routing only) */
+    int32_t *trace;                     /* routing trace [L][T*k] host, or NULL */
+    int trace_force;
+    long route_flips;
 };
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -220,6 +229,7 @@ static int check_supported(const Plan *plan, MpError *err)
     if (s->num_experts > 0 && s->router != ROUTER_SOFTMAX) return mp_fail(err, "model: %s: only the softmax router is implemented in the executor", s->name);
     if (!s->swiglu) return mp_fail(err, "model: %s: only SwiGLU MLPs are implemented in the executor", s->name);
     if (s->num_experts <= 0) return mp_fail(err, "model: %s: the executor runs MoE models only", s->name);
+    if (s->num_experts > 256) return mp_fail(err, "model: %s: num_experts %d: the executor supports at most 256 experts", s->name, s->num_experts);
     if (s->num_kv_groups <= 0 || s->num_heads % s->num_kv_groups) return mp_fail(err, "num_kv_groups: %d does not divide num_heads %d", s->num_kv_groups, s->num_heads);
     if (s->head_dim % 2) return mp_fail(err, "head_dim: %d: RoPE needs an even head dimension", s->head_dim);
     if (s->num_experts % mp->ep) return mp_fail(err, "ep: %d does not divide num_experts %d", mp->ep, s->num_experts);
@@ -332,7 +342,33 @@ int model_create(const Plan *plan, int layers, uint64_t seed, Backend *be, Model
     for (int t = 0; t < m->T; t++) pos[t] = t % m->s;
     be->upload(be, buf_get(m, &m->pos, sizeof(int32_t) * (size_t)m->T), pos, sizeof(int32_t) * (size_t)m->T);
     free(pos);
+    m->loss_acc = be->alloc(be, 2 * sizeof(float));
+    m->h_idx = malloc(sizeof(int32_t) * (size_t)m->T * m->k);
+    if (!m->loss_acc || !m->h_idx) { model_destroy(m); return mp_fail(err, "executor: out of memory"); }
     *out = m;
+    return 0;
+}
+
+void model_set_aux_loss_coeff(Model *m, float coeff) { m->aux_coeff = coeff > 0 ? coeff : 0; }
+
+void model_set_routing_trace(Model *m, int32_t *trace, int force)
+{
+    m->trace = trace;
+    m->trace_force = force;
+}
+
+long model_route_flips(const Model *m) { return m->route_flips; }
+
+int model_read_losses(Model *m, GroupKind reduce_over, double *token_loss_sum, double *aux_sum)
+{
+    Backend *be = m->be;
+    float h[2];
+    if (reduce_over != GROUP_KIND_COUNT && be->comms->size_of[reduce_over] > 1)
+        be->all_reduce(be, m->loss_acc, 2, DT_F32, reduce_over);
+    be->download(be, h, m->loss_acc, sizeof h);
+    be->zero(be, m->loss_acc, sizeof h);
+    *token_loss_sum = h[0];
+    *aux_sum = h[1];
     return 0;
 }
 
@@ -353,7 +389,7 @@ void model_destroy(Model *m)
             Layer *y = &m->layer[l];
             Buf *bs[] = {&y->xn1, &y->rstd1, &y->qkv, &y->o, &y->lse, &y->x_mid, &y->xn2, &y->rstd2,
                          &y->probs, &y->topk_idx, &y->topk_prob, &y->maps, &y->X, &y->h13, &y->a,
-                         &y->ret, &y->mlp_h, &y->mlp_a};
+                         &y->ret, &y->mlp_h, &y->mlp_a, &y->gcoef};
             for (size_t i = 0; i < sizeof bs / sizeof bs[0]; i++) buf_free(m, bs[i]);
             dispatch_plan_free(&y->dp);
         }
@@ -368,6 +404,8 @@ void model_destroy(Model *m)
                  &m->t_moe, &m->g_x, &m->g_t1, &m->g_t2, &m->g_qkv, &m->g_o, &m->g_logits_f,
                  &m->g_logits_a, &m->g_prob};
     for (size_t i = 0; i < sizeof bs / sizeof bs[0]; i++) buf_free(m, bs[i]);
+    if (m->loss_acc) be->release(be, m->loss_acc);
+    free(m->h_idx); free(m->h_force); free(m->h_probs); free(m->h_tprob);
     free(m->params);
     free(m);
 }
@@ -452,6 +490,41 @@ static void attention_backward(Model *m, Layer *y, const void *x, void *dx)
     be->phase_end(be, PHASE_ATTENTION);
 }
 
+/* Tests: replace the router's top-k choices of layer y by the trace's (the
+ * probabilities of the forced experts, renormalised over the k as usual) and
+ * count the (token, slot) choices that differ from the router's own, as sets
+ * per token.  Host round trip: a test path, not timed. */
+static void force_routing(Model *m, Layer *y)
+{
+    Backend *be = m->be;
+    int T = m->T, k = m->k, E = m->E;
+    size_t nk = (size_t)T * k;
+    if (!m->h_force) {
+        m->h_force = malloc(sizeof(int32_t) * nk);
+        m->h_probs = malloc(sizeof(float) * (size_t)T * E);
+        m->h_tprob = malloc(sizeof(float) * nk);
+        if (!m->h_force || !m->h_probs || !m->h_tprob) abort();
+    }
+    const int32_t *want = m->trace + (size_t)(y - m->layer) * nk;
+    be->download(be, m->h_force, y->topk_idx.p, sizeof(int32_t) * nk);
+    be->download(be, m->h_probs, y->probs.p, sizeof(float) * (size_t)T * E);
+    for (int t = 0; t < T; t++) {
+        double S = 0;
+        for (int j = 0; j < k; j++) {
+            int e = want[(size_t)t * k + j], same = 0;
+            for (int i = 0; i < k; i++) same |= m->h_force[(size_t)t * k + i] == e;
+            m->route_flips += !same;
+            S += m->h_probs[(size_t)t * E + e];
+        }
+        for (int j = 0; j < k; j++) {
+            float p = m->h_probs[(size_t)t * E + want[(size_t)t * k + j]];
+            m->h_tprob[(size_t)t * k + j] = k > 1 ? (float)(p / S) : p;
+        }
+    }
+    be->upload(be, y->topk_idx.p, want, sizeof(int32_t) * nk);
+    be->upload(be, y->topk_prob.p, m->h_tprob, sizeof(float) * nk);
+}
+
 /* token-count exchange and the device maps of one MoE layer */
 static void dispatch_exchange(Model *m, Layer *y)
 {
@@ -459,10 +532,11 @@ static void dispatch_exchange(Model *m, Layer *y)
     DispatchPlan *dp = &y->dp;
     int El = m->El, ep = m->ep, etp = m->etp;
     be->phase_begin(be, PHASE_DISPATCH_COMM);
-    int32_t *idx = malloc(sizeof(int32_t) * (size_t)m->T * m->k);
+    int32_t *idx = m->h_idx;
     be->download(be, idx, y->topk_idx.p, sizeof(int32_t) * (size_t)m->T * m->k);
+    if (m->trace && !m->trace_force)
+        memcpy(m->trace + (size_t)(y - m->layer) * m->T * m->k, idx, sizeof(int32_t) * (size_t)m->T * m->k);
     dispatch_plan_local(dp, idx);
-    free(idx);
     m->dropped += dp->dropped;
     int32_t *recv = malloc(sizeof(int32_t) * (size_t)ep * El);
     be->all_to_all_host_i32(be, dp->expert_rows, recv, El, GROUP_EP);
@@ -508,6 +582,10 @@ static void moe_forward(Model *m, Layer *y, const void *xn2, void *out)
     float *tprob = buf_get(m, &y->topk_prob, (size_t)T * k * 4);
     be->gemm(be, logits, true, xn2, P_act(m, y->router), T, E, h, 0, 1, 0.0f);
     be->router_forward(be, probs, idx, tprob, logits, T, E, k, k > 1);
+    if (m->trace && m->trace_force) force_routing(m, y);
+    if (m->aux_coeff > 0)
+        be->aux_loss_forward(be, buf_get(m, &y->gcoef, (size_t)E * 4), m->loss_acc + 1, probs, idx,
+                             T, E, k, m->aux_coeff, (float)T);
     be->phase_end(be, PHASE_MOE_COMPUTE);
 
     dispatch_exchange(m, y);
@@ -613,6 +691,9 @@ static void moe_backward(Model *m, Layer *y, const void *dout, void *dxn2)
     float *dlog = buf_get(m, &m->g_logits_f, (size_t)T * E * 4);
     void *dlog_a = buf_get(m, &m->g_logits_a, (size_t)T * E * a);
     be->router_backward(be, dlog, dprob, y->probs.p, y->topk_idx.p, y->topk_prob.p, T, E, k, k > 1);
+    /* the aux loss of this micro-batch enters the step loss with weight
+     * T * dloss (one of B*s/T micro-batches of the global batch) */
+    if (m->aux_coeff > 0) be->aux_loss_backward(be, dlog, y->probs.p, y->gcoef.p, T, E, m->dloss * (float)T);
     be->f32_to_act(be, dlog_a, dlog, (size_t)T * E);
     be->gemm(be, dxn2, false, dlog_a, P_act(m, y->router), T, h, E, 0, 0, 1.0f);
     be->gemm(be, P_grad(m, y->router), true, dlog_a, y->xn2.p, E, h, T, 1, 0, 1.0f);
@@ -671,6 +752,7 @@ int model_forward_backward(Model *m, const int32_t *tokens, const int32_t *targe
     int T = m->T, h = m->h, V = m->spec.vocab;
     size_t a = A(m);
     m->dropped = 0;
+    m->dloss = dloss;
     be->phase_begin(be, PHASE_OTHER);
     int32_t *tok = buf_get(m, &m->tokens, sizeof(int32_t) * (size_t)T);
     int32_t *tgt = buf_get(m, &m->targets, sizeof(int32_t) * (size_t)T);
@@ -707,7 +789,12 @@ int model_forward_backward(Model *m, const int32_t *tokens, const int32_t *targe
     }
     be->phase_begin(be, PHASE_OTHER);
     be->embedding_backward(be, P_grad(m, m->emb), dx, tok, T, h);
-    *loss_sum = be->sum_f32(be, losses, (size_t)T);
+    be->accumulate_sum(be, m->loss_acc, losses, (size_t)T);
+    if (loss_sum) {
+        double aux;
+        model_read_losses(m, GROUP_KIND_COUNT, loss_sum, &aux);
+        *loss_sum += aux;
+    }
     be->phase_end(be, PHASE_OTHER);
     return 0;
 }

@@ -62,10 +62,32 @@ void model_destroy(Model *m);
 
 /* One micro-batch: forward and backward, gradients ACCUMULATE into the
  * arenas.  tokens, targets: host [b*s].  dloss: the gradient of the step loss
- * per token loss (1 / tokens of the global batch).  *loss_sum gets the sum of
- * this micro-batch's token losses (host). */
+ * per token loss (1 / tokens of the global batch).  The token-loss sum and
+ * T * (the micro-batch's auxiliary loss, summed over MoE layers) accumulate
+ * on the device (model_read_losses); when loss_sum is not NULL they are read
+ * now (a host synchronisation) and *loss_sum gets their sum, else nothing is
+ * read.  The step loss is then sum / (tokens of the global batch): the mean
+ * token loss plus the mean over micro-batches of the auxiliary loss. */
 int model_forward_backward(Model *m, const int32_t *tokens, const int32_t *targets, float dloss,
                            double *loss_sum, MpError *err);
+
+/* Reads (and zeroes) the device loss accumulators: the token-loss sum and
+ * T * aux sum since the last read, summed over the group `reduce_over`
+ * (GROUP_KIND_COUNT: this rank only).  One host synchronisation. */
+int model_read_losses(Model *m, GroupKind reduce_over, double *token_loss_sum, double *aux_sum);
+
+/* Auxiliary load-balancing loss coefficient (Megatron --moe-aux-loss-coeff;
+ * backend.h gives the formula).  0 (the default of model_create): off. */
+void model_set_aux_loss_coeff(Model *m, float coeff);
+
+/* Routing trace (tests), host [L][T*k] int32 for ONE micro-batch (entries of
+ * dense layers unused).  force 0: every MoE layer's top-k choices are copied
+ * there (record).  force 1: they are replaced by the trace's (the forced
+ * experts' probabilities, renormalised as usual), and model_route_flips()
+ * counts the choices that differ from the router's own (per token, as sets),
+ * cumulative.  trace NULL: off. */
+void model_set_routing_trace(Model *m, int32_t *trace, int force);
+long model_route_flips(const Model *m);
 
 void model_zero_grads(Model *m);
 /* all-reduce (sum) of dense gradients over DP*CP and expert gradients over EDP */

@@ -21,6 +21,8 @@ int trainer_create(const Plan *plan, const ExecOptions *opt, const ExecComms *co
                        plan->train.global_batch, plan->train.micro_batch, comms->size_of[GROUP_DP_CP]);
     }
     t->micro_batches = t->B / (t->b * t->dp);
+    t->trace_per_mb = (size_t)(opt->layers > 0 && opt->layers < plan->model.num_layers ? opt->layers : plan->model.num_layers) *
+                      (size_t)t->b * t->s * plan->model.top_k;
     int rc;
     if (opt->backend == EXEC_BACKEND_CUDA) {
 #ifdef MOEPLAN_HAVE_CUDA
@@ -38,6 +40,10 @@ int trainer_create(const Plan *plan, const ExecOptions *opt, const ExecComms *co
         trainer_destroy(t);
         return -1;
     }
+    /* Megatron MoE / Mixtral recipes: --moe-aux-loss-coeff 1e-2 */
+    t->aux_coeff = opt->aux_loss_coeff == 0 ? 1e-2f : opt->aux_loss_coeff < 0 ? 0.0f : (float)opt->aux_loss_coeff;
+    model_set_aux_loss_coeff(t->model, t->aux_coeff);
+    if (!opt->data_path && opt->random_tokens) t->data.random = 1;
     t->loss_dev = t->be->alloc(t->be, sizeof(float));
     t->in = malloc(sizeof(int32_t) * (size_t)t->b * t->s);
     t->tg = malloc(sizeof(int32_t) * (size_t)t->b * t->s);
@@ -59,34 +65,45 @@ void trainer_destroy(Trainer *t)
 
 int trainer_step(Trainer *t, bool apply_optimizer, double *loss, MpError *err)
 {
-    Backend *be = t->be;
     int s = t->s, b = t->b;
     double tokens = (double)t->B * s;
-    double local = 0;
     model_zero_grads(t->model);
     for (int mb = 0; mb < t->micro_batches; mb++) {
+        if (t->trace) {
+            /* global micro-batch index: the same sequences under every mapping */
+            size_t g = (size_t)mb * t->dp + (size_t)t->dp_rank;
+            model_set_routing_trace(t->model, t->trace + g * t->trace_per_mb, t->trace_force);
+        }
         for (int j = 0; j < b; j++) {
             uint64_t idx = (uint64_t)t->step * (uint64_t)t->B +
                            (uint64_t)mb * (uint64_t)(t->dp * b) + (uint64_t)(t->dp_rank * b + j);
             data_sequence(&t->data, idx, t->in + (size_t)j * s, t->tg + (size_t)j * s);
         }
-        double sum = 0;
-        if (model_forward_backward(t->model, t->in, t->tg, (float)(1.0 / tokens), &sum, err))
+        if (model_forward_backward(t->model, t->in, t->tg, (float)(1.0 / tokens), NULL, err))
             return -1;
-        local += sum;
     }
     model_sync_grads(t->model);
     if (apply_optimizer) model_adam_step(t->model, t->lr, t->step + 1);
-    /* mean loss over the global batch: sum over the data-parallel ranks */
-    float l = (float)local;
-    if (t->dp > 1) {
-        be->upload(be, t->loss_dev, &l, sizeof l);
-        be->all_reduce(be, t->loss_dev, 1, DT_F32, GROUP_DP_CP);
-        be->download(be, &l, t->loss_dev, sizeof l);
-    }
-    *loss = (double)l / tokens;
+    /* mean loss over the global batch: the device sums over the data-parallel
+     * ranks, read once per step (the step's one loss synchronisation) */
+    double ce, aux;
+    model_read_losses(t->model, t->dp > 1 ? GROUP_DP_CP : GROUP_KIND_COUNT, &ce, &aux);
+    t->last_aux = aux / tokens;
+    *loss = (ce + aux) / tokens;
     t->step++;
     return 0;
+}
+
+size_t trainer_routing_trace_len(const Trainer *t)
+{
+    return (size_t)(t->B / t->b) * t->trace_per_mb;
+}
+
+void trainer_set_routing_trace(Trainer *t, int32_t *trace, int force)
+{
+    t->trace = trace;
+    t->trace_force = force;
+    if (!trace) model_set_routing_trace(t->model, NULL, 0);
 }
 
 static int cmp_double(const void *a, const void *b)

@@ -21,6 +21,11 @@ typedef struct {
     float lr;
     float *loss_dev;        /* [1] f32 device */
     int32_t *in, *tg;       /* host [b*s] */
+    float aux_coeff;        /* auxiliary load-balancing loss coefficient in use */
+    double last_aux;        /* aux part of the last step's loss (mean over micro-batches) */
+    int32_t *trace;         /* routing trace [B/b][L][b*s*k] (tests), or NULL */
+    int trace_force;
+    size_t trace_per_mb;    /* L * b * s * k */
 } Trainer;
 
 int trainer_create(const Plan *plan, const ExecOptions *opt, const ExecComms *comms,
@@ -30,5 +35,12 @@ int trainer_create(const Plan *plan, const ExecOptions *opt, const ExecComms *co
  * batch (the same on every rank). */
 int trainer_step(Trainer *t, bool apply_optimizer, double *loss, MpError *err);
 void trainer_destroy(Trainer *t);
+
+/* Routing trace over the global batch of one step (tests): [B/b][L][b*s*k]
+ * int32 on the host, global micro-batch g = m*DP + dp_rank.  force 0: record
+ * the router's top-k choices; 1: impose them (model.h), so runs under two
+ * mappings or backends take the same routing decisions. */
+size_t trainer_routing_trace_len(const Trainer *t);
+void trainer_set_routing_trace(Trainer *t, int32_t *trace, int force);
 
 #endif

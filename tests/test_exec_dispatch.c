@@ -10,6 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <math.h>
+
+#include "executor/backend.h"
 #include "executor/data.h"
 #include "executor/dispatcher.h"
 
@@ -125,12 +128,73 @@ static void test_file_data(void **s)
     assert_non_null(strstr(err.msg, "cannot open"));
 }
 
+/* The auxiliary load-balancing loss of the CPU backend, worked by hand:
+ * N 2 tokens, E 2 experts, k 1, coeff 0.1.
+ *   probs [[0.7, 0.3], [0.4, 0.6]]  ->  P = [0.55, 0.45]
+ *   choices {0, 1}: f = [0.5, 0.5], aux = 0.1 * 2 * (0.275 + 0.225) = 0.1
+ *   choices {0, 0}: f = [1, 0],     aux = 0.1 * 2 * 0.55 = 0.11,
+ *     gcoef = 0.1 * 2 * f / 2 = [0.1, 0]
+ *   backward, scale 1, row 0: dot = 0.7 * 0.1 = 0.07,
+ *     d = [0.7 * (0.1 - 0.07), 0.3 * (0 - 0.07)] = [0.021, -0.021]
+ *   row 1: dot = 0.04, d = [0.4 * 0.06, 0.6 * -0.04] = [0.024, -0.024] */
+static void test_aux_loss_by_hand(void **state)
+{
+    (void)state;
+    ExecComms c;
+    memset(&c, 0, sizeof c);
+    for (int k = 0; k < GROUP_KIND_COUNT; k++) c.size_of[k] = 1;
+    c.world_size = 1;
+    Backend *b;
+    MpError err;
+    assert_int_equal(backend_cpu_create(&c, &b, &err), 0);
+    float probs[4] = {0.7f, 0.3f, 0.4f, 0.6f}, g[2], acc = 0;
+    int32_t split[2] = {0, 1}, same[2] = {0, 0};
+    b->aux_loss_forward(b, g, &acc, probs, split, 2, 2, 1, 0.1f, 1.0f);
+    assert_float_equal(acc, 0.1, 1e-6);
+    acc = 0;
+    b->aux_loss_forward(b, g, &acc, probs, same, 2, 2, 1, 0.1f, 2.0f);   /* weight 2 */
+    assert_float_equal(acc, 0.22, 1e-6);
+    assert_float_equal(g[0], 0.1, 1e-7);
+    assert_float_equal(g[1], 0.0, 1e-7);
+    float dl[4] = {1, 1, 1, 1};   /* accumulated into */
+    b->aux_loss_backward(b, dl, probs, g, 2, 2, 1.0f);
+    assert_float_equal(dl[0], 1.021, 1e-6);
+    assert_float_equal(dl[1], 0.979, 1e-6);
+    assert_float_equal(dl[2], 1.024, 1e-6);
+    assert_float_equal(dl[3], 0.976, 1e-6);
+    b->destroy(b);
+}
+
+/* Random tokens: targets are the inputs shifted by one, ids below V, and
+ * not the learnable map (x -> 5x+3 mod V) */
+static void test_random_data(void **state)
+{
+    (void)state;
+    DataSource d;
+    MpError err;
+    assert_int_equal(data_open(&d, NULL, 16, 100, 64, 5, &err), 0);
+    d.random = 1;
+    int32_t in[64], tg[64], in2[64], tg2[64];
+    data_sequence(&d, 3, in, tg);
+    data_sequence(&d, 3, in2, tg2);
+    int follows_map = 0;
+    for (int t = 0; t < 64; t++) {
+        assert_true(in[t] >= 0 && in[t] < 100 && tg[t] >= 0 && tg[t] < 100);
+        if (t + 1 < 64) assert_int_equal(tg[t], in[t + 1]);
+        assert_int_equal(in[t], in2[t]);
+        follows_map += tg[t] == data_synthetic_next(in[t], 100);
+    }
+    assert_true(follows_map < 10);
+    data_close(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dropless_local), cmocka_unit_test(test_capacity_local),
         cmocka_unit_test(test_finish_etp), cmocka_unit_test(test_synthetic_data),
-        cmocka_unit_test(test_file_data),
+        cmocka_unit_test(test_file_data), cmocka_unit_test(test_aux_loss_by_hand),
+        cmocka_unit_test(test_random_data),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

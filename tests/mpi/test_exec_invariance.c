@@ -60,7 +60,7 @@ static ExecOptions options(void)
 typedef struct {
     float *g[1024];
     size_t n[1024];
-    double loss, loss2;
+    double loss, loss2, aux;
     int dropped;
 } Reference;
 
@@ -76,6 +76,7 @@ static void reference_run(const char *model, double cf, Reference *r)
     MpError err;
     assert_int_equal(trainer_create(&plan, &o, &tc.comms, &t, &err), 0);
     assert_int_equal(trainer_step(t, true, &r->loss, &err), 0);
+    r->aux = t->last_aux;
     r->dropped = model_dropped_pairs(t->model);
     for (int p = 0; p < model_num_params(t->model); p++) {
         const ParamInfo *pi = model_param(t->model, p);
@@ -183,26 +184,82 @@ static void test_initial_loss(void **state)
     (void)state;
     Reference ref;
     reference_run("tiny-moe", 0, &ref);
-    assert_true(fabs(ref.loss - 4.852) < 0.05);
+    /* ref.loss includes the aux loss: 2 MoE layers x ~1e-2 (coeff x E x
+     * sum_e f_e P_e is 1 x coeff when routing is balanced) */
+    assert_true(ref.aux > 0.5 * 2e-2 && ref.aux < 2.0 * 2e-2);
+    assert_true(fabs(ref.loss - ref.aux - 4.852) < 0.05);
     reference_free(&ref);
 }
 
-/* Central differences of the loss along the gradient of each of several
- * tensors against the backward pass (1 rank). */
-static void test_finite_differences(void **state)
+/* Aux coefficient 1: the loss minus the aux part is the token loss of the
+ * default run (the aux loss adds nothing else to the forward pass), and the
+ * aux part is E x sum_e f_e P_e per MoE layer, at least 1 (Cauchy-Schwarz
+ * does not bound it, but f and P from the same softmax are aligned) and at
+ * most E. */
+static void test_aux_loss_value(void **state)
 {
     (void)state;
+    Reference ref;
+    reference_run("tiny-moe", 0, &ref);
     Plan plan;
-    make_plan(&plan, "tiny-moe-shared", 1, 1, 1, 0, 2);
+    make_plan(&plan, "tiny-moe", 1, 1, 1, 0, GBS);
     ExecTestComms tc;
     exec_test_comms_build(&plan.map, MPI_COMM_SELF, &tc);
     ExecOptions o = options();
+    o.aux_loss_coeff = 1.0;
     Trainer *t;
     MpError err;
     assert_int_equal(trainer_create(&plan, &o, &tc.comms, &t, &err), 0);
     double loss;
     assert_int_equal(trainer_step(t, false, &loss, &err), 0);
+    double aux = t->last_aux;
+    trainer_destroy(t);
+    o.aux_loss_coeff = -1;   /* off */
+    assert_int_equal(trainer_create(&plan, &o, &tc.comms, &t, &err), 0);
+    double loss_off;
+    assert_int_equal(trainer_step(t, false, &loss_off, &err), 0);
+    assert_true(t->last_aux == 0);
+    trainer_destroy(t);
+    exec_test_comms_free(&tc);
+    if (world_rank == 0)
+        printf("  aux coeff 1: loss %.6f = token loss %.6f + aux %.6f (2 MoE layers); coeff 1e-2: aux %.6f\n",
+               loss, loss_off, aux, ref.aux);
+    assert_true(fabs(loss - aux - loss_off) < 1e-5);
+    assert_true(fabs(ref.loss - ref.aux - loss_off) < 1e-5);
+    assert_true(aux >= 2.0 && aux <= 2.0 * 8);
+    assert_true(fabs(aux * 1e-2 - ref.aux) < 1e-6);   /* linear in the coefficient */
+    reference_free(&ref);
+}
+
+/* Central differences of the loss along the gradient of each of several
+ * tensors against the backward pass (1 rank).  state: the auxiliary loss
+ * coefficient (NULL: the default 1e-2); 1.0 makes the aux loss's gradient
+ * (softmax Jacobian of the constant f_e row) a large part of the router's
+ * and of every tensor below it, so a wrong aux backward fails the check. */
+static void test_finite_differences(void **state)
+{
+    const double *coeff = *state;
+    Plan plan;
+    make_plan(&plan, "tiny-moe-shared", 1, 1, 1, 0, 2);
+    ExecTestComms tc;
+    exec_test_comms_build(&plan.map, MPI_COMM_SELF, &tc);
+    ExecOptions o = options();
+    if (coeff) o.aux_loss_coeff = *coeff;
+    Trainer *t;
+    MpError err;
+    assert_int_equal(trainer_create(&plan, &o, &tc.comms, &t, &err), 0);
+    /* The routing (top-k choices, and with them the aux loss's f_e) is
+     * piecewise constant in the weights: a central difference that crosses
+     * a flip measures the jump, not the derivative.  The unperturbed step
+     * records its choices and the perturbed steps are held to them, so the
+     * difference is that of the smooth branch the gradient describes; the
+     * flips the perturbation would have caused are counted and printed. */
+    int32_t *trace = calloc(trainer_routing_trace_len(t), sizeof(int32_t));
+    trainer_set_routing_trace(t, trace, 0);
+    double loss;
+    assert_int_equal(trainer_step(t, false, &loss, &err), 0);
     t->step = 0;
+    trainer_set_routing_trace(t, trace, 1);
     const char *names[] = {"embedding", "output", "final_norm", "layer0.mlp.w13", "layer1.wqkv",
                            "layer1.wo", "layer1.attn_norm", "layer1.router", "layer1.experts.w13",
                            "layer1.experts.w2", "layer2.shared.w2", "layer2.mlp_norm"};
@@ -222,11 +279,11 @@ static void test_finite_differences(void **state)
         for (size_t i = 0; i < pi->n; i++) norm += (double)g[i] * g[i];
         norm = sqrt(norm);
         assert_true(norm > 0);
-        /* tensors that move the router's input or logits need a step small
-         * enough that no top-k choice flips (1e-3 flips some); the others
-         * a larger one above float32 noise */
-        const double eps = (strstr(pi->name, "router") || strstr(pi->name, "embedding")) ? 1e-4 : 1e-3;
+        /* routing held (above), so one step for all, well above float32
+         * noise (the loss is ~5: 1 ulp = 5e-7) */
+        const double eps = 1e-3;
         double lp, lm;
+        long flips0 = model_route_flips(t->model);
         float *w2 = malloc(pi->n * sizeof(float));
         for (size_t i = 0; i < pi->n; i++) w2[i] = (float)(w[i] + eps * g[i] / norm);
         model_param_set_host(t->model, p, w2);
@@ -236,15 +293,18 @@ static void test_finite_differences(void **state)
         assert_int_equal(trainer_step(t, false, &lm, &err), 0); t->step = 0;
         model_param_set_host(t->model, p, w);
         free(w2);
+        long flips = model_route_flips(t->model) - flips0;
         double fd = (lp - lm) / (2.0 * eps);
         double rel = fabs(fd - norm) / norm;
         if (world_rank == 0)
-            printf("  fd %-20s |grad| %.6e  directional finite difference %.6e  rel %.4f\n", pi->name, norm, fd, rel);
+            printf("  fd aux %.0e %-20s |grad| %.6e  directional finite difference %.6e  rel %.4f  (routing held: %ld flips avoided)\n",
+                   o.aux_loss_coeff ? o.aux_loss_coeff : 1e-2, pi->name, norm, fd, rel, flips);
         if (rel > worst) worst = rel;
         checked++;
         free(g); free(w);
     }
     trainer_destroy(t);
+    free(trace);
     exec_test_comms_free(&tc);
     assert_int_equal(checked, (int)(sizeof names / sizeof names[0]));
     assert_true(worst < 0.05);
@@ -298,7 +358,12 @@ int main(int argc, char **argv)
     char names[32][96];
     int n = 0;
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_initial_loss);
-    if (world_size == 1) tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_finite_differences);
+    static const double strong_aux = 1.0;
+    if (world_size == 1) {
+        tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_aux_loss_value);
+        tests[n++] = (struct CMUnitTest){"finite differences, aux 1e-2", test_finite_differences, NULL, NULL, NULL};
+        tests[n++] = (struct CMUnitTest){"finite differences, aux 1", test_finite_differences, NULL, NULL, (void *)&strong_aux};
+    }
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const Case *c = &cases[i];
         int need = c->ep * c->etp;
