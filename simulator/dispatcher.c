@@ -21,6 +21,14 @@
  *   fc2 grouped GEMM (rows x h x Fe/ETP); unsort; ETP reduce-scatter; EP
  *   all-to-all back; unpermute (weighted sum of k rows per token).
  *   Shared expert (if any): a TP dense MLP of Fsh on the same tokens.
+ * Host-issue floor (dropless only): the device-to-host sync drains the GPU
+ * queue, so in the forward the host is not ahead when it issues the expert
+ * GEMMs, one cuBLAS call per local expert (TE GroupedLinear): each grouped
+ * GEMM costs max(GPU time, local experts x 8.9 us measured host time per
+ * call).  It binds only for tiny experts (many local experts with few rows,
+ * e.g. 128 experts of FFN 768 at small EP); with a capacity factor the
+ * splits are known on the host (padded), there is no sync and the host
+ * runs ahead.  The backward has no sync (splits saved) and is not floored.
  * Backward mirrors it: every collective again in reverse, dgrad + wgrad for
  * both grouped GEMMs (wgrad accumulated into fp32 main_grad).
  * --overlap shared-expert (Megatron --moe-shared-expert-overlap): in the
@@ -50,6 +58,24 @@
 #define BF16 2.0
 #define FP32_ACC 8.0
 #define DROPLESS_SYNC_S 20e-6
+/* Host time per cuBLAS GEMM call: cublasGemmEx issued back to back,
+ * measured on the device H100 (bench/expert_gemm.cu, 2026-11-22: 8.9 us per
+ * call on the host; a bare cudaLaunchKernel 3.4 us). */
+#define HOST_GEMM_CALL_S 8.9e-6
+
+/* Grouped expert GEMM as Transformer Engine's GroupedLinear runs it: one
+ * cuBLAS call per local expert (spread over 4 streams, which the packed
+ * tile model of compute.c matches within ~10% at the expert shapes measured,
+ * docs/simulator.md).  host_bound: the host is not ahead of the GPU (right
+ * after the dropless dispatcher's device-to-host sync, which drains the
+ * queue), so the GPU cannot finish the `groups` GEMMs before the host has
+ * issued them: t = max(t_gpu, groups * HOST_GEMM_CALL_S). */
+double dispatcher_expert_gemm_time(const SimHw *hw, int groups, double m, double n, double k, double c_bytes,
+                                   bool host_bound) {
+    double t = compute_grouped_gemm_time(hw, groups, m, n, k, c_bytes);
+    double host = host_bound ? groups * HOST_GEMM_CALL_S : 0;
+    return t > host ? t : host;
+}
 
 void dispatcher_shape(const SimCtx *x, DispatchShape *d) {
     const ModelSpec *md = &x->p->model;
@@ -111,10 +137,10 @@ void layer_moe(const SimCtx *x, Phase *fwd, Phase *bwd, Phase *rsel) {
     if (x->etp > 1) phase_add(fwd, "etp_all_gather", COST_ETP, t_etp);
     double t_sort = local > 1 ? compute_memory_time(hw, 2 * rows_rank * h * BF16) : 0;
     if (local > 1) phase_add(fwd, "sort_by_expert", COST_MEMORY_BOUND, t_sort);
-    phase_add(fwd, "expert_fc1", COST_MOE, compute_grouped_gemm_time(hw, local, rows, up, h, BF16));
+    phase_add(fwd, "expert_fc1", COST_MOE, dispatcher_expert_gemm_time(hw, local, rows, up, h, BF16, dropless));
     double t_act = compute_memory_time(hw, rows_rank * (up + fe) * BF16);
     phase_add(fwd, "expert_swiglu", COST_MEMORY_BOUND, t_act);
-    phase_add(fwd, "expert_fc2", COST_MOE, compute_grouped_gemm_time(hw, local, rows, h, fe, BF16));
+    phase_add(fwd, "expert_fc2", COST_MOE, dispatcher_expert_gemm_time(hw, local, rows, h, fe, BF16, dropless));
     if (local > 1) phase_add(fwd, "unsort", COST_MEMORY_BOUND, t_sort);
     if (x->etp > 1) phase_add(fwd, "etp_reduce_scatter", COST_ETP, t_etp_rs);
     if (!overlap_shared) phase_add(fwd, "ep_all_to_all_combine", COST_EP, t_a2a);

@@ -130,6 +130,10 @@ typedef struct {
     double rows_recv;         /* rows received by the busiest rank from the a2a */
 } DispatchShape;
 void dispatcher_shape(const SimCtx *x, DispatchShape *d);
+/* One grouped expert GEMM (TE GroupedLinear: a cuBLAS call per expert);
+ * host_bound: floored at groups x the host time of a cuBLAS call. */
+double dispatcher_expert_gemm_time(const SimHw *hw, int groups, double m, double n, double k, double c_bytes,
+                                   bool host_bound);
 void layer_moe(const SimCtx *x, Phase *fwd, Phase *bwd, Phase *recompute_sel);
 
 /* ---- pipeline.c ---- */

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "simulator/sim_internal.h"
 #include "sim_plans.h"
@@ -88,6 +89,94 @@ static void test_memory_and_attention(void **state) {
     NEAR(compute_attention_time(&hw, 1e12, 4096, true), 6e-6 + 1e12 / (989.5e12 * 0.57 * 4096 / 4796));
 }
 
+static void test_memory_access_patterns(void **state) {
+    (void)state;
+    /* fractions of the 3.0 TB/s copy rate measured on the H100 (docs/kernels.md):
+     * row gather 2508, row combine 1310, combine backward 1439 GB/s */
+    NEAR(compute_memory_time_pattern(&hw, 3e9, MEM_STREAM), 2e-6 + 1e-3);
+    NEAR(compute_memory_time_pattern(&hw, 3e9, MEM_ROW_GATHER), 2e-6 + 3e9 / 2508e9);
+    NEAR(compute_memory_time_pattern(&hw, 3e9, MEM_ROW_COMBINE), 2e-6 + 3e9 / 1310e9);
+    NEAR(compute_memory_time_pattern(&hw, 3e9, MEM_ROW_COMBINE_BWD), 2e-6 + 3e9 / 1439e9);
+    NEAR(compute_memory_time_pattern(&hw, 0, MEM_ROW_COMBINE), 0);
+}
+
+/* the segment named `name` of a phase (0 when absent) */
+static double seg(const Phase *ph, const char *name) {
+    for (int i = 0; i < ph->n; i++)
+        if (!strcmp(ph->seg[i].name, name)) return ph->seg[i].t;
+    return 0;
+}
+
+static void make_ctx(SimCtx *x, Plan *p, int tp, int etp, int ep) {
+    memset(x, 0, sizeof *x);
+    x->p = p;
+    x->hw = &hw;
+    x->s = p->train.seq_len;
+    x->b = 1;
+    x->tp = tp; x->cp = 1; x->etp = etp; x->ep = ep; x->pp = p->map.pp; x->vpp = p->map.vpp;
+    x->dp = p->map.dp; x->edp = p->map.edp;
+    x->m_full = x->s;
+    x->t_local = x->s / tp;
+    x->act_bytes = 2;
+    x->microbatches = 32;
+    for (int k = 0; k < GROUP_KIND_COUNT; k++) mapping_placement(&p->map, (GroupKind)k, hw.domain, &x->g[k]);
+}
+
+static void test_permute_unpermute_and_cross_entropy(void **state) {
+    (void)state;
+    Plan p;
+    assert_int_equal(sim_make_plan(&p, "qwen2-57b-a14b", "dgx-h100", 64, 2, 1, 4, 7, 1, 4), 0);
+    sim_paper_settings(&p);
+    SimCtx x;
+    make_ctx(&x, &p, 2, 1, 4);
+    Phase f, b, r;
+    layer_moe(&x, &f, &b, &r);
+    /* R = 64 experts x C 256 = 16384 rows of h 3584, T = 2048 tokens */
+    double R = 16384, T = 2048, h = 3584;
+    NEAR(seg(&f, "permute"), 2e-6 + 2 * R * h * 2 / 2508e9);
+    /* unpermute: prob scaling + zero fill stream, the scatter-add combines */
+    NEAR(seg(&f, "unpermute"), 2e-6 + (2 * R + T) * h * 2 / 3e12 + 2e-6 + 2 * R * h * 2 / 1310e9);
+    NEAR(seg(&b, "unpermute_bwd"), 2e-6 + (T + 4 * R) * h * 2 / 1439e9);
+    NEAR(seg(&b, "permute_bwd"), 2e-6 + T * h * 2 / 3e12 + 2e-6 + 3 * R * h * 2 / 1310e9);
+    /* capacity factor: no host floor, the expert GEMM is the GPU model */
+    NEAR(seg(&f, "expert_fc1"), compute_grouped_gemm_time(&hw, 16, 1024, 5120, 3584, 2));
+
+    /* cross-entropy on 4096 rows x V/TP logits, V padded to a multiple of
+     * 128*TP: ceil(151936/256)*256 = 152064, /2 = 76032; 38 bytes per logit
+     * forward, 14 backward */
+    layer_output(&x, &f, &b);
+    NEAR(seg(&f, "cross_entropy"), 2e-6 + 4096.0 * 76032 * 38 / 3e12);
+    NEAR(seg(&b, "cross_entropy_bwd"), 2e-6 + 4096.0 * 76032 * 14 / 3e12);
+}
+
+static void test_expert_gemm_host_floor(void **state) {
+    (void)state;
+    /* 128 tiny experts (qwen3-30b-a3b at EP1: 256 rows, 2*768 x 2048):
+     * the GPU needs less than the host's 128 x 8.9 us of cuBLAS calls */
+    double gpu = compute_grouped_gemm_time(&hw, 128, 256, 1536, 2048, 2);
+    assert_true(gpu < 128 * 8.9e-6);
+    NEAR(dispatcher_expert_gemm_time(&hw, 128, 256, 1536, 2048, 2, true), 128 * 8.9e-6);
+    NEAR(dispatcher_expert_gemm_time(&hw, 128, 256, 1536, 2048, 2, false), gpu);
+    /* large experts: the GPU time dominates, the floor changes nothing */
+    double big = compute_grouped_gemm_time(&hw, 2, 4096, 16384, 6144, 2);
+    NEAR(dispatcher_expert_gemm_time(&hw, 2, 4096, 16384, 6144, 2, true), big);
+
+    /* in the layer: dropless forward GEMMs floored, backward not */
+    Plan p;
+    assert_int_equal(sim_make_plan(&p, "qwen3-30b-a3b", "dgx-h100", 8, 1, 1, 1, 1, 1, 1), 0);
+    sim_paper_settings(&p);
+    p.train.capacity_factor = 0;
+    p.train.imbalance = 1;
+    SimCtx x;
+    make_ctx(&x, &p, 1, 1, 1);
+    Phase f, b, r;
+    layer_moe(&x, &f, &b, &r);
+    /* rows per expert = 4096 * 8 / 128 = 256 */
+    NEAR(seg(&f, "expert_fc1"), 128 * 8.9e-6);
+    NEAR(seg(&f, "expert_fc2"), 128 * 8.9e-6);
+    NEAR(seg(&b, "expert_fc1_dgrad"), compute_grouped_gemm_time(&hw, 128, 256, 2048, 1536, 2));
+}
+
 static void test_overlap_rule(void **state) {
     (void)state;
     NEAR(overlap_added(1.0, 10.0, 0.1), 0.1);    /* hidden: costs the SMs it takes */
@@ -156,6 +245,9 @@ int main(void) {
         cmocka_unit_test(test_collectives_across_nodes),
         cmocka_unit_test(test_gemm_model),
         cmocka_unit_test(test_memory_and_attention),
+        cmocka_unit_test(test_memory_access_patterns),
+        cmocka_unit_test(test_permute_unpermute_and_cross_entropy),
+        cmocka_unit_test(test_expert_gemm_host_floor),
         cmocka_unit_test(test_overlap_rule),
         cmocka_unit_test(test_pipeline_1f1b),
         cmocka_unit_test(test_inflight),
