@@ -28,7 +28,9 @@ MPI_LIBS   := $(if $(MPICC),$(shell mpicc --showme:link),)
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -I. -I$(BUILD)/gen $(MPI_CFLAGS) $(SANFLAGS) -MMD -MP
 LDLIBS  := -lcjson -lglpk -lhwloc $(MPI_LIBS) -lpthread -lm
-LDFLAGS += $(SANFLAGS) -Wl,-rpath,'$$ORIGIN/lib'
+# DT_RPATH (not RUNPATH) so that the libraries' own dependencies (libglpk ->
+# libamd, libcolamd) are found in lib/ beside the binary on the device machine
+LDFLAGS += $(SANFLAGS) -Wl,--disable-new-dtags -Wl,-rpath,'$$ORIGIN/lib'
 
 CORE_SRC := $(wildcard core/*.c)
 LIB_SRC  := $(CORE_SRC) $(wildcard simulator/*.c planner/*.c executor/*.c kernels/*.c)

@@ -11,8 +11,9 @@ rm -rf "$dist"; mkdir -p "$dist/lib" "$dist/gpu-tests" "$dist/bench"
 cp "$build/moeplan" "$dist/"
 [ -d "$build/gpu-tests" ] && cp "$build"/gpu-tests/* "$dist/gpu-tests/" 2>/dev/null || true
 [ -d "$build/bench" ] && cp "$build"/bench/* "$dist/bench/" 2>/dev/null || true
+rm -f "$dist"/gpu-tests/*.d "$dist"/gpu-tests/*.o "$dist"/bench/*.d "$dist"/bench/*.o
 for bin in "$dist/moeplan" "$dist"/gpu-tests/* "$dist"/bench/*; do
-    [ -f "$bin" ] || continue
+    [ -f "$bin" ] && [ -x "$bin" ] || continue
     ldd "$bin" | awk '/=> \// {print $3}' | while read -r lib; do
         case "$lib" in
             */libc.so*|*/libm.so*|*/libpthread.so*|*/libdl.so*|*/librt.so*|*/ld-linux*|*/libstdc++*|*/libgcc_s*) ;;
