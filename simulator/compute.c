@@ -19,8 +19,13 @@
  * often).  e_max, K0 and t_launch reproduce the cuBLAS BF16 figures measured
  * on an H200 of the device machine (2026-11-22, reference/hardware.md) within
  * 3%: 8192^3: 800 (model 804), 4096x14336x4096: 790 (767), 16384x6144x6144:
- * 771 (793), 2048^3: 607 (610) TFLOP/s of 989.5.  A calibration file's
- * measured GEMMs replace the model at and near the measured shapes.
+ * 771 (793), 2048^3: 607 (610) TFLOP/s of 989.5.  Checked on the device
+ * H100 at the expert shapes of the calibration runs (bench/expert_gemm.cu,
+ * 2026-11-22, one cuBLAS call per expert over 4 streams as TE's
+ * GroupedLinear does): measured/model time 0.79-1.17, e.g. 16 x 1024 x 5120
+ * x 3584: 647 measured vs 709 model TFLOP/s; the fp32-accumulating wgrad
+ * runs faster than modelled (424 vs 346).  A calibration file's measured
+ * GEMMs replace the model at and near the measured shapes.
  *
  * Flash attention (causal, head dim 128): throughput rises with the query
  * length of a chunk as e(s) = e_max * s / (s + s0); forward e_max = 0.70,

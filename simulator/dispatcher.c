@@ -14,7 +14,8 @@
  *   norm; router GEMM T x E x h; softmax/top-k (fp32, ~4 passes over T*E);
  *   dropless only: tokens-per-expert all-gather over the ETPxEP block and a
  *     device->host sync to size the all-to-all (20 us: the GPU idles while
- *     the host learns the split and launches the next kernels);
+ *     the host learns the split and launches the next kernels; a 4-byte
+ *     copy + sync alone measured 8.5 us on the device H100, a launch 3.4);
  *   permute (read T*h, write R*h); EP all-to-all of R*h; ETP all-gather of
  *   the received rows; sort by local expert (R*ETP rows read + written when
  *   E/EP > 1); fc1 grouped GEMM (E/EP groups, rows x 2Fe/ETP x h); SwiGLU;
