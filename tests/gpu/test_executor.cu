@@ -3,6 +3,7 @@
  *
  *   test_executor [--nproc N] [--mode invariance|throughput|all]
  *                 [--layers L] [--steps S] [--warmup W] [--gbs B] [--ep E]
+ *                 [--mbs b] [--data random|synthetic]
  *
  * invariance: tiny-moe-gpu (head dim 64) with fixed seed and data.  Each
  *   rank runs the 1-GPU step (reference) and the same model on the CPU
@@ -14,7 +15,9 @@
  *   relative on the loss.
  * throughput: Mixtral-8x7B shapes (hidden 4096, 32 heads / 8 KV groups,
  *   head dim 128, 8 experts top-2, FFN 14336, vocab 32000), the first L
- *   layers, sequence 4096, micro-batch 1, DP N with EP = --ep (default N);
+ *   layers, sequence 4096, micro-batch --mbs (default 1), DP N with EP = --ep
+ *   (default N), random token ids (METHOD.md; --data synthetic: the
+ *   learnable task, whose routing grows imbalanced), aux loss 1e-2;
  *   median step time over the timed steps, MFU (megatron and legacy FLOPs
  *   conventions, core/flops.c) against 989 TFLOP/s dense BF16 per GPU
  *   (NVIDIA H100/H200 SXM datasheet), time per phase, peak memory.
@@ -134,12 +137,16 @@ typedef struct {
     float *g[1024];
     size_t n[1024];
     double loss;
+    long flips;
 } Grads;
 
 static void grads_free(Grads *r) { for (int i = 0; i < 1024; i++) free(r->g[i]); }
 
+/* trace: routing trace of the global batch (train.h), NULL: free routing;
+ * force 0 records into it, 1 imposes it and r->flips counts the choices the
+ * run's own router made differently. */
 static int run_step(const Plan *plan, ExecBackendKind kind, const ExecComms *comms, Grads *r,
-                    Trainer **keep)
+                    Trainer **keep, int32_t **trace, int force)
 {
     ExecOptions o;
     memset(&o, 0, sizeof o);
@@ -147,7 +154,12 @@ static int run_step(const Plan *plan, ExecBackendKind kind, const ExecComms *com
     Trainer *t;
     MpError err;
     if (trainer_create(plan, &o, comms, &t, &err)) { fprintf(stderr, "rank %d: %s\n", g_rank, err.msg); return -1; }
+    if (trace) {
+        if (!*trace) *trace = (int32_t *)calloc(trainer_routing_trace_len(t), sizeof(int32_t));
+        trainer_set_routing_trace(t, *trace, force);
+    }
     if (trainer_step(t, false, &r->loss, &err)) { fprintf(stderr, "rank %d: %s\n", g_rank, err.msg); return -1; }
+    r->flips = model_route_flips(t->model);
     if (keep) { *keep = t; return 0; }
     memset(r->g, 0, sizeof r->g);
     for (int p = 0; p < model_num_params(t->model); p++) {
@@ -195,6 +207,42 @@ static double compare_trainer(Trainer *t, const Grads *ref, char *worst_name, do
     return worst;
 }
 
+/* One comparison: 1 GPU (bf16) against the CPU float32 path or a parallel
+ * mapping, first with free routing (printed: bf16 rounding of the router's
+ * input can flip a top-k choice, and one flipped pair moves the MoE-layer
+ * norm and router gradients by ~10%), then with the routing forced to the
+ * 1-GPU run's choices (trace), which is the check (GRAD_TOL / ROUTER_TOL):
+ * with the same routing every remaining difference is arithmetic. */
+static void report(const char *what, bool gate, double loss, double ref_loss, double worst,
+                   const char *wn, double rworst, long flips, int *fails)
+{
+    double ld = fabs(loss - ref_loss) / ref_loss;
+    bool ok = worst < GRAD_TOL && rworst < ROUTER_TOL && ld < 1e-2;
+    if (gate) *fails += !ok;
+    if (g_rank == 0)
+        printf("%s %s: loss %.6f vs %.6f, worst grad rel err %.2e (%s), router %.2e, top-k choices differing %ld\n",
+               gate ? (ok ? "PASS" : "FAIL") : "info", what, loss, ref_loss, worst, wn, rworst, flips);
+}
+
+static double compare_full(const Grads *a, const Grads *ref, char *wn, double *rworst)
+{
+    double worst = 0;
+    *rworst = 0;
+    for (int u = 0; u < 1024; u++) {
+        if (!ref->g[u]) continue;
+        double d2 = 0, r2 = 0;
+        for (size_t i = 0; i < ref->n[u]; i++) {
+            double r = ref->g[u][i];
+            d2 += (a->g[u][i] - r) * (a->g[u][i] - r);
+            r2 += r * r;
+        }
+        double rel = sqrt(d2) / fmax(sqrt(r2), 1e-30);
+        if (u >= 16 && u % 16 == 4) { if (rel > *rworst) *rworst = rel; }
+        else if (rel > worst) { worst = rel; snprintf(wn, 64, "tensor %d", u); }
+    }
+    return worst;
+}
+
 static int invariance(void)
 {
     int fails = 0;
@@ -208,62 +256,54 @@ static int invariance(void)
         make_plan(&p1, &spec, 1, 1, 1, cf, seq, gbs);
         ExecComms single;
         comms_single(&single, g_rank);
-        Grads gpu1, cpu;
-        if (run_step(&p1, EXEC_BACKEND_CUDA, &single, &gpu1, NULL)) return 1;
-        if (run_step(&p1, EXEC_BACKEND_CPU, &single, &cpu, NULL)) return 1;
-        /* 1 GPU (bf16) against the CPU path (float32) */
-        double worst = 0, rworst = 0;
-        char wn[64] = "";
-        for (int u = 0; u < 1024; u++) {
-            if (!cpu.g[u]) continue;
-            double d2 = 0, r2 = 0;
-            for (size_t i = 0; i < cpu.n[u]; i++) {
-                double r = cpu.g[u][i];
-                d2 += (gpu1.g[u][i] - r) * (gpu1.g[u][i] - r);
-                r2 += r * r;
-            }
-            double rel = sqrt(d2) / fmax(sqrt(r2), 1e-30);
-            if (u >= 16 && u % 16 == 4) { if (rel > rworst) rworst = rel; }
-            else if (rel > worst) { worst = rel; snprintf(wn, sizeof wn, "tensor %d", u); }
+        Grads gpu1;
+        int32_t *trace = NULL;
+        if (run_step(&p1, EXEC_BACKEND_CUDA, &single, &gpu1, NULL, &trace, 0)) return 1;
+        for (int forced = 0; forced < 2; forced++) {
+            Grads cpu;
+            if (run_step(&p1, EXEC_BACKEND_CPU, &single, &cpu, NULL, forced ? &trace : NULL, 1)) return 1;
+            double rworst;
+            char wn[64] = "";
+            double worst = compare_full(&gpu1, &cpu, wn, &rworst);
+            char what[128];
+            snprintf(what, sizeof what, "1 GPU vs CPU float32 cf %.1f, routing %s", cf,
+                     forced ? "forced to the GPU's" : "free");
+            report(what, forced, gpu1.loss, cpu.loss, worst, wn, rworst, forced ? cpu.flips : -1, &fails);
+            grads_free(&cpu);
         }
-        double ldiff = fabs(gpu1.loss - cpu.loss) / cpu.loss;
-        bool ok = worst < GRAD_TOL && rworst < ROUTER_TOL && ldiff < 1e-2;
-        fails += !ok;
-        if (g_rank == 0)
-            printf("%s 1 GPU vs CPU float32  cf %.1f: loss %.6f vs %.6f, worst grad rel err %.2e (%s), router %.2e\n",
-                   ok ? "PASS" : "FAIL", cf, gpu1.loss, cpu.loss, worst, wn, rworst);
-        grads_free(&cpu);
         if (g_nproc > 1) {
             int maps[3][2] = {{g_nproc, 1}, {1, g_nproc}, {1, 1}};
             for (int mi = 0; mi < 3; mi++) {
-                Plan pp;
-                make_plan(&pp, &spec, g_nproc, maps[mi][0], maps[mi][1], cf, seq, gbs);
-                GpuComms gc;
-                comms_split(&pp.map, &gc);
-                Trainer *t;
-                Grads dummy;
-                if (run_step(&pp, EXEC_BACKEND_CUDA, &gc.comms, &dummy, &t)) return 1;
-                char name[64] = "";
-                double rw;
-                double w = world_max(compare_trainer(t, &gpu1, name, &rw));
-                rw = world_max(rw);
-                double ld = world_max(fabs(dummy.loss - gpu1.loss) / gpu1.loss);
-                trainer_destroy(t);
-                comms_free(&gc);
-                bool ok2 = w < GRAD_TOL && rw < ROUTER_TOL && ld < 1e-2;
-                fails += !ok2;
-                if (g_rank == 0)
-                    printf("%s %d GPUs dp %d ep %d etp %d cf %.1f vs 1 GPU: loss %.6f vs %.6f, worst grad rel err %.2e (%s on rank 0), router %.2e\n",
-                           ok2 ? "PASS" : "FAIL", g_nproc, pp.map.dp, pp.map.ep, pp.map.etp, cf,
-                           dummy.loss, gpu1.loss, w, name, rw);
+                for (int forced = 0; forced < 2; forced++) {
+                    Plan pp;
+                    make_plan(&pp, &spec, g_nproc, maps[mi][0], maps[mi][1], cf, seq, gbs);
+                    GpuComms gc;
+                    comms_split(&pp.map, &gc);
+                    Trainer *t;
+                    Grads dummy;
+                    if (run_step(&pp, EXEC_BACKEND_CUDA, &gc.comms, &dummy, &t, forced ? &trace : NULL, 1)) return 1;
+                    char name[64] = "";
+                    double rw;
+                    double w = world_max(compare_trainer(t, &gpu1, name, &rw));
+                    rw = world_max(rw);
+                    double loss = dummy.loss;
+                    long flips = (long)world_max((double)dummy.flips);
+                    trainer_destroy(t);
+                    comms_free(&gc);
+                    char what[160];
+                    snprintf(what, sizeof what, "%d GPUs dp %d ep %d etp %d cf %.1f vs 1 GPU, routing %s", g_nproc,
+                             pp.map.dp, pp.map.ep, pp.map.etp, cf, forced ? "forced to the 1-GPU run's" : "free");
+                    report(what, forced, loss, gpu1.loss, w, name, rw, forced ? flips : -1, &fails);
+                }
             }
         }
+        free(trace);
         grads_free(&gpu1);
     }
     return fails;
 }
 
-static int throughput(int layers, int steps, int warmup, int gbs, int ep)
+static int throughput(int layers, int steps, int warmup, int gbs, int ep, int mbs, bool random_data)
 {
     ModelSpec s;
     memset(&s, 0, sizeof s);
@@ -274,6 +314,7 @@ static int throughput(int layers, int steps, int warmup, int gbs, int ep)
     const int seq = 4096;
     Plan p;
     make_plan(&p, &s, g_nproc, ep, 1, 0, seq, gbs);
+    p.train.micro_batch = mbs;
     GpuComms gc;
     ExecComms single;
     const ExecComms *c = &single;
@@ -283,6 +324,7 @@ static int throughput(int layers, int steps, int warmup, int gbs, int ep)
     memset(&o, 0, sizeof o);
     o.backend = EXEC_BACKEND_CUDA; o.layers = layers; o.steps = steps; o.warmup = warmup;
     o.seed = 7; o.lr = 1e-4;
+    o.random_tokens = random_data;   /* METHOD.md: time on random data */
     ExecStepStats st;
     MpError err;
     if (exec_train(&p, &o, c, &st, &err)) { fprintf(stderr, "rank %d: %s\n", g_rank, err.msg); return 1; }
@@ -292,8 +334,8 @@ static int throughput(int layers, int steps, int warmup, int gbs, int ep)
     double fm = model_flops(&run, FLOPS_MEGATRON, seq, tokens), fl = model_flops(&run, FLOPS_LEGACY, seq, tokens);
     double t = world_max(st.median.step);
     if (g_rank == 0) {
-        printf("throughput: mixtral-8x7b shapes, %d layers, seq %d, gbs %d, %d GPU(s) dp %d ep %d, %d timed steps\n",
-               layers, seq, gbs, g_nproc, p.map.dp, ep, st.steps_timed);
+        printf("throughput: mixtral-8x7b shapes, %d layers, seq %d, mbs %d, gbs %d, %d GPU(s) dp %d ep %d, %d timed steps, %s tokens, aux loss 1e-2\n",
+               layers, seq, mbs, gbs, g_nproc, p.map.dp, ep, st.steps_timed, random_data ? "random" : "learnable-task");
         printf("  step %.1f ms  MFU megatron %.1f%%  legacy %.1f%%  %.0f TFLOP/s/GPU (megatron)  %.0f tokens/s/GPU\n",
                t * 1e3, 100 * fm / (t * g_nproc * PEAK_BF16), 100 * fl / (t * g_nproc * PEAK_BF16),
                fm / (t * g_nproc) / 1e12, tokens / t / g_nproc);
@@ -310,8 +352,8 @@ static int throughput(int layers, int steps, int warmup, int gbs, int ep)
 
 int main(int argc, char **argv)
 {
-    int nproc = 1, layers = 4, steps = 6, warmup = 2, gbs = 0, ep = 0;
-    const char *mode = "all";
+    int nproc = 1, layers = 4, steps = 6, warmup = 2, gbs = 0, ep = 0, mbs = 1;
+    const char *mode = "all", *data = "random";
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--nproc")) nproc = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--mode")) mode = argv[i + 1];
@@ -320,6 +362,8 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--warmup")) warmup = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--gbs")) gbs = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--ep")) ep = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--data")) data = argv[i + 1];   /* random | synthetic */
+        else if (!strcmp(argv[i], "--mbs")) mbs = atoi(argv[i + 1]);
         else { fprintf(stderr, "test_executor: unknown option %s\n", argv[i]); return 2; }
     }
     if (gbs <= 0) gbs = 2 * nproc;
@@ -344,7 +388,7 @@ int main(int argc, char **argv)
             NCHECK(ncclCommInitRank(&g_world, nproc, sh->id, r));
             int fails = 0;
             if (!strcmp(mode, "invariance") || !strcmp(mode, "all")) fails += invariance();
-            if (!strcmp(mode, "throughput") || !strcmp(mode, "all")) fails += throughput(layers, steps, warmup, gbs, ep);
+            if (!strcmp(mode, "throughput") || !strcmp(mode, "all")) fails += throughput(layers, steps, warmup, gbs, ep, mbs, strcmp(data, "synthetic") != 0);
             fflush(stdout);
             ncclCommDestroy(g_world);
             _exit(fails ? 1 : 0);
