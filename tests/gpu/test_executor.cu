@@ -11,7 +11,7 @@
  *   allow (DP N with EP N, ETP N, EP 1), dropless and with capacity factor
  *   1.0.  Per tensor the relative error ||g - ref|| / ||ref|| of the
  *   gradients after one step, and the losses, are printed; bf16 tolerance:
- *   3e-2 on gradients (0.25 on the router's, see ROUTER_TOL), 1e-2
+ *   3e-2 on gradients (router's too, routing forced, see GRAD_TOL), 1e-2
  *   relative on the loss.
  * throughput: Mixtral-8x7B shapes (hidden 4096, 32 heads / 8 KV groups,
  *   head dim 128, 8 experts top-2, FFN 14336, vocab 32000), the first L
@@ -45,12 +45,13 @@ extern "C" {
 
 #define PEAK_BF16 989e12   /* FLOP/s, dense BF16, H100/H200 SXM datasheet */
 /* bf16 tolerances on ||g - ref|| / ||ref|| per tensor (METHOD.md: bf16
- * operands land between 1e-3 and 1e-2).  The router's weight gradient is a
- * sum of cancelling terms (softmax and top-k renormalisation) over bf16
- * inputs: its relative error is an order larger (measured 5e-2 to 1.2e-1
- * against float32 on 2026-11-22), so it has its own bound. */
+ * operands land between 1e-3 and 1e-2), with the routing forced to the
+ * reference run's choices.  Measured on 2 x H200 (2026-11-22): worst 9.6e-3
+ * (1 GPU bf16 vs CPU float32, cf 1.0), router 6.1e-3.  With free routing one
+ * flipped top-k choice moves the MoE-layer norm and router gradients by up
+ * to 1e-1; those runs are printed ("info"), not gated. */
 #define GRAD_TOL 3e-2
-#define ROUTER_TOL 0.25
+#define ROUTER_TOL 3e-2
 
 #define NCHECK(call)                                                                       \
     do {                                                                                   \
@@ -220,8 +221,12 @@ static void report(const char *what, bool gate, double loss, double ref_loss, do
     bool ok = worst < GRAD_TOL && rworst < ROUTER_TOL && ld < 1e-2;
     if (gate) *fails += !ok;
     if (g_rank == 0)
-        printf("%s %s: loss %.6f vs %.6f, worst grad rel err %.2e (%s), router %.2e, top-k choices differing %ld\n",
-               gate ? (ok ? "PASS" : "FAIL") : "info", what, loss, ref_loss, worst, wn, rworst, flips);
+    {
+        char fl[80] = "";
+        if (flips >= 0) snprintf(fl, sizeof fl, ", top-k choices its own router made differently: %ld", flips);
+        printf("%s %s: loss %.6f vs %.6f, worst grad rel err %.2e (%s), router %.2e%s\n",
+               gate ? (ok ? "PASS" : "FAIL") : "info", what, loss, ref_loss, worst, wn, rworst, fl);
+    }
 }
 
 static double compare_full(const Grads *a, const Grads *ref, char *wn, double *rworst)
