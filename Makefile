@@ -3,7 +3,7 @@
 #   make run        install missing packages, build, run the default plan search
 #   make check      install missing packages, build, run every CPU test (plain,
 #                   ASan+UBSan, multi-rank MPI); this is what .ci/run runs
-#   make gpu-test   build and run the GPU tests (on a machine with GPUs)
+#   make gpu-build  build the GPU tests (here); make gpu-test also runs them (on a machine with GPUs)
 #   make bundle     build/moeplan plus the shared libraries it needs in build/lib (for the device machine)
 # Variables: NO_CUDA=1 skips the CUDA parts; SAN=1 builds with ASan+UBSan into build/asan.
 
@@ -59,7 +59,7 @@ else
   PARTS     := core simulator planner executor(cpu) kernels(cpu) cli  [no nvcc: CUDA parts skipped]
 endif
 
-.PHONY: all run check test test-san test-mpi gpu-test bench bundle deps clean
+.PHONY: all run check test test-san test-mpi gpu-build gpu-test bench bundle deps clean
 all: $(BUILD)/moeplan $(TESTS) $(MPITESTS) $(BENCHES)
 	@echo "moeplan: built $(PARTS) into $(BUILD)/"
 
@@ -126,10 +126,12 @@ check: deps
 	@$(MAKE) --no-print-directory SAN=1 all
 	@scripts/run-tests.sh $(BUILD) build/asan
 
-gpu-test: all $(GPUTESTS)
+gpu-build: all $(GPUTESTS)
+
+gpu-test: gpu-build
 	@scripts/run-gpu-tests.sh $(BUILD)
 
-bundle: all
+bundle: gpu-build
 	@scripts/bundle-libs.sh $(BUILD)
 
 clean:

@@ -19,18 +19,20 @@ cd "$(dirname "$0")/.."
 export NCCL_NVLS_ENABLE=0
 OUT=${OUT:-/tmp/moeplan-out}; mkdir -p "$OUT"
 BIN=dist/moeplan
-STEPS=${STEPS:-8}; WARMUP=${WARMUP:-2}; MB_PER_RANK=${MB_PER_RANK:-4}
+STEPS=${STEPS:-8}; WARMUP=${WARMUP:-2}; MB_PER_RANK=${MB_PER_RANK:-4}; MBS=${MBS:-4}
 gpus=$(nvidia-smi -L | grep -c '^GPU')
-common=(--model mixtral-8x7b --cluster dgx-h200 --seq 4096 --mbs 1 --steps "$STEPS" --warmup "$WARMUP")
+# random token ids (METHOD.md: time on random data; a learnable task lets the
+# router collapse onto few experts), the default 1e-2 load-balancing loss
+common=(--model mixtral-8x7b --cluster dgx-h200 --seq 4096 --mbs "$MBS" --steps "$STEPS" --warmup "$WARMUP" --random-tokens)
 
 run_config() { # $1 gpus, $2 ep, $3 name: largest layer count <= 4 that fits and runs
     local n=$1 ep=$2 name=$3 L
     for L in 4 3 2 1; do
-        if ! $BIN execute "${common[@]}" --gpus "$n" --ep "$ep" --gbs $((n * MB_PER_RANK)) --layers "$L" --check; then
+        if ! $BIN execute "${common[@]}" --gpus "$n" --ep "$ep" --gbs $((n * MB_PER_RANK * MBS)) --layers "$L" --check; then
             continue
         fi
         echo "-- $name: $n GPU(s), EP$ep, $L layers"
-        if timeout ${RUN_TIMEOUT:-150} $BIN execute "${common[@]}" --gpus "$n" --ep "$ep" --gbs $((n * MB_PER_RANK)) --layers "$L" \
+        if timeout ${RUN_TIMEOUT:-150} $BIN execute "${common[@]}" --gpus "$n" --ep "$ep" --gbs $((n * MB_PER_RANK * MBS)) --layers "$L" \
             --out "$OUT/exec_${n}gpu.json" 2>&1 | tee "$OUT/exec_${n}gpu.log"; then
             [ -f "$OUT/exec_${n}gpu.json" ] && return 0
         fi

@@ -41,6 +41,7 @@ static const char *usage_text =
     "                       [--layers L] [--steps N] [--warmup W] [--data FILE] [--data-bits 16|32]\n"
     "                       [--seed S] [--lr X] [--backend cuda|cpu] [--nproc N]\n"
     "                       [--out result.json] [--json] [--check]\n"
+    "                       [--random-tokens] [--aux-loss-coeff C]\n"
     "  Trains the plan's model (its first L layers with --layers) for N steps and\n"
     "  reports step time, MFU (both FLOPs conventions), TFLOP/s and tokens/s per GPU,\n"
     "  time per phase and peak memory beside the simulator's prediction.\n"
@@ -50,7 +51,9 @@ static const char *usage_text =
     "              every visible GPU); under mpirun/srun/torchrun their ranks are used\n"
     "  --check     only check that the plan fits (simulator memory) and exit\n"
     "  --out FILE  write the result as JSON (atomically: temp file + rename)\n"
-    "  --json      print the result JSON instead of the table\n";
+    "  --json      print the result JSON instead of the table\n"
+    "  --random-tokens      train on uniformly random token ids (throughput runs)\n"
+    "  --aux-loss-coeff C   load-balancing loss coefficient (default 1e-2; 0 = off)\n";
 
 typedef struct {
     Plan plan;
@@ -88,8 +91,11 @@ static int parse_args(int argc, char **argv, ExecuteArgs *x, MpError *err) {
     if (args_int(&a, "--layers", &x->opt.layers, NULL, err) || args_int(&a, "--steps", &x->opt.steps, NULL, err) ||
         args_int(&a, "--warmup", &x->opt.warmup, NULL, err) || args_int(&a, "--data-bits", &x->opt.data_bits, NULL, err) ||
         args_int(&a, "--seed", &seed, &has, err) || args_double(&a, "--lr", &x->opt.lr, NULL, err) ||
-        args_int(&a, "--nproc", &x->nproc, &x->nproc_given, err))
+        args_int(&a, "--nproc", &x->nproc, &x->nproc_given, err) ||
+        args_double(&a, "--aux-loss-coeff", &x->opt.aux_loss_coeff, &has, err))
         return -1;
+    if (has && x->opt.aux_loss_coeff <= 0) x->opt.aux_loss_coeff = -1; /* 0 on the command line: off */
+    x->opt.random_tokens = args_flag(&a, "--random-tokens");
     if (has) {
         if (seed < 0) return mp_fail(err, "--seed: must be >= 0, got %d", seed);
         x->opt.seed = (uint64_t)seed;

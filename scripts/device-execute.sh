@@ -17,23 +17,8 @@ cd "$(dirname "$0")/.."
 
 build() {
     set -e
-    make -j2
-    # the GPU tests, linked here directly (nvcc takes -Xlinker, not -Wl,)
-    mkdir -p build/gpu-tests
-    for f in tests/gpu/test_*.cu; do
-        /usr/local/cuda/bin/nvcc -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 -I. $(mpicc --showme:compile) \
-            -o "build/gpu-tests/$(basename "$f" .cu)" "$f" build/libmoeplan.a -L/usr/local/cuda/lib64 \
-            -lcublasLt -lcublas -lnccl -lcudart -lcjson -lglpk -lhwloc $(mpicc --showme:link) -lpthread -lm \
-            -Xlinker -rpath,/usr/local/cuda/lib64 -Xlinker -rpath,'$ORIGIN/../lib'
-    done
-    # bundle from a folder that holds only the executables (build/bench also
-    # holds .d files, on which bundle-libs.sh's ldd stops)
-    local src=build/bundle-src
-    rm -rf "$src"; mkdir -p "$src/gpu-tests" "$src/bench"
-    ln -s "$PWD/build/moeplan" "$src/moeplan"
-    for f in build/gpu-tests/*; do [ -x "$f" ] && ln -s "$PWD/$f" "$src/gpu-tests/"; done
-    for f in build/bench/*; do [ -x "$f" ] && ln -s "$PWD/$f" "$src/bench/"; done
-    scripts/bundle-libs.sh "$src"
+    make -j2 gpu-build
+    make bundle
     mkdir -p dist/lib-mpi
     ldd build/moeplan | awk '/=> \// {print $3}' | grep -E 'libmpi|libopen-|libevent|libpmix|libhwloc' |
         while read -r lib; do cp -L "$lib" dist/lib-mpi/; done
