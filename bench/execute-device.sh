@@ -22,8 +22,11 @@ BIN=dist/moeplan
 STEPS=${STEPS:-8}; WARMUP=${WARMUP:-2}; MB_PER_RANK=${MB_PER_RANK:-4}; MBS=${MBS:-4}
 gpus=$(nvidia-smi -L | grep -c '^GPU')
 # random token ids (METHOD.md: time on random data; a learnable task lets the
-# router collapse onto few experts), the default 1e-2 load-balancing loss
-common=(--model mixtral-8x7b --cluster dgx-h200 --seq 4096 --mbs "$MBS" --steps "$STEPS" --warmup "$WARMUP" --random-tokens)
+# router collapse onto few experts), the default 1e-2 load-balancing loss, and
+# a peak learning rate of 1e-4 as in MoE pre-training recipes (executor's
+# default 1e-3 without warm-up moves the router enough in 8 steps to unbalance
+# the experts: 216 ms of dispatcher wait on 2 GPUs, first device run 2026-11-22)
+common=(--model mixtral-8x7b --cluster dgx-h200 --seq 4096 --mbs "$MBS" --steps "$STEPS" --warmup "$WARMUP" --random-tokens --lr "${LR:-1e-4}")
 
 run_config() { # $1 gpus, $2 ep, $3 name: largest layer count <= 4 that fits and runs
     local n=$1 ep=$2 name=$3 L
