@@ -15,24 +15,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static const char *bin(void) {
-    const char *b = getenv("MOEPLAN_BIN");
-    return b ? b : "build/moeplan";
-}
+#include "test_util.h"
 
-/* Runs `moeplan ARGS` with no launcher variables; stdout+stderr into out; returns the exit status. */
+/* Runs `moeplan ARGS` (stdout and stderr) outside any launcher. */
 static int run(const char *args, char *out, size_t len) {
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd,
-             "env -u RANK -u WORLD_SIZE -u OMPI_COMM_WORLD_RANK -u OMPI_COMM_WORLD_SIZE -u PMI_RANK -u SLURM_PROCID "
-             "ASAN_OPTIONS=detect_leaks=0 %s %s 2>&1",
-             bin(), args);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = fread(out, 1, len - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return moeplan_run(args, RUN_STDOUT_AND_STDERR | RUN_NO_LEAK_CHECK, out, len);
 }
 
 static void expect_bad(const char *args, const char *text) {

@@ -12,22 +12,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
-static const char *bin(void) {
-    const char *b = getenv("MOEPLAN_BIN");
-    return b ? b : "build/moeplan";
-}
-
-/* Runs `moeplan ARGS`, captures stdout+stderr into out; returns exit status. */
-static int run(const char *args, char *out, size_t len) {
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s %s 2>&1", bin(), args);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = fread(out, 1, len - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+#include "test_util.h"
 
 static void expect_group(cJSON *groups, const char *kind, int idx, const int *want, int n) {
     cJSON *list = cJSON_GetObjectItem(groups, kind);
@@ -42,7 +27,7 @@ static void expect_group(cJSON *groups, const char *kind, int idx, const int *wa
 static void test_json_vector(void **state) {
     (void)state;
     static char out[1 << 16];
-    assert_int_equal(run("groups --gpus 16 --tp 2 --cp 2 --etp 2 --ep 4 --json", out, sizeof out), 0);
+    assert_int_equal(moeplan_run("groups --gpus 16 --tp 2 --cp 2 --etp 2 --ep 4 --json", RUN_STDOUT, out, sizeof out), 0);
     cJSON *j = cJSON_Parse(out);
     assert_non_null(j);
     assert_int_equal(cJSON_GetObjectItem(j, "dp")->valueint, 4);
@@ -61,33 +46,24 @@ static void test_json_vector(void **state) {
 static void test_table(void **state) {
     (void)state;
     static char out[1 << 16];
-    assert_int_equal(run("groups --gpus 8 --tp 2 --cp 2 --ep 8", out, sizeof out), 0);
+    assert_int_equal(moeplan_run("groups --gpus 8 --tp 2 --cp 2 --ep 8", RUN_STDOUT, out, sizeof out), 0);
     assert_non_null(strstr(out, "attention: TP2 CP2 DP2 PP1    experts: ETP1 EP8 EDP1 PP1"));
     assert_non_null(strstr(out, "[0,4] [1,5] [2,6] [3,7]"));
 }
 
-static void expect_error(const char *args, const char *needle) {
-    char out[4096];
-    int rc = run(args, out, sizeof out);
-    if (rc != 2 || !strstr(out, needle)) fail_msg("moeplan %s: rc %d, output '%s', expected '%s'", args, rc, out, needle);
-    /* exactly one line */
-    assert_non_null(strchr(out, '\n'));
-    assert_null(strchr(strchr(out, '\n') + 1, '\n'));
-}
-
 static void test_bad_input(void **state) {
     (void)state;
-    expect_error("groups --gpus 128 --tp 3", "tp: tp*cp*pp = 3 does not divide gpus 128");
-    expect_error("groups --gpus 64 --ep 128", "ep: etp*ep*pp = 128 does not divide gpus 64");
-    expect_error("groups --gpus 64 --ep 16 --experts 8", "ep: 16 does not divide the model's 8 experts");
-    expect_error("groups --gpus -8", "gpus: must be a positive integer");
-    expect_error("groups --gpus 8 --tp two", "--tp: 'two' is not an integer");
-    expect_error("groups --tp 2", "--gpus: required");
-    expect_error("groups --gpus 8 --order dp-first", "--order: 'dp-first'");
-    expect_error("groups --gpus 8 --bogus 1", "unknown option '--bogus'");
-    expect_error("groups --gpus 16 --tp 2 --pp 2 --ep 4 --order tp-cp-ep-pp-dp", "order: tp-cp-ep-pp-dp with pp 2 needs edp == dp");
-    expect_error("groups --gpus 8 --gpus-per-node 0", "--gpus-per-node: must be positive");
-    expect_error("groups --gpus", "--gpus: missing value");
+    expect_bad_input("groups --gpus 128 --tp 3", "tp: tp*cp*pp = 3 does not divide gpus 128");
+    expect_bad_input("groups --gpus 64 --ep 128", "ep: etp*ep*pp = 128 does not divide gpus 64");
+    expect_bad_input("groups --gpus 64 --ep 16 --experts 8", "ep: 16 does not divide the model's 8 experts");
+    expect_bad_input("groups --gpus -8", "gpus: must be a positive integer");
+    expect_bad_input("groups --gpus 8 --tp two", "--tp: 'two' is not an integer");
+    expect_bad_input("groups --tp 2", "--gpus: required");
+    expect_bad_input("groups --gpus 8 --order dp-first", "--order: 'dp-first'");
+    expect_bad_input("groups --gpus 8 --bogus 1", "unknown option '--bogus'");
+    expect_bad_input("groups --gpus 16 --tp 2 --pp 2 --ep 4 --order tp-cp-ep-pp-dp", "order: tp-cp-ep-pp-dp with pp 2 needs edp == dp");
+    expect_bad_input("groups --gpus 8 --gpus-per-node 0", "--gpus-per-node: must be positive");
+    expect_bad_input("groups --gpus", "--gpus: missing value");
 }
 
 int main(void) {

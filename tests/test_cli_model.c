@@ -7,6 +7,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,80 +16,46 @@
 
 #include <cjson/cJSON.h>
 
-static const char *bin(void) {
-    const char *b = getenv("MOEPLAN_BIN");
-    return b && *b ? b : "build/moeplan";
-}
-
-/* Runs `moeplan ARGS`; out gets stdout (or stderr when `err_only`), returns the exit status. */
-static int run(const char *args, int err_only, char *out, size_t len) {
-    char cmd[1024];
-    if (err_only) snprintf(cmd, sizeof cmd, "%s %s 2>&1 >/dev/null", bin(), args);
-    else snprintf(cmd, sizeof cmd, "%s %s 2>/dev/null", bin(), args);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = fread(out, 1, len - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static int count_lines(const char *s) {
-    int n = 0;
-    for (; *s; s++) n += *s == '\n';
-    return n;
-}
-
-/* One line on stderr containing `want`, exit status 2. */
-static void expect_bad(const char *args, const char *want) {
-    static char out[8192];
-    int rc = run(args, 1, out, sizeof out);
-    if (rc != 2 || !strstr(out, want) || count_lines(out) != 1) {
-        print_error("moeplan %s: exit %d, stderr '%s' (want '%s')\n", args, rc, out, want);
-        fail();
-    }
-}
-
 static void test_bad_input(void **state) {
     (void)state;
-    expect_bad("model foo", "unknown model 'foo' (known: dbrx, deepseek-v3, gpt-oss-120b,");
-    expect_bad("model tests/data/bad-kv-groups.json",
+    expect_bad_input("model foo", "unknown model 'foo' (known: dbrx, deepseek-v3, gpt-oss-120b,");
+    expect_bad_input("model tests/data/bad-kv-groups.json",
                "tests/data/bad-kv-groups.json: num_kv_groups: 6 does not divide num_heads 32");
-    expect_bad("model tests/data/bad-top-k.json", "tests/data/bad-top-k.json: top_k: 10 exceeds num_experts 8");
-    expect_bad("model tests/data/bad-malformed.json",
+    expect_bad_input("model tests/data/bad-top-k.json", "tests/data/bad-top-k.json: top_k: 10 exceeds num_experts 8");
+    expect_bad_input("model tests/data/bad-malformed.json",
                "tests/data/bad-malformed.json: not JSON: parsing stopped at line 5, column 3");
-    expect_bad("model tests/data/bad-hf-model-type.json",
+    expect_bad_input("model tests/data/bad-hf-model-type.json",
                "tests/data/bad-hf-model-type.json: model_type: 'llama' is not supported");
-    expect_bad("model tests/data/missing.json", "tests/data/missing.json: cannot open: No such file or directory");
-    expect_bad("model mixtral-8x22b --seq 0", "--seq: must be in 1..");
-    expect_bad("model mixtral-8x22b --seq abc", "--seq: 'abc' is not an integer");
-    expect_bad("model mixtral-8x22b --seq", "--seq: missing value");
-    expect_bad("model mixtral-8x22b --frobnicate", "unknown option '--frobnicate'");
-    expect_bad("model mixtral-8x22b dbrx", "more than one model given ('mixtral-8x22b' and 'dbrx')");
-    expect_bad("model", "NAME|FILE: missing");
+    expect_bad_input("model tests/data/missing.json", "tests/data/missing.json: cannot open: No such file or directory");
+    expect_bad_input("model mixtral-8x22b --seq 0", "--seq: must be in 1..");
+    expect_bad_input("model mixtral-8x22b --seq abc", "--seq: 'abc' is not an integer");
+    expect_bad_input("model mixtral-8x22b --seq", "--seq: missing value");
+    expect_bad_input("model mixtral-8x22b --frobnicate", "unknown option '--frobnicate'");
+    expect_bad_input("model mixtral-8x22b dbrx", "more than one model given ('mixtral-8x22b' and 'dbrx')");
+    expect_bad_input("model", "NAME|FILE: missing");
 }
 
 static void test_table(void **state) {
     (void)state;
     static char out[16384];
-    assert_int_equal(run("model mixtral-8x22b", 0, out, sizeof out), 0);
+    assert_int_equal(moeplan_run("model mixtral-8x22b", RUN_STDOUT, out, sizeof out), 0);
     /* total = 56*(88,080,384 + 12,288 + 8*301,989,888 + 49,152) + 2*196,608,000 + 6,144 = 140.621 B */
     assert_non_null(strstr(out, "140.621"));
     /* active = 56*(88,080,384 + 12,288 + 2*301,989,888 + 49,152) + 393,222,144 = 39.152 B */
     assert_non_null(strstr(out, "39.152"));
     assert_non_null(strstr(out, "megatron"));
     assert_non_null(strstr(out, "legacy"));
-    assert_int_equal(run("model tests/data/hf/deepseek-v3.config.json --seq 8192", 0, out, sizeof out), 0);
+    assert_int_equal(moeplan_run("model tests/data/hf/deepseek-v3.config.json --seq 8192", RUN_STDOUT, out, sizeof out), 0);
     assert_non_null(strstr(out, "at seq 8192"));
     assert_non_null(strstr(out, "MTP layers"));
-    assert_int_equal(run("model --help", 0, out, sizeof out), 0);
+    assert_int_equal(moeplan_run("model --help", RUN_STDOUT, out, sizeof out), 0);
     assert_non_null(strstr(out, "usage: moeplan model"));
 }
 
 static void test_json(void **state) {
     (void)state;
     static char out[16384];
-    assert_int_equal(run("model mixtral-8x7b --json --seq 2048", 0, out, sizeof out), 0);
+    assert_int_equal(moeplan_run("model mixtral-8x7b --json --seq 2048", RUN_STDOUT, out, sizeof out), 0);
     cJSON *o = cJSON_Parse(out);
     assert_non_null(o);
     assert_string_equal(cJSON_GetObjectItem(o, "model")->valuestring, "mixtral-8x7b");

@@ -9,28 +9,15 @@
 
 #include <string.h>
 
+#include "test_util.h"
 #include "core/catalog.h"
 #include "core/model.h"
 
-static ModelSpec load(const char *name) {
-    ModelSpec m;
-    MpError err = {{0}};
-    int rc = model_lookup(name, &m, &err);
-    if (rc) print_error("%s\n", err.msg);
-    assert_int_equal(rc, 0);
-    return m;
-}
-
-static void assert_rel(double got, double want, double rel) {
-    double d = got - want;
-    if (d < 0) d = -d;
-    if (d > rel * (want < 0 ? -want : want)) { print_error("got %.10g want %.10g\n", got, want); fail(); }
-}
 
 /* Mixtral 8x22B, s 4096: L 56, h 6144, n 48, g 8, d 128, Fe 16384, k 2, f 3/2, V 32000. */
 static void test_mixtral_8x22b(void **state) {
     (void)state;
-    ModelSpec m = load("mixtral-8x22b");
+    ModelSpec m = test_model("mixtral-8x22b");
     double s = 4096, L = 56, h = 6144, n = 48, g = 8, d = 128, Fe = 16384, k = 2, f = 1.5, V = 32000;
     /* legacy, per sequence: 12*B*s*L*h^2*[(1 + g/n + s/h)*(n*d/h) + (Fe/h)*k*f + V/(2*L*h)], B = 1 */
     double legacy_seq = 12 * s * L * h * h * ((1 + g / n + s / h) * (n * d / h) + (Fe / h) * k * f + V / (2 * L * h));
@@ -56,7 +43,7 @@ static void test_mixtral_8x22b(void **state) {
 /* Qwen2-57B-A14B: shared expert enters both conventions as (Fsh/h)*f. */
 static void test_qwen2_shared(void **state) {
     (void)state;
-    ModelSpec m = load("qwen2-57b-a14b");
+    ModelSpec m = test_model("qwen2-57b-a14b");
     double s = 4096, L = 28, h = 3584, n = 28, g = 4, d = 128, Fe = 2560, k = 8, Fsh = 20480, f = 1.5, V = 151936;
     double legacy = 12 * s * L * h * h *
                     ((1 + g / n + s / h) * (n * d / h) + (Fe / h) * k * f + (Fsh / h) * f + V / (2 * L * h)) / s;
@@ -69,7 +56,7 @@ static void test_qwen2_shared(void **state) {
 /* DeepSeek-V3, megatron: Megatron-LM's MLA, dense-layer, shared-expert and MTP terms. */
 static void test_deepseek_v3(void **state) {
     (void)state;
-    ModelSpec m = load("deepseek-v3");
+    ModelSpec m = test_model("deepseek-v3");
     double s = 4096, h = 7168, n = 128, qr = 1536, kvr = 512, dn = 128, dr = 64, dv = 128, V = 129280;
     double mtp = 1, L = 61 + mtp, Ld = 3, Lm = 58 + mtp;   /* MTP layer copies the last (MoE) layer */
     double F = 18432, Fe = 2048, k = 8, Fsh = 2048, f = 1.5;
@@ -94,7 +81,7 @@ static void test_deepseek_v3(void **state) {
 /* Without q LoRA the query term is h*n*(dn+dr). */
 static void test_mla_without_q_lora(void **state) {
     (void)state;
-    ModelSpec m = load("deepseek-v3");
+    ModelSpec m = test_model("deepseek-v3");
     double with = model_flops(&m, FLOPS_MEGATRON, 1024, 1);
     m.q_lora_rank = 0;
     double without = model_flops(&m, FLOPS_MEGATRON, 1024, 1);

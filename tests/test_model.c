@@ -7,31 +7,15 @@
 
 #include <string.h>
 
+#include "test_util.h"
 #include "core/catalog.h"
 #include "core/model.h"
 
-static ModelSpec load(const char *name) {
-    ModelSpec m;
-    MpError err = {{0}};
-    int rc = model_lookup(name, &m, &err);
-    if (rc) print_error("%s\n", err.msg);
-    assert_int_equal(rc, 0);
-    return m;
-}
-
-static void assert_near(double got, double want, double rel) {
-    double d = got - want;
-    if (d < 0) d = -d;
-    if (d > rel * (want < 0 ? -want : want)) {
-        print_error("got %.6g want %.6g (rel tol %g)\n", got, want, rel);
-        fail();
-    }
-}
 
 /* Mixtral 8x22B: L 56, h 6144, n 48, g 8, d 128, E 8, k 2, Fe 16384, V 32000, untied. */
 static void test_mixtral_8x22b(void **state) {
     (void)state;
-    ModelSpec m = load("mixtral-8x22b");
+    ModelSpec m = test_model("mixtral-8x22b");
     ModelParams p;
     model_params(&m, &p);
     double attn = 6144.0 * 48 * 128        /* Q  = 37,748,736 */
@@ -50,15 +34,15 @@ static void test_mixtral_8x22b(void **state) {
     assert_true(p.total == total);
     assert_true(p.active == active);
     /* Mistral: "141B parameters, 39B active" */
-    assert_near(p.total, 141e9, 0.005);
-    assert_near(p.active, 39e9, 0.01);
+    assert_rel(p.total, 141e9, 0.005);
+    assert_rel(p.active, 39e9, 0.01);
     assert_true(p.mtp == 0);
 }
 
 /* Mixtral 8x7B: 46.7B total / 12.9B active (Mistral's figures). */
 static void test_mixtral_8x7b(void **state) {
     (void)state;
-    ModelSpec m = load("mixtral-8x7b");
+    ModelSpec m = test_model("mixtral-8x7b");
     ModelParams p;
     model_params(&m, &p);
     double attn = 2.0 * 4096 * 32 * 128 + 2.0 * 4096 * 8 * 128;   /* Q+O, K+V: 41,943,040 */
@@ -66,14 +50,14 @@ static void test_mixtral_8x7b(void **state) {
     double common = 32 * (attn + 2 * 4096.0 + 4096.0 * 8) + 2 * 32000.0 * 4096 + 4096;
     assert_true(p.total == common + 32 * 8 * expert);
     assert_true(p.active == common + 32 * 2 * expert);
-    assert_near(p.total, 46.7e9, 0.002);
-    assert_near(p.active, 12.9e9, 0.005);
+    assert_rel(p.total, 46.7e9, 0.002);
+    assert_rel(p.active, 12.9e9, 0.005);
 }
 
 /* Qwen2-57B-A14B: QKV bias, shared expert 20480. ~57B / ~14B. */
 static void test_qwen2_57b(void **state) {
     (void)state;
-    ModelSpec m = load("qwen2-57b-a14b");
+    ModelSpec m = test_model("qwen2-57b-a14b");
     ModelParams p;
     model_params(&m, &p);
     double h = 3584;
@@ -84,14 +68,14 @@ static void test_qwen2_57b(void **state) {
     double common = 28 * (attn + 2 * h) + 2 * 151936.0 * h + h;
     assert_true(p.total == common + 28 * (64 * expert + shared + router));
     assert_true(p.active == common + 28 * (8 * expert + shared + router));
-    assert_near(p.total, 57.4e9, 0.005);
-    assert_near(p.active, 14.2e9, 0.01);
+    assert_rel(p.total, 57.4e9, 0.005);
+    assert_rel(p.active, 14.2e9, 0.01);
 }
 
 /* DeepSeek-V3: MLA, 3 dense layers, 1 shared expert, MTP. 671B / 37B (DeepSeek). */
 static void test_deepseek_v3(void **state) {
     (void)state;
-    ModelSpec m = load("deepseek-v3");
+    ModelSpec m = test_model("deepseek-v3");
     ModelParams p;
     model_params(&m, &p);
     double h = 7168, n = 128;
@@ -104,14 +88,14 @@ static void test_deepseek_v3(void **state) {
     double common = 61 * (q + kv + o + 2 * h) + 3 * dense + 2 * 129280.0 * h + h;
     assert_true(p.total == common + 58 * (256 * expert + shared + router));
     assert_true(p.active == common + 58 * (8 * expert + shared + router));
-    assert_near(p.total, 671e9, 0.002);
-    assert_near(p.active, 37.5e9, 0.01);
+    assert_rel(p.total, 671e9, 0.002);
+    assert_rel(p.active, 37.5e9, 0.01);
     /* one MTP layer: a MoE layer + eh_proj 2h*h + 3 norms */
     double mtp = q + kv + o + 2 * h + 256 * expert + shared + router + 2 * h * h + 3 * h;
     assert_true(p.mtp == mtp);
     /* DeepSeek: 685B on disk = 671B + 14B MTP module, which also stores a
      * copy of the embedding and output head (2*V*h = 1.85B). */
-    assert_near(p.total + p.mtp + 2 * 129280.0 * h, 685e9, 0.005);
+    assert_rel(p.total + p.mtp + 2 * 129280.0 * h, 685e9, 0.005);
 }
 
 static ModelSpec valid_spec(void) {
