@@ -44,7 +44,11 @@ run() {
         [ -x "$t" ] || continue
         name=$(basename "$t")
         case " ${GPU_TESTS:-$name} " in *" $name "*) ;; *) continue ;; esac
-        if [ "$name" = test_nccl_bw ]; then
+        if [ "$name" = test_executor ]; then
+            # parallel invariance on every GPU of the machine (1 GPU vs DP/EP/ETP runs)
+            timeout 300 "$t" --nproc "$(nvidia-smi -L | grep -c '^GPU')" --mode invariance >"$OUT/$name.log" 2>&1; rc=$?
+            grep -E 'PASS|FAIL|checks' "$OUT/$name.log" | tail -20
+        elif [ "$name" = test_nccl_bw ]; then
             timeout 120 "$t" --json "$OUT/nccl_bw.json" 2>&1 | tee "$OUT/$name.log"; rc=${PIPESTATUS[0]}
         else
             timeout 120 "$t" >"$OUT/$name.log" 2>&1; rc=$?
