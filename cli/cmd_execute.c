@@ -41,7 +41,7 @@ static const char *usage_text =
     "                       [--layers L] [--steps N] [--warmup W] [--data FILE] [--data-bits 16|32]\n"
     "                       [--seed S] [--lr X] [--backend cuda|cpu] [--nproc N]\n"
     "                       [--out result.json] [--json] [--check]\n"
-    "                       [--random-tokens] [--aux-loss-coeff C]\n"
+    "                       [--random-tokens] [--aux-loss-coeff C] [--calibration FILE]\n"
     "  Trains the plan's model (its first L layers with --layers) for N steps and\n"
     "  reports step time, MFU (both FLOPs conventions), TFLOP/s and tokens/s per GPU,\n"
     "  time per phase and peak memory beside the simulator's prediction.\n"
@@ -53,7 +53,9 @@ static const char *usage_text =
     "  --out FILE  write the result as JSON (atomically: temp file + rename)\n"
     "  --json      print the result JSON instead of the table\n"
     "  --random-tokens      train on uniformly random token ids (throughput runs)\n"
-    "  --aux-loss-coeff C   load-balancing loss coefficient (default 1e-2; 0 = off)\n";
+    "  --aux-loss-coeff C   load-balancing loss coefficient (default 1e-2; 0 = off)\n"
+    "  --calibration FILE   also predict with a calibration file measured on this machine\n"
+    "                       (the prediction from defaults stays beside it)\n";
 
 typedef struct {
     Plan plan;
@@ -61,6 +63,8 @@ typedef struct {
     int nproc;
     bool nproc_given, cluster_given, gbs_given, json, check_only;
     const char *out_path;
+    const char *calibration_path;   /* NULL: defaults only */
+    Calibration *cal;               /* loaded from calibration_path */
 } ExecuteArgs;
 
 static bool argv_has(int argc, char **argv, const char *flag) {
@@ -107,7 +111,9 @@ static int parse_args(int argc, char **argv, ExecuteArgs *x, MpError *err) {
         else if (!strcmp(v, "cpu")) x->opt.backend = EXEC_BACKEND_CPU;
         else return mp_fail(err, "--backend: '%s' is not cuda or cpu", v);
     }
-    if (args_value(&a, "--data", &x->opt.data_path, err) || args_value(&a, "--out", &x->out_path, err)) return -1;
+    if (args_value(&a, "--data", &x->opt.data_path, err) || args_value(&a, "--out", &x->out_path, err) ||
+        args_value(&a, "--calibration", &x->calibration_path, err))
+        return -1;
     x->json = args_flag(&a, "--json");
     x->check_only = args_flag(&a, "--check");
     if (args_finish(&a, err)) return -1;
@@ -123,6 +129,11 @@ static int parse_args(int argc, char **argv, ExecuteArgs *x, MpError *err) {
     if (x->nproc_given && x->nproc < 1) return mp_fail(err, "--nproc: must be >= 1, got %d", x->nproc);
     if (x->opt.data_path && access(x->opt.data_path, R_OK))
         return mp_fail(err, "%s: --data: cannot read the file", x->opt.data_path);
+    if (x->calibration_path) {
+        x->cal = malloc(sizeof *x->cal);
+        if (!x->cal) return mp_fail(err, "out of memory");
+        if (calibration_load_file(x->calibration_path, x->cal, err)) return -1;
+    }
     return 0;
 }
 
@@ -177,14 +188,16 @@ static void pick_cluster(ExecuteArgs *x, const char *device) {
     }
 }
 
-/* simulate_step on the plan truncated to the run's layers. */
-static int predict(const ExecuteArgs *x, SimResult *res, MpError *err) {
+/* simulate_step on the plan truncated to the run's layers, from defaults
+ * (res) and, with --calibration, from the calibration file (res_cal). */
+static int predict(const ExecuteArgs *x, SimResult *res, SimResult *res_cal, MpError *err) {
     Plan *tp = malloc(sizeof *tp);
     if (!tp) return mp_fail(err, "execute: out of memory");
     *tp = x->plan;
     measure_truncated_model(&x->plan.model, x->opt.layers, &tp->model);
     SimOptions so = {0};
     int rc = simulate_step(tp, NULL, &so, res, err);
+    if (rc == 0 && x->cal) rc = simulate_step(tp, x->cal, &so, res_cal, err);
     free(tp);
     return rc;
 }
@@ -276,7 +289,8 @@ static int rank_fail(CommsContext *c, int rank, const MpError *err) {
     _exit(1);   /* skip NCCL/MPI teardown that could wait on the failed collective */
 }
 
-static int run_rank(ExecuteArgs *x, const LaunchEnv *env, const SimResult *pred, const char *device) {
+static int run_rank(ExecuteArgs *x, const LaunchEnv *env, const SimResult *pred, const SimResult *pred_cal,
+                    const char *device) {
     MpError err = {{0}};
     CommsContext cc;
     memset(&cc, 0, sizeof cc);
@@ -301,6 +315,7 @@ static int run_rank(ExecuteArgs *x, const LaunchEnv *env, const SimResult *pred,
     if (rank == 0) {
         Measurement m;
         measure_compute(&x->plan, x->opt.layers, cc.pub.world_size, &stats, pred, &m);
+        if (pred_cal) measure_add_calibrated(&m, pred_cal, x->calibration_path, x->cal->device);
         measure_rates(&x->plan, x->opt.layers, x->opt.backend == EXEC_BACKEND_CUDA ? 2 : 4, &m);
         m.steps = x->opt.steps;
         m.warmup = x->opt.warmup;
@@ -330,9 +345,9 @@ static int run_rank(ExecuteArgs *x, const LaunchEnv *env, const SimResult *pred,
 int cmd_execute(int argc, char **argv) {
     MpError err = {{0}};
     ExecuteArgs *x = calloc(1, sizeof *x);
-    SimResult *pred = calloc(1, sizeof *pred);
+    SimResult *pred = calloc(1, sizeof *pred), *pred_cal = calloc(1, sizeof *pred_cal);
     int rc = 2;
-    if (!x || !pred) { fprintf(stderr, "moeplan execute: out of memory\n"); rc = 1; goto done; }
+    if (!x || !pred || !pred_cal) { fprintf(stderr, "moeplan execute: out of memory\n"); rc = 1; goto done; }
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--help")) { fputs(usage_text, stdout); rc = 0; goto done; }
     LaunchEnv env;
@@ -343,7 +358,7 @@ int cmd_execute(int argc, char **argv) {
     char device[64];
     device_name(x->opt.backend, device, sizeof device);
     pick_cluster(x, device);
-    if (predict(x, pred, &err)) { fprintf(stderr, "moeplan execute: %s\n", err.msg); goto done; }
+    if (predict(x, pred, pred_cal, &err)) { fprintf(stderr, "moeplan execute: %s\n", err.msg); goto done; }
     /* GPU memory is what the simulator's figures are about; the CPU backend runs in host RAM */
     if (x->opt.backend == EXEC_BACKEND_CUDA && !pred->fits) {
         fit_message(x, pred, &err);
@@ -355,6 +370,10 @@ int cmd_execute(int argc, char **argv) {
             printf("plan fits: %.1f of %.1f GiB per GPU; predicted step %.1f ms, MFU %.1f%% (megatron), %.1f%% (legacy)\n",
                    pred->peak_memory_bytes / 1073741824.0, pred->memory_capacity_bytes / 1073741824.0,
                    pred->step_time_s * 1e3, 100 * pred->mfu_megatron, 100 * pred->mfu_legacy);
+        if (env.rank == 0 && x->cal)
+            printf("calibrated (%s): predicted step %.1f ms, MFU %.1f%% (megatron), %.1f%% (legacy)\n",
+                   x->calibration_path, pred_cal->step_time_s * 1e3, 100 * pred_cal->mfu_megatron,
+                   100 * pred_cal->mfu_legacy);
         rc = 0;
         goto done;
     }
@@ -366,10 +385,12 @@ int cmd_execute(int argc, char **argv) {
             env.world_size = 1;
             env.local_rank = 0;
         }
-        rc = run_rank(x, &env, pred, device);
+        rc = run_rank(x, &env, pred, x->cal ? pred_cal : NULL, device);
     }
 done:
     free(pred);
+    free(pred_cal);
+    if (x) free(x->cal);
     free(x);
     return rc;
 }

@@ -82,6 +82,13 @@ void measure_compute(const Plan *plan, int layers, int world, const ExecStepStat
     }
 }
 
+void measure_add_calibrated(Measurement *m, const SimResult *pred, const char *path, const char *device) {
+    m->have_calibrated = true;
+    measure_prediction(pred, &m->calibrated);
+    snprintf(m->calibration_path, sizeof m->calibration_path, "%s", path ? path : "");
+    snprintf(m->calibration_device, sizeof m->calibration_device, "%s", device ? device : "");
+}
+
 void measure_rates(const Plan *plan, int layers, int act_bytes, Measurement *m) {
     ModelSpec md;
     measure_truncated_model(&plan->model, layers, &md);
@@ -100,12 +107,23 @@ void measure_rates(const Plan *plan, int layers, int act_bytes, Measurement *m) 
     m->attention_tflops = m->phases.attention > 0 ? attn / m->phases.attention / 1e12 : 0;
 }
 
-static void row(FILE *f, const char *name, double measured, bool have_pred, double predicted, double scale,
+/* one table row: measured, then the predictions present (defaults, calibrated) */
+static void row(FILE *f, const Measurement *m, const char *name, double measured, const double *pred, double scale,
                 const char *unit) {
     fprintf(f, "  %-26s %12.3f", name, measured * scale);
-    if (have_pred) fprintf(f, " %12.3f", predicted * scale);
+    if (m->have_prediction) {
+        if (pred) fprintf(f, " %12.3f", pred[0] * scale);
+        else fprintf(f, " %12s", "");
+    }
+    if (m->have_calibrated) {
+        if (pred) fprintf(f, " %12.3f", pred[1] * scale);
+        else fprintf(f, " %12s", "");
+    }
     fprintf(f, "  %s\n", unit);
 }
+
+/* predicted value of field `off` of MeasurePrediction, defaults and calibrated */
+#define PRED(field) ((const double[2]){m->predicted.field, m->calibrated.field})
 
 void measure_print(FILE *f, const Plan *plan, const Measurement *m) {
     const Mapping *map = &plan->map;
@@ -115,29 +133,33 @@ void measure_print(FILE *f, const Plan *plan, const Measurement *m) {
     fprintf(f, "  attention TP%d CP%d DP%d PP%d | experts ETP%d EP%d EDP%d | %s dispatcher, %s\n", map->tp,
             map->cp, map->dp, map->pp, map->etp, map->ep, map->edp, dispatcher_name(plan->train.dispatcher),
             plan->train.capacity_factor > 0 ? "capacity factor" : "dropless");
-    fprintf(f, "  %d steps, %d warm-up, median of %d; loss %.4f -> %.4f\n\n", m->steps, m->warmup,
+    fprintf(f, "  %d steps, %d warm-up, median of %d; loss %.4f -> %.4f\n", m->steps, m->warmup,
             m->steps_timed, m->loss_first, m->loss_last);
+    if (m->have_calibrated) fprintf(f, "  calibrated: %s (%s)\n", m->calibration_path, m->calibration_device);
+    fprintf(f, "\n");
     bool p = m->have_prediction;
-    const MeasurePrediction *q = &m->predicted;
-    fprintf(f, "  %-26s %12s%s\n", "", "measured", p ? "    predicted" : "");
-    row(f, "step time", m->phases.step, p, q->step_time_s, 1e3, "ms");
-    row(f, "  attention", m->phases.attention, p, q->phases.attention, 1e3, "ms");
-    row(f, "  MoE compute", m->phases.moe_compute, p, q->phases.moe_compute, 1e3, "ms");
-    row(f, "  dispatcher comm", m->phases.dispatcher_comm, p, q->phases.dispatcher_comm, 1e3, "ms");
-    row(f, "  gradient sync", m->phases.grad_sync, p, q->phases.grad_sync, 1e3, "ms");
-    row(f, "  optimizer", m->phases.optimizer, p, q->phases.optimizer, 1e3, "ms");
-    row(f, "  other (embed, output)", m->phases.other, p, q->phases.other, 1e3, "ms");
-    row(f, "MFU (megatron)", m->mfu_megatron, p, q->mfu_megatron, 100, "%");
-    row(f, "MFU (legacy)", m->mfu_legacy, p, q->mfu_legacy, 100, "%");
-    row(f, "TFLOP/s per GPU (megatron)", m->tflops_megatron_per_gpu, false, 0, 1, "TFLOP/s");
-    row(f, "TFLOP/s per GPU (legacy)", m->tflops_legacy_per_gpu, false, 0, 1, "TFLOP/s");
-    row(f, "tokens/s per GPU", m->tokens_per_s_per_gpu, p, q->tokens_per_s_per_gpu, 1, "tokens/s");
-    if (m->expert_tflops > 0) row(f, "MoE phase TFLOP/s (experts)", m->expert_tflops, false, 0, 1, "TFLOP/s");
-    if (m->attention_tflops > 0) row(f, "attention TFLOP/s", m->attention_tflops, false, 0, 1, "TFLOP/s");
-    if (m->a2a_busbw > 0) row(f, "dispatcher a2a busbw", m->a2a_busbw, false, 0, 1e-9, "GB/s");
-    row(f, "peak memory", m->peak_memory_bytes, p, q->peak_memory_bytes, 1.0 / 1073741824.0, "GiB");
-    if (p && q->dominant[0]) fprintf(f, "  predicted dominant cost: %s\n", q->dominant);
+    fprintf(f, "  %-26s %12s%s%s\n", "", "measured", p ? "    predicted" : "", m->have_calibrated ? "   calibrated" : "");
+    const double *none = NULL;
+    row(f, m, "step time", m->phases.step, p ? PRED(step_time_s) : none, 1e3, "ms");
+    row(f, m, "  attention", m->phases.attention, p ? PRED(phases.attention) : none, 1e3, "ms");
+    row(f, m, "  MoE compute", m->phases.moe_compute, p ? PRED(phases.moe_compute) : none, 1e3, "ms");
+    row(f, m, "  dispatcher comm", m->phases.dispatcher_comm, p ? PRED(phases.dispatcher_comm) : none, 1e3, "ms");
+    row(f, m, "  gradient sync", m->phases.grad_sync, p ? PRED(phases.grad_sync) : none, 1e3, "ms");
+    row(f, m, "  optimizer", m->phases.optimizer, p ? PRED(phases.optimizer) : none, 1e3, "ms");
+    row(f, m, "  other (embed, output)", m->phases.other, p ? PRED(phases.other) : none, 1e3, "ms");
+    row(f, m, "MFU (megatron)", m->mfu_megatron, p ? PRED(mfu_megatron) : none, 100, "%");
+    row(f, m, "MFU (legacy)", m->mfu_legacy, p ? PRED(mfu_legacy) : none, 100, "%");
+    row(f, m, "TFLOP/s per GPU (megatron)", m->tflops_megatron_per_gpu, none, 1, "TFLOP/s");
+    row(f, m, "TFLOP/s per GPU (legacy)", m->tflops_legacy_per_gpu, none, 1, "TFLOP/s");
+    row(f, m, "tokens/s per GPU", m->tokens_per_s_per_gpu, p ? PRED(tokens_per_s_per_gpu) : none, 1, "tokens/s");
+    if (m->expert_tflops > 0) row(f, m, "MoE phase TFLOP/s (experts)", m->expert_tflops, none, 1, "TFLOP/s");
+    if (m->attention_tflops > 0) row(f, m, "attention TFLOP/s", m->attention_tflops, none, 1, "TFLOP/s");
+    if (m->a2a_busbw > 0) row(f, m, "dispatcher a2a busbw", m->a2a_busbw, none, 1e-9, "GB/s");
+    row(f, m, "peak memory", m->peak_memory_bytes, p ? PRED(peak_memory_bytes) : none, 1.0 / 1073741824.0, "GiB");
+    if (p && m->predicted.dominant[0]) fprintf(f, "  predicted dominant cost: %s\n", m->predicted.dominant);
 }
+
+#undef PRED
 
 static cJSON *phases_json(const ExecPhases *ph) {
     cJSON *o = cJSON_CreateObject();
@@ -156,6 +178,20 @@ static cJSON *pair_json(double legacy, double megatron) {
     cJSON_AddNumberToObject(o, "legacy", legacy);
     cJSON_AddNumberToObject(o, "megatron", megatron);
     return o;
+}
+
+static cJSON *prediction_json(const MeasurePrediction *q) {
+    cJSON *pr = cJSON_CreateObject();
+    cJSON_AddBoolToObject(pr, "fits", q->fits);
+    cJSON_AddNumberToObject(pr, "step_time_s", q->step_time_s);
+    cJSON_AddItemToObject(pr, "phases_s", phases_json(&q->phases));
+    cJSON_AddItemToObject(pr, "mfu", pair_json(q->mfu_legacy, q->mfu_megatron));
+    cJSON_AddNumberToObject(pr, "tflops_per_gpu", q->tflops_per_gpu);
+    cJSON_AddNumberToObject(pr, "tokens_per_s_per_gpu", q->tokens_per_s_per_gpu);
+    cJSON_AddNumberToObject(pr, "peak_memory_bytes", q->peak_memory_bytes);
+    cJSON_AddNumberToObject(pr, "memory_capacity_bytes", q->memory_capacity_bytes);
+    cJSON_AddStringToObject(pr, "dominant", q->dominant);
+    return pr;
 }
 
 char *measure_to_json(const Plan *plan, const Measurement *m) {
@@ -207,20 +243,13 @@ char *measure_to_json(const Plan *plan, const Measurement *m) {
     if (m->losses && m->steps > 0)
         cJSON_AddItemToObject(me, "losses", cJSON_CreateDoubleArray(m->losses, m->steps));
 
-    if (m->have_prediction) {
-        const MeasurePrediction *q = &m->predicted;
-        cJSON *pr = cJSON_AddObjectToObject(root, "predicted");
-        cJSON_AddBoolToObject(pr, "fits", q->fits);
-        cJSON_AddNumberToObject(pr, "step_time_s", q->step_time_s);
-        cJSON_AddItemToObject(pr, "phases_s", phases_json(&q->phases));
-        cJSON_AddItemToObject(pr, "mfu", pair_json(q->mfu_legacy, q->mfu_megatron));
-        cJSON_AddNumberToObject(pr, "tflops_per_gpu", q->tflops_per_gpu);
-        cJSON_AddNumberToObject(pr, "tokens_per_s_per_gpu", q->tokens_per_s_per_gpu);
-        cJSON_AddNumberToObject(pr, "peak_memory_bytes", q->peak_memory_bytes);
-        cJSON_AddNumberToObject(pr, "memory_capacity_bytes", q->memory_capacity_bytes);
-        cJSON_AddStringToObject(pr, "dominant", q->dominant);
-    } else {
-        cJSON_AddNullToObject(root, "predicted");
+    if (m->have_prediction) cJSON_AddItemToObject(root, "predicted", prediction_json(&m->predicted));
+    else cJSON_AddNullToObject(root, "predicted");
+    if (m->have_calibrated) {
+        cJSON *pc = prediction_json(&m->calibrated);
+        cJSON_AddStringToObject(pc, "calibration", m->calibration_path);
+        cJSON_AddStringToObject(pc, "calibration_device", m->calibration_device);
+        cJSON_AddItemToObject(root, "predicted_calibrated", pc);
     }
     char *s = cJSON_Print(root);
     cJSON_Delete(root);

@@ -60,6 +60,10 @@ typedef struct {
     /* predicted (simulate_step on the same plan and hardware) */
     bool have_prediction;
     MeasurePrediction predicted;
+    /* predicted with a calibration file (execute --calibration) */
+    bool have_calibrated;
+    MeasurePrediction calibrated;
+    char calibration_path[256], calibration_device[64];
 } Measurement;
 
 /* The model of the run: a copy of plan->model with num_layers = layers
@@ -73,6 +77,10 @@ double measure_median(double *v, int n);
  * with `layers` layers on `world` GPUs; pred may be NULL. */
 void measure_compute(const Plan *plan, int layers, int world, const ExecStepStats *stats,
                      const SimResult *pred, Measurement *m);
+
+/* Adds the prediction made with a calibration file (path and the file's
+ * "device" are recorded beside it). */
+void measure_add_calibrated(Measurement *m, const SimResult *pred, const char *path, const char *device);
 
 /* Fills the derived rates of m (after measure_compute), balanced routing:
  *   T  = mbs * seq / (TP * CP)        tokens of one rank in one micro-batch

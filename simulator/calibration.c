@@ -2,7 +2,10 @@
  * docs/simulator.md):
  *   {"device": "4 x H200, device machine, 2026-11-22",
  *    "hbm_gb_per_s": 4200,                                   (optional)
- *    "gemms": [{"m": 8192, "n": 8192, "k": 8192, "tflops": 800}, ...],
+ *    "gemms": [{"m": 8192, "n": 8192, "k": 8192, "tflops": 800,
+ *               "name": "...", "groups": 1, "c_bytes": 2}, ...],      (name, groups, c_bytes optional)
+ *    "attention": [{"seq": 4096, "batch": 4, "heads": 32, "kv_heads": 8,
+ *                   "head_dim": 128, "fwd_tflops": 300, "bwd_tflops": 280}, ...],
  *    "collectives": [{"op": "all_gather", "group_size": 4, "nodes": 1,
  *                     "bytes": 1048576, "busbw_gb_per_s": 31}, ...]}
  * Every error is one line "FILE: FIELD: reason". */
@@ -14,8 +17,9 @@
 #include "../core/json_util.h"
 #include "calibration.h"
 
-static const char *const top_keys[] = {"device", "hbm_gb_per_s", "gemms", "collectives", "notes", NULL};
-static const char *const gemm_keys[] = {"m", "n", "k", "tflops", NULL};
+static const char *const top_keys[] = {"device", "hbm_gb_per_s", "gemms", "attention", "collectives", "notes", NULL};
+static const char *const gemm_keys[] = {"name", "m", "n", "k", "groups", "c_bytes", "tflops", NULL};
+static const char *const attn_keys[] = {"seq", "batch", "heads", "kv_heads", "head_dim", "fwd_tflops", "bwd_tflops", NULL};
 static const char *const coll_keys[] = {"op", "group_size", "nodes", "bytes", "busbw_gb_per_s", NULL};
 static const char *const ops[] = {"all_gather", "reduce_scatter", "all_reduce", "all_to_all", "send_recv"};
 
@@ -37,13 +41,41 @@ static int parse(const cJSON *root, const char *origin, Calibration *out, MpErro
         CalGemm *c = &out->gemms[out->num_gemms];
         char where[64];
         snprintf(where, sizeof where, "%s: gemms[%d]", origin, out->num_gemms);
-        if (json_check_keys(e, gemm_keys, where, err) || json_req_int(e, "m", where, &c->m, err) ||
-            json_req_int(e, "n", where, &c->n, err) || json_req_int(e, "k", where, &c->k, err) ||
-            json_req_double(e, "tflops", where, &c->tflops, err))
+        c->groups = 1;
+        c->c_bytes = 2;
+        if (json_check_keys(e, gemm_keys, where, err) || json_opt_string(e, "name", where, c->name, sizeof c->name, err) ||
+            json_req_int(e, "m", where, &c->m, err) || json_req_int(e, "n", where, &c->n, err) ||
+            json_req_int(e, "k", where, &c->k, err) || json_opt_int(e, "groups", where, &c->groups, err) ||
+            json_opt_double(e, "c_bytes", where, &c->c_bytes, err) || json_req_double(e, "tflops", where, &c->tflops, err))
             return -1;
         if (c->m < 1 || c->n < 1 || c->k < 1) return mp_fail(err, "%s: m/n/k: must be >= 1", where);
+        if (c->groups < 1) return mp_fail(err, "%s: groups: must be >= 1", where);
+        if (c->c_bytes != 2 && c->c_bytes != 4 && c->c_bytes != 8)
+            return mp_fail(err, "%s: c_bytes: %g is not 2 (bf16), 4 (fp32) or 8 (fp32 accumulated)", where, c->c_bytes);
         if (c->tflops <= 0) return mp_fail(err, "%s: tflops: must be positive", where);
         out->num_gemms++;
+    }
+    const cJSON *at = cJSON_GetObjectItemCaseSensitive(root, "attention");
+    if (at && !cJSON_IsArray(at)) return mp_fail(err, "%s: attention: expected an array", origin);
+    cJSON_ArrayForEach(e, at) {
+        if (out->num_attention >= CAL_MAX_ATTENTION)
+            return mp_fail(err, "%s: attention: more than %d entries", origin, CAL_MAX_ATTENTION);
+        if (!cJSON_IsObject(e)) return mp_fail(err, "%s: attention[%d]: expected an object", origin, out->num_attention);
+        CalAttention *a = &out->attention[out->num_attention];
+        char where[64];
+        snprintf(where, sizeof where, "%s: attention[%d]", origin, out->num_attention);
+        if (json_check_keys(e, attn_keys, where, err) || json_req_int(e, "seq", where, &a->seq, err) ||
+            json_opt_int(e, "batch", where, &a->batch, err) || json_opt_int(e, "heads", where, &a->heads, err) ||
+            json_opt_int(e, "kv_heads", where, &a->kv_heads, err) || json_opt_int(e, "head_dim", where, &a->head_dim, err) ||
+            json_req_double(e, "fwd_tflops", where, &a->fwd_tflops, err) ||
+            json_req_double(e, "bwd_tflops", where, &a->bwd_tflops, err))
+            return -1;
+        if (a->seq < 1) return mp_fail(err, "%s: seq: must be >= 1", where);
+        if (a->batch < 0 || a->heads < 0 || a->kv_heads < 0 || a->head_dim < 0)
+            return mp_fail(err, "%s: batch/heads/kv_heads/head_dim: must be positive", where);
+        if (a->fwd_tflops <= 0) return mp_fail(err, "%s: fwd_tflops: must be positive", where);
+        if (a->bwd_tflops <= 0) return mp_fail(err, "%s: bwd_tflops: must be positive", where);
+        out->num_attention++;
     }
     const cJSON *cl = cJSON_GetObjectItemCaseSensitive(root, "collectives");
     if (cl && !cJSON_IsArray(cl)) return mp_fail(err, "%s: collectives: expected an array", origin);

@@ -10,10 +10,26 @@
 #define CAL_MAX_GEMMS 256
 #define CAL_MAX_COLL 256
 
+#define CAL_MAX_ATTENTION 32
+
+/* One measured GEMM in the simulator's convention: C[m,n] = A[m,k] B[k,n]
+ * per group (dgrad: m = rows, n = in, k = out; wgrad: m = out, n = in,
+ * k = rows), `groups` such products in one grouped call. */
 typedef struct {
-    int m, n, k;            /* GEMM shape */
-    double tflops;          /* measured TFLOP/s */
+    char name[32];          /* e.g. "EP2 fc1 wgrad" (documentation only) */
+    int m, n, k;            /* GEMM shape of one group */
+    int groups;             /* >= 1 (default 1) */
+    double c_bytes;         /* bytes per C element written: 2 bf16, 4 fp32, 8 fp32 accumulated (default 2) */
+    double tflops;          /* measured TFLOP/s = 2*m*n*k*groups / time */
 } CalGemm;
+
+/* One measured causal flash-attention shape; TFLOP/s in the simulator's
+ * FLOPs convention (forward 2 * seq^2/2 * (d_qk + d_v) * heads * batch,
+ * backward 2.5 x forward). */
+typedef struct {
+    int seq, batch, heads, kv_heads, head_dim;
+    double fwd_tflops, bwd_tflops;
+} CalAttention;
 
 typedef struct {
     char op[32];            /* "all_gather", "reduce_scatter", "all_reduce", "all_to_all", "send_recv" */
@@ -29,6 +45,8 @@ typedef struct {
     CalGemm gemms[CAL_MAX_GEMMS];
     int num_collectives;
     CalCollective collectives[CAL_MAX_COLL];
+    int num_attention;
+    CalAttention attention[CAL_MAX_ATTENTION];
     double hbm_bw;          /* bytes/s measured copy bandwidth; 0 = not given */
 } Calibration;
 
