@@ -32,6 +32,8 @@
  * s0 = 400 and backward e_max = 0.57, s0 = 700, read off FlashAttention-3
  * (Shah et al. 2024, figs. 5-6, H100 SXM, BF16, causal, hdim 128: forward
  * ~330/450/550/610/640 TFLOP/s at 0.5/1/2/4/8K, backward ~480 at 4K).
+ * A calibration file's measured attention (an implementation slower or
+ * faster than FA3, e.g. the executor's own kernel) rescales the curve.
  *
  * Memory-bound kernels: t = t_kernel + bytes / (achievable HBM bandwidth *
  * e_pattern), t_kernel = 2 us (launch and tail of a small elementwise
@@ -90,25 +92,35 @@ static double gemm_model(const SimHw *hw, int groups, double m, double n, double
 
 /* Calibration: the measured shape nearest in log space rescales the model
  * by measured/model at that shape, fading out with distance (factor e-fold
- * per unit of log-distance), so the model stays in charge far from data. */
+ * per unit of log-distance), so the model stays in charge far from data.
+ * Distance = |log m/m'| + |log n/n'| + |log k/k'| + |log groups/groups'|
+ * + 0.5 when the C element sizes differ (a wgrad accumulating into fp32
+ * and a forward GEMM of the same shape run different cuBLAS kernels).
+ * Entries at the same nearest distance (e.g. a forward and a dgrad GEMM of
+ * one shape, which the simulator's (m, n, k) cannot tell apart) average
+ * their ratios. */
 static double gemm_calibrated(const SimHw *hw, int groups, double m, double n, double k, double c_bytes) {
     double t = gemm_model(hw, groups, m, n, k, c_bytes);
     const Calibration *cal = hw->cal;
     if (!cal || cal->num_gemms == 0 || t <= 0) return t;
-    double best_d = 1e30, best_ratio = 1;
+    double best_d = 1e30, sum = 0;
+    int count = 0;
     for (int i = 0; i < cal->num_gemms; i++) {
         const CalGemm *g = &cal->gemms[i];
         if (g->tflops <= 0) continue;
-        double d = fabs(log(m / g->m)) + fabs(log(n / g->n)) + fabs(log(k / g->k));
-        if (d < best_d) {
-            double measured = 2.0 * g->m * g->n * g->k / (g->tflops * 1e12);
-            double model = gemm_model(hw, 1, g->m, g->n, g->k, 2);
-            best_d = d;
-            best_ratio = measured / model;
-        }
+        int gg = g->groups > 0 ? g->groups : 1;
+        double gc = g->c_bytes > 0 ? g->c_bytes : 2;
+        double d = fabs(log(m / g->m)) + fabs(log(n / g->n)) + fabs(log(k / g->k)) + fabs(log((double)groups / gg)) +
+                   (gc != c_bytes ? 0.5 : 0.0);
+        if (d > best_d + 1e-12) continue;
+        double measured = 2.0 * g->m * g->n * g->k * gg / (g->tflops * 1e12);
+        double r = measured / gemm_model(hw, gg, g->m, g->n, g->k, gc);
+        if (d < best_d - 1e-12) best_d = d, sum = r, count = 1;
+        else sum += r, count++;
     }
+    if (count == 0) return t;
     double w = exp(-best_d);
-    return t * (w * best_ratio + (1 - w));
+    return t * (w * (sum / count) + (1 - w));
 }
 
 double compute_gemm_time(const SimHw *hw, double m, double n, double k, double c_bytes) {
@@ -119,10 +131,32 @@ double compute_grouped_gemm_time(const SimHw *hw, int groups, double m, double n
     return gemm_calibrated(hw, groups, m, n, k, c_bytes);
 }
 
+static double attention_eff(double q_len, bool backward) {
+    return backward ? ATTN_BWD_E_MAX * q_len / (q_len + ATTN_BWD_S0) : ATTN_FWD_E_MAX * q_len / (q_len + ATTN_FWD_S0);
+}
+
+/* Calibration of attention: the measured sequence length nearest in log
+ * space gives measured/model efficiency at that length (averaged over the
+ * entries at that length, e.g. two head counts); the ratio scales the
+ * model's curve e(s), fading e-fold per unit of |log s/s'| as for GEMMs (the
+ * curve's shape in s stays the model's: one measured length cannot tell it). */
 double compute_attention_time(const SimHw *hw, double flops, double q_len, bool backward) {
     if (flops <= 0) return 0;
-    double e = backward ? ATTN_BWD_E_MAX * q_len / (q_len + ATTN_BWD_S0)
-                        : ATTN_FWD_E_MAX * q_len / (q_len + ATTN_FWD_S0);
+    double e = attention_eff(q_len, backward);
+    const Calibration *cal = hw->cal;
+    if (cal && cal->num_attention > 0) {
+        double best_d = 1e30, sum = 0;
+        int n = 0;
+        for (int i = 0; i < cal->num_attention; i++) {
+            const CalAttention *a = &cal->attention[i];
+            double d = fabs(log(q_len / a->seq));
+            double r = (backward ? a->bwd_tflops : a->fwd_tflops) * 1e12 / hw->peak_bf16 / attention_eff(a->seq, backward);
+            if (d < best_d - 1e-12) best_d = d, sum = r, n = 1;
+            else if (d <= best_d + 1e-12) sum += r, n++;
+        }
+        double w = exp(-best_d);
+        e *= w * (sum / n) + (1 - w);
+    }
     return ATTN_LAUNCH_S + flops / (hw->peak_bf16 * e);
 }
 

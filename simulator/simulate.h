@@ -56,4 +56,13 @@ typedef struct {
 int simulate_step(const Plan *plan, const Calibration *cal, const SimOptions *opt,
                   SimResult *out, MpError *err);
 
+/* Time of one NCCL collective as the simulator costs it (simulator/comm.c):
+ * op "all_gather", "reduce_scatter", "all_reduce", "all_to_all" or
+ * "send_recv"; a group of group_size GPUs spread evenly over `nodes` nodes of
+ * the cluster; bytes in the nccl-tests convention (all-gather: output buffer,
+ * reduce-scatter: input buffer, all-to-all: one rank's send buffer).  cal may
+ * be NULL.  Returns -1 with err set for an unknown op or impossible sizes. */
+int simulate_collective_time(const Cluster *c, const Calibration *cal, const char *op, int group_size, int nodes,
+                             double bytes, double *seconds, MpError *err);
+
 #endif

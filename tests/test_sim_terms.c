@@ -37,13 +37,28 @@ static void test_hw_figures(void **state) {
     assert_true(hw.sms == 132);
 }
 
+/* NVLink size ramp of comm.c: 0.55 at <= 1 MiB moved per rank, rising
+ * linearly in log2 to 1 at 4 GiB (12 doublings). */
+static double ramp(double w) {
+    double x = log2(w / 1048576.0) / 12.0;
+    return 0.55 + 0.45 * fmin(1.0, fmax(0.0, x));
+}
+
 static void test_collectives_inside_node(void **state) {
     (void)state;
     GroupPlacement g = {8, 1, 8};
-    /* all-gather 1 GB over 8 GPUs: 15 us + 1e9 * 7/8 / 370e9 */
-    NEAR(comm_time(&hw, COLL_ALL_GATHER, &g, 1e9), 15e-6 + 1e9 * 7.0 / 8 / 370e9);
+    /* all-gather 1 GB over 8 GPUs: 15 us + w / (370e9 * ramp(w)), w = 1e9 * 7/8 */
+    double w = 1e9 * 7.0 / 8;
+    NEAR(comm_time(&hw, COLL_ALL_GATHER, &g, 1e9), 15e-6 + w / (370e9 * ramp(w)));
+    /* ramp(875 MB) = 0.55 + 0.45 * log2(834.4) / 12 = 0.55 + 0.45 * 0.8087 = 0.914 */
+    assert_true(fabs(ramp(w) - 0.914) < 0.001);
     /* all-reduce: factor 2(n-1)/n */
-    NEAR(comm_time(&hw, COLL_ALL_REDUCE, &g, 1e9), 15e-6 + 1e9 * 14.0 / 8 / 370e9);
+    w = 1e9 * 14.0 / 8;
+    NEAR(comm_time(&hw, COLL_ALL_REDUCE, &g, 1e9), 15e-6 + w / (370e9 * ramp(w)));
+    /* below 1 MiB per rank the ramp is 0.55; from 4 GiB it is 1 */
+    GroupPlacement two = {2, 1, 2};
+    NEAR(comm_time(&hw, COLL_ALL_TO_ALL, &two, 1e6), 15e-6 + 0.5e6 / (370e9 * 0.55));
+    NEAR(comm_time(&hw, COLL_SEND_RECV, &two, 8e9), 15e-6 + 8e9 / 370e9);
     GroupPlacement one = {1, 1, 1};
     NEAR(comm_time(&hw, COLL_ALL_GATHER, &one, 1e9), 0);
 }
@@ -54,9 +69,11 @@ static void test_collectives_across_nodes(void **state) {
     GroupPlacement g = {16, 2, 8};
     double lat = 15e-6 + 1 * 8e-6;
     /* all-to-all: 8/16 of the buffer leaves through the GPU's own NIC, 7/16 over NVLink */
-    NEAR(comm_time(&hw, COLL_ALL_TO_ALL, &g, 1e9), lat + fmax(1e9 * 8 / 16 / 47e9, 1e9 * 7 / 16 / 370e9));
+    double w = 1e9 * 7 / 16;
+    NEAR(comm_time(&hw, COLL_ALL_TO_ALL, &g, 1e9), lat + fmax(1e9 * 8 / 16 / 47e9, w / (370e9 * ramp(w))));
     /* all-gather: each node receives half the buffer through 8 NICs */
-    NEAR(comm_time(&hw, COLL_ALL_GATHER, &g, 1e9), lat + fmax(1e9 * 0.5 / (8 * 47e9), 1e9 * 15 / 16 / 370e9));
+    w = 1e9 * 15 / 16;
+    NEAR(comm_time(&hw, COLL_ALL_GATHER, &g, 1e9), lat + fmax(1e9 * 0.5 / (8 * 47e9), w / (370e9 * ramp(w))));
     /* one member per node (DP across 4 nodes): one NIC, latency 2 hops */
     GroupPlacement d = {4, 4, 1};
     NEAR(comm_time(&hw, COLL_REDUCE_SCATTER, &d, 1e9), 15e-6 + 2 * 8e-6 + 1e9 * 0.75 / 47e9);
