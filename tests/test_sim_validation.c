@@ -41,6 +41,17 @@ static Cluster h200(void) {
     return c;
 }
 
+/* tests/data/nccl-h200x2.json (test_nccl_bw --json on 2 x H200) */
+static cJSON *load_nccl(void) {
+    char *text = NULL;
+    MpError err = {{0}};
+    if (read_text_file(DATA "nccl-h200x2.json", &text, &err)) fail_msg("%s", err.msg);
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    assert_non_null(root);
+    return root;
+}
+
 static void test_calibration_file_loads(void **state) {
     (void)state;
     Calibration *cal = load_cal();
@@ -101,12 +112,8 @@ static void test_calibration_reproduces_measurements(void **state) {
         assert_true(mean_tf * 1e12 < e0 * hw0.peak_bf16);   /* our kernel is slower than FA3 (the default) */
     }
     /* collectives: every measured point */
-    char *text = NULL;
     MpError err = {{0}};
-    assert_int_equal(read_text_file(DATA "nccl-h200x2.json", &text, &err), 0);
-    cJSON *root = cJSON_Parse(text);
-    free(text);
-    assert_non_null(root);
+    cJSON *root = load_nccl();
     const cJSON *e;
     int n = 0;
     cJSON_ArrayForEach(e, cJSON_GetObjectItem(root, "collectives")) {
@@ -127,12 +134,8 @@ static void test_calibration_reproduces_measurements(void **state) {
 static void test_default_comm_model_vs_nccl(void **state) {
     (void)state;
     Cluster c = h200();
-    char *text = NULL;
     MpError err = {{0}};
-    assert_int_equal(read_text_file(DATA "nccl-h200x2.json", &text, &err), 0);
-    cJSON *root = cJSON_Parse(text);
-    free(text);
-    assert_non_null(root);
+    cJSON *root = load_nccl();
     double sum = 0, worst = 0;
     int n = 0;
     const cJSON *e;

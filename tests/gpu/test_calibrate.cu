@@ -48,14 +48,6 @@
 #include "kernels/attention.h"
 #include "kernels/gemm.h"
 
-#define CUDA_OK(x)                                                                               \
-    do {                                                                                         \
-        cudaError_t e_ = (x);                                                                    \
-        if (e_ != cudaSuccess) {                                                                 \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-            exit(1);                                                                             \
-        }                                                                                        \
-    } while (0)
 
 /* seq 4096, mbs 4; the two models' shapes (models/mixtral-8x7b.json, models/mixtral-8x22b.json) */
 static const int SEQ = 4096, MBS = 4, T = SEQ * MBS, HD = 128, EXPERTS = 8, TOPK = 2, VOCAB = 32000;
@@ -80,20 +72,20 @@ __global__ void fill_kernel(bf16_t *p, size_t n, unsigned seed) {
 
 template <typename F> static double time_call(cudaStream_t st, int iters, F fn) {
     cudaEvent_t a, b;
-    CUDA_OK(cudaEventCreate(&a));
-    CUDA_OK(cudaEventCreate(&b));
+    cudaCheck(cudaEventCreate(&a));
+    cudaCheck(cudaEventCreate(&b));
     for (int i = 0; i < (g_reps > 1 ? 3 : 1); i++) fn();
     std::vector<double> reps;
     for (int r = 0; r < g_reps; r++) {
-        CUDA_OK(cudaEventRecord(a, st));
+        cudaCheck(cudaEventRecord(a, st));
         for (int i = 0; i < iters; i++) fn();
-        CUDA_OK(cudaEventRecord(b, st));
-        CUDA_OK(cudaEventSynchronize(b));
+        cudaCheck(cudaEventRecord(b, st));
+        cudaCheck(cudaEventSynchronize(b));
         float ms = 0;
-        CUDA_OK(cudaEventElapsedTime(&ms, a, b));
+        cudaCheck(cudaEventElapsedTime(&ms, a, b));
         reps.push_back(ms * 1e-3 / iters);
     }
-    CUDA_OK(cudaGetLastError());
+    cudaCheck(cudaGetLastError());
     cudaEventDestroy(a);
     cudaEventDestroy(b);
     std::sort(reps.begin(), reps.end());
@@ -120,13 +112,13 @@ int main(int argc, char **argv) {
     }
     if (!out_path) g_reps = 1, g_iters_max = 1;   /* as a plain GPU test (run-gpu-tests.sh): smoke run, no file */
     int ngpu = 0;
-    CUDA_OK(cudaGetDeviceCount(&ngpu));
+    cudaCheck(cudaGetDeviceCount(&ngpu));
     if (ngpu < 1) { fprintf(stderr, "test_calibrate: no GPU\n"); return 1; }
-    CUDA_OK(cudaSetDevice(0));
+    cudaCheck(cudaSetDevice(0));
     cudaDeviceProp prop;
-    CUDA_OK(cudaGetDeviceProperties(&prop, 0));
+    cudaCheck(cudaGetDeviceProperties(&prop, 0));
     cudaStream_t st;
-    CUDA_OK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    cudaCheck(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
     GemmHandle gh;
     gemm_handle_init(&gh);
 
@@ -168,13 +160,13 @@ int main(int argc, char **argv) {
     a_elems = std::max(a_elems, ((size_t)1 << 30) / 2);   /* the copy test below uses 1 GiB of A */
     bf16_t *A, *B;
     void *C;
-    CUDA_OK(cudaMalloc(&A, a_elems * 2));
-    CUDA_OK(cudaMalloc(&B, b_elems * 2));
-    CUDA_OK(cudaMalloc(&C, c_bytes_max));
+    cudaCheck(cudaMalloc(&A, a_elems * 2));
+    cudaCheck(cudaMalloc(&B, b_elems * 2));
+    cudaCheck(cudaMalloc(&C, c_bytes_max));
     fill_kernel<<<1024, 256, 0, st>>>(A, a_elems, 1u);
     fill_kernel<<<1024, 256, 0, st>>>(B, b_elems, 2u);
-    CUDA_OK(cudaMemsetAsync(C, 0, c_bytes_max, st));
-    CUDA_OK(cudaStreamSynchronize(st));
+    cudaCheck(cudaMemsetAsync(C, 0, c_bytes_max, st));
+    cudaCheck(cudaStreamSynchronize(st));
 
     const int ncases = (int)cases.size();
     std::vector<double> tflops(ncases);
@@ -211,13 +203,13 @@ int main(int argc, char **argv) {
         float *lse;
         void *ws;
         const size_t qkv_elems = (size_t)T * QKV, o_elems = (size_t)T * HEADS * HD;
-        CUDA_OK(cudaMalloc(&qkv, qkv_elems * 2));
-        CUDA_OK(cudaMalloc(&dqkv, qkv_elems * 2));
-        CUDA_OK(cudaMalloc(&out, o_elems * 2));
-        CUDA_OK(cudaMalloc(&dout, o_elems * 2));
-        CUDA_OK(cudaMalloc(&lse, (size_t)MBS * HEADS * SEQ * 4));
+        cudaCheck(cudaMalloc(&qkv, qkv_elems * 2));
+        cudaCheck(cudaMalloc(&dqkv, qkv_elems * 2));
+        cudaCheck(cudaMalloc(&out, o_elems * 2));
+        cudaCheck(cudaMalloc(&dout, o_elems * 2));
+        cudaCheck(cudaMalloc(&lse, (size_t)MBS * HEADS * SEQ * 4));
         size_t wsb = attention_backward_workspace_bytes(MBS, SEQ, HEADS, KVH, HD);
-        CUDA_OK(cudaMalloc(&ws, wsb > 0 ? wsb : 1));
+        cudaCheck(cudaMalloc(&ws, wsb > 0 ? wsb : 1));
         fill_kernel<<<1024, 256, 0, st>>>(qkv, qkv_elems, 3u);
         fill_kernel<<<1024, 256, 0, st>>>(dout, o_elems, 4u);
         const bf16_t *q = qkv, *k = qkv + HEADS * HD, *v = qkv + (HEADS + KVH) * HD;
@@ -245,7 +237,7 @@ int main(int argc, char **argv) {
      * further (the pool holds at least 1 GiB) */
     const size_t copy_bytes = (size_t)512 << 20;
     double t_copy = time_call(st, std::min(g_iters_max, 5), [&] {
-        CUDA_OK(cudaMemcpyAsync((char *)A + copy_bytes, A, copy_bytes, cudaMemcpyDeviceToDevice, st));
+        cudaCheck(cudaMemcpyAsync((char *)A + copy_bytes, A, copy_bytes, cudaMemcpyDeviceToDevice, st));
     });
     double hbm = 2.0 * copy_bytes / t_copy / 1e9;
     printf("device-to-device copy 512 MiB: %.1f us, %.1f GB/s (read + write)\n", t_copy * 1e6, hbm);

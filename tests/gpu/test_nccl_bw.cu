@@ -25,6 +25,11 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#ifndef MOEPLAN_HAVE_CUDA
+#define MOEPLAN_HAVE_CUDA 1   /* kernels/common.h declares its CUDA helpers under it */
+#endif
+#include "kernels/common.h"   /* cudaCheck */
+
 #include <algorithm>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,14 +37,6 @@
 #include <string>
 #include <vector>
 
-#define CUDA_OK(x)                                                                               \
-    do {                                                                                         \
-        cudaError_t e_ = (x);                                                                    \
-        if (e_ != cudaSuccess) {                                                                 \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-            exit(1);                                                                             \
-        }                                                                                        \
-    } while (0)
 #define NCCL_OK(x)                                                                               \
     do {                                                                                         \
         ncclResult_t r_ = (x);                                                                   \
@@ -111,19 +108,19 @@ static double time_op(std::vector<Gpu> &g, void (*op)(std::vector<Gpu> &, size_t
     std::vector<double> reps;
     for (int rep = 0; rep < 5; rep++) {
         for (size_t r = 0; r < g.size(); r++) {
-            CUDA_OK(cudaSetDevice((int)r));
-            CUDA_OK(cudaEventRecord(g[r].start, g[r].stream));
+            cudaCheck(cudaSetDevice((int)r));
+            cudaCheck(cudaEventRecord(g[r].start, g[r].stream));
         }
         for (int i = 0; i < iters; i++) op(g, bytes);
         double worst = 0;
         for (size_t r = 0; r < g.size(); r++) {
-            CUDA_OK(cudaSetDevice((int)r));
-            CUDA_OK(cudaEventRecord(g[r].stop, g[r].stream));
+            cudaCheck(cudaSetDevice((int)r));
+            cudaCheck(cudaEventRecord(g[r].stop, g[r].stream));
         }
         for (size_t r = 0; r < g.size(); r++) {
-            CUDA_OK(cudaEventSynchronize(g[r].stop));
+            cudaCheck(cudaEventSynchronize(g[r].stop));
             float ms = 0;
-            CUDA_OK(cudaEventElapsedTime(&ms, g[r].start, g[r].stop));
+            cudaCheck(cudaEventElapsedTime(&ms, g[r].start, g[r].stop));
             worst = std::max(worst, ms * 1e-3 / iters);
         }
         reps.push_back(worst);
@@ -140,16 +137,16 @@ static int check_alltoall(std::vector<Gpu> &g, size_t bytes) {
     std::vector<unsigned char> h(bytes), got(bytes);
     for (int r = 0; r < n; r++) {
         for (size_t i = 0; i < bytes; i++) h[i] = (unsigned char)((r * 31 + i) % 251);
-        CUDA_OK(cudaSetDevice(r));
-        CUDA_OK(cudaMemcpy(g[r].send, h.data(), bytes, cudaMemcpyHostToDevice));
-        CUDA_OK(cudaMemset(g[r].recv, 0xff, bytes));   /* poison */
+        cudaCheck(cudaSetDevice(r));
+        cudaCheck(cudaMemcpy(g[r].send, h.data(), bytes, cudaMemcpyHostToDevice));
+        cudaCheck(cudaMemset(g[r].recv, 0xff, bytes));   /* poison */
     }
     alltoall(g, bytes);
     int bad = 0;
     for (int r = 0; r < n; r++) {
-        CUDA_OK(cudaSetDevice(r));
-        CUDA_OK(cudaStreamSynchronize(g[r].stream));
-        CUDA_OK(cudaMemcpy(got.data(), g[r].recv, bytes, cudaMemcpyDeviceToHost));
+        cudaCheck(cudaSetDevice(r));
+        cudaCheck(cudaStreamSynchronize(g[r].stream));
+        cudaCheck(cudaMemcpy(got.data(), g[r].recv, bytes, cudaMemcpyDeviceToHost));
         for (int j = 0; j < n; j++)
             for (size_t i = 0; i < chunk; i++) {
                 size_t pos = r * chunk + i;   /* position in rank j's send buffer */
@@ -177,7 +174,7 @@ int main(int argc, char **argv) {
     }
     if (max_mib < 1) max_mib = 1;
     int n = 0;
-    CUDA_OK(cudaGetDeviceCount(&n));
+    cudaCheck(cudaGetDeviceCount(&n));
     if (n < 1) { fprintf(stderr, "test_nccl_bw: no GPU\n"); return 1; }
     int ver = 0;
     ncclGetVersion(&ver);
@@ -186,14 +183,14 @@ int main(int argc, char **argv) {
     std::vector<ncclComm_t> comms(n);
     NCCL_OK(ncclCommInitAll(comms.data(), n, NULL));
     for (int r = 0; r < n; r++) {
-        CUDA_OK(cudaSetDevice(r));
+        cudaCheck(cudaSetDevice(r));
         g[r].comm = comms[r];
-        CUDA_OK(cudaStreamCreateWithFlags(&g[r].stream, cudaStreamNonBlocking));
-        CUDA_OK(cudaMalloc(&g[r].send, max_bytes));
-        CUDA_OK(cudaMalloc(&g[r].recv, max_bytes));
-        CUDA_OK(cudaMemset(g[r].send, 0, max_bytes));   /* bf16 zeros: no NaN/Inf in the sums */
-        CUDA_OK(cudaEventCreate(&g[r].start));
-        CUDA_OK(cudaEventCreate(&g[r].stop));
+        cudaCheck(cudaStreamCreateWithFlags(&g[r].stream, cudaStreamNonBlocking));
+        cudaCheck(cudaMalloc(&g[r].send, max_bytes));
+        cudaCheck(cudaMalloc(&g[r].recv, max_bytes));
+        cudaCheck(cudaMemset(g[r].send, 0, max_bytes));   /* bf16 zeros: no NaN/Inf in the sums */
+        cudaCheck(cudaEventCreate(&g[r].start));
+        cudaCheck(cudaEventCreate(&g[r].stop));
     }
     int bad = check_alltoall(g, (size_t)3 << 20);
     printf("test_nccl_bw: %d GPU(s), NCCL %d; all-to-all data check: %s\n", n, ver, bad ? "FAILED" : "ok");
@@ -250,7 +247,7 @@ int main(int argc, char **argv) {
         }
     }
     for (int r = 0; r < n; r++) {
-        CUDA_OK(cudaSetDevice(r));
+        cudaCheck(cudaSetDevice(r));
         cudaFree(g[r].send);
         cudaFree(g[r].recv);
         ncclCommDestroy(g[r].comm);
