@@ -30,14 +30,8 @@
 typedef struct {
     char op[32];
     int n, nodes;
-    double bytes, t_meas, busbw;   /* bytes, seconds, bytes/s */
+    double bytes, t_meas, busbw;   /* bytes, seconds, bytes/s (bus bandwidth as test_nccl_bw measured it) */
 } Row;
-
-static double bus_factor(const char *op, int n) {
-    if (!strcmp(op, "all_reduce")) return 2.0 * (n - 1) / n;
-    if (!strcmp(op, "send_recv")) return 1.0;
-    return (double)(n - 1) / n;
-}
 
 static int load_rows(const char *path, Row **rows, int *count, MpError *err) {
     char *text = NULL;
@@ -58,20 +52,21 @@ static int load_rows(const char *path, Row **rows, int *count, MpError *err) {
         Row *r = &(*rows)[i];
         char where[64];
         snprintf(where, sizeof where, "%s: collectives[%d]", path, i);
-        double t_us = 0;
+        double t_us = 0, busbw_gbs = 0;
         r->nodes = 1;
         if (json_req_string(e, "op", where, r->op, sizeof r->op, err) || json_req_int(e, "group_size", where, &r->n, err) ||
             json_opt_int(e, "nodes", where, &r->nodes, err) || json_req_double(e, "bytes", where, &r->bytes, err) ||
-            json_req_double(e, "time_us", where, &t_us, err)) {
+            json_req_double(e, "time_us", where, &t_us, err) ||
+            json_req_double(e, "busbw_gb_per_s", where, &busbw_gbs, err)) {
             cJSON_Delete(root);
             return -1;
         }
-        if (t_us <= 0 || r->bytes <= 0 || r->n < 2) {
+        if (t_us <= 0 || busbw_gbs <= 0 || r->bytes <= 0 || r->n < 2) {
             cJSON_Delete(root);
-            return mp_fail(err, "%s: time_us/bytes/group_size: must be positive (group >= 2)", where);
+            return mp_fail(err, "%s: time_us/busbw_gb_per_s/bytes/group_size: must be positive (group >= 2)", where);
         }
         r->t_meas = t_us * 1e-6;
-        r->busbw = r->bytes / r->t_meas * bus_factor(r->op, r->n);
+        r->busbw = busbw_gbs * 1e9;
         i++;
     }
     *count = i;
@@ -136,7 +131,7 @@ int main(int argc, char **argv) {
         if (cal && simulate_collective_time(&cl, cal, r->op, r->n, r->nodes, r->bytes, &tc, &err)) goto fail;
         double e = (tm - r->t_meas) / r->t_meas, ec = cal ? (tc - r->t_meas) / r->t_meas : 0;
         printf("%-15s %5d %5d %10.0f | %10.1f %9.1f | %10.1f %9.1f %+7.1f%%", r->op, r->n, r->nodes, r->bytes / MIB,
-               r->t_meas * 1e6, r->busbw / 1e9, tm * 1e6, r->bytes / tm * bus_factor(r->op, r->n) / 1e9, 100 * e);
+               r->t_meas * 1e6, r->busbw / 1e9, tm * 1e6, r->busbw * r->t_meas / tm / 1e9, 100 * e);
         if (cal) printf(" | %10.1f %+7.1f%%", tc * 1e6, 100 * ec);
         printf("\n");
         for (int o = 0; o < 5; o++) {

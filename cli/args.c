@@ -54,6 +54,22 @@ int args_value(ArgList *a, const char *flag, const char **out, MpError *err) {
     return 0;
 }
 
+int args_calibration(ArgList *a, Calibration **out, const char **path_out, MpError *err) {
+    const char *path;
+    *out = NULL;
+    if (args_value(a, "--calibration", &path, err)) return -1;
+    if (path_out) *path_out = path;
+    if (!path) return 0;
+    Calibration *cal = malloc(sizeof *cal);
+    if (!cal) return mp_fail(err, "--calibration: out of memory");
+    if (calibration_load_file(path, cal, err)) {
+        free(cal);
+        return -1;
+    }
+    *out = cal;
+    return 0;
+}
+
 bool args_flag(ArgList *a, const char *flag) {
     bool found = false;
     for (int i = 1; i < a->argc; i++)

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/plan.h"
+#include "simulator/calibration.h"
 
 #define ARGS_MAX 256
 
@@ -27,6 +28,11 @@ bool args_flag(ArgList *a, const char *flag);   /* boolean switch */
 int args_int(ArgList *a, const char *flag, int *out, bool *present, MpError *err);
 int args_double(ArgList *a, const char *flag, double *out, bool *present, MpError *err);
 int args_finish(ArgList *a, MpError *err);
+
+/* --calibration FILE: *out = the loaded file (caller frees) or NULL when the
+ * option is absent; *path (if path is not NULL) = FILE or NULL.
+ * err: the loader's "FILE: FIELD: reason". */
+int args_calibration(ArgList *a, Calibration **out, const char **path, MpError *err);
 
 int parse_int_strict(const char *s, const char *what, int *out, MpError *err);
 int parse_double_strict(const char *s, const char *what, double *out, MpError *err);

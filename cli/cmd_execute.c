@@ -112,7 +112,7 @@ static int parse_args(int argc, char **argv, ExecuteArgs *x, MpError *err) {
         else return mp_fail(err, "--backend: '%s' is not cuda or cpu", v);
     }
     if (args_value(&a, "--data", &x->opt.data_path, err) || args_value(&a, "--out", &x->out_path, err) ||
-        args_value(&a, "--calibration", &x->calibration_path, err))
+        args_calibration(&a, &x->cal, &x->calibration_path, err))
         return -1;
     x->json = args_flag(&a, "--json");
     x->check_only = args_flag(&a, "--check");
@@ -129,11 +129,6 @@ static int parse_args(int argc, char **argv, ExecuteArgs *x, MpError *err) {
     if (x->nproc_given && x->nproc < 1) return mp_fail(err, "--nproc: must be >= 1, got %d", x->nproc);
     if (x->opt.data_path && access(x->opt.data_path, R_OK))
         return mp_fail(err, "%s: --data: cannot read the file", x->opt.data_path);
-    if (x->calibration_path) {
-        x->cal = malloc(sizeof *x->cal);
-        if (!x->cal) return mp_fail(err, "out of memory");
-        if (calibration_load_file(x->calibration_path, x->cal, err)) return -1;
-    }
     return 0;
 }
 

@@ -117,20 +117,15 @@ int cmd_simulate(int argc, char **argv) {
     SimResult *res = calloc(1, sizeof *res);
     Calibration *cal = NULL;
     int rc = 2;
-    const char *timeline = NULL, *cal_path = NULL;
+    const char *timeline = NULL;
     bool json = false;
     if (!plan || !res) { fprintf(stderr, "moeplan simulate: out of memory\n"); rc = 1; goto done; }
     if (args_init(&a, argc, argv, &err)) goto bad;
     if (args_flag(&a, "--help")) { fputs(usage_text, stdout); rc = 0; goto done; }
     json = args_flag(&a, "--json");
-    if (args_value(&a, "--timeline", &timeline, &err) || args_value(&a, "--calibration", &cal_path, &err)) goto bad;
+    if (args_value(&a, "--timeline", &timeline, &err) || args_calibration(&a, &cal, NULL, &err)) goto bad;
     if (plan_from_args(&a, plan, false, &err)) goto bad;
     if (args_finish(&a, &err)) goto bad;
-    if (cal_path) {
-        cal = malloc(sizeof *cal);
-        if (!cal) { fprintf(stderr, "moeplan simulate: out of memory\n"); rc = 1; goto done; }
-        if (calibration_load_file(cal_path, cal, &err)) goto bad;
-    }
     SimOptions opt = {.timeline_path = timeline};
     if (simulate_step(plan, cal, &opt, res, &err)) {
         /* a timeline that cannot be written is a runtime failure; anything else is a bad plan */

@@ -179,6 +179,20 @@ struct Backend {
     void (*destroy)(Backend *b);
 };
 
+/* Every operation of Backend, for the implementations' wiring: each one
+ * defines PREFIX_<op> for every op and assigns them with
+ *   #define SET_OP(op) b->op = cpu_##op;  BACKEND_OPS(SET_OP)
+ * so an operation added here and not implemented fails to compile. */
+#define BACKEND_OPS(X) \
+    X(alloc) X(release) X(upload) X(download) X(zero) X(copy) X(f32_to_act) X(act_to_f32) \
+    X(add_act) X(gemm) X(grouped_gemm) X(embedding_forward) X(embedding_backward) \
+    X(rmsnorm_forward) X(rmsnorm_backward) X(rope) X(attention_forward) X(attention_backward) \
+    X(router_forward) X(router_backward) X(swiglu_forward) X(swiglu_backward) X(cross_entropy) \
+    X(permute) X(permute_backward) X(unpermute) X(unpermute_backward) X(gather_rows) X(adam) \
+    X(sum_f32) X(accumulate_sum) X(aux_loss_forward) X(aux_loss_backward) X(all_reduce) \
+    X(all_gather) X(reduce_scatter) X(all_to_all_v) X(all_to_all_host_i32) X(all_gather_host_i32) \
+    X(phase_begin) X(phase_end) X(step_times) X(peak_memory) X(destroy)
+
 static inline size_t elem_bytes(const Backend *b, ElemType t)
 {
     return t == DT_ACT ? (size_t)b->act_bytes : 4;

@@ -357,29 +357,9 @@ int backend_cpu_create(const ExecComms *comms, Backend **out, MpError *err)
     b->comms = comms;
     b->impl = c;
     c->step_start = now_s();
-    b->alloc = cpu_alloc; b->release = cpu_release; b->upload = cpu_upload;
-    b->download = cpu_download; b->zero = cpu_zero; b->copy = cpu_copy;
-    b->f32_to_act = cpu_f32_to_act; b->act_to_f32 = cpu_act_to_f32; b->add_act = cpu_add_act;
-    b->gemm = cpu_gemm; b->grouped_gemm = cpu_grouped_gemm;
-    b->embedding_forward = cpu_embedding_forward; b->embedding_backward = cpu_embedding_backward;
-    b->rmsnorm_forward = cpu_rmsnorm_forward; b->rmsnorm_backward = cpu_rmsnorm_backward;
-    b->rope = cpu_rope;
-    b->attention_forward = cpu_attention_forward; b->attention_backward = cpu_attention_backward;
-    b->router_forward = cpu_router_forward; b->router_backward = cpu_router_backward;
-    b->swiglu_forward = cpu_swiglu_forward; b->swiglu_backward = cpu_swiglu_backward;
-    b->cross_entropy = cpu_cross_entropy;
-    b->permute = cpu_permute; b->permute_backward = cpu_permute_backward;
-    b->unpermute = cpu_unpermute; b->unpermute_backward = cpu_unpermute_backward;
-    b->gather_rows = cpu_gather_rows;
-    b->adam = cpu_adam; b->sum_f32 = cpu_sum_f32; b->accumulate_sum = cpu_accumulate_sum;
-    b->aux_loss_forward = cpu_aux_loss_forward; b->aux_loss_backward = cpu_aux_loss_backward;
-    b->all_reduce = cpu_all_reduce; b->all_gather = cpu_all_gather;
-    b->reduce_scatter = cpu_reduce_scatter; b->all_to_all_v = cpu_all_to_all_v;
-    b->all_to_all_host_i32 = cpu_all_to_all_host_i32;
-    b->all_gather_host_i32 = cpu_all_gather_host_i32;
-    b->phase_begin = cpu_phase_begin; b->phase_end = cpu_phase_end;
-    b->step_times = cpu_step_times; b->peak_memory = cpu_peak_memory;
-    b->destroy = cpu_destroy;
+#define SET_OP(op) b->op = cpu_##op;
+    BACKEND_OPS(SET_OP)
+#undef SET_OP
     *out = b;
     return 0;
 }

@@ -21,6 +21,7 @@ extern "C" {
 #include "kernels/adam.h"
 #include "kernels/attention.h"
 #include "kernels/common.h"
+#include "kernels/cuda_util.cuh"   /* block_sum */
 #include "kernels/crossentropy.h"
 #include "kernels/embedding.h"
 #include "kernels/gemm.h"
@@ -235,45 +236,26 @@ static void cu_adam(Backend *b, float *param, void *param_act, const float *grad
     adam_update_cuda(param, BF(param_act), m, v, grad, n, &p, S(b));
 }
 
-__global__ static void sum_kernel(float *out, const float *x, size_t n)
+/* out [1] = sum x [n] (or += with accumulate): one block of 256 threads */
+__global__ static void sum_kernel(float *out, const float *x, size_t n, int accumulate)
 {
-    __shared__ float part[256];
     float s = 0.0f;
     for (size_t i = threadIdx.x; i < n; i += blockDim.x) s += x[i];
-    part[threadIdx.x] = s;
-    __syncthreads();
-    for (int w = 128; w > 0; w >>= 1) {
-        if ((int)threadIdx.x < w) part[threadIdx.x] += part[threadIdx.x + w];
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) *out = part[0];
+    s = block_sum(s);
+    if (threadIdx.x == 0) *out = accumulate ? *out + s : s;
 }
 static double cu_sum_f32(Backend *b, const float *x, size_t n)
 {
-    sum_kernel<<<1, 256, 0, S(b)>>>(I(b)->sum, x, n);
+    sum_kernel<<<1, 256, 0, S(b)>>>(I(b)->sum, x, n, 0);
     cudaCheck(cudaGetLastError());
     float h;
     cu_download(b, &h, I(b)->sum, sizeof h);
     return h;
 }
 
-/* acc [1] += sum x [n]: one block, no synchronisation */
-__global__ static void accumulate_kernel(float *acc, const float *x, size_t n)
-{
-    __shared__ float part[256];
-    float s = 0.0f;
-    for (size_t i = threadIdx.x; i < n; i += blockDim.x) s += x[i];
-    part[threadIdx.x] = s;
-    __syncthreads();
-    for (int w = 128; w > 0; w >>= 1) {
-        if ((int)threadIdx.x < w) part[threadIdx.x] += part[threadIdx.x + w];
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) *acc += part[0];
-}
 static void cu_accumulate_sum(Backend *b, float *acc, const float *x, size_t n)
 {
-    accumulate_kernel<<<1, 256, 0, S(b)>>>(acc, x, n);
+    sum_kernel<<<1, 256, 0, S(b)>>>(acc, x, n, 1);   /* acc += sum x, no synchronisation */
     cudaCheck(cudaGetLastError());
 }
 
@@ -512,29 +494,9 @@ extern "C" int backend_cuda_create(const ExecComms *comms, Backend **out, MpErro
     b->act_bytes = 2;
     b->comms = comms;
     b->impl = c;
-    b->alloc = cu_alloc; b->release = cu_release; b->upload = cu_upload;
-    b->download = cu_download; b->zero = cu_zero; b->copy = cu_copy;
-    b->f32_to_act = cu_f32_to_act; b->act_to_f32 = cu_act_to_f32; b->add_act = cu_add_act;
-    b->gemm = cu_gemm; b->grouped_gemm = cu_grouped_gemm;
-    b->embedding_forward = cu_embedding_forward; b->embedding_backward = cu_embedding_backward;
-    b->rmsnorm_forward = cu_rmsnorm_forward; b->rmsnorm_backward = cu_rmsnorm_backward;
-    b->rope = cu_rope;
-    b->attention_forward = cu_attention_forward; b->attention_backward = cu_attention_backward;
-    b->router_forward = cu_router_forward; b->router_backward = cu_router_backward;
-    b->swiglu_forward = cu_swiglu_forward; b->swiglu_backward = cu_swiglu_backward;
-    b->cross_entropy = cu_cross_entropy;
-    b->permute = cu_permute; b->permute_backward = cu_permute_backward;
-    b->unpermute = cu_unpermute; b->unpermute_backward = cu_unpermute_backward;
-    b->gather_rows = cu_gather_rows;
-    b->adam = cu_adam; b->sum_f32 = cu_sum_f32; b->accumulate_sum = cu_accumulate_sum;
-    b->aux_loss_forward = cu_aux_loss_forward; b->aux_loss_backward = cu_aux_loss_backward;
-    b->all_reduce = cu_all_reduce; b->all_gather = cu_all_gather;
-    b->reduce_scatter = cu_reduce_scatter; b->all_to_all_v = cu_all_to_all_v;
-    b->all_to_all_host_i32 = cu_all_to_all_host_i32;
-    b->all_gather_host_i32 = cu_all_gather_host_i32;
-    b->phase_begin = cu_phase_begin; b->phase_end = cu_phase_end;
-    b->step_times = cu_step_times; b->peak_memory = cu_peak_memory;
-    b->destroy = cu_destroy;
+#define SET_OP(op) b->op = cu_##op;
+    BACKEND_OPS(SET_OP)
+#undef SET_OP
     *out = b;
     return 0;
 }

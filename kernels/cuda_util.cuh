@@ -19,51 +19,43 @@ static __device__ __forceinline__ float bf(bf16_t x) { return __bfloat162float(*
 static __device__ __forceinline__ float ldbf(const bf16_t *p) { return __bfloat162float(*(const bf16 *)p); }
 static __device__ __forceinline__ void stbf(bf16_t *p, float v) { *(bf16 *)p = __float2bfloat16_rn(v); }
 
-static __device__ __forceinline__ float warp_sum(float v)
+/* Reductions: one warp (all 32 lanes), or the whole block (blockDim.x a
+ * multiple of 32, at most 1024; every thread gets the result). */
+struct ReduceSum {
+    static __device__ __forceinline__ float identity() { return 0.0f; }
+    static __device__ __forceinline__ float op(float a, float b) { return a + b; }
+};
+struct ReduceMax {
+    static __device__ __forceinline__ float identity() { return -FLT_MAX; }
+    static __device__ __forceinline__ float op(float a, float b) { return fmaxf(a, b); }
+};
+
+template <typename R> static __device__ __forceinline__ float warp_reduce(float v)
 {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    for (int o = 16; o > 0; o >>= 1) v = R::op(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
-static __device__ __forceinline__ float warp_max(float v)
-{
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
-/* Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets it. */
-static __device__ __forceinline__ float block_sum(float v)
+template <typename R> static __device__ __forceinline__ float block_reduce(float v)
 {
     __shared__ float part[32];
     __shared__ float total;
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    v = warp_sum(v);
+    v = warp_reduce<R>(v);
     __syncthreads();
     if (lane == 0) part[warp] = v;
     __syncthreads();
     if (warp == 0) {
-        float s = lane < nw ? part[lane] : 0.0f;
-        s = warp_sum(s);
+        float s = lane < nw ? part[lane] : R::identity();
+        s = warp_reduce<R>(s);
         if (lane == 0) total = s;
     }
     __syncthreads();
     return total;
 }
-static __device__ __forceinline__ float block_max(float v)
-{
-    __shared__ float part[32];
-    __shared__ float total;
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    v = warp_max(v);
-    __syncthreads();
-    if (lane == 0) part[warp] = v;
-    __syncthreads();
-    if (warp == 0) {
-        float s = lane < nw ? part[lane] : -FLT_MAX;
-        s = warp_max(s);
-        if (lane == 0) total = s;
-    }
-    __syncthreads();
-    return total;
-}
+static __device__ __forceinline__ float warp_sum(float v) { return warp_reduce<ReduceSum>(v); }
+static __device__ __forceinline__ float warp_max(float v) { return warp_reduce<ReduceMax>(v); }
+static __device__ __forceinline__ float block_sum(float v) { return block_reduce<ReduceSum>(v); }
+static __device__ __forceinline__ float block_max(float v) { return block_reduce<ReduceMax>(v); }
 
 /* 8 consecutive bf16 as one 16-byte access (pointer 16-byte aligned). */
 static __device__ __forceinline__ void load8(const bf16_t *p, float f[8])

@@ -104,6 +104,26 @@ static double comm_model(const SimHw *hw, CollOp op, int n, int nodes, int p, do
     return lat + (t_nv > t_net ? t_nv : t_net);
 }
 
+/* CollOp of an op name, -1 if unknown (calibration.c accepts only these names) */
+static int op_index(const char *name) {
+    for (int i = 0; i < (int)(sizeof op_names / sizeof op_names[0]); i++)
+        if (!strcmp(name, op_names[i])) return i;
+    return -1;
+}
+
+void comm_calibration_init(SimHw *hw) {
+    const Calibration *cal = hw->cal;
+    for (int i = 0; i < cal->num_collectives; i++) {
+        const CalCollective *e = &cal->collectives[i];
+        int i_op = op_index(e->op);
+        CollOp op = i_op < 0 ? COLL_ALL_GATHER : (CollOp)i_op;
+        int per_node = (e->group_size + e->nodes - 1) / e->nodes;
+        double measured = e->bytes * bus_factor(op, e->group_size) / e->busbw;
+        double model = comm_model(hw, op, e->group_size, e->nodes, per_node, e->bytes);
+        hw->cal_coll_ratio[i] = model > 0 ? measured / model : 1;
+    }
+}
+
 /* Calibration: entries of the same op and the same side of the node
  * boundary, nearest group size; measured time / model time interpolated in
  * log(bytes) between the two nearest sizes, clamped at the ends; it scales
@@ -115,7 +135,7 @@ static double cal_ratio(const SimHw *hw, CollOp op, int n, int nodes, double byt
     int best_n = -1;
     for (int i = 0; i < cal->num_collectives; i++) {
         const CalCollective *e = &cal->collectives[i];
-        if (strcmp(e->op, name) || (e->nodes > 1) != (nodes > 1) || e->busbw <= 0 || e->bytes <= 0) continue;
+        if (strcmp(e->op, name) || (e->nodes > 1) != (nodes > 1)) continue;
         if (best_n < 0 || abs(e->group_size - n) < abs(best_n - n)) best_n = e->group_size;
     }
     if (best_n < 0) return 1;
@@ -123,13 +143,8 @@ static double cal_ratio(const SimHw *hw, CollOp op, int n, int nodes, double byt
     bool have_lo = false, have_hi = false;
     for (int i = 0; i < cal->num_collectives; i++) {
         const CalCollective *e = &cal->collectives[i];
-        if (strcmp(e->op, name) || (e->nodes > 1) != (nodes > 1) || e->group_size != best_n || e->busbw <= 0 || e->bytes <= 0)
-            continue;
-        int en = e->group_size, enodes = e->nodes > 0 ? e->nodes : 1;
-        int ep = (en + enodes - 1) / enodes;
-        double measured = e->bytes * bus_factor(op, en) / e->busbw;
-        double model = comm_model(hw, op, en, enodes, ep, e->bytes);
-        double r = model > 0 ? measured / model : 1;
+        if (strcmp(e->op, name) || (e->nodes > 1) != (nodes > 1) || e->group_size != best_n) continue;
+        double r = hw->cal_coll_ratio[i];
         if (e->bytes <= bytes && (!have_lo || e->bytes > lo_b)) { lo_b = e->bytes; lo_r = r; have_lo = true; }
         if (e->bytes >= bytes && (!have_hi || e->bytes < hi_b)) { hi_b = e->bytes; hi_r = r; have_hi = true; }
     }
@@ -148,4 +163,23 @@ double comm_time(const SimHw *hw, CollOp op, const GroupPlacement *g, double byt
     double t = comm_model(hw, op, n, nodes, p, bytes);
     if (t > 0 && hw->cal) t *= cal_ratio(hw, op, n, nodes, bytes);
     return t;
+}
+
+/* simulate.h: the public view of comm_time for one group shape */
+int simulate_collective_time(const Cluster *c, const Calibration *cal, const char *op, int group_size, int nodes,
+                             double bytes, double *seconds, MpError *err) {
+    int found = op_index(op);
+    if (found < 0)
+        return mp_fail(err, "op: '%s' is not one of all_gather, reduce_scatter, all_reduce, all_to_all, send_recv", op);
+    if (group_size < 1) return mp_fail(err, "group_size: must be >= 1, got %d", group_size);
+    if (nodes < 1 || nodes > group_size) return mp_fail(err, "nodes: %d is outside 1..group_size (%d)", nodes, group_size);
+    if (!(bytes > 0)) return mp_fail(err, "bytes: must be positive, got %g", bytes);
+    SimHw hw;
+    sim_hw_init(&hw, c, cal, false);
+    GroupPlacement g = {.size = group_size, .nodes = nodes, .max_per_node = (group_size + nodes - 1) / nodes};
+    if (g.max_per_node > hw.domain)
+        return mp_fail(err, "nodes: %d GPUs on %d node(s) exceeds the %d GPUs of one NVLink domain", group_size, nodes,
+                       hw.domain);
+    *seconds = comm_time(&hw, (CollOp)found, &g, bytes);
+    return 0;
 }

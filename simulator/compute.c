@@ -70,6 +70,12 @@
 #define ATTN_BWD_S0 700.0
 #define ATTN_LAUNCH_S 6e-6
 #define MEM_KERNEL_S 2e-6
+/* Calibration distance added when a measured GEMM writes C with another
+ * element size (bf16 vs fp32 accumulation): a modelling choice, not a
+ * measurement; 0.5 counts another epilogue like a shape 1.65x away in one
+ * dimension, so an exact-shape entry of the other kind still outranks
+ * entries of the same kind more than 1.65x away. */
+#define GEMM_CAL_C_BYTES_DISTANCE 0.5
 
 typedef struct { double tm, tn, e; } Tile;
 static const Tile tiles[] = {{128, 256, 1.0}, {128, 128, 0.9}};
@@ -90,12 +96,33 @@ static double gemm_model(const SimHw *hw, int groups, double m, double n, double
     return GEMM_LAUNCH_S + (best > t_ab ? best : t_ab) + t_c;
 }
 
+/* flash-attention efficiency at query length q_len (the FA3 curve above) */
+static double attention_eff(double q_len, bool backward) {
+    return backward ? ATTN_BWD_E_MAX * q_len / (q_len + ATTN_BWD_S0) : ATTN_FWD_E_MAX * q_len / (q_len + ATTN_FWD_S0);
+}
+
+void compute_calibration_init(SimHw *hw) {
+    const Calibration *cal = hw->cal;
+    for (int i = 0; i < cal->num_gemms; i++) {
+        const CalGemm *g = &cal->gemms[i];
+        double measured = 2.0 * g->m * g->n * g->k * g->groups / (g->tflops * 1e12);
+        hw->cal_gemm_ratio[i] = measured / gemm_model(hw, g->groups, g->m, g->n, g->k, g->c_bytes);
+    }
+    for (int i = 0; i < cal->num_attention; i++) {
+        const CalAttention *a = &cal->attention[i];
+        for (int bwd = 0; bwd <= 1; bwd++)
+            hw->cal_attn_ratio[bwd][i] =
+                (bwd ? a->bwd_tflops : a->fwd_tflops) * 1e12 / hw->peak_bf16 / attention_eff(a->seq, bwd);
+    }
+}
+
 /* Calibration: the measured shape nearest in log space rescales the model
  * by measured/model at that shape, fading out with distance (factor e-fold
  * per unit of log-distance), so the model stays in charge far from data.
  * Distance = |log m/m'| + |log n/n'| + |log k/k'| + |log groups/groups'|
- * + 0.5 when the C element sizes differ (a wgrad accumulating into fp32
- * and a forward GEMM of the same shape run different cuBLAS kernels).
+ * + GEMM_CAL_C_BYTES_DISTANCE when the C element sizes differ (a wgrad
+ * accumulating into fp32 and a forward GEMM of the same shape run
+ * different cuBLAS kernels).
  * Entries at the same nearest distance (e.g. a forward and a dgrad GEMM of
  * one shape, which the simulator's (m, n, k) cannot tell apart) average
  * their ratios. */
@@ -107,18 +134,13 @@ static double gemm_calibrated(const SimHw *hw, int groups, double m, double n, d
     int count = 0;
     for (int i = 0; i < cal->num_gemms; i++) {
         const CalGemm *g = &cal->gemms[i];
-        if (g->tflops <= 0) continue;
-        int gg = g->groups > 0 ? g->groups : 1;
-        double gc = g->c_bytes > 0 ? g->c_bytes : 2;
-        double d = fabs(log(m / g->m)) + fabs(log(n / g->n)) + fabs(log(k / g->k)) + fabs(log((double)groups / gg)) +
-                   (gc != c_bytes ? 0.5 : 0.0);
+        double d = fabs(log(m / g->m)) + fabs(log(n / g->n)) + fabs(log(k / g->k)) + fabs(log(groups / (double)g->groups)) +
+                   (g->c_bytes != c_bytes ? GEMM_CAL_C_BYTES_DISTANCE : 0.0);
         if (d > best_d + 1e-12) continue;
-        double measured = 2.0 * g->m * g->n * g->k * gg / (g->tflops * 1e12);
-        double r = measured / gemm_model(hw, gg, g->m, g->n, g->k, gc);
-        if (d < best_d - 1e-12) best_d = d, sum = r, count = 1;
-        else sum += r, count++;
+        if (d < best_d - 1e-12) best_d = d, sum = 0, count = 0;
+        sum += hw->cal_gemm_ratio[i];
+        count++;
     }
-    if (count == 0) return t;
     double w = exp(-best_d);
     return t * (w * (sum / count) + (1 - w));
 }
@@ -129,10 +151,6 @@ double compute_gemm_time(const SimHw *hw, double m, double n, double k, double c
 
 double compute_grouped_gemm_time(const SimHw *hw, int groups, double m, double n, double k, double c_bytes) {
     return gemm_calibrated(hw, groups, m, n, k, c_bytes);
-}
-
-static double attention_eff(double q_len, bool backward) {
-    return backward ? ATTN_BWD_E_MAX * q_len / (q_len + ATTN_BWD_S0) : ATTN_FWD_E_MAX * q_len / (q_len + ATTN_FWD_S0);
 }
 
 /* Calibration of attention: the measured sequence length nearest in log
@@ -148,11 +166,11 @@ double compute_attention_time(const SimHw *hw, double flops, double q_len, bool 
         double best_d = 1e30, sum = 0;
         int n = 0;
         for (int i = 0; i < cal->num_attention; i++) {
-            const CalAttention *a = &cal->attention[i];
-            double d = fabs(log(q_len / a->seq));
-            double r = (backward ? a->bwd_tflops : a->fwd_tflops) * 1e12 / hw->peak_bf16 / attention_eff(a->seq, backward);
-            if (d < best_d - 1e-12) best_d = d, sum = r, n = 1;
-            else if (d <= best_d + 1e-12) sum += r, n++;
+            double d = fabs(log(q_len / cal->attention[i].seq));
+            if (d > best_d + 1e-12) continue;
+            if (d < best_d - 1e-12) best_d = d, sum = 0, n = 0;
+            sum += hw->cal_attn_ratio[backward][i];
+            n++;
         }
         double w = exp(-best_d);
         e *= w * (sum / n) + (1 - w);

@@ -61,11 +61,19 @@ typedef struct {
     double nvlink_latency;    /* s */
     double nic_busbw_per_gpu; /* bytes/s achievable network per GPU (NICs per GPU x NIC busbw) */
     double net_latency;       /* s per hop */
+    /* measured/model ratios of the calibration's entries, computed once per
+     * step (compute_calibration_init, comm_calibration_init) so the cost
+     * terms only search for the nearest entry */
+    double cal_gemm_ratio[CAL_MAX_GEMMS];          /* time */
+    double cal_attn_ratio[2][CAL_MAX_ATTENTION];   /* [forward, backward] efficiency */
+    double cal_coll_ratio[CAL_MAX_COLL];           /* time */
 } SimHw;
 
 void sim_hw_init(SimHw *hw, const Cluster *c, const Calibration *cal, bool fp8);
 
 /* ---- compute.c ---- */
+/* Fills hw->cal_gemm_ratio and hw->cal_attn_ratio (sim_hw_init calls it). */
+void compute_calibration_init(SimHw *hw);
 /* One GEMM C[m,n] = A[m,k] * B[k,n]; c_bytes = bytes per element of C as
  * written (2 bf16; 8 when accumulated into an fp32 buffer: read + write). */
 double compute_gemm_time(const SimHw *hw, double m, double n, double k, double c_bytes);
@@ -88,6 +96,8 @@ double compute_memory_time_pattern(const SimHw *hw, double bytes, MemPattern pat
 
 /* ---- comm.c ---- */
 typedef enum { COLL_ALL_GATHER = 0, COLL_REDUCE_SCATTER, COLL_ALL_REDUCE, COLL_ALL_TO_ALL, COLL_SEND_RECV } CollOp;
+/* Fills hw->cal_coll_ratio (sim_hw_init calls it). */
+void comm_calibration_init(SimHw *hw);
 /* bytes: nccl-tests "size" (AG: output buffer, RS: input buffer, AR: the
  * buffer, A2A: one rank's send buffer, send/recv: the message). */
 double comm_time(const SimHw *hw, CollOp op, const GroupPlacement *g, double bytes);

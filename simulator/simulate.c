@@ -470,24 +470,3 @@ int simulate_step(const Plan *plan, const Calibration *cal, const SimOptions *op
     }
     return 0;
 }
-
-int simulate_collective_time(const Cluster *c, const Calibration *cal, const char *op, int group_size, int nodes,
-                             double bytes, double *seconds, MpError *err) {
-    static const CollOp ops[] = {COLL_ALL_GATHER, COLL_REDUCE_SCATTER, COLL_ALL_REDUCE, COLL_ALL_TO_ALL, COLL_SEND_RECV};
-    int found = -1;
-    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
-        if (!strcmp(op, coll_op_name(ops[i]))) found = (int)i;
-    if (found < 0)
-        return mp_fail(err, "op: '%s' is not one of all_gather, reduce_scatter, all_reduce, all_to_all, send_recv", op);
-    if (group_size < 1) return mp_fail(err, "group_size: must be >= 1, got %d", group_size);
-    if (nodes < 1 || nodes > group_size) return mp_fail(err, "nodes: %d is outside 1..group_size (%d)", nodes, group_size);
-    if (!(bytes > 0)) return mp_fail(err, "bytes: must be positive, got %g", bytes);
-    SimHw hw;
-    sim_hw_init(&hw, c, cal, false);
-    GroupPlacement g = {.size = group_size, .nodes = nodes, .max_per_node = (group_size + nodes - 1) / nodes};
-    if (g.max_per_node > hw.domain)
-        return mp_fail(err, "nodes: %d GPUs on %d node(s) exceeds the %d GPUs of one NVLink domain", group_size, nodes,
-                       hw.domain);
-    *seconds = comm_time(&hw, ops[found], &g, bytes);
-    return 0;
-}

@@ -33,25 +33,22 @@ static void expect_bad(const char *args, const char *text) {
 static void test_bad_input(void **state) {
     (void)state;
     const char *m = "execute --model tests/data/exec-tiny-moe.json --backend cpu --seq 32";
+    static const char *const cases[][2] = {
+        {"--steps 0", "--steps: must be >= 1, got 0"},
+        {"--steps 3 --warmup 3", "--warmup: 3 must be in 0..2"},
+        {"--backend tpu", "--backend: 'tpu' is not cuda or cpu"},
+        {"--layers 3", "--layers: 3 is outside 1..2"},
+        {"--data-bits 8", "--data-bits: 8 is not 16 or 32"},
+        {"--data /nonexistent/tokens.bin", "/nonexistent/tokens.bin: --data: cannot read the file"},
+        {"--gpus 2 --nproc 3", "--nproc: 3 differs from the plan's 2 GPUs"},
+        {"--gpus 2 --ep 3", "ep"},
+        {"--bogus 1", "unknown option '--bogus'"},
+    };
     char args[512];
-    snprintf(args, sizeof args, "%s --steps 0", m);
-    expect_bad(args, "--steps: must be >= 1, got 0");
-    snprintf(args, sizeof args, "%s --steps 3 --warmup 3", m);
-    expect_bad(args, "--warmup: 3 must be in 0..2");
-    snprintf(args, sizeof args, "%s --backend tpu", m);
-    expect_bad(args, "--backend: 'tpu' is not cuda or cpu");
-    snprintf(args, sizeof args, "%s --layers 3", m);
-    expect_bad(args, "--layers: 3 is outside 1..2");
-    snprintf(args, sizeof args, "%s --data-bits 8", m);
-    expect_bad(args, "--data-bits: 8 is not 16 or 32");
-    snprintf(args, sizeof args, "%s --data /nonexistent/tokens.bin", m);
-    expect_bad(args, "/nonexistent/tokens.bin: --data: cannot read the file");
-    snprintf(args, sizeof args, "%s --gpus 2 --nproc 3", m);
-    expect_bad(args, "--nproc: 3 differs from the plan's 2 GPUs");
-    snprintf(args, sizeof args, "%s --gpus 2 --ep 3", m);
-    expect_bad(args, "ep");
-    snprintf(args, sizeof args, "%s --bogus 1", m);
-    expect_bad(args, "unknown option '--bogus'");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(args, sizeof args, "%s %s", m, cases[i][0]);
+        expect_bad(args, cases[i][1]);
+    }
 }
 
 static void test_refuses_plan_that_does_not_fit(void **state) {
