@@ -81,7 +81,8 @@ static char *plan_json_with_prediction(const Plan *p, const ScoredPlan *s) {
     return out;
 }
 
-int cmd_search(int argc, char **argv) {
+/* The command; *cal receives the --calibration file (the caller frees it). */
+static int search_command(int argc, char **argv, Calibration **cal) {
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); return 0; }
     MpError err;
@@ -95,7 +96,8 @@ int cmd_search(int argc, char **argv) {
     bool json = false;
     if (args_init(&a, argc, argv, &err) || search_args_parse(&a, base, &lim, true, &err) ||
         args_int(&a, "--top", &top, NULL, &err) || args_int(&a, "--rank", &rank, NULL, &err) ||
-        args_int(&a, "--threads", &threads, NULL, &err) || args_value(&a, "--emit", &emit, &err)) goto bad;
+        args_int(&a, "--threads", &threads, NULL, &err) || args_value(&a, "--emit", &emit, &err) ||
+        args_calibration(&a, cal, NULL, &err)) goto bad;
     json = args_flag(&a, "--json");
     if (args_finish(&a, &err) || search_constraints_for(base, &lim, &cons, &err)) goto bad;
     if (top < 1) { mp_fail(&err, "--top: must be >= 1, got %d", top); goto bad; }
@@ -104,7 +106,7 @@ int cmd_search(int argc, char **argv) {
     if (emit && strcmp(emit, "megatron")) { mp_fail(&err, "--emit: '%s' is not megatron", emit); goto bad; }
     if (emit && json) { mp_fail(&err, "--emit: cannot be combined with --json"); goto bad; }
 
-    SearchOptions so = {.threads = threads};
+    SearchOptions so = {.threads = threads, .cal = *cal};
     if (isatty(2) && !json && !emit) so.progress = progress_stderr;
     SearchResult r;
     if (search_run(base, &cons, &so, &r, &err)) {
@@ -168,4 +170,11 @@ bad:
     fprintf(stderr, "moeplan search: %s\n", err.msg);
     free(base);
     return 2;
+}
+
+int cmd_search(int argc, char **argv) {
+    Calibration *cal = NULL;
+    int rc = search_command(argc, argv, &cal);
+    free(cal);
+    return rc;
 }

@@ -82,6 +82,7 @@ int cmd_sweep(int argc, char **argv) {
     SweepPoint *pts = calloc(SWEEP_MAX_POINTS, sizeof *pts);
     if (!base || !point || !pts) { free(base); free(point); free(pts); fprintf(stderr, "moeplan sweep: out of memory\n"); return 1; }
     SearchUserLimits lim;
+    Calibration *cal = NULL;
     const char *vary = NULL, *csv = NULL, *plot = NULL;
     int threads = 0, n = 0, status = 0;
     double tokens_d = 0;
@@ -93,7 +94,7 @@ int cmd_sweep(int argc, char **argv) {
     json = args_flag(&a, "--json");
     if (args_value(&a, "--vary", &vary, &err) || args_value(&a, "--csv", &csv, &err) ||
         args_value(&a, "--plot", &plot, &err) || args_int(&a, "--threads", &threads, NULL, &err) ||
-        args_double(&a, "--tokens-per-batch", &tokens_d, NULL, &err)) goto bad;
+        args_double(&a, "--tokens-per-batch", &tokens_d, NULL, &err) || args_calibration(&a, &cal, NULL, &err)) goto bad;
     if (!vary) { mp_fail(&err, "--vary: required, PARAM=V1,V2,..."); goto bad; }
     if (parse_vary(vary, &k, vals, &n, &err)) goto bad;
     if (fixed) {
@@ -121,7 +122,7 @@ int cmd_sweep(int argc, char **argv) {
     for (int i = 0; i < n; i++)
         if (sweep_apply(base, k, vals[i], (long long)tokens_d, point, &err)) goto bad;
 
-    SearchOptions so = {.threads = threads};
+    SearchOptions so = {.threads = threads, .cal = cal};
     bool tty = isatty(2);
     for (int i = 0; i < n; i++) {
         SearchConstraints cons;
@@ -155,10 +156,10 @@ int cmd_sweep(int argc, char **argv) {
         if (sweep_plot(plot, title, k, pts, n, fixed, &err)) { fprintf(stderr, "moeplan sweep: %s\n", err.msg); status = 1; }
     }
 done:
-    free(base); free(point); free(pts);
+    free(base); free(point); free(pts); free(cal);
     return status;
 bad:
     fprintf(stderr, "moeplan sweep: %s\n", err.msg);
-    free(base); free(point); free(pts);
+    free(base); free(point); free(pts); free(cal);
     return 2;
 }

@@ -34,6 +34,7 @@ int search_constraints_for(const Plan *base, const SearchUserLimits *u, SearchCo
     "  --recompute none|selective|full  fix recomputation (default: the least that fits)\n" \
     "  --optimizer-sharding none|distributed|full   fix optimizer sharding (default: all three)\n" \
     "  --even-split                     no uneven (GLPK) pipeline splits\n" \
+    "  --calibration FILE               score with a calibration file measured on the machine\n" \
     "  --dropless | --capacity-factor F, --imbalance F, --overlap LIST, --flops legacy|megatron,\n" \
     "  --memory-reserve-gib G, --order tp-cp-ep-dp-pp|tp-cp-ep-pp-dp, --precision bf16|fp8\n"
 
