@@ -36,7 +36,42 @@
  */
 #include <string.h>
 
+#include "flops.h"
 #include "model.h"
+
+/* integral of clamp(t - kv_start, 0, kv_rows) dt from -inf to x: the causal
+ * pairs of query positions below x */
+static double causal_area_below(double x, double kv_start, double kv_rows) {
+    double u = x - kv_start;
+    if (u <= 0) return 0;
+    if (u <= kv_rows) return 0.5 * u * u;
+    return 0.5 * kv_rows * kv_rows + kv_rows * (u - kv_rows);
+}
+
+double flops_attention_pairs(double q_start, double q_rows, double kv_start, double kv_rows, bool causal) {
+    if (q_rows <= 0 || kv_rows <= 0) return 0;
+    if (!causal) return q_rows * kv_rows;
+    return causal_area_below(q_start + q_rows, kv_start, kv_rows) - causal_area_below(q_start, kv_start, kv_rows);
+}
+
+/* the band key > query - window: all causal pairs minus those with the keys
+ * shifted by the window */
+double flops_window_pairs(double s, double window) {
+    if (window <= 0 || window >= s) return flops_attention_pairs(0, s, 0, s, true);
+    return flops_attention_pairs(0, s, 0, s, true) - flops_attention_pairs(0, s, window, s, true);
+}
+
+double flops_attention_core(double pairs, double heads, double d_qk, double d_v) {
+    return 2.0 * pairs * (d_qk + d_v) * heads;
+}
+
+double flops_mlp(double rows, double hidden, double ffn, bool swiglu) {
+    return 2.0 * rows * hidden * ffn * (swiglu ? 3.0 : 2.0);
+}
+
+double flops_experts(double tokens, int top_k, double hidden, double expert_ffn, bool swiglu) {
+    return flops_mlp(tokens * top_k, hidden, expert_ffn, swiglu);
+}
 
 const char *flops_convention_name(FlopsConvention c) {
     return c == FLOPS_LEGACY ? "legacy" : "megatron";

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/flops.h"
+
 void measure_truncated_model(const ModelSpec *full, int layers, ModelSpec *out) {
     *out = *full;
     if (layers > 0 && layers < full->num_layers) {
@@ -101,8 +103,11 @@ void measure_rates(const Plan *plan, int layers, int act_bytes, Measurement *m) 
     m->a2a_bytes_per_gpu = map->ep > 1 ? 4.0 * Lm * mb * T * md.top_k * h * act_bytes : 0;
     m->a2a_busbw = m->phases.dispatcher_comm > 0
                        ? m->a2a_bytes_per_gpu * (map->ep - 1) / map->ep / m->phases.dispatcher_comm : 0;
-    double expert = 18.0 * h * md.expert_ffn * md.top_k * T * Lm * mb / map->etp;
-    double attn = 12.0 * L * T * (h * n * d + h * g * d + s * n * d / 2.0) * mb / map->tp;
+    /* forward + backward = 3 x forward (core/flops.h); attention: the QKV
+     * and output projections plus the causal core, per token */
+    double expert = 3.0 * flops_experts(T * Lm * mb, md.top_k, h, md.expert_ffn, md.swiglu) / map->etp;
+    double core_per_token = flops_attention_core(flops_attention_pairs(0, s, 0, s, true), n, d, d) / s;
+    double attn = 3.0 * L * T * mb * (2.0 * h * (n + 2 * g) * d + 2.0 * n * d * h + core_per_token) / map->tp;
     m->expert_tflops = m->phases.moe_compute > 0 ? expert / m->phases.moe_compute / 1e12 : 0;
     m->attention_tflops = m->phases.attention > 0 ? attn / m->phases.attention / 1e12 : 0;
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/layout.h"
 #include "pipeline_split.h"
 
 static const char *const rule_names[PRUNE_RULE_COUNT] = {
@@ -86,7 +87,7 @@ int space_uneven_split(const Plan *base, int pp, int *first, int *last, MpError 
                + 6.0 * (mp.shared_per_layer + mp.router_per_layer);
     double dense = common + 6.0 * mp.dense_mlp_per_layer;
     double t[PIPE_SPLIT_MAX_LAYERS];
-    for (int i = 0; i < L; i++) t[i] = (i < m->num_dense_layers || m->num_experts == 0 ? dense : moe) / peak;
+    for (int i = 0; i < L; i++) t[i] = (layout_layer_kind(m, i) == LAYER_DENSE ? dense : moe) / peak;
     PipeSplitProblem p = {
         .layers = L, .stages = pp, .layer_time = t,
         .first_extra_time = 6.0 * m->hidden / hbm,

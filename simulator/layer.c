@@ -25,6 +25,7 @@
  */
 #include <math.h>
 
+#include "../core/flops.h"
 #include "sim_internal.h"
 
 #define BF16 2.0
@@ -56,16 +57,15 @@ static double gemm_fwd(const SimCtx *x, double m, double n, double k) { return c
 static double gemm_dgrad(const SimCtx *x, double m, double n, double k) { return compute_gemm_time(x->hw, m, k, n, BF16); }
 static double gemm_wgrad(const SimCtx *x, double m, double n, double k) { return compute_gemm_time(x->hw, n, k, m, FP32_ACC); }
 
-/* Attention core FLOPs of one pass (forward) for this GPU: QK^T and PV,
- * 2*sq*sk*(d_qk + d_v) per head, causal pairs s^2/2 (or s*w - w^2/2 with a
- * window w < s), heads split over TP, pairs over CP (zig-zag balances). */
+/* Attention core FLOPs of one pass (forward) for this GPU: QK^T and PV
+ * over the causal pairs of a sequence (or the sliding window's band),
+ * heads split over TP, pairs over CP (zig-zag balances). */
 static double attention_core_flops(const SimCtx *x, int window) {
     const ModelSpec *m = &x->p->model;
-    double s = x->s;
-    double pairs = (window > 0 && window < s) ? s * window - 0.5 * (double)window * window : 0.5 * s * s;
     double dqk = m->mla ? (m->qk_nope_head_dim + m->qk_rope_head_dim) : m->head_dim;
     double dv = m->mla ? m->v_head_dim : m->head_dim;
-    return 2.0 * pairs * (dqk + dv) * m->num_heads / x->tp / x->cp * x->b;
+    double pairs = flops_window_pairs(x->s, window);
+    return flops_attention_core(pairs, m->num_heads, dqk, dv) / x->tp / x->cp * x->b;
 }
 
 void layer_attention(const SimCtx *x, int window, Phase *fwd, Phase *bwd, Phase *rsel) {

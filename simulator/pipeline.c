@@ -1,15 +1,8 @@
 /* pipeline.c: the 1F1B and interleaved (virtual pipeline) schedules of
  * Megatron-LM, simulated event by event over the real per-stage times.
  *
- * Virtual stage vs = chunk*PP + rank holds the chunk-th model chunk of a
- * rank (vpp = 1: plain 1F1B, vs = rank).  Each rank executes its ops in
- * Megatron's order:
- *   warmup W forwards, then (forward, backward) pairs, then the remaining
- *   backwards, with
- *     1F1B:        W = min(PP - r - 1, m)
- *     interleaved: W = min((PP - r - 1)*2 + (v - 1)*PP, m*v)
- *   the k-th forward of a rank runs chunk (k mod PP*v) / PP on micro-batch
- *   (k / (PP*v))*PP + k mod PP; backwards take chunks in reverse order.
+ * The order of each rank's operations is core/schedule.c's (shared with the
+ * executor).
  * An op starts when its rank is free and its input has arrived:
  *   forward (vs, i) needs forward (vs-1, i) + one P2P transfer,
  *   backward (vs, i) needs backward (vs+1, i) + one P2P transfer (the last
@@ -26,43 +19,12 @@
 #include <math.h>
 #include <string.h>
 
+#include "../core/schedule.h"
 #include "sim_internal.h"
 
-typedef struct {
-    int pp, v, m, total;   /* total ops per direction per rank = m*v */
-} Sched;
-
-static int warmup_count(const Sched *s, int r) {
-    int w = s->v == 1 ? s->pp - r - 1 : (s->pp - r - 1) * 2 + (s->v - 1) * s->pp;
-    return w < s->total ? w : s->total;
-}
-
 int pipeline_inflight(int pp, int vpp, int m, int rank) {
-    Sched s = {pp, vpp, m, m * vpp};
-    int w = warmup_count(&s, rank) + 1;
-    return w < s.total ? w : s.total;
-}
-
-/* The idx-th op of rank r: forward or backward, and its k (per direction). */
-static void op_at(const Sched *s, int r, int idx, bool *fwd, int *k) {
-    int w = warmup_count(s, r);
-    if (idx < w) { *fwd = true; *k = idx; return; }
-    int j = idx - w, steady = s->total - w;
-    if (j < 2 * steady) {
-        *fwd = (j % 2) == 0;
-        *k = *fwd ? w + j / 2 : j / 2;
-        return;
-    }
-    *fwd = false;
-    *k = steady + (j - 2 * steady);
-}
-
-static void op_chunk_mb(const Sched *s, int k, bool fwd, int *chunk, int *mb) {
-    int group = s->pp * s->v;
-    int in_group = k % group;
-    int c = in_group / s->pp;
-    *chunk = fwd ? c : s->v - 1 - c;
-    *mb = (k / group) * s->pp + in_group % s->pp;
+    PipeSchedule s = {pp, vpp, m};
+    return schedule_inflight(&s, rank);
 }
 
 int pipeline_simulate(int pp, int vpp, int m, const double *fwd, const double *bwd, double p2p, bool blocking,
@@ -82,12 +44,12 @@ int pipeline_simulate(int pp, int vpp, int m, const double *fwd, const double *b
         if (m_sim < 1 || (vpp > 1 && m_sim < pp))
             return mp_fail(err, "pp: %d x vpp %d too deep to simulate", pp, vpp);
     }
-    Sched s = {pp, vpp, m_sim, m_sim * vpp};
+    PipeSchedule s = {pp, vpp, m_sim};
     double fdone[PIPE_MAX_SLOTS], bdone[PIPE_MAX_SLOTS];
     for (int i = 0; i < V * m_sim; i++) fdone[i] = bdone[i] = -1;
     int ptr[SIM_MAX_STAGES];
     double free_at[SIM_MAX_STAGES];
-    int nops = 2 * s.total;
+    int nops = schedule_num_ops(&s);
     for (int r = 0; r < pp; r++) {
         ptr[r] = 0;
         free_at[r] = 0;
@@ -102,10 +64,9 @@ int pipeline_simulate(int pp, int vpp, int m, const double *fwd, const double *b
         bool progress = false;
         for (int r = 0; r < pp; r++) {
             while (ptr[r] < nops) {
-                bool f;
-                int k, chunk, mb;
-                op_at(&s, r, ptr[r], &f, &k);
-                op_chunk_mb(&s, k, f, &chunk, &mb);
+                PipeOp op = schedule_op(&s, r, ptr[r]);
+                bool f = op.forward;
+                int chunk = op.chunk, mb = op.microbatch;
                 int vs = chunk * pp + r;
                 double ready;
                 bool sends;

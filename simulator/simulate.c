@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/layout.h"
 #include "sim_internal.h"
 
 #define BF16 2.0
@@ -39,19 +40,9 @@ typedef struct {
 } LayerTable;
 
 static int layer_variant(const ModelSpec *m, int i) {
-    bool dense = !model_is_moe(m) || i < m->num_dense_layers;
+    bool dense = layout_layer_kind(m, i) == LAYER_DENSE;
     bool win = m->sliding_window > 0 && (m->sliding_window_every <= 1 || (i % m->sliding_window_every) != m->sliding_window_every - 1);
     return (dense ? 2 : 0) + (win ? 1 : 0);
-}
-
-/* Layers of virtual stage vs (chunk c = vs / pp on rank r = vs % pp): the
- * rank's layers (plan_stage_layers, uneven first/last honoured) split
- * evenly over its chunks, the first chunks taking any remainder. */
-static int vstage_layers(const Plan *p, int vs) {
-    int pp = p->map.pp, v = p->map.vpp > 0 ? p->map.vpp : 1;
-    int r = vs % pp, c = vs / pp;
-    int L = plan_stage_layers(p, r);
-    return L / v + (c < L % v ? 1 : 0);
 }
 
 static void phase_scale_kind(Phase *ph, CostKind k, double factor) {
@@ -237,7 +228,7 @@ int simulate_step(const Plan *plan, const Calibration *cal, const SimOptions *op
     model_params(md, &mp);
     int layer = 0;
     for (int vs = 0; vs < V; vs++) {
-        int r = vs % pp, nl = vstage_layers(plan, vs);
+        int r = vs % pp, nl = layout_vstage_layers(plan, vs);
         double f = 0, b = 0;
         for (int i = layer; i < layer + nl; i++) {
             int lv = layer_variant(md, i);
@@ -294,7 +285,7 @@ int simulate_step(const Plan *plan, const Calibration *cal, const SimOptions *op
              * last backward; one communication stream, chunks in backward order */
             double t = 0, params_r = rank_dense[r] + rank_exp[r];
             for (int c = v - 1; c >= 0; c--) {
-                int vs = c * pp + r, nl = vstage_layers(plan, vs);
+                int vs = c * pp + r, nl = layout_vstage_layers(plan, vs);
                 double share = (double)nl / (rank_layers[r] > 0 ? rank_layers[r] : 1);
                 if (vs == 0 || vs == V - 1) share = share; /* embedding/output ride with their chunk */
                 double ready = pr.chunk_last_bwd_end[vs] - bwd[vs] * (1.0 - 1.0 / (nl > 0 ? nl : 1));
@@ -373,7 +364,7 @@ int simulate_step(const Plan *plan, const Calibration *cal, const SimOptions *op
     double acc[COST_KIND_COUNT] = {0};
     layer = 0;
     for (int vs = 0; vs < V; vs++) {
-        int nl = vstage_layers(plan, vs);
+        int nl = layout_vstage_layers(plan, vs);
         if (vs % pp == rs) {
             for (int i = layer; i < layer + nl; i++) {
                 int lv = layer_variant(md, i);
@@ -436,9 +427,8 @@ int simulate_step(const Plan *plan, const Calibration *cal, const SimOptions *op
             snprintf(names[i], 32, "%s mb%d c%d", e->fwd ? "F" : "B", e->mb, e->chunk);
             sl[ns++] = (TraceSlice){names[i], e->fwd ? "forward" : "backward", 0, e->start, e->end - e->start, e->mb, e->chunk};
             /* first layer of vs */
-            int first = 0;
-            for (int u = 0; u < vs; u++) first += vstage_layers(plan, u);
-            int nl = vstage_layers(plan, vs);
+            int first = layout_vstage_first_layer(plan, vs);
+            int nl = layout_vstage_layers(plan, vs);
             double t = e->start;
             const Phase *seq[3 + 256];
             int np = 0;

@@ -45,6 +45,9 @@
 
 #include <cjson/cJSON.h>
 
+extern "C" {
+#include "core/flops.h"
+}
 #include "kernels/attention.h"
 #include "kernels/gemm.h"
 
@@ -220,7 +223,7 @@ int main(int argc, char **argv) {
             attention_backward_cuda(dqkv, dqkv + HEADS * HD, dqkv + (HEADS + KVH) * HD, ws, dout, q, k, v, out, lse,
                                     MBS, SEQ, HEADS, KVH, HD, QKV, QKV, st);
         });
-        double attn_flops = 2.0 * ((double)SEQ * SEQ / 2) * (HD + HD) * HEADS * MBS;
+        double attn_flops = flops_attention_core(flops_attention_pairs(0, SEQ, 0, SEQ, true) * MBS, HEADS, HD, HD);
         double fwd_tf = attn_flops / t_fwd / 1e12, bwd_tf = 2.5 * attn_flops / t_bwd / 1e12;
         printf("attention B %d T %d heads %d/%d hd %d: forward %.1f us %.1f TFLOP/s, backward %.1f us %.1f TFLOP/s\n",
                MBS, SEQ, HEADS, KVH, HD, t_fwd * 1e6, fwd_tf, t_bwd * 1e6, bwd_tf);

@@ -11,6 +11,9 @@
  *
  * Timings: CUDA events around each launch, 3 warm-ups, median of 20. */
 #include "kernels/cuda_util.cuh"
+extern "C" {
+#include "core/flops.h"
+}
 #include "kernels/adam.h"
 #include "kernels/attention.h"
 #include "kernels/crossentropy.h"
@@ -589,7 +592,7 @@ static void timings(Ctx *c)
         cudaCheck(cudaMalloc(&lse, (size_t)B * nh * T * 4));
         void *ws;
         cudaCheck(cudaMalloc(&ws, attention_backward_workspace_bytes(B, T, nh, nkv, hd)));
-        double fwd_flops = 2.0 * B * nh * (double)T * T * hd;   /* 4 B nh T^2 hd, halved by the causal mask */
+        double fwd_flops = flops_attention_core(flops_attention_pairs(0, T, 0, T, true) * B, nh, hd, hd);
         double msf = time_ms(c, [&] { attention_forward_cuda(out, lse, qkv, qkv + nh * hd, qkv + (nh + nkv) * hd, B, T, nh, nkv, hd, st, st, c->stream); });
         row_tflops("attention fwd B1 T4096 h32/8 d128 causal", msf, fwd_flops);
         double msb = time_ms(c, [&] { attention_backward_cuda(dqkv, dqkv + nh * hd, dqkv + (nh + nkv) * hd, ws, dout, qkv, qkv + nh * hd, qkv + (nh + nkv) * hd, out, lse, B, T, nh, nkv, hd, st, st, c->stream); });

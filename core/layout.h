@@ -1,0 +1,74 @@
+/* layout.h: where the layers and the tokens of a plan live, the one
+ * definition that the simulator, the planner and the executor share.
+ *
+ *   - the kind of each decoder layer (dense MLP or MoE);
+ *   - the layers of each pipeline stage and of each virtual stage (model
+ *     chunk) of the interleaved schedule;
+ *   - the zig-zag context-parallel chunk map: a sequence of s tokens is cut
+ *     into 2*CP chunks of s/(2*CP); CP rank r holds chunks r and 2*CP-1-r
+ *     (so every rank gets the same share of the causal mask), with their
+ *     position ids;
+ *   - the ring attention steps of a CP rank: at step i it holds the K/V of
+ *     CP rank (r - i) mod CP and computes one attention kernel of a shape
+ *     and mask that depend on i and r (Transformer Engine's
+ *     AttnFuncWithCPAndKVP2P, v2.1, causal, bshd/sbhd formats).
+ */
+#ifndef MOEPLAN_LAYOUT_H
+#define MOEPLAN_LAYOUT_H
+
+#include <stdbool.h>
+
+#include "model.h"
+#include "plan.h"
+
+typedef enum { LAYER_DENSE = 0, LAYER_MOE = 1 } LayerKind;
+
+/* Layer i (0-based) of model m: the first num_dense_layers layers (and
+ * every layer of a model without experts) have a dense MLP, the rest MoE. */
+LayerKind layout_layer_kind(const ModelSpec *m, int layer);
+
+/* Layers of virtual stage vs = chunk*PP + rank (vpp = 1: vs = rank): the
+ * rank's layers (plan_stage_layers: even, or the plan's first/last split)
+ * divided evenly over its vpp chunks, the first chunks taking any
+ * remainder. */
+int layout_vstage_layers(const Plan *p, int vs);
+/* Index of the first decoder layer of virtual stage vs (layers are placed
+ * in virtual-stage order: vs 0 holds the first layers of the model). */
+int layout_vstage_first_layer(const Plan *p, int vs);
+
+/* ---- zig-zag context parallelism ---- */
+
+/* The two chunks (each s/(2*CP) tokens) held by CP rank r: r and 2*CP-1-r. */
+void layout_cp_chunks(int cp, int rank, int chunks[2]);
+/* Position ids of the s/CP tokens CP rank r holds, in its local order
+ * (chunk r then chunk 2*CP-1-r).  `out` has room for seq/cp entries; seq
+ * must be a multiple of 2*CP (cp 1: positions 0..seq-1).  Returns -1 with
+ * err set otherwise. */
+int layout_cp_position_ids(int seq, int cp, int rank, int *out, MpError *err);
+
+typedef enum {
+    ATTN_MASK_NONE = 0,    /* every query sees every key of the block */
+    ATTN_MASK_CAUSAL = 1,  /* query row i sees keys 0..i (q and kv start at the same position) */
+} AttnMask;
+
+/* One ring step of one CP rank, in tokens of one sequence (multiply by the
+ * micro-batch for rows):
+ *   step 0:          own K/V, q 2c x kv 2c, causal over the local tokens
+ *                    (chunk r with itself causal, chunk 2CP-1-r with chunk r
+ *                    fully, with itself causal);
+ *   1 <= i <= r:     K/V of an earlier rank: both local query chunks see only
+ *                    its first chunk fully: q 2c x kv c, no mask;
+ *   i > r:           K/V of a later rank: only the local second chunk sees
+ *                    both of its chunks: q c x kv 2c, no mask,
+ * with c = s/(2*CP).  Every step covers 2*c^2 (query, key) pairs, the
+ * diagonal step through the causal mask (2c)^2/2. */
+typedef struct {
+    int q_rows, kv_rows;   /* tokens of one sequence */
+    AttnMask mask;
+    int kv_from;           /* CP rank whose K/V are used */
+    double pairs;          /* (query, key) pairs computed: q*kv, or q*kv/2 for causal */
+} CpRingStep;
+/* Fills steps[0..cp-1] for CP rank `rank`.  cp 1: one step, q s x kv s causal. */
+int layout_cp_ring_steps(int seq, int cp, int rank, CpRingStep *steps, MpError *err);
+
+#endif
