@@ -58,12 +58,18 @@ int main(int argc, char **argv) {
                100 * sum / cal->num_gemms, 100 * worst);
     for (int i = 0; i < cal->num_attention; i++) {
         const CalAttention *a = &cal->attention[i];
-        double flops = 1e12;   /* the efficiency does not depend on the amount at a fixed length */
+        double hb = (double)(a->heads > 0 ? a->heads : 1) * (a->batch > 0 ? a->batch : 1);
+        double d = a->head_dim > 0 ? a->head_dim : 128;
+        AttnKernel k = {a->q_rows, a->kv_rows, hb, d, d, a->mask, 0};
+        double pairs = a->mask == ATTN_MASK_CAUSAL ? 0.5 * a->q_rows * a->kv_rows : (double)a->q_rows * a->kv_rows;
         for (int bwd = 0; bwd <= 1; bwd++) {
-            double t = compute_attention_time(&hw, flops, a->seq, bwd);
+            double flops = 2.0 * pairs * 2 * d * hb * (bwd ? 2.5 : 1);
+            double t = attention_kernel_time(&hw, &k, bwd);
             double model_tf = flops / t / 1e12, meas = bwd ? a->bwd_tflops : a->fwd_tflops;
-            printf("attention seq %d heads %d/%d %s: measured %.1f TFLOP/s, model (FA3 curve) %.1f, error %+.1f%%\n",
-                   a->seq, a->heads, a->kv_heads, bwd ? "backward" : "forward ", meas, model_tf,
+            printf("attention q %d kv %d %s heads %d/%d x batch %d %s: measured %.1f TFLOP/s, model (%s table) %.1f, "
+                   "error %+.1f%%\n",
+                   a->q_rows, a->kv_rows, a->mask == ATTN_MASK_CAUSAL ? "causal" : "no mask", a->heads, a->kv_heads,
+                   a->batch, bwd ? "backward" : "forward ", meas, attn_backend_name(hw.attn_backend), model_tf,
                    100 * (meas / model_tf - 1));
         }
     }

@@ -180,6 +180,9 @@ int plan_from_args(ArgList *a, Plan *p, bool partial, MpError *err) {
     if (args_value(a, "--flops", &v, err)) return -1;
     if (v && flops_convention_parse(v, &p->train.flops))
         return mp_fail(err, "--flops: '%s' is not legacy or megatron", v);
+    if (args_value(a, "--attention-backend", &v, err)) return -1;
+    if (v && attn_backend_parse(v, &p->train.attention_backend))
+        return mp_fail(err, "--attention-backend: '%s' is not auto, cudnn, flash2, fa3 or own", v);
     if (args_value(a, "--precision", &v, err)) return -1;
     if (v) {
         if (!strcmp(v, "bf16")) p->train.precision = PRECISION_BF16;

@@ -190,6 +190,9 @@ static int predict(const ExecuteArgs *x, SimResult *res, SimResult *res_cal, MpE
     if (!tp) return mp_fail(err, "execute: out of memory");
     *tp = x->plan;
     measure_truncated_model(&x->plan.model, x->opt.layers, &tp->model);
+    /* the executor runs its own attention kernel (kernels/attention.cu):
+     * predict with that backend's rates (simulator/attention.c) */
+    tp->train.attention_backend = ATTN_BACKEND_OWN;
     SimOptions so = {0};
     int rc = simulate_step(tp, NULL, &so, res, err);
     if (rc == 0 && x->cal) rc = simulate_step(tp, x->cal, &so, res_cal, err);

@@ -16,6 +16,7 @@ static const char *usage_text =
     "                        [--recompute none|selective|full] [--optimizer-sharding none|distributed|full]\n"
     "                        [--overlap grad,param,tp,ep,shared-expert|none] [--flops legacy|megatron]\n"
     "                        [--precision bf16|fp8] [--memory-reserve-gib R] [--order ...]\n"
+    "                        [--attention-backend auto|cudnn|flash2|fa3|own]\n"
     "                        [--json] [--timeline FILE] [--calibration FILE]\n";
 
 #define GIB (1024.0 * 1024.0 * 1024.0)

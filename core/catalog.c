@@ -164,7 +164,7 @@ static const char *const cluster_keys[] = {
     "name", "notes", "gpu", "peak_bf16_tflops", "peak_fp8_tflops", "hbm_mib", "hbm_tb_per_s",
     "hbm_achievable_tb_per_s", "sm_count", "gpus_per_node", "nvlink_domain", "nvlink_gb_per_s",
     "nvlink_busbw_gb_per_s", "nvlink_latency_us", "nics_per_node", "nic_gbit_per_s", "nic_busbw_gb_per_s",
-    "net_latency_us", "net_topology", NULL,
+    "net_latency_us", "net_topology", "attention_backend", NULL,
 };
 
 int cluster_from_json_text(const char *text, const char *origin, Cluster *out, MpError *err) {
@@ -199,6 +199,12 @@ int cluster_from_json_text(const char *text, const char *origin, Cluster *out, M
         json_req_double(root, "net_latency_us", origin, &net_lat_us, err) ||
         json_req_string(root, "net_topology", origin, out->net_topology, sizeof out->net_topology, err))
         goto done;
+    char backend[32] = "";
+    if (json_opt_string(root, "attention_backend", origin, backend, sizeof backend, err)) goto done;
+    if (backend[0] && attn_backend_parse(backend, &out->attention_backend)) {
+        mp_fail(err, "%s: attention_backend: '%s' is not auto, cudnn, flash2, fa3 or own", origin, backend);
+        goto done;
+    }
     out->peak_bf16_flops = bf16 * 1e12;
     out->peak_fp8_flops = fp8 * 1e12;
     out->hbm_bytes = hbm_mib * 1048576.0;

@@ -8,6 +8,7 @@
 #ifndef MOEPLAN_CLUSTER_H
 #define MOEPLAN_CLUSTER_H
 
+#include "attn_backend.h"
 #include "error.h"
 #include "model.h"
 
@@ -33,6 +34,8 @@ typedef struct {
     double nic_busbw;          /* bytes/s achievable per NIC */
     double net_latency;        /* s, per hop for small messages */
     char net_topology[MP_NAME_LEN]; /* "rail-optimized-fat-tree", ... */
+    /* software */
+    AttnBackend attention_backend; /* default of plans on this cluster; AUTO = cudnn */
 } Cluster;
 
 int cluster_validate(const Cluster *c, MpError *err);

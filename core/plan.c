@@ -152,6 +152,7 @@ int plan_from_json_text(const char *text, const char *origin, Plan *out, MpError
     READ_ENUM("recompute", recompute_parse, &out->train.recompute, "none, selective or full");
     READ_ENUM("optimizer_sharding", opt_sharding_parse, &out->train.opt_sharding, "none, distributed or full");
     READ_ENUM("flops", flops_convention_parse, &out->train.flops, "legacy or megatron");
+    READ_ENUM("attention_backend", attn_backend_parse, &out->train.attention_backend, "auto, cudnn, flash2, fa3 or own");
     char overlap[128] = "";
     if (json_opt_string(root, "overlap", origin, overlap, sizeof overlap, err)) goto fail;
     if (overlap[0] && overlap_parse(overlap, &out->train.overlap, &inner)) {
@@ -210,6 +211,7 @@ char *plan_to_json_string(const Plan *p) {
     cJSON_AddStringToObject(o, "overlap", overlap);
     cJSON_AddStringToObject(o, "flops", flops_convention_name(p->train.flops));
     cJSON_AddNumberToObject(o, "memory_reserve_gib", p->train.memory_reserve_bytes / GIB);
+    cJSON_AddStringToObject(o, "attention_backend", attn_backend_name(p->train.attention_backend));
     char *s = cJSON_Print(o);
     cJSON_Delete(o);
     return s;

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 
+#include "attn_backend.h"
 #include "error.h"
 #include "model.h"
 
@@ -36,6 +37,7 @@ typedef struct {
     unsigned overlap;         /* OVERLAP_* bits */
     FlopsConvention flops;    /* convention used for MFU */
     double memory_reserve_bytes; /* HBM kept free (allocator, NCCL, CUDA context) */
+    AttnBackend attention_backend; /* AUTO (default): the cluster's */
 } TrainConfig;
 
 void train_config_default(TrainConfig *t);

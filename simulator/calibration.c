@@ -5,7 +5,9 @@
  *    "gemms": [{"m": 8192, "n": 8192, "k": 8192, "tflops": 800,
  *               "name": "...", "groups": 1, "c_bytes": 2}, ...],      (name, groups, c_bytes optional)
  *    "attention": [{"seq": 4096, "batch": 4, "heads": 32, "kv_heads": 8,
- *                   "head_dim": 128, "fwd_tflops": 300, "bwd_tflops": 280}, ...],
+ *                   "head_dim": 128, "fwd_tflops": 300, "bwd_tflops": 280},
+ *                  {"q_rows": 1024, "kv_rows": 2048, "mask": "none", "backend": "cudnn",
+ *                   "batch": 1, "heads": 6, "head_dim": 128, ...}, ...],   (seq = q_rows = kv_rows, causal)
  *    "collectives": [{"op": "all_gather", "group_size": 4, "nodes": 1,
  *                     "bytes": 1048576, "busbw_gb_per_s": 31}, ...]}
  * Every error is one line "FILE: FIELD: reason". */
@@ -19,7 +21,8 @@
 
 static const char *const top_keys[] = {"device", "hbm_gb_per_s", "gemms", "attention", "collectives", "notes", NULL};
 static const char *const gemm_keys[] = {"name", "m", "n", "k", "groups", "c_bytes", "tflops", NULL};
-static const char *const attn_keys[] = {"seq", "batch", "heads", "kv_heads", "head_dim", "fwd_tflops", "bwd_tflops", NULL};
+static const char *const attn_keys[] = {"seq", "q_rows", "kv_rows", "mask", "backend", "batch", "heads", "kv_heads",
+                                        "head_dim", "fwd_tflops", "bwd_tflops", NULL};
 static const char *const coll_keys[] = {"op", "group_size", "nodes", "bytes", "busbw_gb_per_s", NULL};
 static const char *const ops[] = {"all_gather", "reduce_scatter", "all_reduce", "all_to_all", "send_recv"};
 
@@ -64,13 +67,28 @@ static int parse(const cJSON *root, const char *origin, Calibration *out, MpErro
         CalAttention *a = &out->attention[out->num_attention];
         char where[64];
         snprintf(where, sizeof where, "%s: attention[%d]", origin, out->num_attention);
-        if (json_check_keys(e, attn_keys, where, err) || json_req_int(e, "seq", where, &a->seq, err) ||
+        char mask[16] = "causal", backend[16] = "auto";
+        if (json_check_keys(e, attn_keys, where, err) || json_opt_int(e, "seq", where, &a->seq, err) ||
+            json_opt_int(e, "q_rows", where, &a->q_rows, err) || json_opt_int(e, "kv_rows", where, &a->kv_rows, err) ||
+            json_opt_string(e, "mask", where, mask, sizeof mask, err) ||
+            json_opt_string(e, "backend", where, backend, sizeof backend, err) ||
             json_opt_int(e, "batch", where, &a->batch, err) || json_opt_int(e, "heads", where, &a->heads, err) ||
             json_opt_int(e, "kv_heads", where, &a->kv_heads, err) || json_opt_int(e, "head_dim", where, &a->head_dim, err) ||
             json_req_double(e, "fwd_tflops", where, &a->fwd_tflops, err) ||
             json_req_double(e, "bwd_tflops", where, &a->bwd_tflops, err))
             return -1;
-        if (a->seq < 1) return mp_fail(err, "%s: seq: must be >= 1", where);
+        if (!cJSON_GetObjectItemCaseSensitive(e, "seq") && !cJSON_GetObjectItemCaseSensitive(e, "q_rows"))
+            return mp_fail(err, "%s: seq: missing (give seq, or q_rows and kv_rows)", where);
+        if (a->seq > 0) {
+            if (a->q_rows == 0) a->q_rows = a->seq;
+            if (a->kv_rows == 0) a->kv_rows = a->seq;
+        }
+        if (a->q_rows < 1 || a->kv_rows < 1) return mp_fail(err, "%s: seq/q_rows/kv_rows: must be >= 1", where);
+        if (!strcmp(mask, "causal")) a->mask = ATTN_MASK_CAUSAL;
+        else if (!strcmp(mask, "none")) a->mask = ATTN_MASK_NONE;
+        else return mp_fail(err, "%s: mask: '%s' is not causal or none", where, mask);
+        if (attn_backend_parse(backend, &a->backend))
+            return mp_fail(err, "%s: backend: '%s' is not auto, cudnn, flash2, fa3 or own", where, backend);
         if (a->batch < 0 || a->heads < 0 || a->kv_heads < 0 || a->head_dim < 0)
             return mp_fail(err, "%s: batch/heads/kv_heads/head_dim: must be positive", where);
         if (a->fwd_tflops <= 0) return mp_fail(err, "%s: fwd_tflops: must be positive", where);

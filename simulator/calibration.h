@@ -5,7 +5,9 @@
 #ifndef MOEPLAN_CALIBRATION_H
 #define MOEPLAN_CALIBRATION_H
 
+#include "../core/attn_backend.h"
 #include "../core/error.h"
+#include "../core/layout.h"
 
 #define CAL_MAX_GEMMS 256
 #define CAL_MAX_COLL 256
@@ -23,11 +25,19 @@ typedef struct {
     double tflops;          /* measured TFLOP/s = 2*m*n*k*groups / time */
 } CalGemm;
 
-/* One measured causal flash-attention shape; TFLOP/s in the simulator's
- * FLOPs convention (forward 2 * seq^2/2 * (d_qk + d_v) * heads * batch,
- * backward 2.5 x forward). */
+/* One measured flash-attention kernel, keyed as the simulator prices one
+ * (attention.c): q rows x kv rows of one sequence, batch x heads, head dim,
+ * mask.  "seq": S is short for q_rows = kv_rows = S, causal.  TFLOP/s in
+ * the simulator's FLOPs convention (forward 2 * pairs * (d_qk + d_v) *
+ * heads * batch, pairs q*kv or q*kv/2 causal; backward 2.5 x forward).
+ * backend: the implementation measured; AUTO (absent) = whatever backend
+ * the plan uses. */
 typedef struct {
-    int seq, batch, heads, kv_heads, head_dim;
+    int seq;                /* q_rows when q_rows == kv_rows and causal (documentation) */
+    int q_rows, kv_rows;
+    int batch, heads, kv_heads, head_dim;
+    AttnMask mask;
+    AttnBackend backend;
     double fwd_tflops, bwd_tflops;
 } CalAttention;
 

@@ -27,13 +27,7 @@
  * runs faster than modelled (424 vs 346).  A calibration file's measured
  * GEMMs replace the model at and near the measured shapes.
  *
- * Flash attention (causal, head dim 128): throughput rises with the query
- * length of a chunk as e(s) = e_max * s / (s + s0); forward e_max = 0.70,
- * s0 = 400 and backward e_max = 0.57, s0 = 700, read off FlashAttention-3
- * (Shah et al. 2024, figs. 5-6, H100 SXM, BF16, causal, hdim 128: forward
- * ~330/450/550/610/640 TFLOP/s at 0.5/1/2/4/8K, backward ~480 at 4K).
- * A calibration file's measured attention (an implementation slower or
- * faster than FA3, e.g. the executor's own kernel) rescales the curve.
+ * Flash attention: attention.c (a rate table per attention backend).
  *
  * Memory-bound kernels: t = t_kernel + bytes / (achievable HBM bandwidth *
  * e_pattern), t_kernel = 2 us (launch and tail of a small elementwise
@@ -64,11 +58,6 @@
 #define GEMM_E_MAX 0.88
 #define GEMM_K0 384.0
 #define GEMM_LAUNCH_S 4e-6
-#define ATTN_FWD_E_MAX 0.70
-#define ATTN_FWD_S0 400.0
-#define ATTN_BWD_E_MAX 0.57
-#define ATTN_BWD_S0 700.0
-#define ATTN_LAUNCH_S 6e-6
 #define MEM_KERNEL_S 2e-6
 /* Calibration distance added when a measured GEMM writes C with another
  * element size (bf16 vs fp32 accumulation): a modelling choice, not a
@@ -96,23 +85,12 @@ static double gemm_model(const SimHw *hw, int groups, double m, double n, double
     return GEMM_LAUNCH_S + (best > t_ab ? best : t_ab) + t_c;
 }
 
-/* flash-attention efficiency at query length q_len (the FA3 curve above) */
-static double attention_eff(double q_len, bool backward) {
-    return backward ? ATTN_BWD_E_MAX * q_len / (q_len + ATTN_BWD_S0) : ATTN_FWD_E_MAX * q_len / (q_len + ATTN_FWD_S0);
-}
-
 void compute_calibration_init(SimHw *hw) {
     const Calibration *cal = hw->cal;
     for (int i = 0; i < cal->num_gemms; i++) {
         const CalGemm *g = &cal->gemms[i];
         double measured = 2.0 * g->m * g->n * g->k * g->groups / (g->tflops * 1e12);
         hw->cal_gemm_ratio[i] = measured / gemm_model(hw, g->groups, g->m, g->n, g->k, g->c_bytes);
-    }
-    for (int i = 0; i < cal->num_attention; i++) {
-        const CalAttention *a = &cal->attention[i];
-        for (int bwd = 0; bwd <= 1; bwd++)
-            hw->cal_attn_ratio[bwd][i] =
-                (bwd ? a->bwd_tflops : a->fwd_tflops) * 1e12 / hw->peak_bf16 / attention_eff(a->seq, bwd);
     }
 }
 
@@ -151,31 +129,6 @@ double compute_gemm_time(const SimHw *hw, double m, double n, double k, double c
 
 double compute_grouped_gemm_time(const SimHw *hw, int groups, double m, double n, double k, double c_bytes) {
     return gemm_calibrated(hw, groups, m, n, k, c_bytes);
-}
-
-/* Calibration of attention: the measured sequence length nearest in log
- * space gives measured/model efficiency at that length (averaged over the
- * entries at that length, e.g. two head counts); the ratio scales the
- * model's curve e(s), fading e-fold per unit of |log s/s'| as for GEMMs (the
- * curve's shape in s stays the model's: one measured length cannot tell it). */
-double compute_attention_time(const SimHw *hw, double flops, double q_len, bool backward) {
-    if (flops <= 0) return 0;
-    double e = attention_eff(q_len, backward);
-    const Calibration *cal = hw->cal;
-    if (cal && cal->num_attention > 0) {
-        double best_d = 1e30, sum = 0;
-        int n = 0;
-        for (int i = 0; i < cal->num_attention; i++) {
-            double d = fabs(log(q_len / cal->attention[i].seq));
-            if (d > best_d + 1e-12) continue;
-            if (d < best_d - 1e-12) best_d = d, sum = 0, n = 0;
-            sum += hw->cal_attn_ratio[backward][i];
-            n++;
-        }
-        double w = exp(-best_d);
-        e *= w * (sum / n) + (1 - w);
-    }
-    return ATTN_LAUNCH_S + flops / (hw->peak_bf16 * e);
 }
 
 /* fraction of the copy bandwidth per access pattern (MemPattern order) */

@@ -25,7 +25,6 @@
  */
 #include <math.h>
 
-#include "../core/flops.h"
 #include "sim_internal.h"
 
 #define BF16 2.0
@@ -56,17 +55,6 @@ static void tp_comm(const SimCtx *x, Phase *ph, const char *name, CollOp op, dou
 static double gemm_fwd(const SimCtx *x, double m, double n, double k) { return compute_gemm_time(x->hw, m, n, k, BF16); }
 static double gemm_dgrad(const SimCtx *x, double m, double n, double k) { return compute_gemm_time(x->hw, m, k, n, BF16); }
 static double gemm_wgrad(const SimCtx *x, double m, double n, double k) { return compute_gemm_time(x->hw, n, k, m, FP32_ACC); }
-
-/* Attention core FLOPs of one pass (forward) for this GPU: QK^T and PV
- * over the causal pairs of a sequence (or the sliding window's band),
- * heads split over TP, pairs over CP (zig-zag balances). */
-static double attention_core_flops(const SimCtx *x, int window) {
-    const ModelSpec *m = &x->p->model;
-    double dqk = m->mla ? (m->qk_nope_head_dim + m->qk_rope_head_dim) : m->head_dim;
-    double dv = m->mla ? m->v_head_dim : m->head_dim;
-    double pairs = flops_window_pairs(x->s, window);
-    return flops_attention_core(pairs, m->num_heads, dqk, dv) / x->tp / x->cp * x->b;
-}
 
 void layer_attention(const SimCtx *x, int window, Phase *fwd, Phase *bwd, Phase *rsel) {
     const ModelSpec *md = &x->p->model;
@@ -108,22 +96,16 @@ void layer_attention(const SimCtx *x, int window, Phase *fwd, Phase *bwd, Phase 
     for (int i = 0; i < ng; i++) phase_add(fwd, gname[i], COST_ATTENTION, gemm_fwd(x, M, gn[i], gk[i]));
     double rope_elems = M * ((double)md->num_heads + (md->mla ? 1 : g)) * (md->mla ? md->qk_rope_head_dim : md->head_dim) / tp;
     phase_add(fwd, "rope", COST_MEMORY_BOUND, compute_memory_time(x->hw, 2 * rope_elems * BF16));
-    double core_flops = attention_core_flops(x, window);
-    double q_len = x->s / x->cp;
-    double t_core_f = compute_attention_time(x->hw, core_flops, q_len, false);
-    phase_add(fwd, "flash_attention", COST_ATTENTION, t_core_f);
-    phase_add(rsel, "recompute_attention", COST_RECOMPUTE, t_core_f);
+    /* the core (and the CP ring) in its own order: forward after RoPE,
+     * backward between the output projection's and the QKV's gradients */
+    Phase core_f, core_b, core_r;
+    phase_clear(&core_f);
+    phase_clear(&core_b);
+    phase_clear(&core_r);
+    ring_attention(x, window, &core_f, &core_b, &core_r);
+    phase_append(fwd, &core_f, 1, 0, false);
+    phase_append(rsel, &core_r, 1, 0, false);
     phase_add(rsel, "recompute_norm", COST_RECOMPUTE, t_norm);
-    double t_cp_step = 0;
-    if (x->cp > 1) {
-        double kvh = g > tp ? (double)g / tp : 1.0;
-        double dkv = md->mla ? (md->qk_nope_head_dim + md->qk_rope_head_dim + md->v_head_dim) / 2.0 : md->head_dim;
-        if (md->mla) kvh = (double)md->num_heads / tp;
-        double step_bytes = 2.0 * (x->s / x->cp) * x->b * kvh * dkv * BF16;
-        t_cp_step = comm_time(x->hw, COLL_SEND_RECV, &x->g[GROUP_CP], step_bytes);
-        double comm = (x->cp - 1) * t_cp_step;
-        phase_add(fwd, "cp_ring_kv", COST_CP, overlap_added(comm, t_core_f * (x->cp - 1) / x->cp, overlap_sm_frac_nccl(x->hw)));
-    }
     double t_out = gemm_fwd(x, M, h, out_k);
     phase_add(fwd, "attn_out", COST_ATTENTION, t_out);
     tp_comm(x, fwd, "tp_reduce_scatter", COLL_REDUCE_SCATTER, M * h * BF16, t_out, true, false);
@@ -134,12 +116,7 @@ void layer_attention(const SimCtx *x, int window, Phase *fwd, Phase *bwd, Phase 
     tp_comm(x, bwd, "tp_all_gather_grad", COLL_ALL_GATHER, M * h * BF16, t_out_d, true, false);
     phase_add(bwd, "attn_out_dgrad", COST_ATTENTION, t_out_d);
     phase_add(bwd, "attn_out_wgrad", COST_ATTENTION, t_out_w);
-    double t_core_b = compute_attention_time(x->hw, 2.5 * core_flops, q_len, true);
-    phase_add(bwd, "flash_attention_bwd", COST_ATTENTION, t_core_b);
-    if (x->cp > 1) {
-        double comm = 2.0 * (x->cp - 1) * t_cp_step;
-        phase_add(bwd, "cp_ring_kv_grad", COST_CP, overlap_added(comm, t_core_b * (x->cp - 1) / x->cp, overlap_sm_frac_nccl(x->hw)));
-    }
+    phase_append(bwd, &core_b, 1, 0, false);
     phase_add(bwd, "rope_bwd", COST_MEMORY_BOUND, compute_memory_time(x->hw, 2 * rope_elems * BF16));
     double t_in_d = 0, t_in_w = 0;
     for (int i = 0; i < ng; i++) {

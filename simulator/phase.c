@@ -33,6 +33,10 @@ void phase_append(Phase *dst, const Phase *src, double scale, CostKind force_kin
  * HBM copy ~ 90% of datasheet, NVLink busbw ~ 80% of line rate, IB ~ 94%
  * of line rate (reference/hardware.md: 370 of 450 GB/s, 47 of 50 GB/s). */
 void sim_hw_init(SimHw *hw, const Cluster *c, const Calibration *cal, bool fp8) {
+    sim_hw_init_backend(hw, c, cal, fp8, ATTN_BACKEND_AUTO);
+}
+
+void sim_hw_init_backend(SimHw *hw, const Cluster *c, const Calibration *cal, bool fp8, AttnBackend backend) {
     memset(hw, 0, sizeof *hw);
     hw->c = c;
     hw->cal = cal;
@@ -54,8 +58,11 @@ void sim_hw_init(SimHw *hw, const Cluster *c, const Calibration *cal, bool fp8) 
     if (nics_per_gpu <= 0) nics_per_gpu = 1.0 / (c->gpus_per_node > 0 ? c->gpus_per_node : 1);
     hw->nic_busbw_per_gpu = nic * nics_per_gpu;
     hw->net_latency = c->net_latency;
+    if (backend == ATTN_BACKEND_AUTO) backend = c->attention_backend;
+    hw->attn_backend = backend == ATTN_BACKEND_AUTO ? ATTN_BACKEND_CUDNN : backend;
     if (cal) {
         compute_calibration_init(hw);
         comm_calibration_init(hw);
     }
+    attention_calibration_init(hw);
 }

@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 
+#include "../core/layout.h"
 #include "../core/mapping.h"
 #include "simulate.h"
 
@@ -48,6 +49,8 @@ void phase_add(Phase *p, const char *name, CostKind kind, double t);
 /* dst += scale * src (segments appended while room remains; totals exact) */
 void phase_append(Phase *dst, const Phase *src, double scale, CostKind force_kind, bool force);
 
+#define ATTN_MAX_RATES 64   /* entries of attention.c's rate tables */
+
 /* Hardware as the cost terms see it, derived once per simulate_step. */
 typedef struct {
     const Cluster *c;
@@ -65,11 +68,39 @@ typedef struct {
      * step (compute_calibration_init, comm_calibration_init) so the cost
      * terms only search for the nearest entry */
     double cal_gemm_ratio[CAL_MAX_GEMMS];          /* time */
-    double cal_attn_ratio[2][CAL_MAX_ATTENTION];   /* [forward, backward] efficiency */
+    double cal_attn_ratio[2][CAL_MAX_ATTENTION];   /* [forward, backward] efficiency; 0 = not this backend */
+    /* attention backend and its rate table's fitted curve (attention.c) */
+    AttnBackend attn_backend;                      /* never AUTO */
+    double attn_emax[2], attn_l0[2];               /* [forward, backward] */
+    double attn_rate_ratio[2][ATTN_MAX_RATES];     /* table entry measured / fitted; 0 = other backend */
     double cal_coll_ratio[CAL_MAX_COLL];           /* time */
 } SimHw;
 
+/* backend: ATTN_BACKEND_AUTO = the cluster's (cudnn when it names none) */
+void sim_hw_init_backend(SimHw *hw, const Cluster *c, const Calibration *cal, bool fp8, AttnBackend backend);
+/* sim_hw_init_backend with the cluster's attention backend */
 void sim_hw_init(SimHw *hw, const Cluster *c, const Calibration *cal, bool fp8);
+
+/* ---- attention.c ---- */
+/* One flash-attention kernel: rows of one sequence, heads*batch on this GPU. */
+typedef struct {
+    double q_rows, kv_rows;
+    double heads_batch;       /* query heads on this GPU x sequences */
+    double d_qk, d_v;         /* head dims */
+    AttnMask mask;
+    double pairs;             /* (query, key) pairs per head; 0 = from the shape and mask */
+} AttnKernel;
+/* The plan's backend: train.attention_backend, else the cluster's, else
+ * cudnn (Megatron-Core + Transformer Engine on Hopper, early 2025). */
+AttnBackend attention_backend_resolve(const Plan *p);
+/* Fits the backend's table and the calibration's attention ratios. */
+void attention_calibration_init(SimHw *hw);
+/* Fraction of peak BF16 reached by the kernel of this shape (bwd 0/1);
+ * calibrated: also apply the calibration file's attention entries. */
+double attention_efficiency(const SimHw *hw, double q, double kv, double hb, double d, AttnMask mask, int bwd,
+                            bool calibrated);
+/* Seconds of one kernel (forward, or backward = 2.5x the forward FLOPs). */
+double attention_kernel_time(const SimHw *hw, const AttnKernel *k, bool backward);
 
 /* ---- compute.c ---- */
 /* Fills hw->cal_gemm_ratio and hw->cal_attn_ratio (sim_hw_init calls it). */
@@ -79,8 +110,6 @@ void compute_calibration_init(SimHw *hw);
 double compute_gemm_time(const SimHw *hw, double m, double n, double k, double c_bytes);
 /* `groups` GEMMs of the same n, k with m rows each, in one grouped kernel. */
 double compute_grouped_gemm_time(const SimHw *hw, int groups, double m, double n, double k, double c_bytes);
-/* Flash attention: flops of this pass, q_len = query rows per sequence chunk. */
-double compute_attention_time(const SimHw *hw, double flops, double q_len, bool backward);
 /* A memory-bound kernel moving `bytes` (reads + writes), streaming access. */
 double compute_memory_time(const SimHw *hw, double bytes);
 /* Access patterns of memory-bound kernels (compute.c has the measured
@@ -124,7 +153,25 @@ typedef struct {
     double act_bytes;         /* bytes per activation element (2: bf16) */
     int microbatches;         /* m per pipeline per step */
     RecomputeKind recompute;  /* as in train, but memory.c may ask for none */
+    /* share of the NIC left to the CP ring's transfers when the CP group
+     * crosses nodes (1: uncontended), during forward and backward */
+    double cp_link_share_fwd, cp_link_share_bwd;
 } SimCtx;
+
+/* ---- ring.c: the attention core, CP ring steps ---- */
+typedef struct {
+    double kernel_fwd, kernel_bwd;     /* s, attention kernels of all steps */
+    double passes_fwd, passes_bwd;     /* s, merge / accumulate / copy passes */
+    double transfer_fwd, transfer_bwd; /* s, one step's transfer on its link */
+    double exposed_fwd, exposed_bwd;   /* s, transfer time not hidden by the steps */
+    int kernels;                       /* kernels per direction (CP) */
+} RingCost;
+/* window: attention span in tokens (0 = full causal) */
+void ring_cost(const SimCtx *x, int window, RingCost *out);
+/* Appends the core's segments to fwd, bwd and the selective-recompute phase. */
+void ring_attention(const SimCtx *x, int window, Phase *fwd, Phase *bwd, Phase *recompute_sel);
+/* Transient bytes of the CP ring's buffers while a layer's attention runs. */
+double ring_working_bytes(const SimCtx *x);
 
 /* ---- layer.c: attention, dense MLP, embedding, output ---- */
 /* window: attention span in tokens (0 = full causal) */

@@ -37,6 +37,7 @@ typedef struct {
     double act_full[LV_COUNT];     /* without recomputation (full-recompute working set) */
     double dense_params[LV_COUNT]; /* per GPU per layer (divided by TP) */
     double expert_params[LV_COUNT];/* per GPU per layer (divided by ETP*EP) */
+    double ep_raw[LV_COUNT];       /* s, EP + ETP communication of the layer (fwd + bwd) before any overlap */
 } LayerTable;
 
 static int layer_variant(const ModelSpec *m, int i) {
@@ -106,6 +107,7 @@ static void build_layers(const SimCtx *x, LayerTable *lt) {
         phase_append(F, &mf, 1, 0, false);
         phase_append(B, &mb, 1, 0, false);
         phase_append(B, &ab, 1, 0, false);
+        lt->ep_raw[v] = F->by_kind[COST_EP] + F->by_kind[COST_ETP] + B->by_kind[COST_EP] + B->by_kind[COST_ETP];
         /* --overlap ep: the MoE layer's EP/ETP communication of one
          * micro-batch runs behind the other direction's compute of another
          * micro-batch (Megatron's combined 1F1B all-to-all overlap); only
@@ -161,7 +163,7 @@ static void build_layers(const SimCtx *x, LayerTable *lt) {
             Phase fcopy = *F;
             phase_append(B, &fcopy, 1, COST_RECOMPUTE, true);
         } else if (x->recompute == RECOMPUTE_SELECTIVE) {
-            phase_append(B, &ar, 1, COST_RECOMPUTE, true);
+            phase_append(B, &ar, 1, 0, false);   /* recompute kinds already; the re-run ring's transfers stay CP */
             phase_append(B, &mr, 1, COST_RECOMPUTE, true);
         }
         lt->act[v] = memory_attention_activations(x) +
@@ -188,13 +190,61 @@ static const GroupKind kind_group[COST_KIND_COUNT] = {
     [COST_PP] = GROUP_PP, [COST_DP] = GROUP_DP_CP, [COST_EDP] = GROUP_EDP,
 };
 
+/* Share of a GPU's NIC left to the CP ring (SimCtx.cp_link_share_*), for
+ * a CP group that crosses nodes.  Per pipeline rank, the NIC time of the
+ * traffic that runs while the ring does, spread over the time it runs
+ * behind (the busiest rank sets the share):
+ *   backward: the gradient reduce-scatter (all-reduce without the
+ *     distributed optimizer) of the dense (DP*CP) and expert (EDP) groups
+ *     that cross nodes, when overlapped with the backward (--overlap grad),
+ *     over the rank's m backwards;
+ *   forward: the parameter all-gather of the next step (--overlap param)
+ *     over its m forwards;
+ *   both: the MoE all-to-all of another micro-batch when it is overlapped
+ *     (--overlap ep) and the EP group crosses nodes, over the layer's time.
+ * share = 1 - load, at least 0.1.  Returns whether any share is below 1. */
+static bool nic_shares(SimCtx *x, const LayerTable *lt, const double *rank_dense, const double *rank_exp,
+                       const double *rank_fwd, const double *rank_bwd) {
+    const TrainConfig *tc = &x->p->train;
+    const SimHw *hw = x->hw;
+    bool dense_net = x->g[GROUP_DP_CP].nodes > 1, exp_net = x->g[GROUP_EDP].nodes > 1;
+    double load_f = 0, load_b = 0;
+    for (int r = 0; r < x->pp; r++) {
+        double g = 0, a = 0;
+        CollOp op = tc->opt_sharding == OPT_SHARD_NONE ? COLL_ALL_REDUCE : COLL_REDUCE_SCATTER;
+        if (tc->opt_sharding != OPT_SHARD_FULL) {
+            if (dense_net) g += comm_time(hw, op, &x->g[GROUP_DP_CP], rank_dense[r] * 4);
+            if (exp_net && rank_exp[r] > 0) g += comm_time(hw, op, &x->g[GROUP_EDP], rank_exp[r] * 4);
+        }
+        if (tc->opt_sharding == OPT_SHARD_DISTRIBUTED) {
+            if (dense_net) a += comm_time(hw, COLL_ALL_GATHER, &x->g[GROUP_DP_CP], rank_dense[r] * BF16);
+            if (exp_net && rank_exp[r] > 0) a += comm_time(hw, COLL_ALL_GATHER, &x->g[GROUP_EDP], rank_exp[r] * BF16);
+        }
+        double tb = x->microbatches * rank_bwd[r], tf = x->microbatches * rank_fwd[r];
+        if ((tc->overlap & OVERLAP_GRAD) && tb > 0 && g / tb > load_b) load_b = g / tb;
+        if ((tc->overlap & OVERLAP_PARAM) && tf > 0 && a / tf > load_f) load_f = a / tf;
+    }
+    if ((tc->overlap & OVERLAP_EP) && x->g[GROUP_EP].nodes > 1) {
+        double ep = 0;
+        for (int v = 0; v < LV_COUNT; v++)
+            if (lt->used[v] && lt->ep_raw[v] > ep) ep = lt->ep_raw[v];
+        double layer_t = 0;
+        for (int v = 0; v < LV_COUNT; v++)
+            if (lt->used[v] && lt->f[v].total + lt->b[v].total > layer_t) layer_t = lt->f[v].total + lt->b[v].total;
+        if (layer_t > 0) load_f += ep / layer_t, load_b += ep / layer_t;
+    }
+    x->cp_link_share_fwd = load_f < 0.9 ? 1 - load_f : 0.1;
+    x->cp_link_share_bwd = load_b < 0.9 ? 1 - load_b : 0.1;
+    return load_f > 0 || load_b > 0;
+}
+
 int simulate_step(const Plan *plan, const Calibration *cal, const SimOptions *opt, SimResult *out, MpError *err) {
     if (check_plan(plan, err)) return -1;
     const Mapping *map = &plan->map;
     const TrainConfig *tc = &plan->train;
     const ModelSpec *md = &plan->model;
     SimHw hw;
-    sim_hw_init(&hw, &plan->cluster, cal, tc->precision == PRECISION_FP8);
+    sim_hw_init_backend(&hw, &plan->cluster, cal, tc->precision == PRECISION_FP8, attention_backend_resolve(plan));
 
     SimCtx x;
     memset(&x, 0, sizeof x);
@@ -213,48 +263,60 @@ int simulate_step(const Plan *plan, const Calibration *cal, const SimOptions *op
     for (size_t i = 0; i < sizeof used_kinds / sizeof used_kinds[0]; i++)
         mapping_placement(map, used_kinds[i], hw.domain, &x.g[used_kinds[i]]);
 
-    LayerTable lt;
-    build_layers(&x, &lt);
-
     /* per virtual stage forward/backward times of one micro-batch */
     int pp = map->pp, v = map->vpp, V = pp * v, m = x.microbatches;
     double fwd[PIPE_MAX_VSTAGES], bwd[PIPE_MAX_VSTAGES];
     if (V > PIPE_MAX_VSTAGES) return mp_fail(err, "vpp: pp*vpp = %d exceeds %d", V, PIPE_MAX_VSTAGES);
     double rank_dense[SIM_MAX_STAGES], rank_exp[SIM_MAX_STAGES], rank_fwd[SIM_MAX_STAGES], rank_act[SIM_MAX_STAGES],
-        rank_act_work[SIM_MAX_STAGES];
+        rank_act_work[SIM_MAX_STAGES], rank_bwd[SIM_MAX_STAGES];
     int rank_layers[SIM_MAX_STAGES];
-    for (int r = 0; r < pp; r++) rank_dense[r] = rank_exp[r] = rank_fwd[r] = rank_act[r] = rank_act_work[r] = 0, rank_layers[r] = 0;
     ModelParams mp;
     model_params(md, &mp);
-    int layer = 0;
-    for (int vs = 0; vs < V; vs++) {
-        int r = vs % pp, nl = layout_vstage_layers(plan, vs);
-        double f = 0, b = 0;
-        for (int i = layer; i < layer + nl; i++) {
-            int lv = layer_variant(md, i);
-            f += lt.f[lv].total;
-            b += lt.b[lv].total;
-            rank_dense[r] += lt.dense_params[lv];
-            rank_exp[r] += lt.expert_params[lv];
-            rank_act[r] += lt.act[lv];
-            if (lt.act_full[lv] > rank_act_work[r]) rank_act_work[r] = lt.act_full[lv];
+    LayerTable lt;
+    x.cp_link_share_fwd = x.cp_link_share_bwd = 1;
+    /* pass 0 with the CP ring alone on its link; when the CP group
+     * crosses nodes and gradient/parameter (or overlapped all-to-all)
+     * traffic shares the NIC, pass 1 gives the ring what that traffic
+     * leaves (nic_shares) */
+    for (int pass = 0; pass < 2; pass++) {
+        build_layers(&x, &lt);
+        for (int r = 0; r < pp; r++)
+            rank_dense[r] = rank_exp[r] = rank_fwd[r] = rank_bwd[r] = rank_act[r] = rank_act_work[r] = 0,
+            rank_layers[r] = 0;
+        int layer = 0;
+        for (int vs = 0; vs < V; vs++) {
+            int r = vs % pp, nl = layout_vstage_layers(plan, vs);
+            double f = 0, b = 0;
+            for (int i = layer; i < layer + nl; i++) {
+                int lv = layer_variant(md, i);
+                f += lt.f[lv].total;
+                b += lt.b[lv].total;
+                rank_dense[r] += lt.dense_params[lv];
+                rank_exp[r] += lt.expert_params[lv];
+                rank_act[r] += lt.act[lv];
+                if (lt.act_full[lv] > rank_act_work[r]) rank_act_work[r] = lt.act_full[lv];
+            }
+            layer += nl;
+            if (vs == 0) {
+                f += lt.emb_f.total;
+                b += lt.emb_b.total;
+                rank_dense[r] += mp.embedding / x.tp;
+            }
+            if (vs == V - 1) {
+                f += lt.out_f.total;
+                b += lt.out_b.total;
+                rank_dense[r] += (md->tied_embeddings ? (pp > 1 ? mp.embedding : 0) : mp.output) / x.tp + md->hidden;
+            }
+            fwd[vs] = f;
+            bwd[vs] = b;
+            rank_fwd[r] += f;
+            rank_bwd[r] += b;
+            rank_layers[r] += nl;
         }
-        layer += nl;
-        if (vs == 0) {
-            f += lt.emb_f.total;
-            b += lt.emb_b.total;
-            rank_dense[r] += mp.embedding / x.tp;
-        }
-        if (vs == V - 1) {
-            f += lt.out_f.total;
-            b += lt.out_b.total;
-            rank_dense[r] += (md->tied_embeddings ? (pp > 1 ? mp.embedding : 0) : mp.output) / x.tp + md->hidden;
-        }
-        fwd[vs] = f;
-        bwd[vs] = b;
-        rank_fwd[r] += f;
-        rank_layers[r] += nl;
+        if (pass == 1 || x.cp <= 1 || x.g[GROUP_CP].nodes <= 1) break;
+        if (!nic_shares(&x, &lt, rank_dense, rank_exp, rank_fwd, rank_bwd)) break;
     }
+    int layer = 0;
 
     double p2p = pp > 1 ? comm_time(&hw, COLL_SEND_RECV, &x.g[GROUP_PP], x.t_local * md->hidden * BF16) : 0;
     bool blocking = v == 1;
@@ -345,8 +407,10 @@ int simulate_step(const Plan *plan, const Calibration *cal, const SimOptions *op
         in.expert_params = rank_exp[r];
         in.inflight = pipeline_inflight(pp, v, pr.simulated_microbatches < m ? m : m, r);
         in.act_per_chunk = rank_act[r] / v;
+        /* held once: the last stage's logits, the full-recompute working
+         * layer, and the CP ring's buffers while a layer's attention runs */
         in.act_extra = (r == pp - 1 ? memory_output_activations(&x) : 0) +
-                       (tc->recompute == RECOMPUTE_FULL ? rank_act_work[r] : 0);
+                       (tc->recompute == RECOMPUTE_FULL ? rank_act_work[r] : 0) + ring_working_bytes(&x);
         double max_layer_p = 0;
         for (int lv = 0; lv < LV_COUNT; lv++)
             if (lt.used[lv] && lt.dense_params[lv] + lt.expert_params[lv] > max_layer_p)

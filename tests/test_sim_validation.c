@@ -75,7 +75,7 @@ static void test_calibration_reproduces_measurements(void **state) {
     Calibration *cal = load_cal();
     Cluster c = h200();
     SimHw hw, hw0;
-    sim_hw_init(&hw, &c, cal, false);
+    sim_hw_init_backend(&hw, &c, cal, false, ATTN_BACKEND_OWN);   /* the kernel the file measured */
     sim_hw_init(&hw0, &c, NULL, false);
     int exact = 0;
     for (int i = 0; i < cal->num_gemms; i++) {
@@ -100,17 +100,18 @@ static void test_calibration_reproduces_measurements(void **state) {
         }
     }
     assert_true(exact >= 40);   /* only the square out-projection GEMMs repeat a shape */
-    /* attention: two entries at seq 4096 (32 and 48 heads): the calibrated
-     * efficiency is the model's scaled by the mean measured/model ratio */
-    for (int bwd = 0; bwd <= 1; bwd++) {
-        double flops = 1e13, e0 = 0, mean_tf = 0;
-        double t0 = compute_attention_time(&hw0, flops, 4096, bwd);
-        e0 = flops / ((t0 - 6e-6) * hw0.peak_bf16);
-        for (int i = 0; i < cal->num_attention; i++)
-            mean_tf += (bwd ? cal->attention[i].bwd_tflops : cal->attention[i].fwd_tflops) / cal->num_attention;
-        double t = compute_attention_time(&hw, flops, 4096, bwd);
-        assert_rel(flops / (t - 6e-6), mean_tf * 1e12, 1e-9);
-        assert_true(mean_tf * 1e12 < e0 * hw0.peak_bf16);   /* our kernel is slower than FA3 (the default) */
+    /* attention: two entries at seq 4096, B 4 x 32 and 48 heads, causal:
+     * at each entry's own shape the calibrated kernel runs at the measured
+     * rate (forward 2 * 4096^2/2 * 256 * heads * 4 FLOPs, backward 2.5x) */
+    for (int i = 0; i < cal->num_attention; i++) {
+        const CalAttention *a = &cal->attention[i];
+        AttnKernel k = {4096, 4096, (double)a->heads * a->batch, 128, 128, ATTN_MASK_CAUSAL, 0};
+        for (int bwd = 0; bwd <= 1; bwd++) {
+            double flops = 2.0 * 4096.0 * 4096 / 2 * 256 * a->heads * a->batch * (bwd ? 2.5 : 1);
+            double t = attention_kernel_time(&hw, &k, bwd), t0 = attention_kernel_time(&hw0, &k, bwd);
+            assert_rel(flops / (t - 6e-6), (bwd ? a->bwd_tflops : a->fwd_tflops) * 1e12, 1e-9);
+            assert_true(t > t0);   /* our kernel is slower than cuDNN (the default) */
+        }
     }
     /* collectives: every measured point */
     MpError err = {{0}};
@@ -207,8 +208,8 @@ static void test_executor_runs_predicted_with_calibration(void **state) {
 }
 
 /* search and sweep score with the calibration: the measured machine is
- * slower than the defaults (our attention, cuBLAS through our wrapper), so
- * the best plan's MFU falls */
+ * slower than the defaults (our attention instead of cuDNN's, cuBLAS
+ * through our wrapper), so the best plan's MFU falls */
 static double best_mfu(const char *args) {
     static char out[16384];
     if (moeplan_run(args, RUN_STDOUT, out, sizeof out) != 0) fail_msg("moeplan %s failed: %s", args, out);
@@ -225,7 +226,8 @@ static void test_search_and_sweep_take_calibration(void **state) {
     const char *search = "search --model mixtral-8x7b --cluster dgx-h200 --gpus 8 --gbs 64 --top 1";
     char args[512];
     double def = best_mfu(search);
-    snprintf(args, sizeof args, "%s --calibration " DATA "calibration-h200x2.json", search);
+    /* the calibration measured the executor's own attention kernel */
+    snprintf(args, sizeof args, "%s --attention-backend own --calibration " DATA "calibration-h200x2.json", search);
     double cal = best_mfu(args);
     printf("best plan, 8 x H200: defaults %.1f%%, calibrated %.1f%%\n", def, cal);
     assert_true(def > 0 && cal > 0 && cal < def - 2);

@@ -292,7 +292,7 @@ int main(int argc, char **argv) {
     fprintf(js, "],\n \"attention\": [");
     for (size_t a = 0; a < attn.size(); a++)
         fprintf(js, "%s\n  {\"seq\": %d, \"batch\": %d, \"heads\": %d, \"kv_heads\": %d, \"head_dim\": %d, "
-                    "\"fwd_tflops\": %.1f, \"bwd_tflops\": %.1f}",
+                    "\"mask\": \"causal\", \"backend\": \"own\", \"fwd_tflops\": %.1f, \"bwd_tflops\": %.1f}",
                 a ? "," : "", SEQ, MBS, attn[a].heads, attn[a].kvh, HD, attn[a].fwd_tf, attn[a].bwd_tf);
     fprintf(js, "],\n");
     fprintf(js, " \"collectives\": [");

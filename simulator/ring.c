@@ -1,0 +1,198 @@
+/* ring.c: the attention core of one layer on one GPU for one micro-batch,
+ * with context parallelism priced step by step as Megatron-Core runs it
+ * (Transformer Engine 2.1's AttnFuncWithCPAndKVP2P, bf16, causal, zig-zag;
+ * transformer_engine/pytorch/attention.py).
+ *
+ * CP 1: one flash-attention kernel, q s x kv s causal (a sliding window w:
+ * q s x kv w, the band's pairs), heads n/TP x micro-batch b.
+ *
+ * CP > 1 (c = s/(2*CP) tokens per chunk; core/layout.c's ring steps): CP
+ * steps, each its own kernel at its own shape (attention.c):
+ *   step 0:    q 2c x kv 2c causal (own K/V);
+ *   step i>=1: q 2c x kv c (K/V of an earlier rank) on ranks r >= i,
+ *              q c x kv 2c (a later rank's) on ranks r < i.
+ * Every step i >= 1 has ranks of both kinds, each rank waits for the K/V
+ * its predecessor forwards, and the layer's next collective (TP, EP)
+ * joins the ranks again, so a step costs the slower of the two shapes:
+ *   compute = step0 + (CP-1) * max(stepA, stepB)   (each with its passes).
+ * Per-step memory-bound passes (bytes, at the cluster's HBM bandwidth):
+ *   forward:  a contiguous copy of the half of K/V (A) or Q (B) the step
+ *             uses (read + write, 4 per element); the LSE correction
+ *             (fp64 LSE read + written, fp32 step LSE read: 20 per query row
+ *             and head); after the loop, the output correction of each step
+ *             (flash_attn_fwd_out_correction: out_per_step * exp(lse_step -
+ *             lse) into an fp32 temporary, then out.add_: 2 + 4 + 4 + 2 + 2
+ *             = 14 per output element); step 0 also zero-fills out (2);
+ *   backward: the half copies (A: K/V; B: Q, out and dout), dq.add_(dq_)
+ *             and dkv.add_(dkv_) (6 per element: two reads, one write;
+ *             step 0 copies, 4).
+ * Transfers: each forward step i < CP-1 sends the K/V it holds to the next
+ * rank, 2*(2c)*b*kvh*(d_qk + d_v) bytes (K and V of both chunks, bf16),
+ * issued before step i's kernel and overlapped with it (two streams);
+ * backward sends K/V and the riding dK/dV (twice that) behind each step
+ * and the last dK/dV (once) after the loop, exposed.  Each overlapped
+ * transfer adds overlap_added(transfer, step compute, NCCL SMs).  The
+ * transfer runs on the CP group's real link (comm.c: NVLink inside a node,
+ * else the GPU's NIC) at the share of that link the other traffic leaves
+ * it (SimCtx.cp_link_share_*: the DP/EDP gradient reduce-scatter and
+ * parameter all-gather, and the overlapped EP all-to-all, simulate.c).
+ * Selective recomputation re-runs the whole forward ring (kernels, passes
+ * and transfers).
+ */
+#include <math.h>
+
+#include "../core/flops.h"
+#include "sim_internal.h"
+
+#define BF16 2.0
+#define FWD_COPY_BYTES 4.0      /* contiguous copy: read + write bf16 */
+#define FWD_LSE_BYTES 20.0      /* per query row and head: fp64 LSE read + write, fp32 step LSE read */
+#define FWD_OUT_CORR_BYTES 14.0 /* per output element: see above */
+#define FWD_ZERO_BYTES 2.0      /* out zero-fill */
+#define BWD_ACC_BYTES 6.0       /* x.add_(y): read x, read y, write x */
+
+typedef struct {
+    double q_heads;     /* query heads on this GPU */
+    double kv_heads;    /* K/V heads on this GPU */
+    double d_qk, d_v;
+    double b;
+} HeadDims;
+
+static void head_dims(const SimCtx *x, HeadDims *hd) {
+    const ModelSpec *m = &x->p->model;
+    hd->q_heads = (double)m->num_heads / x->tp;
+    if (m->mla) {
+        hd->d_qk = m->qk_nope_head_dim + m->qk_rope_head_dim;
+        hd->d_v = m->v_head_dim;
+        hd->kv_heads = hd->q_heads;  /* MLA's K/V are per head after the up-projection */
+    } else {
+        hd->d_qk = hd->d_v = m->head_dim;
+        double g = m->num_kv_groups > 0 ? m->num_kv_groups : m->num_heads;
+        hd->kv_heads = g > x->tp ? g / x->tp : 1.0;
+    }
+    hd->b = x->b;
+}
+
+/* elements of `rows` tokens (one sequence's rows x micro-batch) */
+static double q_elems(const HeadDims *h, double rows) { return rows * h->b * h->q_heads * h->d_qk; }
+static double o_elems(const HeadDims *h, double rows) { return rows * h->b * h->q_heads * h->d_v; }
+static double kv_elems(const HeadDims *h, double rows) { return rows * h->b * h->kv_heads * (h->d_qk + h->d_v); }
+
+static double kernel(const SimCtx *x, const HeadDims *h, double q, double kv, AttnMask mask, double pairs,
+                     bool bwd) {
+    AttnKernel k = {q, kv, h->q_heads * h->b, h->d_qk, h->d_v, mask, pairs};
+    return attention_kernel_time(x->hw, &k, bwd);
+}
+
+static double mem(const SimCtx *x, double bytes) { return compute_memory_time(x->hw, bytes); }
+
+void ring_cost(const SimCtx *x, int window, RingCost *rc) {
+    HeadDims h;
+    head_dims(x, &h);
+    double s = x->s;
+    *rc = (RingCost){0};
+    if (x->cp <= 1) {
+        bool win = window > 0 && window < s;
+        double kv = win ? window : s, pairs = win ? flops_window_pairs(s, window) : 0;
+        AttnMask mask = win ? ATTN_MASK_NONE : ATTN_MASK_CAUSAL;
+        rc->kernel_fwd = kernel(x, &h, s, kv, mask, pairs, false);
+        rc->kernel_bwd = kernel(x, &h, s, kv, mask, pairs, true);
+        rc->kernels = 1;
+        return;
+    }
+    double cp = x->cp, c = s / (2.0 * cp);
+    /* sliding window under CP: the ring runs whole; the kernels' work
+     * shrinks by the band's share of the causal pairs */
+    double wscale = (window > 0 && window < s) ? flops_window_pairs(s, window) / flops_window_pairs(s, 0) : 1.0;
+    double k0f = wscale * kernel(x, &h, 2 * c, 2 * c, ATTN_MASK_CAUSAL, 0, false);
+    double kAf = wscale * kernel(x, &h, 2 * c, c, ATTN_MASK_NONE, 0, false);
+    double kBf = wscale * kernel(x, &h, c, 2 * c, ATTN_MASK_NONE, 0, false);
+    double k0b = wscale * kernel(x, &h, 2 * c, 2 * c, ATTN_MASK_CAUSAL, 0, true);
+    double kAb = wscale * kernel(x, &h, 2 * c, c, ATTN_MASK_NONE, 0, true);
+    double kBb = wscale * kernel(x, &h, c, 2 * c, ATTN_MASK_NONE, 0, true);
+    double rows_heads_2c = 2 * c * h.b * h.q_heads, rows_heads_c = c * h.b * h.q_heads;
+    /* forward passes per step kind */
+    double p0f = mem(x, FWD_OUT_CORR_BYTES * o_elems(&h, 2 * c)) + mem(x, FWD_ZERO_BYTES * o_elems(&h, 2 * c)) +
+                 mem(x, FWD_LSE_BYTES * rows_heads_2c);
+    double pAf = mem(x, FWD_COPY_BYTES * kv_elems(&h, c)) + mem(x, FWD_LSE_BYTES * rows_heads_2c) +
+                 mem(x, FWD_OUT_CORR_BYTES * o_elems(&h, 2 * c));
+    double pBf = mem(x, FWD_COPY_BYTES * q_elems(&h, c)) + mem(x, FWD_LSE_BYTES * rows_heads_c) +
+                 mem(x, FWD_OUT_CORR_BYTES * o_elems(&h, c));
+    /* backward passes */
+    double p0b = mem(x, FWD_COPY_BYTES * q_elems(&h, 2 * c)) + mem(x, FWD_COPY_BYTES * kv_elems(&h, 2 * c));
+    double pAb = mem(x, FWD_COPY_BYTES * kv_elems(&h, c)) + mem(x, BWD_ACC_BYTES * q_elems(&h, 2 * c)) +
+                 mem(x, BWD_ACC_BYTES * kv_elems(&h, c));
+    double pBb = mem(x, FWD_COPY_BYTES * (q_elems(&h, c) + 2 * o_elems(&h, c))) +
+                 mem(x, BWD_ACC_BYTES * q_elems(&h, c)) + mem(x, BWD_ACC_BYTES * kv_elems(&h, 2 * c));
+    /* the slower step kind sets the pace: kernels and passes of that kind */
+    bool a_slow_f = kAf + pAf >= kBf + pBf, a_slow_b = kAb + pAb >= kBb + pBb;
+    double step_kf = a_slow_f ? kAf : kBf, step_pf = a_slow_f ? pAf : pBf;
+    double step_kb = a_slow_b ? kAb : kBb, step_pb = a_slow_b ? pAb : pBb;
+    rc->kernel_fwd = k0f + (cp - 1) * step_kf;
+    rc->kernel_bwd = k0b + (cp - 1) * step_kb;
+    rc->passes_fwd = p0f + (cp - 1) * step_pf;
+    rc->passes_bwd = p0b + (cp - 1) * step_pb;
+    rc->kernels = (int)cp;
+    /* transfers */
+    double kv_bytes = kv_elems(&h, 2 * c) * BF16;
+    double t_kv = comm_time(x->hw, COLL_SEND_RECV, &x->g[GROUP_CP], kv_bytes);
+    double t_kv2 = comm_time(x->hw, COLL_SEND_RECV, &x->g[GROUP_CP], 2 * kv_bytes);
+    double t_last = t_kv;   /* the last dK/dV, as large as K/V */
+    if (x->g[GROUP_CP].nodes > 1) {
+        double sf = x->cp_link_share_fwd > 0 ? x->cp_link_share_fwd : 1;
+        double sb = x->cp_link_share_bwd > 0 ? x->cp_link_share_bwd : 1;
+        t_kv /= sf;
+        t_kv2 /= sb;
+        t_last /= sb;
+    }
+    double frac = overlap_sm_frac_nccl(x->hw);
+    double step0f = k0f + p0f, stepf = step_kf + step_pf;
+    double step0b = k0b + p0b, stepb = step_kb + step_pb;
+    rc->transfer_fwd = t_kv;
+    rc->transfer_bwd = t_kv2;
+    /* forward: the transfer for step i+1 behind step i, i = 0 .. CP-2 */
+    rc->exposed_fwd = overlap_added(t_kv, step0f, frac) + (cp - 2) * overlap_added(t_kv, stepf, frac);
+    /* backward: K/V + dK/dV behind steps 0 .. CP-2, the last dK/dV after the loop */
+    rc->exposed_bwd = overlap_added(t_kv2, step0b, frac) + (cp - 2) * overlap_added(t_kv2, stepb, frac) + t_last;
+}
+
+/* Transient bytes of the ring while one layer's attention runs (TE 2.1):
+ *   forward:  CP K/V receive buffers (p2p_comm_buffers, each K and V of
+ *             2c tokens, bf16, all kept until the loop ends), every step's
+ *             output (out_per_step, bf16, up to 2c rows) and fp32 LSE, the
+ *             fp64 running LSE and the bf16 output;
+ *   backward: two (K/V, dK/dV) ring buffers (bf16), the step's dq_ and
+ *             dkv_, dq, and the Q/out/dout half copies.
+ * CP 1: none (the kernel's own workspace is not counted). */
+double ring_working_bytes(const SimCtx *x) {
+    if (x->cp <= 1) return 0;
+    HeadDims h;
+    head_dims(x, &h);
+    double cp = x->cp, c = x->s / (2.0 * cp);
+    double rows_heads = 2 * c * h.b * h.q_heads;
+    double fwd = cp * kv_elems(&h, 2 * c) * BF16 + cp * o_elems(&h, 2 * c) * BF16 + cp * rows_heads * 4.0 +
+                 rows_heads * 8.0 + o_elems(&h, 2 * c) * BF16;
+    double bwd = 2 * 2 * kv_elems(&h, 2 * c) * BF16 + (q_elems(&h, 2 * c) + kv_elems(&h, 2 * c)) * BF16 +
+                 q_elems(&h, 2 * c) * BF16 + (q_elems(&h, c) + 2 * o_elems(&h, c)) * BF16;
+    return fwd > bwd ? fwd : bwd;
+}
+
+void ring_attention(const SimCtx *x, int window, Phase *fwd, Phase *bwd, Phase *rsel) {
+    RingCost rc;
+    ring_cost(x, window, &rc);
+    if (x->cp <= 1) {
+        phase_add(fwd, "flash_attention", COST_ATTENTION, rc.kernel_fwd);
+        phase_add(rsel, "recompute_attention", COST_RECOMPUTE, rc.kernel_fwd);
+        phase_add(bwd, "flash_attention_bwd", COST_ATTENTION, rc.kernel_bwd);
+        return;
+    }
+    phase_add(fwd, "cp_ring_attention", COST_ATTENTION, rc.kernel_fwd);
+    phase_add(fwd, "cp_ring_merge", COST_MEMORY_BOUND, rc.passes_fwd);
+    phase_add(fwd, "cp_ring_kv", COST_CP, rc.exposed_fwd);
+    phase_add(rsel, "recompute_cp_ring_attention", COST_RECOMPUTE, rc.kernel_fwd);
+    phase_add(rsel, "recompute_cp_ring_merge", COST_RECOMPUTE, rc.passes_fwd);
+    phase_add(rsel, "recompute_cp_ring_kv", COST_CP, rc.exposed_fwd);
+    phase_add(bwd, "cp_ring_attention_bwd", COST_ATTENTION, rc.kernel_bwd);
+    phase_add(bwd, "cp_ring_accumulate", COST_MEMORY_BOUND, rc.passes_bwd);
+    phase_add(bwd, "cp_ring_kv_dkv", COST_CP, rc.exposed_bwd);
+}
