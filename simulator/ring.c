@@ -138,12 +138,14 @@ void ring_cost(const SimCtx *x, int window, RingCost *rc) {
     double t_kv = comm_time(x->hw, COLL_SEND_RECV, &x->g[GROUP_CP], kv_bytes);
     double t_kv2 = comm_time(x->hw, COLL_SEND_RECV, &x->g[GROUP_CP], 2 * kv_bytes);
     double t_last = t_kv;   /* the last dK/dV, as large as K/V */
+    double t_kv_r = t_kv;   /* K/V of the forward ring re-run in the backward */
     if (x->g[GROUP_CP].nodes > 1) {
         double sf = x->cp_link_share_fwd > 0 ? x->cp_link_share_fwd : 1;
         double sb = x->cp_link_share_bwd > 0 ? x->cp_link_share_bwd : 1;
         t_kv /= sf;
         t_kv2 /= sb;
         t_last /= sb;
+        t_kv_r /= sb;
     }
     double frac = overlap_sm_frac_nccl(x->hw);
     double step0f = k0f + p0f, stepf = step_kf + step_pf;
@@ -152,6 +154,7 @@ void ring_cost(const SimCtx *x, int window, RingCost *rc) {
     rc->transfer_bwd = t_kv2;
     /* forward: the transfer for step i+1 behind step i, i = 0 .. CP-2 */
     rc->exposed_fwd = overlap_added(t_kv, step0f, frac) + (cp - 2) * overlap_added(t_kv, stepf, frac);
+    rc->exposed_recompute = overlap_added(t_kv_r, step0f, frac) + (cp - 2) * overlap_added(t_kv_r, stepf, frac);
     /* backward: K/V + dK/dV behind steps 0 .. CP-2, the last dK/dV after the loop */
     rc->exposed_bwd = overlap_added(t_kv2, step0b, frac) + (cp - 2) * overlap_added(t_kv2, stepb, frac) + t_last;
 }
@@ -191,7 +194,7 @@ void ring_attention(const SimCtx *x, int window, Phase *fwd, Phase *bwd, Phase *
     phase_add(fwd, "cp_ring_kv", COST_CP, rc.exposed_fwd);
     phase_add(rsel, "recompute_cp_ring_attention", COST_RECOMPUTE, rc.kernel_fwd);
     phase_add(rsel, "recompute_cp_ring_merge", COST_RECOMPUTE, rc.passes_fwd);
-    phase_add(rsel, "recompute_cp_ring_kv", COST_CP, rc.exposed_fwd);
+    phase_add(rsel, "recompute_cp_ring_kv", COST_CP, rc.exposed_recompute);
     phase_add(bwd, "cp_ring_attention_bwd", COST_ATTENTION, rc.kernel_bwd);
     phase_add(bwd, "cp_ring_accumulate", COST_MEMORY_BOUND, rc.passes_bwd);
     phase_add(bwd, "cp_ring_kv_dkv", COST_CP, rc.exposed_bwd);

@@ -157,6 +157,8 @@ typedef struct {
      * crosses nodes (1: uncontended), during forward and backward */
     double cp_link_share_fwd, cp_link_share_bwd;
 } SimCtx;
+/* The context of a (checked) plan on hw, as simulate_step builds it. */
+void sim_ctx_init(SimCtx *x, const Plan *plan, const SimHw *hw);
 
 /* ---- ring.c: the attention core, CP ring steps ---- */
 typedef struct {
@@ -164,6 +166,7 @@ typedef struct {
     double passes_fwd, passes_bwd;     /* s, merge / accumulate / copy passes */
     double transfer_fwd, transfer_bwd; /* s, one step's transfer on its link */
     double exposed_fwd, exposed_bwd;   /* s, transfer time not hidden by the steps */
+    double exposed_recompute;          /* s, the forward ring's, re-run during the backward (its link share) */
     int kernels;                       /* kernels per direction (CP) */
 } RingCost;
 /* window: attention span in tokens (0 = full causal) */

@@ -190,6 +190,27 @@ static const GroupKind kind_group[COST_KIND_COUNT] = {
     [COST_PP] = GROUP_PP, [COST_DP] = GROUP_DP_CP, [COST_EDP] = GROUP_EDP,
 };
 
+void sim_ctx_init(SimCtx *x, const Plan *plan, const SimHw *hw) {
+    const Mapping *map = &plan->map;
+    const TrainConfig *tc = &plan->train;
+    memset(x, 0, sizeof *x);
+    x->p = plan;
+    x->hw = hw;
+    x->s = tc->seq_len;
+    x->b = tc->micro_batch;
+    x->tp = map->tp; x->cp = map->cp; x->etp = map->etp; x->ep = map->ep;
+    x->pp = map->pp; x->vpp = map->vpp; x->dp = map->dp; x->edp = map->edp;
+    x->m_full = x->s * x->b / x->cp;
+    x->t_local = x->s * x->b / ((double)x->tp * x->cp);
+    x->act_bytes = BF16;
+    x->microbatches = tc->global_batch / (tc->micro_batch * map->dp);
+    x->recompute = tc->recompute;
+    x->cp_link_share_fwd = x->cp_link_share_bwd = 1;
+    static const GroupKind used_kinds[] = {GROUP_TP, GROUP_CP, GROUP_DP_CP, GROUP_PP, GROUP_ETP, GROUP_EP, GROUP_EDP, GROUP_ETP_EP};
+    for (size_t i = 0; i < sizeof used_kinds / sizeof used_kinds[0]; i++)
+        mapping_placement(map, used_kinds[i], hw->domain, &x->g[used_kinds[i]]);
+}
+
 /* Share of a GPU's NIC left to the CP ring (SimCtx.cp_link_share_*), for
  * a CP group that crosses nodes.  Per pipeline rank, the NIC time of the
  * traffic that runs while the ring does, spread over the time it runs
@@ -247,21 +268,7 @@ int simulate_step(const Plan *plan, const Calibration *cal, const SimOptions *op
     sim_hw_init_backend(&hw, &plan->cluster, cal, tc->precision == PRECISION_FP8, attention_backend_resolve(plan));
 
     SimCtx x;
-    memset(&x, 0, sizeof x);
-    x.p = plan;
-    x.hw = &hw;
-    x.s = tc->seq_len;
-    x.b = tc->micro_batch;
-    x.tp = map->tp; x.cp = map->cp; x.etp = map->etp; x.ep = map->ep;
-    x.pp = map->pp; x.vpp = map->vpp; x.dp = map->dp; x.edp = map->edp;
-    x.m_full = x.s * x.b / x.cp;
-    x.t_local = x.s * x.b / ((double)x.tp * x.cp);
-    x.act_bytes = BF16;
-    x.microbatches = tc->global_batch / (tc->micro_batch * map->dp);
-    x.recompute = tc->recompute;
-    static const GroupKind used_kinds[] = {GROUP_TP, GROUP_CP, GROUP_DP_CP, GROUP_PP, GROUP_ETP, GROUP_EP, GROUP_EDP, GROUP_ETP_EP};
-    for (size_t i = 0; i < sizeof used_kinds / sizeof used_kinds[0]; i++)
-        mapping_placement(map, used_kinds[i], hw.domain, &x.g[used_kinds[i]]);
+    sim_ctx_init(&x, plan, &hw);
 
     /* per virtual stage forward/backward times of one micro-batch */
     int pp = map->pp, v = map->vpp, V = pp * v, m = x.microbatches;
