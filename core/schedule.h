@@ -29,10 +29,38 @@ typedef struct {
 
 /* Operations per rank: 2*m*vpp. */
 int schedule_num_ops(const PipeSchedule *s);
-/* Forwards rank r runs before its first backward. */
-int schedule_warmup(const PipeSchedule *s, int rank);
+
+/* Forwards rank r runs before its first backward.  (Inline: the pipeline
+ * simulation asks for every op of every rank of every plan it ranks.) */
+static inline int schedule_warmup(const PipeSchedule *s, int r) {
+    int total = s->m * s->vpp;
+    int w = s->vpp == 1 ? s->pp - r - 1 : (s->pp - r - 1) * 2 + (s->vpp - 1) * s->pp;
+    return w < total ? w : total;
+}
+
 /* The idx-th operation (0..2*m*vpp-1) of rank r. */
-PipeOp schedule_op(const PipeSchedule *s, int rank, int idx);
+static inline PipeOp schedule_op(const PipeSchedule *s, int r, int idx) {
+    int total = s->m * s->vpp, w = schedule_warmup(s, r);
+    bool fwd;
+    int k;   /* index of the op among the rank's ops of its direction */
+    if (idx < w) {
+        fwd = true;
+        k = idx;
+    } else {
+        int j = idx - w, steady = total - w;
+        if (j < 2 * steady) {
+            fwd = (j % 2) == 0;
+            k = fwd ? w + j / 2 : j / 2;
+        } else {
+            fwd = false;
+            k = steady + (j - 2 * steady);
+        }
+    }
+    int group = s->pp * s->vpp, in_group = k % group, c = in_group / s->pp;
+    PipeOp op = {fwd, fwd ? c : s->vpp - 1 - c, (k / group) * s->pp + in_group % s->pp};
+    return op;
+}
+
 /* Chunks whose activations rank r holds at its peak: W + 1, at most m*vpp. */
 int schedule_inflight(const PipeSchedule *s, int rank);
 

@@ -65,6 +65,11 @@ static int check_problem(const PipeSplitProblem *p, MpError *err) {
     if ((long)minl * p->stages > p->layers)
         return mp_fail(err, "pp: %d stages of at least %d layers need more than %d layers", p->stages, minl, p->layers);
     if (!p->layer_time) return mp_fail(err, "layer_time: missing");
+    for (int i = 0; i < p->layers; i++)
+        if (!isfinite(p->layer_time[i]) || p->layer_time[i] < 0)
+            return mp_fail(err, "layer_time: layer %d is %g (must be finite and >= 0)", i, p->layer_time[i]);
+    if (!isfinite(p->first_extra_time) || !isfinite(p->last_extra_time))
+        return mp_fail(err, "first/last_extra_time: must be finite");
     return 0;
 }
 

@@ -1,12 +1,14 @@
 /* space.c: enumeration and pruning of the search space (see space.h). */
 #include "space.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../core/layout.h"
 #include "pipeline_split.h"
+#include "../simulator/simulate.h"
 
 static const char *const rule_names[PRUNE_RULE_COUNT] = {
     "constraint", "heads", "kv-groups", "dense-grid", "seq", "layers", "vpp",
@@ -61,37 +63,44 @@ static int push(CandidateList *l, const Candidate *c, MpError *err) {
     return 0;
 }
 
-/* Per-token costs in seconds at the GPU's peak (relative costs are what
- * matter for the split):
- *   decoder layer: 6 * (active parameters of the layer) FLOPs (each GEMM
- *     forward + two backward GEMMs, 2 FLOPs per multiply-add), plus the
- *     causal attention core 6 * n * d * s (flops-and-memory.md, megatron
- *     convention: L*6*n*d*s^2 per sequence);
- *   stage 0 extra: the embedding gather and its gradient scatter-add,
- *     3 * h * 2 bytes over HBM;
- *   last stage extra: the output layer 6 * h * V FLOPs plus cross-entropy,
- *     ~4 passes over fp32 logits: 16 * V bytes over HBM.  */
-int space_uneven_split(const Plan *base, int pp, int *first, int *last, MpError *err) {
+/* The split minimises the slowest stage under the simulator's own times
+ * (simulate_layer_times: each decoder layer's forward + backward of one
+ * micro-batch, the embedding on stage 0, the output layer and loss on the
+ * last stage), so the split and the ranking agree.  The times are those of
+ * a representative mapping of this TP, CP and PP: ETP 1 and the largest EP
+ * that divides the experts and the GPUs of a stage (the folded layout),
+ * the base plan's micro-batch and training settings. */
+int space_uneven_split(const Plan *base, int tp, int cp, int pp, int *first, int *last, MpError *err) {
     const ModelSpec *m = &base->model;
-    const Cluster *cl = &base->cluster;
     int L = m->num_layers;
     if (L > PIPE_SPLIT_MAX_LAYERS || pp > PIPE_SPLIT_MAX_STAGES)
         return mp_fail(err, "pp: uneven split limited to %d layers and %d stages", PIPE_SPLIT_MAX_LAYERS, PIPE_SPLIT_MAX_STAGES);
-    ModelParams mp;
-    model_params(m, &mp);
-    double peak = cl->peak_bf16_flops > 0 ? cl->peak_bf16_flops : 1e15;
-    double hbm = cl->hbm_bw_achievable > 0 ? cl->hbm_bw_achievable : (cl->hbm_bw > 0 ? cl->hbm_bw : 2e12);
-    double attn_core = 6.0 * m->num_heads * (double)m->head_dim * base->train.seq_len;
-    double common = 6.0 * (mp.attention_per_layer + mp.norms_per_layer) + attn_core;
-    double moe = common + 6.0 * (m->num_experts > 0 ? mp.expert_per_layer * m->top_k / m->num_experts : 0)
-               + 6.0 * (mp.shared_per_layer + mp.router_per_layer);
-    double dense = common + 6.0 * mp.dense_mlp_per_layer;
-    double t[PIPE_SPLIT_MAX_LAYERS];
-    for (int i = 0; i < L; i++) t[i] = (layout_layer_kind(m, i) == LAYER_DENSE ? dense : moe) / peak;
+    if (tp < 1 || cp < 1 || pp < 1 || base->map.world % (tp * cp * pp))
+        return mp_fail(err, "pp: tp %d x cp %d x pp %d does not divide %d GPUs", tp, cp, pp, base->map.world);
+    Plan *rep = malloc(sizeof *rep);
+    if (!rep) return mp_fail(err, "search: out of memory");
+    *rep = *base;
+    int per_stage = base->map.world / pp, ep = 1;
+    for (int e = 1; e <= per_stage; e++)
+        if (per_stage % e == 0 && (m->num_experts == 0 ? e == 1 : m->num_experts % e == 0)) ep = e;
+    rep->map = (Mapping){.world = base->map.world, .tp = tp, .cp = cp, .pp = pp, .vpp = 1, .etp = 1, .ep = ep,
+                         .order = ORDER_TP_CP_EP_DP_PP};
+    rep->map.dp = base->map.world / (tp * cp * pp);
+    rep->map.edp = base->map.world / (ep * pp);
+    if (rep->train.micro_batch < 1) rep->train.micro_batch = 1;
+    double t[PIPE_SPLIT_MAX_LAYERS], first_extra = 0, last_extra = 0;
+    int rc = simulate_layer_times(rep, NULL, t, PIPE_SPLIT_MAX_LAYERS, &first_extra, &last_extra, err);
+    free(rep);
+    if (rc) return -1;
+    for (int i = 0; i < L; i++)
+        if (!isfinite(t[i]) || t[i] <= 0)
+            return mp_fail(err, "cluster: layer %d has no finite time (a link or peak rate missing?)", i);
+    if (!isfinite(first_extra) || !isfinite(last_extra))
+        return mp_fail(err, "cluster: the embedding or output layer has no finite time");
     PipeSplitProblem p = {
         .layers = L, .stages = pp, .layer_time = t,
-        .first_extra_time = 6.0 * m->hidden / hbm,
-        .last_extra_time = 6.0 * m->hidden * (double)m->vocab / peak + 16.0 * m->vocab / hbm,
+        .first_extra_time = first_extra,
+        .last_extra_time = last_extra,
         .min_layers_per_stage = 1,
     };
     PipeSplit s;
@@ -146,6 +155,7 @@ int space_enumerate(const Plan *base, const SearchConstraints *c, CandidateList 
         if (g > 0 && g % tp) { pr[PRUNE_KV_GROUPS] += s_tp; continue; }
         for (int b = 0; b < dg.n; b++) {
             int cp = dg.d[b];
+            memset(split_state, 0, sizeof split_state);   /* splits depend on the layer times at this TP, CP */
             if (!allowed(cp, c->fix_cp, c->max_cp)) { pr[PRUNE_CONSTRAINT] += s_cp; continue; }
             if (N % ((long long)tp * cp)) { pr[PRUNE_DENSE_GRID] += s_cp; continue; }
             if (cp > 1 && seq % (2 * cp)) { pr[PRUNE_SEQ] += s_cp; continue; }
@@ -159,7 +169,7 @@ int space_enumerate(const Plan *base, const SearchConstraints *c, CandidateList 
                 if (pp > 1 && pp <= PIPE_SPLIT_MAX_STAGES && pp <= L && c->uneven) {
                     if (!split_state[pp]) {
                         MpError e2;
-                        split_state[pp] = space_uneven_split(base, pp, &split_first[pp], &split_last[pp], &e2) ? -1 : 1;
+                        split_state[pp] = space_uneven_split(base, tp, cp, pp, &split_first[pp], &split_last[pp], &e2) ? -1 : 1;
                     }
                     split_ok = split_state[pp] > 0 && split_first[pp] > 0;
                 }

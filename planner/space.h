@@ -88,8 +88,9 @@ bool candidate_same(const Candidate *a, const Candidate *b);
 /* "tp2 cp1 pp8 vpp1 | etp1 ep8 edp8 | dp8 mbs1" */
 void candidate_format(const Candidate *c, char *buf, size_t len);
 
-/* Relative cost of each decoder layer and of the stage extras, from FLOPs
- * and HBM traffic (seconds at peak), used to pick uneven splits. */
-int space_uneven_split(const Plan *base, int pp, int *first, int *last, MpError *err);
+/* The uneven split (first, last; 0, 0 = even) of the decoder layers over pp
+ * stages that minimises the slowest stage, under the simulator's layer and
+ * stage-extra times (simulate_layer_times) at this TP and CP. */
+int space_uneven_split(const Plan *base, int tp, int cp, int pp, int *first, int *last, MpError *err);
 
 #endif

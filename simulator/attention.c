@@ -155,42 +155,72 @@ static double log_dist(double q, double kv, double hb, double d, double q2, doub
     return fabs(log(q / q2)) + fabs(log(kv / kv2)) + fabs(log(hb / hb2)) + fabs(log(d / d2));
 }
 
-/* Least-squares fit in log time of e_max (closed form: the mean log
- * residual) and L0 (geometric grid 16 .. 16384 rows, 6 steps per
- * doubling) to backend b's entries of one direction; l0_fixed > 0 fixes L0
- * (a table with one loop length cannot tell it). */
-static int fit_curve(AttnBackend b, int bwd, double l0_fixed, double *emax, double *l0) {
-    double best_err = 1e300;
-    int used = 0;
-    for (int g = 0; g <= 60; g++) {
-        double l0g = l0_fixed > 0 ? l0_fixed : 16.0 * pow(2.0, g / 6.0);
-        double sum = 0, sum2 = 0;
-        int k = 0;
-        for (int i = 0; i < NUM_RATES; i++) {
-            const AttnRate *r = &rates[i];
-            double meas = bwd ? r->bwd : r->fwd;
-            if (r->backend != b || meas <= 0) continue;
-            double L;
-            double occ = occupancy(r->q, r->kv, r->hb, r->mask, bwd, ATTN_TABLE_SMS, &L);
-            double y = log(meas * 1e12 / ATTN_TABLE_PEAK) - log(L / (L + l0g) * occ);
-            sum += y;
-            sum2 += y * y;
-            k++;
-        }
-        if (k == 0) return 0;
-        double mean = sum / k, err = sum2 / k - mean * mean;
-        if (err < best_err - 1e-15) best_err = err, *emax = exp(mean), *l0 = l0g;
-        used = k;
-        if (l0_fixed > 0) break;
+/* mean log residual (= log e_max) of the entries at L0 = l0; *err (if
+ * given): the residuals' variance */
+static double fit_error(const double *y0, const double *L, int k, double l0, double *err) {
+    double sum = 0, sum2 = 0;
+    for (int i = 0; i < k; i++) {
+        double y = y0[i] - log(L[i] / (L[i] + l0));
+        sum += y;
+        sum2 += y * y;
     }
-    return used;
+    double mean = sum / k;
+    if (err) *err = sum2 / k - mean * mean;
+    return mean;
+}
+
+/* Least-squares fit in log time of e_max (closed form: the mean log
+ * residual) and L0 (golden-section search over 16 .. 16384 rows) to
+ * backend b's entries of one direction; l0_fixed > 0 fixes L0
+ * (a table with one loop length cannot tell it).  Returns the number of
+ * entries used. */
+static int fit_curve(AttnBackend b, int bwd, double l0_fixed, double *emax, double *l0) {
+    double y0[ATTN_MAX_RATES], L[ATTN_MAX_RATES];
+    int k = 0;
+    for (int i = 0; i < NUM_RATES && k < ATTN_MAX_RATES; i++) {
+        const AttnRate *r = &rates[i];
+        double meas = bwd ? r->bwd : r->fwd;
+        if (r->backend != b || meas <= 0) continue;
+        double occ = occupancy(r->q, r->kv, r->hb, r->mask, bwd, ATTN_TABLE_SMS, &L[k]);
+        y0[k++] = log(meas * 1e12 / ATTN_TABLE_PEAK / occ);
+    }
+    if (k == 0) return 0;
+    if (l0_fixed > 0) {
+        *l0 = l0_fixed;
+        *emax = exp(fit_error(y0, L, k, l0_fixed, NULL));
+        return k;
+    }
+    /* golden-section search of log L0 over [log 16, log 16384] (the error
+     * is unimodal in L0 over the tables' loop lengths) */
+    double lo = log(16.0), hi = log(16384.0), g = 0.5 * (sqrt(5.0) - 1);
+    double x1 = hi - g * (hi - lo), x2 = lo + g * (hi - lo), e1, e2;
+    fit_error(y0, L, k, exp(x1), &e1);
+    fit_error(y0, L, k, exp(x2), &e2);
+    for (int it = 0; it < 10; it++) {
+        if (e1 < e2) {
+            hi = x2;
+            x2 = x1;
+            e2 = e1;
+            x1 = hi - g * (hi - lo);
+            fit_error(y0, L, k, exp(x1), &e1);
+        } else {
+            lo = x1;
+            x1 = x2;
+            e1 = e2;
+            x2 = lo + g * (hi - lo);
+            fit_error(y0, L, k, exp(x2), &e2);
+        }
+    }
+    *l0 = exp(0.5 * (lo + hi));
+    *emax = exp(fit_error(y0, L, k, *l0, NULL));
+    return k;
 }
 
 /* distinct loop lengths of backend b's entries of one direction */
 static int loop_lengths(AttnBackend b, int bwd) {
-    double seen[64];
+    double seen[ATTN_MAX_RATES];
     int n = 0;
-    for (int i = 0; i < NUM_RATES && n < 64; i++) {
+    for (int i = 0; i < NUM_RATES && n < ATTN_MAX_RATES; i++) {
         const AttnRate *r = &rates[i];
         if (r->backend != b || (bwd ? r->bwd : r->fwd) <= 0) continue;
         double L;
@@ -220,6 +250,12 @@ void attention_calibration_init(SimHw *hw) {
     /* residual of every entry of this backend at the table's SM count */
     for (int i = 0; i < NUM_RATES && i < ATTN_MAX_RATES; i++) {
         const AttnRate *r = &rates[i];
+        if (r->backend == b) {
+            hw->attn_rate_log[i][0] = log(r->q);
+            hw->attn_rate_log[i][1] = log(r->kv);
+            hw->attn_rate_log[i][2] = log(r->hb);
+            hw->attn_rate_log[i][3] = log(r->d);
+        }
         for (int bwd = 0; bwd <= 1; bwd++) {
             double meas = bwd ? r->bwd : r->fwd;
             hw->attn_rate_ratio[bwd][i] =
@@ -251,10 +287,12 @@ double attention_efficiency(const SimHw *hw, double q, double kv, double hb, dou
     /* the table's residual at its nearest entry of the same mask */
     double best = 1e30, sum = 0;
     int n = 0;
+    double lq = log(q), lkv = log(kv), lhb = log(hb), ld = log(d);
     for (int i = 0; i < NUM_RATES && i < ATTN_MAX_RATES; i++) {
         const AttnRate *r = &rates[i];
         if (hw->attn_rate_ratio[bwd][i] <= 0 || r->mask != mask) continue;
-        double dist = log_dist(q, kv, hb, d, r->q, r->kv, r->hb, r->d);
+        const double *lr = hw->attn_rate_log[i];
+        double dist = fabs(lq - lr[0]) + fabs(lkv - lr[1]) + fabs(lhb - lr[2]) + fabs(ld - lr[3]);
         if (dist > best + 1e-12) continue;
         if (dist < best - 1e-12) best = dist, sum = 0, n = 0;
         sum += hw->attn_rate_ratio[bwd][i];

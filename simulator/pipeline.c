@@ -48,10 +48,12 @@ int pipeline_simulate(int pp, int vpp, int m, const double *fwd, const double *b
     double fdone[PIPE_MAX_SLOTS], bdone[PIPE_MAX_SLOTS];
     for (int i = 0; i < V * m_sim; i++) fdone[i] = bdone[i] = -1;
     int ptr[SIM_MAX_STAGES];
+    PipeOp next[SIM_MAX_STAGES];   /* rank r's op at ptr[r], looked up once */
     double free_at[SIM_MAX_STAGES];
     int nops = schedule_num_ops(&s);
     for (int r = 0; r < pp; r++) {
         ptr[r] = 0;
+        next[r] = schedule_op(&s, r, 0);
         free_at[r] = 0;
         out->rank_busy[r] = 0;
         out->rank_first_start[r] = -1;
@@ -64,7 +66,7 @@ int pipeline_simulate(int pp, int vpp, int m, const double *fwd, const double *b
         bool progress = false;
         for (int r = 0; r < pp; r++) {
             while (ptr[r] < nops) {
-                PipeOp op = schedule_op(&s, r, ptr[r]);
+                PipeOp op = next[r];
                 bool f = op.forward;
                 int chunk = op.chunk, mb = op.microbatch;
                 int vs = chunk * pp + r;
@@ -107,6 +109,7 @@ int pipeline_simulate(int pp, int vpp, int m, const double *fwd, const double *b
                     nev++;
                 }
                 ptr[r]++;
+                if (ptr[r] < nops) next[r] = schedule_op(&s, r, ptr[r]);
                 progress = true;
                 if (ptr[r] == nops) remaining--;
             }

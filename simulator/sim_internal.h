@@ -73,6 +73,7 @@ typedef struct {
     AttnBackend attn_backend;                      /* never AUTO */
     double attn_emax[2], attn_l0[2];               /* [forward, backward] */
     double attn_rate_ratio[2][ATTN_MAX_RATES];     /* table entry measured / fitted; 0 = other backend */
+    double attn_rate_log[ATTN_MAX_RATES][4];       /* log q, kv, heads*batch, head dim of this backend's entries */
     double cal_coll_ratio[CAL_MAX_COLL];           /* time */
 } SimHw;
 

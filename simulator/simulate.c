@@ -259,6 +259,33 @@ static bool nic_shares(SimCtx *x, const LayerTable *lt, const double *rank_dense
     return load_f > 0 || load_b > 0;
 }
 
+int simulate_layer_times(const Plan *plan, const Calibration *cal, double *layer_time, int max_layers,
+                         double *first_extra, double *last_extra, MpError *err) {
+    const Mapping *m = &plan->map;
+    const ModelSpec *md = &plan->model;
+    if (m->tp < 1 || m->cp < 1 || m->pp < 1 || m->dp < 1 || m->etp < 1 || m->ep < 1 || m->edp < 1 || m->vpp < 1)
+        return mp_fail(err, "mapping: every parallel size must be >= 1");
+    if (md->num_layers < 1 || md->num_layers > max_layers)
+        return mp_fail(err, "num_layers: %d outside 1..%d", md->num_layers, max_layers);
+    if (plan->train.seq_len < 1 || plan->train.micro_batch < 1) return mp_fail(err, "seq/mbs: must be >= 1");
+    SimHw hw;
+    sim_hw_init_backend(&hw, &plan->cluster, cal, plan->train.precision == PRECISION_FP8, attention_backend_resolve(plan));
+    SimCtx x;
+    sim_ctx_init(&x, plan, &hw);
+    if (x.microbatches < 1) x.microbatches = 1;
+    LayerTable *lt = malloc(sizeof *lt);
+    if (!lt) return mp_fail(err, "simulate: out of memory");
+    build_layers(&x, lt);
+    for (int i = 0; i < md->num_layers; i++) {
+        int lv = layer_variant(md, i);
+        layer_time[i] = lt->f[lv].total + lt->b[lv].total;
+    }
+    *first_extra = lt->emb_f.total + lt->emb_b.total;
+    *last_extra = lt->out_f.total + lt->out_b.total;
+    free(lt);
+    return 0;
+}
+
 int simulate_step(const Plan *plan, const Calibration *cal, const SimOptions *opt, SimResult *out, MpError *err) {
     if (check_plan(plan, err)) return -1;
     const Mapping *map = &plan->map;

@@ -56,6 +56,16 @@ typedef struct {
 int simulate_step(const Plan *plan, const Calibration *cal, const SimOptions *opt,
                   SimResult *out, MpError *err);
 
+/* Seconds of one micro-batch's forward + backward through each decoder
+ * layer (layer_time[0..L-1], L = plan->model.num_layers <= max_layers), and
+ * the extras of the first stage (embedding) and the last (output layer and
+ * loss), as simulate_step prices them for this plan's mapping and training
+ * settings (recomputation, overlap, attention backend, calibration).  The
+ * planner's pipeline split (planner/space.c) optimises these.  Needs the
+ * mapping's sizes only (batch divisibility is not checked). */
+int simulate_layer_times(const Plan *plan, const Calibration *cal, double *layer_time, int max_layers,
+                         double *first_extra, double *last_extra, MpError *err);
+
 /* Time of one NCCL collective as the simulator costs it (simulator/comm.c):
  * op "all_gather", "reduce_scatter", "all_reduce", "all_to_all" or
  * "send_recv"; a group of group_size GPUs spread evenly over `nodes` nodes of

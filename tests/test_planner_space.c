@@ -24,6 +24,9 @@ static void small_plan(Plan *p, int gpus, int layers, int heads, int kv, int exp
     snprintf(c->name, sizeof c->name, "toy");
     c->peak_bf16_flops = 1e15; c->hbm_bytes = 80e9; c->hbm_bw = 3e12; c->hbm_bw_achievable = 2.6e12;
     c->gpus_per_node = 8; c->nvlink_domain = 8;
+    /* links (the pipeline split prices layers with the simulator): DGX H100's */
+    c->sm_count = 132; c->nvlink_bw = 450e9; c->nvlink_busbw = 370e9; c->nvlink_latency = 15e-6;
+    c->nics_per_node = 8; c->nic_bw = 50e9; c->nic_busbw = 47e9; c->net_latency = 8e-6;
     p->map.world = gpus;
     p->train.global_batch = gbs;
     p->train.seq_len = seq;
