@@ -23,8 +23,8 @@
  *   L0 is the loop length at which a CTA's fixed work (loading its Q or
  *   K/V tile, the softmax rescale, writing O/LSE or dK/dV) equals its
  *   loop work.  e_max and L0 are fitted per backend and direction to its
- *   table (least squares in log time, L0 on a geometric grid, at model
- *   build time: the table is the data, the curve only interpolates).
+ *   table (least squares in log time, L0 by golden-section search, at model
+ *   set-up: the table is the data, the curve only interpolates).
  *   c(shape) is the table's own residual at its nearest entry of the same
  *   mask (distance |log q/q'| + |log kv/kv'| + |log hb/hb'| + |log d/d'|),
  *   fading e-fold per unit of distance as the GEMM calibration does, so the
@@ -64,8 +64,8 @@
 #define ATTN_TILE_ROWS 128.0     /* rows per CTA: FA2/FA3/cuDNN use 128-row Q (fwd) or K/V (bwd) tiles at d 128 */
 #define ATTN_TABLE_PEAK 989.5e12 /* FLOP/s dense BF16 of the GPUs the tables were measured on (H100/H200 SXM) */
 #define ATTN_TABLE_SMS 132       /* their SMs */
-#define ATTN_DEFAULT_L0 700.0
-#define ATTN_LAUNCH_S 6e-6       /* s per kernel: start and tail (the simulator's earlier constant; under 10% of any ring step it prices) */    /* fallback L0 (rows) when a table cannot fit it: the old FA3 backward curve's */
+#define ATTN_DEFAULT_L0 700.0    /* L0 (rows) when a table cannot fit it and gives no forward L0: the old FA3 backward curve's */
+#define ATTN_LAUNCH_S 6e-6       /* s per kernel: start and tail (the simulator's earlier constant; under 10% of any ring step it prices) */
 
 typedef struct {
     AttnBackend backend;
@@ -118,8 +118,8 @@ AttnBackend attention_backend_resolve(const Plan *p) {
     /* Megatron-Core with Transformer Engine (early 2025, TE 2.1) on Hopper:
      * TE's get_attention_backend disables FlashAttention "to give
      * FusedAttention preference on Hopper+ for performance reasons"
-     * (transformer_engine/pytorch/dot_product_attention/utils.py), so the
-     * default is cuDNN's fused attention. */
+     * (transformer_engine/pytorch/attention.py, get_attention_backend,
+     * v1.9 to v2.1), so the default is cuDNN's fused attention. */
     return b == ATTN_BACKEND_AUTO ? ATTN_BACKEND_CUDNN : b;
 }
 

@@ -5,23 +5,21 @@
  * Shapes (per GPU, one micro-batch): T = s*b/(TP*CP) tokens held with
  * sequence parallelism, M = s*b/CP rows after the TP all-gather.
  *   attention:  norm -> [TP AG M*h] -> QKV GEMM (M x (n+2g)d/TP x h) -> RoPE
- *               -> flash attention (causal, per CP chunk, ring K/V exchange)
+ *               -> attention core (ring.c: one kernel, or CP ring steps)
  *               -> out GEMM (M x h x nd/TP) -> [TP RS M*h] -> residual
  *   dense MLP:  norm -> [TP AG] -> fc1 (M x 2F/TP x h) -> SwiGLU -> fc2
  *               (M x h x F/TP) -> [TP RS]
  * Backward: dgrad GEMM (M x k x n) and wgrad GEMM (n x k x M, accumulated
  * into the fp32 main_grad: 8 bytes per output element read+written) for
- * every forward GEMM; flash attention backward is 2.5x the forward FLOPs
- * (5 GEMMs instead of 2).  TP with SP in backward (Transformer Engine
+ * every forward GEMM.  TP with SP in backward (Transformer Engine
  * Linear): the all-gather of the saved input runs asynchronously behind the
  * dgrad GEMM and the reduce-scatter of the input gradient behind the wgrad
  * GEMM (both cost NCCL's SMs, overlap.c); the all-gather of the output
  * gradient (backward of the forward RS) is exposed.  --overlap tp (TE
  * userbuffers) hides the forward AG/RS and that backward AG behind the GEMM
  * they feed, pipelined in TP chunks so (TP-1)/TP of the GEMM can cover them.
- * CP ring: (CP-1) steps of K and V, 2*(s/CP)*b*max(g/TP,1)*d elements each,
- * overlapped with the attention of the previous chunk; backward moves K, V
- * and their gradients (2x).
+ * The attention core (one flash-attention kernel, or the CP ring step by
+ * step with its merge passes and K/V transfers) is ring.c's.
  */
 #include <math.h>
 
