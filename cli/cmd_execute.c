@@ -217,7 +217,7 @@ static int parse_args(int argc, char **argv, ExecuteArgs *x, MpError *err) {
 }
 
 static int no_gpu(MpError *err, const char *why) {
-    return mp_fail(err, "--backend: cuda (the default in a CUDA build), but this process sees no GPU (%s); "
+    return mp_fail(err, "--backend: cuda (the default of a CUDA build), but this process sees no GPU: %s; "
                    "use --backend cpu to run on CPUs", why);
 }
 
@@ -523,6 +523,14 @@ int cmd_execute(int argc, char **argv) {
         fprintf(stderr, "moeplan execute: %s\n", err.msg);
         goto done;
     }
+    if (x->opt.backend == EXEC_BACKEND_CUDA && !x->check_only) {   /* a real run needs a GPU here */
+        char why[256];
+        if (comms_probe_gpus(why, sizeof why) < 1) {
+            no_gpu(&err, why);
+            fprintf(stderr, "moeplan execute: %s\n", err.msg);
+            goto done;
+        }
+    }
     /* every check passed: say which defaults were replaced (once, not again in each rank) */
     if (env.rank == 0 && !getenv(EXECUTE_CHECKED_ENV))
         for (int i = 0; i < notes.count; i++) fprintf(stderr, "moeplan execute: note: %s\n", notes.line[i]);
@@ -537,14 +545,6 @@ int cmd_execute(int argc, char **argv) {
                    100 * pred_cal->mfu_legacy);
         rc = 0;
         goto done;
-    }
-    if (x->opt.backend == EXEC_BACKEND_CUDA) {   /* a real run needs a GPU here */
-        char why[256];
-        if (comms_probe_gpus(why, sizeof why) < 1) {
-            no_gpu(&err, why);
-            fprintf(stderr, "moeplan execute: %s\n", err.msg);
-            goto done;
-        }
     }
     if (env.source == LAUNCH_NONE && x->plan.map.world > 1) {
         rc = launch_children(x, argc, argv);

@@ -375,8 +375,14 @@ static void test_inputs_checked_before_launch(void **state) {
 static void test_no_gpu_says_use_cpu(void **state) {
     (void)state;
     if (access("/dev/nvidia0", F_OK) == 0) skip();   /* this machine has a GPU */
-    expect_bad_input("execute --model tests/data/exec-tiny-moe.json --backend cuda --seq 32 --steps 2 --warmup 1",
-                     "use --backend cpu");
+    /* with the rank count from --gpus too (it used to fail inside the ranks, exit 1) */
+    static const char *const gpus[] = {"", "--gpus 1", "--gpus 2"};
+    char args[256];
+    for (int i = 0; i < 3; i++) {
+        snprintf(args, sizeof args,
+                 "execute --model tests/data/exec-tiny-moe.json --backend cuda --seq 32 --steps 2 --warmup 1 %s", gpus[i]);
+        expect_bad_input(args, "use --backend cpu");
+    }
     /* the default backend: CUDA in a CUDA build (the same line), CPU otherwise (a run) */
     char out[1 << 14];
     int rc = moeplan_run("execute --model tests/data/exec-tiny-moe.json --seq 32 --steps 2 --warmup 1",
