@@ -448,12 +448,14 @@ static int run_rank(ExecuteArgs *x, const LaunchEnv *env, const SimResult *pred,
     ExecStepStats stats;
     memset(&stats, 0, sizeof stats);
     if (exec_train(&x->plan, &x->opt, &cc.pub, &stats, &err)) return rank_fail(&cc, rank, &err);
-    watchdog_stop(wd);
+    /* the last collective: a peer that has passed it may end, its deadline still holds */
+    watchdog_peers_may_end(wd);
     /* the slowest rank sets the step time; peak memory is the largest */
     double v[8] = {stats.median.step, stats.median.attention, stats.median.moe_compute,
                    stats.median.dispatcher_comm, stats.median.grad_sync, stats.median.optimizer,
                    stats.median.other, stats.peak_memory_bytes};
     if (comms_max(&cc, v, 8, &err)) return rank_fail(&cc, rank, &err);
+    watchdog_stop(wd);
     stats.median = (ExecPhases){v[0], v[1], v[2], v[3], v[4], v[5], v[6]};
     stats.peak_memory_bytes = v[7];
     int status = 0;

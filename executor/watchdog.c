@@ -17,6 +17,7 @@
 typedef struct {
     CommsContext *c;
     double deadline_s;
+    atomic_int peers_may_end;   /* set by watchdog_peers_may_end */
 } RankWatch;
 
 struct Watchdog {
@@ -78,8 +79,9 @@ int watchdog_start_custom(WatchdogCheck check, WatchdogAbort abort_all, void *ct
     return 0;
 }
 
-int watchdog_check_rank(const CommsContext *c, double deadline_s, long long now_ns, char *msg, int len) {
-    if (c->peer_pid)
+int watchdog_check_rank(const CommsContext *c, double deadline_s, bool check_peers, long long now_ns, char *msg,
+                        int len) {
+    if (check_peers && c->peer_pid)
         for (int r = 0; r < c->pub.world_size; r++)
             if (c->peer_pid[r] > 0 && comms_pid_ended(c->peer_pid[r])) {
                 snprintf(msg, (size_t)len, "rank %d (pid %d, this node) has died; ending the job", r, c->peer_pid[r]);
@@ -126,7 +128,8 @@ static int rank_check(void *ctx, char *msg, int len) {
 #ifdef MOEPLAN_HAVE_CUDA
     if (w->c->kind == EXEC_BACKEND_CUDA && nccl_check(w->c, msg, len)) return 1;
 #endif
-    return watchdog_check_rank(w->c, w->deadline_s, collective_watch_now_ns(), msg, len);
+    return watchdog_check_rank(w->c, w->deadline_s, !atomic_load(&w->peers_may_end), collective_watch_now_ns(), msg,
+                               len);
 }
 
 /* NCCL communicators are aborted so that a blocked main thread returns; MPI
@@ -136,10 +139,11 @@ static void rank_abort(void *ctx) { comms_abort(((RankWatch *)ctx)->c); }
 int watchdog_start(CommsContext *c, double poll_s, double deadline_s, WatchdogFailure on_failure, void *user,
                    Watchdog **out, MpError *err) {
     /* the check's context lives in the Watchdog: start with a placeholder, then point it there */
-    RankWatch tmp = {c, deadline_s};
     if (watchdog_start_custom(NULL, NULL, NULL, c->pub.world_rank, poll_s, on_failure, user, out, err)) return -1;
     Watchdog *w = *out;
-    w->rank_watch = tmp;
+    w->rank_watch.c = c;
+    w->rank_watch.deadline_s = deadline_s;
+    atomic_init(&w->rank_watch.peers_may_end, 0);
     w->check = rank_check;
     w->abort_all = rank_abort;
     w->ctx = &w->rank_watch;
@@ -151,6 +155,10 @@ int watchdog_start(CommsContext *c, double poll_s, double deadline_s, WatchdogFa
     }
     w->running = true;
     return 0;
+}
+
+void watchdog_peers_may_end(Watchdog *w) {
+    if (w) atomic_store(&w->rank_watch.peers_may_end, 1);
 }
 
 void watchdog_stop(Watchdog *w) {

@@ -21,6 +21,8 @@
 #ifndef MOEPLAN_EXECUTOR_WATCHDOG_H
 #define MOEPLAN_EXECUTOR_WATCHDOG_H
 
+#include <stdbool.h>
+
 #include "core/error.h"
 #include "executor/comms.h"
 
@@ -36,7 +38,8 @@ int watchdog_start(CommsContext *c, double poll_s, double deadline_s, WatchdogFa
 /* Checks 2 and 3 above at time now_ns (CLOCK_MONOTONIC): non-zero with the
  * message when a peer on this node has ended or the current collective is
  * past deadline_s.  (The watchdog's check; open for tests.) */
-int watchdog_check_rank(const CommsContext *c, double deadline_s, long long now_ns, char *msg, int len);
+int watchdog_check_rank(const CommsContext *c, double deadline_s, bool check_peers, long long now_ns, char *msg,
+                        int len);
 
 /* The general form (used by watchdog_start, and by tests on the CPU):
  * check(ctx, msg, len) returns non-zero with a message when something failed;
@@ -45,6 +48,10 @@ typedef int (*WatchdogCheck)(void *ctx, char *msg, int len);
 typedef void (*WatchdogAbort)(void *ctx);
 int watchdog_start_custom(WatchdogCheck check, WatchdogAbort abort_all, void *ctx, int rank, double poll_s,
                           WatchdogFailure on_failure, void *user, Watchdog **out, MpError *err);
+
+/* From now on peers may end (this rank is in the job's last collective,
+ * which they may have left already): check 2 is off, 1 and 3 stay. */
+void watchdog_peers_may_end(Watchdog *w);
 
 /* Stops and joins the thread; call before comms_destroy. */
 void watchdog_stop(Watchdog *w);

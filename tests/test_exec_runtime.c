@@ -377,7 +377,7 @@ static void test_watchdog_dead_peer_and_deadline(void **state) {
     snprintf(c.group_ranks[GROUP_EP], sizeof c.group_ranks[GROUP_EP], "0,1,2");
     char msg[MP_ERROR_LEN];
     long long now = collective_watch_now_ns();
-    assert_int_equal(watchdog_check_rank(&c, 2.0, now, msg, sizeof msg), 0);
+    assert_int_equal(watchdog_check_rank(&c, 2.0, true, now, msg, sizeof msg), 0);
     /* rank 2 is a child that exits: a zombie first (not reaped), then gone */
     pid_t child = fork();
     if (child == 0) _exit(0);
@@ -385,24 +385,26 @@ static void test_watchdog_dead_peer_and_deadline(void **state) {
     pids[2] = (int)child;
     double t0 = now_s();
     while (!comms_pid_ended(child) && now_s() - t0 < 5) usleep(1000);
-    assert_int_equal(watchdog_check_rank(&c, 2.0, now, msg, sizeof msg), 1);
+    assert_int_equal(watchdog_check_rank(&c, 2.0, true, now, msg, sizeof msg), 1);
     char want[128];
     snprintf(want, sizeof want, "rank 2 (pid %d, this node) has died; ending the job", (int)child);
     assert_string_equal(msg, want);
     assert_int_equal(waitpid(child, NULL, 0), child);
-    assert_int_equal(watchdog_check_rank(&c, 2.0, now, msg, sizeof msg), 1);
+    assert_int_equal(watchdog_check_rank(&c, 2.0, true, now, msg, sizeof msg), 1);
     assert_string_equal(msg, want);
+    /* in the job's last collective peers may end */
+    assert_int_equal(watchdog_check_rank(&c, 2.0, false, now, msg, sizeof msg), 0);
     pids[2] = 0;
     /* a collective that started 5 s before `now` */
     collective_watch_begin(&c.watch, GROUP_EP, "all_to_all_v");
     long long start = atomic_load(&c.watch.start_ns);
-    assert_int_equal(watchdog_check_rank(&c, 10.0, start + 5000000000LL, msg, sizeof msg), 0);
-    assert_int_equal(watchdog_check_rank(&c, 0.0, start + 5000000000LL, msg, sizeof msg), 0);   /* no deadline */
-    assert_int_equal(watchdog_check_rank(&c, 2.0, start + 5000000000LL, msg, sizeof msg), 1);
+    assert_int_equal(watchdog_check_rank(&c, 10.0, true, start + 5000000000LL, msg, sizeof msg), 0);
+    assert_int_equal(watchdog_check_rank(&c, 0.0, true, start + 5000000000LL, msg, sizeof msg), 0);   /* no deadline */
+    assert_int_equal(watchdog_check_rank(&c, 2.0, true, start + 5000000000LL, msg, sizeof msg), 1);
     assert_non_null(strstr(msg, "the all_to_all_v on the ep group (ranks 0,1,2) has not completed after 5.0 s "
                                 "(deadline 2.0 s, --collective-timeout)"));
     collective_watch_end(&c.watch);
-    assert_int_equal(watchdog_check_rank(&c, 2.0, start + 5000000000LL, msg, sizeof msg), 0);
+    assert_int_equal(watchdog_check_rank(&c, 2.0, true, start + 5000000000LL, msg, sizeof msg), 0);
     assert_int_equal(atomic_load(&c.watch.completed), 1);
 }
 
