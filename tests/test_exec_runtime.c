@@ -699,8 +699,12 @@ static void test_preflight_output_path(void **state) {
     fclose(f);
     assert_int_equal(preflight_output_path(path, "--out", &err), 0);   /* a regular file is replaced */
     unlink(path);
-    assert_int_equal(preflight_output_path("/dev/null", "--out", &err), -1);
-    assert_string_equal(err.msg, "/dev/null: --out: not a regular file (a device, FIFO or socket is never replaced)");
+    struct stat st;
+    if (stat("/dev/null", &st) == 0 && S_ISCHR(st.st_mode)) {   /* (a shared machine may have lost it) */
+        assert_int_equal(preflight_output_path("/dev/null", "--out", &err), -1);
+        assert_string_equal(err.msg,
+                            "/dev/null: --out: not a regular file (a device, FIFO or socket is never replaced)");
+    }
     snprintf(path, sizeof path, "%s/fifo", dir);
     assert_int_equal(mkfifo(path, 0600), 0);
     assert_int_equal(preflight_output_path(path, "--csv", &err), -1);
