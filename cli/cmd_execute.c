@@ -11,10 +11,13 @@
  * Exit status: 0 done, 2 bad input or a plan that does not fit, 1 a failure
  * while running (the message names the rank).
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <cjson/cJSON.h>
 
 #include "args.h"
 #include "commands.h"
@@ -23,6 +26,7 @@
 #include "executor/executor.h"
 #include "executor/launch.h"
 #include "executor/measure.h"
+#include "executor/preflight.h"
 #include "executor/watchdog.h"
 #include "simulator/simulate.h"
 
@@ -31,10 +35,25 @@
 #endif
 
 /* Seconds the TCP rendezvous waits for every rank; SIGTERM -> SIGKILL grace
- * of the built-in launcher; NCCL error polling period. */
+ * of the built-in launcher; the watchdog's polling period. */
 #define EXECUTE_RENDEZVOUS_TIMEOUT_S 60.0
 #define EXECUTE_KILL_GRACE_S 5.0
 #define EXECUTE_WATCHDOG_POLL_S 0.2
+/* Default deadline of one blocking collective (--collective-timeout).  A
+ * collective waits for the slowest rank of its group, so it only needs to
+ * cover the ranks' imbalance (seconds at most in a healthy run); 40 s plus
+ * the 0.2 s poll and MPI_Abort's teardown keeps a hung job's end within 60 s. */
+#define EXECUTE_COLLECTIVE_TIMEOUT_S 40.0
+/* Defaults of the training settings (recorded in the result's "run"). */
+#define EXECUTE_DEFAULT_LR 1e-3
+#define EXECUTE_DEFAULT_AUX_LOSS_COEFF 1e-2   /* Megatron MoE / Mixtral recipes */
+/* CPU ranks per online core the built-in launcher starts at most: every
+ * CPU-backend rank is a process that busy-polls in MPI, so beyond a few per
+ * core a step is context switches, and `mpirun -np 100000` never starts. */
+#define EXECUTE_CPU_RANKS_PER_CORE 16
+/* Set by the process that checked the inputs for the ranks it launches, so
+ * that they do not print its notes again. */
+#define EXECUTE_CHECKED_ENV "MOEPLAN_EXECUTE_CHECKED"
 
 static const char *usage_text =
     "usage: moeplan execute (--plan FILE | --model M [--gpus N] [--tp T] [--ep E] [--etp X] ...)\n"
@@ -42,6 +61,7 @@ static const char *usage_text =
     "                       [--seed S] [--lr X] [--backend cuda|cpu] [--nproc N]\n"
     "                       [--out result.json] [--json] [--check]\n"
     "                       [--random-tokens] [--aux-loss-coeff C] [--calibration FILE]\n"
+    "                       [--collective-timeout S]\n"
     "  Trains the plan's model (its first L layers with --layers) for N steps and\n"
     "  reports step time, MFU (both FLOPs conventions), TFLOP/s and tokens/s per GPU,\n"
     "  time per phase and peak memory beside the simulator's prediction.\n"
@@ -55,13 +75,24 @@ static const char *usage_text =
     "  --random-tokens      train on uniformly random token ids (throughput runs)\n"
     "  --aux-loss-coeff C   load-balancing loss coefficient (default 1e-2; 0 = off)\n"
     "  --calibration FILE   also predict with a calibration file measured on this machine\n"
-    "                       (the prediction from defaults stays beside it)\n";
+    "                       (the prediction from defaults stays beside it)\n"
+    "  --collective-timeout S  end the job when one collective has not completed after S\n"
+    "                       seconds (default 40; a dead or hung peer rank)\n"
+    "  --seed S (default 1234), --lr X (default 1e-3; 0 = weights never move)\n"
+    "  Runs exactly the plan it reports: a plan field the step does not implement\n"
+    "  (tp/cp/pp/vpp > 1, fp8, the allgather dispatcher, recomputation, optimizer\n"
+    "  sharding, overlap) is refused before launch; where it is `simulate`'s default\n"
+    "  (optimizer sharding distributed, overlap grad,param), execute runs and predicts\n"
+    "  with none and says so on stderr.\n";
 
 typedef struct {
     Plan plan;
     ExecOptions opt;
     int nproc;
     bool nproc_given, cluster_given, gbs_given, json, check_only;
+    PlanRequested requested;        /* plan fields a flag or the plan file asks for */
+    double collective_timeout_s;
+    size_t data_ids;                /* token ids in --data (0 without) */
     const char *out_path;
     const char *calibration_path;   /* NULL: defaults only */
     Calibration *cal;               /* loaded from calibration_path */
@@ -74,6 +105,51 @@ static bool argv_has(int argc, char **argv, const char *flag) {
     return false;
 }
 
+/* Which of the step-relevant plan fields the user asked for: a flag, or a
+ * key of the --plan file (the file was already loaded and validated). */
+static int requested_fields(int argc, char **argv, PlanRequested *r, MpError *err) {
+    static const struct { const char *key, *flag; size_t off; } fields[] = {
+        {"precision", "--precision", offsetof(PlanRequested, precision)},
+        {"dispatcher", "--dispatcher", offsetof(PlanRequested, dispatcher)},
+        {"recompute", "--recompute", offsetof(PlanRequested, recompute)},
+        {"optimizer_sharding", "--optimizer-sharding", offsetof(PlanRequested, optimizer_sharding)},
+        {"overlap", "--overlap", offsetof(PlanRequested, overlap)},
+    };
+    memset(r, 0, sizeof *r);
+    cJSON *root = NULL;
+    const char *plan_path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--plan") && i + 1 < argc) plan_path = argv[i + 1];
+        else if (!strncmp(argv[i], "--plan=", 7)) plan_path = argv[i] + 7;
+    }
+    if (plan_path) {
+        char *text;
+        if (read_text_file(plan_path, &text, err)) return -1;
+        root = cJSON_Parse(text);
+        free(text);
+    }
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+        *(bool *)((char *)r + fields[i].off) =
+            argv_has(argc, argv, fields[i].flag) || (root && cJSON_GetObjectItemCaseSensitive(root, fields[i].key));
+    cJSON_Delete(root);
+    return 0;
+}
+
+/* MOEPLAN_TEST_FAULT=kill|hang:RANK:STEP (the failure tests; executor.h) */
+static int parse_fault(ExecOptions *o, MpError *err) {
+    const char *v = getenv("MOEPLAN_TEST_FAULT");
+    if (!v || !*v) return 0;
+    char kind[8];
+    int rank, step;
+    if (sscanf(v, "%7[a-z]:%d:%d", kind, &rank, &step) != 3 || rank < 0 || step < 1 ||
+        (strcmp(kind, "kill") && strcmp(kind, "hang")))
+        return mp_fail(err, "MOEPLAN_TEST_FAULT: '%s' is not kill:RANK:STEP or hang:RANK:STEP", v);
+    o->fault = !strcmp(kind, "kill") ? EXEC_FAULT_KILL : EXEC_FAULT_HANG;
+    o->fault_rank = rank;
+    o->fault_step = step;
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, ExecuteArgs *x, MpError *err) {
     ArgList a;
     memset(x, 0, sizeof *x);
@@ -81,6 +157,9 @@ static int parse_args(int argc, char **argv, ExecuteArgs *x, MpError *err) {
     x->opt.warmup = 3;
     x->opt.seed = 1234;
     x->opt.data_bits = 16;
+    x->opt.lr = EXECUTE_DEFAULT_LR;
+    x->opt.aux_loss_coeff = EXECUTE_DEFAULT_AUX_LOSS_COEFF;
+    x->collective_timeout_s = EXECUTE_COLLECTIVE_TIMEOUT_S;
 #ifdef MOEPLAN_HAVE_CUDA
     x->opt.backend = EXEC_BACKEND_CUDA;
 #else
@@ -90,20 +169,27 @@ static int parse_args(int argc, char **argv, ExecuteArgs *x, MpError *err) {
     x->gbs_given = argv_has(argc, argv, "--gbs") || argv_has(argc, argv, "--plan");
     if (args_init(&a, argc, argv, err)) return -1;
     if (plan_from_args(&a, &x->plan, true, err)) return -1;
-    bool has;
+    if (requested_fields(argc, argv, &x->requested, err)) return -1;
+    bool has_seed, has_aux;
     int seed = 0;
     if (args_int(&a, "--layers", &x->opt.layers, NULL, err) || args_int(&a, "--steps", &x->opt.steps, NULL, err) ||
         args_int(&a, "--warmup", &x->opt.warmup, NULL, err) || args_int(&a, "--data-bits", &x->opt.data_bits, NULL, err) ||
-        args_int(&a, "--seed", &seed, &has, err) || args_double(&a, "--lr", &x->opt.lr, NULL, err) ||
+        args_int(&a, "--seed", &seed, &has_seed, err) || args_double(&a, "--lr", &x->opt.lr, NULL, err) ||
         args_int(&a, "--nproc", &x->nproc, &x->nproc_given, err) ||
-        args_double(&a, "--aux-loss-coeff", &x->opt.aux_loss_coeff, &has, err))
+        args_double(&a, "--aux-loss-coeff", &x->opt.aux_loss_coeff, &has_aux, err) ||
+        args_double(&a, "--collective-timeout", &x->collective_timeout_s, NULL, err))
         return -1;
-    if (has && x->opt.aux_loss_coeff <= 0) x->opt.aux_loss_coeff = -1; /* 0 on the command line: off */
+    if (has_aux && x->opt.aux_loss_coeff < 0)
+        return mp_fail(err, "--aux-loss-coeff: must be >= 0 (0 = off), got %g", x->opt.aux_loss_coeff);
+    if (has_aux && x->opt.aux_loss_coeff == 0) x->opt.aux_loss_coeff = -1; /* ExecOptions: negative = off */
     x->opt.random_tokens = args_flag(&a, "--random-tokens");
-    if (has) {
+    if (has_seed) {
         if (seed < 0) return mp_fail(err, "--seed: must be >= 0, got %d", seed);
         x->opt.seed = (uint64_t)seed;
     }
+    if (!(x->collective_timeout_s > 0))
+        return mp_fail(err, "--collective-timeout: must be > 0 seconds, got %g", x->collective_timeout_s);
+    if (parse_fault(&x->opt, err)) return -1;
     const char *v;
     if (args_value(&a, "--backend", &v, err)) return -1;
     if (v) {
@@ -127,9 +213,12 @@ static int parse_args(int argc, char **argv, ExecuteArgs *x, MpError *err) {
         return mp_fail(err, "--data-bits: %d is not 16 or 32", x->opt.data_bits);
     if (x->opt.lr < 0) return mp_fail(err, "--lr: must be >= 0, got %g", x->opt.lr);
     if (x->nproc_given && x->nproc < 1) return mp_fail(err, "--nproc: must be >= 1, got %d", x->nproc);
-    if (x->opt.data_path && access(x->opt.data_path, R_OK))
-        return mp_fail(err, "%s: --data: cannot read the file", x->opt.data_path);
     return 0;
+}
+
+static int no_gpu(MpError *err, const char *why) {
+    return mp_fail(err, "--backend: cuda (the default of a CUDA build), but this process sees no GPU: %s; "
+                   "use --backend cpu to run on CPUs", why);
 }
 
 /* The number of ranks and the final plan: the launcher's world, else
@@ -148,10 +237,28 @@ static int resolve_world(ExecuteArgs *x, const LaunchEnv *env, MpError *err) {
     } else if (x->nproc_given) {
         world = x->nproc;
     } else if (x->opt.backend == EXEC_BACKEND_CUDA) {
-        world = comms_visible_gpus();
-        if (world < 1) return mp_fail(err, "--backend: cuda, but no GPU is visible (use --backend cpu)");
+        char why[256];
+        world = comms_probe_gpus(why, sizeof why);
+        if (world < 1) return no_gpu(err, why);
     } else {
         world = 1;
+    }
+    if (env->source == LAUNCH_NONE && world > 1) {   /* this process will start the ranks */
+        const char *flag = x->nproc_given ? "--nproc" : "--gpus";
+        if (x->opt.backend == EXEC_BACKEND_CPU) {
+            long cores = sysconf(_SC_NPROCESSORS_ONLN);
+            long most = (cores > 0 ? cores : 1) * EXECUTE_CPU_RANKS_PER_CORE;
+            if (world > most)
+                return mp_fail(err, "%s: %d CPU ranks on this node exceed %ld (%d per online core: every rank is a "
+                               "process busy-polling in MPI); start them with mpirun across nodes instead",
+                               flag, world, most, EXECUTE_CPU_RANKS_PER_CORE);
+        } else if (!x->check_only) {
+            char why[256];
+            int gpus = comms_probe_gpus(why, sizeof why);
+            if (gpus >= 1 && world > gpus)
+                return mp_fail(err, "%s: %d ranks but %d GPU(s) are visible on this node (one process per GPU; "
+                               "start more nodes with mpirun, srun or torchrun)", flag, world, gpus);
+        }
     }
     p->map.world = world;
     if (mapping_resolve(&p->map, p->model.num_experts, err)) return -1;
@@ -215,6 +322,47 @@ static void fit_message(const ExecuteArgs *x, const SimResult *r, MpError *err) 
             x->plan.train.memory_reserve_bytes / gib);
 }
 
+/* Output files named by options; kept in one place for the safe writer that
+ * replaces measure_write_atomic. */
+static int check_output_paths(const ExecuteArgs *x, MpError *err) {
+    if (x->out_path && preflight_output_path(x->out_path, "--out", err)) return -1;
+    return 0;
+}
+
+/* Everything but memory, before any work: the plan fields and the model the
+ * step implements, the data file, the output paths. */
+static int check_inputs(ExecuteArgs *x, PreflightNotes *notes, MpError *err) {
+    if (preflight_plan(&x->plan, &x->requested, notes, err) || preflight_model(&x->plan.model, err)) return -1;
+    if (x->opt.data_path &&
+        preflight_data_file(x->opt.data_path, x->opt.data_bits, x->plan.model.vocab, x->plan.train.seq_len,
+                            &x->data_ids, err))
+        return -1;
+    return check_output_paths(x, err);
+}
+
+/* CPU backend: the ranks this process starts (all of them, on this node) or
+ * this rank alone (under a launcher) must fit in MemAvailable. */
+static int check_host_memory(const ExecuteArgs *x, const LaunchEnv *env, MpError *err) {
+    char *text;
+    MpError ignore;
+    double avail;
+    if (read_text_file("/proc/meminfo", &text, &ignore)) return 0;   /* no /proc: nothing to compare with */
+    int rc = preflight_mem_available(text, &avail);
+    free(text);
+    if (rc) return 0;
+    CpuMemoryEstimate e;
+    preflight_cpu_memory(&x->plan, x->opt.layers, x->data_ids, &e);
+    int ranks = env->source == LAUNCH_NONE ? x->plan.map.world : 1;
+    const double gib = 1073741824.0;
+    if (ranks * e.total <= avail) return 0;
+    return mp_fail(err,
+                   "--backend cpu: the run needs about %.1f GiB of host memory (%d rank(s) x %.1f GiB: parameters, "
+                   "gradients and Adam state %.1f, activations %.1f, data %.1f, process %.1f) but MemAvailable is "
+                   "%.1f GiB (/proc/meminfo); use fewer --layers, a shorter --seq, a smaller --mbs or a larger --ep",
+                   ranks * e.total / gib, ranks, e.total / gib, e.params / gib, e.activations / gib, e.data / gib,
+                   e.base / gib, avail / gib);
+}
+
 /* Child argv for the built-in launcher: this executable, then "execute" and
  * the original options. */
 static char **child_argv(int argc, char **argv, const char *prefix[], int nprefix, char *exe) {
@@ -235,6 +383,7 @@ static int launch_children(const ExecuteArgs *x, int argc, char **argv) {
     if (n <= 0) { fprintf(stderr, "moeplan execute: cannot find its own executable (/proc/self/exe)\n"); return 1; }
     exe[n] = 0;
     int world = x->plan.map.world;
+    setenv(EXECUTE_CHECKED_ENV, "1", 1);   /* the ranks need not print this process's notes again */
     if (x->opt.backend == EXEC_BACKEND_CPU) {
         /* the CPU backend's collectives are MPI: run the ranks under mpirun */
         char np[16];
@@ -297,16 +446,19 @@ static int run_rank(ExecuteArgs *x, const LaunchEnv *env, const SimResult *pred,
     int rank = cc.pub.world_rank;
     FailureContext fc = {.comms = &cc};
     Watchdog *wd = NULL;
-    if (watchdog_start(&cc, EXECUTE_WATCHDOG_POLL_S, on_rank_failure, &fc, &wd, &err)) return rank_fail(&cc, rank, &err);
+    if (watchdog_start(&cc, EXECUTE_WATCHDOG_POLL_S, x->collective_timeout_s, on_rank_failure, &fc, &wd, &err))
+        return rank_fail(&cc, rank, &err);
     ExecStepStats stats;
     memset(&stats, 0, sizeof stats);
     if (exec_train(&x->plan, &x->opt, &cc.pub, &stats, &err)) return rank_fail(&cc, rank, &err);
-    watchdog_stop(wd);
+    /* the last collective: a peer that has passed it may end, its deadline still holds */
+    watchdog_peers_may_end(wd);
     /* the slowest rank sets the step time; peak memory is the largest */
     double v[8] = {stats.median.step, stats.median.attention, stats.median.moe_compute,
                    stats.median.dispatcher_comm, stats.median.grad_sync, stats.median.optimizer,
                    stats.median.other, stats.peak_memory_bytes};
     if (comms_max(&cc, v, 8, &err)) return rank_fail(&cc, rank, &err);
+    watchdog_stop(wd);
     stats.median = (ExecPhases){v[0], v[1], v[2], v[3], v[4], v[5], v[6]};
     stats.peak_memory_bytes = v[7];
     int status = 0;
@@ -320,6 +472,12 @@ static int run_rank(ExecuteArgs *x, const LaunchEnv *env, const SimResult *pred,
         snprintf(m.backend, sizeof m.backend, "%s", x->opt.backend == EXEC_BACKEND_CUDA ? "cuda" : "cpu");
         snprintf(m.launcher, sizeof m.launcher, "%s", launch_source_name(env->source));
         snprintf(m.device, sizeof m.device, "%.63s", device);
+        m.seed = (unsigned long long)x->opt.seed;
+        m.lr = x->opt.lr;
+        m.aux_loss_coeff = exec_aux_loss_coeff(&x->opt);
+        snprintf(m.act_dtype, sizeof m.act_dtype, "%s", x->opt.backend == EXEC_BACKEND_CUDA ? "bf16" : "fp32");
+        snprintf(m.data, sizeof m.data, "%.255s",
+                 x->opt.data_path ? x->opt.data_path : x->opt.random_tokens ? "random" : "synthetic");
         char *json = measure_to_json(&x->plan, &m);
         if (!json) {
             fprintf(stderr, "moeplan execute: out of memory writing the result\n");
@@ -349,13 +507,16 @@ int cmd_execute(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--help")) { fputs(usage_text, stdout); rc = 0; goto done; }
     LaunchEnv env;
-    if (parse_args(argc, argv, x, &err) || launch_detect(&env, &err) || resolve_world(x, &env, &err)) {
+    PreflightNotes notes = {0};
+    if (parse_args(argc, argv, x, &err) || launch_detect(&env, &err) || resolve_world(x, &env, &err) ||
+        check_inputs(x, &notes, &err)) {
         fprintf(stderr, "moeplan execute: %s\n", err.msg);
         goto done;
     }
     char device[64];
     device_name(x->opt.backend, device, sizeof device);
     pick_cluster(x, device);
+    /* the prediction is for x->plan: the plan that runs and that the result names */
     if (predict(x, pred, pred_cal, &err)) { fprintf(stderr, "moeplan execute: %s\n", err.msg); goto done; }
     /* GPU memory is what the simulator's figures are about; the CPU backend runs in host RAM */
     if (x->opt.backend == EXEC_BACKEND_CUDA && !pred->fits) {
@@ -363,6 +524,21 @@ int cmd_execute(int argc, char **argv) {
         if (env.rank == 0) fprintf(stderr, "moeplan execute: %s\n", err.msg);
         goto done;
     }
+    if (x->opt.backend == EXEC_BACKEND_CPU && check_host_memory(x, &env, &err)) {
+        fprintf(stderr, "moeplan execute: %s\n", err.msg);
+        goto done;
+    }
+    if (x->opt.backend == EXEC_BACKEND_CUDA && !x->check_only) {   /* a real run needs a GPU here */
+        char why[256];
+        if (comms_probe_gpus(why, sizeof why) < 1) {
+            no_gpu(&err, why);
+            fprintf(stderr, "moeplan execute: %s\n", err.msg);
+            goto done;
+        }
+    }
+    /* every check passed: say which defaults were replaced (once, not again in each rank) */
+    if (env.rank == 0 && !getenv(EXECUTE_CHECKED_ENV))
+        for (int i = 0; i < notes.count; i++) fprintf(stderr, "moeplan execute: note: %s\n", notes.line[i]);
     if (x->check_only) {
         if (env.rank == 0)
             printf("plan fits: %.1f of %.1f GiB per GPU; predicted step %.1f ms, MFU %.1f%% (megatron), %.1f%% (legacy)\n",

@@ -3,6 +3,8 @@
  * MPI_Comm* that ExecComms.handle[kind] points to (NULL or a group of one:
  * the collective is a copy). */
 #include "executor/backend.h"
+#include "executor/collective_watch.h"
+#include "executor/phase_clock.h"
 
 #include <mpi.h>
 #include <stdlib.h>
@@ -23,8 +25,7 @@
 #include "kernels/swiglu.h"
 
 typedef struct {
-    double phase_start[PHASE_COUNT];
-    double phase_acc[PHASE_COUNT];
+    PhaseClock phases;      /* exclusive time per phase (nesting allowed) */
     double step_start;
     float *scratch;
     size_t scratch_n;
@@ -262,27 +263,34 @@ static MPI_Comm comm_of(Backend *b, GroupKind g)
     if (c->size_of[g] <= 1 || !c->handle[g]) return MPI_COMM_NULL;
     return *(MPI_Comm *)c->handle[g];
 }
+/* a blocking MPI call under the collective deadline (collective_watch.h) */
+#define WATCHED(b, g, name, call)                                   \
+    do {                                                            \
+        collective_watch_begin((b)->comms->watch, (int)(g), name);  \
+        call;                                                       \
+        collective_watch_end((b)->comms->watch);                    \
+    } while (0)
 static MPI_Datatype mpi_type(ElemType t) { return t == DT_I32 ? MPI_INT : MPI_FLOAT; }
 
 static void cpu_all_reduce(Backend *b, void *buf, size_t n, ElemType t, GroupKind g)
 {
     MPI_Comm c = comm_of(b, g);
     if (c == MPI_COMM_NULL) return;
-    MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, mpi_type(t), MPI_SUM, c);
+    WATCHED(b, g, "all_reduce", MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, mpi_type(t), MPI_SUM, c));
 }
 static void cpu_all_gather(Backend *b, void *recv, const void *send, size_t n, ElemType t,
                            GroupKind g)
 {
     MPI_Comm c = comm_of(b, g);
     if (c == MPI_COMM_NULL) { memmove(recv, send, n * elem_bytes(b, t)); return; }
-    MPI_Allgather(send, (int)n, mpi_type(t), recv, (int)n, mpi_type(t), c);
+    WATCHED(b, g, "all_gather", MPI_Allgather(send, (int)n, mpi_type(t), recv, (int)n, mpi_type(t), c));
 }
 static void cpu_reduce_scatter(Backend *b, void *recv, const void *send, size_t n, ElemType t,
                                GroupKind g)
 {
     MPI_Comm c = comm_of(b, g);
     if (c == MPI_COMM_NULL) { memmove(recv, send, n * elem_bytes(b, t)); return; }
-    MPI_Reduce_scatter_block(send, recv, (int)n, mpi_type(t), MPI_SUM, c);
+    WATCHED(b, g, "reduce_scatter", MPI_Reduce_scatter_block(send, recv, (int)n, mpi_type(t), MPI_SUM, c));
 }
 static void cpu_all_to_all_v(Backend *b, const void *send, const size_t *sc, const size_t *sd,
                              void *recv, const size_t *rc, const size_t *rd, ElemType t,
@@ -300,7 +308,7 @@ static void cpu_all_to_all_v(Backend *b, const void *send, const size_t *sc, con
         buf[i] = (int)sc[i]; buf[n + i] = (int)sd[i];
         buf[2 * n + i] = (int)rc[i]; buf[3 * n + i] = (int)rd[i];
     }
-    MPI_Alltoallv(send, buf, buf + n, mpi_type(t), recv, buf + 2 * n, buf + 3 * n, mpi_type(t), c);
+    WATCHED(b, g, "all_to_all_v", MPI_Alltoallv(send, buf, buf + n, mpi_type(t), recv, buf + 2 * n, buf + 3 * n, mpi_type(t), c));
     free(buf);
 }
 static void cpu_all_to_all_host_i32(Backend *b, const int32_t *send, int32_t *recv, int n,
@@ -308,27 +316,25 @@ static void cpu_all_to_all_host_i32(Backend *b, const int32_t *send, int32_t *re
 {
     MPI_Comm c = comm_of(b, g);
     if (c == MPI_COMM_NULL) { memmove(recv, send, sizeof(int32_t) * (size_t)n); return; }
-    MPI_Alltoall(send, n, MPI_INT, recv, n, MPI_INT, c);
+    WATCHED(b, g, "token-count all_to_all", MPI_Alltoall(send, n, MPI_INT, recv, n, MPI_INT, c));
 }
 static void cpu_all_gather_host_i32(Backend *b, const int32_t *send, int32_t *recv, int n,
                                     GroupKind g)
 {
     MPI_Comm c = comm_of(b, g);
     if (c == MPI_COMM_NULL) { memmove(recv, send, sizeof(int32_t) * (size_t)n); return; }
-    MPI_Allgather(send, n, MPI_INT, recv, n, MPI_INT, c);
+    WATCHED(b, g, "token-count all_gather", MPI_Allgather(send, n, MPI_INT, recv, n, MPI_INT, c));
 }
 
 /* ---- timing ---- */
-static void cpu_phase_begin(Backend *b, StepPhase p) { I(b)->phase_start[p] = now_s(); }
-static void cpu_phase_end(Backend *b, StepPhase p)
-{
-    I(b)->phase_acc[p] += now_s() - I(b)->phase_start[p];
-}
+static void cpu_phase_begin(Backend *b, StepPhase p) { phase_clock_begin(&I(b)->phases, p, now_s()); }
+static void cpu_phase_end(Backend *b, StepPhase p) { phase_clock_end(&I(b)->phases, p, now_s()); }
 static double cpu_step_times(Backend *b, double *out)
 {
     CpuImpl *c = I(b);
-    for (int p = 0; p < PHASE_COUNT; p++) { out[p] += c->phase_acc[p]; c->phase_acc[p] = 0; }
-    double t = now_s(), dt = t - c->step_start;
+    double t = now_s();
+    phase_clock_collect(&c->phases, t, out, PHASE_COUNT);
+    double dt = t - c->step_start;
     c->step_start = t;
     return dt;
 }

@@ -1,10 +1,12 @@
 /* comms.c: communicators per group kind (see comms.h). */
 #include "executor/comms.h"
 
+#include <errno.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "executor/rendezvous.h"
 
@@ -21,6 +23,79 @@ int comms_visible_gpus(void) {
 #else
     return 0;
 #endif
+}
+
+int comms_probe_gpus(char *why, int len) {
+#ifdef MOEPLAN_HAVE_CUDA
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) {
+        snprintf(why, (size_t)len, "cudaGetDeviceCount: %s", cudaGetErrorString(e));
+        return 0;
+    }
+    if (n < 1) snprintf(why, (size_t)len, "cudaGetDeviceCount: 0 devices");
+    return n;
+#else
+    snprintf(why, (size_t)len, "this moeplan was built without CUDA (nvcc was not found at build time)");
+    return 0;
+#endif
+}
+
+int comms_pid_ended(int pid) {
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return errno == ENOENT || errno == ESRCH;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *close = strrchr(buf, ')');   /* "pid (comm) STATE ...": comm may hold spaces */
+    return close && close[1] == ' ' && (close[2] == 'Z' || close[2] == 'X');
+}
+
+/* Who this process is on its node: the kernel's boot id and the PID
+ * namespace, so that two ranks compare PIDs only when the PIDs mean the
+ * same process. */
+typedef struct {
+    int32_t pid;
+    char node[92];
+} PeerId;
+
+static void peer_id_self(PeerId *p) {
+    memset(p, 0, sizeof *p);
+    p->pid = (int32_t)getpid();
+    char boot[40] = "", ns[48] = "";
+    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+    if (f) {
+        if (!fgets(boot, sizeof boot, f)) boot[0] = 0;
+        fclose(f);
+    }
+    boot[strcspn(boot, "\n")] = 0;
+    ssize_t r = readlink("/proc/self/ns/pid", ns, sizeof ns - 1);
+    ns[r > 0 ? r : 0] = 0;
+    snprintf(p->node, sizeof p->node, "%.39s/%.47s", boot, ns);
+}
+
+/* peer_pid[r] from every rank's PeerId (all[world]) */
+static int peers_from(CommsContext *c, const PeerId *all, MpError *err) {
+    int n = c->pub.world_size, me = c->pub.world_rank;
+    c->peer_pid = calloc((size_t)n, sizeof(int));
+    if (!c->peer_pid) return mp_fail(err, "comms: out of memory");
+    for (int r = 0; r < n; r++)
+        if (r != me && all[me].node[0] && !strcmp(all[r].node, all[me].node)) c->peer_pid[r] = all[r].pid;
+    return 0;
+}
+
+static int exchange_peers_mpi(CommsContext *c, MpError *err) {
+    PeerId self, *all = malloc(sizeof(PeerId) * (size_t)c->pub.world_size);
+    if (!all) return mp_fail(err, "comms: out of memory");
+    peer_id_self(&self);
+    int rc = MPI_Allgather(&self, (int)sizeof self, MPI_BYTE, all, (int)sizeof self, MPI_BYTE,
+                           *(MPI_Comm *)c->pub.world) != MPI_SUCCESS
+                 ? mp_fail(err, "MPI: MPI_Allgather of the process ids failed on rank %d", c->pub.world_rank)
+                 : peers_from(c, all, err);
+    free(all);
+    return rc;
 }
 
 int comms_mpi_init(CommsContext *c, const LaunchEnv *env, MpError *err) {
@@ -99,6 +174,27 @@ static int init_cpu(CommsContext *c, const Mapping *m, int *members, MpError *er
                            cudaGetErrorString(e_));                                                \
     } while (0)
 
+/* the PeerIds over the world NCCL communicator (one all-gather at start-up) */
+static int exchange_peers_nccl(CommsContext *c, MpError *err) {
+    size_t n = (size_t)c->pub.world_size, one = sizeof(PeerId);
+    PeerId self, *all = malloc(one * n);
+    if (!all) return mp_fail(err, "comms: out of memory");
+    peer_id_self(&self);
+    void *d = NULL;
+    cudaStream_t s = (cudaStream_t)c->stream;
+    int rc = 0;
+    if (cudaMalloc(&d, one * (n + 1)) != cudaSuccess ||
+        cudaMemcpyAsync((char *)d + one * n, &self, one, cudaMemcpyHostToDevice, s) != cudaSuccess ||
+        ncclAllGather((char *)d + one * n, d, one, ncclChar, (ncclComm_t)c->pub.world, s) != ncclSuccess ||
+        cudaMemcpyAsync(all, d, one * n, cudaMemcpyDeviceToHost, s) != cudaSuccess ||
+        cudaStreamSynchronize(s) != cudaSuccess)
+        rc = mp_fail(err, "NCCL: the all-gather of the process ids failed on rank %d", c->pub.world_rank);
+    if (d) cudaFree(d);
+    if (!rc) rc = peers_from(c, all, err);
+    free(all);
+    return rc;
+}
+
 static int init_cuda(CommsContext *c, const Mapping *m, const LaunchEnv *env, double timeout_s,
                      int *members, MpError *err) {
     int count = 0;
@@ -146,7 +242,7 @@ static int init_cuda(CommsContext *c, const Mapping *m, const LaunchEnv *env, do
     CUDA_TRY(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate");
     c->stream = s;
     CUDA_TRY(cudaMalloc(&c->scratch, 64 * sizeof(double)), "cudaMalloc");
-    return 0;
+    return exchange_peers_nccl(c, err);
 }
 #endif
 
@@ -177,6 +273,7 @@ int comms_init(CommsContext *c, const Mapping *m, const LaunchEnv *env, ExecBack
         }
         if (c->pub.local_rank < 0) c->pub.local_rank = 0;
         rc = init_cpu(c, m, members, err);
+        if (!rc) rc = exchange_peers_mpi(c, err);
     } else {
 #ifdef MOEPLAN_HAVE_CUDA
         if (env->bootstrap == BOOTSTRAP_MPI && !c->mpi_active && comms_mpi_init(c, env, err)) {
@@ -193,26 +290,42 @@ int comms_init(CommsContext *c, const Mapping *m, const LaunchEnv *env, ExecBack
         rc = mp_fail(err, "--backend: cuda, but this moeplan was built without CUDA (use --backend cpu)");
 #endif
     }
+    for (int k = 0; k < GROUP_KIND_COUNT && rc == 0; k++) {   /* for the watchdog's messages */
+        int size = mapping_group_size(m, (GroupKind)k), len = 0;
+        mapping_group_of_rank(m, (GroupKind)k, c->pub.world_rank, members);
+        char *out = c->group_ranks[k];
+        for (int i = 0; i < size; i++) {
+            int room = (int)sizeof c->group_ranks[k] - len;
+            int w = snprintf(out + len, (size_t)room, "%s%d", i ? "," : "", members[i]);
+            if (w >= room - 4) { snprintf(out + (len < room ? len : 0), 4, "..."); break; }
+            len += w;
+        }
+    }
     free(members);
+    c->pub.watch = &c->watch;
     return rc;
 }
 
 int comms_max(CommsContext *c, double *vals, int n, MpError *err) {
     if (n < 0 || n > 64) return mp_fail(err, "comms_max: %d values (at most 64)", n);
     if (c->kind == EXEC_BACKEND_CPU) {
-        if (MPI_Allreduce(MPI_IN_PLACE, vals, n, MPI_DOUBLE, MPI_MAX, *(MPI_Comm *)c->pub.world) != MPI_SUCCESS)
-            return mp_fail(err, "MPI: MPI_Allreduce(max) failed on rank %d", c->pub.world_rank);
+        collective_watch_begin(&c->watch, -1, "all_reduce(max) of the step statistics");
+        int r = MPI_Allreduce(MPI_IN_PLACE, vals, n, MPI_DOUBLE, MPI_MAX, *(MPI_Comm *)c->pub.world);
+        collective_watch_end(&c->watch);
+        if (r != MPI_SUCCESS) return mp_fail(err, "MPI: MPI_Allreduce(max) failed on rank %d", c->pub.world_rank);
         return 0;
     }
 #ifdef MOEPLAN_HAVE_CUDA
     if (c->pub.world_size == 1) return 0;
     size_t bytes = (size_t)n * sizeof(double);
     cudaStream_t s = (cudaStream_t)c->stream;
+    collective_watch_begin(&c->watch, -1, "all_reduce(max) of the step statistics");
     CUDA_TRY(cudaMemcpyAsync(c->scratch, vals, bytes, cudaMemcpyHostToDevice, s), "cudaMemcpy");
     NCCL_TRY(ncclAllReduce(c->scratch, c->scratch, (size_t)n, ncclFloat64, ncclMax, (ncclComm_t)c->pub.world, s),
              "ncclAllReduce(max)");
     CUDA_TRY(cudaMemcpyAsync(vals, c->scratch, bytes, cudaMemcpyDeviceToHost, s), "cudaMemcpy");
     CUDA_TRY(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+    collective_watch_end(&c->watch);
     return 0;
 #else
     return mp_fail(err, "comms_max: no CUDA in this build");
@@ -249,6 +362,8 @@ void comms_destroy(CommsContext *c) {
 #endif
     c->storage = NULL;
     c->scratch = c->stream = NULL;
+    free(c->peer_pid);
+    c->peer_pid = NULL;
     memset(c->pub.handle, 0, sizeof c->pub.handle);
     c->pub.world = NULL;
     if (c->mpi_initialized_here) {

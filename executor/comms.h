@@ -17,6 +17,7 @@
 
 #include "core/error.h"
 #include "core/mapping.h"
+#include "executor/collective_watch.h"
 #include "executor/executor.h"
 #include "executor/launch.h"
 
@@ -28,6 +29,12 @@ typedef struct {
     void *storage;               /* MPI_Comm[GROUP_KIND_COUNT + 1] (CPU) */
     void *scratch;               /* device buffer for comms_max (CUDA) */
     void *stream;                /* cudaStream_t for comms_max (CUDA) */
+    CollectiveWatch watch;       /* pub.watch points here */
+    /* The ranks that run on this node (same kernel boot and PID namespace),
+     * exchanged by comms_init so that the watchdog can see a peer die:
+     * peer_pid[r] > 0 for those ranks, 0 for the others and for this rank. */
+    int *peer_pid;               /* [world_size] */
+    char group_ranks[GROUP_KIND_COUNT][48];   /* members of this rank's group of each kind, "0,1,2" */
 } CommsContext;
 
 /* MPI_Init_thread (MPI_THREAD_FUNNELED) unless already initialised; checks
@@ -41,7 +48,8 @@ int comms_mpi_init(CommsContext *c, const LaunchEnv *env, MpError *err);
 int comms_init(CommsContext *c, const Mapping *m, const LaunchEnv *env, ExecBackendKind kind,
                double timeout_s, MpError *err);
 
-/* vals[n] <- element-wise maximum over all ranks (collective). */
+/* vals[n] <- element-wise maximum over all ranks (collective, under the
+ * collective deadline). */
 int comms_max(CommsContext *c, double *vals, int n, MpError *err);
 
 /* Aborts every NCCL communicator (safe from another thread: the watchdog). */
@@ -55,5 +63,12 @@ void comms_mpi_abort(CommsContext *c, int code);
 
 /* GPUs visible to this process (cudaGetDeviceCount); 0 without CUDA. */
 int comms_visible_gpus(void);
+
+/* Like comms_visible_gpus; when there is none, why (one line: the CUDA
+ * error, or "this moeplan was built without CUDA"). */
+int comms_probe_gpus(char *why, int len);
+
+/* 1 when the process pid has ended (gone, or a zombie not yet reaped). */
+int comms_pid_ended(int pid);
 
 #endif

@@ -17,6 +17,8 @@
 #include "core/mapping.h"
 #include "core/plan.h"
 
+struct CollectiveWatch;   /* executor/collective_watch.h */
+
 /* Communicators of one rank, one per group kind of the mapping (the group
  * of that kind that contains this rank).  The handles are opaque here:
  * ncclComm_t for the CUDA backend, MPI_Comm for the CPU backend. Created by
@@ -28,6 +30,9 @@ typedef struct {
     int rank_in[GROUP_KIND_COUNT];       /* this rank's index in each group */
     int size_of[GROUP_KIND_COUNT];
     void *world;                         /* world communicator */
+    /* Deadline bookkeeping of the blocking collectives (the watchdog reads
+     * it); NULL: not watched. */
+    struct CollectiveWatch *watch;
 } ExecComms;
 
 typedef enum { EXEC_BACKEND_CPU = 0, EXEC_BACKEND_CUDA = 1 } ExecBackendKind;
@@ -39,7 +44,7 @@ typedef struct {
     uint64_t seed;
     const char *data_path;    /* raw token ids; NULL = synthetic learnable task */
     int data_bits;            /* 16 or 32 */
-    double lr;
+    double lr;                /* Adam's learning rate, used as given (0 = the weights never move) */
     /* Added by the step side (second pass), zero-initialised structs keep
      * working; runtime (cli/cmd_execute.c) may expose them as flags:
      *   aux_loss_coeff: auxiliary load-balancing loss coefficient (Megatron
@@ -51,7 +56,17 @@ typedef struct {
      *     first steps).  Ignored when data_path is set. */
     double aux_loss_coeff;
     bool random_tokens;
+    /* Fault injection for the failure tests (cli: MOEPLAN_TEST_FAULT=
+     * kill|hang:RANK:STEP): after step fault_step (1-based) rank fault_rank
+     * kills itself with SIGKILL, or stops forever without entering the next
+     * collective.  EXEC_FAULT_NONE in every real run. */
+    enum { EXEC_FAULT_NONE = 0, EXEC_FAULT_KILL, EXEC_FAULT_HANG } fault;
+    int fault_rank, fault_step;
 } ExecOptions;
+
+/* The auxiliary-loss coefficient a run with these options uses (0 = off):
+ * aux_loss_coeff, 1e-2 when it is 0, 0 when it is negative. */
+double exec_aux_loss_coeff(const ExecOptions *opt);
 
 /* Time of each phase of one step, seconds (median over timed steps in a result). */
 typedef struct {

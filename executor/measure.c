@@ -138,6 +138,12 @@ void measure_print(FILE *f, const Plan *plan, const Measurement *m) {
     fprintf(f, "  attention TP%d CP%d DP%d PP%d | experts ETP%d EP%d EDP%d | %s dispatcher, %s\n", map->tp,
             map->cp, map->dp, map->pp, map->etp, map->ep, map->edp, dispatcher_name(plan->train.dispatcher),
             plan->train.capacity_factor > 0 ? "capacity factor" : "dropless");
+    char overlap[64];
+    overlap_format(plan->train.overlap, overlap, sizeof overlap);
+    fprintf(f, "  %s activations, optimizer sharding %s, recompute %s, overlap %s | seed %llu, lr %g, aux-loss %g, %s data\n",
+            m->act_dtype[0] ? m->act_dtype : "?", opt_sharding_name(plan->train.opt_sharding),
+            recompute_name(plan->train.recompute), overlap, m->seed, m->lr, m->aux_loss_coeff,
+            m->data[0] ? m->data : "?");
     fprintf(f, "  %d steps, %d warm-up, median of %d; loss %.4f -> %.4f\n", m->steps, m->warmup,
             m->steps_timed, m->loss_first, m->loss_last);
     if (m->have_calibrated) fprintf(f, "  calibrated: %s (%s)\n", m->calibration_path, m->calibration_device);
@@ -200,25 +206,15 @@ static cJSON *prediction_json(const MeasurePrediction *q) {
 }
 
 char *measure_to_json(const Plan *plan, const Measurement *m) {
-    const Mapping *map = &plan->map;
     cJSON *root = cJSON_CreateObject();
-    cJSON *pl = cJSON_AddObjectToObject(root, "plan");
-    cJSON_AddStringToObject(pl, "model", plan->model.name);
-    cJSON_AddStringToObject(pl, "cluster", plan->cluster.name);
-    cJSON_AddNumberToObject(pl, "gpus", map->world);
-    cJSON_AddNumberToObject(pl, "tp", map->tp);
-    cJSON_AddNumberToObject(pl, "cp", map->cp);
-    cJSON_AddNumberToObject(pl, "dp", map->dp);
-    cJSON_AddNumberToObject(pl, "pp", map->pp);
-    cJSON_AddNumberToObject(pl, "etp", map->etp);
-    cJSON_AddNumberToObject(pl, "ep", map->ep);
-    cJSON_AddNumberToObject(pl, "edp", map->edp);
-    cJSON_AddStringToObject(pl, "order", rank_order_name(map->order));
-    cJSON_AddNumberToObject(pl, "seq", plan->train.seq_len);
-    cJSON_AddNumberToObject(pl, "mbs", plan->train.micro_batch);
-    cJSON_AddNumberToObject(pl, "gbs", plan->train.global_batch);
-    cJSON_AddStringToObject(pl, "dispatcher", dispatcher_name(plan->train.dispatcher));
-    cJSON_AddNumberToObject(pl, "capacity_factor", plan->train.capacity_factor);
+    char *plan_text = plan_to_json_string(plan);
+    cJSON *pl = plan_text ? cJSON_Parse(plan_text) : NULL;
+    free(plan_text);
+    if (!pl) {
+        cJSON_Delete(root);
+        return NULL;
+    }
+    cJSON_AddItemToObject(root, "plan", pl);
 
     cJSON *run = cJSON_AddObjectToObject(root, "run");
     cJSON_AddStringToObject(run, "backend", m->backend);
@@ -230,6 +226,11 @@ char *measure_to_json(const Plan *plan, const Measurement *m) {
     cJSON_AddNumberToObject(run, "warmup", m->warmup);
     cJSON_AddNumberToObject(run, "steps_timed", m->steps_timed);
     cJSON_AddNumberToObject(run, "tokens_per_step", m->tokens_per_step);
+    cJSON_AddNumberToObject(run, "seed", (double)m->seed);
+    cJSON_AddNumberToObject(run, "lr", m->lr);
+    cJSON_AddNumberToObject(run, "aux_loss_coeff", m->aux_loss_coeff);
+    cJSON_AddStringToObject(run, "act_dtype", m->act_dtype);
+    cJSON_AddStringToObject(run, "data", m->data);
 
     cJSON *me = cJSON_AddObjectToObject(root, "measured");
     cJSON_AddNumberToObject(me, "step_time_s", m->phases.step);

@@ -43,6 +43,12 @@ typedef struct {
     char device[64];                /* GPU name or "cpu" */
     int world, layers, steps, warmup, steps_timed;
     double tokens_per_step;         /* global */
+    /* the run's training settings, as used (cli/cmd_execute.c fills them) */
+    unsigned long long seed;
+    double lr;                      /* Adam's learning rate */
+    double aux_loss_coeff;          /* load-balancing loss coefficient in use, 0 = off */
+    char act_dtype[8];              /* activations and working weights: "bf16" (CUDA) or "fp32" (CPU) */
+    char data[256];                 /* "synthetic", "random" or the --data path */
     /* measured */
     ExecPhases phases;              /* seconds; phases.step = step time */
     double flops_legacy, flops_megatron;      /* model FLOPs of one step, whole job */
@@ -106,7 +112,10 @@ void measure_prediction(const SimResult *r, MeasurePrediction *out);
 /* Readable table (for rank 0). */
 void measure_print(FILE *f, const Plan *plan, const Measurement *m);
 
-/* The result as JSON text (caller frees). */
+/* The result as JSON text (caller frees).  "plan" holds every plan field
+ * under the plan file's name (plan_to_json_string: the plan that ran, after
+ * execute replaced the defaults the step does not implement), "run" the
+ * launch and the training settings (seed, lr, aux_loss_coeff, data). */
 char *measure_to_json(const Plan *plan, const Measurement *m);
 
 /* Writes text to path through path.tmp.PID + rename: a failure leaves no

@@ -60,6 +60,7 @@ struct Model {
     float aux_coeff;                    /* auxiliary load-balancing loss coefficient, 0 = off */
     float dloss;                        /* gradient of the step loss per token loss */
     float *loss_acc;                    /* [2] f32 device: token-loss sum, T * aux sum */
+    size_t *a2a_counts;                 /* host [4 * ep]: all-to-all counts and displacements */
     int32_t *h_idx, *h_force;           /* host [T*k] scratch, [T*k] forced choices */
     float *h_probs, *h_tprob;           /* host [T*E], [T*k] (forced routing only) */
     int32_t *trace;                     /* routing trace [L][T*k] host, or NULL */
@@ -344,7 +345,8 @@ int model_create(const Plan *plan, int layers, uint64_t seed, Backend *be, Model
     free(pos);
     m->loss_acc = be->alloc(be, 2 * sizeof(float));
     m->h_idx = malloc(sizeof(int32_t) * (size_t)m->T * m->k);
-    if (!m->loss_acc || !m->h_idx) { model_destroy(m); return mp_fail(err, "executor: out of memory"); }
+    m->a2a_counts = malloc(sizeof(size_t) * 4 * (size_t)m->ep);
+    if (!m->loss_acc || !m->h_idx || !m->a2a_counts) { model_destroy(m); return mp_fail(err, "executor: out of memory"); }
     *out = m;
     return 0;
 }
@@ -405,7 +407,7 @@ void model_destroy(Model *m)
                  &m->g_logits_a, &m->g_prob};
     for (size_t i = 0; i < sizeof bs / sizeof bs[0]; i++) buf_free(m, bs[i]);
     if (m->loss_acc) be->release(be, m->loss_acc);
-    free(m->h_idx); free(m->h_force); free(m->h_probs); free(m->h_tprob);
+    free(m->h_idx); free(m->a2a_counts); free(m->h_force); free(m->h_probs); free(m->h_tprob);
     free(m->params);
     free(m);
 }
@@ -557,8 +559,8 @@ static void dispatch_exchange(Model *m, Layer *y)
 static void ep_all_to_all(Model *m, DispatchPlan *dp, const void *send, void *recv, int forward)
 {
     Backend *be = m->be;
-    size_t sc[64], sd[64], rc[64], rd[64];
     int ep = m->ep, h = m->h;
+    size_t *sc = m->a2a_counts, *sd = sc + ep, *rc = sd + ep, *rd = rc + ep;   /* [ep] each */
     for (int r = 0; r < ep; r++) {
         size_t a_c = dp->send_counts[r], a_d = dp->send_displs[r];
         size_t b_c = dp->recv_counts[r], b_d = dp->recv_displs[r];

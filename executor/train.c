@@ -1,8 +1,16 @@
 /* train.c: exec_train (executor.h) and the Trainer step loop (train.h). */
 #include "executor/train.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+double exec_aux_loss_coeff(const ExecOptions *opt)
+{
+    /* Megatron MoE / Mixtral recipes: --moe-aux-loss-coeff 1e-2 */
+    return opt->aux_loss_coeff == 0 ? 1e-2 : opt->aux_loss_coeff < 0 ? 0.0 : opt->aux_loss_coeff;
+}
 
 int trainer_create(const Plan *plan, const ExecOptions *opt, const ExecComms *comms,
                    Trainer **out, MpError *err)
@@ -14,7 +22,7 @@ int trainer_create(const Plan *plan, const ExecOptions *opt, const ExecComms *co
     t->B = plan->train.global_batch;
     t->b = plan->train.micro_batch;
     t->s = plan->train.seq_len;
-    t->lr = opt->lr > 0 ? (float)opt->lr : 1e-3f;
+    t->lr = (float)opt->lr;   /* as given: lr 0 is a run whose weights never move */
     if (t->b <= 0 || t->B <= 0 || t->B % (t->b * t->dp)) {
         free(t);
         return mp_fail(err, "gbs: global batch %d is not a multiple of micro-batch %d x DP %d",
@@ -40,8 +48,7 @@ int trainer_create(const Plan *plan, const ExecOptions *opt, const ExecComms *co
         trainer_destroy(t);
         return -1;
     }
-    /* Megatron MoE / Mixtral recipes: --moe-aux-loss-coeff 1e-2 */
-    t->aux_coeff = opt->aux_loss_coeff == 0 ? 1e-2f : opt->aux_loss_coeff < 0 ? 0.0f : (float)opt->aux_loss_coeff;
+    t->aux_coeff = (float)exec_aux_loss_coeff(opt);
     model_set_aux_loss_coeff(t->model, t->aux_coeff);
     if (!opt->data_path && opt->random_tokens) t->data.random = 1;
     t->loss_dev = t->be->alloc(t->be, sizeof(float));
@@ -139,6 +146,11 @@ int exec_train(const Plan *plan, const ExecOptions *opt, const ExecComms *comms,
         double loss;
         if (trainer_step(t, true, &loss, err)) { free(ph); trainer_destroy(t); return -1; }
         stats->losses[i] = loss;
+        if (opt->fault != EXEC_FAULT_NONE && comms->world_rank == opt->fault_rank && i + 1 == opt->fault_step) {
+            /* the failure tests: this rank dies, or never reaches the next collective */
+            if (opt->fault == EXEC_FAULT_KILL) raise(SIGKILL);
+            for (;;) pause();
+        }
         double p[PHASE_COUNT];
         memset(p, 0, sizeof p);
         double wall = t->be->step_times(t->be, p);

@@ -1,4 +1,5 @@
-/* watchdog.c: a thread polling NCCL's asynchronous errors (see watchdog.h). */
+/* watchdog.c: a thread watching NCCL's asynchronous errors, the peers on
+ * this node and the deadline of the current collective (see watchdog.h). */
 #include "executor/watchdog.h"
 
 #include <pthread.h>
@@ -13,7 +14,14 @@
 #include <nccl.h>
 #endif
 
+typedef struct {
+    CommsContext *c;
+    double deadline_s;
+    atomic_int peers_may_end;   /* set by watchdog_peers_may_end */
+} RankWatch;
+
 struct Watchdog {
+    RankWatch rank_watch;   /* ctx of watchdog_start's check */
     pthread_t thread;
     bool running;
     atomic_int stop;
@@ -71,10 +79,32 @@ int watchdog_start_custom(WatchdogCheck check, WatchdogAbort abort_all, void *ct
     return 0;
 }
 
+int watchdog_check_rank(const CommsContext *c, double deadline_s, bool check_peers, long long now_ns, char *msg,
+                        int len) {
+    if (check_peers && c->peer_pid)
+        for (int r = 0; r < c->pub.world_size; r++)
+            if (c->peer_pid[r] > 0 && comms_pid_ended(c->peer_pid[r])) {
+                snprintf(msg, (size_t)len, "rank %d (pid %d, this node) has died; ending the job", r, c->peer_pid[r]);
+                return 1;
+            }
+    int group = -1;
+    const char *op = "collective";
+    double t = collective_watch_elapsed((CollectiveWatch *)&c->watch, now_ns, &group, &op);
+    if (deadline_s > 0 && t > deadline_s) {
+        const char *ranks = group >= 0 && group < GROUP_KIND_COUNT ? c->group_ranks[group] : "";
+        snprintf(msg, (size_t)len,
+                 "the %s on the %s group%s%s%s has not completed after %.1f s (deadline %.1f s, "
+                 "--collective-timeout): one of those ranks hangs or died; ending the job",
+                 op ? op : "collective", group < 0 ? "world" : group_kind_name((GroupKind)group),
+                 ranks[0] ? " (ranks " : "", ranks, ranks[0] ? ")" : "", t, deadline_s);
+        return 1;
+    }
+    return 0;
+}
+
 #ifdef MOEPLAN_HAVE_CUDA
 /* Asks every communicator of the rank for its asynchronous error. */
-static int nccl_check(void *ctx, char *msg, int len) {
-    CommsContext *c = ctx;
+static int nccl_check(CommsContext *c, char *msg, int len) {
     for (int k = -1; k < GROUP_KIND_COUNT; k++) {
         ncclComm_t comm = (ncclComm_t)(k < 0 ? c->pub.world : c->pub.handle[k]);
         if (!comm) continue;
@@ -91,18 +121,44 @@ static int nccl_check(void *ctx, char *msg, int len) {
     }
     return 0;
 }
-
-static void nccl_abort(void *ctx) { comms_abort(ctx); }
 #endif
 
-int watchdog_start(CommsContext *c, double poll_s, WatchdogFailure on_failure, void *user,
-                   Watchdog **out, MpError *err) {
+static int rank_check(void *ctx, char *msg, int len) {
+    RankWatch *w = ctx;
 #ifdef MOEPLAN_HAVE_CUDA
-    if (c->kind == EXEC_BACKEND_CUDA)
-        return watchdog_start_custom(nccl_check, nccl_abort, c, c->pub.world_rank, poll_s, on_failure, user,
-                                     out, err);
+    if (w->c->kind == EXEC_BACKEND_CUDA && nccl_check(w->c, msg, len)) return 1;
 #endif
-    return watchdog_start_custom(NULL, NULL, c, c->pub.world_rank, poll_s, on_failure, user, out, err);
+    return watchdog_check_rank(w->c, w->deadline_s, !atomic_load(&w->peers_may_end), collective_watch_now_ns(), msg,
+                               len);
+}
+
+/* NCCL communicators are aborted so that a blocked main thread returns; MPI
+ * has no such call: the failure callback's MPI_Abort ends the job. */
+static void rank_abort(void *ctx) { comms_abort(((RankWatch *)ctx)->c); }
+
+int watchdog_start(CommsContext *c, double poll_s, double deadline_s, WatchdogFailure on_failure, void *user,
+                   Watchdog **out, MpError *err) {
+    /* the check's context lives in the Watchdog: start with a placeholder, then point it there */
+    if (watchdog_start_custom(NULL, NULL, NULL, c->pub.world_rank, poll_s, on_failure, user, out, err)) return -1;
+    Watchdog *w = *out;
+    w->rank_watch.c = c;
+    w->rank_watch.deadline_s = deadline_s;
+    atomic_init(&w->rank_watch.peers_may_end, 0);
+    w->check = rank_check;
+    w->abort_all = rank_abort;
+    w->ctx = &w->rank_watch;
+    int rc = pthread_create(&w->thread, NULL, watchdog_main, w);
+    if (rc) {
+        free(w);
+        *out = NULL;
+        return mp_fail(err, "watchdog: pthread_create: %s", strerror(rc));
+    }
+    w->running = true;
+    return 0;
+}
+
+void watchdog_peers_may_end(Watchdog *w) {
+    if (w) atomic_store(&w->rank_watch.peers_may_end, 1);
 }
 
 void watchdog_stop(Watchdog *w) {

@@ -1,6 +1,9 @@
 /* test_exec_runtime.c: the executor's runtime on the CPU: rank detection
  * from launcher variables, the TCP rendezvous on loopback, the built-in
- * launcher's failure handling, the watchdog, and the measurement figures. */
+ * launcher's failure handling, the watchdog (dead peers, the deadline per
+ * collective), the measurement figures, the pre-launch checks
+ * (preflight.c), exclusive phase timing when phases nest, and a MoE layer
+ * with more than 64 EP ranks. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -20,8 +23,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "executor/backend.h"
+#include "executor/comms.h"
 #include "executor/launch.h"
 #include "executor/measure.h"
+#include "executor/model.h"
+#include "executor/phase_clock.h"
+#include "executor/preflight.h"
 #include "executor/rendezvous.h"
 #include "executor/watchdog.h"
 
@@ -355,6 +363,361 @@ static void test_watchdog_reports_once(void **state) {
     assert_string_equal(f.message, "NCCL error on the ep communicator: remote process exited");
 }
 
+/* The rank check of watchdog_start: a peer on this node that ended, and a
+ * collective past its deadline. */
+static void test_watchdog_dead_peer_and_deadline(void **state) {
+    (void)state;
+    CommsContext c;
+    memset(&c, 0, sizeof c);
+    c.kind = EXEC_BACKEND_CPU;
+    c.pub.world_rank = 0;
+    c.pub.world_size = 3;
+    int pids[3] = {0, 0, 0};
+    c.peer_pid = pids;
+    snprintf(c.group_ranks[GROUP_EP], sizeof c.group_ranks[GROUP_EP], "0,1,2");
+    char msg[MP_ERROR_LEN];
+    long long now = collective_watch_now_ns();
+    assert_int_equal(watchdog_check_rank(&c, 2.0, true, now, msg, sizeof msg), 0);
+    /* rank 2 is a child that exits: a zombie first (not reaped), then gone */
+    pid_t child = fork();
+    if (child == 0) _exit(0);
+    pids[1] = (int)getpid();   /* a live peer */
+    pids[2] = (int)child;
+    double t0 = now_s();
+    while (!comms_pid_ended(child) && now_s() - t0 < 5) usleep(1000);
+    assert_int_equal(watchdog_check_rank(&c, 2.0, true, now, msg, sizeof msg), 1);
+    char want[128];
+    snprintf(want, sizeof want, "rank 2 (pid %d, this node) has died; ending the job", (int)child);
+    assert_string_equal(msg, want);
+    assert_int_equal(waitpid(child, NULL, 0), child);
+    assert_int_equal(watchdog_check_rank(&c, 2.0, true, now, msg, sizeof msg), 1);
+    assert_string_equal(msg, want);
+    /* in the job's last collective peers may end */
+    assert_int_equal(watchdog_check_rank(&c, 2.0, false, now, msg, sizeof msg), 0);
+    pids[2] = 0;
+    /* a collective that started 5 s before `now` */
+    collective_watch_begin(&c.watch, GROUP_EP, "all_to_all_v");
+    long long start = atomic_load(&c.watch.start_ns);
+    assert_int_equal(watchdog_check_rank(&c, 10.0, true, start + 5000000000LL, msg, sizeof msg), 0);
+    assert_int_equal(watchdog_check_rank(&c, 0.0, true, start + 5000000000LL, msg, sizeof msg), 0);   /* no deadline */
+    assert_int_equal(watchdog_check_rank(&c, 2.0, true, start + 5000000000LL, msg, sizeof msg), 1);
+    assert_non_null(strstr(msg, "the all_to_all_v on the ep group (ranks 0,1,2) has not completed after 5.0 s "
+                                "(deadline 2.0 s, --collective-timeout)"));
+    collective_watch_end(&c.watch);
+    assert_int_equal(watchdog_check_rank(&c, 2.0, true, start + 5000000000LL, msg, sizeof msg), 0);
+    assert_int_equal(atomic_load(&c.watch.completed), 1);
+}
+
+static void record_failure(void *user, int rank, const char *message) {
+    FakeComms *f = user;
+    snprintf(f->message, sizeof f->message, "%s", message);
+    atomic_store(&f->failed_rank, rank);
+}
+
+/* watchdog_start on the CPU backend: the thread reports a collective that
+ * never completes (before, the CPU path had no watchdog at all). */
+static void test_watchdog_thread_deadline_cpu(void **state) {
+    (void)state;
+    CommsContext c;
+    memset(&c, 0, sizeof c);
+    c.kind = EXEC_BACKEND_CPU;
+    c.pub.world_rank = 4;
+    c.pub.world_size = 8;
+    FakeComms f;
+    memset(&f, 0, sizeof f);
+    atomic_store(&f.failed_rank, -1);
+    Watchdog *w = NULL;
+    MpError err = {{0}};
+    assert_int_equal(watchdog_start(&c, 0.02, 0.2, record_failure, &f, &w, &err), 0);
+    collective_watch_begin(&c.watch, -1, "all_reduce(max) of the step statistics");
+    double t0 = now_s();
+    while (atomic_load(&f.failed_rank) < 0 && now_s() - t0 < 5.0) usleep(5000);
+    double waited = now_s() - t0;
+    watchdog_stop(w);
+    assert_int_equal(atomic_load(&f.failed_rank), 4);
+    assert_true(waited >= 0.2 && waited < 2.0);
+    assert_non_null(strstr(f.message, "the all_reduce(max) of the step statistics on the world group has not completed"));
+}
+
+/* ---- phases that nest (issue 11 item 7) ---- */
+
+static void test_phase_clock_nesting(void **state) {
+    (void)state;
+    enum { A = 0, B = 1, C = 2 };
+    PhaseClock c;
+    phase_clock_reset(&c);
+    double out[3] = {0, 0, 0};
+    /* A [0, 10) containing B [2, 5) containing C [3, 4); A again inside A [6, 7) */
+    phase_clock_begin(&c, A, 0);
+    phase_clock_begin(&c, B, 2);
+    phase_clock_begin(&c, C, 3);
+    phase_clock_end(&c, C, 4);
+    phase_clock_end(&c, B, 5);
+    phase_clock_begin(&c, A, 6);
+    phase_clock_end(&c, A, 7);
+    phase_clock_end(&c, A, 10);
+    phase_clock_collect(&c, 12, out, 3);   /* nothing open in [10, 12) */
+    assert_true(out[A] == 7 && out[B] == 2 && out[C] == 1);   /* 10 s of phases in 10 s */
+    /* an end without its begin is ignored; an outer end closes what was left open inside */
+    memset(out, 0, sizeof out);
+    phase_clock_end(&c, B, 13);
+    assert_int_equal(c.unmatched, 1);
+    phase_clock_begin(&c, A, 20);
+    phase_clock_begin(&c, B, 21);
+    phase_clock_end(&c, A, 24);            /* B never ended */
+    phase_clock_begin(&c, C, 30);
+    phase_clock_collect(&c, 31, out, 3);   /* C still open: charged up to now, stays open */
+    phase_clock_end(&c, C, 33);
+    phase_clock_collect(&c, 40, out, 3);
+    assert_true(out[A] == 1 && out[B] == 3 && out[C] == 3);
+    assert_int_equal(c.depth, 0);
+}
+
+static double sleep_s(double s) {
+    struct timespec t = {.tv_sec = 0, .tv_nsec = (long)(s * 1e9)};
+    nanosleep(&t, NULL);
+    return s;
+}
+
+/* The CPU backend with nested phases: the phases partition the step, their
+ * sum never exceeds it (it used to count the inner phase twice). */
+static void test_cpu_backend_nested_phases(void **state) {
+    (void)state;
+    ExecComms comms;
+    memset(&comms, 0, sizeof comms);
+    for (int k = 0; k < GROUP_KIND_COUNT; k++) comms.size_of[k] = 1;
+    comms.world_size = 1;
+    Backend *be;
+    MpError err = {{0}};
+    assert_int_equal(backend_cpu_create(&comms, &be, &err), 0);
+    double out[PHASE_COUNT] = {0};
+    be->step_times(be, out);
+    memset(out, 0, sizeof out);
+    be->phase_begin(be, PHASE_MOE_COMPUTE);
+    sleep_s(0.02);
+    be->phase_begin(be, PHASE_DISPATCH_COMM);
+    sleep_s(0.02);
+    be->phase_end(be, PHASE_DISPATCH_COMM);
+    be->phase_end(be, PHASE_MOE_COMPUTE);
+    double wall = be->step_times(be, out);
+    double sum = 0;
+    for (int p = 0; p < PHASE_COUNT; p++) sum += out[p];
+    if (sum > wall + 1e-9 || out[PHASE_DISPATCH_COMM] < 0.019 || out[PHASE_MOE_COMPUTE] < 0.019)
+        fail_msg("moe %.4f + dispatch %.4f = %.4f s in a step of %.4f s", out[PHASE_MOE_COMPUTE],
+                 out[PHASE_DISPATCH_COMM], sum, wall);
+    be->destroy(be);
+}
+
+/* ---- a MoE layer with more EP ranks than the old 64-entry stack arrays ---- */
+
+/* One process plays EP rank 3 of 128 ranks that all hold the same tokens
+ * (so every peer sends this rank what it sends itself): the EP collectives
+ * are emulated on the host, everything else is the CPU backend. */
+static void sym_all_to_all_host_i32(Backend *b, const int32_t *send, int32_t *recv, int n, GroupKind g) {
+    int size = b->comms->size_of[g], me = b->comms->rank_in[g];
+    for (int i = 0; i < size; i++) memcpy(recv + (size_t)i * n, send + (size_t)me * n, sizeof(int32_t) * (size_t)n);
+}
+
+static void sym_all_to_all_v(Backend *b, const void *send, const size_t *sc, const size_t *sd, void *recv,
+                             const size_t *rc, const size_t *rd, ElemType t, GroupKind g) {
+    int size = b->comms->size_of[g], me = b->comms->rank_in[g];
+    size_t eb = elem_bytes(b, t);
+    for (int i = 0; i < size; i++) {
+        size_t n = rc[i] < sc[me] ? rc[i] : sc[me];
+        memcpy((char *)recv + rd[i] * eb, (const char *)send + sd[me] * eb, n * eb);
+    }
+}
+
+static void test_moe_layer_with_128_ep_ranks(void **state) {
+    (void)state;
+    Plan p;
+    memset(&p, 0, sizeof p);
+    ModelSpec *m = &p.model;
+    snprintf(m->name, sizeof m->name, "ep128");
+    m->num_layers = 1; m->hidden = 16; m->num_heads = 2; m->num_kv_groups = 1; m->head_dim = 8;
+    m->num_experts = 128; m->top_k = 2; m->expert_ffn = 8; m->vocab = 32; m->swiglu = true;
+    p.map = (Mapping){.world = 128, .tp = 1, .cp = 1, .dp = 128, .pp = 1, .vpp = 1, .etp = 1, .ep = 128, .edp = 1};
+    p.train.seq_len = 64;
+    p.train.micro_batch = 1;
+    ExecComms comms;
+    memset(&comms, 0, sizeof comms);
+    for (int k = 0; k < GROUP_KIND_COUNT; k++) comms.size_of[k] = 1;
+    comms.size_of[GROUP_EP] = comms.size_of[GROUP_ETP_EP] = 128;
+    comms.rank_in[GROUP_EP] = comms.rank_in[GROUP_ETP_EP] = 3;
+    comms.world_size = 128;
+    comms.world_rank = 3;
+    Backend *be;
+    MpError err = {{0}};
+    assert_int_equal(backend_cpu_create(&comms, &be, &err), 0);
+    be->all_to_all_host_i32 = sym_all_to_all_host_i32;
+    be->all_to_all_v = sym_all_to_all_v;
+    Model *model;
+    if (model_create(&p, 0, 99, be, &model, &err)) fail_msg("%s", err.msg);
+    int32_t tokens[64], targets[64];
+    for (int t = 0; t < 64; t++) { tokens[t] = (t * 7) % 32; targets[t] = (t * 7 + 3) % 32; }
+    double loss = 0;
+    assert_int_equal(model_forward_backward(model, tokens, targets, 1.0f / 64, &loss, &err), 0);
+    /* near ln 32 = 3.47 at initialisation (std 0.02 weights: near-uniform logits) */
+    if (!(loss / 64 > 3.0 && loss / 64 < 4.0)) fail_msg("mean loss %.4f", loss / 64);
+    model_destroy(model);
+    be->destroy(be);
+}
+
+/* ---- pre-launch checks (preflight.c) ---- */
+
+/* The tiny model of tests/data/exec-tiny-moe.json: L 2, h 64, n 4, g 2,
+ * d 16, E 4, k 2, Fe 96, V 256, untied, no shared or dense layers. */
+static void exec_tiny_plan(Plan *p, int ep) {
+    memset(p, 0, sizeof *p);
+    ModelSpec *m = &p->model;
+    snprintf(m->name, sizeof m->name, "exec-tiny-moe");
+    m->num_layers = 2; m->hidden = 64; m->num_heads = 4; m->num_kv_groups = 2; m->head_dim = 16;
+    m->num_experts = 4; m->top_k = 2; m->expert_ffn = 96; m->vocab = 256; m->swiglu = true;
+    p->map = (Mapping){.world = ep, .tp = 1, .cp = 1, .dp = ep, .pp = 1, .vpp = 1, .etp = 1, .ep = ep, .edp = 1};
+    p->train.seq_len = 32;
+    p->train.micro_batch = 1;
+    p->train.global_batch = ep;
+}
+
+static void test_preflight_cpu_memory(void **state) {
+    (void)state;
+    Plan p;
+    CpuMemoryEstimate e;
+    /* parameters by hand: embedding + output 2*256*64 = 32768, final norm 64,
+     * per layer norms 128 + QKV (4+2*2)*16*64 = 8192 + output projection
+     * 64*64 = 4096 + router 4*64 = 256 -> 12672, two layers 25344;
+     * experts 2 layers * 4 * 3*96*64 = 147456.  Total 205632 x 16 bytes. */
+    exec_tiny_plan(&p, 1);
+    preflight_cpu_memory(&p, 0, 1000, &e);
+    assert_true(e.params == 16.0 * 205632);
+    assert_true(e.data == 4000.0);
+    assert_true(e.total == e.params + e.activations + e.data + e.base);
+    assert_true(e.activations > 0 && e.activations < e.params);
+    /* EP 2: half the experts per rank (73728) */
+    exec_tiny_plan(&p, 2);
+    preflight_cpu_memory(&p, 0, 0, &e);
+    assert_true(e.params == 16.0 * (205632 - 73728));
+    /* --layers 1: one layer of each */
+    preflight_cpu_memory(&p, 1, 0, &e);
+    assert_true(e.params == 16.0 * (32768 + 64 + 12672 + 36864));
+    /* the model the CPU backend builds holds exactly those parameters */
+    exec_tiny_plan(&p, 1);
+    ExecComms comms;
+    memset(&comms, 0, sizeof comms);
+    for (int k = 0; k < GROUP_KIND_COUNT; k++) comms.size_of[k] = 1;
+    comms.world_size = 1;
+    Backend *be;
+    Model *model;
+    MpError err = {{0}};
+    assert_int_equal(backend_cpu_create(&comms, &be, &err), 0);
+    assert_int_equal(model_create(&p, 0, 1, be, &model, &err), 0);
+    assert_int_equal(model_local_params(model), 205632);
+    model_destroy(model);
+    be->destroy(be);
+    /* MemAvailable */
+    double avail = 0;
+    assert_int_equal(preflight_mem_available("MemTotal:  100 kB\nMemFree: 5 kB\nMemAvailable:    2048 kB\n", &avail), 0);
+    assert_true(avail == 2048.0 * 1024);
+    assert_int_equal(preflight_mem_available("MemTotal:  100 kB\n", &avail), -1);
+    assert_int_equal(preflight_mem_available("MemAvailable: lots\n", &avail), -1);
+}
+
+static void test_preflight_plan_and_model(void **state) {
+    (void)state;
+    Plan p;
+    exec_tiny_plan(&p, 1);
+    train_config_default(&p.train);   /* simulate's defaults: distributed optimizer, grad+param overlap */
+    PlanRequested none = {0}, asked = {0};
+    PreflightNotes notes;
+    MpError err = {{0}};
+    assert_int_equal(preflight_plan(&p, &none, &notes, &err), 0);
+    assert_int_equal(notes.count, 2);
+    assert_int_equal(p.train.opt_sharding, OPT_SHARD_NONE);
+    assert_int_equal(p.train.overlap, 0);
+    assert_non_null(strstr(notes.line[0], "optimizer_sharding: the default 'distributed'"));
+    assert_non_null(strstr(notes.line[1], "overlap: the default 'grad,param'"));
+    /* asked for: refused */
+    train_config_default(&p.train);
+    asked.optimizer_sharding = true;
+    assert_int_equal(preflight_plan(&p, &asked, &notes, &err), -1);
+    assert_non_null(strstr(err.msg, "optimizer_sharding: distributed:"));
+    p.train.opt_sharding = OPT_SHARD_NONE;
+    asked.overlap = true;
+    assert_int_equal(preflight_plan(&p, &asked, &notes, &err), -1);
+    assert_non_null(strstr(err.msg, "overlap: grad,param:"));
+    p.train.overlap = 0;
+    p.map.vpp = 2;
+    assert_int_equal(preflight_plan(&p, &asked, &notes, &err), -1);
+    assert_non_null(strstr(err.msg, "vpp: 2:"));
+    p.map.vpp = 1;
+    p.first_stage_layers = 1;
+    assert_int_equal(preflight_plan(&p, &asked, &notes, &err), -1);
+    assert_non_null(strstr(err.msg, "first_stage_layers: an uneven pipeline split"));
+    p.first_stage_layers = 0;
+    assert_int_equal(preflight_plan(&p, &asked, &notes, &err), 0);
+    assert_int_equal(notes.count, 0);
+    /* model features */
+    assert_int_equal(preflight_model(&p.model, &err), 0);
+    static const struct { size_t off; int value; const char *want; } bad[] = {
+        {offsetof(ModelSpec, num_experts), 0, "the executor runs MoE models only"},
+        {offsetof(ModelSpec, num_experts), 512, "num_experts: 512: the executor supports at most 256 experts"},
+        {offsetof(ModelSpec, sliding_window), 4096, "sliding-window attention"},
+        {offsetof(ModelSpec, mtp_layers), 1, "multi-token-prediction layers"},
+        {offsetof(ModelSpec, head_dim), 15, "head_dim: 15: RoPE needs an even head dimension"},
+        {offsetof(ModelSpec, num_kv_groups), 3, "num_kv_groups: 3 does not divide num_heads 4"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ModelSpec m = p.model;
+        *(int *)((char *)&m + bad[i].off) = bad[i].value;
+        assert_int_equal(preflight_model(&m, &err), -1);
+        if (!strstr(err.msg, bad[i].want)) fail_msg("'%s' not in '%s'", bad[i].want, err.msg);
+    }
+    ModelSpec m = p.model;
+    m.mla = true;
+    assert_int_equal(preflight_model(&m, &err), -1);
+    assert_non_null(strstr(err.msg, "multi-head latent attention"));
+    m = p.model;
+    m.qkv_bias = true;
+    assert_int_equal(preflight_model(&m, &err), -1);
+    m = p.model;
+    m.router = ROUTER_SIGMOID;
+    assert_int_equal(preflight_model(&m, &err), -1);
+    m = p.model;
+    m.swiglu = false;
+    assert_int_equal(preflight_model(&m, &err), -1);
+}
+
+static void test_preflight_output_path(void **state) {
+    (void)state;
+    MpError err = {{0}};
+    char dir[] = "/tmp/moeplan-pre-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[300];
+    snprintf(path, sizeof path, "%s/result.json", dir);
+    assert_int_equal(preflight_output_path(path, "--out", &err), 0);   /* absent, directory writable */
+    FILE *f = fopen(path, "w");
+    fclose(f);
+    assert_int_equal(preflight_output_path(path, "--out", &err), 0);   /* a regular file is replaced */
+    unlink(path);
+    struct stat st;
+    if (stat("/dev/null", &st) == 0 && S_ISCHR(st.st_mode)) {   /* (a shared machine may have lost it) */
+        assert_int_equal(preflight_output_path("/dev/null", "--out", &err), -1);
+        assert_string_equal(err.msg,
+                            "/dev/null: --out: not a regular file (a device, FIFO or socket is never replaced)");
+    }
+    snprintf(path, sizeof path, "%s/fifo", dir);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    assert_int_equal(preflight_output_path(path, "--csv", &err), -1);
+    assert_non_null(strstr(err.msg, "fifo: --csv: not a regular file"));
+    unlink(path);
+    assert_int_equal(preflight_output_path(dir, "--out", &err), -1);
+    assert_non_null(strstr(err.msg, ": --out: is a directory"));
+    snprintf(path, sizeof path, "%s/no/such/result.json", dir);
+    assert_int_equal(preflight_output_path(path, "--out", &err), -1);
+    assert_non_null(strstr(err.msg, "no/such: No such file or directory"));
+    rmdir(dir);
+}
+
 /* ---- measurement ---- */
 
 /* A tiny MoE model: L 2, h 64, n = g = 4, d 16, E 4, k 2, Fe 128, V 256, SwiGLU. */
@@ -548,6 +911,14 @@ int main(void) {
         cmocka_unit_test(test_launch_signal_and_stubborn_child),
         cmocka_unit_test(test_launch_exec_failure),
         cmocka_unit_test(test_watchdog_reports_once),
+        cmocka_unit_test(test_watchdog_dead_peer_and_deadline),
+        cmocka_unit_test(test_watchdog_thread_deadline_cpu),
+        cmocka_unit_test(test_phase_clock_nesting),
+        cmocka_unit_test(test_cpu_backend_nested_phases),
+        cmocka_unit_test(test_moe_layer_with_128_ep_ranks),
+        cmocka_unit_test(test_preflight_cpu_memory),
+        cmocka_unit_test(test_preflight_plan_and_model),
+        cmocka_unit_test(test_preflight_output_path),
         cmocka_unit_test(test_measure_figures),
         cmocka_unit_test(test_measure_prediction_and_json),
         cmocka_unit_test(test_measure_median_and_truncation),

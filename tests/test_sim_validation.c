@@ -189,7 +189,7 @@ static void test_executor_runs_predicted_with_calibration(void **state) {
         double measured = 100 * cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "measured"), "mfu"), "megatron")->valuedouble;
         char args[1024];
         snprintf(args, sizeof args,
-                 "execute --model %s --cluster dgx-h200 --gpus %d --ep %d --seq %d --mbs %d --gbs %d --layers %d --check "
+                 "execute --model %s --cluster dgx-h200 --backend cuda --gpus %d --ep %d --seq %d --mbs %d --gbs %d --layers %d --check "
                  "--calibration " DATA "calibration-h200x2.json",
                  cJSON_GetObjectItem(pl, "model")->valuestring, cJSON_GetObjectItem(pl, "gpus")->valueint,
                  cJSON_GetObjectItem(pl, "ep")->valueint, cJSON_GetObjectItem(pl, "seq")->valueint,

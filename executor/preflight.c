@@ -1,0 +1,215 @@
+/* preflight.c: checks before launch (see preflight.h). */
+#include "executor/preflight.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* The largest expert count of the step (executor/model.c: per-token host
+ * scratch and the router kernels are sized for it). */
+#define PREFLIGHT_MAX_EXPERTS 256
+
+/* Resident memory of one CPU rank before it allocates the model: Open MPI,
+ * the libraries and the embedded catalog.  Measured 2026-12-06 on the CI
+ * machine: ru_maxrss of CPU runs of tests/data/exec-tiny-moe.json at seq 32
+ * (model and activations under 2 MiB) was 19 MB alone and 20 MB under
+ * mpirun -np 3; 64 MiB leaves room for other MPI builds and transports. */
+#define PREFLIGHT_CPU_BASE_BYTES (64.0 * 1048576.0)
+
+static void note(PreflightNotes *n, const char *fmt, const char *a, const char *b) {
+    if (!n || n->count >= PREFLIGHT_MAX_NOTES) return;
+    snprintf(n->line[n->count++], sizeof n->line[0], fmt, a, b);
+}
+
+int preflight_plan(Plan *p, const PlanRequested *req, PreflightNotes *notes, MpError *err) {
+    const Mapping *m = &p->map;
+    TrainConfig *t = &p->train;
+    if (notes) notes->count = 0;
+    /* parallel dimensions: the step runs DP, EP and ETP */
+    if (m->tp != 1)
+        return mp_fail(err, "tp: %d: tensor parallelism is not implemented by the executor's step (tp must be 1)", m->tp);
+    if (m->cp != 1)
+        return mp_fail(err, "cp: %d: context parallelism is not implemented by the executor's step (cp must be 1)", m->cp);
+    if (m->pp != 1)
+        return mp_fail(err, "pp: %d: pipeline parallelism is not implemented by the executor's step (pp must be 1)", m->pp);
+    if (m->vpp != 1)
+        return mp_fail(err, "vpp: %d: virtual pipeline stages are not implemented by the executor's step (vpp must be 1)",
+                       m->vpp);
+    if (p->first_stage_layers || p->last_stage_layers)
+        return mp_fail(err, "%s: an uneven pipeline split is not implemented by the executor's step",
+                       p->first_stage_layers ? "first_stage_layers" : "last_stage_layers");
+    /* training configuration */
+    if (t->precision != PRECISION_BF16)
+        return mp_fail(err, "precision: fp8: FP8 GEMMs are not implemented by the executor's step (use bf16)");
+    if (t->dispatcher != DISPATCHER_ALLTOALL)
+        return mp_fail(err, "dispatcher: %s: only the alltoall dispatcher is implemented by the executor's step",
+                       dispatcher_name(t->dispatcher));
+    if (t->recompute != RECOMPUTE_NONE)
+        return mp_fail(err, "recompute: %s: activation recomputation is not implemented by the executor's step "
+                       "(use none)", recompute_name(t->recompute));
+    if (t->opt_sharding != OPT_SHARD_NONE) {
+        if (req->optimizer_sharding)
+            return mp_fail(err, "optimizer_sharding: %s: a sharded optimizer is not implemented by the executor's "
+                           "step (use none: gradients all-reduced, Adam on every rank)",
+                           opt_sharding_name(t->opt_sharding));
+        note(notes, "optimizer_sharding: the default '%s' is not implemented by the executor's step; running and "
+             "predicting with '%s' (gradients all-reduced, Adam on every rank)",
+             opt_sharding_name(t->opt_sharding), opt_sharding_name(OPT_SHARD_NONE));
+        t->opt_sharding = OPT_SHARD_NONE;
+    }
+    if (t->overlap != 0) {
+        char words[64];
+        overlap_format(t->overlap, words, sizeof words);
+        if (req->overlap)
+            return mp_fail(err, "overlap: %s: overlapping communication with compute is not implemented by the "
+                           "executor's step (use none)", words);
+        note(notes, "overlap: the default '%s' is not implemented by the executor's step; running and predicting "
+             "with '%s' (every collective exposed)", words, "none");
+        t->overlap = 0;
+    }
+    return 0;
+}
+
+int preflight_model(const ModelSpec *s, MpError *err) {
+    const char *n = s->name;
+    if (s->num_experts <= 0) return mp_fail(err, "model: %s: the executor runs MoE models only (num_experts is 0)", n);
+    if (s->num_experts > PREFLIGHT_MAX_EXPERTS)
+        return mp_fail(err, "num_experts: %d: the executor supports at most %d experts", s->num_experts,
+                       PREFLIGHT_MAX_EXPERTS);
+    if (s->mla) return mp_fail(err, "model: %s: multi-head latent attention is not implemented by the executor", n);
+    if (s->sliding_window)
+        return mp_fail(err, "model: %s: sliding-window attention is not implemented by the executor", n);
+    if (s->mtp_layers) return mp_fail(err, "model: %s: multi-token-prediction layers are not implemented by the executor", n);
+    if (s->qkv_bias) return mp_fail(err, "model: %s: a QKV bias is not implemented by the executor", n);
+    if (s->router != ROUTER_SOFTMAX)
+        return mp_fail(err, "model: %s: only the softmax router is implemented by the executor", n);
+    if (!s->swiglu) return mp_fail(err, "model: %s: only SwiGLU MLPs are implemented by the executor", n);
+    if (s->num_kv_groups <= 0 || s->num_heads % s->num_kv_groups)
+        return mp_fail(err, "num_kv_groups: %d does not divide num_heads %d", s->num_kv_groups, s->num_heads);
+    if (s->head_dim % 2) return mp_fail(err, "head_dim: %d: RoPE needs an even head dimension", s->head_dim);
+    return 0;
+}
+
+int preflight_data_file(const char *path, int bits, int vocab, int seq, size_t *num_ids, MpError *err) {
+    struct stat st;
+    if (stat(path, &st)) return mp_fail(err, "%s: --data: cannot read the file: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode)) return mp_fail(err, "%s: --data: not a regular file", path);
+    size_t w = (size_t)bits / 8;
+    if ((size_t)st.st_size % w)
+        return mp_fail(err, "%s: --data: %lld bytes is not a whole number of uint%d token ids", path,
+                       (long long)st.st_size, bits);
+    size_t n = (size_t)st.st_size / w;
+    if (n < (size_t)seq + 1)
+        return mp_fail(err, "%s: --data: %zu token ids, but a sequence of %d needs at least %d", path, n, seq, seq + 1);
+    int fd = open(path, O_RDONLY | O_NONBLOCK);
+    if (fd < 0) return mp_fail(err, "%s: --data: cannot read the file: %s", path, strerror(errno));
+    enum { CHUNK = 1 << 16 };
+    unsigned char *buf = malloc(CHUNK);
+    if (!buf) { close(fd); return mp_fail(err, "%s: --data: out of memory", path); }
+    size_t index = 0, have = 0;   /* ids checked; bytes pending in buf */
+    int rc = 0;
+    for (;;) {
+        ssize_t r = read(fd, buf + have, CHUNK - have);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) { rc = mp_fail(err, "%s: --data: read error: %s", path, strerror(errno)); break; }
+        have += (size_t)r;
+        size_t whole = have / w * w;
+        for (size_t i = 0; i < whole; i += w, index++) {
+            const unsigned char *q = buf + i;
+            uint32_t v = w == 2 ? (uint32_t)(q[0] | q[1] << 8)
+                                : (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 24;
+            if (v >= (uint32_t)vocab) {
+                rc = mp_fail(err, "%s: --data: token %zu: id %u is not below the vocabulary size %d", path, index, v,
+                             vocab);
+                break;
+            }
+        }
+        if (rc) break;
+        memmove(buf, buf + whole, have - whole);
+        have -= whole;
+        if (r == 0) break;
+    }
+    free(buf);
+    close(fd);
+    if (!rc && index != n)
+        rc = mp_fail(err, "%s: --data: the file changed while it was read (%zu of %zu ids)", path, index, n);
+    if (!rc && num_ids) *num_ids = n;
+    return rc;
+}
+
+int preflight_output_path(const char *path, const char *flag, MpError *err) {
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        if (S_ISDIR(st.st_mode)) return mp_fail(err, "%s: %s: is a directory", path, flag);
+        if (!S_ISREG(st.st_mode))
+            return mp_fail(err, "%s: %s: not a regular file (a device, FIFO or socket is never replaced)", path, flag);
+    } else if (errno != ENOENT) {
+        return mp_fail(err, "%s: %s: %s", path, flag, strerror(errno));
+    }
+    /* the file is written beside the target and renamed: the directory must
+     * exist and be writable */
+    char *copy = strdup(path);
+    if (!copy) return mp_fail(err, "%s: %s: out of memory", path, flag);
+    const char *dir = dirname(copy);
+    int rc = 0;
+    if (stat(dir, &st)) rc = mp_fail(err, "%s: %s: directory %s: %s", path, flag, dir, strerror(errno));
+    else if (!S_ISDIR(st.st_mode)) rc = mp_fail(err, "%s: %s: %s is not a directory", path, flag, dir);
+    else if (access(dir, W_OK | X_OK)) rc = mp_fail(err, "%s: %s: directory %s is not writable", path, flag, dir);
+    free(copy);
+    return rc;
+}
+
+/* Element counts follow the buffers of executor/model.c (float32 on the CPU
+ * backend, so 4 bytes each), balanced routing: T = mbs * seq tokens of a
+ * micro-batch, each rank's local experts receive rows = T * k * ETP rows
+ * (T * k from its EP group, gathered over ETP). */
+void preflight_cpu_memory(const Plan *p, int layers, size_t data_ids, CpuMemoryEstimate *out) {
+    const ModelSpec *s = &p->model;
+    const Mapping *m = &p->map;
+    double L = layers > 0 && layers < s->num_layers ? layers : s->num_layers;
+    double Ld = s->num_dense_layers < L ? s->num_dense_layers : L, Lm = L - Ld;
+    double h = s->hidden, n = s->num_heads, g = s->num_kv_groups, d = s->head_dim, V = s->vocab;
+    double E = s->num_experts, k = s->top_k, F = s->dense_ffn, Fsh = s->shared_ffn;
+    double ep = m->ep > 0 ? m->ep : 1, etp = m->etp > 0 ? m->etp : 1;
+    double El = E / ep, Fl = s->expert_ffn / etp, qkvw = (n + 2 * g) * d;
+    double T = (double)p->train.micro_batch * p->train.seq_len, rows = T * k * etp;
+    /* parameters: embedding, final norm, output; per layer two norms, QKV, output projection, then the
+     * router, shared expert and local experts (MoE) or the dense MLP */
+    double dense = V * h + h + (s->tied_embeddings ? 0 : V * h) + L * (2 * h + qkvw * h + h * n * d) +
+                   Lm * (E * h + 3 * Fsh * h) + Ld * 3 * F * h;
+    double expert = Lm * El * 3 * Fl * h;
+    out->params = 16.0 * (dense + expert);   /* master (= working copy on the CPU), gradient, Adam m and v */
+    /* saved per layer: xn1, rstd1, qkv, o, lse, x_mid, xn2, rstd2; MoE: probs, top-k ids and probabilities,
+     * row maps, gathered rows X, gate|up and activation, returned rows, shared expert; dense MLP */
+    double attn = T * (h + 1 + qkvw + n * d + n + h + h + 1);
+    double moe = T * E + 3 * T * k + rows + rows * h + rows * 3 * Fl + T * k * h + E + T * 3 * Fsh;
+    double mlp = T * 3 * F;
+    double saved = L * attn + Lm * moe + Ld * mlp + (L + 1) * T * h;
+    /* temporaries shared by the layers, and the output layer */
+    double big = rows * 2 * Fl > T * 2 * F ? rows * 2 * Fl : T * 2 * F;
+    double temp = T * k * h + 3 * rows * h + 1.5 * big + 5 * T * h + T * qkvw + T * n * d + 2 * T * E + T * k +
+                  T * (h + 1 + V + 1 + 3);
+    out->activations = 4.0 * 1.125 * (saved + temp);   /* buffers grow with 1/8 slack (model.c buf_get) */
+    out->data = 4.0 * (double)data_ids;
+    out->base = PREFLIGHT_CPU_BASE_BYTES;
+    out->total = out->params + out->activations + out->data + out->base;
+}
+
+int preflight_mem_available(const char *text, double *bytes) {
+    const char *s = strstr(text, "MemAvailable:");
+    if (!s) return -1;
+    char *end;
+    errno = 0;
+    unsigned long long kib = strtoull(s + strlen("MemAvailable:"), &end, 10);
+    if (errno || end == s + strlen("MemAvailable:")) return -1;
+    while (*end == ' ' || *end == '\t') end++;
+    if (strncmp(end, "kB", 2)) return -1;
+    *bytes = (double)kib * 1024.0;
+    return 0;
+}
