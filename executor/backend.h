@@ -6,7 +6,9 @@
  *                   collectives on the MPI_Comm* of ExecComms (CI path)
  *   backend_cuda.cu bf16 activations and weight copies, fp32 master weights,
  *                   gradients and optimizer state, cuBLAS(Lt) GEMMs, NCCL on
- *                   the ncclComm_t of ExecComms, one stream, events per phase
+ *                   the ncclComm_t of ExecComms; a compute stream and a
+ *                   communication stream joined by events, a caching device
+ *                   pool (pool.h), pinned staging for uploads, events per phase
  *
  * Element types.  Every pointer below is device memory of the backend.
  *   "act"  activations and the working copy of weights: float (CPU, 4 bytes)
@@ -176,6 +178,18 @@ struct Backend {
     double (*step_times)(Backend *b, double *out);
     double (*peak_memory)(Backend *b);  /* bytes */
 
+    /* ---- errors and step boundaries ---- */
+    /* Sticky status: 0 while every operation so far succeeded; else -1 and
+     * err gets the first failure ("backend cuda: OP: what").  After a
+     * failure the backend skips the work of every later operation (a CUDA
+     * error leaves the context unusable; a collective would wait on peers
+     * forever).  No synchronisation: asynchronous device faults surface at
+     * the next synchronising operation (download, step_times). */
+    int (*status)(Backend *b, MpError *err);
+    /* between in_step(b, true) and in_step(b, false) the backend counts the
+     * device allocations it could not serve from its pool (pool.h) */
+    void (*in_step)(Backend *b, bool on);
+
     void (*destroy)(Backend *b);
 };
 
@@ -191,7 +205,7 @@ struct Backend {
     X(permute) X(permute_backward) X(unpermute) X(unpermute_backward) X(gather_rows) X(adam) \
     X(sum_f32) X(accumulate_sum) X(aux_loss_forward) X(aux_loss_backward) X(all_reduce) \
     X(all_gather) X(reduce_scatter) X(all_to_all_v) X(all_to_all_host_i32) X(all_gather_host_i32) \
-    X(phase_begin) X(phase_end) X(step_times) X(peak_memory) X(destroy)
+    X(phase_begin) X(phase_end) X(step_times) X(peak_memory) X(status) X(in_step) X(destroy)
 
 static inline size_t elem_bytes(const Backend *b, ElemType t)
 {

@@ -41,10 +41,40 @@ int micro_batch_dropped(const MicroBatch *mb, const Chunk *c)
     return n;
 }
 
+/* the step's error: the backend's sticky status first (a failed kernel or
+ * collective), else the allocation that failed */
+void chunk_reserve(const Chunk *c, MicroBatch *mb)
+{
+    StepEnv *env = c->env;
+    const ModelDims *d = &env->dim;
+    size_t a = (size_t)env->be->act_bytes, T = (size_t)d->T, h = (size_t)d->h;
+    for (int l = c->l0; l <= c->l1; l++) buf_get(env, &mb->xs[l], T * h * a);
+    for (int l = c->l0; l < c->l1; l++) layer_reserve(&c->layers[l], mb);
+    buf_get(env, &mb->dx, T * h * a);
+    if (c->first) buf_get(env, &mb->tokens, sizeof(int32_t) * T);
+    if (c->last) {
+        buf_get(env, &mb->targets, sizeof(int32_t) * T);
+        buf_get(env, &mb->xf, T * h * a);
+        buf_get(env, &mb->rstdf, T * 4);
+        buf_get(env, &mb->logits, T * (size_t)d->V * a);
+        buf_get(env, &mb->losses, T * 4);
+        buf_get(env, &env->bwd.t1, T * h * a);
+    }
+}
+
 static int chunk_failed(const Chunk *c, MpError *err)
 {
-    return mp_fail(err, "executor: device memory: an allocation of %zu bytes failed",
-                   c->env->failed_bytes);
+    Backend *be = c->env->be;
+    if (be->status(be, err)) return -1;
+    if (c->env->failed_bytes)
+        return mp_fail(err, "executor: device memory: an allocation of %zu bytes failed",
+                       c->env->failed_bytes);
+    return mp_fail(err, "executor: out of host memory");
+}
+
+static int step_failed(const StepEnv *env)
+{
+    return env->failed || env->be->status(env->be, NULL);
 }
 
 int chunk_forward(const Chunk *c, MicroBatch *mb, MpError *err)
@@ -54,7 +84,7 @@ int chunk_forward(const Chunk *c, MicroBatch *mb, MpError *err)
     const ModelDims *d = &env->dim;
     int T = d->T, h = d->h, V = d->V;
     size_t a = (size_t)be->act_bytes;
-    if (env->failed) return chunk_failed(c, err);
+    if (step_failed(env)) return chunk_failed(c, err);
     be->phase_begin(be, PHASE_OTHER);
     for (int l = c->l0; l <= c->l1; l++) buf_get(env, &mb->xs[l], (size_t)T * h * a);
     if (c->first) {
@@ -90,7 +120,7 @@ int chunk_forward(const Chunk *c, MicroBatch *mb, MpError *err)
         be->accumulate_sum(be, env->loss_acc, losses, (size_t)T);
         be->phase_end(be, PHASE_OTHER);
     }
-    return 0;
+    return step_failed(env) ? chunk_failed(c, err) : 0;
 }
 
 int chunk_backward(const Chunk *c, MicroBatch *mb, MpError *err)
@@ -100,7 +130,7 @@ int chunk_backward(const Chunk *c, MicroBatch *mb, MpError *err)
     const ModelDims *d = &env->dim;
     int T = d->T, h = d->h, V = d->V;
     size_t a = (size_t)be->act_bytes;
-    if (env->failed) return chunk_failed(c, err);
+    if (step_failed(env)) return chunk_failed(c, err);
     void *dx = buf_get(env, &mb->dx, (size_t)T * h * a);
     if (env->failed) return chunk_failed(c, err);
     if (c->last) {
@@ -121,5 +151,5 @@ int chunk_backward(const Chunk *c, MicroBatch *mb, MpError *err)
         be->embedding_backward(be, params_grad(env->ps, c->emb), dx, mb->tokens.p, T, h);
         be->phase_end(be, PHASE_OTHER);
     }
-    return 0;
+    return step_failed(env) ? chunk_failed(c, err) : 0;
 }

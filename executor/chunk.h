@@ -37,6 +37,10 @@ void micro_batch_free(MicroBatch *mb, const Chunk *c);
 /* capacity drops of the micro-batch's last forward, summed over the chunk's layers */
 int micro_batch_dropped(const MicroBatch *mb, const Chunk *c);
 
+/* Requests every buffer of the chunk's step for this micro-batch context
+ * (layer_reserve, boundary activations, output layer): before the first step. */
+void chunk_reserve(const Chunk *c, MicroBatch *mb);
+
 int chunk_forward(const Chunk *c, MicroBatch *mb, MpError *err);
 int chunk_backward(const Chunk *c, MicroBatch *mb, MpError *err);
 

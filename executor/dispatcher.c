@@ -49,15 +49,17 @@ void dispatch_plan_free(DispatchPlan *p)
     memset(p, 0, sizeof *p);
 }
 
-void dispatch_plan_local(DispatchPlan *p, const int32_t *topk_idx)
+int dispatch_plan_local(DispatchPlan *p, const int32_t *topk_idx)
 {
     int kept = moe_plan_cpu(p->row_of, p->expert_rows, topk_idx, p->T, p->k, p->E, p->capacity);
+    if (kept < 0) return -1;
     p->dropped = p->T * p->k - kept;
     if (p->capacity > 0) {
         /* pad every expert to exactly `capacity` rows: expert e owns rows
          * [e*cap, (e+1)*cap); kept pairs keep their rank inside the expert */
         int start = 0;
         int32_t *first = malloc(sizeof(int32_t) * (size_t)p->E);
+        if (!first) return -1;
         for (int e = 0; e < p->E; e++) { first[e] = start; start += p->expert_rows[e]; }
         for (int i = 0; i < p->T * p->k; i++) {
             int r = p->row_of[i];
@@ -76,6 +78,7 @@ void dispatch_plan_local(DispatchPlan *p, const int32_t *topk_idx)
         p->send_displs[r] = (size_t)p->send_rows;
         p->send_rows += (int)n;
     }
+    return 0;
 }
 
 void dispatch_plan_finish(DispatchPlan *p, int etp_rank)

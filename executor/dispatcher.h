@@ -53,8 +53,9 @@ void dispatch_plan_free(DispatchPlan *p);
 /* rows per expert per source rank for a capacity factor: ceil(T*k/E * cf) */
 int dispatch_capacity(int T, int k, int E, double capacity_factor);
 
-/* Step 1: fills row_of, expert_rows, send_rows, send_counts/displs, dropped. */
-void dispatch_plan_local(DispatchPlan *p, const int32_t *topk_idx);
+/* Step 1: fills row_of, expert_rows, send_rows, send_counts/displs, dropped.
+ * -1 when out of host memory. */
+int dispatch_plan_local(DispatchPlan *p, const int32_t *topk_idx);
 
 /* Step 3: recv_expert_rows must hold the exchanged counts ([etp][ep][El];
  * with etp == 1 just [ep][El]); etp_rank is this rank's index in its ETP group. */

@@ -207,7 +207,7 @@ static void dispatch_exchange(const Layer *y, MicroBatch *mb, LayerActs *s)
     be->download(be, idx, s->topk_idx.p, sizeof(int32_t) * nk);
     if (mb->route.trace && !mb->route.force)
         memcpy(mb->route.trace + (size_t)y->index * nk, idx, sizeof(int32_t) * nk);
-    dispatch_plan_local(dp, idx);
+    if (dispatch_plan_local(dp, idx)) { env->failed = 1; be->phase_end(be, PHASE_DISPATCH_COMM); return; }
     s->dropped = dp->dropped;
     int32_t *recv = malloc(sizeof(int32_t) * (size_t)ep * El);
     size_t nmap = nk + (size_t)dp->rows;
@@ -461,4 +461,83 @@ void layer_backward(const Layer *y, MicroBatch *mb, void *dx)
     mlp_block_backward(y, mb, s, dx);
     if (y->env->failed) return;
     attention_backward(y, s, dx);
+}
+
+/* ---- sizing before the first step ------------------------------------------ */
+
+/* Dispatcher rows this rank expects per micro-batch: exact with a capacity
+ * factor (every expert gets cap rows from every rank); dropless, the
+ * balanced case (each rank receives as many rows, T*k, as it sends); the
+ * Buf slack (1/8) absorbs ordinary imbalance, more grows the buffer. */
+static void expected_rows(const StepEnv *env, int *send_rows, int *pad_rows, int *rows)
+{
+    const ModelDims *d = &env->dim;
+    int cap = d->cf > 0 ? dispatch_capacity(d->T, d->k, d->E, d->cf) : 0;
+    *send_rows = cap > 0 ? d->E * cap : d->T * d->k;
+    *pad_rows = cap > 0 ? d->ep * d->El * cap : d->T * d->k;
+    *rows = d->etp * *pad_rows;
+}
+
+void layer_reserve(const Layer *y, MicroBatch *mb)
+{
+    StepEnv *env = y->env;
+    const ModelDims *d = &env->dim;
+    LayerActs *s = &mb->acts[y->index];
+    Workspace *fw = &env->fwd, *bw = &env->bwd;
+    size_t a = A(env), T = (size_t)d->T, h = (size_t)d->h, nd = (size_t)d->n * d->d;
+    size_t w = (size_t)d->qkvw, E = (size_t)d->E, k = (size_t)d->k;
+    /* attention block, both directions */
+    buf_get(env, &s->x_mid, T * h * a);
+    buf_get(env, &s->xn1, T * h * a);
+    buf_get(env, &s->rstd1, T * 4);
+    buf_get(env, &s->qkv, T * w * a);
+    buf_get(env, &s->o, T * nd * a);
+    buf_get(env, &s->lse, T * (size_t)d->n * 4);
+    buf_get(env, &fw->y, T * h * a);
+    buf_get(env, &bw->o, T * nd * a);
+    buf_get(env, &bw->qkv, T * w * a);
+    buf_get(env, &bw->t1, T * h * a);
+    buf_get(env, &bw->t2, T * h * a);
+    /* MLP block */
+    buf_get(env, &s->xn2, T * h * a);
+    buf_get(env, &s->rstd2, T * 4);
+    buf_get(env, &fw->moe, T * h * a);
+    int F = y->moe ? d->shared_ffn : d->dense_ffn;
+    if (F > 0) {
+        buf_get(env, &s->mlp_h, T * 2 * (size_t)F * a);
+        buf_get(env, &s->mlp_a, T * (size_t)F * a);
+    }
+    if (!y->moe) {
+        if (bw->big1.cap < T * 2 * (size_t)F * a) buf_get(env, &bw->big1, T * 2 * (size_t)F * a);
+        if (bw->big2.cap < T * (size_t)F * a) buf_get(env, &bw->big2, T * (size_t)F * a);
+        return;
+    }
+    int send_rows, pad, rows;
+    expected_rows(env, &send_rows, &pad, &rows);
+    size_t Fl = (size_t)d->Fl, sr = (size_t)send_rows, pr = (size_t)pad, r = (size_t)rows;
+    size_t big1 = (r > T ? r : T) * 2 * (Fl > (size_t)F ? Fl : (size_t)F) * a;
+    size_t big2 = (r > T ? r : T) * (Fl > (size_t)F ? Fl : (size_t)F) * a;
+    buf_get(env, &fw->logits_f, T * E * 4);
+    buf_get(env, &s->probs, T * E * 4);
+    buf_get(env, &s->topk_idx, T * k * 4);
+    buf_get(env, &s->topk_prob, T * k * 4);
+    buf_get(env, &s->gcoef, E * 4);
+    buf_get(env, &s->maps, (T * k + r) * 4);
+    buf_get(env, &s->X, r * h * a);
+    buf_get(env, &s->h13, r * 2 * Fl * a);
+    buf_get(env, &s->a, r * Fl * a);
+    buf_get(env, &s->ret, sr * h * a);
+    Workspace *ws[2] = {fw, bw};
+    for (int i = 0; i < 2; i++) {
+        if (ws[i]->send.cap < sr * h * a) buf_get(env, &ws[i]->send, sr * h * a);
+        if (ws[i]->recv.cap < pr * h * a) buf_get(env, &ws[i]->recv, pr * h * a);
+        if (d->etp > 1 && ws[i]->gath.cap < (size_t)d->etp * pr * h * a)
+            buf_get(env, &ws[i]->gath, (size_t)d->etp * pr * h * a);
+        if (ws[i]->Y.cap < r * h * a) buf_get(env, &ws[i]->Y, r * h * a);
+    }
+    buf_get(env, &bw->prob, T * k * 4);
+    if (bw->big1.cap < big1) buf_get(env, &bw->big1, big1);
+    if (bw->big2.cap < big2) buf_get(env, &bw->big2, big2);
+    buf_get(env, &bw->logits_f, T * E * 4);
+    buf_get(env, &bw->logits_a, T * E * a);
 }

@@ -121,6 +121,11 @@ int layer_acts_init(LayerActs *a, const Layer *y);
 void layer_acts_free(StepEnv *env, LayerActs *a);
 void workspace_free(StepEnv *env, Workspace *w);
 
+/* Requests every buffer the layer's forward and backward will use, at the
+ * sizes of a balanced (or capacity-bounded) dispatcher, so that the device
+ * allocations happen before the first step (pool.h). */
+void layer_reserve(const Layer *y, MicroBatch *mb);
+
 void layer_forward(const Layer *y, MicroBatch *mb, const void *in, void *out);
 void layer_backward(const Layer *y, MicroBatch *mb, void *dx);
 

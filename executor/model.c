@@ -153,7 +153,7 @@ int model_create(const Plan *plan, int layers, uint64_t seed, Backend *be, Model
 #undef NAME
     }
     if (env->failed) { model_destroy(m); return mp_fail(err, "executor: out of host memory"); }
-    if (params_allocate(&m->ps, err)) { model_destroy(m); return -1; }
+    if (params_allocate(&m->ps, err) || be->status(be, err)) { model_destroy(m); return -1; }
 
     /* no pipeline: one chunk holds every layer, with embedding and loss */
     ch->layers = m->layers;
@@ -164,6 +164,13 @@ int model_create(const Plan *plan, int layers, uint64_t seed, Backend *be, Model
             model_destroy(m);
             return mp_fail(err, "executor: out of host memory");
         }
+    /* every buffer of the step, before the first step (pool.h) */
+    for (int i = 0; i < MODEL_SLOTS; i++) chunk_reserve(ch, &m->slot[i]);
+    if (env->failed) {
+        size_t bytes = env->failed_bytes;
+        model_destroy(m);
+        return mp_fail(err, "executor: device memory: the step's buffers do not fit (an allocation of %zu bytes failed)", bytes);
+    }
 
     /* positions: t mod s */
     int32_t *pos = malloc(sizeof(int32_t) * (size_t)d->T);
@@ -205,7 +212,7 @@ int model_read_losses(Model *m, GroupKind reduce_over, double *token_loss_sum, d
     be->zero(be, m->env.loss_acc, sizeof h);
     *token_loss_sum = h[0];
     *aux_sum = h[1];
-    return 0;
+    return be->status(be, NULL);
 }
 
 void model_destroy(Model *m)

@@ -45,6 +45,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "tests/gpu/gpu_check.h"   /* cudaCheck, cublasCheck */
 #include "kernels/attention.h"
 #include "kernels/gemm.h"
 

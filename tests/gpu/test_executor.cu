@@ -39,6 +39,7 @@
 extern "C" {
 #include "core/mapping.h"
 #include "core/model.h"
+#include "tests/gpu/gpu_check.h"   /* cudaCheck, cublasCheck */
 #include "executor/train.h"
 }
 #include "kernels/common.h"
