@@ -11,6 +11,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "executor/dispatcher.h"
 #include "kernels/adam.h"
 #include "kernels/attention.h"
 #include "kernels/common.h"
@@ -361,6 +362,12 @@ static int cpu_status(Backend *b, MpError *err)
     return mp_fail(err, "%s", I(b)->error);
 }
 static void cpu_in_step(Backend *b, bool on) { (void)b; (void)on; }
+static void cpu_moe_plan(Backend *b, int32_t *row_of, int32_t *kept_rows, const int32_t *idx,
+                         int N, int k, int E, int capacity)
+{
+    if (dispatch_row_map(row_of, kept_rows, idx, N, k, E, capacity))
+        fail(b, "moe_plan", "out of host memory");
+}
 static void cpu_destroy(Backend *b)
 {
     if (!b) return;

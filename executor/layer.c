@@ -50,7 +50,7 @@ int layer_acts_init(LayerActs *a, const Layer *y)
 void layer_acts_free(StepEnv *env, LayerActs *a)
 {
     Buf *bs[] = {&a->xn1, &a->rstd1, &a->qkv, &a->o, &a->lse, &a->x_mid, &a->xn2, &a->rstd2,
-                 &a->probs, &a->topk_idx, &a->topk_prob, &a->maps, &a->X, &a->h13, &a->a,
+                 &a->probs, &a->topk_idx, &a->topk_prob, &a->row_of, &a->sort_src, &a->X, &a->h13, &a->a,
                  &a->ret, &a->mlp_h, &a->mlp_a, &a->gcoef};
     for (size_t i = 0; i < sizeof bs / sizeof bs[0]; i++) buf_free(env, bs[i]);
     dispatch_plan_free(&a->dp);
@@ -193,7 +193,10 @@ static void force_routing(const Layer *y, LayerActs *s, const int32_t *want)
     be->upload(be, s->topk_prob.p, env->h_tprob, sizeof(float) * nk);
 }
 
-/* token-count exchange and the device maps of one MoE layer and micro-batch */
+/* The dispatcher plan of one MoE layer and micro-batch: the row map on the
+ * device (moe_plan), the per-expert counts to the host (one host
+ * synchronisation), the token-count exchange, and the expert-major map
+ * (sort_src) up to the device. */
 static void dispatch_exchange(const Layer *y, MicroBatch *mb, LayerActs *s)
 {
     StepEnv *env = y->env;
@@ -203,28 +206,28 @@ static void dispatch_exchange(const Layer *y, MicroBatch *mb, LayerActs *s)
     int El = d->El, ep = d->ep, etp = d->etp;
     size_t nk = (size_t)d->T * d->k;
     be->phase_begin(be, PHASE_DISPATCH_COMM);
-    int32_t *idx = env->h_idx;
-    be->download(be, idx, s->topk_idx.p, sizeof(int32_t) * nk);
-    if (mb->route.trace && !mb->route.force)
-        memcpy(mb->route.trace + (size_t)y->index * nk, idx, sizeof(int32_t) * nk);
-    if (dispatch_plan_local(dp, idx)) { env->failed = 1; be->phase_end(be, PHASE_DISPATCH_COMM); return; }
-    s->dropped = dp->dropped;
+    int32_t *row_of = buf_get(env, &s->row_of, sizeof(int32_t) * nk);
     int32_t *recv = malloc(sizeof(int32_t) * (size_t)ep * El);
-    size_t nmap = nk + (size_t)dp->rows;
-    if (!recv) { env->failed = 1; be->phase_end(be, PHASE_DISPATCH_COMM); return; }
+    if (!recv || env->failed) { free(recv); env->failed = 1; be->phase_end(be, PHASE_DISPATCH_COMM); return; }
+    if (mb->route.trace && !mb->route.force) {   /* record the routing (tests) */
+        be->download(be, env->h_idx, s->topk_idx.p, sizeof(int32_t) * nk);
+        memcpy(mb->route.trace + (size_t)y->index * nk, env->h_idx, sizeof(int32_t) * nk);
+    }
+    /* the counts below size host loops: nothing is planned from the output
+     * of a failed operation (the backend's sticky status) */
+    be->moe_plan(be, row_of, env->h_kept, s->topk_idx.p, d->T, d->k, d->E, dp->capacity);
+    if (be->status(be, NULL)) { free(recv); be->phase_end(be, PHASE_DISPATCH_COMM); return; }
+    dispatch_plan_counts(dp, env->h_kept);
+    s->dropped = dp->dropped;
     be->all_to_all_host_i32(be, dp->expert_rows, recv, El, GROUP_EP);
     if (etp > 1) be->all_gather_host_i32(be, recv, dp->recv_expert_rows, ep * El, GROUP_ETP);
     else memcpy(dp->recv_expert_rows, recv, sizeof(int32_t) * (size_t)ep * El);
     free(recv);
+    if (be->status(be, NULL)) { be->phase_end(be, PHASE_DISPATCH_COMM); return; }
     dispatch_plan_finish(dp, d->etp_rank);
-    nmap = nk + (size_t)dp->rows;
-    int32_t *maps = buf_get(env, &s->maps, nmap * sizeof(int32_t));
-    int32_t *hm = malloc(nmap * sizeof(int32_t));
-    if (!hm || env->failed) { free(hm); env->failed = 1; be->phase_end(be, PHASE_DISPATCH_COMM); return; }
-    memcpy(hm, dp->row_of, sizeof(int32_t) * nk);
-    memcpy(hm + nk, dp->sort_src, sizeof(int32_t) * (size_t)dp->rows);
-    be->upload(be, maps, hm, nmap * sizeof(int32_t));
-    free(hm);
+    int32_t *sort_src = buf_get(env, &s->sort_src, sizeof(int32_t) * (size_t)dp->rows);
+    if (env->failed) { be->phase_end(be, PHASE_DISPATCH_COMM); return; }
+    be->upload(be, sort_src, dp->sort_src, sizeof(int32_t) * (size_t)dp->rows);
     be->phase_end(be, PHASE_DISPATCH_COMM);
 }
 
@@ -272,9 +275,9 @@ static void moe_forward(const Layer *y, MicroBatch *mb, LayerActs *s, const void
     be->phase_end(be, PHASE_MOE_COMPUTE);
 
     dispatch_exchange(y, mb, s);
-    if (env->failed) return;
-    const int32_t *row_of = s->maps.p;
-    const int32_t *sort_src = row_of + (size_t)T * k;
+    if (env->failed || be->status(be, NULL)) return;
+    const int32_t *row_of = s->row_of.p;
+    const int32_t *sort_src = s->sort_src.p;
     int pad = dp->pad_rows, rows = dp->rows;
 
     be->phase_begin(be, PHASE_MOE_COMPUTE);
@@ -329,8 +332,8 @@ static void moe_backward(const Layer *y, MicroBatch *mb, LayerActs *s, const voi
     DispatchPlan *dp = &s->dp;
     int T = d->T, h = d->h, k = d->k, E = d->E, etp = d->etp, Fl = d->Fl;
     size_t a = A(env);
-    const int32_t *row_of = s->maps.p;
-    const int32_t *sort_src = row_of + (size_t)T * k;
+    const int32_t *row_of = s->row_of.p;
+    const int32_t *sort_src = s->sort_src.p;
     int pad = dp->pad_rows, rows = dp->rows;
 
     be->phase_begin(be, PHASE_MOE_COMPUTE);
@@ -522,7 +525,8 @@ void layer_reserve(const Layer *y, MicroBatch *mb)
     buf_get(env, &s->topk_idx, T * k * 4);
     buf_get(env, &s->topk_prob, T * k * 4);
     buf_get(env, &s->gcoef, E * 4);
-    buf_get(env, &s->maps, (T * k + r) * 4);
+    buf_get(env, &s->row_of, T * k * 4);
+    buf_get(env, &s->sort_src, r * 4);
     buf_get(env, &s->X, r * h * a);
     buf_get(env, &s->h13, r * 2 * Fl * a);
     buf_get(env, &s->a, r * Fl * a);

@@ -64,7 +64,8 @@ typedef struct {
     int failed;                  /* sticky: a device allocation failed */
     size_t failed_bytes;
     long route_flips;            /* forced routing: choices the router made differently */
-    int32_t *h_idx;              /* host [T*k] top-k read back for the dispatcher */
+    int32_t *h_idx;              /* host [T*k] top-k read back (routing trace) */
+    int32_t *h_kept;             /* host [E] pairs each expert keeps (moe_plan) */
     size_t *a2a;                 /* host [4 * ep] all-to-all counts and displacements */
     int32_t *h_force;            /* host [T*k], [T*E], [T*k]: forced routing only */
     float *h_probs, *h_tprob;
@@ -74,7 +75,9 @@ typedef struct {
 typedef struct {
     const void *x_in;                            /* the layer input (owned by the chunk) */
     Buf xn1, rstd1, qkv, o, lse, x_mid, xn2, rstd2;
-    Buf probs, topk_idx, topk_prob, maps, X, h13, a, ret, mlp_h, mlp_a;
+    Buf probs, topk_idx, topk_prob, X, h13, a, ret, mlp_h, mlp_a;
+    Buf row_of;                                  /* i32 [T*k] send row of each (token, slot) */
+    Buf sort_src;                                /* i32 [rows] expert-major row -> gathered row */
     Buf gcoef;                                   /* [E] f32 d aux / d probs */
     DispatchPlan dp;                             /* row maps of this micro-batch */
     int dropped;                                 /* capacity drops of this micro-batch */

@@ -177,8 +177,9 @@ int model_create(const Plan *plan, int layers, uint64_t seed, Backend *be, Model
     void *pos_dev = buf_get(env, &env->pos, sizeof(int32_t) * (size_t)d->T);
     env->loss_acc = be->alloc(be, 2 * sizeof(float));
     env->h_idx = malloc(sizeof(int32_t) * (size_t)d->T * d->k);
+    env->h_kept = calloc((size_t)d->E, sizeof(int32_t));
     env->a2a = malloc(sizeof(size_t) * 4 * (size_t)d->ep);
-    if (!pos || !pos_dev || !env->loss_acc || !env->h_idx || !env->a2a) {
+    if (!pos || !pos_dev || !env->loss_acc || !env->h_idx || !env->h_kept || !env->a2a) {
         free(pos);
         model_destroy(m);
         return mp_fail(err, "executor: out of memory");
@@ -225,7 +226,7 @@ void model_destroy(Model *m)
     workspace_free(env, &env->bwd);
     buf_free(env, &env->pos);
     if (env->loss_acc) m->be->release(m->be, env->loss_acc);
-    free(env->h_idx); free(env->a2a); free(env->h_force); free(env->h_probs); free(env->h_tprob);
+    free(env->h_idx); free(env->h_kept); free(env->a2a); free(env->h_force); free(env->h_probs); free(env->h_tprob);
     params_free(&m->ps);
     free(m->layers);
     free(m);

@@ -8,6 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+/* nvcc builds see the CUDA half of the kernels/ headers (as cuda_util.cuh) */
+#ifndef MOEPLAN_HAVE_CUDA
+#define MOEPLAN_HAVE_CUDA
+#endif
 #include "kernels/common.h"
 
 static inline void gpu_cuda_check_at(cudaError_t e, const char *file, int line)

@@ -39,10 +39,10 @@
 extern "C" {
 #include "core/mapping.h"
 #include "core/model.h"
-#include "tests/gpu/gpu_check.h"   /* cudaCheck, cublasCheck */
 #include "executor/train.h"
 }
 #include "kernels/common.h"
+#include "tests/gpu/gpu_check.h"   /* cudaCheck, cublasCheck */
 
 #define PEAK_BF16 989e12   /* FLOP/s, dense BF16, H100/H200 SXM datasheet */
 /* bf16 tolerances on ||g - ref|| / ||ref|| per tensor (METHOD.md: bf16
