@@ -747,7 +747,23 @@ static int cu_status(Backend *b, MpError *err)
     if (!c->failed) return 0;
     return mp_fail(err, "%s", c->error);
 }
-static void cu_in_step(Backend *b, bool on) { pool_set_in_step(&I(b)->pool, on); }
+/* At the end of a step (after its loss read synchronised the compute
+ * stream): blocks that a buffer's growth left free go back to CUDA, so
+ * growth does not hold memory twice.  Nothing is freed inside a step. */
+static void cu_in_step(Backend *b, bool on)
+{
+    CudaImpl *c = I(b);
+    pool_set_in_step(&c->pool, on);
+    if (!on && !c->failed) {
+        for (int i = 0; i < c->pool.count; i++)
+            if (!c->pool.blocks[i].used) {
+                CU(b, cudaStreamSynchronize(c->comm), "in_step");
+                CU(b, cudaStreamSynchronize(c->stream), "in_step");
+                pool_trim(&c->pool);
+                break;
+            }
+    }
+}
 static void cu_destroy(Backend *b)
 {
     if (!b) return;

@@ -67,6 +67,20 @@ int pool_free(DevicePool *p, void *ptr)
 
 void pool_set_in_step(DevicePool *p, int in_step) { p->in_step = in_step; }
 
+int pool_trim(DevicePool *p)
+{
+    int kept = 0, freed = 0;
+    for (int i = 0; i < p->count; i++) {
+        PoolBlock b = p->blocks[i];
+        if (b.used) { p->blocks[kept++] = b; continue; }
+        p->raw_free(p->ctx, b.ptr);
+        p->reserved -= b.bytes;
+        freed++;
+    }
+    p->count = kept;
+    return freed;
+}
+
 void pool_destroy(DevicePool *p)
 {
     for (int i = 0; i < p->count; i++) p->raw_free(p->ctx, p->blocks[i].ptr);

@@ -17,7 +17,10 @@
  * step once at creation (model.c), so the raw allocations happen there.  A
  * raw allocation while pool_set_in_step(p, 1) is in force (a dropless
  * dispatcher buffer that outgrew its reservation) is counted in
- * step_raw_allocs.
+ * step_raw_allocs.  Between steps, pool_trim returns the blocks such a
+ * growth left free to the raw allocator, so that memory does not stay
+ * held twice (the backend calls it at the end of a step, after the step's
+ * last synchronisation).
  */
 #ifndef MOEPLAN_EXECUTOR_POOL_H
 #define MOEPLAN_EXECUTOR_POOL_H
@@ -57,6 +60,9 @@ void *pool_alloc(DevicePool *p, size_t bytes);
  * the pool does not hold */
 int pool_free(DevicePool *p, void *ptr);
 void pool_set_in_step(DevicePool *p, int in_step);
+/* returns every free block to the raw allocator (between steps only: the
+ * raw free may synchronise the device); the number of blocks returned */
+int pool_trim(DevicePool *p);
 /* returns every block to the raw allocator */
 void pool_destroy(DevicePool *p);
 

@@ -53,6 +53,12 @@ static void test_reuse_and_best_fit(void **s)
     assert_int_equal(raw_calls, 4);
     assert_int_equal(p.reserved, 1024 + 5120 + 3072 + 512);
     assert_int_equal(p.peak_in_use, 1024 + 5120 + 3072);
+    /* in use: a (as c), d, the 512; free: b */
+    assert_int_equal(pool_trim(&p), 1);
+    assert_int_equal(raw_frees, 1);
+    assert_int_equal(p.reserved, 1024 + 3072 + 512);
+    assert_int_equal(p.count, 3);
+    assert_int_equal(pool_free(&p, d), 0);       /* still known after the trim */
     pool_destroy(&p);
     assert_int_equal(raw_frees, 4);
 }
