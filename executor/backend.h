@@ -197,6 +197,8 @@ struct Backend {
     /* between in_step(b, true) and in_step(b, false) the backend counts the
      * device allocations it could not serve from its pool (pool.h) */
     void (*in_step)(Backend *b, bool on);
+    /* device allocations made inside steps so far (0 on the CPU backend) */
+    long (*step_allocs)(Backend *b);
 
     void (*destroy)(Backend *b);
 };
@@ -214,7 +216,8 @@ struct Backend {
     X(gather_rows) X(adam) \
     X(sum_f32) X(accumulate_sum) X(aux_loss_forward) X(aux_loss_backward) X(all_reduce) \
     X(all_gather) X(reduce_scatter) X(all_to_all_v) X(all_to_all_host_i32) X(all_gather_host_i32) \
-    X(phase_begin) X(phase_end) X(step_times) X(peak_memory) X(status) X(in_step) X(destroy)
+    X(phase_begin) X(phase_end) X(step_times) X(peak_memory) X(status) X(in_step) X(step_allocs) \
+    X(destroy)
 
 static inline size_t elem_bytes(const Backend *b, ElemType t)
 {

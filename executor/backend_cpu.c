@@ -362,6 +362,7 @@ static int cpu_status(Backend *b, MpError *err)
     return mp_fail(err, "%s", I(b)->error);
 }
 static void cpu_in_step(Backend *b, bool on) { (void)b; (void)on; }
+static long cpu_step_allocs(Backend *b) { (void)b; return 0; }
 static void cpu_moe_plan(Backend *b, int32_t *row_of, int32_t *kept_rows, const int32_t *idx,
                          int N, int k, int E, int capacity)
 {

@@ -764,6 +764,7 @@ static void cu_in_step(Backend *b, bool on)
             }
     }
 }
+static long cu_step_allocs(Backend *b) { return I(b)->pool.step_raw_allocs; }
 static void cu_destroy(Backend *b)
 {
     if (!b) return;

@@ -174,6 +174,7 @@ int exec_train(const Plan *plan, const ExecOptions *opt, const ExecComms *comms,
     stats->median.optimizer = med[1 + PHASE_OPTIMIZER];
     stats->median.other = med[1 + PHASE_OTHER];
     stats->peak_memory_bytes = t->be->peak_memory(t->be);
+    stats->step_device_allocs = t->be->step_allocs(t->be);
     stats->tokens_per_step = (double)plan->train.global_batch * plan->train.seq_len;
     trainer_destroy(t);
     return 0;
