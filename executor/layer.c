@@ -2,7 +2,8 @@
  * the Backend vtable: attention block, then a dense MLP or the MoE block
  * (router, all-to-all dispatcher, grouped expert GEMMs, shared expert).
  * Nothing here touches device memory directly; the only host-side step data
- * are the dispatcher's row maps. */
+ * are the dispatcher's per-expert counts and the all-to-all layout planned
+ * from them (the row map of the pairs stays on the device: moe_plan). */
 #include "executor/layer.h"
 
 #include <stdlib.h>

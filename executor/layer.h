@@ -79,7 +79,7 @@ typedef struct {
     Buf row_of;                                  /* i32 [T*k] send row of each (token, slot) */
     Buf sort_src;                                /* i32 [rows] expert-major row -> gathered row */
     Buf gcoef;                                   /* [E] f32 d aux / d probs */
-    DispatchPlan dp;                             /* row maps of this micro-batch */
+    DispatchPlan dp;                             /* host plan: counts, all-to-all layout, sort_src */
     int dropped;                                 /* capacity drops of this micro-batch */
 } LayerActs;
 
