@@ -6,7 +6,9 @@
  *                   collectives on the MPI_Comm* of ExecComms (CI path)
  *   backend_cuda.cu bf16 activations and weight copies, fp32 master weights,
  *                   gradients and optimizer state, cuBLAS(Lt) GEMMs, NCCL on
- *                   the ncclComm_t of ExecComms, one stream, events per phase
+ *                   the ncclComm_t of ExecComms; a compute stream and a
+ *                   communication stream joined by events, a caching device
+ *                   pool (pool.h), pinned staging for uploads, events per phase
  *
  * Element types.  Every pointer below is device memory of the backend.
  *   "act"  activations and the working copy of weights: float (CPU, 4 bytes)
@@ -17,10 +19,11 @@
  * The model never dereferences a device pointer; host <-> device traffic goes
  * through upload / download only (download synchronises).
  *
- * Row maps: the dispatcher (dispatcher.c) plans the permutation on the host
- * from the router's top-k indices (the token-count exchange needs the counts
- * there anyway) and uploads the maps; the permute / unpermute / gather ops
- * apply them on the device (kernels/moe_permute.h semantics).
+ * Row maps: the permutation of the (token, slot) pairs stays on the device
+ * (moe_plan); only the per-expert counts come to the host, where the
+ * dispatcher (dispatcher.c) plans the all-to-all and the expert-major
+ * order (sort_src) from them and uploads that map; the permute / unpermute
+ * / gather ops apply the maps on the device (kernels/moe_permute.h).
  */
 #ifndef MOEPLAN_EXECUTOR_BACKEND_H
 #define MOEPLAN_EXECUTOR_BACKEND_H
@@ -118,6 +121,13 @@ struct Backend {
     void (*unpermute_backward)(Backend *b, void *dinp, float *dprob, const void *dout,
                                const void *inp, const float *prob, const int32_t *row_of,
                                int N, int k, int C);
+    /* The dispatcher's row map, computed where the router's top-k is
+     * (kernels/moe_permute.h moe_plan, then, when capacity > 0, padded so
+     * that expert e owns rows [e*cap, (e+1)*cap)): row_of [N*k] i32 device
+     * (-1 = dropped); kept_rows [E] HOST: the pairs each expert keeps before
+     * padding (the counts the all-to-all sizes need).  Synchronises. */
+    void (*moe_plan)(Backend *b, int32_t *row_of, int32_t *kept_rows, const int32_t *topk_idx,
+                     int N, int k, int E, int capacity);
     /* out[i, :] = inp[src[i], :]   out [n, C] */
     void (*gather_rows)(Backend *b, void *out, const void *inp, const int32_t *src, int n, int C);
     /* Adam on a flat f32 vector; writes the act copy of the weights too. */
@@ -176,6 +186,20 @@ struct Backend {
     double (*step_times)(Backend *b, double *out);
     double (*peak_memory)(Backend *b);  /* bytes */
 
+    /* ---- errors and step boundaries ---- */
+    /* Sticky status: 0 while every operation so far succeeded; else -1 and
+     * err gets the first failure ("backend cuda: OP: what").  After a
+     * failure the backend skips the work of every later operation (a CUDA
+     * error leaves the context unusable; a collective would wait on peers
+     * forever).  No synchronisation: asynchronous device faults surface at
+     * the next synchronising operation (download, step_times). */
+    int (*status)(Backend *b, MpError *err);
+    /* between in_step(b, true) and in_step(b, false) the backend counts the
+     * device allocations it could not serve from its pool (pool.h) */
+    void (*in_step)(Backend *b, bool on);
+    /* device allocations made inside steps so far (0 on the CPU backend) */
+    long (*step_allocs)(Backend *b);
+
     void (*destroy)(Backend *b);
 };
 
@@ -188,10 +212,12 @@ struct Backend {
     X(add_act) X(gemm) X(grouped_gemm) X(embedding_forward) X(embedding_backward) \
     X(rmsnorm_forward) X(rmsnorm_backward) X(rope) X(attention_forward) X(attention_backward) \
     X(router_forward) X(router_backward) X(swiglu_forward) X(swiglu_backward) X(cross_entropy) \
-    X(permute) X(permute_backward) X(unpermute) X(unpermute_backward) X(gather_rows) X(adam) \
+    X(permute) X(permute_backward) X(unpermute) X(unpermute_backward) X(moe_plan) \
+    X(gather_rows) X(adam) \
     X(sum_f32) X(accumulate_sum) X(aux_loss_forward) X(aux_loss_backward) X(all_reduce) \
     X(all_gather) X(reduce_scatter) X(all_to_all_v) X(all_to_all_host_i32) X(all_gather_host_i32) \
-    X(phase_begin) X(phase_end) X(step_times) X(peak_memory) X(destroy)
+    X(phase_begin) X(phase_end) X(step_times) X(peak_memory) X(status) X(in_step) X(step_allocs) \
+    X(destroy)
 
 static inline size_t elem_bytes(const Backend *b, ElemType t)
 {

@@ -7,11 +7,13 @@
 #include "executor/phase_clock.h"
 
 #include <mpi.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
 
+#include "executor/dispatcher.h"
 #include "kernels/adam.h"
 #include "kernels/attention.h"
 #include "kernels/common.h"
@@ -29,6 +31,7 @@ typedef struct {
     double step_start;
     float *scratch;
     size_t scratch_n;
+    char error[200];        /* sticky: the first failure, "" while none */
 } CpuImpl;
 
 static double now_s(void)
@@ -40,13 +43,22 @@ static double now_s(void)
 
 static CpuImpl *I(Backend *b) { return (CpuImpl *)b->impl; }
 
+/* records the first failure; the step reads it through cpu_status */
+static void fail(Backend *b, const char *op, const char *what)
+{
+    CpuImpl *c = I(b);
+    if (!c->error[0]) snprintf(c->error, sizeof c->error, "backend cpu: %s: %s", op, what);
+}
+
+/* NULL (and the sticky error) when out of host memory */
 static float *scratch(Backend *b, size_t n)
 {
     CpuImpl *c = I(b);
     if (c->scratch_n < n) {
         free(c->scratch);
+        c->scratch_n = 0;
         c->scratch = malloc(n * sizeof(float));
-        if (!c->scratch) abort();
+        if (!c->scratch) { fail(b, "scratch", "out of host memory"); return NULL; }
         c->scratch_n = n;
     }
     return c->scratch;
@@ -127,16 +139,16 @@ static void cpu_attention_forward(Backend *b, void *out, float *lse, const void 
                                   const void *v, int B, int T, int nh, int nkv, int hd,
                                   int qs, int kvs)
 {
-    (void)b;
-    attention_forward_cpu(out, lse, q, k, v, B, T, nh, nkv, hd, qs, kvs);
+    if (attention_forward_cpu(out, lse, q, k, v, B, T, nh, nkv, hd, qs, kvs))
+        fail(b, "attention_forward", "out of host memory");
 }
 static void cpu_attention_backward(Backend *b, void *dq, void *dk, void *dv, const void *dout,
                                    const void *q, const void *k, const void *v, const void *out,
                                    const float *lse, int B, int T, int nh, int nkv, int hd,
                                    int qs, int kvs)
 {
-    (void)b;
-    attention_backward_cpu(dq, dk, dv, dout, q, k, v, out, lse, B, T, nh, nkv, hd, qs, kvs);
+    if (attention_backward_cpu(dq, dk, dv, dout, q, k, v, out, lse, B, T, nh, nkv, hd, qs, kvs))
+        fail(b, "attention_backward", "out of host memory");
 }
 static void cpu_router_forward(Backend *b, float *probs, int32_t *idx, float *tp,
                                const float *logits, int N, int E, int k, int renorm)
@@ -166,6 +178,7 @@ static void cpu_cross_entropy(Backend *b, float *losses, void *dlogits, const vo
                               const int32_t *targets, int N, int V, float dloss)
 {
     float *l = scratch(b, (size_t)N * V);
+    if (!l) return;
     memcpy(l, logits, sizeof(float) * (size_t)N * V);   /* dlogits may alias logits */
     crossentropy_forward_cpu(losses, l, targets, N, V);
     crossentropy_backward_cpu(dlogits, l, targets, dloss, N, V);
@@ -227,9 +240,12 @@ static void cpu_aux_loss_forward(Backend *b, float *gcoef, float *loss_acc, cons
                                  const int32_t *idx, int N, int E, int k, float coeff,
                                  float weight)
 {
-    (void)b;
     double *cnt = calloc((size_t)E, sizeof(double)), *psum = calloc((size_t)E, sizeof(double));
-    if (!cnt || !psum) abort();
+    if (!cnt || !psum) {
+        free(cnt); free(psum);
+        fail(b, "aux_loss_forward", "out of host memory");
+        return;
+    }
     for (size_t i = 0; i < (size_t)N * k; i++) cnt[idx[i]] += 1;
     for (int t = 0; t < N; t++)
         for (int e = 0; e < E; e++) psum[e] += probs[(size_t)t * E + e];
@@ -304,6 +320,7 @@ static void cpu_all_to_all_v(Backend *b, const void *send, const size_t *sc, con
     }
     int n = b->comms->size_of[g];
     int *buf = malloc(sizeof(int) * 4 * (size_t)n);
+    if (!buf) { fail(b, "all_to_all_v", "out of host memory"); return; }
     for (int i = 0; i < n; i++) {
         buf[i] = (int)sc[i]; buf[n + i] = (int)sd[i];
         buf[2 * n + i] = (int)rc[i]; buf[3 * n + i] = (int)rd[i];
@@ -344,6 +361,19 @@ static double cpu_peak_memory(Backend *b)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return (double)ru.ru_maxrss * 1024.0;
+}
+static int cpu_status(Backend *b, MpError *err)
+{
+    if (!I(b)->error[0]) return 0;
+    return mp_fail(err, "%s", I(b)->error);
+}
+static void cpu_in_step(Backend *b, bool on) { (void)b; (void)on; }
+static long cpu_step_allocs(Backend *b) { (void)b; return 0; }
+static void cpu_moe_plan(Backend *b, int32_t *row_of, int32_t *kept_rows, const int32_t *idx,
+                         int N, int k, int E, int capacity)
+{
+    if (dispatch_row_map(row_of, kept_rows, idx, N, k, E, capacity))
+        fail(b, "moe_plan", "out of host memory");
 }
 static void cpu_destroy(Backend *b)
 {

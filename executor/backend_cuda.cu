@@ -2,10 +2,30 @@
  * copies, fp32 master weights / gradients / Adam state, the kernels/ CUDA
  * kernels, cuBLAS(Lt) GEMMs (kernels/gemm.h), NCCL on the ncclComm_t that
  * ExecComms.handle[kind] holds (NULL or a group of one: a local copy).
- * Everything runs on one stream; phases are timed with event pairs that are
- * read once per step (step_times), so timing adds no host synchronisation.
- * Host synchronisations inside a step: the token-count exchange (download of
- * the router's top-k, the count all-to-all) and the loss read at the end. */
+ *
+ * Streams.  Kernels, copies and GEMMs run on the compute stream.  Every NCCL
+ * call runs on the communication stream: it waits (event) for the compute
+ * work enqueued before it, and the compute stream waits (event) for it
+ * before the next operation, so the order is the same as on one stream and
+ * each communicator is only ever used on one stream.  (The split is what a
+ * schedule that overlaps communication with compute builds on.)
+ *
+ * Memory.  Device memory comes from a caching pool (executor/pool.h): the
+ * model requests all of its step buffers at creation, and inside a step a
+ * release only returns a block to the pool (no cudaFree, no device-wide
+ * synchronisation).  Uploads are copied into a pinned staging ring and
+ * sent with cudaMemcpyAsync (no host wait); the ring waits on the event of
+ * an earlier upload only when it wraps onto it.
+ *
+ * Errors.  No call here ends the process: the first failure of a CUDA,
+ * cuBLAS or NCCL call (or a kernel launch, read with cudaGetLastError after
+ * each operation) is kept as a sticky status with its message; every later
+ * operation is skipped; Backend.status reports it.
+ *
+ * Phases are timed with event pairs on the compute stream, read once per
+ * step (step_times).  Host synchronisations inside a step: the token-count
+ * exchange (download of the router's top-k, the count all-to-all) and the
+ * loss read at the end. */
 #ifndef MOEPLAN_HAVE_CUDA
 #define MOEPLAN_HAVE_CUDA
 #endif
@@ -17,6 +37,7 @@
 
 extern "C" {
 #include "executor/backend.h"
+#include "executor/pool.h"
 }
 #include "kernels/adam.h"
 #include "kernels/attention.h"
@@ -31,15 +52,11 @@ extern "C" {
 #include "kernels/router.h"
 #include "kernels/swiglu.h"
 
-#define ncclCheck(call)                                                                   \
-    do {                                                                                  \
-        ncclResult_t r_ = (call);                                                         \
-        if (r_ != ncclSuccess) {                                                          \
-            fprintf(stderr, "%s:%d: NCCL error: %s\n", __FILE__, __LINE__,                \
-                    ncclGetErrorString(r_));                                              \
-            exit(1);                                                                      \
-        }                                                                                 \
-    } while (0)
+/* pinned staging for uploads: 64 MiB covers every upload inside a step
+ * (token ids, dispatcher maps: < 1 MiB at Mixtral shapes); larger ones
+ * (initial weights) are copied synchronously from pageable memory */
+#define STAGING_BYTES (64u << 20)
+#define STAGING_REGIONS 64
 
 typedef struct {
     int phase;
@@ -47,95 +64,221 @@ typedef struct {
 } PhaseEvent;
 
 typedef struct {
+    size_t lo, hi;          /* bytes of the staging ring */
+    cudaEvent_t done;       /* the copy out of it has completed */
+} StagingRegion;
+
+typedef struct {
     int device;
-    cudaStream_t stream;
+    cudaStream_t stream;    /* compute */
+    cudaStream_t comm;      /* every NCCL call */
+    cudaEvent_t to_comm, to_compute;
     GemmHandle gemm;
-    void *scratch;          /* rmsnorm / attention backward workspace, grow-only */
+    int gemm_ready;
+    DevicePool pool;
+    void *scratch;          /* rmsnorm / attention backward workspace, from the pool */
     size_t scratch_bytes;
-    int32_t *ints;          /* device ints for the count exchange */
+    int32_t *ints;          /* device ints for the count exchange, from the pool */
     size_t ints_n;
     float *sum;             /* [1] device */
+    /* pinned staging ring: regions in upload order, oldest first */
+    char *stage;
+    size_t stage_head;
+    StagingRegion region[STAGING_REGIONS];
+    int region_first, region_count;
     PhaseEvent *ev;
     int nev, cap_ev;
     int open[PHASE_COUNT];  /* index into ev of the open phase, -1 none */
     cudaEvent_t step_mark;
     bool have_mark;
     double peak;
+    /* sticky status */
+    int failed;
+    char error[256];
 } CudaImpl;
 
 static CudaImpl *I(Backend *b) { return (CudaImpl *)b->impl; }
 static cudaStream_t S(Backend *b) { return I(b)->stream; }
 
+/* ---- sticky status ---- */
+static void fail(Backend *b, const char *op, const char *what)
+{
+    CudaImpl *c = I(b);
+    if (c->failed) return;
+    c->failed = 1;
+    snprintf(c->error, sizeof c->error, "backend cuda (device %d): %s: %s", c->device, op, what);
+}
+static bool cu_ok(Backend *b, cudaError_t e, const char *op)
+{
+    if (e == cudaSuccess) return true;
+    fail(b, op, cudaGetErrorString(e));
+    return false;
+}
+static bool ks_ok(Backend *b, KernelStatus st, const char *op)
+{
+    char msg[160];
+    if (!st) return true;
+    fail(b, op, kernel_status_string(st, msg, sizeof msg));
+    return false;
+}
+static bool nccl_ok(Backend *b, ncclResult_t r, const char *op)
+{
+    if (r == ncclSuccess) return true;
+    char msg[160];
+    snprintf(msg, sizeof msg, "NCCL error: %s", ncclGetErrorString(r));
+    fail(b, op, msg);
+    return false;
+}
+/* skip the work of every operation after a failure */
+#define GUARD(b) do { if (I(b)->failed) return; } while (0)
+/* a kernel launch error (or an earlier asynchronous fault) */
+#define LAUNCHED(b, op) cu_ok((b), cudaGetLastError(), (op))
+#define CU(b, call, op) cu_ok((b), (call), (op))
+
+/* ---- memory ---- */
+static void *raw_alloc(void *ctx, size_t bytes)
+{
+    (void)ctx;
+    void *p = NULL;
+    if (cudaMalloc(&p, bytes) != cudaSuccess) {
+        cudaGetLastError();   /* out of memory is not sticky: clear it */
+        return NULL;
+    }
+    return p;
+}
+static void raw_free(void *ctx, void *p)
+{
+    (void)ctx;
+    cudaFree(p);
+}
+
+/* grow-only scratch from the pool; NULL (and the sticky status) on failure */
 static void *scratch(Backend *b, size_t bytes)
 {
     CudaImpl *c = I(b);
     if (c->scratch_bytes < bytes) {
-        cudaCheck(cudaStreamSynchronize(c->stream));
-        if (c->scratch) cudaCheck(cudaFree(c->scratch));
-        cudaCheck(cudaMalloc(&c->scratch, bytes));
+        pool_free(&c->pool, c->scratch);
+        c->scratch_bytes = 0;
+        c->scratch = pool_alloc(&c->pool, bytes);
+        if (!c->scratch) { fail(b, "scratch", "device memory exhausted"); return NULL; }
         c->scratch_bytes = bytes;
     }
     return c->scratch;
 }
 
-/* ---- memory ---- */
 static void *cu_alloc(Backend *b, size_t bytes)
 {
-    void *p = NULL;
-    if (cudaMalloc(&p, bytes ? bytes : 16) != cudaSuccess) {
-        cudaGetLastError();
-        return NULL;
-    }
-    cudaCheck(cudaMemsetAsync(p, 0, bytes ? bytes : 16, S(b)));
+    if (I(b)->failed) return NULL;
+    void *p = pool_alloc(&I(b)->pool, bytes ? bytes : 16);
+    if (!p) return NULL;
+    /* zero-filled (backend.h), in stream order: a reused block's previous
+     * owner has enqueued all of its work before */
+    if (!CU(b, cudaMemsetAsync(p, 0, bytes ? bytes : 16, S(b)), "alloc")) return NULL;
     return p;
 }
 static void cu_release(Backend *b, void *p)
 {
-    cudaCheck(cudaStreamSynchronize(S(b)));
-    cudaCheck(cudaFree(p));
+    if (pool_free(&I(b)->pool, p)) fail(b, "release", "pointer not from this backend's pool");
 }
+
+/* waits until no earlier upload still reads [lo, hi) of the staging ring */
+static bool staging_wait(Backend *b, size_t lo, size_t hi)
+{
+    CudaImpl *c = I(b);
+    int last = -1;
+    for (int i = 0; i < c->region_count; i++) {
+        StagingRegion *r = &c->region[(c->region_first + i) % STAGING_REGIONS];
+        if (r->lo < hi && lo < r->hi) last = i;
+    }
+    if (c->region_count == STAGING_REGIONS && last < 0) last = 0;   /* no free event: the oldest */
+    if (last < 0) return true;
+    StagingRegion *r = &c->region[(c->region_first + last) % STAGING_REGIONS];
+    if (!CU(b, cudaEventSynchronize(r->done), "upload")) return false;
+    /* uploads complete in stream order: every older region is done too */
+    c->region_first = (c->region_first + last + 1) % STAGING_REGIONS;
+    c->region_count -= last + 1;
+    return true;
+}
+
 static void cu_upload(Backend *b, void *dst, const void *src, size_t n)
 {
-    cudaCheck(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, S(b)));
-    cudaCheck(cudaStreamSynchronize(S(b)));   /* the host buffer may be freed next */
+    GUARD(b);
+    CudaImpl *c = I(b);
+    if (!n) return;
+    if (!c->stage || n > STAGING_BYTES / 2) {
+        /* large (initial weights, tests): pageable copy, then wait, since
+         * the caller may free the host buffer next */
+        if (CU(b, cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, S(b)), "upload"))
+            CU(b, cudaStreamSynchronize(S(b)), "upload");
+        return;
+    }
+    size_t lo = (c->stage_head + 255) / 256 * 256;
+    if (lo + n > STAGING_BYTES) lo = 0;
+    if (!staging_wait(b, lo, lo + n)) return;
+    memcpy(c->stage + lo, src, n);
+    StagingRegion *r = &c->region[(c->region_first + c->region_count) % STAGING_REGIONS];
+    r->lo = lo;
+    r->hi = lo + n;
+    if (!CU(b, cudaMemcpyAsync(dst, c->stage + lo, n, cudaMemcpyHostToDevice, S(b)), "upload") ||
+        !CU(b, cudaEventRecord(r->done, S(b)), "upload"))
+        return;
+    c->region_count++;
+    c->stage_head = lo + n;
 }
 static void cu_download(Backend *b, void *dst, const void *src, size_t n)
 {
-    cudaCheck(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, S(b)));
-    cudaCheck(cudaStreamSynchronize(S(b)));
+    GUARD(b);
+    if (CU(b, cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, S(b)), "download"))
+        CU(b, cudaStreamSynchronize(S(b)), "download");
 }
-static void cu_zero(Backend *b, void *p, size_t n) { if (n) cudaCheck(cudaMemsetAsync(p, 0, n, S(b))); }
+static void cu_zero(Backend *b, void *p, size_t n)
+{
+    GUARD(b);
+    if (n) CU(b, cudaMemsetAsync(p, 0, n, S(b)), "zero");
+}
 static void cu_copy(Backend *b, void *dst, const void *src, size_t n)
 {
-    if (n && dst != src) cudaCheck(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, S(b)));
+    GUARD(b);
+    if (n && dst != src) CU(b, cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, S(b)), "copy");
 }
 static void cu_f32_to_act(Backend *b, void *dst, const float *src, size_t n)
 {
+    GUARD(b);
     cast_f32_to_bf16_cuda((bf16_t *)dst, src, n, S(b));
+    LAUNCHED(b, "f32_to_act");
 }
 static void cu_act_to_f32(Backend *b, float *dst, const void *src, size_t n)
 {
+    GUARD(b);
     cast_bf16_to_f32_cuda(dst, (const bf16_t *)src, n, S(b));
+    LAUNCHED(b, "act_to_f32");
 }
 static void cu_add_act(Backend *b, void *out, const void *a, const void *x, size_t n)
 {
+    GUARD(b);
     residual_forward_cuda((bf16_t *)out, (const bf16_t *)a, (const bf16_t *)x, n, S(b));
+    LAUNCHED(b, "add_act");
 }
 
 /* ---- GEMMs ---- */
 static void cu_gemm(Backend *b, void *C, bool c_f32, const void *A, const void *B, int M, int N,
                     int K, int transA, int transB, float beta)
 {
-    gemm_cuda(&I(b)->gemm, C, c_f32 ? GEMM_OUT_F32 : GEMM_OUT_BF16, (const bf16_t *)A,
-              (const bf16_t *)B, M, N, K, transA, transB, 1.0f, beta, S(b));
+    GUARD(b);
+    ks_ok(b, gemm_cuda(&I(b)->gemm, C, c_f32 ? GEMM_OUT_F32 : GEMM_OUT_BF16, (const bf16_t *)A,
+                       (const bf16_t *)B, M, N, K, transA, transB, 1.0f, beta, S(b)), "gemm") &&
+        LAUNCHED(b, "gemm");
 }
 static void cu_grouped_gemm(Backend *b, void *C, bool c_f32, const void *A, const void *B,
                             const int32_t *group_rows, int G, int vary, int M, int N, int K,
                             int transA, int transB, float beta)
 {
-    grouped_gemm_cuda(&I(b)->gemm, C, c_f32 ? GEMM_OUT_F32 : GEMM_OUT_BF16, (const bf16_t *)A,
-                      (const bf16_t *)B, group_rows, G, vary ? GROUPED_VARY_K : GROUPED_VARY_M, M,
-                      N, K, transA, transB, 1.0f, beta, S(b));
+    GUARD(b);
+    ks_ok(b, grouped_gemm_cuda(&I(b)->gemm, C, c_f32 ? GEMM_OUT_F32 : GEMM_OUT_BF16,
+                               (const bf16_t *)A, (const bf16_t *)B, group_rows, G,
+                               vary ? GROUPED_VARY_K : GROUPED_VARY_M, M, N, K, transA, transB,
+                               1.0f, beta, S(b)), "grouped_gemm") &&
+        LAUNCHED(b, "grouped_gemm");
 }
 
 /* ---- layers ---- */
@@ -143,97 +286,172 @@ static void cu_grouped_gemm(Backend *b, void *C, bool c_f32, const void *A, cons
 #define CBF(p) ((const bf16_t *)(p))
 static void cu_embedding_forward(Backend *b, void *out, const int32_t *tok, const void *wte, int N, int C)
 {
+    GUARD(b);
     embedding_forward_cuda(BF(out), tok, CBF(wte), N, C, S(b));
+    LAUNCHED(b, "embedding_forward");
 }
 static void cu_embedding_backward(Backend *b, float *dwte, const void *dout, const int32_t *tok, int N, int C)
 {
+    GUARD(b);
     embedding_backward_cuda(dwte, CBF(dout), tok, N, C, S(b));
+    LAUNCHED(b, "embedding_backward");
 }
 static void cu_rmsnorm_forward(Backend *b, void *out, float *rstd, const void *inp, const void *w,
                                int N, int C, float eps)
 {
+    GUARD(b);
     rmsnorm_forward_cuda(BF(out), rstd, CBF(inp), CBF(w), N, C, eps, S(b));
+    LAUNCHED(b, "rmsnorm_forward");
 }
 static void cu_rmsnorm_backward(Backend *b, void *dinp, float *dw, const void *dout, const void *inp,
                                 const void *w, const float *rstd, int N, int C)
 {
+    GUARD(b);
     float *s = (float *)scratch(b, rmsnorm_backward_scratch_floats(N, C) * sizeof(float));
+    if (!s) return;
     rmsnorm_backward_cuda(BF(dinp), dw, s, CBF(dout), CBF(inp), CBF(w), rstd, N, C, S(b));
+    LAUNCHED(b, "rmsnorm_backward");
 }
 static void cu_rope(Backend *b, void *x, const int32_t *pos, int N, int H, int D, int stride,
                     float theta, bool backward)
 {
+    GUARD(b);
     if (backward) rope_backward_cuda(BF(x), pos, N, H, D, stride, theta, S(b));
     else rope_forward_cuda(BF(x), pos, N, H, D, stride, theta, S(b));
+    LAUNCHED(b, "rope");
 }
+/* the attention core: the one call site of the attention kernels (a fused
+ * cuDNN attention plugs in here) */
 static void cu_attention_forward(Backend *b, void *out, float *lse, const void *q, const void *k,
                                  const void *v, int B, int T, int nh, int nkv, int hd, int qs, int kvs)
 {
-    attention_forward_cuda(BF(out), lse, CBF(q), CBF(k), CBF(v), B, T, nh, nkv, hd, qs, kvs, S(b));
+    GUARD(b);
+    ks_ok(b, attention_forward_cuda(BF(out), lse, CBF(q), CBF(k), CBF(v), B, T, nh, nkv, hd, qs,
+                                    kvs, S(b)), "attention_forward");
 }
 static void cu_attention_backward(Backend *b, void *dq, void *dk, void *dv, const void *dout,
                                   const void *q, const void *k, const void *v, const void *out,
                                   const float *lse, int B, int T, int nh, int nkv, int hd, int qs,
                                   int kvs)
 {
+    GUARD(b);
     void *ws = scratch(b, attention_backward_workspace_bytes(B, T, nh, nkv, hd));
-    attention_backward_cuda(BF(dq), BF(dk), BF(dv), ws, CBF(dout), CBF(q), CBF(k), CBF(v),
-                            CBF(out), lse, B, T, nh, nkv, hd, qs, kvs, S(b));
+    if (!ws) return;
+    ks_ok(b, attention_backward_cuda(BF(dq), BF(dk), BF(dv), ws, CBF(dout), CBF(q), CBF(k), CBF(v),
+                                     CBF(out), lse, B, T, nh, nkv, hd, qs, kvs, S(b)),
+          "attention_backward");
 }
 static void cu_router_forward(Backend *b, float *probs, int32_t *idx, float *tp, const float *logits,
                               int N, int E, int k, int renorm)
 {
+    GUARD(b);
     router_forward_cuda(probs, idx, tp, logits, N, E, k, renorm, S(b));
+    LAUNCHED(b, "router_forward");
 }
 static void cu_router_backward(Backend *b, float *dlogits, const float *dtp, const float *probs,
                                const int32_t *idx, const float *tp, int N, int E, int k, int renorm)
 {
+    GUARD(b);
     router_backward_cuda(dlogits, dtp, probs, idx, tp, N, E, k, renorm, S(b));
+    LAUNCHED(b, "router_backward");
 }
 static void cu_swiglu_forward(Backend *b, void *out, const void *gu, int N, int F)
 {
+    GUARD(b);
     swiglu_forward_cuda(BF(out), CBF(gu), N, F, S(b));
+    LAUNCHED(b, "swiglu_forward");
 }
 static void cu_swiglu_backward(Backend *b, void *dgu, const void *dout, const void *gu, int N, int F)
 {
+    GUARD(b);
     swiglu_backward_cuda(BF(dgu), CBF(dout), CBF(gu), N, F, S(b));
+    LAUNCHED(b, "swiglu_backward");
 }
 static void cu_cross_entropy(Backend *b, float *losses, void *dlogits, const void *logits,
                              const int32_t *targets, int N, int V, float dloss)
 {
+    GUARD(b);
     crossentropy_fused_cuda(BF(dlogits), losses, CBF(logits), targets, dloss, N, V, S(b));
+    LAUNCHED(b, "cross_entropy");
 }
 static void cu_permute(Backend *b, void *out, const void *inp, const int32_t *row_of, int N, int k, int C)
 {
+    GUARD(b);
     moe_permute_forward_cuda(BF(out), CBF(inp), row_of, N, k, C, S(b));
+    LAUNCHED(b, "permute");
 }
 static void cu_permute_backward(Backend *b, void *dinp, const void *dout, const int32_t *row_of,
                                 int N, int k, int C)
 {
+    GUARD(b);
     moe_permute_backward_cuda(BF(dinp), CBF(dout), row_of, N, k, C, S(b));
+    LAUNCHED(b, "permute_backward");
 }
 static void cu_unpermute(Backend *b, void *out, const void *inp, const float *prob,
                          const int32_t *row_of, int N, int k, int C)
 {
+    GUARD(b);
     moe_unpermute_forward_cuda(BF(out), CBF(inp), prob, row_of, N, k, C, S(b));
+    LAUNCHED(b, "unpermute");
 }
 static void cu_unpermute_backward(Backend *b, void *dinp, float *dprob, const void *dout,
                                   const void *inp, const float *prob, const int32_t *row_of, int N,
                                   int k, int C)
 {
+    GUARD(b);
     moe_unpermute_backward_cuda(BF(dinp), dprob, CBF(dout), CBF(inp), prob, row_of, N, k, C, S(b));
+    LAUNCHED(b, "unpermute_backward");
+}
+/* capacity > 0: rows of the dense kept order -> padded layout, expert e
+ * owning [e*cap, (e+1)*cap) (as dispatch_row_map); E <= 256 */
+__global__ static void moe_pad_rows_kernel(int32_t *row_of, const int32_t *kept, const int32_t *idx,
+                                           int pairs, int E, int cap)
+{
+    __shared__ int first[256];
+    if (threadIdx.x == 0) {
+        int s = 0;
+        for (int e = 0; e < E; e++) { first[e] = s; s += kept[e]; }
+    }
+    __syncthreads();
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= pairs) return;
+    int r = row_of[i];
+    if (r < 0) return;
+    int e = idx[i];
+    row_of[i] = e * cap + (r - first[e]);
+}
+static int32_t *ints(Backend *b, size_t n);
+static void cu_moe_plan(Backend *b, int32_t *row_of, int32_t *kept_rows, const int32_t *idx, int N,
+                        int k, int E, int capacity)
+{
+    GUARD(b);
+    if (E > 256) { fail(b, "moe_plan", "more than 256 experts"); return; }
+    int32_t *counts = ints(b, (size_t)E);
+    if (!counts) return;
+    moe_plan_cuda(row_of, counts, idx, N, k, E, capacity, S(b));
+    if (!LAUNCHED(b, "moe_plan")) return;
+    int pairs = N * k;
+    if (capacity > 0 && pairs > 0) {
+        moe_pad_rows_kernel<<<(pairs + 255) / 256, 256, 0, S(b)>>>(row_of, counts, idx, pairs, E, capacity);
+        if (!LAUNCHED(b, "moe_plan")) return;
+    }
+    cu_download(b, kept_rows, counts, sizeof(int32_t) * (size_t)E);
 }
 static void cu_gather_rows(Backend *b, void *out, const void *inp, const int32_t *src, int n, int C)
 {
+    GUARD(b);
     gather_rows_cuda(BF(out), CBF(inp), src, n, C, S(b));
+    LAUNCHED(b, "gather_rows");
 }
 static void cu_adam(Backend *b, float *param, void *param_act, const float *grad, float *m, float *v,
                     size_t n, float lr, float b1, float b2, float eps, float wd, int t)
 {
+    GUARD(b);
     AdamParams p;
     p.lr = lr; p.beta1 = b1; p.beta2 = b2; p.eps = eps; p.weight_decay = wd; p.step = t;
     p.grad_scale = 1.0f;
     adam_update_cuda(param, BF(param_act), m, v, grad, n, &p, S(b));
+    LAUNCHED(b, "adam");
 }
 
 /* out [1] = sum x [n] (or += with accumulate): one block of 256 threads */
@@ -246,17 +464,19 @@ __global__ static void sum_kernel(float *out, const float *x, size_t n, int accu
 }
 static double cu_sum_f32(Backend *b, const float *x, size_t n)
 {
+    if (I(b)->failed) return 0.0;
     sum_kernel<<<1, 256, 0, S(b)>>>(I(b)->sum, x, n, 0);
-    cudaCheck(cudaGetLastError());
-    float h;
+    if (!LAUNCHED(b, "sum_f32")) return 0.0;
+    float h = 0.0f;
     cu_download(b, &h, I(b)->sum, sizeof h);
     return h;
 }
 
 static void cu_accumulate_sum(Backend *b, float *acc, const float *x, size_t n)
 {
+    GUARD(b);
     sum_kernel<<<1, 256, 0, S(b)>>>(acc, x, n, 1);   /* acc += sum x, no synchronisation */
-    cudaCheck(cudaGetLastError());
+    LAUNCHED(b, "accumulate_sum");
 }
 
 /* Auxiliary load-balancing loss (backend.h).  One block of 256 threads: the
@@ -292,8 +512,9 @@ __global__ static void aux_forward_kernel(float *gcoef, float *loss_acc, const f
 static void cu_aux_loss_forward(Backend *b, float *gcoef, float *loss_acc, const float *probs,
                                 const int32_t *idx, int N, int E, int k, float coeff, float weight)
 {
+    GUARD(b);
     aux_forward_kernel<<<1, 256, 0, S(b)>>>(gcoef, loss_acc, probs, idx, N, E, k, coeff, weight);
-    cudaCheck(cudaGetLastError());
+    LAUNCHED(b, "aux_loss_forward");
 }
 /* one thread per token row */
 __global__ static void aux_backward_kernel(float *dlogits, const float *probs, const float *gcoef,
@@ -309,11 +530,12 @@ __global__ static void aux_backward_kernel(float *dlogits, const float *probs, c
 static void cu_aux_loss_backward(Backend *b, float *dlogits, const float *probs, const float *gcoef,
                                  int N, int E, float scale)
 {
+    GUARD(b);
     aux_backward_kernel<<<(N + 255) / 256, 256, 0, S(b)>>>(dlogits, probs, gcoef, N, E, scale);
-    cudaCheck(cudaGetLastError());
+    LAUNCHED(b, "aux_loss_backward");
 }
 
-/* ---- collectives ---- */
+/* ---- collectives: on the communication stream, joined both ways ---- */
 static ncclComm_t comm_of(Backend *b, GroupKind g)
 {
     const ExecComms *c = b->comms;
@@ -324,152 +546,244 @@ static ncclDataType_t nccl_type(ElemType t)
 {
     return t == DT_ACT ? ncclBfloat16 : t == DT_F32 ? ncclFloat32 : ncclInt32;
 }
+/* the communication stream, after the compute work enqueued so far */
+static cudaStream_t comm_begin(Backend *b, const char *op)
+{
+    CudaImpl *c = I(b);
+    if (!CU(b, cudaEventRecord(c->to_comm, c->stream), op) ||
+        !CU(b, cudaStreamWaitEvent(c->comm, c->to_comm, 0), op))
+        return NULL;
+    return c->comm;
+}
+/* the compute stream continues after the communication enqueued so far */
+static void comm_end(Backend *b, const char *op)
+{
+    CudaImpl *c = I(b);
+    if (CU(b, cudaEventRecord(c->to_compute, c->comm), op))
+        CU(b, cudaStreamWaitEvent(c->stream, c->to_compute, 0), op);
+}
 static void cu_all_reduce(Backend *b, void *buf, size_t n, ElemType t, GroupKind g)
 {
+    GUARD(b);
     ncclComm_t c = comm_of(b, g);
     if (!c || !n) return;
-    ncclCheck(ncclAllReduce(buf, buf, n, nccl_type(t), ncclSum, c, S(b)));
+    cudaStream_t s = comm_begin(b, "all_reduce");
+    if (!s) return;
+    nccl_ok(b, ncclAllReduce(buf, buf, n, nccl_type(t), ncclSum, c, s), "all_reduce");
+    comm_end(b, "all_reduce");
 }
 static void cu_all_gather(Backend *b, void *recv, const void *send, size_t n, ElemType t, GroupKind g)
 {
+    GUARD(b);
     ncclComm_t c = comm_of(b, g);
     if (!c) { cu_copy(b, recv, send, n * elem_bytes(b, t)); return; }
     if (!n) return;
-    ncclCheck(ncclAllGather(send, recv, n, nccl_type(t), c, S(b)));
+    cudaStream_t s = comm_begin(b, "all_gather");
+    if (!s) return;
+    nccl_ok(b, ncclAllGather(send, recv, n, nccl_type(t), c, s), "all_gather");
+    comm_end(b, "all_gather");
 }
 static void cu_reduce_scatter(Backend *b, void *recv, const void *send, size_t n, ElemType t, GroupKind g)
 {
+    GUARD(b);
     ncclComm_t c = comm_of(b, g);
     if (!c) { cu_copy(b, recv, send, n * elem_bytes(b, t)); return; }
     if (!n) return;
-    ncclCheck(ncclReduceScatter(send, recv, n, nccl_type(t), ncclSum, c, S(b)));
+    cudaStream_t s = comm_begin(b, "reduce_scatter");
+    if (!s) return;
+    nccl_ok(b, ncclReduceScatter(send, recv, n, nccl_type(t), ncclSum, c, s), "reduce_scatter");
+    comm_end(b, "reduce_scatter");
+}
+/* send/recv pairs of one NCCL group; counts in elements */
+static void send_recv_all(Backend *b, ncclComm_t c, cudaStream_t s, int n, const void *send,
+                          const size_t *sc, const size_t *sd, void *recv, const size_t *rc,
+                          const size_t *rd, ncclDataType_t type, size_t eb, const char *op)
+{
+    if (!nccl_ok(b, ncclGroupStart(), op)) return;
+    for (int r = 0; r < n; r++) {
+        if (sc[r] && !nccl_ok(b, ncclSend((const char *)send + sd[r] * eb, sc[r], type, r, c, s), op)) break;
+        if (rc[r] && !nccl_ok(b, ncclRecv((char *)recv + rd[r] * eb, rc[r], type, r, c, s), op)) break;
+    }
+    nccl_ok(b, ncclGroupEnd(), op);
 }
 static void cu_all_to_all_v(Backend *b, const void *send, const size_t *sc, const size_t *sd,
                             void *recv, const size_t *rc, const size_t *rd, ElemType t, GroupKind g)
 {
+    GUARD(b);
     ncclComm_t c = comm_of(b, g);
     size_t eb = elem_bytes(b, t);
     if (!c) {
         cu_copy(b, (char *)recv + rd[0] * eb, (const char *)send + sd[0] * eb, sc[0] * eb);
         return;
     }
-    int n = b->comms->size_of[g];
-    ncclCheck(ncclGroupStart());
-    for (int r = 0; r < n; r++) {
-        if (sc[r]) ncclCheck(ncclSend((const char *)send + sd[r] * eb, sc[r], nccl_type(t), r, c, S(b)));
-        if (rc[r]) ncclCheck(ncclRecv((char *)recv + rd[r] * eb, rc[r], nccl_type(t), r, c, S(b)));
-    }
-    ncclCheck(ncclGroupEnd());
+    cudaStream_t s = comm_begin(b, "all_to_all_v");
+    if (!s) return;
+    send_recv_all(b, c, s, b->comms->size_of[g], send, sc, sd, recv, rc, rd, nccl_type(t), eb,
+                  "all_to_all_v");
+    comm_end(b, "all_to_all_v");
 }
+/* device ints for the count exchange (grow-only, from the pool) */
 static int32_t *ints(Backend *b, size_t n)
 {
     CudaImpl *c = I(b);
     if (c->ints_n < n) {
-        cudaCheck(cudaStreamSynchronize(c->stream));
-        if (c->ints) cudaCheck(cudaFree(c->ints));
-        cudaCheck(cudaMalloc(&c->ints, n * sizeof(int32_t)));
+        pool_free(&c->pool, c->ints);
+        c->ints_n = 0;
+        c->ints = (int32_t *)pool_alloc(&c->pool, n * sizeof(int32_t));
+        if (!c->ints) { fail(b, "count exchange", "device memory exhausted"); return NULL; }
         c->ints_n = n;
     }
     return c->ints;
 }
 static void cu_all_to_all_host_i32(Backend *b, const int32_t *send, int32_t *recv, int n, GroupKind g)
 {
+    GUARD(b);
     ncclComm_t c = comm_of(b, g);
     if (!c) { memmove(recv, send, sizeof(int32_t) * (size_t)n); return; }
     int sz = b->comms->size_of[g];
     int32_t *d = ints(b, 2 * (size_t)sz * n);
-    cudaCheck(cudaMemcpyAsync(d, send, sizeof(int32_t) * (size_t)sz * n, cudaMemcpyHostToDevice, S(b)));
-    ncclCheck(ncclGroupStart());
+    if (!d) return;
+    cu_upload(b, d, send, sizeof(int32_t) * (size_t)sz * n);
+    cudaStream_t s = comm_begin(b, "count exchange");
+    if (!s) return;
+    if (!nccl_ok(b, ncclGroupStart(), "count exchange")) return;
     for (int r = 0; r < sz; r++) {
-        ncclCheck(ncclSend(d + (size_t)r * n, (size_t)n, ncclInt32, r, c, S(b)));
-        ncclCheck(ncclRecv(d + (size_t)(sz + r) * n, (size_t)n, ncclInt32, r, c, S(b)));
+        if (!nccl_ok(b, ncclSend(d + (size_t)r * n, (size_t)n, ncclInt32, r, c, s), "count exchange") ||
+            !nccl_ok(b, ncclRecv(d + (size_t)(sz + r) * n, (size_t)n, ncclInt32, r, c, s), "count exchange"))
+            break;
     }
-    ncclCheck(ncclGroupEnd());
+    nccl_ok(b, ncclGroupEnd(), "count exchange");
+    comm_end(b, "count exchange");
     cu_download(b, recv, d + (size_t)sz * n, sizeof(int32_t) * (size_t)sz * n);
 }
 static void cu_all_gather_host_i32(Backend *b, const int32_t *send, int32_t *recv, int n, GroupKind g)
 {
+    GUARD(b);
     ncclComm_t c = comm_of(b, g);
     if (!c) { memmove(recv, send, sizeof(int32_t) * (size_t)n); return; }
     int sz = b->comms->size_of[g];
     int32_t *d = ints(b, (size_t)(sz + 1) * n);
-    cudaCheck(cudaMemcpyAsync(d, send, sizeof(int32_t) * (size_t)n, cudaMemcpyHostToDevice, S(b)));
-    ncclCheck(ncclAllGather(d, d + n, (size_t)n, ncclInt32, c, S(b)));
+    if (!d) return;
+    cu_upload(b, d, send, sizeof(int32_t) * (size_t)n);
+    cudaStream_t s = comm_begin(b, "count all-gather");
+    if (!s) return;
+    nccl_ok(b, ncclAllGather(d, d + n, (size_t)n, ncclInt32, c, s), "count all-gather");
+    comm_end(b, "count all-gather");
     cu_download(b, recv, d + n, sizeof(int32_t) * (size_t)sz * n);
 }
 
 /* ---- timing ---- */
 static void cu_phase_begin(Backend *b, StepPhase p)
 {
+    GUARD(b);
     CudaImpl *c = I(b);
     if (c->nev == c->cap_ev) {
         int cap = c->cap_ev ? 2 * c->cap_ev : 256;
-        c->ev = (PhaseEvent *)realloc(c->ev, sizeof(PhaseEvent) * (size_t)cap);
+        PhaseEvent *ev = (PhaseEvent *)realloc(c->ev, sizeof(PhaseEvent) * (size_t)cap);
+        if (!ev) { fail(b, "phase_begin", "out of host memory"); return; }
+        c->ev = ev;
         for (int i = c->cap_ev; i < cap; i++) {
-            cudaCheck(cudaEventCreate(&c->ev[i].begin));
-            cudaCheck(cudaEventCreate(&c->ev[i].end));
+            if (!CU(b, cudaEventCreate(&c->ev[i].begin), "phase_begin") ||
+                !CU(b, cudaEventCreate(&c->ev[i].end), "phase_begin"))
+                return;
+            c->cap_ev = i + 1;
         }
-        c->cap_ev = cap;
     }
     PhaseEvent *e = &c->ev[c->nev];
     e->phase = p;
     c->open[p] = c->nev++;
-    cudaCheck(cudaEventRecord(e->begin, c->stream));
+    CU(b, cudaEventRecord(e->begin, c->stream), "phase_begin");
 }
 static void cu_phase_end(Backend *b, StepPhase p)
 {
+    GUARD(b);
     CudaImpl *c = I(b);
     if (c->open[p] < 0) return;
-    cudaCheck(cudaEventRecord(c->ev[c->open[p]].end, c->stream));
+    CU(b, cudaEventRecord(c->ev[c->open[p]].end, c->stream), "phase_end");
     c->open[p] = -1;
 }
 static double cu_step_times(Backend *b, double *out)
 {
     CudaImpl *c = I(b);
+    if (c->failed) return 0.0;
     cudaEvent_t mark;
-    cudaCheck(cudaEventCreate(&mark));
-    cudaCheck(cudaEventRecord(mark, c->stream));
-    cudaCheck(cudaEventSynchronize(mark));
+    if (!CU(b, cudaEventCreate(&mark), "step_times")) return 0.0;
+    if (!CU(b, cudaEventRecord(mark, c->stream), "step_times") ||
+        !CU(b, cudaEventSynchronize(mark), "step_times")) {
+        cudaEventDestroy(mark);
+        return 0.0;
+    }
     for (int i = 0; i < c->nev; i++) {
-        float ms;
-        cudaCheck(cudaEventElapsedTime(&ms, c->ev[i].begin, c->ev[i].end));
+        float ms = 0.0f;
+        if (!CU(b, cudaEventElapsedTime(&ms, c->ev[i].begin, c->ev[i].end), "step_times")) break;
         out[c->ev[i].phase] += ms * 1e-3;
     }
     c->nev = 0;
     double dt = 0;
     if (c->have_mark) {
-        float ms;
-        cudaCheck(cudaEventElapsedTime(&ms, c->step_mark, mark));
+        float ms = 0.0f;
+        CU(b, cudaEventElapsedTime(&ms, c->step_mark, mark), "step_times");
         dt = ms * 1e-3;
-        cudaCheck(cudaEventDestroy(c->step_mark));
+        cudaEventDestroy(c->step_mark);
     }
     c->step_mark = mark;
     c->have_mark = true;
     size_t fr, tot;
-    cudaCheck(cudaMemGetInfo(&fr, &tot));
-    if ((double)(tot - fr) > c->peak) c->peak = (double)(tot - fr);
+    if (CU(b, cudaMemGetInfo(&fr, &tot), "step_times") && (double)(tot - fr) > c->peak)
+        c->peak = (double)(tot - fr);
     return dt;
 }
 static double cu_peak_memory(Backend *b)
 {
     size_t fr, tot;
-    cudaCheck(cudaMemGetInfo(&fr, &tot));
+    if (cudaMemGetInfo(&fr, &tot) != cudaSuccess) { cudaGetLastError(); return I(b)->peak; }
     double now = (double)(tot - fr);
     return now > I(b)->peak ? now : I(b)->peak;
 }
+static int cu_status(Backend *b, MpError *err)
+{
+    CudaImpl *c = I(b);
+    if (!c->failed) LAUNCHED(b, "asynchronous");   /* a fault since the last operation */
+    if (!c->failed) return 0;
+    return mp_fail(err, "%s", c->error);
+}
+/* At the end of a step (after its loss read synchronised the compute
+ * stream): blocks that a buffer's growth left free go back to CUDA, so
+ * growth does not hold memory twice.  Nothing is freed inside a step. */
+static void cu_in_step(Backend *b, bool on)
+{
+    CudaImpl *c = I(b);
+    pool_set_in_step(&c->pool, on);
+    if (!on && !c->failed) {
+        for (int i = 0; i < c->pool.count; i++)
+            if (!c->pool.blocks[i].used) {
+                CU(b, cudaStreamSynchronize(c->comm), "in_step");
+                CU(b, cudaStreamSynchronize(c->stream), "in_step");
+                pool_trim(&c->pool);
+                break;
+            }
+    }
+}
+static long cu_step_allocs(Backend *b) { return I(b)->pool.step_raw_allocs; }
 static void cu_destroy(Backend *b)
 {
     if (!b) return;
     CudaImpl *c = I(b);
-    cudaStreamSynchronize(c->stream);
+    if (c->stream) cudaStreamSynchronize(c->stream);
+    if (c->comm) cudaStreamSynchronize(c->comm);
     for (int i = 0; i < c->cap_ev; i++) { cudaEventDestroy(c->ev[i].begin); cudaEventDestroy(c->ev[i].end); }
     free(c->ev);
+    for (int i = 0; i < STAGING_REGIONS; i++) if (c->region[i].done) cudaEventDestroy(c->region[i].done);
+    if (c->stage) cudaFreeHost(c->stage);
     if (c->have_mark) cudaEventDestroy(c->step_mark);
-    if (c->scratch) cudaFree(c->scratch);
-    if (c->ints) cudaFree(c->ints);
+    if (c->to_comm) cudaEventDestroy(c->to_comm);
+    if (c->to_compute) cudaEventDestroy(c->to_compute);
     if (c->sum) cudaFree(c->sum);
-    gemm_handle_destroy(&c->gemm);
-    cudaStreamDestroy(c->stream);
+    pool_destroy(&c->pool);   /* scratch, ints and every block the model released */
+    if (c->gemm_ready) gemm_handle_destroy(&c->gemm);
+    if (c->comm) cudaStreamDestroy(c->comm);
+    if (c->stream) cudaStreamDestroy(c->stream);
+    cudaGetLastError();
     free(c);
     free(b);
 }
@@ -477,23 +791,41 @@ static void cu_destroy(Backend *b)
 extern "C" int backend_cuda_create(const ExecComms *comms, Backend **out, MpError *err)
 {
     int n = 0;
-    if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0)
+    if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
+        cudaGetLastError();
         return mp_fail(err, "backend: no CUDA device is visible");
+    }
     if (comms->local_rank < 0 || comms->local_rank >= n)
         return mp_fail(err, "local_rank: %d: only %d CUDA devices are visible", comms->local_rank, n);
     Backend *b = (Backend *)calloc(1, sizeof *b);
     CudaImpl *c = (CudaImpl *)calloc(1, sizeof *c);
     if (!b || !c) { free(b); free(c); return mp_fail(err, "executor: out of host memory"); }
     c->device = comms->local_rank;
-    cudaCheck(cudaSetDevice(c->device));
-    cudaCheck(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
-    gemm_handle_init(&c->gemm);
-    cudaCheck(cudaMalloc(&c->sum, sizeof(float)));
-    for (int p = 0; p < PHASE_COUNT; p++) c->open[p] = -1;
+    b->impl = c;
     b->name = "cuda";
     b->act_bytes = 2;
     b->comms = comms;
-    b->impl = c;
+    for (int p = 0; p < PHASE_COUNT; p++) c->open[p] = -1;
+    pool_init(&c->pool, raw_alloc, raw_free, NULL);
+    bool ok = CU(b, cudaSetDevice(c->device), "create") &&
+              CU(b, cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), "create") &&
+              CU(b, cudaStreamCreateWithFlags(&c->comm, cudaStreamNonBlocking), "create") &&
+              CU(b, cudaEventCreateWithFlags(&c->to_comm, cudaEventDisableTiming), "create") &&
+              CU(b, cudaEventCreateWithFlags(&c->to_compute, cudaEventDisableTiming), "create") &&
+              CU(b, cudaMalloc(&c->sum, sizeof(float)), "create") &&
+              CU(b, cudaHostAlloc((void **)&c->stage, STAGING_BYTES, cudaHostAllocDefault), "create");
+    for (int i = 0; ok && i < STAGING_REGIONS; i++)
+        ok = CU(b, cudaEventCreateWithFlags(&c->region[i].done, cudaEventDisableTiming), "create");
+    if (ok) {
+        ok = ks_ok(b, gemm_handle_init(&c->gemm), "create: cuBLAS");
+        c->gemm_ready = 1;   /* destroy releases whatever init created */
+    }
+    if (!ok) {
+        mp_fail(err, "%s", c->error);
+        b->destroy = cu_destroy;
+        cu_destroy(b);
+        return -1;
+    }
 #define SET_OP(op) b->op = cu_##op;
     BACKEND_OPS(SET_OP)
 #undef SET_OP

@@ -49,25 +49,43 @@ void dispatch_plan_free(DispatchPlan *p)
     memset(p, 0, sizeof *p);
 }
 
-void dispatch_plan_local(DispatchPlan *p, const int32_t *topk_idx)
+int dispatch_row_map(int32_t *row_of, int32_t *kept_rows, const int32_t *topk_idx, int T, int k,
+                     int E, int capacity)
 {
-    int kept = moe_plan_cpu(p->row_of, p->expert_rows, topk_idx, p->T, p->k, p->E, p->capacity);
-    p->dropped = p->T * p->k - kept;
-    if (p->capacity > 0) {
+    int kept = moe_plan_cpu(row_of, kept_rows, topk_idx, T, k, E, capacity);
+    if (kept < 0) return -1;
+    if (capacity > 0) {
         /* pad every expert to exactly `capacity` rows: expert e owns rows
          * [e*cap, (e+1)*cap); kept pairs keep their rank inside the expert */
         int start = 0;
-        int32_t *first = malloc(sizeof(int32_t) * (size_t)p->E);
-        for (int e = 0; e < p->E; e++) { first[e] = start; start += p->expert_rows[e]; }
-        for (int i = 0; i < p->T * p->k; i++) {
-            int r = p->row_of[i];
+        int32_t *first = malloc(sizeof(int32_t) * (size_t)E);
+        if (!first) return -1;
+        for (int e = 0; e < E; e++) { first[e] = start; start += kept_rows[e]; }
+        for (int i = 0; i < T * k; i++) {
+            int r = row_of[i];
             if (r < 0) continue;
             int e = topk_idx[i];
-            p->row_of[i] = e * p->capacity + (r - first[e]);
+            row_of[i] = e * capacity + (r - first[e]);
         }
         free(first);
-        for (int e = 0; e < p->E; e++) p->expert_rows[e] = p->capacity;
     }
+    return 0;
+}
+
+int dispatch_plan_local(DispatchPlan *p, const int32_t *topk_idx)
+{
+    if (dispatch_row_map(p->row_of, p->expert_rows, topk_idx, p->T, p->k, p->E, p->capacity))
+        return -1;
+    dispatch_plan_counts(p, p->expert_rows);
+    return 0;
+}
+
+void dispatch_plan_counts(DispatchPlan *p, const int32_t *kept_rows)
+{
+    int kept = 0;
+    for (int e = 0; e < p->E; e++) kept += kept_rows[e];
+    p->dropped = p->T * p->k - kept;
+    for (int e = 0; e < p->E; e++) p->expert_rows[e] = p->capacity > 0 ? p->capacity : kept_rows[e];
     p->send_rows = 0;
     for (int r = 0; r < p->ep; r++) {
         size_t n = 0;

@@ -53,8 +53,21 @@ void dispatch_plan_free(DispatchPlan *p);
 /* rows per expert per source rank for a capacity factor: ceil(T*k/E * cf) */
 int dispatch_capacity(int T, int k, int E, double capacity_factor);
 
-/* Step 1: fills row_of, expert_rows, send_rows, send_counts/displs, dropped. */
-void dispatch_plan_local(DispatchPlan *p, const int32_t *topk_idx);
+/* Step 1: fills row_of, expert_rows, send_rows, send_counts/displs, dropped.
+ * -1 when out of host memory.  = dispatch_row_map + dispatch_plan_counts. */
+int dispatch_plan_local(DispatchPlan *p, const int32_t *topk_idx);
+
+/* The row map alone (the Backend's moe_plan op computes the same on the
+ * device): row_of [T*k] of each (token, slot) pair in the send buffer, -1
+ * dropped; kept_rows [E] pairs each expert keeps (before padding). */
+int dispatch_row_map(int32_t *row_of, int32_t *kept_rows, const int32_t *topk_idx, int T, int k,
+                     int E, int capacity);
+
+/* Step 1 from the per-expert kept counts only (host [E]; may alias
+ * p->expert_rows): expert_rows (padded to the capacity), dropped, send_rows,
+ * send_counts/displs.  row_of is not touched: the map stays where it was
+ * computed (on the device, in the training step). */
+void dispatch_plan_counts(DispatchPlan *p, const int32_t *kept_rows);
 
 /* Step 3: recv_expert_rows must hold the exchanged counts ([etp][ep][El];
  * with etp == 1 just [ep][El]); etp_rank is this rank's index in its ETP group. */

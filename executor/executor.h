@@ -79,6 +79,9 @@ typedef struct {
     double *losses;                   /* [steps] owned by the result, may be NULL */
     ExecPhases median;                /* seconds */
     double peak_memory_bytes;         /* device memory (CUDA) or RSS (CPU) */
+    long step_device_allocs;          /* device allocations inside steps that the pool could
+                                       * not serve (CUDA: cudaMalloc calls; 0 when every
+                                       * buffer was sized before the first step) */
     double tokens_per_step;           /* global */
 } ExecStepStats;
 

@@ -12,15 +12,17 @@
  *
  * Parallelism of part 1: DP, EP, ETP (and their folding).  TP, CP and PP
  * must be 1 (refused with a clear error): attention, norms, router, shared
- * expert, embedding and output layer are replicated; routed experts are
- * split over EP (whole experts) and ETP (gate/up rows and down columns of
- * the FFN dimension).
+ * expert, embedding and output layer are whole on every rank; routed experts
+ * are split over EP (whole experts) and ETP (gate/up rows and down columns
+ * of the FFN dimension).  Each parameter's shard and the groups its gradient
+ * is summed over are in its ParamInfo (params.h).
  *
- * Parameters live in two flat arenas: dense (synchronised over DP*CP) and
- * expert (synchronised over EDP), each with fp32 master, fp32 gradient, Adam
- * m and v, and the act copy the GEMMs read.  Initialisation is a counter-based
- * hash of (seed, tensor id, index in the FULL tensor), so every mapping holds
- * the same numbers in its shard.
+ * Structure (docs/executor-structure.md): the parameters (params.c), the
+ * layers (layer.c: layer_forward / layer_backward), one chunk holding every
+ * layer with the embedding and the loss (chunk.c: chunk_forward /
+ * chunk_backward; no pipeline is the one-chunk case), and micro-batch
+ * contexts (MicroBatch, layer.h) holding what a micro-batch keeps between
+ * its forward and its backward: model_slots() of them (1 today).
  */
 #ifndef MOEPLAN_EXECUTOR_MODEL_H
 #define MOEPLAN_EXECUTOR_MODEL_H
@@ -31,21 +33,9 @@
 #include "core/error.h"
 #include "core/plan.h"
 #include "executor/backend.h"
+#include "executor/params.h"
 
 typedef struct Model Model;
-
-typedef enum { PARAM_PLAIN = 0, PARAM_W13 = 1, PARAM_W2 = 2 } ParamKind;
-
-typedef struct {
-    char name[40];
-    int uid;            /* id of the full tensor (W13: gate uid; up = uid + 1) */
-    ParamKind kind;
-    int expert;         /* 1: expert arena */
-    size_t n;           /* local elements */
-    size_t offset;      /* elements into its arena */
-    float init_scale;   /* uniform half-width; 0: constant init_value */
-    float init_value;
-} ParamInfo;
 
 /* Tiny synthetic models for tests: "tiny-moe" (hidden 64, 4 heads / 2 KV
  * groups, head dim 16, 8 experts top-2, expert FFN 96, vocab 128, 2 layers),
@@ -59,6 +49,18 @@ int model_spec_tiny(const char *name, ModelSpec *out);
 int model_create(const Plan *plan, int layers, uint64_t seed, Backend *be, Model **out,
                  MpError *err);
 void model_destroy(Model *m);
+
+/* Micro-batch contexts the model holds (forward of a micro-batch fills one,
+ * its backward reads it; today 1: each backward follows its forward). */
+int model_slots(const Model *m);
+
+/* The forward of one micro-batch into context `slot` [0, model_slots()):
+ * tokens, targets host [b*s] (read during the call); dloss as below.  The
+ * token losses and aux loss accumulate on the device (model_read_losses). */
+int model_forward(Model *m, int slot, const int32_t *tokens, const int32_t *targets, float dloss,
+                  MpError *err);
+/* The backward of the micro-batch in context `slot`; gradients accumulate. */
+int model_backward(Model *m, int slot, MpError *err);
 
 /* One micro-batch: forward and backward, gradients ACCUMULATE into the
  * arenas.  tokens, targets: host [b*s].  dloss: the gradient of the step loss
@@ -90,7 +92,8 @@ void model_set_routing_trace(Model *m, int32_t *trace, int force);
 long model_route_flips(const Model *m);
 
 void model_zero_grads(Model *m);
-/* all-reduce (sum) of dense gradients over DP*CP and expert gradients over EDP */
+/* sums every gradient over the groups of its ParamInfo.reduce_groups: dense
+ * over DP*CP, experts over EDP, replicated (norms, router) also over TP */
 void model_sync_grads(Model *m);
 /* one Adam step (t counts from 1) and refresh of the act weight copies */
 void model_adam_step(Model *m, float lr, int t);

@@ -74,6 +74,7 @@ int trainer_step(Trainer *t, bool apply_optimizer, double *loss, MpError *err)
 {
     int s = t->s, b = t->b;
     double tokens = (double)t->B * s;
+    t->be->in_step(t->be, true);
     model_zero_grads(t->model);
     for (int mb = 0; mb < t->micro_batches; mb++) {
         if (t->trace) {
@@ -86,15 +87,22 @@ int trainer_step(Trainer *t, bool apply_optimizer, double *loss, MpError *err)
                            (uint64_t)mb * (uint64_t)(t->dp * b) + (uint64_t)(t->dp_rank * b + j);
             data_sequence(&t->data, idx, t->in + (size_t)j * s, t->tg + (size_t)j * s);
         }
-        if (model_forward_backward(t->model, t->in, t->tg, (float)(1.0 / tokens), NULL, err))
+        /* the no-pipeline schedule: each micro-batch's backward follows its
+         * forward, so one context (slot 0) is in flight */
+        if (model_forward(t->model, 0, t->in, t->tg, (float)(1.0 / tokens), err) ||
+            model_backward(t->model, 0, err)) {
+            t->be->in_step(t->be, false);
             return -1;
+        }
     }
     model_sync_grads(t->model);
     if (apply_optimizer) model_adam_step(t->model, t->lr, t->step + 1);
     /* mean loss over the global batch: the device sums over the data-parallel
      * ranks, read once per step (the step's one loss synchronisation) */
     double ce, aux;
-    model_read_losses(t->model, t->dp > 1 ? GROUP_DP_CP : GROUP_KIND_COUNT, &ce, &aux);
+    int rc = model_read_losses(t->model, t->dp > 1 ? GROUP_DP_CP : GROUP_KIND_COUNT, &ce, &aux);
+    t->be->in_step(t->be, false);
+    if (rc || t->be->status(t->be, err)) return -1;
     t->last_aux = aux / tokens;
     *loss = (ce + aux) / tokens;
     t->step++;
@@ -178,6 +186,7 @@ int exec_train(const Plan *plan, const ExecOptions *opt, const ExecComms *comms,
     stats->median.optimizer = med[1 + PHASE_OPTIMIZER];
     stats->median.other = med[1 + PHASE_OTHER];
     stats->peak_memory_bytes = t->be->peak_memory(t->be);
+    stats->step_device_allocs = t->be->step_allocs(t->be);
     stats->tokens_per_step = (double)plan->train.global_batch * plan->train.seq_len;
     trainer_destroy(t);
     return 0;

@@ -5,7 +5,7 @@
 
 #include "kernels/attention.h"
 
-void attention_forward_cpu(float *out, float *lse, const float *q, const float *k,
+int attention_forward_cpu(float *out, float *lse, const float *q, const float *k,
                            const float *v, int B, int T, int nh, int nkv, int hd,
                            int q_stride, int kv_stride)
 {
@@ -13,7 +13,7 @@ void attention_forward_cpu(float *out, float *lse, const float *q, const float *
     double scale = 1.0 / sqrt((double)hd);
     double *s = malloc(sizeof(double) * (size_t)T);
     double *acc = malloc(sizeof(double) * (size_t)hd);
-    if (!s || !acc) abort();
+    if (!s || !acc) { free(s); free(acc); return -1; }
     for (int b = 0; b < B; b++)
         for (int h = 0; h < nh; h++) {
             int kh = h / group;
@@ -42,9 +42,10 @@ void attention_forward_cpu(float *out, float *lse, const float *q, const float *
         }
     free(s);
     free(acc);
+    return 0;
 }
 
-void attention_backward_cpu(float *dq, float *dk, float *dv, const float *dout,
+int attention_backward_cpu(float *dq, float *dk, float *dv, const float *dout,
                             const float *q, const float *k, const float *v,
                             const float *out, const float *lse, int B, int T, int nh,
                             int nkv, int hd, int q_stride, int kv_stride)
@@ -62,7 +63,7 @@ void attention_backward_cpu(float *dq, float *dk, float *dv, const float *dout,
                     dv[o] = 0.0f;
                 }
     double *dqi = malloc(sizeof(double) * (size_t)hd);
-    if (!dqi) abort();
+    if (!dqi) return -1;
     for (int b = 0; b < B; b++)
         for (int h = 0; h < nh; h++) {
             int kh = h / group;
@@ -94,4 +95,5 @@ void attention_backward_cpu(float *dq, float *dk, float *dv, const float *dout,
             }
         }
     free(dqi);
+    return 0;
 }

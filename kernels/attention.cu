@@ -402,37 +402,39 @@ attention_bwd_kernel(bf16_t *dk, bf16_t *dv, float *dq_acc, const float *Dl, con
 }
 
 template <int HD>
-static void fwd_launch(bf16_t *out, float *lse, const bf16_t *q, const bf16_t *k, const bf16_t *v,
+static KernelStatus fwd_launch(bf16_t *out, float *lse, const bf16_t *q, const bf16_t *k, const bf16_t *v,
                        int B, int T, int nh, int nkv, int q_stride, int kv_stride, cudaStream_t s)
 {
     size_t smem = sizeof(bf16_t) * 4 * 64 * (HD + 8);
-    cudaCheck(cudaFuncSetAttribute(attention_fwd_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    CUDA_TRY(cudaFuncSetAttribute(attention_fwd_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     dim3 grid(nh, B, (T + ATT_FWD_BQ - 1) / ATT_FWD_BQ);
     float scale_log2 = LOG2E / sqrtf((float)HD);
     attention_fwd_kernel<HD><<<grid, ATT_FWD_THREADS, smem, s>>>(out, lse, q, k, v, T, nh, nkv, q_stride, kv_stride, scale_log2);
+    return (KernelStatus)cudaGetLastError();
 }
 
 template <int HD>
-static void bwd_launch(bf16_t *dk, bf16_t *dv, float *dq_acc, const float *Dl, const bf16_t *dout,
+static KernelStatus bwd_launch(bf16_t *dk, bf16_t *dv, float *dq_acc, const float *Dl, const bf16_t *dout,
                        const bf16_t *q, const bf16_t *k, const bf16_t *v, const float *lse, int B,
                        int T, int nh, int nkv, int q_stride, int kv_stride, cudaStream_t s)
 {
     size_t smem = sizeof(bf16_t) * (4 * 64 * (HD + 8) + 64 * 72) + sizeof(float) * 128;
-    cudaCheck(cudaFuncSetAttribute(attention_bwd_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    CUDA_TRY(cudaFuncSetAttribute(attention_bwd_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     dim3 grid(nkv, B, (T + ATT_BK - 1) / ATT_BK);
     attention_bwd_kernel<HD><<<grid, ATT_THREADS, smem, s>>>(dk, dv, dq_acc, Dl, dout, q, k, v, lse, T, nh, nkv,
                                                              q_stride, kv_stride, 1.0f / sqrtf((float)HD));
+    return (KernelStatus)cudaGetLastError();
 }
 
 extern "C" {
-void attention_forward_cuda(bf16_t *out, float *lse, const bf16_t *q, const bf16_t *k,
-                            const bf16_t *v, int B, int T, int nh, int nkv, int hd,
-                            int q_stride, int kv_stride, cudaStream_t s)
+KernelStatus attention_forward_cuda(bf16_t *out, float *lse, const bf16_t *q, const bf16_t *k,
+                                    const bf16_t *v, int B, int T, int nh, int nkv, int hd,
+                                    int q_stride, int kv_stride, cudaStream_t s)
 {
-    if (B <= 0 || T <= 0) return;
-    if (hd == 128) fwd_launch<128>(out, lse, q, k, v, B, T, nh, nkv, q_stride, kv_stride, s);
-    else if (hd == 64) fwd_launch<64>(out, lse, q, k, v, B, T, nh, nkv, q_stride, kv_stride, s);
-    else cudaCheck(cudaErrorInvalidValue);
+    if (B <= 0 || T <= 0) return 0;
+    if (hd == 128) return fwd_launch<128>(out, lse, q, k, v, B, T, nh, nkv, q_stride, kv_stride, s);
+    if (hd == 64) return fwd_launch<64>(out, lse, q, k, v, B, T, nh, nkv, q_stride, kv_stride, s);
+    return (KernelStatus)cudaErrorInvalidValue;
 }
 
 size_t attention_backward_workspace_bytes(int B, int T, int nh, int nkv, int hd)
@@ -441,19 +443,21 @@ size_t attention_backward_workspace_bytes(int B, int T, int nh, int nkv, int hd)
     return sizeof(float) * ((size_t)B * nh * T + (size_t)B * T * nh * hd);
 }
 
-void attention_backward_cuda(bf16_t *dq, bf16_t *dk, bf16_t *dv, void *workspace,
-                             const bf16_t *dout, const bf16_t *q, const bf16_t *k,
-                             const bf16_t *v, const bf16_t *out, const float *lse, int B,
-                             int T, int nh, int nkv, int hd, int q_stride, int kv_stride,
-                             cudaStream_t s)
+KernelStatus attention_backward_cuda(bf16_t *dq, bf16_t *dk, bf16_t *dv, void *workspace,
+                                     const bf16_t *dout, const bf16_t *q, const bf16_t *k,
+                                     const bf16_t *v, const bf16_t *out, const float *lse, int B,
+                                     int T, int nh, int nkv, int hd, int q_stride, int kv_stride,
+                                     cudaStream_t s)
 {
-    if (B <= 0 || T <= 0) return;
+    if (B <= 0 || T <= 0) return 0;
+    if (hd != 128 && hd != 64) return (KernelStatus)cudaErrorInvalidValue;
     float *Dl = (float *)workspace, *dq_acc = Dl + (size_t)B * nh * T;
     size_t rows = (size_t)B * T * nh;
     attention_bwd_pre_kernel<<<(unsigned)((rows + 7) / 8), 256, 0, s>>>(Dl, dq_acc, dout, out, B, T, nh, hd);
-    if (hd == 128) bwd_launch<128>(dk, dv, dq_acc, Dl, dout, q, k, v, lse, B, T, nh, nkv, q_stride, kv_stride, s);
-    else if (hd == 64) bwd_launch<64>(dk, dv, dq_acc, Dl, dout, q, k, v, lse, B, T, nh, nkv, q_stride, kv_stride, s);
-    else cudaCheck(cudaErrorInvalidValue);
+    KernelStatus st = hd == 128 ? bwd_launch<128>(dk, dv, dq_acc, Dl, dout, q, k, v, lse, B, T, nh, nkv, q_stride, kv_stride, s)
+                                : bwd_launch<64>(dk, dv, dq_acc, Dl, dout, q, k, v, lse, B, T, nh, nkv, q_stride, kv_stride, s);
+    if (st) return st;
     attention_dq_cast_kernel<<<grid_for(rows * hd, 256), 256, 0, s>>>(dq, dq_acc, B, T, nh, hd, q_stride);
+    return (KernelStatus)cudaGetLastError();
 }
 }

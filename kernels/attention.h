@@ -31,25 +31,28 @@
 extern "C" {
 #endif
 
-void attention_forward_cpu(float *out, float *lse, const float *q, const float *k,
+/* CPU references return 0, or -1 when their host scratch cannot be allocated. */
+int attention_forward_cpu(float *out, float *lse, const float *q, const float *k,
                            const float *v, int B, int T, int nh, int nkv, int hd,
                            int q_stride, int kv_stride);
-void attention_backward_cpu(float *dq, float *dk, float *dv, const float *dout,
+int attention_backward_cpu(float *dq, float *dk, float *dv, const float *dout,
                             const float *q, const float *k, const float *v,
                             const float *out, const float *lse, int B, int T, int nh,
                             int nkv, int hd, int q_stride, int kv_stride);
 
 #ifdef MOEPLAN_HAVE_CUDA
-void attention_forward_cuda(bf16_t *out, float *lse, const bf16_t *q, const bf16_t *k,
-                            const bf16_t *v, int B, int T, int nh, int nkv, int hd,
-                            int q_stride, int kv_stride, cudaStream_t stream);
+/* Return 0 or a KernelStatus (kernels/common.h): hd other than 64 / 128 is
+ * cudaErrorInvalidValue. */
+KernelStatus attention_forward_cuda(bf16_t *out, float *lse, const bf16_t *q, const bf16_t *k,
+                                    const bf16_t *v, int B, int T, int nh, int nkv, int hd,
+                                    int q_stride, int kv_stride, cudaStream_t stream);
 /* Device scratch the backward needs, in bytes (Dl and an fp32 dq accumulator). */
 size_t attention_backward_workspace_bytes(int B, int T, int nh, int nkv, int hd);
-void attention_backward_cuda(bf16_t *dq, bf16_t *dk, bf16_t *dv, void *workspace,
-                             const bf16_t *dout, const bf16_t *q, const bf16_t *k,
-                             const bf16_t *v, const bf16_t *out, const float *lse, int B,
-                             int T, int nh, int nkv, int hd, int q_stride, int kv_stride,
-                             cudaStream_t stream);
+KernelStatus attention_backward_cuda(bf16_t *dq, bf16_t *dk, bf16_t *dv, void *workspace,
+                                     const bf16_t *dout, const bf16_t *q, const bf16_t *k,
+                                     const bf16_t *v, const bf16_t *out, const float *lse, int B,
+                                     int T, int nh, int nkv, int hd, int q_stride, int kv_stride,
+                                     cudaStream_t stream);
 #endif
 
 #ifdef __cplusplus

@@ -6,11 +6,16 @@
  *   bf16_from_float / bf16_to_float
  *                      CPU conversions, round-to-nearest-even like the GPU's
  *                      __float2bfloat16_rn
- *   cudaCheck / cublasCheck
- *                      llm.c-style: on failure print "FILE:LINE: what" to
- *                      stderr and exit(1).  The one place kernels/ exits: a
- *                      CUDA error leaves the context unusable, and the
- *                      executor's watchdog sees the rank die.
+ *   KernelStatus, CUDA_TRY / CUBLAS_TRY
+ *                      kernels/ never prints or exits: a launcher that can
+ *                      fail on the host returns a status (0, a cudaError_t,
+ *                      or KERNEL_CUBLAS_BASE + a cublasStatus_t);
+ *                      kernel_status_string() names it.  Launchers without a
+ *                      host-side failure leave a launch error in the CUDA
+ *                      runtime's own sticky error (cudaGetLastError), which
+ *                      the executor's backend reads after every operation.
+ *                      Programs (tests/gpu, bench) that want llm.c's
+ *                      print-and-exit use tests/gpu/gpu_check.h.
  *   elementwise kernels: casts fp32<->bf16, residual add, scale, fill,
  *                      accumulate a bf16 tensor into an fp32 one.
  *
@@ -66,28 +71,36 @@ void accumulate_cpu(float *acc, const float *x, size_t n);
 
 #ifdef MOEPLAN_HAVE_CUDA
 #include <stdio.h>
-#include <stdlib.h>
 #include <cuda_runtime_api.h>
 #include <cublas_v2.h>
 #include <cublasLt.h>
 
-static inline void cuda_check_at(cudaError_t e, const char *file, int line)
-{
-    if (e != cudaSuccess) {
-        fprintf(stderr, "%s:%d: CUDA error: %s\n", file, line, cudaGetErrorString(e));
-        exit(1);
-    }
-}
-#define cudaCheck(call) cuda_check_at((call), __FILE__, __LINE__)
+/* 0: success; 1 .. KERNEL_CUBLAS_BASE-1: a cudaError_t; KERNEL_CUBLAS_BASE + s:
+ * cublasStatus_t s. */
+typedef int KernelStatus;
+#define KERNEL_CUBLAS_BASE 100000
 
-static inline void cublas_check_at(cublasStatus_t s, const char *file, int line)
+/* return the status of `call` from the enclosing KernelStatus function on failure */
+#define CUDA_TRY(call)                                          \
+    do {                                                        \
+        cudaError_t e_ = (call);                                \
+        if (e_ != cudaSuccess) return (KernelStatus)e_;         \
+    } while (0)
+#define CUBLAS_TRY(call)                                                     \
+    do {                                                                     \
+        cublasStatus_t s_ = (call);                                          \
+        if (s_ != CUBLAS_STATUS_SUCCESS) return KERNEL_CUBLAS_BASE + (int)s_; \
+    } while (0)
+
+/* "CUDA error: <runtime's text>" or "cuBLAS error <n>" into buf [n] */
+static inline const char *kernel_status_string(KernelStatus st, char *buf, size_t n)
 {
-    if (s != CUBLAS_STATUS_SUCCESS) {
-        fprintf(stderr, "%s:%d: cuBLAS error: %d\n", file, line, (int)s);
-        exit(1);
-    }
+    if (st >= KERNEL_CUBLAS_BASE)
+        snprintf(buf, n, "cuBLAS error %d", st - KERNEL_CUBLAS_BASE);
+    else
+        snprintf(buf, n, "CUDA error: %s", cudaGetErrorString((cudaError_t)st));
+    return buf;
 }
-#define cublasCheck(call) cublas_check_at((call), __FILE__, __LINE__)
 
 #ifdef __cplusplus
 extern "C" {

@@ -15,23 +15,27 @@ typedef struct {
 
 extern "C" {
 
-void gemm_handle_init(GemmHandle *h)
+KernelStatus gemm_handle_init(GemmHandle *h)
 {
-    cublasCheck(cublasCreate(&h->blas));
-    cublasCheck(cublasLtCreate(&h->lt));
+    memset(h, 0, sizeof *h);
+    CUBLAS_TRY(cublasCreate(&h->blas));
+    CUBLAS_TRY(cublasLtCreate(&h->lt));
     h->workspace_bytes = GEMM_WORKSPACE_BYTES;
     /* workspace + the pointer arrays of the batched grouped path */
-    cudaCheck(cudaMalloc(&h->workspace, h->workspace_bytes + 3 * GROUPED_MAX * sizeof(void *)));
-    cublasCheck(cublasSetWorkspace(h->blas, h->workspace, h->workspace_bytes));
+    CUDA_TRY(cudaMalloc(&h->workspace, h->workspace_bytes + 3 * GROUPED_MAX * sizeof(void *)));
+    CUBLAS_TRY(cublasSetWorkspace(h->blas, h->workspace, h->workspace_bytes));
     h->grouped_impl = GROUPED_LOOP;
+    return 0;
 }
 
-void gemm_handle_destroy(GemmHandle *h)
+KernelStatus gemm_handle_destroy(GemmHandle *h)
 {
-    cudaCheck(cudaFree(h->workspace));
-    cublasCheck(cublasLtDestroy(h->lt));
-    cublasCheck(cublasDestroy(h->blas));
-    h->workspace = NULL;
+    KernelStatus st = 0;
+    if (h->workspace && cudaFree(h->workspace) != cudaSuccess) st = (KernelStatus)cudaGetLastError();
+    if (h->lt && cublasLtDestroy(h->lt) != CUBLAS_STATUS_SUCCESS && !st) st = KERNEL_CUBLAS_BASE;
+    if (h->blas && cublasDestroy(h->blas) != CUBLAS_STATUS_SUCCESS && !st) st = KERNEL_CUBLAS_BASE;
+    h->workspace = NULL; h->lt = NULL; h->blas = NULL;
+    return st;
 }
 
 static cublasStatus_t gemm_call(GemmHandle *h, void *C, GemmOut c_type, const bf16_t *A,
@@ -44,19 +48,20 @@ static cublasStatus_t gemm_call(GemmHandle *h, void *C, GemmOut c_type, const bf
                         N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
 }
 
-void gemm_cuda(GemmHandle *h, void *C, GemmOut c_type, const bf16_t *A, const bf16_t *B,
-               int M, int N, int K, int transA, int transB, float alpha, float beta,
-               cudaStream_t stream)
+KernelStatus gemm_cuda(GemmHandle *h, void *C, GemmOut c_type, const bf16_t *A, const bf16_t *B,
+                       int M, int N, int K, int transA, int transB, float alpha, float beta,
+                       cudaStream_t stream)
 {
-    if (M <= 0 || N <= 0) return;
-    cublasCheck(cublasSetStream(h->blas, stream));
+    if (M <= 0 || N <= 0) return 0;
+    CUBLAS_TRY(cublasSetStream(h->blas, stream));
     if (K <= 0) {   /* C = beta C */
         size_t n = (size_t)M * N;
-        if (beta == 0.0f) cudaCheck(cudaMemsetAsync(C, 0, n * (c_type == GEMM_OUT_F32 ? 4 : 2), stream));
+        if (beta == 0.0f) CUDA_TRY(cudaMemsetAsync(C, 0, n * (c_type == GEMM_OUT_F32 ? 4 : 2), stream));
         else if (beta != 1.0f && c_type == GEMM_OUT_F32) scale_f32_cuda((float *)C, beta, n, stream);
-        return;
+        return 0;
     }
-    cublasCheck(gemm_call(h, C, c_type, A, B, M, N, K, transA, transB, alpha, beta));
+    CUBLAS_TRY(gemm_call(h, C, c_type, A, B, M, N, K, transA, transB, alpha, beta));
+    return 0;
 }
 
 /* Per-group operand pointers and sizes (row-major view). */
@@ -73,6 +78,8 @@ static void group_operands(int g, size_t row0, int r, GroupedVary vary, int M, i
     }
 }
 
+/* 0, -1 when this CUDA / cuBLAS has no grouped batched GEMM (the caller
+ * falls back to the loop), or a KernelStatus of a failed call */
 static int grouped_batched(GemmHandle *h, void *C, GemmOut c_type, const bf16_t *A,
                            const bf16_t *B, const int32_t *rows, int G, GroupedVary vary, int M,
                            int N, int K, int transA, int transB, float alpha, float beta,
@@ -93,7 +100,10 @@ static int grouped_batched(GemmHandle *h, void *C, GemmOut c_type, const bf16_t 
         group_operands(g, row0, rows[g], vary, M, N, K, A, B, (char *)C, c_elem, &Ag, &Bg, &Cg, &Mg, &Kg);
         row0 += (size_t)rows[g];
         if (Mg <= 0 || Kg <= 0) {   /* empty: handled outside */
-            if (Mg > 0 && Kg <= 0) gemm_cuda(h, Cg, c_type, Ag, Bg, Mg, N, 0, transA, transB, alpha, beta, stream);
+            if (Mg > 0 && Kg <= 0) {
+                KernelStatus st = gemm_cuda(h, Cg, c_type, Ag, Bg, Mg, N, 0, transA, transB, alpha, beta, stream);
+                if (st) return st;
+            }
             continue;
         }
         int tA = vary == GROUPED_VARY_K ? 1 : transA, tB = vary == GROUPED_VARY_K ? 0 : transB;
@@ -106,7 +116,7 @@ static int grouped_batched(GemmHandle *h, void *C, GemmOut c_type, const bf16_t 
     }
     if (!used) return 0;
     void **dptr = (void **)((char *)h->workspace + h->workspace_bytes);
-    cudaCheck(cudaMemcpyAsync(dptr, host_ptrs, sizeof host_ptrs, cudaMemcpyHostToDevice, stream));
+    CUDA_TRY(cudaMemcpyAsync(dptr, host_ptrs, sizeof host_ptrs, cudaMemcpyHostToDevice, stream));
     cublasStatus_t st = cublasGemmGroupedBatchedEx(
         h->blas, ta, tb, m, n, k, al, (const void *const *)dptr, CUDA_R_16BF, lda,
         (const void *const *)(dptr + GROUPED_MAX), CUDA_R_16BF, ldb, be, dptr + 2 * GROUPED_MAX,
@@ -120,16 +130,16 @@ static int grouped_batched(GemmHandle *h, void *C, GemmOut c_type, const bf16_t 
 #endif
 }
 
-void grouped_gemm_cuda(GemmHandle *h, void *C, GemmOut c_type, const bf16_t *A,
-                       const bf16_t *B, const int32_t *group_rows, int G, GroupedVary vary,
-                       int M, int N, int K, int transA, int transB, float alpha, float beta,
-                       cudaStream_t stream)
+KernelStatus grouped_gemm_cuda(GemmHandle *h, void *C, GemmOut c_type, const bf16_t *A,
+                               const bf16_t *B, const int32_t *group_rows, int G, GroupedVary vary,
+                               int M, int N, int K, int transA, int transB, float alpha, float beta,
+                               cudaStream_t stream)
 {
-    cublasCheck(cublasSetStream(h->blas, stream));
+    CUBLAS_TRY(cublasSetStream(h->blas, stream));
     if (h->grouped_impl == GROUPED_BATCHED) {
-        if (grouped_batched(h, C, c_type, A, B, group_rows, G, vary, M, N, K, transA, transB,
-                            alpha, beta, stream) == 0)
-            return;
+        int st = grouped_batched(h, C, c_type, A, B, group_rows, G, vary, M, N, K, transA, transB,
+                                 alpha, beta, stream);
+        if (st >= 0) return st;
         h->grouped_impl = GROUPED_LOOP;   /* not supported here: fall back for good */
     }
     size_t c_elem = c_type == GEMM_OUT_F32 ? 4 : 2, row0 = 0;
@@ -137,11 +147,12 @@ void grouped_gemm_cuda(GemmHandle *h, void *C, GemmOut c_type, const bf16_t *A,
         const bf16_t *Ag, *Bg; char *Cg; int Mg, Kg;
         group_operands(g, row0, group_rows[g], vary, M, N, K, A, B, (char *)C, c_elem, &Ag, &Bg, &Cg, &Mg, &Kg);
         row0 += (size_t)group_rows[g];
-        if (vary == GROUPED_VARY_M)
-            gemm_cuda(h, Cg, c_type, Ag, Bg, Mg, N, Kg, 0, transB, alpha, beta, stream);
-        else
-            gemm_cuda(h, Cg, c_type, Ag, Bg, Mg, N, Kg, 1, 0, alpha, beta, stream);
+        KernelStatus st = vary == GROUPED_VARY_M
+            ? gemm_cuda(h, Cg, c_type, Ag, Bg, Mg, N, Kg, 0, transB, alpha, beta, stream)
+            : gemm_cuda(h, Cg, c_type, Ag, Bg, Mg, N, Kg, 1, 0, alpha, beta, stream);
+        if (st) return st;
     }
+    return 0;
 }
 
 }

@@ -68,19 +68,20 @@ typedef struct {
 extern "C" {
 #endif
 
-void gemm_handle_init(GemmHandle *h);      /* cudaCheck/cublasCheck on failure */
-void gemm_handle_destroy(GemmHandle *h);
+/* Return 0 or a KernelStatus (kernels/common.h). */
+KernelStatus gemm_handle_init(GemmHandle *h);
+KernelStatus gemm_handle_destroy(GemmHandle *h);
 
 /* C (bf16 or fp32 per c_type) = alpha * op(A) · op(B) + beta * C; A, B bf16. */
-void gemm_cuda(GemmHandle *h, void *C, GemmOut c_type, const bf16_t *A, const bf16_t *B,
-               int M, int N, int K, int transA, int transB, float alpha, float beta,
-               cudaStream_t stream);
-
-/* As grouped_gemm_cpu; group_rows in HOST memory. */
-void grouped_gemm_cuda(GemmHandle *h, void *C, GemmOut c_type, const bf16_t *A,
-                       const bf16_t *B, const int32_t *group_rows, int G, GroupedVary vary,
+KernelStatus gemm_cuda(GemmHandle *h, void *C, GemmOut c_type, const bf16_t *A, const bf16_t *B,
                        int M, int N, int K, int transA, int transB, float alpha, float beta,
                        cudaStream_t stream);
+
+/* As grouped_gemm_cpu; group_rows in HOST memory. */
+KernelStatus grouped_gemm_cuda(GemmHandle *h, void *C, GemmOut c_type, const bf16_t *A,
+                               const bf16_t *B, const int32_t *group_rows, int G, GroupedVary vary,
+                               int M, int N, int K, int transA, int transB, float alpha, float beta,
+                               cudaStream_t stream);
 
 #ifdef __cplusplus
 }

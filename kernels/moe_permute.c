@@ -15,7 +15,7 @@ int moe_plan_cpu(int32_t *row_of, int32_t *expert_counts, const int32_t *topk_id
     /* pass 2: row = expert offset + rank of the pair within its expert;
      * pairs past the kept count of their expert are dropped */
     int32_t *offset = malloc(sizeof(int32_t) * 2 * (size_t)(E > 0 ? E : 1));
-    if (!offset) abort();
+    if (!offset) return -1;
     int32_t *seen = offset + E;
     int rows = 0;
     for (int e = 0; e < E; e++) { offset[e] = rows; seen[e] = 0; rows += expert_counts[e]; }

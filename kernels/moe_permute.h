@@ -33,6 +33,7 @@
 extern "C" {
 #endif
 
+/* returns the kept rows, or -1 when its host scratch cannot be allocated */
 int moe_plan_cpu(int32_t *row_of, int32_t *expert_counts, const int32_t *topk_idx, int N,
                  int k, int E, int capacity);
 void moe_permute_forward_cpu(float *out, const float *inp, const int32_t *row_of, int N, int k,

@@ -56,6 +56,40 @@ static void test_capacity_local(void **s)
     dispatch_plan_free(&p);
 }
 
+/* The training step's path: the backend's moe_plan writes the row map where
+ * the top-k is (CPU: host memory) and returns only the kept counts; the
+ * plan is then built from the counts.  Same maps as the two examples above. */
+static void test_backend_moe_plan_and_counts(void **s)
+{
+    (void)s;
+    ExecComms c;
+    memset(&c, 0, sizeof c);
+    for (int k = 0; k < GROUP_KIND_COUNT; k++) c.size_of[k] = 1;
+    Backend *b;
+    MpError err;
+    assert_int_equal(backend_cpu_create(&c, &b, &err), 0);
+    for (int cap = 0; cap < 2; cap++) {
+        DispatchPlan p;
+        assert_int_equal(dispatch_plan_init(&p, 3, 2, 4, 2, 1, cap ? 1.0 : 0.0), 0);
+        int32_t row_of[6], kept[4];
+        b->moe_plan(b, row_of, kept, topk, 3, 2, 4, p.capacity);
+        int32_t want_row[2][6] = {{4, 0, 1, 5, 2, 3}, {4, 0, 1, 6, -1, 2}};
+        int32_t want_kept[2][4] = {{3, 1, 1, 1}, {2, 1, 1, 1}};
+        assert_memory_equal(row_of, want_row[cap], sizeof row_of);
+        assert_memory_equal(kept, want_kept[cap], sizeof kept);
+        dispatch_plan_counts(&p, kept);
+        assert_int_equal(p.dropped, cap ? 1 : 0);
+        assert_int_equal(p.send_rows, cap ? 8 : 6);
+        assert_int_equal(p.send_counts[0], 4);
+        assert_int_equal(p.send_counts[1], cap ? 4 : 2);
+        assert_int_equal(p.send_displs[1], 4);
+        assert_int_equal(p.expert_rows[3], 1 + cap);
+        dispatch_plan_free(&p);
+    }
+    assert_int_equal(b->status(b, &err), 0);
+    b->destroy(b);
+}
+
 /* finish on EP rank 1 of 2 with ETP 2: El = 2 local experts.
  * received counts [etp q][ep src s][e]: q0: s0 (1, 2), s1 (0, 1); q1: s0 (2, 0), s1 (1, 1)
  * q0 receives 4 rows, q1 4 rows: pad 4.  Gathered buffer rows:
@@ -192,6 +226,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dropless_local), cmocka_unit_test(test_capacity_local),
+        cmocka_unit_test(test_backend_moe_plan_and_counts),
         cmocka_unit_test(test_finish_etp), cmocka_unit_test(test_synthetic_data),
         cmocka_unit_test(test_file_data), cmocka_unit_test(test_aux_loss_by_hand),
         cmocka_unit_test(test_random_data),

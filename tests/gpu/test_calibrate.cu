@@ -48,6 +48,7 @@
 extern "C" {
 #include "core/flops.h"
 }
+#include "tests/gpu/gpu_check.h"   /* cudaCheck, cublasCheck */
 #include "kernels/attention.h"
 #include "kernels/gemm.h"
 

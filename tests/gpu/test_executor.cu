@@ -42,6 +42,7 @@ extern "C" {
 #include "executor/train.h"
 }
 #include "kernels/common.h"
+#include "tests/gpu/gpu_check.h"   /* cudaCheck, cublasCheck */
 
 #define PEAK_BF16 989e12   /* FLOP/s, dense BF16, H100/H200 SXM datasheet */
 /* bf16 tolerances on ||g - ref|| / ||ref|| per tensor (METHOD.md: bf16
@@ -347,8 +348,8 @@ static int throughput(int layers, int steps, int warmup, int gbs, int ep, int mb
         printf("  phases (ms, rank 0 median): attention %.1f  moe_compute %.1f  dispatcher_comm %.1f  grad_sync %.1f  optimizer %.1f  other %.1f\n",
                st.median.attention * 1e3, st.median.moe_compute * 1e3, st.median.dispatcher_comm * 1e3,
                st.median.grad_sync * 1e3, st.median.optimizer * 1e3, st.median.other * 1e3);
-        printf("  loss first %.4f last %.4f  peak memory %.1f GiB\n", st.loss_first, st.loss_last,
-               st.peak_memory_bytes / (1 << 30));
+        printf("  loss first %.4f last %.4f  peak memory %.1f GiB  device allocations inside steps %ld\n",
+               st.loss_first, st.loss_last, st.peak_memory_bytes / (1 << 30), st.step_device_allocs);
     }
     free(st.losses);
     if (g_nproc > 1) comms_free(&gc);

@@ -10,6 +10,7 @@
  * Prints a table; exit status 1 on any failure.
  *
  * Timings: CUDA events around each launch, 3 warm-ups, median of 20. */
+#include "tests/gpu/gpu_check.h"   /* cudaCheck, cublasCheck */
 #include "kernels/cuda_util.cuh"
 extern "C" {
 #include "core/flops.h"

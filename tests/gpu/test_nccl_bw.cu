@@ -28,6 +28,7 @@
 #ifndef MOEPLAN_HAVE_CUDA
 #define MOEPLAN_HAVE_CUDA 1   /* kernels/common.h declares its CUDA helpers under it */
 #endif
+#include "tests/gpu/gpu_check.h"   /* cudaCheck, cublasCheck */
 #include "kernels/common.h"   /* cudaCheck */
 
 #include <algorithm>

@@ -1,0 +1,548 @@
+/* layer.c: forward and backward of one transformer layer (layer.h) against
+ * the Backend vtable: attention block, then a dense MLP or the MoE block
+ * (router, all-to-all dispatcher, grouped expert GEMMs, shared expert).
+ * Nothing here touches device memory directly; the only host-side step data
+ * are the dispatcher's per-expert counts and the all-to-all layout planned
+ * from them (the row map of the pairs stays on the device: moe_plan). */
+#include "executor/layer.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* RoPE base and RMSNorm epsilon (Mixtral: rope_theta 1e6, rms_norm_eps 1e-5;
+ * the base only changes angles, not cost or correctness checks). */
+#define LAYER_ROPE_THETA 1000000.0f
+#define LAYER_RMS_EPS 1e-5f
+
+/* ---- buffers ------------------------------------------------------------- */
+
+void *buf_get(StepEnv *env, Buf *b, size_t bytes)
+{
+    if (bytes == 0) bytes = 16;
+    if (b->cap < bytes) {
+        if (b->p) env->be->release(env->be, b->p);
+        b->cap = bytes + bytes / 8;
+        b->p = env->be->alloc(env->be, b->cap);
+        if (!b->p) {
+            /* sticky: every layer function returns before launching work,
+             * and the chunk turns it into an error */
+            if (!env->failed) env->failed_bytes = b->cap;
+            env->failed = 1;
+            b->cap = 0;
+        }
+    }
+    return b->p;
+}
+
+void buf_free(StepEnv *env, Buf *b)
+{
+    if (b->p) env->be->release(env->be, b->p);
+    b->p = NULL; b->cap = 0;
+}
+
+int layer_acts_init(LayerActs *a, const Layer *y)
+{
+    memset(a, 0, sizeof *a);
+    if (!y->moe) return 0;
+    const ModelDims *d = &y->env->dim;
+    return dispatch_plan_init(&a->dp, d->T, d->k, d->E, d->ep, d->etp, d->cf);
+}
+
+void layer_acts_free(StepEnv *env, LayerActs *a)
+{
+    Buf *bs[] = {&a->xn1, &a->rstd1, &a->qkv, &a->o, &a->lse, &a->x_mid, &a->xn2, &a->rstd2,
+                 &a->probs, &a->topk_idx, &a->topk_prob, &a->row_of, &a->sort_src, &a->X, &a->h13, &a->a,
+                 &a->ret, &a->mlp_h, &a->mlp_a, &a->gcoef};
+    for (size_t i = 0; i < sizeof bs / sizeof bs[0]; i++) buf_free(env, bs[i]);
+    dispatch_plan_free(&a->dp);
+}
+
+void workspace_free(StepEnv *env, Workspace *w)
+{
+    Buf *bs[] = {&w->send, &w->recv, &w->gath, &w->Y, &w->big1, &w->big2, &w->t1, &w->t2,
+                 &w->y, &w->moe, &w->qkv, &w->o, &w->logits_f, &w->logits_a, &w->prob};
+    for (size_t i = 0; i < sizeof bs / sizeof bs[0]; i++) buf_free(env, bs[i]);
+}
+
+static size_t A(const StepEnv *env) { return (size_t)env->be->act_bytes; }
+static void *W(const StepEnv *env, int p) { return params_act(env->ps, p); }
+static float *G(const StepEnv *env, int p) { return params_grad(env->ps, p); }
+
+/* ---- dense SwiGLU MLP ------------------------------------------------------ */
+
+/* out [T, h] (=, or += when beta 1) from in [T, h]; saves hbuf [T, 2F], abuf [T, F] */
+static void mlp_forward(StepEnv *env, int w13, int w2, int F, const void *in, void *out,
+                        Buf *hbuf, Buf *abuf, float beta)
+{
+    Backend *be = env->be;
+    int T = env->dim.T, h = env->dim.h;
+    void *hh = buf_get(env, hbuf, (size_t)T * 2 * F * A(env));
+    void *aa = buf_get(env, abuf, (size_t)T * F * A(env));
+    be->gemm(be, hh, false, in, W(env, w13), T, 2 * F, h, 0, 1, 0.0f);
+    be->swiglu_forward(be, aa, hh, T, F);
+    be->gemm(be, out, false, aa, W(env, w2), T, h, F, 0, 1, beta);
+}
+
+/* dout [T, h] -> din [T, h] (= when beta 0, += when beta 1); weight grads += */
+static void mlp_backward(StepEnv *env, int w13, int w2, int F, const void *in, const void *dout,
+                         void *din, Buf *hbuf, Buf *abuf, float beta)
+{
+    Backend *be = env->be;
+    int T = env->dim.T, h = env->dim.h;
+    void *da = buf_get(env, &env->bwd.big2, (size_t)T * F * A(env));
+    void *dh = buf_get(env, &env->bwd.big1, (size_t)T * 2 * F * A(env));
+    be->gemm(be, da, false, dout, W(env, w2), T, F, h, 0, 0, 0.0f);
+    be->gemm(be, G(env, w2), true, dout, abuf->p, h, F, T, 1, 0, 1.0f);
+    be->swiglu_backward(be, dh, da, hbuf->p, T, F);
+    be->gemm(be, din, false, dh, W(env, w13), T, h, 2 * F, 0, 0, beta);
+    be->gemm(be, G(env, w13), true, dh, in, 2 * F, h, T, 1, 0, 1.0f);
+}
+
+/* ---- attention block ------------------------------------------------------- */
+
+/* x_mid [T, h] = x + Wo . attention(rope(RMSNorm(x) . Wqkv^T)) */
+static void attention_forward(const Layer *y, LayerActs *s, const void *x, void *x_mid)
+{
+    StepEnv *env = y->env;
+    Backend *be = env->be;
+    const ModelDims *d = &env->dim;
+    int T = d->T, h = d->h, nd = d->n * d->d, w = d->qkvw;
+    be->phase_begin(be, PHASE_ATTENTION);
+    void *xn1 = buf_get(env, &s->xn1, (size_t)T * h * A(env));
+    float *rstd1 = buf_get(env, &s->rstd1, (size_t)T * 4);
+    char *qkv = buf_get(env, &s->qkv, (size_t)T * w * A(env));
+    void *o = buf_get(env, &s->o, (size_t)T * nd * A(env));
+    float *lse = buf_get(env, &s->lse, (size_t)T * d->n * 4);
+    void *tmp = buf_get(env, &env->fwd.y, (size_t)T * h * A(env));
+    if (env->failed) { be->phase_end(be, PHASE_ATTENTION); return; }
+    be->rmsnorm_forward(be, xn1, rstd1, x, W(env, y->attn_norm), T, h, LAYER_RMS_EPS);
+    be->gemm(be, qkv, false, xn1, W(env, y->wqkv), T, w, h, 0, 1, 0.0f);
+    be->rope(be, qkv, env->pos.p, T, d->n, d->d, w, LAYER_ROPE_THETA, false);
+    be->rope(be, qkv + (size_t)nd * A(env), env->pos.p, T, d->g, d->d, w, LAYER_ROPE_THETA, false);
+    /* the attention core: one call on (q, k, v) -> (out, lse) */
+    be->attention_forward(be, o, lse, qkv, qkv + (size_t)nd * A(env),
+                          qkv + (size_t)(nd + d->g * d->d) * A(env), d->b, d->s, d->n, d->g, d->d,
+                          w, w);
+    be->gemm(be, tmp, false, o, W(env, y->wo), T, h, nd, 0, 1, 0.0f);
+    be->add_act(be, x_mid, x, tmp, (size_t)T * h);
+    be->phase_end(be, PHASE_ATTENTION);
+}
+
+/* dx [T, h]: in, gradient wrt x_mid; out, gradient wrt x (the layer input) */
+static void attention_backward(const Layer *y, LayerActs *s, void *dx)
+{
+    StepEnv *env = y->env;
+    Backend *be = env->be;
+    const ModelDims *d = &env->dim;
+    int T = d->T, h = d->h, nd = d->n * d->d, w = d->qkvw;
+    be->phase_begin(be, PHASE_ATTENTION);
+    void *dO = buf_get(env, &env->bwd.o, (size_t)T * nd * A(env));
+    char *dqkv = buf_get(env, &env->bwd.qkv, (size_t)T * w * A(env));
+    void *dxn = buf_get(env, &env->bwd.t1, (size_t)T * h * A(env));
+    void *dtmp = buf_get(env, &env->bwd.t2, (size_t)T * h * A(env));
+    if (env->failed) { be->phase_end(be, PHASE_ATTENTION); return; }
+    char *qkv = s->qkv.p;
+    be->gemm(be, dO, false, dx, W(env, y->wo), T, nd, h, 0, 0, 0.0f);
+    be->gemm(be, G(env, y->wo), true, dx, s->o.p, h, nd, T, 1, 0, 1.0f);
+    size_t ko = (size_t)nd * A(env), vo = (size_t)(nd + d->g * d->d) * A(env);
+    be->attention_backward(be, dqkv, dqkv + ko, dqkv + vo, dO, qkv, qkv + ko, qkv + vo, s->o.p,
+                           s->lse.p, d->b, d->s, d->n, d->g, d->d, w, w);
+    be->rope(be, dqkv, env->pos.p, T, d->n, d->d, w, LAYER_ROPE_THETA, true);
+    be->rope(be, dqkv + ko, env->pos.p, T, d->g, d->d, w, LAYER_ROPE_THETA, true);
+    be->gemm(be, dxn, false, dqkv, W(env, y->wqkv), T, h, w, 0, 0, 0.0f);
+    be->gemm(be, G(env, y->wqkv), true, dqkv, s->xn1.p, w, h, T, 1, 0, 1.0f);
+    be->rmsnorm_backward(be, dtmp, G(env, y->attn_norm), dxn, s->x_in, W(env, y->attn_norm),
+                         s->rstd1.p, T, h);
+    be->add_act(be, dx, dx, dtmp, (size_t)T * h);
+    be->phase_end(be, PHASE_ATTENTION);
+}
+
+/* ---- MoE block ------------------------------------------------------------- */
+
+/* Tests: replace the router's top-k choices of this layer by the trace's (the
+ * probabilities of the forced experts, renormalised over the k as usual) and
+ * count the (token, slot) choices that differ from the router's own, as sets
+ * per token.  Host round trip: a test path, not timed. */
+static void force_routing(const Layer *y, LayerActs *s, const int32_t *want)
+{
+    StepEnv *env = y->env;
+    Backend *be = env->be;
+    int T = env->dim.T, k = env->dim.k, E = env->dim.E;
+    size_t nk = (size_t)T * k;
+    if (!env->h_force) {
+        env->h_force = malloc(sizeof(int32_t) * nk);
+        env->h_probs = malloc(sizeof(float) * (size_t)T * E);
+        env->h_tprob = malloc(sizeof(float) * nk);
+        if (!env->h_force || !env->h_probs || !env->h_tprob) { env->failed = 1; return; }
+    }
+    be->download(be, env->h_force, s->topk_idx.p, sizeof(int32_t) * nk);
+    be->download(be, env->h_probs, s->probs.p, sizeof(float) * (size_t)T * E);
+    for (int t = 0; t < T; t++) {
+        double S = 0;
+        for (int j = 0; j < k; j++) {
+            int e = want[(size_t)t * k + j], same = 0;
+            for (int i = 0; i < k; i++) same |= env->h_force[(size_t)t * k + i] == e;
+            env->route_flips += !same;
+            S += env->h_probs[(size_t)t * E + e];
+        }
+        for (int j = 0; j < k; j++) {
+            float p = env->h_probs[(size_t)t * E + want[(size_t)t * k + j]];
+            env->h_tprob[(size_t)t * k + j] = k > 1 ? (float)(p / S) : p;
+        }
+    }
+    be->upload(be, s->topk_idx.p, want, sizeof(int32_t) * nk);
+    be->upload(be, s->topk_prob.p, env->h_tprob, sizeof(float) * nk);
+}
+
+/* The dispatcher plan of one MoE layer and micro-batch: the row map on the
+ * device (moe_plan), the per-expert counts to the host (one host
+ * synchronisation), the token-count exchange, and the expert-major map
+ * (sort_src) up to the device. */
+static void dispatch_exchange(const Layer *y, MicroBatch *mb, LayerActs *s)
+{
+    StepEnv *env = y->env;
+    Backend *be = env->be;
+    const ModelDims *d = &env->dim;
+    DispatchPlan *dp = &s->dp;
+    int El = d->El, ep = d->ep, etp = d->etp;
+    size_t nk = (size_t)d->T * d->k;
+    be->phase_begin(be, PHASE_DISPATCH_COMM);
+    int32_t *row_of = buf_get(env, &s->row_of, sizeof(int32_t) * nk);
+    int32_t *recv = malloc(sizeof(int32_t) * (size_t)ep * El);
+    if (!recv || env->failed) { free(recv); env->failed = 1; be->phase_end(be, PHASE_DISPATCH_COMM); return; }
+    if (mb->route.trace && !mb->route.force) {   /* record the routing (tests) */
+        be->download(be, env->h_idx, s->topk_idx.p, sizeof(int32_t) * nk);
+        memcpy(mb->route.trace + (size_t)y->index * nk, env->h_idx, sizeof(int32_t) * nk);
+    }
+    /* the counts below size host loops: nothing is planned from the output
+     * of a failed operation (the backend's sticky status) */
+    be->moe_plan(be, row_of, env->h_kept, s->topk_idx.p, d->T, d->k, d->E, dp->capacity);
+    if (be->status(be, NULL)) { free(recv); be->phase_end(be, PHASE_DISPATCH_COMM); return; }
+    dispatch_plan_counts(dp, env->h_kept);
+    s->dropped = dp->dropped;
+    be->all_to_all_host_i32(be, dp->expert_rows, recv, El, GROUP_EP);
+    if (etp > 1) be->all_gather_host_i32(be, recv, dp->recv_expert_rows, ep * El, GROUP_ETP);
+    else memcpy(dp->recv_expert_rows, recv, sizeof(int32_t) * (size_t)ep * El);
+    free(recv);
+    if (be->status(be, NULL)) { be->phase_end(be, PHASE_DISPATCH_COMM); return; }
+    dispatch_plan_finish(dp, d->etp_rank);
+    int32_t *sort_src = buf_get(env, &s->sort_src, sizeof(int32_t) * (size_t)dp->rows);
+    if (env->failed) { be->phase_end(be, PHASE_DISPATCH_COMM); return; }
+    be->upload(be, sort_src, dp->sort_src, sizeof(int32_t) * (size_t)dp->rows);
+    be->phase_end(be, PHASE_DISPATCH_COMM);
+}
+
+/* all-to-all-v over EP of [rows, h] act; forward: send rows -> expert rows,
+ * backward: the reverse counts */
+static void ep_all_to_all(StepEnv *env, const DispatchPlan *dp, const void *send, void *recv,
+                          int forward)
+{
+    Backend *be = env->be;
+    int ep = env->dim.ep, h = env->dim.h;
+    size_t *sc = env->a2a, *sd = sc + ep, *rc = sd + ep, *rd = rc + ep;
+    for (int r = 0; r < ep; r++) {
+        size_t a_c = dp->send_counts[r], a_d = dp->send_displs[r];
+        size_t b_c = dp->recv_counts[r], b_d = dp->recv_displs[r];
+        if (forward) { sc[r] = a_c * h; sd[r] = a_d * h; rc[r] = b_c * h; rd[r] = b_d * h; }
+        else { sc[r] = b_c * h; sd[r] = b_d * h; rc[r] = a_c * h; rd[r] = a_d * h; }
+    }
+    be->all_to_all_v(be, send, sc, sd, recv, rc, rd, DT_ACT, GROUP_EP);
+}
+
+/* MoE forward: out [T, h] (=) from xn2 [T, h] */
+static void moe_forward(const Layer *y, MicroBatch *mb, LayerActs *s, const void *xn2, void *out)
+{
+    StepEnv *env = y->env;
+    Backend *be = env->be;
+    const ModelDims *d = &env->dim;
+    Workspace *ws = &env->fwd;
+    DispatchPlan *dp = &s->dp;
+    int T = d->T, h = d->h, k = d->k, E = d->E, etp = d->etp, Fl = d->Fl;
+    size_t a = A(env);
+    be->phase_begin(be, PHASE_MOE_COMPUTE);
+    float *logits = buf_get(env, &ws->logits_f, (size_t)T * E * 4);
+    float *probs = buf_get(env, &s->probs, (size_t)T * E * 4);
+    int32_t *idx = buf_get(env, &s->topk_idx, (size_t)T * k * 4);
+    float *tprob = buf_get(env, &s->topk_prob, (size_t)T * k * 4);
+    float *gcoef = env->aux_coeff > 0 ? buf_get(env, &s->gcoef, (size_t)E * 4) : NULL;
+    if (env->failed) { be->phase_end(be, PHASE_MOE_COMPUTE); return; }
+    be->gemm(be, logits, true, xn2, W(env, y->router), T, E, h, 0, 1, 0.0f);
+    be->router_forward(be, probs, idx, tprob, logits, T, E, k, k > 1);
+    if (mb->route.trace && mb->route.force)
+        force_routing(y, s, mb->route.trace + (size_t)y->index * T * k);
+    if (env->aux_coeff > 0)
+        be->aux_loss_forward(be, gcoef, env->loss_acc + 1, probs, idx, T, E, k, env->aux_coeff,
+                             (float)T);
+    be->phase_end(be, PHASE_MOE_COMPUTE);
+
+    dispatch_exchange(y, mb, s);
+    if (env->failed || be->status(be, NULL)) return;
+    const int32_t *row_of = s->row_of.p;
+    const int32_t *sort_src = s->sort_src.p;
+    int pad = dp->pad_rows, rows = dp->rows;
+
+    be->phase_begin(be, PHASE_MOE_COMPUTE);
+    void *send = buf_get(env, &ws->send, (size_t)dp->send_rows * h * a);
+    void *recv = buf_get(env, &ws->recv, (size_t)pad * h * a);
+    void *gath = etp > 1 ? buf_get(env, &ws->gath, (size_t)etp * pad * h * a) : recv;
+    void *X = buf_get(env, &s->X, (size_t)rows * h * a);
+    void *hh = buf_get(env, &s->h13, (size_t)rows * 2 * Fl * a);
+    void *aa = buf_get(env, &s->a, (size_t)rows * Fl * a);
+    void *Y = buf_get(env, &ws->Y, (size_t)rows * h * a);
+    void *ret = buf_get(env, &s->ret, (size_t)dp->send_rows * h * a);
+    if (env->failed) { be->phase_end(be, PHASE_MOE_COMPUTE); return; }
+    if (dp->capacity > 0) be->zero(be, send, (size_t)dp->send_rows * h * a);
+    be->permute(be, send, xn2, row_of, T, k, h);
+    be->phase_end(be, PHASE_MOE_COMPUTE);
+
+    be->phase_begin(be, PHASE_DISPATCH_COMM);
+    ep_all_to_all(env, dp, send, recv, 1);
+    if (etp > 1) be->all_gather(be, gath, recv, (size_t)pad * h, DT_ACT, GROUP_ETP);
+    be->phase_end(be, PHASE_DISPATCH_COMM);
+
+    be->phase_begin(be, PHASE_MOE_COMPUTE);
+    be->gather_rows(be, X, gath, sort_src, rows, h);
+    be->grouped_gemm(be, hh, false, X, W(env, y->w13), dp->group_rows, d->El, 0, 0, 2 * Fl, h, 0, 1, 0.0f);
+    be->swiglu_forward(be, aa, hh, rows, Fl);
+    be->grouped_gemm(be, Y, false, aa, W(env, y->w2), dp->group_rows, d->El, 0, 0, h, Fl, 0, 1, 0.0f);
+    /* back to the gathered layout; padding rows stay 0 */
+    be->zero(be, gath, (size_t)(etp > 1 ? etp : 1) * pad * h * a);
+    be->permute(be, gath, Y, sort_src, rows, 1, h);
+    be->phase_end(be, PHASE_MOE_COMPUTE);
+
+    be->phase_begin(be, PHASE_DISPATCH_COMM);
+    if (etp > 1) be->reduce_scatter(be, recv, gath, (size_t)pad * h, DT_ACT, GROUP_ETP);
+    ep_all_to_all(env, dp, recv, ret, 0);
+    be->phase_end(be, PHASE_DISPATCH_COMM);
+
+    be->phase_begin(be, PHASE_MOE_COMPUTE);
+    be->unpermute(be, out, ret, tprob, row_of, T, k, h);
+    if (y->sh13 >= 0)
+        mlp_forward(env, y->sh13, y->sh2, d->shared_ffn, xn2, out, &s->mlp_h, &s->mlp_a, 1.0f);
+    be->phase_end(be, PHASE_MOE_COMPUTE);
+}
+
+/* MoE backward: dout [T, h] -> dxn2 [T, h] (=) */
+static void moe_backward(const Layer *y, MicroBatch *mb, LayerActs *s, const void *dout,
+                         void *dxn2)
+{
+    StepEnv *env = y->env;
+    Backend *be = env->be;
+    const ModelDims *d = &env->dim;
+    Workspace *ws = &env->bwd;
+    DispatchPlan *dp = &s->dp;
+    int T = d->T, h = d->h, k = d->k, E = d->E, etp = d->etp, Fl = d->Fl;
+    size_t a = A(env);
+    const int32_t *row_of = s->row_of.p;
+    const int32_t *sort_src = s->sort_src.p;
+    int pad = dp->pad_rows, rows = dp->rows;
+
+    be->phase_begin(be, PHASE_MOE_COMPUTE);
+    void *dret = buf_get(env, &ws->send, (size_t)dp->send_rows * h * a);
+    float *dprob = buf_get(env, &ws->prob, (size_t)T * k * 4);
+    void *drecv = buf_get(env, &ws->recv, (size_t)pad * h * a);
+    void *dgath = etp > 1 ? buf_get(env, &ws->gath, (size_t)etp * pad * h * a) : drecv;
+    void *dY = buf_get(env, &ws->Y, (size_t)rows * h * a);
+    void *da = buf_get(env, &ws->big2, (size_t)rows * Fl * a);
+    void *dhh = buf_get(env, &ws->big1, (size_t)rows * 2 * Fl * a);
+    float *dlog = buf_get(env, &ws->logits_f, (size_t)T * E * 4);
+    void *dlog_a = buf_get(env, &ws->logits_a, (size_t)T * E * a);
+    if (env->failed) { be->phase_end(be, PHASE_MOE_COMPUTE); return; }
+    if (dp->capacity > 0) be->zero(be, dret, (size_t)dp->send_rows * h * a);
+    be->unpermute_backward(be, dret, dprob, dout, s->ret.p, s->topk_prob.p, row_of, T, k, h);
+    be->phase_end(be, PHASE_MOE_COMPUTE);
+
+    be->phase_begin(be, PHASE_DISPATCH_COMM);
+    ep_all_to_all(env, dp, dret, drecv, 1);
+    if (etp > 1) be->all_gather(be, dgath, drecv, (size_t)pad * h, DT_ACT, GROUP_ETP);
+    be->phase_end(be, PHASE_DISPATCH_COMM);
+
+    be->phase_begin(be, PHASE_MOE_COMPUTE);
+    be->gather_rows(be, dY, dgath, sort_src, rows, h);
+    be->grouped_gemm(be, da, false, dY, W(env, y->w2), dp->group_rows, d->El, 0, 0, Fl, h, 0, 0, 0.0f);
+    be->grouped_gemm(be, G(env, y->w2), true, dY, s->a.p, dp->group_rows, d->El, 1, h, Fl, 0, 1, 0, 1.0f);
+    be->swiglu_backward(be, dhh, da, s->h13.p, rows, Fl);
+    void *dX = dY;
+    be->grouped_gemm(be, dX, false, dhh, W(env, y->w13), dp->group_rows, d->El, 0, 0, h, 2 * Fl, 0, 0, 0.0f);
+    be->grouped_gemm(be, G(env, y->w13), true, dhh, s->X.p, dp->group_rows, d->El, 1, 2 * Fl, h, 0, 1, 0, 1.0f);
+    be->zero(be, dgath, (size_t)(etp > 1 ? etp : 1) * pad * h * a);
+    be->permute(be, dgath, dX, sort_src, rows, 1, h);
+    be->phase_end(be, PHASE_MOE_COMPUTE);
+
+    be->phase_begin(be, PHASE_DISPATCH_COMM);
+    if (etp > 1) be->reduce_scatter(be, drecv, dgath, (size_t)pad * h, DT_ACT, GROUP_ETP);
+    void *dsend = dret;            /* the send buffer again: dret is consumed */
+    ep_all_to_all(env, dp, drecv, dsend, 0);
+    be->phase_end(be, PHASE_DISPATCH_COMM);
+
+    be->phase_begin(be, PHASE_MOE_COMPUTE);
+    be->permute_backward(be, dxn2, dsend, row_of, T, k, h);
+    /* router */
+    be->router_backward(be, dlog, dprob, s->probs.p, s->topk_idx.p, s->topk_prob.p, T, E, k, k > 1);
+    /* the aux loss of this micro-batch enters the step loss with weight
+     * T * dloss (one of B*s/T micro-batches of the global batch) */
+    if (env->aux_coeff > 0)
+        be->aux_loss_backward(be, dlog, s->probs.p, s->gcoef.p, T, E, mb->dloss * (float)T);
+    be->f32_to_act(be, dlog_a, dlog, (size_t)T * E);
+    be->gemm(be, dxn2, false, dlog_a, W(env, y->router), T, h, E, 0, 0, 1.0f);
+    be->gemm(be, G(env, y->router), true, dlog_a, s->xn2.p, E, h, T, 1, 0, 1.0f);
+    if (y->sh13 >= 0)
+        mlp_backward(env, y->sh13, y->sh2, d->shared_ffn, s->xn2.p, dout, dxn2, &s->mlp_h,
+                     &s->mlp_a, 1.0f);
+    be->phase_end(be, PHASE_MOE_COMPUTE);
+}
+
+/* ---- MLP block (norm, MoE or dense MLP, residual) ---------------------------- */
+
+static void mlp_block_forward(const Layer *y, MicroBatch *mb, LayerActs *s, const void *x_mid,
+                              void *x_out)
+{
+    StepEnv *env = y->env;
+    Backend *be = env->be;
+    int T = env->dim.T, h = env->dim.h;
+    be->phase_begin(be, PHASE_MOE_COMPUTE);
+    void *xn2 = buf_get(env, &s->xn2, (size_t)T * h * A(env));
+    float *rstd2 = buf_get(env, &s->rstd2, (size_t)T * 4);
+    void *tmp = buf_get(env, &env->fwd.moe, (size_t)T * h * A(env));
+    if (env->failed) { be->phase_end(be, PHASE_MOE_COMPUTE); return; }
+    be->rmsnorm_forward(be, xn2, rstd2, x_mid, W(env, y->mlp_norm), T, h, LAYER_RMS_EPS);
+    be->phase_end(be, PHASE_MOE_COMPUTE);
+    if (y->moe) {
+        moe_forward(y, mb, s, xn2, tmp);
+    } else {
+        be->phase_begin(be, PHASE_MOE_COMPUTE);
+        mlp_forward(env, y->d13, y->d2, env->dim.dense_ffn, xn2, tmp, &s->mlp_h, &s->mlp_a, 0.0f);
+        be->phase_end(be, PHASE_MOE_COMPUTE);
+    }
+    if (env->failed) return;
+    be->add_act(be, x_out, x_mid, tmp, (size_t)T * h);
+}
+
+/* dx [T, h]: in, gradient wrt x_out; out, gradient wrt x_mid */
+static void mlp_block_backward(const Layer *y, MicroBatch *mb, LayerActs *s, void *dx)
+{
+    StepEnv *env = y->env;
+    Backend *be = env->be;
+    int T = env->dim.T, h = env->dim.h;
+    void *dxn = buf_get(env, &env->bwd.t1, (size_t)T * h * A(env));
+    void *dtmp = buf_get(env, &env->bwd.t2, (size_t)T * h * A(env));
+    if (env->failed) return;
+    if (y->moe) {
+        moe_backward(y, mb, s, dx, dxn);
+    } else {
+        be->phase_begin(be, PHASE_MOE_COMPUTE);
+        mlp_backward(env, y->d13, y->d2, env->dim.dense_ffn, s->xn2.p, dx, dxn, &s->mlp_h,
+                     &s->mlp_a, 0.0f);
+        be->phase_end(be, PHASE_MOE_COMPUTE);
+    }
+    if (env->failed) return;
+    be->phase_begin(be, PHASE_MOE_COMPUTE);
+    be->rmsnorm_backward(be, dtmp, G(env, y->mlp_norm), dxn, s->x_mid.p, W(env, y->mlp_norm),
+                         s->rstd2.p, T, h);
+    be->add_act(be, dx, dx, dtmp, (size_t)T * h);
+    be->phase_end(be, PHASE_MOE_COMPUTE);
+}
+
+/* ---- the layer ----------------------------------------------------------- */
+
+void layer_forward(const Layer *y, MicroBatch *mb, const void *in, void *out)
+{
+    StepEnv *env = y->env;
+    LayerActs *s = &mb->acts[y->index];
+    s->x_in = in;
+    s->dropped = 0;
+    void *x_mid = buf_get(env, &s->x_mid, (size_t)env->dim.T * env->dim.h * A(env));
+    if (env->failed) return;
+    attention_forward(y, s, in, x_mid);
+    if (env->failed) return;
+    mlp_block_forward(y, mb, s, x_mid, out);
+}
+
+void layer_backward(const Layer *y, MicroBatch *mb, void *dx)
+{
+    LayerActs *s = &mb->acts[y->index];
+    if (y->env->failed) return;
+    mlp_block_backward(y, mb, s, dx);
+    if (y->env->failed) return;
+    attention_backward(y, s, dx);
+}
+
+/* ---- sizing before the first step ------------------------------------------ */
+
+/* Dispatcher rows this rank expects per micro-batch: exact with a capacity
+ * factor (every expert gets cap rows from every rank); dropless, the
+ * balanced case (each rank receives as many rows, T*k, as it sends); the
+ * Buf slack (1/8) absorbs ordinary imbalance, more grows the buffer. */
+static void expected_rows(const StepEnv *env, int *send_rows, int *pad_rows, int *rows)
+{
+    const ModelDims *d = &env->dim;
+    int cap = d->cf > 0 ? dispatch_capacity(d->T, d->k, d->E, d->cf) : 0;
+    *send_rows = cap > 0 ? d->E * cap : d->T * d->k;
+    *pad_rows = cap > 0 ? d->ep * d->El * cap : d->T * d->k;
+    *rows = d->etp * *pad_rows;
+}
+
+void layer_reserve(const Layer *y, MicroBatch *mb)
+{
+    StepEnv *env = y->env;
+    const ModelDims *d = &env->dim;
+    LayerActs *s = &mb->acts[y->index];
+    Workspace *fw = &env->fwd, *bw = &env->bwd;
+    size_t a = A(env), T = (size_t)d->T, h = (size_t)d->h, nd = (size_t)d->n * d->d;
+    size_t w = (size_t)d->qkvw, E = (size_t)d->E, k = (size_t)d->k;
+    /* attention block, both directions */
+    buf_get(env, &s->x_mid, T * h * a);
+    buf_get(env, &s->xn1, T * h * a);
+    buf_get(env, &s->rstd1, T * 4);
+    buf_get(env, &s->qkv, T * w * a);
+    buf_get(env, &s->o, T * nd * a);
+    buf_get(env, &s->lse, T * (size_t)d->n * 4);
+    buf_get(env, &fw->y, T * h * a);
+    buf_get(env, &bw->o, T * nd * a);
+    buf_get(env, &bw->qkv, T * w * a);
+    buf_get(env, &bw->t1, T * h * a);
+    buf_get(env, &bw->t2, T * h * a);
+    /* MLP block */
+    buf_get(env, &s->xn2, T * h * a);
+    buf_get(env, &s->rstd2, T * 4);
+    buf_get(env, &fw->moe, T * h * a);
+    int F = y->moe ? d->shared_ffn : d->dense_ffn;
+    if (F > 0) {
+        buf_get(env, &s->mlp_h, T * 2 * (size_t)F * a);
+        buf_get(env, &s->mlp_a, T * (size_t)F * a);
+    }
+    if (!y->moe) {
+        if (bw->big1.cap < T * 2 * (size_t)F * a) buf_get(env, &bw->big1, T * 2 * (size_t)F * a);
+        if (bw->big2.cap < T * (size_t)F * a) buf_get(env, &bw->big2, T * (size_t)F * a);
+        return;
+    }
+    int send_rows, pad, rows;
+    expected_rows(env, &send_rows, &pad, &rows);
+    size_t Fl = (size_t)d->Fl, sr = (size_t)send_rows, pr = (size_t)pad, r = (size_t)rows;
+    size_t big1 = (r > T ? r : T) * 2 * (Fl > (size_t)F ? Fl : (size_t)F) * a;
+    size_t big2 = (r > T ? r : T) * (Fl > (size_t)F ? Fl : (size_t)F) * a;
+    buf_get(env, &fw->logits_f, T * E * 4);
+    buf_get(env, &s->probs, T * E * 4);
+    buf_get(env, &s->topk_idx, T * k * 4);
+    buf_get(env, &s->topk_prob, T * k * 4);
+    buf_get(env, &s->gcoef, E * 4);
+    buf_get(env, &s->row_of, T * k * 4);
+    buf_get(env, &s->sort_src, r * 4);
+    buf_get(env, &s->X, r * h * a);
+    buf_get(env, &s->h13, r * 2 * Fl * a);
+    buf_get(env, &s->a, r * Fl * a);
+    buf_get(env, &s->ret, sr * h * a);
+    Workspace *ws[2] = {fw, bw};
+    for (int i = 0; i < 2; i++) {
+        if (ws[i]->send.cap < sr * h * a) buf_get(env, &ws[i]->send, sr * h * a);
+        if (ws[i]->recv.cap < pr * h * a) buf_get(env, &ws[i]->recv, pr * h * a);
+        if (d->etp > 1 && ws[i]->gath.cap < (size_t)d->etp * pr * h * a)
+            buf_get(env, &ws[i]->gath, (size_t)d->etp * pr * h * a);
+        if (ws[i]->Y.cap < r * h * a) buf_get(env, &ws[i]->Y, r * h * a);
+    }
+    buf_get(env, &bw->prob, T * k * 4);
+    if (bw->big1.cap < big1) buf_get(env, &bw->big1, big1);
+    if (bw->big2.cap < big2) buf_get(env, &bw->big2, big2);
+    buf_get(env, &bw->logits_f, T * E * 4);
+    buf_get(env, &bw->logits_a, T * E * a);
+}

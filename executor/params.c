@@ -1,0 +1,233 @@
+/* params.c: the parameter table, its arenas, initialisation, gradient
+ * reduction over each parameter's groups, and Adam (params.h). */
+#include "executor/params.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void params_init(ParamStore *ps, Backend *be, uint64_t seed, int h, int Fe, int Fl, int e0, int f0)
+{
+    memset(ps, 0, sizeof *ps);
+    ps->be = be; ps->seed = seed;
+    ps->h = h; ps->Fe = Fe; ps->Fl = Fl; ps->e0 = e0; ps->f0 = f0;
+}
+
+unsigned params_reduce_groups(ParamShard shard)
+{
+    switch (shard) {
+    case SHARD_EXPERT:
+    case SHARD_EXPERT_COLUMN:
+    case SHARD_EXPERT_ROW:
+        return PARAM_GROUP_BIT(GROUP_EDP);
+    case SHARD_REPLICATED:
+        /* replicated over TP but fed by the sequence-parallel slice of each
+         * TP rank: the TP members' gradients are partial sums */
+        return PARAM_GROUP_BIT(GROUP_DP_CP) | PARAM_GROUP_BIT(GROUP_TP);
+    default:
+        return PARAM_GROUP_BIT(GROUP_DP_CP);
+    }
+}
+
+int params_add(ParamStore *ps, const char *name, int uid, ParamKind kind, ParamShard shard,
+               int parts, int part, size_t n, float init_scale, float init_value)
+{
+    if (ps->count == ps->cap) {
+        int cap = ps->cap ? 2 * ps->cap : 64;
+        ParamInfo *np = realloc(ps->params, sizeof(ParamInfo) * (size_t)cap);
+        if (!np) return -1;
+        ps->params = np;
+        ps->cap = cap;
+    }
+    ParamInfo *p = &ps->params[ps->count];
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->uid = uid; p->kind = kind; p->shard = shard; p->parts = parts; p->part = part;
+    p->reduce_groups = params_reduce_groups(shard);
+    p->expert = shard == SHARD_EXPERT || shard == SHARD_EXPERT_COLUMN || shard == SHARD_EXPERT_ROW;
+    p->n = n;
+    p->init_scale = init_scale; p->init_value = init_value;
+    p->offset = ps->arena[p->expert].n;
+    ps->arena[p->expert].n += n;
+    return ps->count++;
+}
+
+void params_global_index(const ParamStore *ps, int pi, size_t i, int *uid, size_t *flat)
+{
+    const ParamInfo *p = &ps->params[pi];
+    size_t h = (size_t)ps->h, Fl = (size_t)ps->Fl, Fe = (size_t)ps->Fe;
+    if (p->kind == PARAM_W13) {           /* local [El][2Fl][h] -> w1|w3 [E][Fe][h] */
+        size_t el = i / (2 * Fl * h), r = (i / h) % (2 * Fl), c = i % h;
+        size_t e = (size_t)ps->e0 + el;
+        int up = r >= Fl;
+        size_t f = (size_t)ps->f0 + (up ? r - Fl : r);
+        *uid = p->uid + up;
+        *flat = (e * Fe + f) * h + c;
+    } else if (p->kind == PARAM_W2) {     /* local [El][h][Fl] -> w2 [E][h][Fe] */
+        size_t el = i / (h * Fl), r = (i / Fl) % h, c = i % Fl;
+        size_t e = (size_t)ps->e0 + el;
+        *uid = p->uid;
+        *flat = (e * h + r) * Fe + (size_t)ps->f0 + c;
+    } else {
+        *uid = p->uid;
+        *flat = i;
+    }
+}
+
+/* ---- initialisation: hash of (seed, tensor id, full-tensor index) ---- */
+
+static uint64_t mix64(uint64_t z)
+{
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* uniform in [-1, 1) from (key, index): splitmix64 of the full-tensor index */
+static float hash_uniform(uint64_t key, size_t flat)
+{
+    uint64_t r = mix64(key ^ mix64((uint64_t)flat));
+    return (float)((double)(r >> 40) / (double)(1ull << 23) - 1.0);
+}
+
+typedef struct {
+    const ParamStore *ps;
+    int p;
+    float *host;
+    size_t lo, hi;
+} InitJob;
+
+static void *init_job(void *arg)
+{
+    InitJob *j = arg;
+    const ParamInfo *p = &j->ps->params[j->p];
+    uint64_t key0 = mix64(j->ps->seed ^ mix64((uint64_t)p->uid + 0x51ed27ull));
+    uint64_t key1 = mix64(j->ps->seed ^ mix64((uint64_t)p->uid + 1 + 0x51ed27ull));
+    for (size_t i = j->lo; i < j->hi; i++) {
+        int uid = p->uid;
+        size_t flat = i;
+        if (p->kind != PARAM_PLAIN) params_global_index(j->ps, j->p, i, &uid, &flat);
+        j->host[i] = p->init_scale * hash_uniform(uid == p->uid ? key0 : key1, flat);
+    }
+    return NULL;
+}
+
+/* large tensors (Mixtral experts: 10^9 elements) are filled by 16 threads */
+static void init_param_parallel(const ParamStore *ps, int p, float *host)
+{
+    enum { THREADS = 16 };
+    size_t n = ps->params[p].n;
+    InitJob jobs[THREADS];
+    pthread_t th[THREADS];
+    int nt = n < (1u << 20) ? 1 : THREADS;
+    for (int t = 0; t < nt; t++) {
+        jobs[t] = (InitJob){ps, p, host, n * (size_t)t / (size_t)nt, n * (size_t)(t + 1) / (size_t)nt};
+        if (nt == 1 || pthread_create(&th[t], NULL, init_job, &jobs[t]) != 0) {
+            init_job(&jobs[t]);
+            th[t] = 0;
+        }
+    }
+    for (int t = 0; t < nt; t++) if (th[t]) pthread_join(th[t], NULL);
+}
+
+int params_allocate(ParamStore *ps, MpError *err)
+{
+    Backend *be = ps->be;
+    size_t A = (size_t)be->act_bytes;
+    for (int ar = 0; ar < 2; ar++) {
+        ParamArena *r = &ps->arena[ar];
+        size_t bytes = (r->n ? r->n : 1) * sizeof(float);
+        r->master = be->alloc(be, bytes);
+        r->grad = be->alloc(be, bytes);
+        r->m = be->alloc(be, bytes);
+        r->v = be->alloc(be, bytes);
+        r->act = A == 4 ? (void *)r->master : be->alloc(be, (r->n ? r->n : 1) * A);
+        if (!r->master || !r->grad || !r->m || !r->v || !r->act)
+            return mp_fail(err, "executor: device memory: cannot hold %zu parameters (%s arena)",
+                           r->n, ar ? "expert" : "dense");
+    }
+    /* deterministic, mapping-independent initialisation */
+    size_t maxn = 0;
+    for (int i = 0; i < ps->count; i++) if (ps->params[i].n > maxn) maxn = ps->params[i].n;
+    float *host = malloc((maxn ? maxn : 1) * sizeof(float));
+    if (!host) return mp_fail(err, "executor: out of host memory");
+    for (int i = 0; i < ps->count; i++) {
+        ParamInfo *p = &ps->params[i];
+        if (p->init_scale == 0) {
+            for (size_t j = 0; j < p->n; j++) host[j] = p->init_value;
+        } else {
+            init_param_parallel(ps, i, host);
+        }
+        be->upload(be, params_master(ps, i), host, p->n * sizeof(float));
+    }
+    free(host);
+    for (int ar = 0; ar < 2; ar++)
+        if (A != 4) be->f32_to_act(be, ps->arena[ar].act, ps->arena[ar].master, ps->arena[ar].n);
+    return 0;
+}
+
+void params_free(ParamStore *ps)
+{
+    Backend *be = ps->be;
+    for (int ar = 0; ar < 2; ar++) {
+        ParamArena *r = &ps->arena[ar];
+        if (r->act && r->act != (void *)r->master) be->release(be, r->act);
+        if (r->master) be->release(be, r->master);
+        if (r->grad) be->release(be, r->grad);
+        if (r->m) be->release(be, r->m);
+        if (r->v) be->release(be, r->v);
+        memset(r, 0, sizeof *r);
+    }
+    free(ps->params);
+    ps->params = NULL;
+    ps->count = ps->cap = 0;
+}
+
+void params_zero_grads(ParamStore *ps)
+{
+    for (int ar = 0; ar < 2; ar++)
+        if (ps->arena[ar].n) ps->be->zero(ps->be, ps->arena[ar].grad, ps->arena[ar].n * sizeof(float));
+}
+
+void params_reduce_grads(ParamStore *ps)
+{
+    Backend *be = ps->be;
+    be->phase_begin(be, PHASE_GRAD_SYNC);
+    for (int ar = 0; ar < 2; ar++) {
+        for (int g = 0; g < GROUP_KIND_COUNT; g++) {
+            if (be->comms->size_of[g] <= 1) continue;
+            /* parameters are appended in arena order: a run is a span of
+             * consecutive entries of this arena that all reduce over g */
+            size_t lo = 0, hi = 0;
+            int open = 0;
+            for (int i = 0; i <= ps->count; i++) {
+                const ParamInfo *p = i < ps->count ? &ps->params[i] : NULL;
+                if (p && p->expert != ar) continue;
+                int in = p && (p->reduce_groups & PARAM_GROUP_BIT(g)) && p->n > 0;
+                if (in && !open) { lo = p->offset; open = 1; }
+                if (in) { hi = p->offset + p->n; continue; }
+                if (p && p->n == 0) continue;
+                if (open) {
+                    be->all_reduce(be, ps->arena[ar].grad + lo, hi - lo, DT_F32, (GroupKind)g);
+                    open = 0;
+                }
+            }
+        }
+    }
+    be->phase_end(be, PHASE_GRAD_SYNC);
+}
+
+void params_adam_step(ParamStore *ps, float lr, int t)
+{
+    Backend *be = ps->be;
+    be->phase_begin(be, PHASE_OPTIMIZER);
+    for (int ar = 0; ar < 2; ar++) {
+        ParamArena *r = &ps->arena[ar];
+        if (!r->n) continue;
+        /* AdamW, beta2 0.95 and eps 1e-8 (Megatron defaults for LLM training), no weight decay */
+        be->adam(be, r->master, r->act, r->grad, r->m, r->v, r->n, lr, 0.9f, 0.95f, 1e-8f, 0.0f, t);
+    }
+    be->phase_end(be, PHASE_OPTIMIZER);
+}

@@ -1,0 +1,134 @@
+/* params.h: the parameters of the training step, with the shard each rank
+ * holds and the groups each gradient is reduced over.
+ *
+ * Every parameter is one entry of a table (ParamInfo).  Its shard says how
+ * the full tensor is split over ranks (Megatron-Core's names):
+ *   SHARD_REPLICATED     every rank of the tensor-parallel group holds it all
+ *                        (norm weights, the router)
+ *   SHARD_COLUMN         rows of the output dimension split over TP (QKV,
+ *                        gate/up of a dense or shared MLP)
+ *   SHARD_ROW            columns of the input dimension split over TP (the
+ *                        attention output projection, down of an MLP)
+ *   SHARD_VOCAB          rows of the vocabulary split over TP (embedding,
+ *                        output layer)
+ *   SHARD_EXPERT_COLUMN  whole experts over EP, and the gate/up rows of the
+ *                        expert FFN dimension over ETP (experts.w13)
+ *   SHARD_EXPERT_ROW     whole experts over EP, and the down columns of the
+ *                        expert FFN dimension over ETP (experts.w2)
+ *   SHARD_EXPERT         whole experts over EP, not split inside (reserved
+ *                        for expert biases / per-expert scales)
+ * parts / part: how many ranks split the tensor along that dimension and
+ * which part this rank holds (1 / 0 when nothing is split; TP is 1 in the
+ * step today, so dense shards are whole).
+ *
+ * reduce_groups: the group kinds (bit 1 << GroupKind) whose members hold
+ * the same shard and see different tokens, so the gradient is summed over
+ * them: DP*CP for dense parameters, EDP for experts, plus TP for parameters
+ * replicated across a sequence-parallel group (norms, router: each TP rank
+ * sees a different slice of the sequence).  params_reduce_grads() walks the
+ * table: for each group kind, each maximal run of parameters adjacent in
+ * their arena that reduce over it is one all-reduce (sum, fp32).
+ *
+ * Storage: two flat arenas, dense (index 0) and expert (index 1), each with
+ * fp32 master, fp32 gradient, Adam m and v, and the act copy the GEMMs read
+ * (== master when the backend's act type is float).  Initialisation is a
+ * counter-based hash of (seed, tensor id, index in the FULL tensor), so every
+ * mapping holds the same numbers in its shard.
+ */
+#ifndef MOEPLAN_EXECUTOR_PARAMS_H
+#define MOEPLAN_EXECUTOR_PARAMS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+#include "executor/backend.h"
+
+typedef enum { PARAM_PLAIN = 0, PARAM_W13 = 1, PARAM_W2 = 2 } ParamKind;
+
+typedef enum {
+    SHARD_REPLICATED = 0,
+    SHARD_COLUMN,
+    SHARD_ROW,
+    SHARD_VOCAB,
+    SHARD_EXPERT,
+    SHARD_EXPERT_COLUMN,
+    SHARD_EXPERT_ROW,
+    SHARD_KIND_COUNT
+} ParamShard;
+
+#define PARAM_GROUP_BIT(g) (1u << (unsigned)(g))
+
+typedef struct {
+    char name[40];
+    int uid;            /* id of the full tensor (W13: gate uid; up = uid + 1) */
+    ParamKind kind;     /* layout of the local shard (model_param_global_index) */
+    ParamShard shard;
+    int parts, part;    /* split of the sharded dimension: ranks, this rank's index */
+    unsigned reduce_groups;  /* PARAM_GROUP_BIT(GroupKind) of each group summed over */
+    int expert;         /* arena: 0 dense, 1 expert */
+    size_t n;           /* local elements */
+    size_t offset;      /* elements into its arena */
+    float init_scale;   /* uniform half-width; 0: constant init_value */
+    float init_value;
+} ParamInfo;
+
+typedef struct {
+    float *master, *grad, *m, *v;   /* f32 [n] device */
+    void *act;                      /* act [n] device (== master when act is float) */
+    size_t n;
+} ParamArena;
+
+typedef struct {
+    Backend *be;
+    ParamInfo *params;
+    int count, cap;
+    ParamArena arena[2];
+    /* the expert shard of this rank, for the full-tensor index */
+    int h, Fe, Fl, e0, f0;
+    uint64_t seed;
+} ParamStore;
+
+/* h: hidden; Fe: expert FFN; Fl = Fe / ETP; e0, f0: first expert and first
+ * FFN row of this rank's expert shard. */
+void params_init(ParamStore *ps, Backend *be, uint64_t seed, int h, int Fe, int Fl, int e0, int f0);
+
+/* Appends a parameter; reduce_groups from the shard (params_reduce_groups).
+ * Returns its index, -1 when out of host memory. */
+int params_add(ParamStore *ps, const char *name, int uid, ParamKind kind, ParamShard shard,
+               int parts, int part, size_t n, float init_scale, float init_value);
+
+/* The groups the gradient of a parameter with this shard is summed over:
+ * DP*CP (dense) or EDP (expert), plus TP for replicated parameters (they
+ * sit in a sequence-parallel region). */
+unsigned params_reduce_groups(ParamShard shard);
+
+/* Allocates the arenas and fills them with the deterministic initial values.
+ * -1 with err on failure. */
+int params_allocate(ParamStore *ps, MpError *err);
+void params_free(ParamStore *ps);
+
+/* (uid, flat index in the full tensor) of local element i of parameter p */
+void params_global_index(const ParamStore *ps, int p, size_t i, int *uid, size_t *flat);
+
+static inline float *params_master(const ParamStore *ps, int p)
+{
+    return ps->arena[ps->params[p].expert].master + ps->params[p].offset;
+}
+static inline float *params_grad(const ParamStore *ps, int p)
+{
+    return ps->arena[ps->params[p].expert].grad + ps->params[p].offset;
+}
+static inline void *params_act(const ParamStore *ps, int p)
+{
+    return (char *)ps->arena[ps->params[p].expert].act +
+           ps->params[p].offset * (size_t)ps->be->act_bytes;
+}
+
+void params_zero_grads(ParamStore *ps);
+/* sums every gradient over its reduce_groups (the table drives it) */
+void params_reduce_grads(ParamStore *ps);
+/* AdamW (beta 0.9 / 0.95, eps 1e-8, no weight decay) over both arenas, t from 1 */
+void params_adam_step(ParamStore *ps, float lr, int t);
+
+#endif
