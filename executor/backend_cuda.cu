@@ -20,6 +20,7 @@ extern "C" {
 }
 #include "kernels/adam.h"
 #include "kernels/attention.h"
+#include "kernels/attention_api.h"
 #include "kernels/common.h"
 #include "kernels/cuda_util.cuh"   /* block_sum */
 #include "kernels/crossentropy.h"
@@ -61,6 +62,7 @@ typedef struct {
     cudaEvent_t step_mark;
     bool have_mark;
     double peak;
+    AttnEngine *attn;       /* cuDNN's fused attention or the own kernel */
 } CudaImpl;
 
 static CudaImpl *I(Backend *b) { return (CudaImpl *)b->impl; }
@@ -166,19 +168,39 @@ static void cu_rope(Backend *b, void *x, const int32_t *pos, int N, int H, int D
     if (backward) rope_backward_cuda(BF(x), pos, N, H, D, stride, theta, S(b));
     else rope_forward_cuda(BF(x), pos, N, H, D, stride, theta, S(b));
 }
+/* Attention through kernels/attention_api.h.  The plans of a shape are built
+ * on its first call (attention_prepare caches them), which is in the first,
+ * untimed warm-up step.  The ops return void: a failure ends the rank like
+ * cudaCheck does. */
+static void attention_check(int rc, const MpError *err)
+{
+    if (rc) {
+        fprintf(stderr, "attention: %s\n", err->msg);
+        exit(1);
+    }
+}
 static void cu_attention_forward(Backend *b, void *out, float *lse, const void *q, const void *k,
                                  const void *v, int B, int T, int nh, int nkv, int hd, int qs, int kvs)
 {
-    attention_forward_cuda(BF(out), lse, CBF(q), CBF(k), CBF(v), B, T, nh, nkv, hd, qs, kvs, S(b));
+    AttnShape s = attn_shape_causal(B, T, nh, nkv, hd, qs, kvs);
+    MpError err = {{0}};
+    attention_check(attention_prepare(I(b)->attn, &s, &err), &err);
+    size_t wsb = attention_workspace_bytes(I(b)->attn, &s, false);
+    void *ws = scratch(b, wsb ? wsb : 16);
+    attention_check(attention_forward(I(b)->attn, &s, BF(out), lse, CBF(q), CBF(k), CBF(v), ws, wsb, S(b), &err), &err);
 }
 static void cu_attention_backward(Backend *b, void *dq, void *dk, void *dv, const void *dout,
                                   const void *q, const void *k, const void *v, const void *out,
                                   const float *lse, int B, int T, int nh, int nkv, int hd, int qs,
                                   int kvs)
 {
-    void *ws = scratch(b, attention_backward_workspace_bytes(B, T, nh, nkv, hd));
-    attention_backward_cuda(BF(dq), BF(dk), BF(dv), ws, CBF(dout), CBF(q), CBF(k), CBF(v),
-                            CBF(out), lse, B, T, nh, nkv, hd, qs, kvs, S(b));
+    AttnShape s = attn_shape_causal(B, T, nh, nkv, hd, qs, kvs);
+    MpError err = {{0}};
+    attention_check(attention_prepare(I(b)->attn, &s, &err), &err);
+    size_t wsb = attention_workspace_bytes(I(b)->attn, &s, true);
+    void *ws = scratch(b, wsb ? wsb : 16);
+    attention_check(attention_backward(I(b)->attn, &s, BF(dq), BF(dk), BF(dv), CBF(dout), CBF(q), CBF(k),
+                                       CBF(v), CBF(out), lse, ws, wsb, S(b), &err), &err);
 }
 static void cu_router_forward(Backend *b, float *probs, int32_t *idx, float *tp, const float *logits,
                               int N, int E, int k, int renorm)
@@ -468,13 +490,15 @@ static void cu_destroy(Backend *b)
     if (c->scratch) cudaFree(c->scratch);
     if (c->ints) cudaFree(c->ints);
     if (c->sum) cudaFree(c->sum);
+    attention_engine_destroy(c->attn);
     gemm_handle_destroy(&c->gemm);
     cudaStreamDestroy(c->stream);
     free(c);
     free(b);
 }
 
-extern "C" int backend_cuda_create(const ExecComms *comms, Backend **out, MpError *err)
+extern "C" int backend_cuda_create(const ExecComms *comms, ExecAttention attention, Backend **out,
+                                   MpError *err)
 {
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0)
@@ -490,6 +514,15 @@ extern "C" int backend_cuda_create(const ExecComms *comms, Backend **out, MpErro
     gemm_handle_init(&c->gemm);
     cudaCheck(cudaMalloc(&c->sum, sizeof(float)));
     for (int p = 0; p < PHASE_COUNT; p++) c->open[p] = -1;
+    if (attention_engine_create((AttnImpl)attention, &c->attn, b->attention_note, sizeof b->attention_note, err)) {
+        gemm_handle_destroy(&c->gemm);
+        cudaFree(c->sum);
+        cudaStreamDestroy(c->stream);
+        free(b);
+        free(c);
+        return -1;
+    }
+    b->attention = attention_engine_name(c->attn);
     b->name = "cuda";
     b->act_bytes = 2;
     b->comms = comms;

@@ -32,6 +32,11 @@ typedef struct {
 
 typedef enum { EXEC_BACKEND_CPU = 0, EXEC_BACKEND_CUDA = 1 } ExecBackendKind;
 
+/* GPU attention (kernels/attention_api.h): AUTO = cuDNN's fused attention
+ * when libcudnn 9 loads at run time, else the own kernel (with a note);
+ * OWN = kernels/attention.cu; CUDNN = cuDNN or fail.  Values match AttnImpl. */
+typedef enum { EXEC_ATTENTION_AUTO = 0, EXEC_ATTENTION_OWN = 1, EXEC_ATTENTION_CUDNN = 2 } ExecAttention;
+
 typedef struct {
     ExecBackendKind backend;
     int layers;               /* run the first L layers of the model (0 = all) */
@@ -51,6 +56,7 @@ typedef struct {
      *     first steps).  Ignored when data_path is set. */
     double aux_loss_coeff;
     bool random_tokens;
+    ExecAttention attention;  /* CUDA backend only; --attention own|cudnn */
 } ExecOptions;
 
 /* Time of each phase of one step, seconds (median over timed steps in a result). */
@@ -65,6 +71,8 @@ typedef struct {
     ExecPhases median;                /* seconds */
     double peak_memory_bytes;         /* device memory (CUDA) or RSS (CPU) */
     double tokens_per_step;           /* global */
+    char attention[48];               /* the GPU attention that ran ("cudnn 9.19.0", "own"; "" on CPU) */
+    char attention_note[256];         /* why cuDNN was not used under AUTO ("" if it was) */
 } ExecStepStats;
 
 /* Trains `opt->steps` steps of plan->model under plan->map on this rank.
