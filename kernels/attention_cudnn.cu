@@ -12,7 +12,8 @@
 
 #include "kernels/attention_cudnn.h"
 
-#if defined(__has_include)
+/* cuDNN's headers decide; -DMOEPLAN_NO_CUDNN builds the stub on purpose */
+#if defined(__has_include) && !defined(MOEPLAN_NO_CUDNN)
 #if __has_include(<cudnn_graph.h>)
 #define MOEPLAN_HAVE_CUDNN_HEADERS 1
 #endif

@@ -10,7 +10,10 @@
 #       cuDNN 9 (here /usr/local/cuda/lib64; there, inside PyTorch's
 #       site-packages: nvidia/cudnn/lib), prints the GPU, runs the correctness
 #       test, then the benchmark (cuDNN, own kernel) and PyTorch's SDPA on the
-#       same shapes; logs in $OUT/attention-test.log, $OUT/attention-bench.log.
+#       same shapes; logs in $OUT/attention-test.log, $OUT/attention-bench.log,
+#       $OUT/attention-torch.log.  With dist/ (scripts/device-execute.sh build)
+#       also the executor's GPU invariance test and a 1-layer `moeplan execute
+#       --attention cudnn` ($OUT/attention-executor.log).
 #       On a test failure it reruns the quick test with cuDNN's error log on
 #       ($OUT/cudnn-errors.log).
 #
@@ -66,16 +69,32 @@ case "${1:-run}" in
         nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,power.draw,temperature.gpu --format=csv || true
         quick=""
         [ "${2:-}" = "--quick" ] && quick="--quick"
-        "$out/test_attention_cudnn" $quick 2>&1 | tee "$log/attention-test.log"
+        timeout "${TEST_TIMEOUT:-120}" "$out/test_attention_cudnn" $quick 2>&1 | tee "$log/attention-test.log"
         rc=${PIPESTATUS[0]}
         echo "test_attention_cudnn exit status: $rc"
+        if [ -x dist/moeplan ]; then
+            # the executor with cuDNN attention: GPU invariance (1-GPU bf16 step vs
+            # the CPU float32 step) and a 1-layer Mixtral-8x7B run of the CLI
+            (
+                export LD_LIBRARY_PATH="$PWD/dist/lib:$LD_LIBRARY_PATH"
+                ldd dist/moeplan | grep -q 'not found' && export LD_LIBRARY_PATH="$PWD/dist/lib-mpi:$LD_LIBRARY_PATH"
+                timeout "${EXEC_TIMEOUT:-60}" dist/gpu-tests/test_executor --nproc 1 --mode invariance 2>&1
+                echo "test_executor exit status: $?"
+                [ "${EXEC_CLI:-1}" = 1 ] && timeout "${EXEC_TIMEOUT:-60}" dist/moeplan execute --model mixtral-8x7b --cluster dgx-h200 --gpus 1 --seq 4096 \
+                    --mbs 1 --gbs 1 --layers 1 --steps 4 --warmup 2 --random-tokens --attention cudnn 2>&1
+                [ "${EXEC_CLI:-1}" = 1 ] && echo "moeplan execute --attention cudnn exit status: $?"
+            ) > "$log/attention-executor.log" 2>&1
+            grep -E "PASS|FAIL|exit status|attention|step " "$log/attention-executor.log" | head -40
+        fi
         if [ "$rc" -ne 0 ]; then
             CUDNN_LOGLEVEL_DBG=2 CUDNN_LOGDEST_DBG="$log/cudnn-errors.full" "$out/test_attention_cudnn" --quick > /dev/null 2>&1
             grep -v "^\s*$" "$log/cudnn-errors.full" 2>/dev/null | head -c 4000000 > "$log/cudnn-errors.log"
             rm -f "$log/cudnn-errors.full"
         fi
         bench_args=${BENCH_ARGS:-}
-        timeout "${BENCH_TIMEOUT:-300}" "$out/attention_bench" $quick $bench_args 2>&1 | tee "$log/attention-bench.log"
+        bench_quick=$quick
+        [ "${BENCH_QUICK:-0}" = 1 ] && bench_quick="--quick"
+        timeout "${BENCH_TIMEOUT:-300}" "$out/attention_bench" $bench_quick $bench_args 2>&1 | tee "$log/attention-bench.log"
         echo "attention_bench exit status: ${PIPESTATUS[0]}"
         LD_LIBRARY_PATH=$torch_ld PYTHONUNBUFFERED=1 timeout "${TORCH_TIMEOUT:-200}" python3 bench/attention_torch.py "$log/attention-bench.log" 2>&1 | tee "$log/attention-torch.log"
         echo "attention_torch exit status: ${PIPESTATUS[0]}"
