@@ -61,7 +61,7 @@ static const char *usage_text =
     "                       [--seed S] [--lr X] [--backend cuda|cpu] [--nproc N]\n"
     "                       [--out result.json] [--json] [--check]\n"
     "                       [--random-tokens] [--aux-loss-coeff C] [--calibration FILE]\n"
-    "                       [--collective-timeout S]\n"
+    "                       [--collective-timeout S] [--attention own|cudnn]\n"
     "  Trains the plan's model (its first L layers with --layers) for N steps and\n"
     "  reports step time, MFU (both FLOPs conventions), TFLOP/s and tokens/s per GPU,\n"
     "  time per phase and peak memory beside the simulator's prediction.\n"
@@ -76,6 +76,8 @@ static const char *usage_text =
     "  --aux-loss-coeff C   load-balancing loss coefficient (default 1e-2; 0 = off)\n"
     "  --calibration FILE   also predict with a calibration file measured on this machine\n"
     "                       (the prediction from defaults stays beside it)\n"
+    "  --attention own|cudnn  GPU attention: cuDNN's fused flash attention (default when\n"
+    "                       libcudnn 9 loads; else the own kernel, said in one line) or the own kernel\n"
     "  --collective-timeout S  end the job when one collective has not completed after S\n"
     "                       seconds (default 40; a dead or hung peer rank)\n"
     "  --seed S (default 1234), --lr X (default 1e-3; 0 = weights never move)\n"
@@ -196,6 +198,13 @@ static int parse_args(int argc, char **argv, ExecuteArgs *x, MpError *err) {
         if (!strcmp(v, "cuda")) x->opt.backend = EXEC_BACKEND_CUDA;
         else if (!strcmp(v, "cpu")) x->opt.backend = EXEC_BACKEND_CPU;
         else return mp_fail(err, "--backend: '%s' is not cuda or cpu", v);
+    }
+    if (args_value(&a, "--attention", &v, err)) return -1;
+    if (v) {
+        if (!strcmp(v, "own")) x->opt.attention = EXEC_ATTENTION_OWN;
+        else if (!strcmp(v, "cudnn")) x->opt.attention = EXEC_ATTENTION_CUDNN;
+        else return mp_fail(err, "--attention: '%s' is not own or cudnn", v);
+        if (x->opt.backend != EXEC_BACKEND_CUDA) return mp_fail(err, "--attention: %s needs --backend cuda", v);
     }
     if (args_value(&a, "--data", &x->opt.data_path, err) || args_value(&a, "--out", &x->out_path, err) ||
         args_calibration(&a, &x->cal, &x->calibration_path, err))
@@ -451,6 +460,7 @@ static int run_rank(ExecuteArgs *x, const LaunchEnv *env, const SimResult *pred,
     ExecStepStats stats;
     memset(&stats, 0, sizeof stats);
     if (exec_train(&x->plan, &x->opt, &cc.pub, &stats, &err)) return rank_fail(&cc, rank, &err);
+    if (rank == 0 && stats.attention_note[0]) fprintf(stderr, "moeplan execute: attention: %s\n", stats.attention_note);
     /* the last collective: a peer that has passed it may end, its deadline still holds */
     watchdog_peers_may_end(wd);
     /* the slowest rank sets the step time; peak memory is the largest */
@@ -470,6 +480,7 @@ static int run_rank(ExecuteArgs *x, const LaunchEnv *env, const SimResult *pred,
         m.steps = x->opt.steps;
         m.warmup = x->opt.warmup;
         snprintf(m.backend, sizeof m.backend, "%s", x->opt.backend == EXEC_BACKEND_CUDA ? "cuda" : "cpu");
+        snprintf(m.attention, sizeof m.attention, "%s", stats.attention);
         snprintf(m.launcher, sizeof m.launcher, "%s", launch_source_name(env->source));
         snprintf(m.device, sizeof m.device, "%.63s", device);
         m.seed = (unsigned long long)x->opt.seed;

@@ -56,6 +56,10 @@ struct Backend {
     int act_bytes;                 /* 4 (CPU float) or 2 (CUDA bf16) */
     const ExecComms *comms;
     void *impl;                    /* backend-private state */
+    /* the GPU attention in use ("cudnn 9.19.0" or "own"; NULL on the CPU) and,
+     * when cuDNN was asked for by default but cannot be used, why ("" else) */
+    const char *attention;
+    char attention_note[256];
 
     /* ---- memory (bytes) ---- */
     void *(*alloc)(Backend *b, size_t bytes);                 /* zero-filled; NULL on failure */
@@ -232,8 +236,9 @@ extern "C" {
 int backend_cpu_create(const ExecComms *comms, Backend **out, MpError *err);
 
 #ifdef MOEPLAN_HAVE_CUDA
-/* CUDA backend on device comms->local_rank (ExecComms.handle[k] is an ncclComm_t). */
-int backend_cuda_create(const ExecComms *comms, Backend **out, MpError *err);
+/* CUDA backend on device comms->local_rank (ExecComms.handle[k] is an ncclComm_t);
+ * attention: which GPU attention (kernels/attention_api.h) runs. */
+int backend_cuda_create(const ExecComms *comms, ExecAttention attention, Backend **out, MpError *err);
 #endif
 
 #ifdef __cplusplus

@@ -41,6 +41,7 @@ extern "C" {
 }
 #include "kernels/adam.h"
 #include "kernels/attention.h"
+#include "kernels/attention_api.h"
 #include "kernels/common.h"
 #include "kernels/cuda_util.cuh"   /* block_sum */
 #include "kernels/crossentropy.h"
@@ -94,7 +95,8 @@ typedef struct {
     double peak;
     /* sticky status */
     int failed;
-    char error[256];
+    char error[768];
+    AttnEngine *attn;       /* cuDNN's fused attention or the own kernel */
 } CudaImpl;
 
 static CudaImpl *I(Backend *b) { return (CudaImpl *)b->impl; }
@@ -106,7 +108,7 @@ static void fail(Backend *b, const char *op, const char *what)
     CudaImpl *c = I(b);
     if (c->failed) return;
     c->failed = 1;
-    snprintf(c->error, sizeof c->error, "backend cuda (device %d): %s: %s", c->device, op, what);
+    snprintf(c->error, sizeof c->error, "backend cuda (device %d): %.64s: %.600s", c->device, op, what);
 }
 static bool cu_ok(Backend *b, cudaError_t e, const char *op)
 {
@@ -320,14 +322,28 @@ static void cu_rope(Backend *b, void *x, const int32_t *pos, int N, int H, int D
     else rope_forward_cuda(BF(x), pos, N, H, D, stride, theta, S(b));
     LAUNCHED(b, "rope");
 }
-/* the attention core: the one call site of the attention kernels (a fused
- * cuDNN attention plugs in here) */
+/* Attention through kernels/attention_api.h: the one call site of the
+ * attention kernels.  The plans of a shape are built on its first call
+ * (attention_prepare caches them), which is in the first, untimed warm-up
+ * step; a failure sets the sticky status. */
+static bool attn_ok(Backend *b, int rc, const MpError *err, const char *op)
+{
+    if (!rc) return true;
+    fail(b, op, err->msg);
+    return false;
+}
 static void cu_attention_forward(Backend *b, void *out, float *lse, const void *q, const void *k,
                                  const void *v, int B, int T, int nh, int nkv, int hd, int qs, int kvs)
 {
     GUARD(b);
-    ks_ok(b, attention_forward_cuda(BF(out), lse, CBF(q), CBF(k), CBF(v), B, T, nh, nkv, hd, qs,
-                                    kvs, S(b)), "attention_forward");
+    AttnShape s = attn_shape_causal(B, T, nh, nkv, hd, qs, kvs);
+    MpError err = {{0}};
+    if (!attn_ok(b, attention_prepare(I(b)->attn, &s, &err), &err, "attention_forward")) return;
+    size_t wsb = attention_workspace_bytes(I(b)->attn, &s, false);
+    void *ws = scratch(b, wsb ? wsb : 16);
+    if (!ws) return;
+    attn_ok(b, attention_forward(I(b)->attn, &s, BF(out), lse, CBF(q), CBF(k), CBF(v), ws, wsb, S(b), &err),
+            &err, "attention_forward");
 }
 static void cu_attention_backward(Backend *b, void *dq, void *dk, void *dv, const void *dout,
                                   const void *q, const void *k, const void *v, const void *out,
@@ -335,11 +351,15 @@ static void cu_attention_backward(Backend *b, void *dq, void *dk, void *dv, cons
                                   int kvs)
 {
     GUARD(b);
-    void *ws = scratch(b, attention_backward_workspace_bytes(B, T, nh, nkv, hd));
+    AttnShape s = attn_shape_causal(B, T, nh, nkv, hd, qs, kvs);
+    MpError err = {{0}};
+    if (!attn_ok(b, attention_prepare(I(b)->attn, &s, &err), &err, "attention_backward")) return;
+    size_t wsb = attention_workspace_bytes(I(b)->attn, &s, true);
+    void *ws = scratch(b, wsb ? wsb : 16);
     if (!ws) return;
-    ks_ok(b, attention_backward_cuda(BF(dq), BF(dk), BF(dv), ws, CBF(dout), CBF(q), CBF(k), CBF(v),
-                                     CBF(out), lse, B, T, nh, nkv, hd, qs, kvs, S(b)),
-          "attention_backward");
+    attn_ok(b, attention_backward(I(b)->attn, &s, BF(dq), BF(dk), BF(dv), CBF(dout), CBF(q), CBF(k),
+                                  CBF(v), CBF(out), lse, ws, wsb, S(b), &err),
+            &err, "attention_backward");
 }
 static void cu_router_forward(Backend *b, float *probs, int32_t *idx, float *tp, const float *logits,
                               int N, int E, int k, int renorm)
@@ -779,6 +799,7 @@ static void cu_destroy(Backend *b)
     if (c->to_comm) cudaEventDestroy(c->to_comm);
     if (c->to_compute) cudaEventDestroy(c->to_compute);
     if (c->sum) cudaFree(c->sum);
+    if (c->attn) attention_engine_destroy(c->attn);
     pool_destroy(&c->pool);   /* scratch, ints and every block the model released */
     if (c->gemm_ready) gemm_handle_destroy(&c->gemm);
     if (c->comm) cudaStreamDestroy(c->comm);
@@ -788,7 +809,8 @@ static void cu_destroy(Backend *b)
     free(b);
 }
 
-extern "C" int backend_cuda_create(const ExecComms *comms, Backend **out, MpError *err)
+extern "C" int backend_cuda_create(const ExecComms *comms, ExecAttention attention, Backend **out,
+                                   MpError *err)
 {
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
@@ -819,6 +841,13 @@ extern "C" int backend_cuda_create(const ExecComms *comms, Backend **out, MpErro
     if (ok) {
         ok = ks_ok(b, gemm_handle_init(&c->gemm), "create: cuBLAS");
         c->gemm_ready = 1;   /* destroy releases whatever init created */
+    }
+    if (ok) {
+        MpError aerr = {{0}};
+        ok = attn_ok(b, attention_engine_create((AttnImpl)attention, &c->attn, b->attention_note,
+                                                sizeof b->attention_note, &aerr),
+                     &aerr, "create: attention");
+        if (ok) b->attention = attention_engine_name(c->attn);
     }
     if (!ok) {
         mp_fail(err, "%s", c->error);

@@ -37,6 +37,11 @@ typedef struct {
 
 typedef enum { EXEC_BACKEND_CPU = 0, EXEC_BACKEND_CUDA = 1 } ExecBackendKind;
 
+/* GPU attention (kernels/attention_api.h): AUTO = cuDNN's fused attention
+ * when libcudnn 9 loads at run time, else the own kernel (with a note);
+ * OWN = kernels/attention.cu; CUDNN = cuDNN or fail.  Values match AttnImpl. */
+typedef enum { EXEC_ATTENTION_AUTO = 0, EXEC_ATTENTION_OWN = 1, EXEC_ATTENTION_CUDNN = 2 } ExecAttention;
+
 typedef struct {
     ExecBackendKind backend;
     int layers;               /* run the first L layers of the model (0 = all) */
@@ -62,6 +67,7 @@ typedef struct {
      * collective.  EXEC_FAULT_NONE in every real run. */
     enum { EXEC_FAULT_NONE = 0, EXEC_FAULT_KILL, EXEC_FAULT_HANG } fault;
     int fault_rank, fault_step;
+    ExecAttention attention;  /* CUDA backend only; --attention own|cudnn */
 } ExecOptions;
 
 /* The auxiliary-loss coefficient a run with these options uses (0 = off):
@@ -83,6 +89,8 @@ typedef struct {
                                        * not serve (CUDA: cudaMalloc calls; 0 when every
                                        * buffer was sized before the first step) */
     double tokens_per_step;           /* global */
+    char attention[48];               /* the GPU attention that ran ("cudnn 9.19.0", "own"; "" on CPU) */
+    char attention_note[256];         /* why cuDNN was not used under AUTO ("" if it was) */
 } ExecStepStats;
 
 /* Trains `opt->steps` steps of plan->model under plan->map on this rank.

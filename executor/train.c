@@ -2,6 +2,7 @@
 #include "executor/train.h"
 
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -34,7 +35,7 @@ int trainer_create(const Plan *plan, const ExecOptions *opt, const ExecComms *co
     int rc;
     if (opt->backend == EXEC_BACKEND_CUDA) {
 #ifdef MOEPLAN_HAVE_CUDA
-        rc = backend_cuda_create(comms, &t->be, err);
+        rc = backend_cuda_create(comms, opt->attention, &t->be, err);
 #else
         rc = mp_fail(err, "backend: this build has no CUDA (nvcc was not found at build time)");
 #endif
@@ -143,6 +144,10 @@ int exec_train(const Plan *plan, const ExecOptions *opt, const ExecComms *comms,
         return mp_fail(err, "warmup: %d: must be in [0, steps)", opt->warmup);
     Trainer *t;
     if (trainer_create(plan, opt, comms, &t, err)) return -1;
+    if (t->be->attention) {
+        snprintf(stats->attention, sizeof stats->attention, "%s", t->be->attention);
+        snprintf(stats->attention_note, sizeof stats->attention_note, "%s", t->be->attention_note);
+    }
     int timed = opt->steps - opt->warmup;
     double *ph = calloc((size_t)timed * (PHASE_COUNT + 1), sizeof(double));
     stats->losses = calloc((size_t)opt->steps, sizeof(double));

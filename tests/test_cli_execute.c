@@ -45,6 +45,8 @@ static void test_bad_input(void **state) {
         {"--steps 0", "--steps: must be >= 1, got 0"},
         {"--steps 3 --warmup 3", "--warmup: 3 must be in 0..2"},
         {"--backend tpu", "--backend: 'tpu' is not cuda or cpu"},
+        {"--attention flash", "--attention: 'flash' is not own or cudnn"},
+        {"--attention cudnn", "--attention: cudnn needs --backend cuda"},
         {"--layers 3", "--layers: 3 is outside 1..2"},
         {"--data-bits 8", "--data-bits: 8 is not 16 or 32"},
         {"--data /nonexistent/tokens.bin", "/nonexistent/tokens.bin: --data: cannot read the file"},

@@ -17,6 +17,7 @@
 
 #include "kernels/adam.h"
 #include "kernels/attention.h"
+#include "kernels/attention_api.h"
 #include "kernels/common.h"
 #include "kernels/crossentropy.h"
 #include "kernels/embedding.h"
@@ -282,6 +283,135 @@ static void test_attention(void **state)
     free(qkv); free(O); free(G); free(dqkv);
 }
 
+
+/* Blocks with offsets: hd 1, every q = k = 1 (all scores 1/sqrt(1) = 1),
+ * v = 2, 6, 10 for keys 0..2, two query rows. */
+static void test_attention_block_masks(void **state)
+{
+    (void)state;
+    float q[2] = {1, 1}, k[3] = {1, 1, 1}, v[3] = {2, 6, 10}, out[2], lse[2];
+    AttnShape s = {.B = 1, .Tq = 2, .Tk = 3, .nh = 1, .nkv = 1, .hd_qk = 1, .hd_v = 1,
+                   .q_stride = 1, .k_stride = 1, .v_stride = 1, .mask = ATTN_MASK_NONE};
+    /* no mask: every row averages the three values, lse = 1 + log 3 */
+    attention_block_forward_cpu(&s, out, lse, q, k, v);
+    assert_float_equal(out[0], 6, 1e-6);
+    assert_float_equal(out[1], 6, 1e-6);
+    assert_float_equal(lse[0], 1 + log(3.0), 1e-6);
+    assert_float_equal(attn_visible_pairs(&s), 6, 0);
+    /* rows at positions 1, 2 and keys at 0, 1, 2: row 0 sees keys 0-1 (mean 4,
+     * lse 1 + log 2), row 1 sees all three */
+    s.mask = ATTN_MASK_CAUSAL;
+    s.q_offset = 1;
+    attention_block_forward_cpu(&s, out, lse, q, k, v);
+    assert_float_equal(out[0], 4, 1e-6);
+    assert_float_equal(lse[0], 1 + log(2.0), 1e-6);
+    assert_float_equal(out[1], 6, 1e-6);
+    assert_float_equal(lse[1], 1 + log(3.0), 1e-6);
+    assert_float_equal(attn_visible_pairs(&s), 5, 0);
+    /* 4 FLOPs per visible pair with hd 1 (q.k and p.v, a multiply-add each) */
+    assert_float_equal(attn_forward_flops(&s), 20, 0);
+    /* rows at 0, 1 and keys at 1, 2, 3: row 0 sees nothing (out 0, lse -inf),
+     * row 1 sees key 0 alone (out 2, lse 1) */
+    s.q_offset = 0;
+    s.kv_offset = 1;
+    attention_block_forward_cpu(&s, out, lse, q, k, v);
+    assert_float_equal(out[0], 0, 0);
+    assert_true(isinf(lse[0]) && lse[0] < 0);
+    assert_float_equal(out[1], 2, 1e-6);
+    assert_float_equal(lse[1], 1, 1e-6);
+    assert_float_equal(attn_visible_pairs(&s), 1, 0);
+    /* the usual self-attention is the block with equal offsets */
+    AttnShape c = attn_shape_causal(1, 3, 1, 1, 1, 1, 1);
+    assert_float_equal(attn_visible_pairs(&c), 6, 0);
+    MpError err = {{0}};
+    assert_int_equal(attn_shape_check(&c, &err), 0);
+    c.nkv = 2;
+    c.nh = 3;
+    assert_int_equal(attn_shape_check(&c, &err), -1);
+    assert_non_null(strstr(err.msg, "nkv"));
+}
+
+/* backward of an offset block (rows at 4..6, keys at 3..6: a shifted
+ * diagonal), GQA 4 heads over 2, MLA-like head dims (q/k 3, v 2), q and an
+ * interleaved k|v buffer, against finite differences */
+typedef struct { AttnShape s; int which; const float *q, *kv; } BlkCtx;
+static void blk_fwd(const float *x, float *y, void *ctx)
+{
+    BlkCtx *c = ctx;
+    const AttnShape *s = &c->s;
+    size_t nq = (size_t)s->Tq * s->q_stride, nkv = (size_t)s->Tk * s->k_stride;
+    float *q = malloc(sizeof(float) * nq), *kv = malloc(sizeof(float) * nkv), lse[64];
+    memcpy(q, c->q, sizeof(float) * nq);
+    memcpy(kv, c->kv, sizeof(float) * nkv);
+    if (c->which == 0) memcpy(q, x, sizeof(float) * nq);
+    else memcpy(kv, x, sizeof(float) * nkv);
+    attention_block_forward_cpu(s, y, lse, q, kv, kv + s->nkv * s->hd_qk);
+    free(q);
+    free(kv);
+}
+static void test_attention_block_backward(void **state)
+{
+    (void)state;
+    Rng r = {11};
+    int nh = 4, nkv = 2, dq = 3, dv = 2, Tq = 3, Tk = 4;
+    AttnShape s = {.B = 1, .Tq = Tq, .Tk = Tk, .nh = nh, .nkv = nkv, .hd_qk = dq, .hd_v = dv,
+                   .q_stride = nh * dq, .k_stride = nkv * (dq + dv), .v_stride = nkv * (dq + dv),
+                   .mask = ATTN_MASK_CAUSAL, .q_offset = 4, .kv_offset = 3};
+    size_t nq = (size_t)Tq * s.q_stride, nkvb = (size_t)Tk * s.k_stride, no = (size_t)Tq * nh * dv;
+    float q[36], kv[40], out[24], lse[12], g[24], gq[36], gkv[40];
+    fill(&r, q, nq); fill(&r, kv, nkvb); fill(&r, g, no);
+    for (size_t i = 0; i < nq; i++) q[i] *= 2.0f;
+    attention_block_forward_cpu(&s, out, lse, q, kv, kv + nkv * dq);
+    attention_block_backward_cpu(&s, gq, gkv, gkv + nkv * dq, g, q, kv, kv + nkv * dq, out, lse, 0, Tq);
+    BlkCtx c = {s, 0, q, kv};
+    check_fd(blk_fwd, q, nq, no, g, gq, &c);
+    c.which = 1;
+    check_fd(blk_fwd, kv, nkvb, no, g, gkv, &c);
+    /* rows [1, 3) alone give the same dq for those rows */
+    float gq2[36], gkv2[40];
+    memset(gq2, 0, sizeof gq2);
+    attention_block_backward_cpu(&s, gq2, gkv2, gkv2 + nkv * dq, g, q, kv, kv + nkv * dq, out, lse, 1, 3);
+    for (size_t i = (size_t)s.q_stride; i < nq; i++) assert_float_equal(gq2[i], gq[i], 1e-6);
+    for (size_t i = 0; i < (size_t)s.q_stride; i++) assert_float_equal(gq2[i], 0, 0);
+}
+
+/* merge: (2, log 1) and (6, log 3) -> weights 1/4 and 3/4: out 5, lse log 4 */
+static void test_attention_merge(void **state)
+{
+    (void)state;
+    float o1[2] = {2, 1}, l1[2] = {0, -INFINITY}, o2[2] = {6, 7}, l2[2] = {(float)log(3.0), -INFINITY};
+    /* B 1, T 2, nh 1, hd 1: row 1 has no key in either block */
+    attention_merge_cpu(o1, l1, o2, l2, 1, 2, 1, 1);
+    assert_float_equal(o1[0], 5, 1e-6);
+    assert_float_equal(l1[0], log(4.0), 1e-6);
+    assert_float_equal(o1[1], 0, 0);
+    assert_true(isinf(l1[1]) && l1[1] < 0);
+    /* a block that sees nothing leaves the other unchanged */
+    float a[1] = {3}, la[1] = {-INFINITY}, b[1] = {9}, lb[1] = {0.5f};
+    attention_merge_cpu(a, la, b, lb, 1, 1, 1, 1);
+    assert_float_equal(a[0], 9, 1e-6);
+    assert_float_equal(la[0], 0.5, 1e-6);
+    /* ring attention: rows 4..7 of causal self-attention over 8 tokens =
+     * merge(keys 0..3 unmasked, keys 4..7 causal) */
+    Rng r = {5};
+    int nh = 2, nkv = 1, hd = 4, T = 8, half = 4;
+    float q[4 * 2 * 4], kv[8 * 2 * 4], full_o[32], full_l[8], p_o[32], p_l[8], f_o[32], f_l[8];
+    fill(&r, q, sizeof q / sizeof q[0]); fill(&r, kv, sizeof kv / sizeof kv[0]);
+    AttnShape full = {.B = 1, .Tq = half, .Tk = T, .nh = nh, .nkv = nkv, .hd_qk = hd, .hd_v = hd,
+                      .q_stride = nh * hd, .k_stride = 2 * nkv * hd, .v_stride = 2 * nkv * hd,
+                      .mask = ATTN_MASK_CAUSAL, .q_offset = half, .kv_offset = 0};
+    attention_block_forward_cpu(&full, f_o, f_l, q, kv, kv + nkv * hd);
+    AttnShape a1 = full, a2 = full;
+    a1.Tk = a2.Tk = half;
+    a1.mask = ATTN_MASK_NONE;
+    a2.kv_offset = half;
+    attention_block_forward_cpu(&a1, full_o, full_l, q, kv, kv + nkv * hd);
+    attention_block_forward_cpu(&a2, p_o, p_l, q, kv + half * full.k_stride, kv + half * full.k_stride + nkv * hd);
+    attention_merge_cpu(full_o, full_l, p_o, p_l, 1, half, nh, hd);
+    for (int i = 0; i < half * nh * hd; i++) assert_float_equal(full_o[i], f_o[i], 1e-5);
+    for (int i = 0; i < nh * half; i++) assert_float_equal(full_l[i], f_l[i], 1e-5);
+}
+
 /* ---- router ------------------------------------------------------------- */
 typedef struct { int N, E, k, renorm; } RouterCtx;
 static void router_fwd(const float *x, float *y, void *ctx)
@@ -461,6 +591,8 @@ int main(void)
         cmocka_unit_test(test_gemm_hand),    cmocka_unit_test(test_grouped_gemm),
         cmocka_unit_test(test_embedding),    cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_rope),         cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_attention_block_masks), cmocka_unit_test(test_attention_block_backward),
+        cmocka_unit_test(test_attention_merge),
         cmocka_unit_test(test_router),       cmocka_unit_test(test_moe_plan),
         cmocka_unit_test(test_moe_backward), cmocka_unit_test(test_swiglu),
         cmocka_unit_test(test_crossentropy), cmocka_unit_test(test_adam),

@@ -156,6 +156,11 @@ static int run_step(const Plan *plan, ExecBackendKind kind, const ExecComms *com
     Trainer *t;
     MpError err;
     if (trainer_create(plan, &o, comms, &t, &err)) { fprintf(stderr, "rank %d: %s\n", g_rank, err.msg); return -1; }
+    static int said_attention;   /* which GPU attention the CUDA runs use, once */
+    if (!said_attention && t->be->attention && g_rank == 0) {
+        printf("attention: %s%s%s\n", t->be->attention, t->be->attention_note[0] ? "; " : "", t->be->attention_note);
+        said_attention = 1;
+    }
     if (trace) {
         if (!*trace) *trace = (int32_t *)calloc(trainer_routing_trace_len(t), sizeof(int32_t));
         trainer_set_routing_trace(t, *trace, force);
