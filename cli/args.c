@@ -138,6 +138,13 @@ int plan_from_args(ArgList *a, Plan *p, bool partial, MpError *err) {
     if (v) {
         snprintf(p->model_ref, sizeof p->model_ref, "%s", v);
         if (model_lookup(v, &p->model, err)) return -1;
+        const char *rename;
+        if (args_value(a, "--model-name", &rename, err)) return -1;
+        if (rename) {
+            if (!rename[0] || strlen(rename) >= MP_NAME_LEN)
+                return mp_fail(err, "--model-name: must be 1 to %d characters", MP_NAME_LEN - 1);
+            snprintf(p->model.name, sizeof p->model.name, "%s", rename);
+        }
     } else if (!p->model_ref[0]) {
         return mp_fail(err, "--model: required (a catalog name or a JSON file)");
     }

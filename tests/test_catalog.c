@@ -193,11 +193,12 @@ static void test_bad_hf(void **state) {
     (void)state;
     const char *f = "cfg.json";
     expect_model_error("{\"model_type\": \"llama\"}", f,
-                       "cfg.json: model_type: 'llama' is not supported (supported: mixtral, qwen2_moe, qwen3_moe, deepseek_v3)");
+                       "cfg.json: model_type: 'llama' is not supported (supported: mixtral, qwen2_moe, qwen3_moe, "
+                       "deepseek_v2, deepseek_v3, olmoe, dbrx, gpt_oss, llama4, llama4_text, grok-1)");
     expect_model_error("{\"model_type\": 7}", f, "cfg.json: model_type: expected a string, got a number");
     expect_model_error("{\"model_type\": \"mixtral\", \"num_hidden_layers\": 2, \"hidden_size\": 64, "
                        "\"num_attention_heads\": 4, \"vocab_size\": 10, \"intermediate_size\": 32, "
-                       "\"num_experts_per_tok\": 2}", f, "cfg.json: num_local_experts: missing");
+                       "\"num_local_experts\": \"8\", \"num_experts_per_tok\": 2}", f, "cfg.json: num_local_experts:");
     expect_model_error("{\"model_type\": \"qwen2_moe\", \"num_hidden_layers\": 4, \"hidden_size\": 64, "
                        "\"num_attention_heads\": 4, \"vocab_size\": 10, \"moe_intermediate_size\": 32, \"num_experts\": 4, "
                        "\"num_experts_per_tok\": 2, \"shared_expert_intermediate_size\": 64, \"decoder_sparse_step\": 2}",
@@ -235,7 +236,7 @@ static void test_bad_hf(void **state) {
     assert_int_equal(m.head_dim, 16 + 8);
     assert_int_equal(m.num_dense_layers, 1);
     assert_int_equal(m.dense_ffn, 96);
-    assert_int_equal(m.router, ROUTER_SOFTMAX);   /* scoring_func absent: softmax */
+    assert_int_equal(m.router, ROUTER_SIGMOID);   /* scoring_func absent: DeepseekV3's sigmoid */
     assert_int_equal(m.mtp_layers, 0);
 }
 
