@@ -178,6 +178,16 @@ int plan_from_args(ArgList *a, Plan *p, bool partial, MpError *err) {
     if (args_value(a, "--recompute", &v, err)) return -1;
     if (v && recompute_parse(v, &p->train.recompute))
         return mp_fail(err, "--recompute: '%s' is not none, selective or full", v);
+    if (args_value(a, "--recompute-modules", &v, err)) return -1;
+    if (v) {
+        MpError inner;
+        if (recompute_modules_parse(v, &p->train.recompute_modules, &inner))
+            return mp_fail(err, "--recompute-modules: %s", inner.msg + strlen("recompute_modules: "));
+        if (p->train.recompute == RECOMPUTE_FULL)
+            return mp_fail(err, "--recompute-modules: only with --recompute selective (Megatron's --recompute-modules "
+                           "applies to selective granularity)");
+        p->train.recompute = RECOMPUTE_SELECTIVE;
+    }
     if (args_value(a, "--optimizer-sharding", &v, err)) return -1;
     if (v && opt_sharding_parse(v, &p->train.opt_sharding))
         return mp_fail(err, "--optimizer-sharding: '%s' is not none, distributed or full", v);
