@@ -16,10 +16,13 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: moeplan search --model M --cluster C --gpus N [--gbs B] [--seq S] [constraints]\n"
-               "                      [--top K] [--json | --emit megatron] [--rank R] [--threads T]\n"
+               "                      [--top K] [--json | --emit megatron|launch] [--launcher torchrun|srun]\n"
+               "                      [--rank R] [--threads T]\n"
                "Scores every valid plan with the simulator and prints the best K (default 10).\n"
                "  --json            the chosen plan (rank R, default 1) as a plan file for simulate/execute\n"
                "  --emit megatron   the chosen plan as Megatron-LM command-line flags\n"
+               "  --emit launch     a bash script running Megatron-LM's pretrain_gpt.py with those flags and the\n"
+               "                    environment they need (--launcher torchrun, the default, or srun)\n"
                SEARCH_ARGS_HELP);
 }
 
@@ -92,18 +95,26 @@ static int search_command(int argc, char **argv, Calibration **cal) {
     SearchConstraints cons;
     SearchUserLimits lim;
     int top = 10, rank = 1, threads = 0;
-    const char *emit = NULL;
+    const char *emit = NULL, *launcher = NULL;
     bool json = false;
     if (args_init(&a, argc, argv, &err) || search_args_parse(&a, base, &lim, true, &err) ||
         args_int(&a, "--top", &top, NULL, &err) || args_int(&a, "--rank", &rank, NULL, &err) ||
         args_int(&a, "--threads", &threads, NULL, &err) || args_value(&a, "--emit", &emit, &err) ||
-        args_calibration(&a, cal, NULL, &err)) goto bad;
+        args_value(&a, "--launcher", &launcher, &err) || args_calibration(&a, cal, NULL, &err)) goto bad;
     json = args_flag(&a, "--json");
     if (args_finish(&a, &err) || search_constraints_for(base, &lim, &cons, &err)) goto bad;
     if (top < 1) { mp_fail(&err, "--top: must be >= 1, got %d", top); goto bad; }
     if (rank < 1) { mp_fail(&err, "--rank: must be >= 1, got %d", rank); goto bad; }
     if (threads < 0) { mp_fail(&err, "--threads: must be >= 0, got %d", threads); goto bad; }
-    if (emit && strcmp(emit, "megatron")) { mp_fail(&err, "--emit: '%s' is not megatron", emit); goto bad; }
+    if (emit && strcmp(emit, "megatron") && strcmp(emit, "launch")) {
+        mp_fail(&err, "--emit: '%s' is not megatron or launch", emit);
+        goto bad;
+    }
+    if (launcher && strcmp(launcher, "torchrun") && strcmp(launcher, "srun")) {
+        mp_fail(&err, "--launcher: '%s' is not torchrun or srun", launcher);
+        goto bad;
+    }
+    if (launcher && (!emit || strcmp(emit, "launch"))) { mp_fail(&err, "--launcher: only with --emit launch"); goto bad; }
     if (emit && json) { mp_fail(&err, "--emit: cannot be combined with --json"); goto bad; }
 
     SearchOptions so = {.threads = threads, .cal = *cal};
@@ -134,7 +145,9 @@ static int search_command(int argc, char **argv, Calibration **cal) {
         if (text) printf("%s\n", text); else { fprintf(stderr, "moeplan search: out of memory\n"); status = 1; }
         free(text);
     } else if (emit) {
-        char *text = emit_megatron_flags(plan);
+        char *text = !strcmp(emit, "launch")
+                         ? emit_launch_script(plan, launcher && !strcmp(launcher, "srun") ? LAUNCH_SRUN : LAUNCH_TORCHRUN)
+                         : emit_megatron_flags(plan);
         if (text) printf("%s\n", text); else { fprintf(stderr, "moeplan search: out of memory\n"); status = 1; }
         free(text);
     } else {

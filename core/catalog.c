@@ -78,7 +78,7 @@ static const char *const model_keys[] = {
     "swiglu", "router", "mla", "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim",
     "v_head_dim", "mtp_layers", "sliding_window", "sliding_window_every",
     "rotary_base", "nope_every", "norm", "sandwich_norm", "qk_norm", "attn_out_bias", "attn_sinks",
-    "expert_bias_linear", "gelu", "router_pre_softmax", "router_scale", "router_groups", "router_group_topk",
+    "expert_bias_linear", "gelu", "clamped_glu", "router_pre_softmax", "router_scale", "router_groups", "router_group_topk",
     "router_expert_bias", "router_probs_on_input", "shared_expert_gate", "load_balancing", "aux_loss_coeff", NULL,
 };
 
@@ -92,6 +92,7 @@ static int model_extra_fields(const cJSON *root, const char *origin, ModelSpec *
         json_opt_bool(root, "attn_sinks", origin, &m->attn_sinks, err) ||
         json_opt_bool(root, "expert_bias_linear", origin, &m->expert_bias_linear, err) ||
         json_opt_bool(root, "gelu", origin, &m->gelu, err) ||
+        json_opt_bool(root, "clamped_glu", origin, &m->clamped_glu, err) ||
         json_opt_bool(root, "router_pre_softmax", origin, &m->router_pre_softmax, err) ||
         json_opt_double(root, "router_scale", origin, &m->router_scale, err) ||
         json_opt_int(root, "router_groups", origin, &m->router_groups, err) ||

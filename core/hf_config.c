@@ -358,6 +358,7 @@ static int from_gpt_oss(const cJSON *root, const char *origin, ModelSpec *m, MpE
     m->qkv_bias = m->attn_out_bias = bias;
     m->attn_sinks = true;
     m->expert_bias_linear = true;
+    m->clamped_glu = true;   /* GptOssExperts: gate clamped at 7, (up + 1) * gate * sigmoid(1.702 gate) */
     /* layer_types: "sliding_attention"/"full_attention"; the class default
      * alternates, starting with sliding (every 2nd layer full). */
     m->sliding_window_every = m->sliding_window > 0 ? 2 : 0;

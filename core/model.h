@@ -74,6 +74,7 @@ typedef struct {
     bool expert_bias_linear; /* biases in the experts' and router's linears (gpt-oss):
                                 E*(up + h) + E per MoE layer */
     bool gelu;             /* gated MLP with GELU instead of SiLU (Grok-1: GeGLU) */
+    bool clamped_glu;      /* gpt-oss's gated quick-GELU, clamped at 7 with 1 added to the linear half */
     bool router_pre_softmax; /* softmax over all experts before top-k, weights not renormalised
                                 (HF norm_topk_prob false: Qwen2-MoE, OLMoE, DeepSeek-V2) */
     double router_scale;   /* routed-expert output scale (DeepSeek routed_scaling_factor); 0 = 1 */
