@@ -35,19 +35,21 @@ static void progress_stderr(void *ctx, size_t done, size_t total) {
 static const char *opt_short(int o) { return o == OPT_SHARD_NONE ? "none" : o == OPT_SHARD_DISTRIBUTED ? "dist" : "fsdp"; }
 
 /* One table row of a scored plan. */
-static void print_row(FILE *f, const char *label, const ScoredPlan *s) {
+static void print_row(FILE *f, const char *label, const ScoredPlan *s, const ModelSpec *m) {
     const Candidate *c = &s->cand;
+    char rc[32];
+    recompute_label((RecomputeKind)c->recompute, c->recompute_modules, m, rc, sizeof rc);
     char split[16] = "even";
     if (c->first_stage_layers || c->last_stage_layers)
         snprintf(split, sizeof split, "%d/%d", c->first_stage_layers, c->last_stage_layers);
-    fprintf(f, "%5s %3d %3d %3d %3d %4d | %3d %3d %4d | %3d %-9s %-4s %-6s %6.1f%% %8.3f %9.0f %7.1f  %s\n",
+    fprintf(f, "%5s %3d %3d %3d %3d %4d | %3d %3d %4d | %3d %-15s %-4s %-6s %6.1f%% %8.3f %9.0f %7.1f  %s\n",
             label, c->map.tp, c->map.cp, c->map.pp, c->map.vpp, c->map.dp, c->map.etp, c->map.ep, c->map.edp,
-            c->mbs, recompute_name((RecomputeKind)c->recompute), opt_short(c->opt_sharding), split,
+            c->mbs, rc, opt_short(c->opt_sharding), split,
             100 * s->mfu, s->step_time_s, s->tokens_per_s_per_gpu, s->peak_memory_bytes / 1073741824.0, s->dominant);
 }
 
 static void print_header(FILE *f) {
-    fprintf(f, "%5s %3s %3s %3s %3s %4s | %3s %3s %4s | %3s %-9s %-4s %-6s %7s %8s %9s %7s  %s\n",
+    fprintf(f, "%5s %3s %3s %3s %3s %4s | %3s %3s %4s | %3s %-15s %-4s %-6s %7s %8s %9s %7s  %s\n",
             "rank", "tp", "cp", "pp", "vpp", "dp", "etp", "ep", "edp", "mbs", "recompute", "opt", "split",
             "MFU", "step s", "tok/s/GPU", "mem GiB", "dominant cost");
 }
@@ -128,8 +130,12 @@ static int search_command(int argc, char **argv, Calibration **cal) {
     if (so.progress) fprintf(stderr, "\r%60s\r", "");
     int status = 0;
     if (r.num_ranked == 0) {
-        fprintf(stderr, "moeplan search: no plan fits (%lld candidates did not fit in memory); "
-                "try more GPUs, --recompute full or a smaller --mbs\n", r.space.pruned[PRUNE_MEMORY]);
+        if (r.space.count == 0)
+            fprintf(stderr, "moeplan search: no plan: every candidate breaks a rule (the pruned line says which; "
+                    "mg-* are Megatron-LM's checks, docs/planner.md)\n");
+        else
+            fprintf(stderr, "moeplan search: no plan fits (%lld candidates did not fit in memory); "
+                    "try more GPUs, --recompute full or a smaller --mbs\n", r.space.pruned[PRUNE_MEMORY]);
         print_counts(stderr, &r);
         search_result_free(&r);
         free(base);
@@ -160,14 +166,14 @@ static int search_command(int argc, char **argv, Calibration **cal) {
         for (int i = 0; i < top && (size_t)i < r.num_ranked; i++) {
             char label[24];
             snprintf(label, sizeof label, "%d", i + 1);
-            print_row(stdout, label, &r.ranked[i]);
+            print_row(stdout, label, &r.ranked[i], &base->model);
         }
         if (r.best_coupled >= 0) {
             const ScoredPlan *cpl = &r.ranked[r.best_coupled];
             char label[24];
             snprintf(label, sizeof label, "%ld", r.best_coupled + 1);
             printf("best coupled plan (etp = tp):\n");
-            print_row(stdout, label, cpl);
+            print_row(stdout, label, cpl, &base->model);
             printf("folding gain: %+.1f MFU points, %.3fx step-time speed-up over the best coupled plan\n",
                    100 * (r.ranked[0].mfu - cpl->mfu), cpl->step_time_s / r.ranked[0].step_time_s);
         } else {

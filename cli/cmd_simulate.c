@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "args.h"
+#include "planner/megatron_rules.h"
 #include "commands.h"
 #include "simulator/simulate.h"
 
@@ -13,7 +14,8 @@ static const char *usage_text =
     "usage: moeplan simulate [--plan FILE] --model M --cluster C --gpus N [--tp T] [--cp C] [--pp P]\n"
     "                        [--vpp V] [--etp E] [--ep X] [--seq S] [--mbs B] [--gbs G]\n"
     "                        [--capacity-factor F | --dropless] [--imbalance I]\n"
-    "                        [--recompute none|selective|full] [--optimizer-sharding none|distributed|full]\n"
+    "                        [--recompute none|selective|full] [--recompute-modules LIST]\n"
+    "                        [--optimizer-sharding none|distributed|full]\n"
     "                        [--overlap grad,param,tp,ep,shared-expert|none] [--flops legacy|megatron]\n"
     "                        [--precision bf16|fp8] [--memory-reserve-gib R] [--order ...]\n"
     "                        [--json] [--timeline FILE] [--calibration FILE]\n";
@@ -82,9 +84,15 @@ static void print_report(const Plan *p, const SimResult *r, const Calibration *c
     char routing[64];
     if (t->capacity_factor > 0) snprintf(routing, sizeof routing, "capacity factor %.2f", t->capacity_factor);
     else snprintf(routing, sizeof routing, "dropless, imbalance %.2f", t->imbalance);
+    char rclabel[32];
+    recompute_label(t->recompute, train_recompute_modules(t, &p->model), &p->model, rclabel, sizeof rclabel);
     printf("seq %d  mbs %d  gbs %d (%d micro-batches/pipeline)  %s  recompute %s  optimizer %s  overlap %s\n",
            t->seq_len, t->micro_batch, t->global_batch, t->global_batch / (t->micro_batch * p->map.dp), routing,
-           recompute_name(t->recompute), opt_sharding_name(t->opt_sharding), ov);
+           rclabel, opt_sharding_name(t->opt_sharding), ov);
+    int mg = megatron_first_violation(&p->model, &p->map, t);
+    if (mg >= 0)
+        printf("Megatron-LM refuses this plan: %s (%s, rule %s)\n", megatron_rule_text((MegatronRule)mg),
+               megatron_rule_source((MegatronRule)mg), megatron_rule_name((MegatronRule)mg));
     printf("cost model: %s\n\n", cal ? cal->device : "defaults from public figures (docs/simulator.md)");
     printf("step time        %9.3f s\n", r->step_time_s);
     printf("MFU              %9.1f %%   (%s FLOPs; legacy %.1f %%, megatron %.1f %%; peak %.1f TFLOP/s)\n",

@@ -194,3 +194,23 @@ int recompute_modules_parse(const char *s, unsigned *out, MpError *err) {
     *out = bits;
     return 0;
 }
+
+void recompute_label(RecomputeKind r, unsigned mods, const ModelSpec *m, char *buf, int len) {
+    if (len <= 0) return;
+    if (r != RECOMPUTE_SELECTIVE) { snprintf(buf, len, "%s", recompute_name(r)); return; }
+    TrainConfig d;
+    train_config_default(&d);
+    d.recompute = RECOMPUTE_SELECTIVE;
+    unsigned def = train_recompute_modules(&d, m);
+    if (mods == def) { snprintf(buf, len, "selective"); return; }
+    /* the difference from the default set: "sel+mla", "sel+moe" (moe
+     * includes moe_act), "sel-ln" */
+    unsigned have = mods | ((mods & RCM_MOE) ? (unsigned)RCM_MOE_ACT : 0u);
+    static const char *const abbrev[] = {"attn", "ln", "act", "mla", "mlp", "moe", "shared"};
+    int pos = snprintf(buf, len, "sel");
+    for (int i = 0; i < 7 && pos < len; i++) {
+        unsigned bit = 1u << i;
+        if ((have & bit) && !(def & bit)) pos += snprintf(buf + pos, len - pos, "+%s", abbrev[i]);
+        else if (!(have & bit) && (def & bit)) pos += snprintf(buf + pos, len - pos, "-%s", abbrev[i]);
+    }
+}

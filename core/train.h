@@ -78,5 +78,11 @@ unsigned train_recompute_modules(const TrainConfig *t, const ModelSpec *m);
 /* "core_attn,layernorm,moe_act" (Megatron's names) or "none" */
 void recompute_modules_format(unsigned bits, const char *sep, char *buf, int len);
 int recompute_modules_parse(const char *s, unsigned *out, MpError *err);
+/* Short label of a recomputation for tables: "none", "full", "selective"
+ * (the default modules), or the difference from them: "sel+mla", "sel+moe",
+ * "sel-ln" (core_attn attn, layernorm ln, moe_act act, mla_up_proj mla,
+ * mlp mlp, moe moe, shared_experts shared); mods as train_recompute_modules
+ * gives them. */
+void recompute_label(RecomputeKind r, unsigned mods, const ModelSpec *m, char *buf, int len);
 
 #endif
