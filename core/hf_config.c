@@ -191,9 +191,11 @@ static const HfDefaults dsv2_defaults = {
     .layers = 32, .hidden = 4096, .heads = 32, .vocab = 32000, .ffn = 11008, .expert_ffn = 1407,
     .experts = 64, .top_k = 0, .rope_theta = 10000, .aux_coef = 0.001,
 };
+/* aux_coef: DeepseekV3Config has no auxiliary-loss key; 1e-4 is the
+ * sequence-wise balance factor of the DeepSeek-V3 report (Section 4.2). */
 static const HfDefaults dsv3_defaults = {
     .layers = 61, .hidden = 7168, .heads = 128, .kv_heads = 128, .vocab = 129280, .ffn = 18432, .expert_ffn = 2048,
-    .experts = 256, .top_k = 8, .rope_theta = 10000, .aux_coef = 0.001,
+    .experts = 256, .top_k = 8, .rope_theta = 10000, .aux_coef = 1e-4,
 };
 
 static int from_deepseek(const cJSON *root, const char *origin, bool v3, ModelSpec *m, MpError *err) {

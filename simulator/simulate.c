@@ -152,7 +152,7 @@ static void build_layers(const SimCtx *x, LayerTable *lt) {
          * micro-batch runs behind the other direction's compute of another
          * micro-batch (Megatron's combined 1F1B all-to-all overlap); only
          * steady-state ops have a partner: a fraction (m - PP + 1)/m. */
-        if (!dense && (p->train.overlap & OVERLAP_EP)) {
+        if (!dense && (p->train.overlap & OVERLAP_EP) && (x->ep > 1 || x->etp > 1)) {   /* as Megatron: EP/ETP traffic only */
             int m = x->microbatches;
             double steady = m > x->pp - 1 ? (double)(m - x->pp + 1) / m : 0;
             double frac = overlap_sm_frac_nccl(x->hw);

@@ -105,6 +105,20 @@ static void expect_same_arch(const ModelSpec *a, const ModelSpec *b) {
     assert_int_equal(a->qk_rope_head_dim, b->qk_rope_head_dim);
     assert_int_equal(a->v_head_dim, b->v_head_dim);
     assert_int_equal(a->mtp_layers, b->mtp_layers);
+    /* the fields Megatron-LM's flags and the exact parameter count need */
+    assert_true(a->rotary_base == b->rotary_base);
+    assert_int_equal(a->qk_norm, b->qk_norm);
+    assert_int_equal(a->norm, b->norm);
+    assert_int_equal(a->router_pre_softmax, b->router_pre_softmax);
+    assert_true(a->router_scale == b->router_scale);
+    assert_int_equal(a->router_groups, b->router_groups);
+    assert_int_equal(a->router_group_topk, b->router_group_topk);
+    assert_int_equal(a->router_expert_bias, b->router_expert_bias);
+    assert_int_equal(a->shared_expert_gate, b->shared_expert_gate);
+    assert_int_equal(a->load_balancing, b->load_balancing);
+    assert_true(a->aux_loss_coeff == b->aux_loss_coeff);
+    assert_int_equal(a->attn_sinks, b->attn_sinks);
+    assert_int_equal(a->expert_bias_linear, b->expert_bias_linear);
 }
 
 /* Each HF format gives the same architecture as the catalog entry. */
