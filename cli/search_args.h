@@ -27,6 +27,7 @@ int search_constraints_for(const Plan *base, const SearchUserLimits *u, SearchCo
 
 #define SEARCH_ARGS_HELP \
     "  --model M --cluster C --gpus N --gbs B --seq S   what to plan (plan options as in simulate)\n" \
+    "  --model-name NAME                the model's name (default: catalog name, _name_or_path, folder)\n" \
     "  --tp/--cp/--pp/--vpp/--etp/--ep/--mbs N          fix a dimension\n" \
     "  --max-tp/--max-cp/--max-pp/--max-vpp/--max-etp/--max-ep/--max-mbs N   bound a dimension\n" \
     "                                   (defaults: tp, etp <= NVLink domain; cp <= seq/2048; mbs <= 4)\n" \

@@ -19,6 +19,7 @@
 #include "core/catalog.h"
 #include "planner/emit.h"
 #include "planner/search.h"
+#include "test_util.h"
 
 /* ---- Megatron-LM's spellings ---- */
 typedef enum { SWITCH, INT, FLOAT, TEXT } Kind;
@@ -515,10 +516,40 @@ static void test_launch_script(void **state) {
     assert_int_equal(emit_shell_quote("toolongforthebuffer", q, 8), -1);
 }
 
+/* The CLI: search and simulate --emit, bad input named and exit 2. */
+static void test_cli(void **state) {
+    (void)state;
+    static char out[65536];
+    int rc = moeplan_run("simulate --model qwen2-57b-a14b --gpus 64 --tp 2 --pp 4 --vpp 7 --ep 8 --gbs 256 "
+                         "--overlap grad,param,ep --recompute-modules core_attn,moe_act --emit megatron",
+                         RUN_STDOUT, out, sizeof out);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "--recompute-modules core_attn moe_act \\\n"));
+    assert_non_null(strstr(out, "--overlap-moe-expert-parallel-comm\n"));
+    assert_non_null(strstr(out, "--num-layers-per-virtual-pipeline-stage 1 \\\n"));
+    expect_bad_input("simulate --model qwen2-57b-a14b --gpus 64 --tp 2 --pp 4 --ep 8 --gbs 256 --overlap grad,param,ep "
+                     "--emit megatron",
+                     "--emit: Megatron-LM refuses this plan: --overlap-moe-expert-parallel-comm with PP > 1 needs a "
+                     "virtual pipeline (megatron/core/transformer/transformer_config.py:3007)");
+    expect_bad_input("simulate --model mixtral-8x7b --gpus 8 --ep 8 --emit yaml", "--emit: 'yaml' is not megatron or launch");
+    expect_bad_input("simulate --model mixtral-8x7b --gpus 8 --ep 8 --launcher srun", "--launcher: only with --emit launch");
+    expect_bad_input("simulate --model mixtral-8x7b --gpus 8 --ep 8 --recompute-modules attn",
+                     "--recompute-modules: unknown module 'attn'");
+    expect_bad_input("simulate --model mixtral-8x7b --gpus 8 --ep 8 --recompute full --recompute-modules moe",
+                     "--recompute-modules: only with --recompute selective");
+    expect_bad_input("search --model mixtral-8x7b --gpus 8 --emit launch --launcher mpirun",
+                     "--launcher: 'mpirun' is not torchrun or srun");
+    rc = moeplan_run("search --model mixtral-8x7b --gpus 16 --gbs 64 --emit launch --launcher srun", RUN_STDOUT, out, sizeof out);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "exec srun --nodes \"$NNODES\""));
+    assert_non_null(strstr(out, "pretrain_gpt.py\" \"${ARGS[@]}\"\n"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rules_by_hand),
         cmocka_unit_test(test_launch_script),
+        cmocka_unit_test(test_cli),
         cmocka_unit_test(test_catalog_models),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
