@@ -18,7 +18,7 @@ static void assert_contains(const char *msg, const char *text) {
 
 static void test_every_entry_loads(void **state) {
     (void)state;
-    assert_int_equal(catalog_model_count, 10);
+    assert_int_equal(catalog_model_count, 14);
     assert_true(catalog_cluster_count >= 4);
     for (int i = 0; i < catalog_model_count; i++) {
         ModelSpec m;
@@ -39,7 +39,8 @@ static void test_every_entry_loads(void **state) {
     }
     static const char *const models[] = {"mixtral-8x7b", "mixtral-8x22b", "mixtral-8x22b-g8t8", "qwen2-57b-a14b",
                                          "llama3-8x70b", "qwen3-30b-a3b", "qwen3-235b-a22b", "deepseek-v3",
-                                         "dbrx", "gpt-oss-120b"};
+                                         "dbrx", "gpt-oss-120b", "grok-1", "llama4-scout", "olmoe-1b-7b",
+                                         "deepseek-v2-lite"};
     for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
         ModelSpec m;
         MpError err;
@@ -260,7 +261,8 @@ static void test_lookup_errors(void **state) {
     Cluster c;
     MpError err = {{0}};
     assert_int_equal(model_lookup("foo", &m, &err), -1);
-    assert_contains(err.msg, "unknown model 'foo' (known: dbrx, deepseek-v3, gpt-oss-120b, llama3-8x70b, mixtral-8x22b,");
+    assert_contains(err.msg, "unknown model 'foo' (known: dbrx, deepseek-v2-lite, deepseek-v3, gpt-oss-120b, grok-1, "
+                                "llama3-8x70b, llama4-scout, mixtral-8x22b,");
     assert_int_equal(cluster_lookup("dgx-a100", &c, &err), -1);
     assert_contains(err.msg, "unknown cluster 'dgx-a100' (known: dgx-h100, dgx-h200, gb200-nvl72, hgx-b200");
     assert_int_equal(model_lookup("tests/data/no-such-file.json", &m, &err), -1);

@@ -266,7 +266,7 @@ static void check_rules(const Flags *fl, const char *where) {
 /* Flags each model must carry (its HF config's values in Megatron's words). */
 typedef struct {
     const char *model;
-    const char *want[10];    /* "--flag" or "--flag value" */
+    const char *want[10];    /* "--flag" or "--flag value" (at most 10) */
     const char *absent[4];
 } ModelFlags;
 
@@ -293,6 +293,19 @@ static const ModelFlags model_flags[] = {
      {"--moe-router-pre-softmax", "--add-qkv-bias"}},
     {"qwen3-30b-a3b", {"--qk-layernorm", "--kv-channels 128", "--rotary-base 1000000", "--moe-router-topk 8"},
      {"--moe-router-pre-softmax"}},
+    {"grok-1", {"--num-query-groups 8", "--moe-router-pre-softmax", "--moe-router-topk 2", "--vocab-size 131072",
+                "--moe-router-load-balancing-type none"},
+     {"--untie-embeddings-and-output-weights"}},
+    {"llama4-scout", {"--moe-router-score-function sigmoid", "--moe-router-topk 1", "--moe-apply-probs-on-input",
+                      "--qk-l2-norm", "--no-rope-freq 4", "--rotary-base 500000", "--moe-shared-expert-intermediate-size 8192"},
+     {"--moe-router-pre-softmax", "--qk-layernorm"}},
+    {"olmoe-1b-7b", {"--qk-layernorm", "--moe-router-pre-softmax", "--num-experts 64", "--moe-router-topk 8",
+                     "--moe-aux-loss-coeff 0.01"},
+     {"--group-query-attention"}},
+    {"deepseek-v2-lite", {"--multi-latent-attention", "--moe-router-pre-softmax", "--moe-router-score-function softmax",
+                          "--moe-layer-freq ([0]*1+[1]*26)", "--moe-shared-expert-intermediate-size 2816",
+                          "--moe-router-load-balancing-type seq_aux_loss"},
+     {"--q-lora-rank", "--moe-router-enable-expert-bias"}},
 };
 
 static void check_model_flags(const Flags *fl, const ModelFlags *mf, const char *where) {
@@ -310,9 +323,12 @@ static void check_model_flags(const Flags *fl, const ModelFlags *mf, const char 
 
 /* GPUs per model: enough memory for the largest ones */
 static int gpus_for(const char *model) {
-    if (!strcmp(model, "deepseek-v3") || !strcmp(model, "llama3-8x70b") || !strcmp(model, "qwen3-235b-a22b")) return 256;
+    if (!strcmp(model, "deepseek-v3") || !strcmp(model, "llama3-8x70b") || !strcmp(model, "qwen3-235b-a22b") ||
+        !strcmp(model, "grok-1"))
+        return 256;
     if (!strcmp(model, "mixtral-8x22b") || !strcmp(model, "mixtral-8x22b-g8t8") || !strcmp(model, "dbrx") ||
-        !strcmp(model, "gpt-oss-120b") || !strcmp(model, "qwen2-57b-a14b")) return 64;
+        !strcmp(model, "gpt-oss-120b") || !strcmp(model, "qwen2-57b-a14b") || !strcmp(model, "llama4-scout"))
+        return 64;
     return 16;
 }
 
