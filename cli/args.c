@@ -138,6 +138,13 @@ int plan_from_args(ArgList *a, Plan *p, bool partial, MpError *err) {
     if (v) {
         snprintf(p->model_ref, sizeof p->model_ref, "%s", v);
         if (model_lookup(v, &p->model, err)) return -1;
+        const char *rename;
+        if (args_value(a, "--model-name", &rename, err)) return -1;
+        if (rename) {
+            if (!rename[0] || strlen(rename) >= MP_NAME_LEN)
+                return mp_fail(err, "--model-name: must be 1 to %d characters", MP_NAME_LEN - 1);
+            snprintf(p->model.name, sizeof p->model.name, "%s", rename);
+        }
     } else if (!p->model_ref[0]) {
         return mp_fail(err, "--model: required (a catalog name or a JSON file)");
     }
@@ -171,6 +178,16 @@ int plan_from_args(ArgList *a, Plan *p, bool partial, MpError *err) {
     if (args_value(a, "--recompute", &v, err)) return -1;
     if (v && recompute_parse(v, &p->train.recompute))
         return mp_fail(err, "--recompute: '%s' is not none, selective or full", v);
+    if (args_value(a, "--recompute-modules", &v, err)) return -1;
+    if (v) {
+        MpError inner;
+        if (recompute_modules_parse(v, &p->train.recompute_modules, &inner))
+            return mp_fail(err, "--recompute-modules: %s", inner.msg + strlen("recompute_modules: "));
+        if (p->train.recompute == RECOMPUTE_FULL)
+            return mp_fail(err, "--recompute-modules: only with --recompute selective (Megatron's --recompute-modules "
+                           "applies to selective granularity)");
+        p->train.recompute = RECOMPUTE_SELECTIVE;
+    }
     if (args_value(a, "--optimizer-sharding", &v, err)) return -1;
     if (v && opt_sharding_parse(v, &p->train.opt_sharding))
         return mp_fail(err, "--optimizer-sharding: '%s' is not none, distributed or full", v);

@@ -14,9 +14,12 @@
 
 static void usage(FILE *f) {  /* --help only: errors stay one line */
     fprintf(f,
-            "usage: moeplan model NAME|FILE [--seq S] [--json]\n"
+            "usage: moeplan model NAME|FILE [--name NAME] [--seq S] [--json]\n"
             "  NAME   a catalog model (mixtral-8x22b, deepseek-v3, ...); FILE a catalog-format JSON\n"
-            "         or a HuggingFace config.json (mixtral, qwen2_moe, qwen3_moe, deepseek_v3)\n"
+            "         or a HuggingFace config.json (mixtral, qwen2_moe, qwen3_moe, deepseek_v2, deepseek_v3,\n"
+            "         olmoe, dbrx, gpt_oss, llama4, grok-1); its name is _name_or_path, else the folder\n"
+            "         of a config.json, else the file name\n"
+            "  --name the model's name (overrides the above)\n"
             "  --seq  sequence length for the attention FLOPs (default 4096)\n"
             "  --json print one JSON object instead of the table\n");
 }
@@ -121,6 +124,12 @@ int cmd_model(int argc, char **argv) {
     bool json = args_flag(&a, "--json");
     if (args_int(&a, "--seq", &seq, NULL, &err)) { fprintf(stderr, "%s\n", err.msg); return 2; }
     if (seq <= 0 || seq > (1 << 24)) { fprintf(stderr, "--seq: must be in 1..%d, got %d\n", 1 << 24, seq); return 2; }
+    const char *rename = NULL;
+    if (args_value(&a, "--name", &rename, &err)) { fprintf(stderr, "%s\n", err.msg); return 2; }
+    if (rename && (!rename[0] || strlen(rename) >= MP_NAME_LEN)) {
+        fprintf(stderr, "--name: must be 1 to %d characters, got %zu\n", MP_NAME_LEN - 1, strlen(rename));
+        return 2;
+    }
     const char *name = NULL;
     for (int i = 1; i < a.argc; i++) {
         if (a.used[i] || a.argv[i][0] == '-') continue;
@@ -132,6 +141,7 @@ int cmd_model(int argc, char **argv) {
     if (!name) { fprintf(stderr, "model: NAME|FILE: missing (usage: moeplan model NAME|FILE [--seq S] [--json])\n"); return 2; }
     ModelSpec m;
     if (model_lookup(name, &m, &err)) { fprintf(stderr, "%s\n", err.msg); return 2; }
+    if (rename) snprintf(m.name, sizeof m.name, "%s", rename);
     ModelParams p;
     model_params(&m, &p);
     double legacy = model_flops(&m, FLOPS_LEGACY, seq, 1.0);

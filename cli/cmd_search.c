@@ -16,10 +16,13 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: moeplan search --model M --cluster C --gpus N [--gbs B] [--seq S] [constraints]\n"
-               "                      [--top K] [--json | --emit megatron] [--rank R] [--threads T]\n"
+               "                      [--top K] [--json | --emit megatron|launch] [--launcher torchrun|srun]\n"
+               "                      [--rank R] [--threads T]\n"
                "Scores every valid plan with the simulator and prints the best K (default 10).\n"
                "  --json            the chosen plan (rank R, default 1) as a plan file for simulate/execute\n"
                "  --emit megatron   the chosen plan as Megatron-LM command-line flags\n"
+               "  --emit launch     a bash script running Megatron-LM's pretrain_gpt.py with those flags and the\n"
+               "                    environment they need (--launcher torchrun, the default, or srun)\n"
                SEARCH_ARGS_HELP);
 }
 
@@ -32,19 +35,21 @@ static void progress_stderr(void *ctx, size_t done, size_t total) {
 static const char *opt_short(int o) { return o == OPT_SHARD_NONE ? "none" : o == OPT_SHARD_DISTRIBUTED ? "dist" : "fsdp"; }
 
 /* One table row of a scored plan. */
-static void print_row(FILE *f, const char *label, const ScoredPlan *s) {
+static void print_row(FILE *f, const char *label, const ScoredPlan *s, const ModelSpec *m) {
     const Candidate *c = &s->cand;
+    char rc[32];
+    recompute_label((RecomputeKind)c->recompute, c->recompute_modules, m, rc, sizeof rc);
     char split[16] = "even";
     if (c->first_stage_layers || c->last_stage_layers)
         snprintf(split, sizeof split, "%d/%d", c->first_stage_layers, c->last_stage_layers);
-    fprintf(f, "%5s %3d %3d %3d %3d %4d | %3d %3d %4d | %3d %-9s %-4s %-6s %6.1f%% %8.3f %9.0f %7.1f  %s\n",
+    fprintf(f, "%5s %3d %3d %3d %3d %4d | %3d %3d %4d | %3d %-15s %-4s %-6s %6.1f%% %8.3f %9.0f %7.1f  %s\n",
             label, c->map.tp, c->map.cp, c->map.pp, c->map.vpp, c->map.dp, c->map.etp, c->map.ep, c->map.edp,
-            c->mbs, recompute_name((RecomputeKind)c->recompute), opt_short(c->opt_sharding), split,
+            c->mbs, rc, opt_short(c->opt_sharding), split,
             100 * s->mfu, s->step_time_s, s->tokens_per_s_per_gpu, s->peak_memory_bytes / 1073741824.0, s->dominant);
 }
 
 static void print_header(FILE *f) {
-    fprintf(f, "%5s %3s %3s %3s %3s %4s | %3s %3s %4s | %3s %-9s %-4s %-6s %7s %8s %9s %7s  %s\n",
+    fprintf(f, "%5s %3s %3s %3s %3s %4s | %3s %3s %4s | %3s %-15s %-4s %-6s %7s %8s %9s %7s  %s\n",
             "rank", "tp", "cp", "pp", "vpp", "dp", "etp", "ep", "edp", "mbs", "recompute", "opt", "split",
             "MFU", "step s", "tok/s/GPU", "mem GiB", "dominant cost");
 }
@@ -92,18 +97,26 @@ static int search_command(int argc, char **argv, Calibration **cal) {
     SearchConstraints cons;
     SearchUserLimits lim;
     int top = 10, rank = 1, threads = 0;
-    const char *emit = NULL;
+    const char *emit = NULL, *launcher = NULL;
     bool json = false;
     if (args_init(&a, argc, argv, &err) || search_args_parse(&a, base, &lim, true, &err) ||
         args_int(&a, "--top", &top, NULL, &err) || args_int(&a, "--rank", &rank, NULL, &err) ||
         args_int(&a, "--threads", &threads, NULL, &err) || args_value(&a, "--emit", &emit, &err) ||
-        args_calibration(&a, cal, NULL, &err)) goto bad;
+        args_value(&a, "--launcher", &launcher, &err) || args_calibration(&a, cal, NULL, &err)) goto bad;
     json = args_flag(&a, "--json");
     if (args_finish(&a, &err) || search_constraints_for(base, &lim, &cons, &err)) goto bad;
     if (top < 1) { mp_fail(&err, "--top: must be >= 1, got %d", top); goto bad; }
     if (rank < 1) { mp_fail(&err, "--rank: must be >= 1, got %d", rank); goto bad; }
     if (threads < 0) { mp_fail(&err, "--threads: must be >= 0, got %d", threads); goto bad; }
-    if (emit && strcmp(emit, "megatron")) { mp_fail(&err, "--emit: '%s' is not megatron", emit); goto bad; }
+    if (emit && strcmp(emit, "megatron") && strcmp(emit, "launch")) {
+        mp_fail(&err, "--emit: '%s' is not megatron or launch", emit);
+        goto bad;
+    }
+    if (launcher && strcmp(launcher, "torchrun") && strcmp(launcher, "srun")) {
+        mp_fail(&err, "--launcher: '%s' is not torchrun or srun", launcher);
+        goto bad;
+    }
+    if (launcher && (!emit || strcmp(emit, "launch"))) { mp_fail(&err, "--launcher: only with --emit launch"); goto bad; }
     if (emit && json) { mp_fail(&err, "--emit: cannot be combined with --json"); goto bad; }
 
     SearchOptions so = {.threads = threads, .cal = *cal};
@@ -117,8 +130,12 @@ static int search_command(int argc, char **argv, Calibration **cal) {
     if (so.progress) fprintf(stderr, "\r%60s\r", "");
     int status = 0;
     if (r.num_ranked == 0) {
-        fprintf(stderr, "moeplan search: no plan fits (%lld candidates did not fit in memory); "
-                "try more GPUs, --recompute full or a smaller --mbs\n", r.space.pruned[PRUNE_MEMORY]);
+        if (r.space.count == 0)
+            fprintf(stderr, "moeplan search: no plan: every candidate breaks a rule (the pruned line says which; "
+                    "mg-* are Megatron-LM's checks, docs/planner.md)\n");
+        else
+            fprintf(stderr, "moeplan search: no plan fits (%lld candidates did not fit in memory); "
+                    "try more GPUs, --recompute full or a smaller --mbs\n", r.space.pruned[PRUNE_MEMORY]);
         print_counts(stderr, &r);
         search_result_free(&r);
         free(base);
@@ -134,7 +151,9 @@ static int search_command(int argc, char **argv, Calibration **cal) {
         if (text) printf("%s\n", text); else { fprintf(stderr, "moeplan search: out of memory\n"); status = 1; }
         free(text);
     } else if (emit) {
-        char *text = emit_megatron_flags(plan);
+        char *text = !strcmp(emit, "launch")
+                         ? emit_launch_script(plan, launcher && !strcmp(launcher, "srun") ? LAUNCH_SRUN : LAUNCH_TORCHRUN)
+                         : emit_megatron_flags(plan);
         if (text) printf("%s\n", text); else { fprintf(stderr, "moeplan search: out of memory\n"); status = 1; }
         free(text);
     } else {
@@ -147,14 +166,14 @@ static int search_command(int argc, char **argv, Calibration **cal) {
         for (int i = 0; i < top && (size_t)i < r.num_ranked; i++) {
             char label[24];
             snprintf(label, sizeof label, "%d", i + 1);
-            print_row(stdout, label, &r.ranked[i]);
+            print_row(stdout, label, &r.ranked[i], &base->model);
         }
         if (r.best_coupled >= 0) {
             const ScoredPlan *cpl = &r.ranked[r.best_coupled];
             char label[24];
             snprintf(label, sizeof label, "%ld", r.best_coupled + 1);
             printf("best coupled plan (etp = tp):\n");
-            print_row(stdout, label, cpl);
+            print_row(stdout, label, cpl, &base->model);
             printf("folding gain: %+.1f MFU points, %.3fx step-time speed-up over the best coupled plan\n",
                    100 * (r.ranked[0].mfu - cpl->mfu), cpl->step_time_s / r.ranked[0].step_time_s);
         } else {

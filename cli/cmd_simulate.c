@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "args.h"
+#include "planner/emit.h"
+#include "planner/megatron_rules.h"
 #include "commands.h"
 #include "simulator/simulate.h"
 
@@ -13,11 +15,15 @@ static const char *usage_text =
     "usage: moeplan simulate [--plan FILE] --model M --cluster C --gpus N [--tp T] [--cp C] [--pp P]\n"
     "                        [--vpp V] [--etp E] [--ep X] [--seq S] [--mbs B] [--gbs G]\n"
     "                        [--capacity-factor F | --dropless] [--imbalance I]\n"
-    "                        [--recompute none|selective|full] [--optimizer-sharding none|distributed|full]\n"
+    "                        [--recompute none|selective|full] [--recompute-modules LIST]\n"
+    "                        [--optimizer-sharding none|distributed|full]\n"
     "                        [--overlap grad,param,tp,ep,shared-expert|none] [--flops legacy|megatron]\n"
     "                        [--precision bf16|fp8] [--memory-reserve-gib R] [--order ...]\n"
     "                        [--attention-backend auto|cudnn|flash2|fa3|own]\n"
-    "                        [--json] [--timeline FILE] [--calibration FILE]\n";
+    "                        [--json | --emit megatron|launch [--launcher torchrun|srun]]\n"
+    "                        [--timeline FILE] [--calibration FILE] [--model-name NAME]\n"
+    "  --emit   the plan's Megatron-LM flags or launch script (as search --emit) instead of the\n"
+    "           report; a plan Megatron-LM refuses is bad input (the rule and its source are named)\n";
 
 #define GIB (1024.0 * 1024.0 * 1024.0)
 
@@ -83,9 +89,15 @@ static void print_report(const Plan *p, const SimResult *r, const Calibration *c
     char routing[64];
     if (t->capacity_factor > 0) snprintf(routing, sizeof routing, "capacity factor %.2f", t->capacity_factor);
     else snprintf(routing, sizeof routing, "dropless, imbalance %.2f", t->imbalance);
+    char rclabel[32];
+    recompute_label(t->recompute, train_recompute_modules(t, &p->model), &p->model, rclabel, sizeof rclabel);
     printf("seq %d  mbs %d  gbs %d (%d micro-batches/pipeline)  %s  recompute %s  optimizer %s  overlap %s\n",
            t->seq_len, t->micro_batch, t->global_batch, t->global_batch / (t->micro_batch * p->map.dp), routing,
-           recompute_name(t->recompute), opt_sharding_name(t->opt_sharding), ov);
+           rclabel, opt_sharding_name(t->opt_sharding), ov);
+    int mg = megatron_first_violation(&p->model, &p->map, t);
+    if (mg >= 0)
+        printf("Megatron-LM refuses this plan: %s (%s, rule %s)\n", megatron_rule_text((MegatronRule)mg),
+               megatron_rule_source((MegatronRule)mg), megatron_rule_name((MegatronRule)mg));
     printf("cost model: %s\n\n", cal ? cal->device : "defaults from public figures (docs/simulator.md)");
     printf("step time        %9.3f s\n", r->step_time_s);
     printf("MFU              %9.1f %%   (%s FLOPs; legacy %.1f %%, megatron %.1f %%; peak %.1f TFLOP/s)\n",
@@ -118,15 +130,43 @@ int cmd_simulate(int argc, char **argv) {
     SimResult *res = calloc(1, sizeof *res);
     Calibration *cal = NULL;
     int rc = 2;
-    const char *timeline = NULL;
+    const char *timeline = NULL, *emit = NULL, *launcher = NULL;
     bool json = false;
     if (!plan || !res) { fprintf(stderr, "moeplan simulate: out of memory\n"); rc = 1; goto done; }
     if (args_init(&a, argc, argv, &err)) goto bad;
     if (args_flag(&a, "--help")) { fputs(usage_text, stdout); rc = 0; goto done; }
     json = args_flag(&a, "--json");
-    if (args_value(&a, "--timeline", &timeline, &err) || args_calibration(&a, &cal, NULL, &err)) goto bad;
+    if (args_value(&a, "--timeline", &timeline, &err) || args_calibration(&a, &cal, NULL, &err) ||
+        args_value(&a, "--emit", &emit, &err) || args_value(&a, "--launcher", &launcher, &err))
+        goto bad;
     if (plan_from_args(&a, plan, false, &err)) goto bad;
     if (args_finish(&a, &err)) goto bad;
+    if (emit && strcmp(emit, "megatron") && strcmp(emit, "launch")) {
+        mp_fail(&err, "--emit: '%s' is not megatron or launch", emit);
+        goto bad;
+    }
+    if (emit && json) { mp_fail(&err, "--emit: cannot be combined with --json"); goto bad; }
+    if (launcher && strcmp(launcher, "torchrun") && strcmp(launcher, "srun")) {
+        mp_fail(&err, "--launcher: '%s' is not torchrun or srun", launcher);
+        goto bad;
+    }
+    if (launcher && (!emit || strcmp(emit, "launch"))) { mp_fail(&err, "--launcher: only with --emit launch"); goto bad; }
+    if (emit) {
+        int mg = megatron_first_violation(&plan->model, &plan->map, &plan->train);
+        if (mg >= 0) {
+            mp_fail(&err, "--emit: Megatron-LM refuses this plan: %s (%s)", megatron_rule_text((MegatronRule)mg),
+                    megatron_rule_source((MegatronRule)mg));
+            goto bad;
+        }
+        char *text = !strcmp(emit, "launch")
+                         ? emit_launch_script(plan, launcher && !strcmp(launcher, "srun") ? LAUNCH_SRUN : LAUNCH_TORCHRUN)
+                         : emit_megatron_flags(plan);
+        if (!text) { fprintf(stderr, "moeplan simulate: out of memory\n"); rc = 1; goto done; }
+        printf("%s\n", text);
+        free(text);
+        rc = 0;
+        goto done;
+    }
     SimOptions opt = {.timeline_path = timeline};
     if (simulate_step(plan, cal, &opt, res, &err)) {
         /* a timeline that cannot be written is a runtime failure; anything else is a bad plan */

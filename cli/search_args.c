@@ -22,6 +22,9 @@ int search_args_parse(ArgList *a, Plan *base, SearchUserLimits *u, bool need_gpu
     const char *v;
     if (args_value(a, "--recompute", &v, err)) return -1;
     u->fix_recompute = v != NULL;
+    if (args_value(a, "--recompute-modules", &v, err)) return -1;
+    u->fix_modules = v != NULL;
+    if (v) u->fix_recompute = true;
     if (args_value(a, "--optimizer-sharding", &v, err)) return -1;
     u->fix_sharding = v != NULL;
     u->no_folding = args_flag(a, "--no-folding");
@@ -48,6 +51,10 @@ int search_constraints_for(const Plan *base, const SearchUserLimits *u, SearchCo
     c->no_folding = u->no_folding;
     c->uneven = !u->even_split;
     if (u->fix_recompute) c->recompute_set = 1u << base->train.recompute;
+    if (u->fix_modules) {
+        c->module_sets[0] = base->train.recompute_modules;
+        c->num_module_sets = 1;
+    }
     if (u->fix_sharding) c->opt_sharding_set = 1u << base->train.opt_sharding;
     return 0;
 }

@@ -14,7 +14,7 @@
 typedef struct {
     int fix[7], max[7];          /* tp, cp, pp, vpp, etp, ep, mbs */
     bool fixed[7], bounded[7];
-    bool no_folding, even_split, fix_recompute, fix_sharding;
+    bool no_folding, even_split, fix_recompute, fix_sharding, fix_modules;
 } SearchUserLimits;
 
 /* need_gpus false: --gpus may be absent (a sweep that varies it). */
@@ -27,11 +27,15 @@ int search_constraints_for(const Plan *base, const SearchUserLimits *u, SearchCo
 
 #define SEARCH_ARGS_HELP \
     "  --model M --cluster C --gpus N --gbs B --seq S   what to plan (plan options as in simulate)\n" \
+    "  --model-name NAME                the model's name (default: catalog name, _name_or_path, folder)\n" \
     "  --tp/--cp/--pp/--vpp/--etp/--ep/--mbs N          fix a dimension\n" \
     "  --max-tp/--max-cp/--max-pp/--max-vpp/--max-etp/--max-ep/--max-mbs N   bound a dimension\n" \
     "                                   (defaults: tp, etp <= NVLink domain; cp <= seq/2048; mbs <= 4)\n" \
     "  --no-folding                     coupled mappings only (etp = tp)\n" \
     "  --recompute none|selective|full  fix recomputation (default: the least that fits)\n" \
+    "  --recompute-modules LIST         selective with these Megatron modules only (core_attn, layernorm,\n" \
+    "                                   moe_act, mla_up_proj, mlp, moe, shared_experts; default: search\n" \
+    "                                   core_attn,layernorm,moe_act, +mla_up_proj, and core_attn,layernorm,moe)\n" \
     "  --optimizer-sharding none|distributed|full   fix optimizer sharding (default: all three)\n" \
     "  --even-split                     no uneven (GLPK) pipeline splits\n" \
     "  --calibration FILE               score with a calibration file measured on the machine\n" \

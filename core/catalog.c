@@ -52,9 +52,21 @@ int read_text_file(const char *path, char **out, MpError *err) {
 }
 
 /* "dir/mixtral.config.json" -> "mixtral.config" */
+/* The file name without ".json"; for a file named config.json (a
+ * downloaded HuggingFace model folder) the folder's name instead. */
 static void file_stem(const char *path, char *out, size_t len) {
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
+    if (!strcmp(base, "config.json") && base > path) {
+        const char *end = base - 1;   /* the '/' before config.json */
+        while (end > path && end[-1] == '/') end--;
+        const char *start = end;
+        while (start > path && start[-1] != '/') start--;
+        if (end > start && !(end - start == 1 && *start == '.')) {
+            snprintf(out, len, "%.*s", (int)(end - start), start);
+            return;
+        }
+    }
     snprintf(out, len, "%s", base);
     size_t n = strlen(out);
     if (n > 5 && !strcmp(out + n - 5, ".json")) out[n - 5] = 0;
@@ -64,8 +76,44 @@ static const char *const model_keys[] = {
     "name", "notes", "num_layers", "hidden", "num_heads", "num_kv_groups", "head_dim", "num_experts", "top_k",
     "expert_ffn", "shared_ffn", "num_dense_layers", "dense_ffn", "vocab", "tied_embeddings", "qkv_bias",
     "swiglu", "router", "mla", "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim",
-    "v_head_dim", "mtp_layers", "sliding_window", "sliding_window_every", NULL,
+    "v_head_dim", "mtp_layers", "sliding_window", "sliding_window_every",
+    "rotary_base", "nope_every", "norm", "sandwich_norm", "qk_norm", "attn_out_bias", "attn_sinks",
+    "expert_bias_linear", "gelu", "clamped_glu", "router_pre_softmax", "router_scale", "router_groups", "router_group_topk",
+    "router_expert_bias", "router_probs_on_input", "shared_expert_gate", "load_balancing", "aux_loss_coeff", NULL,
 };
+
+/* The fields that reach Megatron's flags and the exact parameter count
+ * (model.h, "Fields that change no cost"). */
+static int model_extra_fields(const cJSON *root, const char *origin, ModelSpec *m, MpError *err) {
+    if (json_opt_double(root, "rotary_base", origin, &m->rotary_base, err) ||
+        json_opt_int(root, "nope_every", origin, &m->nope_every, err) ||
+        json_opt_bool(root, "sandwich_norm", origin, &m->sandwich_norm, err) ||
+        json_opt_bool(root, "attn_out_bias", origin, &m->attn_out_bias, err) ||
+        json_opt_bool(root, "attn_sinks", origin, &m->attn_sinks, err) ||
+        json_opt_bool(root, "expert_bias_linear", origin, &m->expert_bias_linear, err) ||
+        json_opt_bool(root, "gelu", origin, &m->gelu, err) ||
+        json_opt_bool(root, "clamped_glu", origin, &m->clamped_glu, err) ||
+        json_opt_bool(root, "router_pre_softmax", origin, &m->router_pre_softmax, err) ||
+        json_opt_double(root, "router_scale", origin, &m->router_scale, err) ||
+        json_opt_int(root, "router_groups", origin, &m->router_groups, err) ||
+        json_opt_int(root, "router_group_topk", origin, &m->router_group_topk, err) ||
+        json_opt_bool(root, "router_expert_bias", origin, &m->router_expert_bias, err) ||
+        json_opt_bool(root, "router_probs_on_input", origin, &m->router_probs_on_input, err) ||
+        json_opt_bool(root, "shared_expert_gate", origin, &m->shared_expert_gate, err) ||
+        json_opt_double(root, "aux_loss_coeff", origin, &m->aux_loss_coeff, err))
+        return -1;
+    char buf[32] = "rmsnorm";
+    if (json_opt_string(root, "norm", origin, buf, sizeof buf, err)) return -1;
+    if (norm_kind_parse(buf, &m->norm)) return mp_fail(err, "%s: norm: '%s' is not rmsnorm or layernorm", origin, buf);
+    snprintf(buf, sizeof buf, "none");
+    if (json_opt_string(root, "qk_norm", origin, buf, sizeof buf, err)) return -1;
+    if (qk_norm_parse(buf, &m->qk_norm)) return mp_fail(err, "%s: qk_norm: '%s' is not none, head, full or l2", origin, buf);
+    snprintf(buf, sizeof buf, "aux_loss");
+    if (json_opt_string(root, "load_balancing", origin, buf, sizeof buf, err)) return -1;
+    if (load_balancing_parse(buf, &m->load_balancing))
+        return mp_fail(err, "%s: load_balancing: '%s' is not aux_loss, seq_aux_loss or none", origin, buf);
+    return 0;
+}
 
 static int model_from_catalog_json(const cJSON *root, const char *origin, ModelSpec *m, MpError *err) {
     memset(m, 0, sizeof *m);
@@ -100,6 +148,7 @@ static int model_from_catalog_json(const cJSON *root, const char *origin, ModelS
         json_opt_bool(root, "qkv_bias", origin, &m->qkv_bias, err) ||
         json_opt_bool(root, "swiglu", origin, &m->swiglu, err))
         return -1;
+    if (model_extra_fields(root, origin, m, err)) return -1;
     char router[16] = "softmax";
     if (json_opt_string(root, "router", origin, router, sizeof router, err)) return -1;
     if (!strcmp(router, "softmax")) m->router = ROUTER_SOFTMAX;

@@ -11,9 +11,14 @@
  *                    not a trained weight and is not counted)
  *   norms            2*h per layer (RMSNorm before attention and MLP), h final
  *   embedding        V*h, output layer V*h when untied
- * Not counted (each < 0.01% of the catalog models): Qwen3's per-head q/k
- * norms, Qwen2-MoE's shared-expert gate (h), gpt-oss's attention sinks and
- * expert biases.
+ *   q/k norms        per head (Qwen3): 2d; over all heads (OLMoE): n*d + g*d;
+ *                    L2 (Llama 4): none
+ *   attention extras output-projection bias h, sinks n (gpt-oss)
+ *   expert biases    E*(up + h) per MoE layer and the router's bias E (gpt-oss)
+ *   shared gate      h per MoE layer (Qwen2-MoE's sigmoid gate on the shared expert)
+ *   sandwich norms   4h per layer instead of 2h (Grok-1)
+ * DeepSeek-V3's e_score_correction_bias is a buffer in transformers'
+ * DeepseekV3TopkRouter, not a parameter, and is not counted.
  */
 #include "model.h"
 
@@ -90,6 +95,29 @@ int model_validate(const ModelSpec *m, MpError *err) {
     } else if (m->q_lora_rank || m->kv_lora_rank || m->qk_nope_head_dim || m->qk_rope_head_dim || m->v_head_dim) {
         return mp_fail(err, "mla: MLA dimensions given but mla is false");
     }
+    if (m->rotary_base < 0) return mp_fail(err, "rotary_base: must be >= 0, got %g", m->rotary_base);
+    if (m->nope_every < 0) return mp_fail(err, "nope_every: must be >= 0, got %d", m->nope_every);
+    if (m->router_scale < 0) return mp_fail(err, "router_scale: must be >= 0, got %g", m->router_scale);
+    if (m->aux_loss_coeff < 0) return mp_fail(err, "aux_loss_coeff: must be >= 0, got %g", m->aux_loss_coeff);
+    if ((unsigned)m->qk_norm > QK_NORM_L2) return mp_fail(err, "qk_norm: unknown kind %d", (int)m->qk_norm);
+    if ((unsigned)m->load_balancing > LB_NONE)
+        return mp_fail(err, "load_balancing: unknown kind %d", (int)m->load_balancing);
+    if ((unsigned)m->norm > NORM_LAYER) return mp_fail(err, "norm: unknown kind %d", (int)m->norm);
+    if (m->router_groups < 0 || m->router_group_topk < 0)
+        return mp_fail(err, "router_groups: must be >= 0 (router_groups %d, router_group_topk %d)",
+                       m->router_groups, m->router_group_topk);
+    if (m->router_group_topk > 0 && m->router_groups == 0)
+        return mp_fail(err, "router_group_topk: %d given but router_groups is 0", m->router_group_topk);
+    if (m->router_groups > 0) {
+        if (m->num_experts == 0 || m->num_experts % m->router_groups)
+            return mp_fail(err, "router_groups: %d does not divide num_experts %d", m->router_groups, m->num_experts);
+        if (m->router_group_topk > m->router_groups)
+            return mp_fail(err, "router_group_topk: %d exceeds router_groups %d", m->router_group_topk, m->router_groups);
+    }
+    /* Megatron-LM refuses expert bias with a softmax router
+     * (megatron/core/transformer/transformer_config.py, __post_init__). */
+    if (m->router_expert_bias && m->router != ROUTER_SIGMOID)
+        return mp_fail(err, "router_expert_bias: needs the sigmoid router (aux-loss-free balancing)");
     if (m->mtp_layers > m->num_layers)
         return mp_fail(err, "mtp_layers: %d exceeds num_layers %d", m->mtp_layers, m->num_layers);
     if (m->sliding_window_every > 0 && m->sliding_window == 0)
@@ -113,7 +141,10 @@ static double attention_params(const ModelSpec *m) {
     double d = m->head_dim, g = m->num_kv_groups;
     double w = h * n * d + 2.0 * h * g * d + n * d * h;   /* Q, K+V, O */
     double b = m->qkv_bias ? n * d + 2.0 * g * d : 0.0;
-    return w + b;
+    if (m->attn_out_bias) b += h;
+    double qk = m->qk_norm == QK_NORM_HEAD ? 2.0 * d : m->qk_norm == QK_NORM_FULL ? (n + g) * d : 0.0;
+    double sinks = m->attn_sinks ? n : 0.0;
+    return w + b + qk + sinks;
 }
 
 void model_params(const ModelSpec *m, ModelParams *out) {
@@ -121,11 +152,12 @@ void model_params(const ModelSpec *m, ModelParams *out) {
     double h = m->hidden, mats = mlp_matrices(m);
     int Lm = model_num_moe_layers(m), Ld = m->num_dense_layers, L = m->num_layers;
     out->attention_per_layer = attention_params(m);
-    out->norms_per_layer = 2.0 * h;
+    out->norms_per_layer = (m->sandwich_norm ? 4.0 : 2.0) * h;
     if (m->num_experts > 0) {
-        out->expert_per_layer = mats * h * m->expert_ffn * m->num_experts;
-        out->shared_per_layer = mats * h * m->shared_ffn;
-        out->router_per_layer = h * m->num_experts;
+        double E = m->num_experts, up = (m->swiglu ? 2.0 : 1.0) * m->expert_ffn;
+        out->expert_per_layer = mats * h * m->expert_ffn * E + (m->expert_bias_linear ? E * (up + h) : 0.0);
+        out->shared_per_layer = mats * h * m->shared_ffn + (m->shared_ffn > 0 && m->shared_expert_gate ? h : 0.0);
+        out->router_per_layer = h * E + (m->expert_bias_linear ? E : 0.0);
     }
     out->dense_mlp_per_layer = mats * h * m->dense_ffn;
     out->embedding = (double)m->vocab * h;
@@ -145,4 +177,36 @@ void model_params(const ModelSpec *m, ModelParams *out) {
     double mtp_block = out->attention_per_layer + out->norms_per_layer + 2.0 * h * h + 3.0 * h +
                        (Lm > 0 ? moe_all : out->dense_mlp_per_layer);
     out->mtp = m->mtp_layers * mtp_block;
+}
+
+static const char *const qk_norm_names[] = {"none", "head", "full", "l2"};
+static const char *const lb_names[] = {"aux_loss", "seq_aux_loss", "none"};
+static const char *const norm_names[] = {"rmsnorm", "layernorm"};
+
+static int name_index(const char *s, const char *const *names, int n) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(s, names[i])) return i;
+    return -1;
+}
+
+const char *qk_norm_name(QkNorm q) { return (unsigned)q <= QK_NORM_L2 ? qk_norm_names[q] : "?"; }
+int qk_norm_parse(const char *s, QkNorm *out) {
+    int i = name_index(s, qk_norm_names, 4);
+    if (i < 0) return -1;
+    *out = (QkNorm)i;
+    return 0;
+}
+const char *load_balancing_name(LoadBalancing l) { return (unsigned)l <= LB_NONE ? lb_names[l] : "?"; }
+int load_balancing_parse(const char *s, LoadBalancing *out) {
+    int i = name_index(s, lb_names, 3);
+    if (i < 0) return -1;
+    *out = (LoadBalancing)i;
+    return 0;
+}
+const char *norm_kind_name(NormKind k) { return (unsigned)k <= NORM_LAYER ? norm_names[k] : "?"; }
+int norm_kind_parse(const char *s, NormKind *out) {
+    int i = name_index(s, norm_names, 2);
+    if (i < 0) return -1;
+    *out = (NormKind)i;
+    return 0;
 }

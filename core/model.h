@@ -19,6 +19,20 @@
 
 typedef enum { ROUTER_SOFTMAX = 0, ROUTER_SIGMOID = 1 } RouterKind;
 
+/* Normalisation of queries and keys before RoPE. */
+typedef enum {
+    QK_NORM_NONE = 0,
+    QK_NORM_HEAD = 1,   /* RMSNorm over each head's d channels, weights d each (Qwen3: 2d per layer) */
+    QK_NORM_FULL = 2,   /* RMSNorm over all heads at once (OLMoE: n*d + g*d weights per layer) */
+    QK_NORM_L2 = 3,     /* L2 norm without weights (Llama 4) */
+} QkNorm;
+
+/* Router load-balancing loss (Megatron's --moe-router-load-balancing-type). */
+typedef enum { LB_AUX_LOSS = 0, LB_SEQ_AUX_LOSS = 1, LB_NONE = 2 } LoadBalancing;
+
+/* Normalisation layers. */
+typedef enum { NORM_RMS = 0, NORM_LAYER = 1 } NormKind;
+
 typedef struct {
     char name[MP_NAME_LEN];
     int num_layers;        /* L, decoder layers (dense + MoE), MTP layers excluded */
@@ -47,6 +61,31 @@ typedef struct {
     int mtp_layers;        /* multi-token-prediction layers (DeepSeek-V3: 1) */
     int sliding_window;    /* tokens; 0 = full attention everywhere */
     int sliding_window_every; /* every k-th layer is full attention, others windowed (gpt-oss: 2) */
+
+    /* Fields that change no cost but must reach Megatron-LM's flags and the
+     * exact parameter count (HuggingFace modules). 0/false = absent. */
+    double rotary_base;    /* RoPE theta; 0 = not given (Megatron's default 10000) */
+    int nope_every;        /* every k-th layer has no RoPE (Llama 4: 4); 0 = RoPE everywhere */
+    NormKind norm;         /* RMSNorm (default) or LayerNorm without bias (DBRX) */
+    bool sandwich_norm;    /* 4 norms per layer: before and after attention and MLP (Grok-1) */
+    QkNorm qk_norm;
+    bool attn_out_bias;    /* bias on the attention output projection (gpt-oss), h per layer */
+    bool attn_sinks;       /* a learned sink logit per head (gpt-oss), n per layer */
+    bool expert_bias_linear; /* biases in the experts' and router's linears (gpt-oss):
+                                E*(up + h) + E per MoE layer */
+    bool gelu;             /* gated MLP with GELU instead of SiLU (Grok-1: GeGLU) */
+    bool clamped_glu;      /* gpt-oss's gated quick-GELU, clamped at 7 with 1 added to the linear half */
+    bool router_pre_softmax; /* softmax over all experts before top-k, weights not renormalised
+                                (HF norm_topk_prob false: Qwen2-MoE, OLMoE, DeepSeek-V2) */
+    double router_scale;   /* routed-expert output scale (DeepSeek routed_scaling_factor); 0 = 1 */
+    int router_groups;     /* group-limited routing: experts in this many groups (DeepSeek n_group) */
+    int router_group_topk; /* groups chosen per token (topk_group) */
+    bool router_expert_bias; /* aux-loss-free balancing bias (DeepSeek-V3 e_score_correction_bias):
+                                a buffer, not a trained parameter */
+    bool router_probs_on_input; /* routing weight multiplies the expert input (Llama 4) */
+    bool shared_expert_gate; /* sigmoid gate on the shared expert (Qwen2-MoE), h per MoE layer */
+    LoadBalancing load_balancing;
+    double aux_loss_coeff; /* 0 = no auxiliary loss */
 } ModelSpec;
 
 typedef enum { FLOPS_LEGACY = 0, FLOPS_MEGATRON = 1 } FlopsConvention;
@@ -80,6 +119,16 @@ void model_params(const ModelSpec *m, ModelParams *out);
 double model_flops(const ModelSpec *m, FlopsConvention conv, int seq, double tokens);
 
 const char *flops_convention_name(FlopsConvention c);
+
+/* names as in the catalog JSON: "none" "head" "full" "l2"; "aux_loss"
+ * "seq_aux_loss" "none" (Megatron's spellings); "rmsnorm" "layernorm".
+ * parse returns -1 on an unknown name. */
+const char *qk_norm_name(QkNorm q);
+int qk_norm_parse(const char *s, QkNorm *out);
+const char *load_balancing_name(LoadBalancing l);
+int load_balancing_parse(const char *s, LoadBalancing *out);
+const char *norm_kind_name(NormKind k);
+int norm_kind_parse(const char *s, NormKind *out);
 int flops_convention_parse(const char *s, FlopsConvention *out);
 
 #endif

@@ -159,10 +159,18 @@ int plan_from_json_text(const char *text, const char *origin, Plan *out, MpError
         mp_fail(err, "%s: %s", origin, inner.msg);
         goto fail;
     }
+    char modules[128] = "";
+    if (json_opt_string(root, "recompute_modules", origin, modules, sizeof modules, err)) goto fail;
+    if (modules[0] && recompute_modules_parse(modules, &out->train.recompute_modules, &inner)) {
+        mp_fail(err, "%s: %s", origin, inner.msg);
+        goto fail;
+    }
     if (model_lookup(out->model_ref, &out->model, &inner)) {
         mp_fail(err, "%s: model: %s", origin, inner.msg);
         goto fail;
     }
+    /* what selective recomputes for this model, spelled out (0 = the default set) */
+    out->train.recompute_modules = train_recompute_modules(&out->train, &out->model);
     if (cluster_lookup(out->cluster_ref, &out->cluster, &inner)) {
         mp_fail(err, "%s: cluster: %s", origin, inner.msg);
         goto fail;
@@ -205,6 +213,11 @@ char *plan_to_json_string(const Plan *p) {
     cJSON_AddNumberToObject(o, "capacity_factor", p->train.capacity_factor);
     cJSON_AddNumberToObject(o, "imbalance", p->train.imbalance);
     cJSON_AddStringToObject(o, "recompute", recompute_name(p->train.recompute));
+    if (p->train.recompute == RECOMPUTE_SELECTIVE) {
+        char modules[128];
+        recompute_modules_format(train_recompute_modules(&p->train, &p->model), ",", modules, sizeof modules);
+        cJSON_AddStringToObject(o, "recompute_modules", modules);
+    }
     cJSON_AddStringToObject(o, "optimizer_sharding", opt_sharding_name(p->train.opt_sharding));
     char overlap[128];
     overlap_format(p->train.overlap, overlap, sizeof overlap);

@@ -52,6 +52,8 @@ int train_config_validate(const TrainConfig *t, MpError *err) {
     if (t->opt_sharding != OPT_SHARD_NONE && t->opt_sharding != OPT_SHARD_DISTRIBUTED &&
         t->opt_sharding != OPT_SHARD_FULL)
         return mp_fail(err, "optimizer_sharding: unknown value %d", (int)t->opt_sharding);
+    if (t->recompute_modules & ~(unsigned)RCM_ALL)
+        return mp_fail(err, "recompute_modules: unknown bits 0x%x", t->recompute_modules);
     if (t->overlap & ~(unsigned)OVERLAP_ALL) return mp_fail(err, "overlap: unknown bits 0x%x", t->overlap);
     if (t->flops != FLOPS_LEGACY && t->flops != FLOPS_MEGATRON)
         return mp_fail(err, "flops: unknown value %d", (int)t->flops);
@@ -142,5 +144,73 @@ void overlap_format(unsigned bits, char *buf, int len) {
         int w = snprintf(buf + pos, len - pos, "%s%s", pos ? "," : "", overlap_words[i].word);
         if (w < 0 || w >= len - pos) break;
         pos += w;
+    }
+}
+
+/* Megatron's spellings (transformer_config.py, recompute_modules). */
+static const struct { const char *word; unsigned bit; } module_words[] = {
+    {"core_attn", RCM_CORE_ATTN}, {"layernorm", RCM_LAYERNORM}, {"moe_act", RCM_MOE_ACT},
+    {"mla_up_proj", RCM_MLA_UP_PROJ}, {"mlp", RCM_MLP}, {"moe", RCM_MOE}, {"shared_experts", RCM_SHARED_EXPERTS},
+};
+#define MODULE_WORDS ((int)(sizeof module_words / sizeof module_words[0]))
+
+unsigned train_recompute_modules(const TrainConfig *t, const ModelSpec *m) {
+    if (t->recompute != RECOMPUTE_SELECTIVE) return 0;
+    unsigned b = t->recompute_modules ? t->recompute_modules : RCM_SELECTIVE_DEFAULT;
+    if (m->num_experts == 0) b &= ~(unsigned)(RCM_MOE_ACT | RCM_MOE | RCM_SHARED_EXPERTS);
+    if (!m->mla) b &= ~(unsigned)RCM_MLA_UP_PROJ;
+    if (m->shared_ffn == 0) b &= ~(unsigned)RCM_SHARED_EXPERTS;
+    if (m->num_dense_layers == 0) b &= ~(unsigned)RCM_MLP;
+    if (b & RCM_MOE) b &= ~(unsigned)(RCM_MOE_ACT | RCM_SHARED_EXPERTS);   /* inside the recomputed MoE layer */
+    return b;
+}
+
+void recompute_modules_format(unsigned bits, const char *sep, char *buf, int len) {
+    if (len <= 0) return;
+    buf[0] = 0;
+    if (!bits) { snprintf(buf, len, "none"); return; }
+    int pos = 0;
+    for (int i = 0; i < MODULE_WORDS && pos < len; i++)
+        if (bits & module_words[i].bit)
+            pos += snprintf(buf + pos, len - pos, "%s%s", pos ? sep : "", module_words[i].word);
+}
+
+int recompute_modules_parse(const char *s, unsigned *out, MpError *err) {
+    unsigned bits = 0;
+    const char *p = s;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        int found = -1;
+        for (int i = 0; i < MODULE_WORDS; i++)
+            if (strlen(module_words[i].word) == n && !strncmp(p, module_words[i].word, n)) found = i;
+        if (found < 0)
+            return mp_fail(err, "recompute_modules: unknown module '%.*s' (modules: core_attn, layernorm, moe_act, "
+                           "mla_up_proj, mlp, moe, shared_experts)", (int)(n > 64 ? 64 : n), p);
+        bits |= module_words[found].bit;
+        if (!comma) break;
+        p = comma + 1;
+    }
+    *out = bits;
+    return 0;
+}
+
+void recompute_label(RecomputeKind r, unsigned mods, const ModelSpec *m, char *buf, int len) {
+    if (len <= 0) return;
+    if (r != RECOMPUTE_SELECTIVE) { snprintf(buf, len, "%s", recompute_name(r)); return; }
+    TrainConfig d;
+    train_config_default(&d);
+    d.recompute = RECOMPUTE_SELECTIVE;
+    unsigned def = train_recompute_modules(&d, m);
+    if (mods == def) { snprintf(buf, len, "selective"); return; }
+    /* the difference from the default set: "sel+mla", "sel+moe" (moe
+     * includes moe_act), "sel-ln" */
+    unsigned have = mods | ((mods & RCM_MOE) ? (unsigned)RCM_MOE_ACT : 0u);
+    static const char *const abbrev[] = {"attn", "ln", "act", "mla", "mlp", "moe", "shared"};
+    int pos = snprintf(buf, len, "sel");
+    for (int i = 0; i < 7 && pos < len; i++) {
+        unsigned bit = 1u << i;
+        if ((have & bit) && !(def & bit)) pos += snprintf(buf + pos, len - pos, "+%s", abbrev[i]);
+        else if (!(have & bit) && (def & bit)) pos += snprintf(buf + pos, len - pos, "-%s", abbrev[i]);
     }
 }

@@ -24,6 +24,23 @@ enum {
 };
 #define OVERLAP_DEFAULT (OVERLAP_GRAD | OVERLAP_PARAM)
 
+/* Modules recomputed under selective recomputation: Megatron-LM's
+ * --recompute-modules choices (megatron/core/transformer/transformer_config.py,
+ * recompute_modules), each priced by the simulator (memory.c, simulate.c). */
+enum {
+    RCM_CORE_ATTN = 1 << 0,      /* attention core: its softmax statistics are not kept */
+    RCM_LAYERNORM = 1 << 1,      /* input and pre-MLP norms: their outputs are not kept */
+    RCM_MOE_ACT = 1 << 2,        /* routed experts' SwiGLU: its output is not kept */
+    RCM_MLA_UP_PROJ = 1 << 3,    /* MLA up-projections and RoPE: Q, K, V are not kept */
+    RCM_MLP = 1 << 4,            /* whole dense MLP: only its input is kept */
+    RCM_MOE = 1 << 5,            /* whole MoE layer (router, dispatch, experts): only its input kept */
+    RCM_SHARED_EXPERTS = 1 << 6, /* whole shared expert: only its input is kept */
+    RCM_ALL = (1 << 7) - 1,
+};
+/* What "selective" means when no modules are named: the closest set to
+ * Korthikanti et al.'s selective recomputation that Megatron can express. */
+#define RCM_SELECTIVE_DEFAULT (RCM_CORE_ATTN | RCM_LAYERNORM | RCM_MOE_ACT)
+
 typedef struct {
     int seq_len;              /* s, tokens per sequence */
     int micro_batch;          /* b, sequences per micro-batch */
@@ -33,6 +50,7 @@ typedef struct {
     double capacity_factor;   /* > 0: token dropping, rows per expert capped and padded; 0: dropless */
     double imbalance;         /* dropless: busiest rank's load / mean load, >= 1 */
     RecomputeKind recompute;
+    unsigned recompute_modules; /* RCM_* bits, used with RECOMPUTE_SELECTIVE; 0 = RCM_SELECTIVE_DEFAULT */
     OptimizerSharding opt_sharding;
     unsigned overlap;         /* OVERLAP_* bits */
     FlopsConvention flops;    /* convention used for MFU */
@@ -52,5 +70,21 @@ int dispatcher_parse(const char *s, DispatcherKind *out);
 /* "grad,param,tp,ep,shared-expert" or "none" */
 int overlap_parse(const char *s, unsigned *out, MpError *err);
 void overlap_format(unsigned bits, char *buf, int len);
+
+/* The modules a selective plan recomputes in Megatron-LM for this model:
+ * t->recompute_modules (or the default set) without the modules the model
+ * lacks (moe_act/moe without experts, mla_up_proj without MLA,
+ * shared_experts without a shared expert, mlp without dense layers).
+ * 0 unless t->recompute is RECOMPUTE_SELECTIVE. */
+unsigned train_recompute_modules(const TrainConfig *t, const ModelSpec *m);
+/* "core_attn,layernorm,moe_act" (Megatron's names) or "none" */
+void recompute_modules_format(unsigned bits, const char *sep, char *buf, int len);
+int recompute_modules_parse(const char *s, unsigned *out, MpError *err);
+/* Short label of a recomputation for tables: "none", "full", "selective"
+ * (the default modules), or the difference from them: "sel+mla", "sel+moe",
+ * "sel-ln" (core_attn attn, layernorm ln, moe_act act, mla_up_proj mla,
+ * mlp mlp, moe moe, shared_experts shared); mods as train_recompute_modules
+ * gives them. */
+void recompute_label(RecomputeKind r, unsigned mods, const ModelSpec *m, char *buf, int len);
 
 #endif

@@ -10,13 +10,18 @@
 #include "pipeline_split.h"
 #include "../simulator/simulate.h"
 
-static const char *const rule_names[PRUNE_RULE_COUNT] = {
+static const char *const rule_names[PRUNE_MEGATRON] = {
     "constraint", "heads", "kv-groups", "dense-grid", "seq", "layers", "vpp",
-    "expert-grid", "experts", "rank-order", "batch", "memory", "dominated", "invalid",
+    "expert-grid", "experts", "rank-order", "batch",
 };
 
+static const char *const tail_names[] = {"memory", "dominated", "invalid"};
+
 const char *prune_rule_name(PruneRule r) {
-    return (r >= 0 && r < PRUNE_RULE_COUNT) ? rule_names[r] : "?";
+    if (r >= 0 && r < PRUNE_MEGATRON) return rule_names[r];
+    if (r >= PRUNE_MEGATRON && r < PRUNE_MEMORY) return megatron_rule_name((MegatronRule)(r - PRUNE_MEGATRON));
+    if (r >= PRUNE_MEMORY && r < PRUNE_RULE_COUNT) return tail_names[r - PRUNE_MEMORY];
+    return "?";
 }
 
 void space_constraints_default(const Plan *base, SearchConstraints *c) {
@@ -28,6 +33,11 @@ void space_constraints_default(const Plan *base, SearchConstraints *c) {
     c->recompute_set = (1u << RECOMPUTE_NONE) | (1u << RECOMPUTE_SELECTIVE) | (1u << RECOMPUTE_FULL);
     c->opt_sharding_set = (1u << OPT_SHARD_NONE) | (1u << OPT_SHARD_DISTRIBUTED) | (1u << OPT_SHARD_FULL);
     c->uneven = true;
+    /* selective recomputation: Megatron's modules (train.h RCM_*) */
+    const ModelSpec *m = &base->model;
+    c->module_sets[c->num_module_sets++] = RCM_SELECTIVE_DEFAULT;
+    if (m->mla) c->module_sets[c->num_module_sets++] = RCM_SELECTIVE_DEFAULT | RCM_MLA_UP_PROJ;
+    if (m->num_experts > 0) c->module_sets[c->num_module_sets++] = RCM_CORE_ATTN | RCM_LAYERNORM | RCM_MOE;
 }
 
 enum { MAX_DIVISORS = 256 };
@@ -130,7 +140,12 @@ int space_enumerate(const Plan *base, const SearchConstraints *c, CandidateList 
     dg.n = divisors(N, 0, dg.d);
     dl.n = divisors(L, 0, dl.d);
     dm.n = divisors(gbs, c->fix_mbs > c->max_mbs ? c->fix_mbs : c->max_mbs, dm.d);
+    unsigned default_sets[1] = {RCM_SELECTIVE_DEFAULT};
+    const unsigned *sets = c->num_module_sets > 0 ? c->module_sets : default_sets;
+    int n_sets = c->num_module_sets > 0 ? c->num_module_sets : 1;
+    if (n_sets > 4) n_sets = 4;
     long long n_rc = popcount(c->recompute_set & 7u), n_opt = popcount(c->opt_sharding_set & 7u);
+    if (c->recompute_set & (1u << RECOMPUTE_SELECTIVE)) n_rc += n_sets - 1;
     /* subtree sizes below each level */
     long long s_opt = n_rc * n_opt;
     long long s_mbs = dm.n * s_opt;
@@ -205,12 +220,22 @@ int space_enumerate(const Plan *base, const SearchConstraints *c, CandidateList 
                                 cand.map = (Mapping){.world = N, .tp = tp, .cp = cp, .dp = dp, .pp = pp, .vpp = vpp,
                                                      .etp = etp, .ep = ep, .edp = edp, .order = order};
                                 cand.mbs = mbs;
-                                for (int rc = 0; rc < 3; rc++) {
+                                for (int rs = 0; rs < 2 + n_sets; rs++) {
+                                    /* rs 0 none, 1 .. n_sets selective with sets[rs-1], n_sets + 1 full */
+                                    int rc = rs == 0 ? RECOMPUTE_NONE : rs <= n_sets ? RECOMPUTE_SELECTIVE : RECOMPUTE_FULL;
                                     if (!(c->recompute_set & (1u << rc))) continue;
                                     for (int os = 0; os < 3; os++) {
                                         if (!(c->opt_sharding_set & (1u << os))) continue;
                                         cand.recompute = (unsigned char)rc;
                                         cand.opt_sharding = (unsigned char)os;
+                                        /* Megatron-LM's own checks on the flags this candidate emits */
+                                        TrainConfig tc = base->train;
+                                        tc.recompute = (RecomputeKind)rc;
+                                        tc.recompute_modules = rc == RECOMPUTE_SELECTIVE ? sets[rs - 1] : 0;
+                                        tc.opt_sharding = (OptimizerSharding)os;
+                                        cand.recompute_modules = (unsigned char)train_recompute_modules(&tc, m);
+                                        int mg = megatron_first_violation(m, &cand.map, &tc);
+                                        if (mg >= 0) { pr[PRUNE_MEGATRON + mg]++; continue; }
                                         bool uneven_here = vpp == 1 && split_ok;
                                         if (even) {
                                             cand.first_stage_layers = cand.last_stage_layers = 0;
@@ -245,6 +270,7 @@ void candidate_apply(const Plan *base, const Candidate *c, Plan *out) {
     out->map = c->map;
     out->train.micro_batch = c->mbs;
     out->train.recompute = (RecomputeKind)c->recompute;
+    out->train.recompute_modules = c->recompute_modules;
     out->train.opt_sharding = (OptimizerSharding)c->opt_sharding;
     out->first_stage_layers = c->first_stage_layers;
     out->last_stage_layers = c->last_stage_layers;
@@ -255,6 +281,7 @@ void candidate_from_plan(const Plan *p, Candidate *out) {
     out->map = p->map;
     out->mbs = p->train.micro_batch;
     out->recompute = (unsigned char)p->train.recompute;
+    out->recompute_modules = (unsigned char)train_recompute_modules(&p->train, &p->model);
     out->opt_sharding = (unsigned char)p->train.opt_sharding;
     out->first_stage_layers = (short)p->first_stage_layers;
     out->last_stage_layers = (short)p->last_stage_layers;
@@ -264,7 +291,8 @@ bool candidate_same(const Candidate *a, const Candidate *b) {
     return a->map.world == b->map.world && a->map.tp == b->map.tp && a->map.cp == b->map.cp &&
            a->map.pp == b->map.pp && a->map.vpp == b->map.vpp && a->map.etp == b->map.etp &&
            a->map.ep == b->map.ep && a->map.order == b->map.order && a->mbs == b->mbs &&
-           a->recompute == b->recompute && a->opt_sharding == b->opt_sharding &&
+           a->recompute == b->recompute && a->recompute_modules == b->recompute_modules &&
+           a->opt_sharding == b->opt_sharding &&
            a->first_stage_layers == b->first_stage_layers && a->last_stage_layers == b->last_stage_layers;
 }
 

@@ -5,7 +5,8 @@
  *
  * The raw space is the Cartesian product
  *   tp, cp, pp, etp, ep in divisors(gpus)   vpp in divisors(layers)
- *   mbs in divisors(gbs) (<= --max-mbs)      recompute x optimizer sharding (allowed sets)
+ *   mbs in divisors(gbs) (<= --max-mbs)      recompute x optimizer sharding (allowed sets),
+ *   where "selective" counts once per recompute-module set searched
  * and every point of it is counted once: either under the first rule it
  * breaks (in PruneRule order) or as a candidate.  A pipeline with vpp == 1
  * whose stages cannot be equal (layers % pp != 0), or whose first/last
@@ -20,6 +21,7 @@
 #include <stddef.h>
 
 #include "../core/plan.h"
+#include "megatron_rules.h"
 
 typedef enum {
     PRUNE_CONSTRAINT = 0, /* a user bound or fixed value (--tp, --max-pp, --no-folding, ...) */
@@ -33,7 +35,9 @@ typedef enum {
     PRUNE_EXPERTS,        /* experts % ep, or expert FFN % etp */
     PRUNE_RANK_ORDER,     /* tp-cp-ep-pp-dp with pp > 1 needs edp == dp */
     PRUNE_BATCH,          /* gbs % (mbs*dp) */
-    PRUNE_MEMORY,         /* simulator: does not fit (counted by the search) */
+    PRUNE_MEGATRON,       /* first of MG_RULE_COUNT entries: PRUNE_MEGATRON + r counts Megatron-LM rule r
+                             (megatron_rules.h) for the candidate's flags */
+    PRUNE_MEMORY = PRUNE_MEGATRON + MG_RULE_COUNT,         /* simulator: does not fit (counted by the search) */
     PRUNE_DOMINATED,      /* recomputation not needed: the plan without it fits (search) */
     PRUNE_INVALID,        /* rejected by plan_validate or the simulator (search; should stay 0) */
     PRUNE_RULE_COUNT
@@ -48,19 +52,25 @@ typedef struct {
     bool no_folding;          /* coupled only: etp == tp (EP inside CP x DP) */
     unsigned recompute_set;   /* bit (1 << RecomputeKind) per allowed value */
     unsigned opt_sharding_set;/* bit (1 << OptimizerSharding) per allowed value */
+    unsigned module_sets[4];  /* RCM_* sets searched under selective recomputation */
+    int num_module_sets;      /* 0: the defaults of space_constraints_default */
     bool uneven;              /* add GLPK uneven splits for vpp == 1 */
 } SearchConstraints;
 
 /* Defaults: no fixed values; max_tp = max_etp = the cluster's NVLink domain
  * (tensor parallelism across nodes is never competitive), max_cp so that
  * every CP rank keeps >= 2048 tokens of a sequence, max_mbs = 4, all three
- * recomputation modes, all three optimizer shardings, uneven splits on. */
+ * recomputation modes, all three optimizer shardings, uneven splits on;
+ * selective recomputation as Megatron modules core_attn,layernorm,moe_act,
+ * that set with mla_up_proj (MLA models), and core_attn,layernorm,moe
+ * (MoE models: the whole MoE layer recomputed). */
 void space_constraints_default(const Plan *base, SearchConstraints *c);
 
 typedef struct {
     Mapping map;              /* resolved (dp, edp filled) */
     int mbs;
     unsigned char recompute;  /* RecomputeKind */
+    unsigned char recompute_modules; /* RCM_* with RECOMPUTE_SELECTIVE, else 0 */
     unsigned char opt_sharding; /* OptimizerSharding */
     short first_stage_layers; /* 0 = even split */
     short last_stage_layers;

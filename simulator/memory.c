@@ -19,8 +19,16 @@
  *              + 2Rr*h (combine output kept by unpermute for the prob gradient)
  *              + shared expert: 2M*2Fsh/TP + 2M*Fsh/TP
  *   dense MLP: 2T*h + 2T*h + 2M*2F/TP + 2M*F/TP
- *   selective recompute (norms, core attention, SwiGLU recomputed): drops
- *              the norm outputs and the SwiGLU outputs;
+ *   selective recompute, per Megatron-LM --recompute-modules (train.h RCM_*):
+ *     layernorm      drops the norm outputs (2T*h each);
+ *     core_attn      drops the attention core's fp32 softmax statistics (4M*n/TP;
+ *                    its output stays, saved by the output projection);
+ *     mla_up_proj    drops the up-projected Q, K, V (2M*n*(2*dqk+dv)/TP);
+ *     moe_act        drops the experts' SwiGLU output (2R*Fe/ETP);
+ *     shared_experts drops every shared-expert activation;
+ *     mlp            keeps only a dense MLP's input;
+ *     moe            keeps only the MoE layer's input (the norm output,
+ *                    itself dropped with layernorm);
  *   full recompute: keeps 2T*h per layer (its input), plus one layer's full
  *              activations while it is recomputed.
  *   output layer (last stage, once): 2T*h*2 + M*V/TP*(2 logits + 4 fp32 softmax)
@@ -32,23 +40,32 @@
 
 #define BF16 2.0
 
+/* RCM_* bits recomputed by this context (0 unless selective). */
+static unsigned recomputed_modules(const SimCtx *x) {
+    return x->recompute == RECOMPUTE_SELECTIVE ? train_recompute_modules(&x->p->train, &x->p->model) : 0;
+}
+
 double memory_attention_activations(const SimCtx *x) {
     const ModelSpec *md = &x->p->model;
     double T = x->t_local, M = x->m_full, h = md->hidden, tp = x->tp;
     RecomputeKind rc = x->recompute;
     if (rc == RECOMPUTE_FULL) return BF16 * T * h;
+    unsigned mods = recomputed_modules(x);
     double n = md->num_heads, g = md->num_kv_groups > 0 ? md->num_kv_groups : n;
-    double qkv, core;
+    double qkv, latent = 0, core;
     if (md->mla) {
         double dqk = md->qk_nope_head_dim + md->qk_rope_head_dim;
-        qkv = n * (2 * dqk + md->v_head_dim) / tp + md->q_lora_rank + md->kv_lora_rank + md->qk_rope_head_dim;
+        qkv = n * (2 * dqk + md->v_head_dim) / tp;
+        latent = md->q_lora_rank + md->kv_lora_rank + md->qk_rope_head_dim;
         core = n * md->v_head_dim / tp;
     } else {
         qkv = (n + 2 * g) * md->head_dim / tp;
         core = n * md->head_dim / tp;
     }
-    double a = BF16 * T * h + BF16 * M * qkv + BF16 * M * core + 4 * M * n / tp;
-    if (rc != RECOMPUTE_SELECTIVE) a += BF16 * T * h;
+    double a = BF16 * T * h + BF16 * M * latent + BF16 * M * core;
+    if (!(mods & RCM_MLA_UP_PROJ)) a += BF16 * M * qkv;
+    if (!(mods & RCM_CORE_ATTN)) a += 4 * M * n / tp;
+    if (!(mods & RCM_LAYERNORM)) a += BF16 * T * h;
     return a;
 }
 
@@ -57,18 +74,20 @@ double memory_moe_activations(const SimCtx *x) {
     double T = x->t_local, M = x->m_full, h = md->hidden;
     RecomputeKind rc = x->recompute;
     if (rc == RECOMPUTE_FULL) return BF16 * T * h;
+    unsigned mods = recomputed_modules(x);
+    double norm_out = (mods & RCM_LAYERNORM) ? 0 : BF16 * T * h;
+    if (mods & RCM_MOE) return BF16 * T * h + norm_out;
     DispatchShape d;
     dispatcher_shape(x, &d);
     double local = (double)md->num_experts / x->ep;
     double R = d.rows_per_expert * local;
     double fe = (double)md->expert_ffn / x->etp;
     double up = md->swiglu ? 2 * fe : fe;
-    double a = BF16 * T * h + T * md->num_experts * 5.0 + BF16 * R * h + BF16 * R * up + BF16 * d.rows_recv * h;
-    if (rc != RECOMPUTE_SELECTIVE) a += BF16 * T * h + BF16 * R * fe;
-    if (md->shared_ffn > 0) {
+    double a = BF16 * T * h + norm_out + T * md->num_experts * 5.0 + BF16 * R * h + BF16 * R * up + BF16 * d.rows_recv * h;
+    if (!(mods & RCM_MOE_ACT)) a += BF16 * R * fe;
+    if (md->shared_ffn > 0 && !(mods & RCM_SHARED_EXPERTS)) {
         double fs = (double)md->shared_ffn / x->tp;
-        a += BF16 * M * (md->swiglu ? 2 * fs : fs);
-        if (rc != RECOMPUTE_SELECTIVE) a += BF16 * M * fs;
+        a += BF16 * M * (md->swiglu ? 2 * fs : fs) + BF16 * M * fs;
     }
     return a;
 }
@@ -78,9 +97,11 @@ double memory_dense_mlp_activations(const SimCtx *x, double ffn) {
     double T = x->t_local, M = x->m_full, h = md->hidden;
     RecomputeKind rc = x->recompute;
     if (rc == RECOMPUTE_FULL) return BF16 * T * h;
+    unsigned mods = recomputed_modules(x);
     double f = ffn / x->tp;
-    double a = BF16 * T * h + BF16 * M * (md->swiglu ? 2 * f : f);
-    if (rc != RECOMPUTE_SELECTIVE) a += BF16 * T * h + BF16 * M * f;
+    double a = BF16 * T * h;
+    if (!(mods & RCM_LAYERNORM)) a += BF16 * T * h;
+    if (!(mods & RCM_MLP)) a += BF16 * M * (md->swiglu ? 2 * f : f) + BF16 * M * f;
     return a;
 }
 

@@ -84,6 +84,46 @@ static int check_plan(const Plan *p, MpError *err) {
     return 0;
 }
 
+/* Is seg one of the forward kernels the recompute modules run again?
+ * Names are those layer.c and dispatcher.c give their forward segments. */
+static bool seg_recomputed(const char *name, bool attention, bool dense, unsigned mods) {
+    if (attention) {
+        if ((mods & RCM_LAYERNORM) && !strcmp(name, "input_norm")) return true;
+        if ((mods & RCM_MLA_UP_PROJ) && (!strcmp(name, "q_up") || !strcmp(name, "kv_up") || !strcmp(name, "rope")))
+            return true;
+        return false;
+    }
+    if ((mods & RCM_LAYERNORM) && (!strcmp(name, dense ? "mlp_norm" : "pre_mlp_norm"))) return true;
+    if (!dense && (mods & RCM_MOE_ACT) && !strcmp(name, "expert_swiglu")) return true;
+    if (!dense && (mods & RCM_SHARED_EXPERTS) && !strncmp(name, "shared_", 7)) return true;
+    return false;
+}
+
+/* Selective recomputation (Megatron-LM --recompute-modules): the forward
+ * kernels of the recomputed modules run again before the layer's backward;
+ * "moe" and "mlp" run the whole MoE layer (dispatch included) or dense MLP
+ * forward again. */
+static void recompute_modules_phase(const Phase *attn_f, const Phase *attn_r, const Phase *mlp_f, bool dense,
+                                    unsigned mods, Phase *B) {
+    /* core_attn: the attention core re-run as layer.c/ring.c price it (with
+     * CP the whole ring again, its transfers staying CP time) */
+    if (mods & RCM_CORE_ATTN)
+        for (int i = 0; i < attn_r->n; i++)
+            if (!strncmp(attn_r->seg[i].name, "recompute_attention", 19) ||
+                !strncmp(attn_r->seg[i].name, "recompute_cp_ring", 17))
+                phase_add(B, attn_r->seg[i].name, attn_r->seg[i].kind, attn_r->seg[i].t);
+    for (int i = 0; i < attn_f->n; i++)
+        if (seg_recomputed(attn_f->seg[i].name, true, dense, mods))
+            phase_add(B, attn_f->seg[i].name, COST_RECOMPUTE, attn_f->seg[i].t);
+    if ((dense && (mods & RCM_MLP)) || (!dense && (mods & RCM_MOE))) {
+        phase_append(B, mlp_f, 1, COST_RECOMPUTE, true);
+        return;
+    }
+    for (int i = 0; i < mlp_f->n; i++)
+        if (seg_recomputed(mlp_f->seg[i].name, false, dense, mods))
+            phase_add(B, mlp_f->seg[i].name, COST_RECOMPUTE, mlp_f->seg[i].t);
+}
+
 static void build_layers(const SimCtx *x, LayerTable *lt) {
     const Plan *p = x->p;
     const ModelSpec *md = &p->model;
@@ -112,7 +152,7 @@ static void build_layers(const SimCtx *x, LayerTable *lt) {
          * micro-batch runs behind the other direction's compute of another
          * micro-batch (Megatron's combined 1F1B all-to-all overlap); only
          * steady-state ops have a partner: a fraction (m - PP + 1)/m. */
-        if (!dense && (p->train.overlap & OVERLAP_EP)) {
+        if (!dense && (p->train.overlap & OVERLAP_EP) && (x->ep > 1 || x->etp > 1)) {   /* as Megatron: EP/ETP traffic only */
             int m = x->microbatches;
             double steady = m > x->pp - 1 ? (double)(m - x->pp + 1) / m : 0;
             double frac = overlap_sm_frac_nccl(x->hw);
@@ -163,8 +203,8 @@ static void build_layers(const SimCtx *x, LayerTable *lt) {
             Phase fcopy = *F;
             phase_append(B, &fcopy, 1, COST_RECOMPUTE, true);
         } else if (x->recompute == RECOMPUTE_SELECTIVE) {
-            phase_append(B, &ar, 1, 0, false);   /* recompute kinds already; the re-run ring's transfers stay CP */
-            phase_append(B, &mr, 1, COST_RECOMPUTE, true);
+            unsigned mods = train_recompute_modules(&p->train, md);
+            recompute_modules_phase(&af, &ar, &mf, dense, mods, B);
         }
         lt->act[v] = memory_attention_activations(x) +
                      (dense ? memory_dense_mlp_activations(x, md->dense_ffn) : memory_moe_activations(x));

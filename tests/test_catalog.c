@@ -18,7 +18,7 @@ static void assert_contains(const char *msg, const char *text) {
 
 static void test_every_entry_loads(void **state) {
     (void)state;
-    assert_int_equal(catalog_model_count, 10);
+    assert_int_equal(catalog_model_count, 14);
     assert_true(catalog_cluster_count >= 4);
     for (int i = 0; i < catalog_model_count; i++) {
         ModelSpec m;
@@ -39,7 +39,8 @@ static void test_every_entry_loads(void **state) {
     }
     static const char *const models[] = {"mixtral-8x7b", "mixtral-8x22b", "mixtral-8x22b-g8t8", "qwen2-57b-a14b",
                                          "llama3-8x70b", "qwen3-30b-a3b", "qwen3-235b-a22b", "deepseek-v3",
-                                         "dbrx", "gpt-oss-120b"};
+                                         "dbrx", "gpt-oss-120b", "grok-1", "llama4-scout", "olmoe-1b-7b",
+                                         "deepseek-v2-lite"};
     for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
         ModelSpec m;
         MpError err;
@@ -105,6 +106,20 @@ static void expect_same_arch(const ModelSpec *a, const ModelSpec *b) {
     assert_int_equal(a->qk_rope_head_dim, b->qk_rope_head_dim);
     assert_int_equal(a->v_head_dim, b->v_head_dim);
     assert_int_equal(a->mtp_layers, b->mtp_layers);
+    /* the fields Megatron-LM's flags and the exact parameter count need */
+    assert_true(a->rotary_base == b->rotary_base);
+    assert_int_equal(a->qk_norm, b->qk_norm);
+    assert_int_equal(a->norm, b->norm);
+    assert_int_equal(a->router_pre_softmax, b->router_pre_softmax);
+    assert_true(a->router_scale == b->router_scale);
+    assert_int_equal(a->router_groups, b->router_groups);
+    assert_int_equal(a->router_group_topk, b->router_group_topk);
+    assert_int_equal(a->router_expert_bias, b->router_expert_bias);
+    assert_int_equal(a->shared_expert_gate, b->shared_expert_gate);
+    assert_int_equal(a->load_balancing, b->load_balancing);
+    assert_true(a->aux_loss_coeff == b->aux_loss_coeff);
+    assert_int_equal(a->attn_sinks, b->attn_sinks);
+    assert_int_equal(a->expert_bias_linear, b->expert_bias_linear);
 }
 
 /* Each HF format gives the same architecture as the catalog entry. */
@@ -193,11 +208,12 @@ static void test_bad_hf(void **state) {
     (void)state;
     const char *f = "cfg.json";
     expect_model_error("{\"model_type\": \"llama\"}", f,
-                       "cfg.json: model_type: 'llama' is not supported (supported: mixtral, qwen2_moe, qwen3_moe, deepseek_v3)");
+                       "cfg.json: model_type: 'llama' is not supported (supported: mixtral, qwen2_moe, qwen3_moe, "
+                       "deepseek_v2, deepseek_v3, olmoe, dbrx, gpt_oss, llama4, llama4_text, grok-1)");
     expect_model_error("{\"model_type\": 7}", f, "cfg.json: model_type: expected a string, got a number");
     expect_model_error("{\"model_type\": \"mixtral\", \"num_hidden_layers\": 2, \"hidden_size\": 64, "
                        "\"num_attention_heads\": 4, \"vocab_size\": 10, \"intermediate_size\": 32, "
-                       "\"num_experts_per_tok\": 2}", f, "cfg.json: num_local_experts: missing");
+                       "\"num_local_experts\": \"8\", \"num_experts_per_tok\": 2}", f, "cfg.json: num_local_experts:");
     expect_model_error("{\"model_type\": \"qwen2_moe\", \"num_hidden_layers\": 4, \"hidden_size\": 64, "
                        "\"num_attention_heads\": 4, \"vocab_size\": 10, \"moe_intermediate_size\": 32, \"num_experts\": 4, "
                        "\"num_experts_per_tok\": 2, \"shared_expert_intermediate_size\": 64, \"decoder_sparse_step\": 2}",
@@ -235,7 +251,7 @@ static void test_bad_hf(void **state) {
     assert_int_equal(m.head_dim, 16 + 8);
     assert_int_equal(m.num_dense_layers, 1);
     assert_int_equal(m.dense_ffn, 96);
-    assert_int_equal(m.router, ROUTER_SOFTMAX);   /* scoring_func absent: softmax */
+    assert_int_equal(m.router, ROUTER_SIGMOID);   /* scoring_func absent: DeepseekV3's sigmoid */
     assert_int_equal(m.mtp_layers, 0);
 }
 
@@ -245,7 +261,8 @@ static void test_lookup_errors(void **state) {
     Cluster c;
     MpError err = {{0}};
     assert_int_equal(model_lookup("foo", &m, &err), -1);
-    assert_contains(err.msg, "unknown model 'foo' (known: dbrx, deepseek-v3, gpt-oss-120b, llama3-8x70b, mixtral-8x22b,");
+    assert_contains(err.msg, "unknown model 'foo' (known: dbrx, deepseek-v2-lite, deepseek-v3, gpt-oss-120b, grok-1, "
+                                "llama3-8x70b, llama4-scout, mixtral-8x22b,");
     assert_int_equal(cluster_lookup("dgx-a100", &c, &err), -1);
     assert_contains(err.msg, "unknown cluster 'dgx-a100' (known: dgx-h100, dgx-h200, gb200-nvl72, hgx-b200");
     assert_int_equal(model_lookup("tests/data/no-such-file.json", &m, &err), -1);

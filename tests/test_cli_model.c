@@ -18,7 +18,7 @@
 
 static void test_bad_input(void **state) {
     (void)state;
-    expect_bad_input("model foo", "unknown model 'foo' (known: dbrx, deepseek-v3, gpt-oss-120b,");
+    expect_bad_input("model foo", "unknown model 'foo' (known: dbrx, deepseek-v2-lite, deepseek-v3, gpt-oss-120b,");
     expect_bad_input("model tests/data/bad-kv-groups.json",
                "tests/data/bad-kv-groups.json: num_kv_groups: 6 does not divide num_heads 32");
     expect_bad_input("model tests/data/bad-top-k.json", "tests/data/bad-top-k.json: top_k: 10 exceeds num_experts 8");

@@ -54,7 +54,7 @@ static void test_mixtral_8x7b(void **state) {
     assert_rel(p.active, 12.9e9, 0.005);
 }
 
-/* Qwen2-57B-A14B: QKV bias, shared expert 20480. ~57B / ~14B. */
+/* Qwen2-57B-A14B: QKV bias, shared expert 20480 with its sigmoid gate (h). ~57B / ~14B. */
 static void test_qwen2_57b(void **state) {
     (void)state;
     ModelSpec m = test_model("qwen2-57b-a14b");
@@ -63,7 +63,7 @@ static void test_qwen2_57b(void **state) {
     double h = 3584;
     double attn = 2 * h * 28 * 128 + 2 * h * 4 * 128 + (28 * 128 + 2 * 4 * 128);   /* weights + bias */
     assert_true(p.attention_per_layer == attn);
-    double expert = 3 * h * 2560, shared = 3 * h * 20480, router = h * 64;
+    double expert = 3 * h * 2560, shared = 3 * h * 20480 + h, router = h * 64;
     assert_true(p.shared_per_layer == shared);
     double common = 28 * (attn + 2 * h) + 2 * 151936.0 * h + h;
     assert_true(p.total == common + 28 * (64 * expert + shared + router));

@@ -101,8 +101,12 @@ static void test_vpp_split_recompute(void **state) {
     assert_true(has_flag(f, "--use-tp-pp-dp-mapping"));
     assert_non_null(strstr(f, "--recompute-granularity full"));
     assert_int_equal(flag_int(f, "--recompute-num-layers"), 1);
-    assert_true(has_flag(f, "--use-torch-fsdp2"));
-    assert_false(has_flag(f, "--use-distributed-optimizer"));
+    /* full sharding is Megatron-FSDP (supports EP and PP; torch FSDP2 does not:
+     * arguments.py:1034-1037), which runs on the distributed optimizer */
+    assert_false(has_flag(f, "--use-torch-fsdp2"));
+    assert_true(has_flag(f, "--use-megatron-fsdp"));
+    assert_true(has_flag(f, "--use-distributed-optimizer"));
+    assert_non_null(strstr(f, "--ckpt-format fsdp_dtensor"));
     assert_false(has_flag(f, "--moe-expert-capacity-factor")); /* dropless */
     assert_int_equal(flag_int(f, "--moe-shared-expert-intermediate-size"), 20480);
     assert_true(has_flag(f, "--add-qkv-bias"));
@@ -116,7 +120,14 @@ static void test_vpp_split_recompute(void **state) {
     assert_int_equal(flag_int(f, "--decoder-first-pipeline-num-layers"), 6);
     assert_int_equal(flag_int(f, "--decoder-last-pipeline-num-layers"), 6);
     assert_non_null(strstr(f, "--recompute-granularity selective"));
+    /* what the simulator priced for "selective", in Megatron's modules */
+    assert_non_null(strstr(f, "--recompute-modules core_attn layernorm moe_act \\\n"));
+    assert_false(has_flag(f, "--recompute-method"));
     assert_false(has_flag(f, "--use-tp-pp-dp-mapping"));
+    free(f);
+    p.train.recompute_modules = RCM_LAYERNORM | RCM_MOE | RCM_SHARED_EXPERTS;
+    f = emit_megatron_flags(&p);
+    assert_non_null(strstr(f, "--recompute-modules layernorm moe \\\n"));   /* shared experts are inside moe */
     free(f);
 }
 
