@@ -57,6 +57,7 @@ find_cudnn() {
 }
 case "${1:-run}" in
     build) build ;;
+    cudnn-dir) find_cudnn ;;   # the folder of libcudnn.so.9 (for other device scripts)
     run)
         [ -x "$out/test_attention_cudnn" ] || build || exit 1
         export NCCL_NVLS_ENABLE=0
