@@ -7,6 +7,7 @@
 
 #include "args.h"
 #include "commands.h"
+#include "core/outfile.h"
 #include "simulator/simulate.h"
 
 static const char *usage_text =
@@ -42,17 +43,34 @@ static int breakdown_items(const SimBreakdown *b, Item *it) {
     return n;
 }
 
+/* s as a JSON string (quotes, backslashes and control bytes escaped). */
+static void put_json_string(const char *s) {
+    putchar('"');
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        if (*c == '"' || *c == '\\') printf("\\%c", *c);
+        else if (*c < 0x20 || *c == 0x7f) printf("\\u%04x", *c);
+        else putchar(*c);
+    }
+    putchar('"');
+}
+
 static void print_json(const Plan *p, const SimResult *r, const Calibration *cal) {
     Item it[16];
     int n = breakdown_items(&r->breakdown, it);
     char ov[128];
     overlap_format(p->train.overlap, ov, sizeof ov);
-    printf("{\"model\": \"%s\", \"cluster\": \"%s\", \"gpus\": %d, \"tp\": %d, \"cp\": %d, \"dp\": %d, \"pp\": %d, "
+    printf("{\"model\": ");
+    put_json_string(p->model.name);
+    printf(", \"cluster\": ");
+    put_json_string(p->cluster.name);
+    printf(", \"gpus\": %d, \"tp\": %d, \"cp\": %d, \"dp\": %d, \"pp\": %d, "
            "\"vpp\": %d, \"etp\": %d, \"ep\": %d, \"edp\": %d, \"seq\": %d, \"mbs\": %d, \"gbs\": %d, "
-           "\"overlap\": \"%s\", \"calibration\": %s%s%s,\n",
-           p->model.name, p->cluster.name, p->map.world, p->map.tp, p->map.cp, p->map.dp, p->map.pp, p->map.vpp,
-           p->map.etp, p->map.ep, p->map.edp, p->train.seq_len, p->train.micro_batch, p->train.global_batch, ov,
-           cal ? "\"" : "", cal ? cal->device : "null", cal ? "\"" : "");
+           "\"overlap\": \"%s\", \"calibration\": ",
+           p->map.world, p->map.tp, p->map.cp, p->map.dp, p->map.pp, p->map.vpp,
+           p->map.etp, p->map.ep, p->map.edp, p->train.seq_len, p->train.micro_batch, p->train.global_batch, ov);
+    if (cal) put_json_string(cal->device);
+    else printf("null");
+    printf(",\n");
     printf(" \"flops_convention\": \"%s\", \"mfu\": %.6f, \"mfu_legacy\": %.6f, \"mfu_megatron\": %.6f,\n",
            flops_convention_name(p->train.flops), r->mfu, r->mfu_legacy, r->mfu_megatron);
     printf(" \"step_time_s\": %.6f, \"tflops_per_gpu\": %.3f, \"tokens_per_s_per_gpu\": %.3f,\n", r->step_time_s,
@@ -126,6 +144,7 @@ int cmd_simulate(int argc, char **argv) {
     if (args_value(&a, "--timeline", &timeline, &err) || args_calibration(&a, &cal, NULL, &err)) goto bad;
     if (plan_from_args(&a, plan, false, &err)) goto bad;
     if (args_finish(&a, &err)) goto bad;
+    if (timeline && outfile_check_target(timeline, &err)) goto bad;
     SimOptions opt = {.timeline_path = timeline};
     if (simulate_step(plan, cal, &opt, res, &err)) {
         /* a timeline that cannot be written is a runtime failure; anything else is a bad plan */

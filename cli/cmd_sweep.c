@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "core/outfile.h"
 #include "search_args.h"
 #include "planner/sweep.h"
 
@@ -118,6 +119,10 @@ int cmd_sweep(int argc, char **argv) {
             goto bad;
         }
     }
+    if (csv && outfile_check_target(csv, &err)) goto bad;
+    if (plot && outfile_check_target(plot, &err)) goto bad;
+    /* gnuplot missing is known now, not after the (long) run */
+    if (plot && sweep_plot_available(&err)) { fprintf(stderr, "moeplan sweep: %s\n", err.msg); status = 1; goto done; }
     /* check every value before the (long) run, so bad input fails at once */
     for (int i = 0; i < n; i++)
         if (sweep_apply(base, k, vals[i], (long long)tokens_d, point, &err)) goto bad;
