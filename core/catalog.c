@@ -4,10 +4,12 @@
 #include "catalog.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "hf_config.h"
 #include "json_util.h"
@@ -15,15 +17,34 @@
 /* Biggest file we read: the largest real config.json is a few KB. */
 #define MAX_FILE_BYTES (16 << 20)
 
+/* Only regular files are read: the file is opened without blocking (a FIFO
+ * with no writer would otherwise hang the open) and without becoming a
+ * controlling terminal, then fstat decides before any byte is read. */
 int read_text_file(const char *path, char **out, MpError *err) {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return mp_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) return mp_fail(err, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
-        fclose(f);
-        return mp_fail(err, "%s: cannot read: is a directory", path);
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return mp_fail(err, "%s: cannot read: %s", path, strerror(e));
     }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return mp_fail(err, "%s: cannot read: %s, not a regular file", path,
+                       S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO"
+                       : S_ISCHR(st.st_mode) ? "a character device" : S_ISBLK(st.st_mode) ? "a block device"
+                       : S_ISSOCK(st.st_mode) ? "a socket" : "a special file");
+    }
+    if (st.st_size >= MAX_FILE_BYTES) {
+        close(fd);
+        return mp_fail(err, "%s: larger than %d MiB", path, MAX_FILE_BYTES >> 20);
+    }
+    int flags = fcntl(fd, F_GETFL);
+    if (flags >= 0) fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    FILE *f = fdopen(fd, "rb");
+    if (!f) { int e = errno; close(fd); return mp_fail(err, "%s: cannot read: %s", path, strerror(e)); }
     size_t cap = 4096, len = 0;
     char *buf = malloc(cap);
     if (!buf) { fclose(f); return mp_fail(err, "%s: out of memory", path); }

@@ -340,6 +340,24 @@ int simulate_step(const Plan *plan, const Calibration *cal, const SimOptions *op
     out->mfu_legacy = f_leg / denom;
     out->mfu_megatron = f_meg / denom;
     out->mfu = tc->flops == FLOPS_MEGATRON ? out->mfu_megatron : out->mfu_legacy;
+    /* No step can run faster than the FLOPs it must execute at the peak: an
+     * MFU above 100% on those is a bug in this cost model, never a result.
+     * Above 100% on the chosen convention only (legacy counts the masked half
+     * of causal attention; both count sliding-window layers as full causal
+     * attention) means the convention overcounts at this length: refused,
+     * with the reason, rather than shown. */
+    double mfu_exec = model_flops_executed(md, tc->seq_len, tokens) / denom;
+    if (!isfinite(mfu_exec) || !isfinite(out->mfu) || mfu_exec > 1.0 + 1e-9)
+        return mp_fail(err, "internal error: the simulated step (%.6g s) would run the FLOPs it must execute at "
+                       "%.1f%% of the peak %.1f TFLOP/s; this is a bug in the cost model, please report the plan",
+                       step, 100 * mfu_exec, plan->cluster.peak_bf16_flops / 1e12);
+    if (out->mfu > 1.0)
+        return mp_fail(err, "flops: the %s convention counts %s, so at seq %d its MFU would be %.1f%% of the peak "
+                       "(%.1f%% on the FLOPs that execute)%s", flops_convention_name(tc->flops),
+                       tc->flops == FLOPS_LEGACY ? "the full s x s attention matrix (causal attention executes half of it)"
+                                                 : "sliding-window layers as full causal attention",
+                       tc->seq_len, 100 * out->mfu, 100 * mfu_exec,
+                       tc->flops == FLOPS_LEGACY && out->mfu_megatron <= 1.0 ? "; use --flops megatron" : "");
     out->tflops_per_gpu = out->mfu * plan->cluster.peak_bf16_flops / 1e12;
     out->tokens_per_s_per_gpu = tokens / step / map->world;
 
