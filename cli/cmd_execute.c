@@ -19,6 +19,7 @@
 #include "args.h"
 #include "commands.h"
 #include "core/catalog.h"
+#include "core/limits.h"
 #include "executor/comms.h"
 #include "executor/executor.h"
 #include "executor/launch.h"
@@ -127,6 +128,8 @@ static int parse_args(int argc, char **argv, ExecuteArgs *x, MpError *err) {
         return mp_fail(err, "--data-bits: %d is not 16 or 32", x->opt.data_bits);
     if (x->opt.lr < 0) return mp_fail(err, "--lr: must be >= 0, got %g", x->opt.lr);
     if (x->nproc_given && x->nproc < 1) return mp_fail(err, "--nproc: must be >= 1, got %d", x->nproc);
+    if (x->nproc_given && x->nproc > MP_MAX_NPROC)
+        return mp_fail(err, "--nproc: %d is above the limit of %d processes on one machine (one per GPU)", x->nproc, MP_MAX_NPROC);
     if (x->opt.data_path && access(x->opt.data_path, R_OK))
         return mp_fail(err, "%s: --data: cannot read the file", x->opt.data_path);
     return 0;
@@ -153,6 +156,9 @@ static int resolve_world(ExecuteArgs *x, const LaunchEnv *env, MpError *err) {
     } else {
         world = 1;
     }
+    if (env->source == LAUNCH_NONE && world > MP_MAX_NPROC)
+        return mp_fail(err, "--gpus: %d ranks on this machine is above the limit of %d local processes (one per GPU); "
+                       "start more through mpirun, srun or torchrun", world, MP_MAX_NPROC);
     p->map.world = world;
     if (mapping_resolve(&p->map, p->model.num_experts, err)) return -1;
     if (!x->gbs_given) p->train.global_batch = p->train.micro_batch * p->map.dp;

@@ -11,6 +11,8 @@
  */
 #include "mapping.h"
 
+#include "limits.h"
+
 #include <stdbool.h>
 #include <string.h>
 
@@ -175,11 +177,24 @@ int mapping_resolve(Mapping *m, int num_experts, MpError *err) {
     };
     for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++)
         if (dims[i].v <= 0) return mp_fail(err, "%s: must be a positive integer, got %d", dims[i].name, dims[i].v);
-    long dense = (long)m->tp * m->cp * m->pp, expert = (long)m->etp * m->ep * m->pp;
+    if (m->world > MP_MAX_GPUS)
+        return mp_fail(err, "gpus: %d is above the limit of %d GPUs (10x the largest clusters built; every product "
+                       "of mapping sizes must fit in 64 bits)", m->world, MP_MAX_GPUS);
+    for (size_t i = 1; i < sizeof dims / sizeof dims[0]; i++) {
+        if (!strcmp(dims[i].name, "vpp")) {
+            if (dims[i].v > MP_MAX_VPP)
+                return mp_fail(err, "vpp: %d is above the limit of %d (each virtual stage holds at least one of at most "
+                               "%d layers)", dims[i].v, MP_MAX_VPP, MP_MAX_LAYERS);
+        } else if (dims[i].v > m->world) {
+            return mp_fail(err, "%s: %d is larger than gpus %d", dims[i].name, dims[i].v, m->world);
+        }
+    }
+    /* every size is now <= 2^20, so the products below fit in 64 bits */
+    long long dense = (long long)m->tp * m->cp * m->pp, expert = (long long)m->etp * m->ep * m->pp;
     if (m->world % dense)
-        return mp_fail(err, "tp: tp*cp*pp = %ld does not divide gpus %d", dense, m->world);
+        return mp_fail(err, "tp: tp*cp*pp = %lld does not divide gpus %d", dense, m->world);
     if (m->world % expert)
-        return mp_fail(err, "ep: etp*ep*pp = %ld does not divide gpus %d", expert, m->world);
+        return mp_fail(err, "ep: etp*ep*pp = %lld does not divide gpus %d", expert, m->world);
     m->dp = (int)(m->world / dense);
     m->edp = (int)(m->world / expert);
     if (num_experts > 0 && num_experts % m->ep)

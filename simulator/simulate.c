@@ -347,6 +347,9 @@ int simulate_step(const Plan *plan, const Calibration *cal, const SimOptions *op
      * attention) means the convention overcounts at this length: refused,
      * with the reason, rather than shown. */
     double mfu_exec = model_flops_executed(md, tc->seq_len, tokens) / denom;
+    if (!isfinite(step) || step <= 0)
+        return mp_fail(err, "internal error: the simulated step time is %g s; this is a bug in the cost model "
+                       "(or an input figure outside its checked range), please report the plan", step);
     if (!isfinite(mfu_exec) || !isfinite(out->mfu) || mfu_exec > 1.0 + 1e-9)
         return mp_fail(err, "internal error: the simulated step (%.6g s) would run the FLOPs it must execute at "
                        "%.1f%% of the peak %.1f TFLOP/s; this is a bug in the cost model, please report the plan",
