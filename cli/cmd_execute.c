@@ -235,7 +235,7 @@ static int launch_children(const ExecuteArgs *x, int argc, char **argv) {
     MpError err = {{0}};
     char exe[4096];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) { fprintf(stderr, "moeplan execute: cannot find its own executable (/proc/self/exe)\n"); return 1; }
+    if (n <= 0 || n >= (ssize_t)sizeof exe - 1) { fprintf(stderr, "moeplan execute: cannot find its own executable (/proc/self/exe)\n"); return 1; }
     exe[n] = 0;
     int world = x->plan.map.world;
     if (x->opt.backend == EXEC_BACKEND_CPU) {

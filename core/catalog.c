@@ -162,15 +162,33 @@ int model_from_json_text(const char *text, const char *origin, ModelSpec *out, M
     cJSON *root = json_parse_text(text, origin, err);
     if (!root) return -1;
     int rc;
+    char hf_type[32] = "";
     if (!cJSON_IsObject(root)) {
         rc = mp_fail(err, "%s: expected a JSON object at the top level, got %s", origin, json_type_name(root));
     } else if (cJSON_GetObjectItemCaseSensitive(root, "model_type")) {
         rc = model_from_hf_config(root, origin, out, err);
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "model_type");
+        if (cJSON_IsString(t) && t->valuestring) snprintf(hf_type, sizeof hf_type, "%s", t->valuestring);
     } else {
         rc = model_from_catalog_json(root, origin, out, err);
     }
     cJSON_Delete(root);
     if (rc) return -1;
+    if (hf_type[0]) {
+        /* a HuggingFace file: messages name its keys, not ModelSpec's fields */
+        if (!out->name[0]) {
+            char stem[256];
+            file_stem(origin, stem, sizeof stem);
+            snprintf(out->name, sizeof out->name, "%.*s", MP_NAME_LEN - 1, stem);
+        }
+        MpError inner;
+        if (model_validate(out, &inner) == 0) return 0;
+        char *renamed = NULL;
+        if (hf_config_rename_fields(hf_type, inner.msg, &renamed)) return mp_fail(err, "%s: %s", origin, inner.msg);
+        mp_fail(err, "%s: %s", origin, renamed);
+        free(renamed);
+        return -1;
+    }
     if (!out->name[0]) {
         char stem[256];
         file_stem(origin, stem, sizeof stem);

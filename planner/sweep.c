@@ -1,6 +1,7 @@
 /* sweep.c: what-if studies (see sweep.h). */
 #include "sweep.h"
 
+#include "core/limits.h"
 #include "core/outfile.h"
 
 #include <cjson/cJSON.h>
@@ -44,7 +45,11 @@ int sweep_apply(const Plan *orig, SweepParam k, double v, long long tokens_per_b
     if (!(v > 0) && !(k == SWEEP_CAPACITY_FACTOR && v == 0))
         return mp_fail(err, "--vary: %s must be positive, got %g", sweep_param_name(k), v);
     switch (k) {
-    case SWEEP_GPUS: if (as_int(v, k, &iv, err)) return -1; p->map.world = iv; break;
+    case SWEEP_GPUS:
+        if (as_int(v, k, &iv, err)) return -1;
+        if (iv > MP_MAX_GPUS) return mp_fail(err, "--vary: gpus %d is above the limit of %d GPUs", iv, MP_MAX_GPUS);
+        p->map.world = iv;
+        break;
     case SWEEP_SEQ: if (as_int(v, k, &iv, err)) return -1; p->train.seq_len = iv; break;
     case SWEEP_GBS: if (as_int(v, k, &iv, err)) return -1; p->train.global_batch = iv; break;
     case SWEEP_NVLINK_BW: {
