@@ -32,7 +32,7 @@ int read_text_file(const char *path, char **out, MpError *err) {
     }
     if (!S_ISREG(st.st_mode)) {
         close(fd);
-        return mp_fail(err, "%s: cannot read: %s, not a regular file", path,
+        return mp_fail(err, "%s: cannot read: is %s, not a regular file", path,
                        S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO"
                        : S_ISCHR(st.st_mode) ? "a character device" : S_ISBLK(st.st_mode) ? "a block device"
                        : S_ISSOCK(st.st_mode) ? "a socket" : "a special file");

@@ -185,8 +185,8 @@ int mapping_resolve(Mapping *m, int num_experts, MpError *err) {
             if (dims[i].v > MP_MAX_VPP)
                 return mp_fail(err, "vpp: %d is above the limit of %d (each virtual stage holds at least one of at most "
                                "%d layers)", dims[i].v, MP_MAX_VPP, MP_MAX_LAYERS);
-        } else if (dims[i].v > m->world) {
-            return mp_fail(err, "%s: %d is larger than gpus %d", dims[i].name, dims[i].v, m->world);
+        } else if (dims[i].v > MP_MAX_GPUS) {
+            return mp_fail(err, "%s: %d is above the limit of %d GPUs", dims[i].name, dims[i].v, MP_MAX_GPUS);
         }
     }
     /* every size is now <= 2^20, so the products below fit in 64 bits */

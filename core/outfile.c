@@ -74,7 +74,7 @@ int outfile_open(OutFile *o, const char *path, MpError *err) {
             free(o->tmp);
             o->tmp = NULL;
             outfile_discard(o);
-            return mp_fail(err, "%s: cannot create a temporary file beside it: %s", path, strerror(e));
+            return mp_fail(err, "%s: cannot write: %s (creating a temporary file beside it)", path, strerror(e));
         }
     }
     if (fd < 0) { free(o->tmp); o->tmp = NULL; outfile_discard(o); return mp_fail(err, "%s: cannot create a unique temporary file beside it", path); }
