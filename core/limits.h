@@ -5,8 +5,6 @@
 #ifndef MOEPLAN_LIMITS_H
 #define MOEPLAN_LIMITS_H
 
-#include <stdbool.h>
-
 /* GPUs in one job: 2^20 = 1,048,576.  The largest training clusters built
  * are ~10^5 GPUs; 2^20 leaves 10x room while any product of three mapping
  * sizes (<= 2^60) fits in 64 bits and every rank fits in an int. */
@@ -25,12 +23,9 @@
  * as processes, so more would only exhaust the process table). */
 #define MP_MAX_NPROC 1024
 
-/* a*b into *out when it fits in a long long and is <= limit; else false. */
-static inline bool mp_mul_within(long long a, long long b, long long limit, long long *out) {
-    long long r;
-    if (__builtin_mul_overflow(a, b, &r) || r > limit || r < -limit) return false;
-    *out = r;
-    return true;
-}
+/* Sequences in a global batch: 2^24.  Published batches are 1,000 to
+ * 16,000 sequences (Llama 3: 16M tokens of 8k); with seq <= 2^24 every
+ * token count stays exact in a double. */
+#define MP_MAX_GBS (1 << 24)
 
 #endif

@@ -47,7 +47,8 @@ int plan_validate(const Plan *p, MpError *err) {
     if (md->num_layers > MP_MAX_LAYERS)
         return mp_fail(err, "num_layers: %d is above the limit of %d layers", md->num_layers, MP_MAX_LAYERS);
     /* every size is now <= 2^20: products of up to three fit in 64 bits */
-    if ((long long)m->tp * m->cp * m->dp * m->pp != m->world || (long long)m->etp * m->ep * m->edp * m->pp != m->world)
+    if (m->world % m->pp || (long long)m->tp * m->cp * m->dp != m->world / m->pp ||
+        (long long)m->etp * m->ep * m->edp != m->world / m->pp)
         return mp_fail(err, "gpus: tp*cp*dp*pp and etp*ep*edp*pp must both equal gpus %d", m->world);
     long long per_step = (long long)t->micro_batch * m->dp;
     if (t->global_batch % per_step)

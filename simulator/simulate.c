@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/limits.h"
 #include "sim_internal.h"
 
 #define BF16 2.0
@@ -75,15 +76,20 @@ static int check_plan(const Plan *p, MpError *err) {
     if (m->tp < 1 || m->cp < 1 || m->pp < 1 || m->dp < 1 || m->etp < 1 || m->ep < 1 || m->edp < 1 || m->vpp < 1)
         return mp_fail(err, "mapping: every parallel size must be >= 1 (tp %d cp %d pp %d dp %d etp %d ep %d edp %d vpp %d)",
                        m->tp, m->cp, m->pp, m->dp, m->etp, m->ep, m->edp, m->vpp);
-    if ((long)m->tp * m->cp * m->dp * m->pp != m->world || (long)m->etp * m->ep * m->edp * m->pp != m->world)
+    if (m->world > MP_MAX_GPUS || m->tp > m->world || m->cp > m->world || m->dp > m->world || m->pp > m->world ||
+        m->etp > m->world || m->ep > m->world || m->edp > m->world || m->vpp > MP_MAX_VPP)
+        return mp_fail(err, "gpus: %d GPUs or a mapping size beyond the limits (core/limits.h)", m->world);
+    /* each size <= 2^20: a product of four may reach 2^80, so check in steps */
+    if ((long long)m->tp * m->cp * m->dp != m->world / m->pp || m->world % m->pp ||
+        (long long)m->etp * m->ep * m->edp != m->world / m->pp)
         return mp_fail(err, "gpus: tp*cp*dp*pp and etp*ep*edp*pp must both equal %d", m->world);
     if (m->pp > SIM_MAX_STAGES) return mp_fail(err, "pp: %d is larger than %d", m->pp, SIM_MAX_STAGES);
     if (t->seq_len < 1 || t->micro_batch < 1 || t->global_batch < 1) return mp_fail(err, "seq/mbs/gbs: must be >= 1");
-    if (t->global_batch % (t->micro_batch * m->dp))
-        return mp_fail(err, "gbs: %d is not divisible by mbs*dp = %d", t->global_batch, t->micro_batch * m->dp);
+    if (t->global_batch % ((long long)t->micro_batch * m->dp))
+        return mp_fail(err, "gbs: %d is not divisible by mbs*dp = %lld", t->global_batch, (long long)t->micro_batch * m->dp);
     if (model_is_moe(&p->model) && p->model.num_experts % m->ep)
         return mp_fail(err, "ep: %d does not divide %d experts", m->ep, p->model.num_experts);
-    if (p->model.num_layers < m->pp * m->vpp)
+    if (p->model.num_layers < (long long)m->pp * m->vpp)
         return mp_fail(err, "pp: %d x vpp %d stages for %d layers", m->pp, m->vpp, p->model.num_layers);
     if (p->cluster.peak_bf16_flops <= 0 || p->cluster.hbm_bytes <= 0 || p->cluster.gpus_per_node < 1)
         return mp_fail(err, "cluster: peak_bf16_flops, hbm and gpus_per_node must be positive");
