@@ -138,6 +138,10 @@ static int read_string(const cJSON *v, const char *key, const char *origin, char
     size_t n = strlen(v->valuestring);
     if (n == 0) return mp_fail(err, "%s: %s: empty string", origin, key);
     if (n >= (size_t)len) return mp_fail(err, "%s: %s: longer than %d characters", origin, key, len - 1);
+    /* names end up in reports and plot titles: no terminal escapes or newlines */
+    for (const unsigned char *c = (const unsigned char *)v->valuestring; *c; c++)
+        if (*c < 0x20 || *c == 0x7f)
+            return mp_fail(err, "%s: %s: contains the control character \\x%02x", origin, key, *c);
     memcpy(out, v->valuestring, n + 1);
     return 0;
 }

@@ -23,14 +23,15 @@ static const char *kind_of(mode_t m) {
 int outfile_check_target(const char *path, MpError *err) {
     if (!path || !path[0]) return mp_fail(err, "output path: empty");
     size_t n = strlen(path);
-    if (path[n - 1] == '/') return mp_fail(err, "%s: names a directory, not a file", path);
+    if (path[n - 1] == '/') return mp_fail(err, "%s: cannot write: names a directory, not a file", path);
     struct stat st;
     if (lstat(path, &st) != 0) {
         if (errno == ENOENT) return 0;
         return mp_fail(err, "%s: cannot write: %s", path, strerror(errno));
     }
     if (!S_ISREG(st.st_mode))
-        return mp_fail(err, "%s: is %s; refusing to replace it (give a regular file's path)", path, kind_of(st.st_mode));
+        return mp_fail(err, "%s: cannot write: is %s; refusing to replace it (give a regular file's path)", path,
+                       kind_of(st.st_mode));
     return 0;
 }
 

@@ -146,14 +146,15 @@ static bool have_gnuplot(void) {
 /* ---- item 2: gnuplot ---- */
 
 /* A --plot path and a model name that each try to run a shell command
- * through gnuplot (single and double quotes, backquotes, newline, macro):
+ * through gnuplot (single and double quotes, backquotes, macro; a newline
+ * in a name is refused at load, test_json_quotes_names):
  * the plot is written under exactly that name and nothing runs. */
 static void test_plot_names_are_not_commands(void **state) {
     (void)state;
     if (!have_gnuplot()) { skip(); return; }
     static char cmd[4096], out[1 << 16], model[256];
     /* relative names: gnuplot runs in moeplan's working directory, dir */
-    const char *name = "m';system('touch P1');'\"`touch P2`\"@x\n";
+    const char *name = "m';system('touch P1');'\"`touch P2`\"@x";
     snprintf(model, sizeof model, "%s/model.json", dir);
     write_file(model, model_json_named("mixtral-8x7b", name));
     snprintf(cmd, sizeof cmd, "cd '%s' && \"$B\" sweep --model model.json --cluster dgx-h100 --gbs 256 "
@@ -201,22 +202,22 @@ static void test_outputs_refuse_special_files(void **state) {
     struct stat st;
     if (have_dev) {
         snprintf(args, sizeof args, "%s --csv %s", SWEEP, dev);
-        expect_bad_input(args, "/null: is a character device; refusing to replace it");
+        expect_bad_input(args, "/null: cannot write: is a character device; refusing to replace it");
         snprintf(args, sizeof args, "simulate --model mixtral-8x7b --gpus 8 --timeline %s", dev);
-        expect_bad_input(args, "/null: is a character device");
+        expect_bad_input(args, "/null: cannot write: is a character device");
         snprintf(args, sizeof args, "topo --out %s", dev);
-        expect_bad_input(args, "/null: is a character device");
+        expect_bad_input(args, "/null: cannot write: is a character device");
         assert_int_equal(lstat(dev, &st), 0);
         assert_true(S_ISCHR(st.st_mode));
     }
     snprintf(args, sizeof args, "simulate --model mixtral-8x7b --gpus 8 --timeline %s", fifo);
-    expect_bad_input(args, "fifo: is a FIFO");
+    expect_bad_input(args, "fifo: cannot write: is a FIFO");
     snprintf(args, sizeof args, "%s --csv %s", SWEEP, fifo);
-    expect_bad_input(args, "fifo: is a FIFO");
+    expect_bad_input(args, "fifo: cannot write: is a FIFO");
     snprintf(args, sizeof args, "topo --out %s", fifo);
-    expect_bad_input(args, "fifo: is a FIFO");
+    expect_bad_input(args, "fifo: cannot write: is a FIFO");
     snprintf(args, sizeof args, "simulate --model mixtral-8x7b --gpus 8 --timeline %s", dir);
-    expect_bad_input(args, ": is a directory");
+    expect_bad_input(args, ": cannot write: is a directory");
     assert_int_equal(lstat(fifo, &st), 0);
     assert_true(S_ISFIFO(st.st_mode));
 }
@@ -242,7 +243,7 @@ static void test_outputs_do_not_follow_planted_links(void **state) {
     snprintf(link2, sizeof link2, "%s/l.csv", dir);
     assert_int_equal(symlink(victim, link2), 0);
     snprintf(args, sizeof args, "%s --csv %s", SWEEP, link2);
-    expect_bad_input(args, "l.csv: is a symbolic link");
+    expect_bad_input(args, "l.csv: cannot write: is a symbolic link");
     assert_string_equal(read_file(victim), "keep");
 }
 
@@ -289,12 +290,16 @@ static void test_full_stdout(void **state) {
     if (rc != 1) fail_msg("search: exit %d, stderr '%s'", rc, out);
 }
 
-/* simulate --json stays valid JSON when the model's name has quotes,
- * backslashes and control characters. */
+/* simulate --json stays valid JSON when the model's name has quotes and
+ * backslashes; a name with a control character is refused at load. */
 static void test_json_quotes_names(void **state) {
     (void)state;
     static char model[128], args[512], out[1 << 16];
-    const char *name = "q\"uo\\te\ttab";
+    snprintf(model, sizeof model, "%s/model.json", dir);
+    write_file(model, model_json_named("mixtral-8x7b", "esc\x1b[2Jname"));
+    snprintf(args, sizeof args, "model %s", model);
+    expect_bad_input(args, "model.json: name: contains the control character \\x1b");
+    const char *name = "q\"uo\\te";
     snprintf(model, sizeof model, "%s/model.json", dir);
     write_file(model, model_json_named("mixtral-8x7b", name));
     snprintf(args, sizeof args, "simulate --model %s --gpus 8 --json", model);
