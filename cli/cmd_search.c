@@ -137,9 +137,10 @@ static int search_command(int argc, char **argv, Calibration **cal) {
     }
     SearchResult r;
     if (search_run(base, &cons, &so, &r, &err)) {
+        if (so.progress && prog.tty) fprintf(stderr, "\r%60s\r", "");
         fprintf(stderr, "moeplan search: %s\n", err.msg);
         free(base);
-        return 1;
+        return !strncmp(err.msg, "flops:", 6) ? 2 : 1;   /* a convention that overcounts: the user's choice */
     }
     if (so.progress && prog.tty) fprintf(stderr, "\r%60s\r", "");
     else if (so.progress) fprintf(stderr, "search: done in %.2f s\n", r.seconds);

@@ -455,6 +455,9 @@ static void test_mfu_never_above_100(void **state) {
     assert_true(mfu > 0.3 && mfu <= 1.0);
     assert_true(cJSON_IsNull(cJSON_GetObjectItem(j, "mfu_legacy")));
     cJSON_Delete(j);
+    /* a search does not drop the plans above 100% and rank the rest */
+    expect_bad_input("search --model mixtral-8x7b --gpus 64 --seq 1048576 --gbs 64 --flops legacy --quiet",
+                     "flops: the legacy convention counts the full s x s attention matrix");
 }
 
 /* ---- item 3: search at 131,072 GPUs (43 s before the placement fix; the
