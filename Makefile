@@ -26,7 +26,7 @@ MPI_CFLAGS := $(if $(MPICC),$(shell mpicc --showme:compile),)
 MPI_LIBS   := $(if $(MPICC),$(shell mpicc --showme:link),)
 
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -I. -I$(BUILD)/gen $(MPI_CFLAGS) $(SANFLAGS) -MMD -MP
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wvla -I. -I$(BUILD)/gen $(MPI_CFLAGS) $(SANFLAGS) -MMD -MP
 LDLIBS  := -lcjson -lglpk -lhwloc $(MPI_LIBS) -lpthread -lm
 # DT_RPATH (not RUNPATH) so that the libraries' own dependencies (libglpk ->
 # libamd, libcolamd) are found in lib/ beside the binary on the device machine

@@ -136,6 +136,10 @@ int plan_from_args(ArgList *a, Plan *p, bool partial, MpError *err) {
     }
     if (args_value(a, "--model", &v, err)) return -1;
     if (v) {
+        /* the plan records the reference; a longer one would be cut and name another file */
+        if (strlen(v) >= sizeof p->model_ref)
+            return mp_fail(err, "--model: the path is %zu bytes, above the %zu a plan records (use a shorter path)",
+                           strlen(v), sizeof p->model_ref - 1);
         snprintf(p->model_ref, sizeof p->model_ref, "%s", v);
         if (model_lookup(v, &p->model, err)) return -1;
         const char *rename;
@@ -150,6 +154,9 @@ int plan_from_args(ArgList *a, Plan *p, bool partial, MpError *err) {
     }
     if (args_value(a, "--cluster", &v, err)) return -1;
     if (v || !p->cluster.name[0]) {
+        if (v && strlen(v) >= sizeof p->cluster_ref)
+            return mp_fail(err, "--cluster: the path is %zu bytes, above the %zu a plan records (use a shorter path)",
+                           strlen(v), sizeof p->cluster_ref - 1);
         if (v) snprintf(p->cluster_ref, sizeof p->cluster_ref, "%s", v);
         if (cluster_lookup(p->cluster_ref, &p->cluster, err)) return -1;
     }

@@ -22,6 +22,7 @@
 #include "args.h"
 #include "commands.h"
 #include "core/catalog.h"
+#include "core/limits.h"
 #include "executor/comms.h"
 #include "executor/executor.h"
 #include "executor/launch.h"
@@ -269,6 +270,9 @@ static int resolve_world(ExecuteArgs *x, const LaunchEnv *env, MpError *err) {
                                "start more nodes with mpirun, srun or torchrun)", flag, world, gpus);
         }
     }
+    if (env->source == LAUNCH_NONE && world > MP_MAX_NPROC)
+        return mp_fail(err, "--gpus: %d ranks on this machine is above the limit of %d local processes (one per GPU); "
+                       "start more through mpirun, srun or torchrun", world, MP_MAX_NPROC);
     p->map.world = world;
     if (mapping_resolve(&p->map, p->model.num_experts, err)) return -1;
     if (!x->gbs_given) p->train.global_batch = p->train.micro_batch * p->map.dp;
@@ -389,7 +393,7 @@ static int launch_children(const ExecuteArgs *x, int argc, char **argv) {
     MpError err = {{0}};
     char exe[4096];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) { fprintf(stderr, "moeplan execute: cannot find its own executable (/proc/self/exe)\n"); return 1; }
+    if (n <= 0 || n >= (ssize_t)sizeof exe - 1) { fprintf(stderr, "moeplan execute: cannot find its own executable (/proc/self/exe)\n"); return 1; }
     exe[n] = 0;
     int world = x->plan.map.world;
     setenv(EXECUTE_CHECKED_ENV, "1", 1);   /* the ranks need not print this process's notes again */

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -23,13 +24,32 @@ static void usage(FILE *f) {
                "  --emit megatron   the chosen plan as Megatron-LM command-line flags\n"
                "  --emit launch     a bash script running Megatron-LM's pretrain_gpt.py with those flags and the\n"
                "                    environment they need (--launcher torchrun, the default, or srun)\n"
+               "  --quiet           no progress lines on stderr (shown by default, terminal or not)\n"
                SEARCH_ARGS_HELP);
 }
 
+/* Progress on stderr whether or not it is a terminal (--quiet: none): a
+ * terminal gets one line rewritten in place, a file or pipe a new line at
+ * most every 2 seconds, so a long search is never silent. */
+typedef struct { bool tty; double last; } Progress;
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
 static void progress_stderr(void *ctx, size_t done, size_t total) {
-    (void)ctx;
-    fprintf(stderr, "\rsearch: %zu / %zu plans scored", done, total);
-    fflush(stderr);
+    Progress *p = ctx;
+    if (p->tty) {
+        fprintf(stderr, "\rsearch: %zu / %zu plans scored", done, total);
+        fflush(stderr);
+        return;
+    }
+    double t = now_s();
+    if (t - p->last < 2.0) return;
+    p->last = t;
+    fprintf(stderr, "search: %zu / %zu plans scored\n", done, total);
 }
 
 static const char *opt_short(int o) { return o == OPT_SHARD_NONE ? "none" : o == OPT_SHARD_DISTRIBUTED ? "dist" : "fsdp"; }
@@ -104,6 +124,7 @@ static int search_command(int argc, char **argv, Calibration **cal) {
         args_int(&a, "--threads", &threads, NULL, &err) || args_value(&a, "--emit", &emit, &err) ||
         args_value(&a, "--launcher", &launcher, &err) || args_calibration(&a, cal, NULL, &err)) goto bad;
     json = args_flag(&a, "--json");
+    bool quiet = args_flag(&a, "--quiet");
     if (args_finish(&a, &err) || search_constraints_for(base, &lim, &cons, &err)) goto bad;
     if (top < 1) { mp_fail(&err, "--top: must be >= 1, got %d", top); goto bad; }
     if (rank < 1) { mp_fail(&err, "--rank: must be >= 1, got %d", rank); goto bad; }
@@ -120,14 +141,22 @@ static int search_command(int argc, char **argv, Calibration **cal) {
     if (emit && json) { mp_fail(&err, "--emit: cannot be combined with --json"); goto bad; }
 
     SearchOptions so = {.threads = threads, .cal = *cal};
-    if (isatty(2) && !json && !emit) so.progress = progress_stderr;
+    Progress prog = {.tty = isatty(2) != 0, .last = now_s()};
+    if (!quiet) {
+        so.progress = progress_stderr;
+        so.progress_ctx = &prog;
+        if (!prog.tty)
+            fprintf(stderr, "search: %s on %d GPUs: enumerating and scoring plans\n", base->model.name, base->map.world);
+    }
     SearchResult r;
     if (search_run(base, &cons, &so, &r, &err)) {
+        if (so.progress && prog.tty) fprintf(stderr, "\r%60s\r", "");
         fprintf(stderr, "moeplan search: %s\n", err.msg);
         free(base);
-        return 1;
+        return !strncmp(err.msg, "flops:", 6) ? 2 : 1;   /* a convention that overcounts: the user's choice */
     }
-    if (so.progress) fprintf(stderr, "\r%60s\r", "");
+    if (so.progress && prog.tty) fprintf(stderr, "\r%60s\r", "");
+    else if (so.progress) fprintf(stderr, "search: done in %.2f s\n", r.seconds);
     int status = 0;
     if (r.num_ranked == 0) {
         if (r.space.count == 0)

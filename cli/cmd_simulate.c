@@ -9,6 +9,7 @@
 #include "planner/emit.h"
 #include "planner/megatron_rules.h"
 #include "commands.h"
+#include "core/outfile.h"
 #include "simulator/simulate.h"
 
 static const char *usage_text =
@@ -49,19 +50,41 @@ static int breakdown_items(const SimBreakdown *b, Item *it) {
     return n;
 }
 
+/* s as a JSON string (quotes, backslashes and control bytes escaped). */
+static void put_json_string(const char *s) {
+    putchar('"');
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        if (*c == '"' || *c == '\\') printf("\\%c", *c);
+        else if (*c < 0x20 || *c == 0x7f) printf("\\u%04x", *c);
+        else putchar(*c);
+    }
+    putchar('"');
+}
+
 static void print_json(const Plan *p, const SimResult *r, const Calibration *cal) {
     Item it[16];
     int n = breakdown_items(&r->breakdown, it);
     char ov[128];
     overlap_format(p->train.overlap, ov, sizeof ov);
-    printf("{\"model\": \"%s\", \"cluster\": \"%s\", \"gpus\": %d, \"tp\": %d, \"cp\": %d, \"dp\": %d, \"pp\": %d, "
+    printf("{\"model\": ");
+    put_json_string(p->model.name);
+    printf(", \"cluster\": ");
+    put_json_string(p->cluster.name);
+    printf(", \"gpus\": %d, \"tp\": %d, \"cp\": %d, \"dp\": %d, \"pp\": %d, "
            "\"vpp\": %d, \"etp\": %d, \"ep\": %d, \"edp\": %d, \"seq\": %d, \"mbs\": %d, \"gbs\": %d, "
-           "\"overlap\": \"%s\", \"calibration\": %s%s%s,\n",
-           p->model.name, p->cluster.name, p->map.world, p->map.tp, p->map.cp, p->map.dp, p->map.pp, p->map.vpp,
-           p->map.etp, p->map.ep, p->map.edp, p->train.seq_len, p->train.micro_batch, p->train.global_batch, ov,
-           cal ? "\"" : "", cal ? cal->device : "null", cal ? "\"" : "");
-    printf(" \"flops_convention\": \"%s\", \"mfu\": %.6f, \"mfu_legacy\": %.6f, \"mfu_megatron\": %.6f,\n",
-           flops_convention_name(p->train.flops), r->mfu, r->mfu_legacy, r->mfu_megatron);
+           "\"overlap\": \"%s\", \"calibration\": ",
+           p->map.world, p->map.tp, p->map.cp, p->map.dp, p->map.pp, p->map.vpp,
+           p->map.etp, p->map.ep, p->map.edp, p->train.seq_len, p->train.micro_batch, p->train.global_batch, ov);
+    if (cal) put_json_string(cal->device);
+    else printf("null");
+    printf(",\n");
+    /* a convention that counts more than the peak allows (simulate_step
+     * refuses it when chosen) is shown as null, never as a figure */
+    printf(" \"flops_convention\": \"%s\", \"mfu\": %.6f, \"mfu_legacy\": ", flops_convention_name(p->train.flops), r->mfu);
+    if (r->mfu_legacy <= 1.0) printf("%.6f", r->mfu_legacy); else printf("null");
+    printf(", \"mfu_megatron\": ");
+    if (r->mfu_megatron <= 1.0) printf("%.6f", r->mfu_megatron); else printf("null");
+    printf(",\n");
     printf(" \"step_time_s\": %.6f, \"tflops_per_gpu\": %.3f, \"tokens_per_s_per_gpu\": %.3f,\n", r->step_time_s,
            r->tflops_per_gpu, r->tokens_per_s_per_gpu);
     printf(" \"peak_memory_gib\": %.3f, \"memory_capacity_gib\": %.3f, \"fits\": %s,\n", r->peak_memory_bytes / GIB,
@@ -100,9 +123,13 @@ static void print_report(const Plan *p, const SimResult *r, const Calibration *c
                megatron_rule_source((MegatronRule)mg), megatron_rule_name((MegatronRule)mg));
     printf("cost model: %s\n\n", cal ? cal->device : "defaults from public figures (docs/simulator.md)");
     printf("step time        %9.3f s\n", r->step_time_s);
-    printf("MFU              %9.1f %%   (%s FLOPs; legacy %.1f %%, megatron %.1f %%; peak %.1f TFLOP/s)\n",
-           100 * r->mfu, flops_convention_name(t->flops), 100 * r->mfu_legacy, 100 * r->mfu_megatron,
-           p->cluster.peak_bf16_flops / 1e12);
+    char leg[48], meg[48];
+    if (r->mfu_legacy <= 1.0) snprintf(leg, sizeof leg, "%.1f %%", 100 * r->mfu_legacy);
+    else snprintf(leg, sizeof leg, "n/a (overcounts at this seq)");
+    if (r->mfu_megatron <= 1.0) snprintf(meg, sizeof meg, "%.1f %%", 100 * r->mfu_megatron);
+    else snprintf(meg, sizeof meg, "n/a (overcounts at this seq)");
+    printf("MFU              %9.1f %%   (%s FLOPs; legacy %s, megatron %s; peak %.1f TFLOP/s)\n",
+           100 * r->mfu, flops_convention_name(t->flops), leg, meg, p->cluster.peak_bf16_flops / 1e12);
     printf("TFLOP/s per GPU  %9.1f\n", r->tflops_per_gpu);
     printf("tokens/s per GPU %9.1f\n", r->tokens_per_s_per_gpu);
     printf("peak memory      %9.2f GiB of %.2f GiB usable: %s\n\n", r->peak_memory_bytes / GIB,
@@ -167,10 +194,11 @@ int cmd_simulate(int argc, char **argv) {
         rc = 0;
         goto done;
     }
+    if (timeline && outfile_check_target(timeline, &err)) goto bad;
     SimOptions opt = {.timeline_path = timeline};
     if (simulate_step(plan, cal, &opt, res, &err)) {
-        /* a timeline that cannot be written is a runtime failure; anything else is a bad plan */
-        rc = (timeline && strstr(err.msg, "timeline")) ? 1 : 2;
+        /* a timeline that cannot be written or an internal error is a runtime failure; anything else is a bad plan */
+        rc = (timeline && strstr(err.msg, "timeline")) || !strncmp(err.msg, "internal error", 14) ? 1 : 2;
         fprintf(stderr, "moeplan simulate: %s\n", err.msg);
         goto done;
     }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "core/outfile.h"
 #include "search_args.h"
 #include "planner/sweep.h"
 
@@ -20,6 +21,7 @@ static void usage(FILE *f) {
                "       granularity (experts x g, top-k x g, expert FFN / g), imbalance, capacity-factor\n"
                "  --fixed                simulate the plan given by the plan options at each value (no search)\n"
                "  --tokens-per-batch T   gbs = T / seq at each point (context scaling)\n"
+               "  --quiet                no progress lines on stderr (shown by default, terminal or not)\n"
                SEARCH_ARGS_HELP);
 }
 
@@ -86,12 +88,13 @@ int cmd_sweep(int argc, char **argv) {
     const char *vary = NULL, *csv = NULL, *plot = NULL;
     int threads = 0, n = 0, status = 0;
     double tokens_d = 0;
-    bool json = false, fixed = false;
+    bool json = false, fixed = false, quiet = false;
     double vals[SWEEP_MAX_POINTS];
     SweepParam k = SWEEP_GPUS;
     if (args_init(&a, argc, argv, &err)) goto bad;
     fixed = args_flag(&a, "--fixed");
     json = args_flag(&a, "--json");
+    quiet = args_flag(&a, "--quiet");
     if (args_value(&a, "--vary", &vary, &err) || args_value(&a, "--csv", &csv, &err) ||
         args_value(&a, "--plot", &plot, &err) || args_int(&a, "--threads", &threads, NULL, &err) ||
         args_double(&a, "--tokens-per-batch", &tokens_d, NULL, &err) || args_calibration(&a, &cal, NULL, &err)) goto bad;
@@ -118,6 +121,10 @@ int cmd_sweep(int argc, char **argv) {
             goto bad;
         }
     }
+    if (csv && outfile_check_target(csv, &err)) goto bad;
+    if (plot && outfile_check_target(plot, &err)) goto bad;
+    /* gnuplot missing is known now, not after the (long) run */
+    if (plot && sweep_plot_available(&err)) { fprintf(stderr, "moeplan sweep: %s\n", err.msg); status = 1; goto done; }
     /* check every value before the (long) run, so bad input fails at once */
     for (int i = 0; i < n; i++)
         if (sweep_apply(base, k, vals[i], (long long)tokens_d, point, &err)) goto bad;
@@ -128,7 +135,9 @@ int cmd_sweep(int argc, char **argv) {
         SearchConstraints cons;
         if (sweep_apply(base, k, vals[i], (long long)tokens_d, point, &err)) goto bad;
         if (!fixed && search_constraints_for(point, &lim, &cons, &err)) goto bad;
-        if (tty) { fprintf(stderr, "\rsweep: %s = %g (%d/%d)      ", sweep_param_name(k), vals[i], i + 1, n); fflush(stderr); }
+        if (quiet) {}
+        else if (tty) { fprintf(stderr, "\rsweep: %s = %g (%d/%d)      ", sweep_param_name(k), vals[i], i + 1, n); fflush(stderr); }
+        else fprintf(stderr, "sweep: %s = %g (%d/%d)\n", sweep_param_name(k), vals[i], i + 1, n);
         if (sweep_point(point, &cons, &so, fixed, &pts[i], &err)) {
             fprintf(stderr, "moeplan sweep: %s = %g: %s\n", sweep_param_name(k), vals[i], err.msg);
             status = 1;
@@ -136,7 +145,7 @@ int cmd_sweep(int argc, char **argv) {
         }
         pts[i].value = vals[i];
     }
-    if (tty) fprintf(stderr, "\r%60s\r", "");
+    if (tty && !quiet) fprintf(stderr, "\r%60s\r", "");
     if (json) {
         char *s = sweep_json(k, pts, n, fixed);
         if (s) printf("%s\n", s);

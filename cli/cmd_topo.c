@@ -9,25 +9,13 @@
 #include "args.h"
 #include "commands.h"
 #include "core/catalog.h"
+#include "core/outfile.h"
 #include "core/topo_detect.h"
 
 static const char *usage_text =
     "usage: moeplan topo [--base CLUSTER] [--json] [--out FILE]\n"
     "  detects cores, NUMA nodes, NVIDIA GPUs and InfiniBand/Ethernet adapters with hwloc;\n"
     "  --json/--out write a cluster file: --base's figures with this machine's GPU and NIC counts\n";
-
-static int write_atomic(const char *path, const char *text, MpError *err) {
-    char tmp[MP_PATH_LEN + 16];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) return mp_fail(err, "%s: cannot write", path);
-    int ok = fputs(text, f) >= 0 && fputc('\n', f) != EOF;
-    if (fclose(f) != 0 || !ok || rename(tmp, path) != 0) {
-        remove(tmp);
-        return mp_fail(err, "%s: cannot write", path);
-    }
-    return 0;
-}
 
 int cmd_topo(int argc, char **argv) {
     MpError err = {{0}};
@@ -40,6 +28,7 @@ int cmd_topo(int argc, char **argv) {
     if (args_value(&a, "--base", &v, &err)) goto bad;
     if (v) base = v;
     if (args_value(&a, "--out", &out_path, &err) || args_finish(&a, &err)) goto bad;
+    if (out_path && outfile_check_target(out_path, &err)) goto bad;
     Cluster c;
     if (cluster_lookup(base, &c, &err)) goto bad;
     const char *base_json = NULL;
@@ -79,9 +68,16 @@ int cmd_topo(int argc, char **argv) {
     if (c.nvlink_domain < gpus) cJSON_ReplaceItemInObject(j, "nvlink_domain", cJSON_CreateNumber(gpus));
     char *text = cJSON_Print(j);
     cJSON_Delete(j);
+    if (!text) { fprintf(stderr, "moeplan topo: out of memory\n"); return 1; }
     int rc = 0;
     if (out_path) {
-        if (write_atomic(out_path, text, &err)) { fprintf(stderr, "moeplan topo: %s\n", err.msg); rc = 1; }
+        size_t n = strlen(text);
+        char *line = malloc(n + 2);
+        if (!line) { free(text); fprintf(stderr, "moeplan topo: out of memory\n"); return 1; }
+        memcpy(line, text, n);
+        memcpy(line + n, "\n", 2);
+        if (outfile_write_text(out_path, line, &err)) { fprintf(stderr, "moeplan topo: %s\n", err.msg); rc = 1; }
+        free(line);
     } else {
         puts(text);
     }

@@ -1,8 +1,10 @@
 /* main.c: the moeplan binary: dispatch to a subcommand. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "commands.h"
+#include "core/error.h"
 
 typedef struct {
     const char *name;
@@ -26,13 +28,34 @@ static void usage(FILE *f) {
         fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].help);
 }
 
-int main(int argc, char **argv) {
+/* Every write to stdout and stderr is checked here, once, at the end: stdio
+ * keeps the error sticky (ferror), so a full disk or a closed pipe anywhere
+ * during the command turns a success into exit status 1 with one line on
+ * stderr (if stderr itself still works). */
+static int finish(int rc) {
+    int out_bad = fflush(stdout) != 0 || ferror(stdout);
+    int out_errno = errno;
+    if (out_bad) {
+        fprintf(stderr, "moeplan: cannot write the output: %s\n", strerror(out_errno ? out_errno : EIO));
+        if (rc == 0) rc = 1;
+    }
+    if ((fflush(stderr) != 0 || ferror(stderr)) && rc == 0) rc = 1;
+    return rc;
+}
+
+static int dispatch(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "moeplan: unknown command '%s' (known: search, simulate, sweep, execute, groups, model, topo)\n", argv[1]);
+    MpError err;
+    mp_fail(&err, "unknown command '%s' (known: search, simulate, sweep, execute, groups, model, topo)", argv[1]);
+    fprintf(stderr, "moeplan: %s\n", err.msg);
     return 2;
+}
+
+int main(int argc, char **argv) {
+    return finish(dispatch(argc, argv));
 }

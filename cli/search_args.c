@@ -1,6 +1,8 @@
 /* search_args.c: see search_args.h. */
 #include "search_args.h"
 
+#include "core/limits.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -33,6 +35,9 @@ int search_args_parse(ArgList *a, Plan *base, SearchUserLimits *u, bool need_gpu
         return mp_fail(err, "--no-folding: needs --etp equal to --tp, got etp %d and tp %d", u->fix[4], u->fix[0]);
     if (plan_from_args(a, base, true, err)) return -1;
     if (need_gpus && base->map.world <= 0) return mp_fail(err, "--gpus: required, a positive GPU count");
+    if (base->map.world > MP_MAX_GPUS)
+        return mp_fail(err, "--gpus: %d is above the limit of %d GPUs (10x the largest clusters built)", base->map.world,
+                       MP_MAX_GPUS);
     if (train_config_validate(&base->train, err)) return -1;
     return 0;
 }

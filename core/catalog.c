@@ -4,10 +4,12 @@
 #include "catalog.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "hf_config.h"
 #include "json_util.h"
@@ -15,15 +17,34 @@
 /* Biggest file we read: the largest real config.json is a few KB. */
 #define MAX_FILE_BYTES (16 << 20)
 
+/* Only regular files are read: the file is opened without blocking (a FIFO
+ * with no writer would otherwise hang the open) and without becoming a
+ * controlling terminal, then fstat decides before any byte is read. */
 int read_text_file(const char *path, char **out, MpError *err) {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return mp_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) return mp_fail(err, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
-        fclose(f);
-        return mp_fail(err, "%s: cannot read: is a directory", path);
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return mp_fail(err, "%s: cannot read: %s", path, strerror(e));
     }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return mp_fail(err, "%s: cannot read: is %s, not a regular file", path,
+                       S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO"
+                       : S_ISCHR(st.st_mode) ? "a character device" : S_ISBLK(st.st_mode) ? "a block device"
+                       : S_ISSOCK(st.st_mode) ? "a socket" : "a special file");
+    }
+    if (st.st_size >= MAX_FILE_BYTES) {
+        close(fd);
+        return mp_fail(err, "%s: larger than %d MiB", path, MAX_FILE_BYTES >> 20);
+    }
+    int flags = fcntl(fd, F_GETFL);
+    if (flags >= 0) fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    FILE *f = fdopen(fd, "rb");
+    if (!f) { int e = errno; close(fd); return mp_fail(err, "%s: cannot read: %s", path, strerror(e)); }
     size_t cap = 4096, len = 0;
     char *buf = malloc(cap);
     if (!buf) { fclose(f); return mp_fail(err, "%s: out of memory", path); }
@@ -190,15 +211,33 @@ int model_from_json_text(const char *text, const char *origin, ModelSpec *out, M
     cJSON *root = json_parse_text(text, origin, err);
     if (!root) return -1;
     int rc;
+    char hf_type[32] = "";
     if (!cJSON_IsObject(root)) {
         rc = mp_fail(err, "%s: expected a JSON object at the top level, got %s", origin, json_type_name(root));
     } else if (cJSON_GetObjectItemCaseSensitive(root, "model_type")) {
         rc = model_from_hf_config(root, origin, out, err);
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "model_type");
+        if (cJSON_IsString(t) && t->valuestring) snprintf(hf_type, sizeof hf_type, "%s", t->valuestring);
     } else {
         rc = model_from_catalog_json(root, origin, out, err);
     }
     cJSON_Delete(root);
     if (rc) return -1;
+    if (hf_type[0]) {
+        /* a HuggingFace file: messages name its keys, not ModelSpec's fields */
+        if (!out->name[0]) {
+            char stem[256];
+            file_stem(origin, stem, sizeof stem);
+            snprintf(out->name, sizeof out->name, "%.*s", MP_NAME_LEN - 1, stem);
+        }
+        MpError inner;
+        if (model_validate(out, &inner) == 0) return 0;
+        char *renamed = NULL;
+        if (hf_config_rename_fields(hf_type, inner.msg, &renamed)) return mp_fail(err, "%s: %s", origin, inner.msg);
+        mp_fail(err, "%s: %s", origin, renamed);
+        free(renamed);
+        return -1;
+    }
     if (!out->name[0]) {
         char stem[256];
         file_stem(origin, stem, sizeof stem);

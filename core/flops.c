@@ -129,3 +129,33 @@ double model_flops(const ModelSpec *m, FlopsConvention conv, int seq, double tok
     double per_token = conv == FLOPS_LEGACY ? legacy_per_token(m, seq) : megatron_per_token(m, seq);
     return per_token * tokens;
 }
+
+/* Mean number of keys a query attends to under a causal window of w tokens
+ * over a sequence of s: (sum_{i<s} min(i+1, w)) / s; s/2 for no window (the
+ * megatron convention's causal half, kept exact so the two agree). */
+static double mean_keys(double s, double w) {
+    if (w <= 0 || w >= s) return s / 2.0;
+    return (w * (w + 1.0) / 2.0 + (s - w) * w) / s;
+}
+
+/* The work a GPU must execute: the megatron count with each sliding-window
+ * layer's core attention (score and value GEMMs) over the keys inside its
+ * window instead of the causal half of the sequence (layer i is windowed as
+ * in the simulator: sliding_window > 0 and, with sliding_window_every = k > 1,
+ * i % k != k - 1).  The legacy count also adds the masked half of causal
+ * attention, which no kernel executes. */
+double model_flops_executed(const ModelSpec *m, int seq, double tokens) {
+    double total = megatron_per_token(m, seq);
+    if (m->sliding_window > 0) {
+        long windowed = 0;
+        for (int i = 0; i < m->num_layers; i++)
+            if (m->sliding_window_every <= 1 || i % m->sliding_window_every != m->sliding_window_every - 1) windowed++;
+        double s = seq, saved_keys = s / 2.0 - mean_keys(s, m->sliding_window);
+        /* core attention per token per key: GQA 12*n*d (two GEMMs, x3 for
+         * forward and backward); MLA 6*n*(dn+dr+dv) */
+        double per_key = m->mla ? 6.0 * m->num_heads * ((double)m->qk_nope_head_dim + m->qk_rope_head_dim + m->v_head_dim)
+                                : 12.0 * m->num_heads * (double)m->head_dim;
+        total -= (double)windowed * per_key * saved_keys;
+    }
+    return total * tokens;
+}

@@ -39,6 +39,7 @@
 #include "hf_config.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "json_util.h"
@@ -501,5 +502,77 @@ int model_from_hf_config(const cJSON *root, const char *origin, ModelSpec *out, 
     if (from_type(cfg, origin, type, out, err)) return -1;
     const cJSON *np = cJSON_GetObjectItemCaseSensitive(root, "_name_or_path");
     if (cJSON_IsString(np) && np->valuestring) name_from_path(np->valuestring, out->name, sizeof out->name);
+    return 0;
+}
+
+/* ModelSpec field -> the key of a HuggingFace config.json of this type that
+ * sets it (NULL: same name or no key). */
+static const char *hf_key_for(const char *type, const char *field) {
+    static const char *const common[][2] = {
+        {"num_layers", "num_hidden_layers"}, {"hidden", "hidden_size"}, {"num_heads", "num_attention_heads"},
+        {"num_kv_groups", "num_key_value_heads"}, {"vocab", "vocab_size"}, {"tied_embeddings", "tie_word_embeddings"},
+        {"swiglu", "hidden_act"}, {"top_k", "num_experts_per_tok"}, {"qkv_bias", "attention_bias"},
+    };
+    static const char *const mixtral[][2] = {{"expert_ffn", "intermediate_size"}, {"num_experts", "num_local_experts"}};
+    static const char *const qwen[][2] = {
+        {"expert_ffn", "moe_intermediate_size"}, {"shared_ffn", "shared_expert_intermediate_size"},
+        {"dense_ffn", "intermediate_size"}, {"num_dense_layers", "mlp_only_layers"},
+    };
+    static const char *const deepseek[][2] = {
+        {"expert_ffn", "moe_intermediate_size"}, {"num_experts", "n_routed_experts"},
+        {"shared_ffn", "n_shared_experts"}, {"dense_ffn", "intermediate_size"},
+        {"num_dense_layers", "first_k_dense_replace"}, {"mtp_layers", "num_nextn_predict_layers"},
+        {"router", "scoring_func"}, {"head_dim", "qk_nope_head_dim + qk_rope_head_dim"},
+    };
+    const char *const (*t)[2] = NULL;
+    size_t n = 0;
+    if (!strcmp(type, "mixtral")) { t = mixtral; n = sizeof mixtral / sizeof mixtral[0]; }
+    else if (!strncmp(type, "qwen", 4)) { t = qwen; n = sizeof qwen / sizeof qwen[0]; }
+    else if (!strcmp(type, "deepseek_v3")) { t = deepseek; n = sizeof deepseek / sizeof deepseek[0]; }
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(field, t[i][0])) return t[i][1];
+    for (size_t i = 0; i < sizeof common / sizeof common[0]; i++)
+        if (!strcmp(field, common[i][0])) return common[i][1];
+    return NULL;
+}
+
+int hf_config_rename_fields(const char *model_type, const char *msg, char **out) {
+    size_t cap = strlen(msg) * 4 + 64, o = 0;   /* each word grows at most to its longest key */
+    char *s = malloc(cap);
+    if (!s) return -1;
+    for (const char *p = msg; *p;) {
+        if ((*p >= 'a' && *p <= 'z') || *p == '_') {
+            const char *b = p;
+            while ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_') p++;
+            char word[64];
+            size_t len = (size_t)(p - b);
+            const char *key = NULL;
+            if (len < sizeof word) {
+                memcpy(word, b, len);
+                word[len] = 0;
+                key = hf_key_for(model_type, word);
+            }
+            const char *src = key ? key : b;
+            size_t sl = key ? strlen(key) : len;
+            if (o + sl + 1 >= cap) {
+                cap = (o + sl + 1) * 2;
+                char *ns = realloc(s, cap);
+                if (!ns) { free(s); return -1; }
+                s = ns;
+            }
+            memcpy(s + o, src, sl);
+            o += sl;
+        } else {
+            if (o + 2 >= cap) {
+                cap *= 2;
+                char *ns = realloc(s, cap);
+                if (!ns) { free(s); return -1; }
+                s = ns;
+            }
+            s[o++] = *p++;
+        }
+    }
+    s[o] = 0;
+    *out = s;
     return 0;
 }

@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 const char *json_type_name(const cJSON *v) {
@@ -15,10 +16,45 @@ const char *json_type_name(const cJSON *v) {
     return "an invalid value";
 }
 
+static int cmp_key(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* A JSON object that names a key twice is refused (cJSON would silently
+ * keep the first): each object's keys are sorted and neighbours compared,
+ * O(n log n) per object; cJSON bounds the nesting depth (1000). */
+static int check_duplicates(const cJSON *v, const char *origin, MpError *err) {
+    if (cJSON_IsObject(v)) {
+        size_t n = 0;
+        for (const cJSON *it = v->child; it; it = it->next) n++;
+        if (n > 1) {
+            const char **keys = malloc(n * sizeof *keys);
+            if (!keys) return mp_fail(err, "%s: out of memory", origin);
+            size_t i = 0;
+            for (const cJSON *it = v->child; it; it = it->next) keys[i++] = it->string ? it->string : "";
+            qsort(keys, n, sizeof *keys, cmp_key);
+            for (i = 1; i < n; i++)
+                if (!strcmp(keys[i - 1], keys[i])) {
+                    int rc = mp_fail(err, "%s: %s: duplicate key (a JSON object may name each key once)", origin, keys[i]);
+                    free(keys);
+                    return rc;
+                }
+            free(keys);
+        }
+    }
+    if (cJSON_IsObject(v) || cJSON_IsArray(v))
+        for (const cJSON *it = v->child; it; it = it->next)
+            if (check_duplicates(it, origin, err)) return -1;
+    return 0;
+}
+
 cJSON *json_parse_text(const char *text, const char *origin, MpError *err) {
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithOpts(text, &end, 1);
-    if (root) return root;
+    if (root) {
+        if (check_duplicates(root, origin, err)) { cJSON_Delete(root); return NULL; }
+        return root;
+    }
     if (!end) end = text;
     /* cJSON stops at the first byte it cannot accept: report line/column of it. */
     int line = 1, col = 1;
@@ -102,6 +138,10 @@ static int read_string(const cJSON *v, const char *key, const char *origin, char
     size_t n = strlen(v->valuestring);
     if (n == 0) return mp_fail(err, "%s: %s: empty string", origin, key);
     if (n >= (size_t)len) return mp_fail(err, "%s: %s: longer than %d characters", origin, key, len - 1);
+    /* names end up in reports and plot titles: no terminal escapes or newlines */
+    for (const unsigned char *c = (const unsigned char *)v->valuestring; *c; c++)
+        if (*c < 0x20 || *c == 0x7f)
+            return mp_fail(err, "%s: %s: contains the control character \\x%02x", origin, key, *c);
     memcpy(out, v->valuestring, n + 1);
     return 0;
 }

@@ -26,7 +26,7 @@ int json_req_double(const cJSON *obj, const char *key, const char *origin, doubl
 int json_opt_double(const cJSON *obj, const char *key, const char *origin, double *out, MpError *err);
 /* JSON true/false only (0/1 are rejected). */
 int json_opt_bool(const cJSON *obj, const char *key, const char *origin, bool *out, MpError *err);
-/* Non-empty strings shorter than len. */
+/* Non-empty strings shorter than len, without control characters. */
 int json_req_string(const cJSON *obj, const char *key, const char *origin, char *out, int len, MpError *err);
 int json_opt_string(const cJSON *obj, const char *key, const char *origin, char *out, int len, MpError *err);
 

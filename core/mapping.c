@@ -11,6 +11,8 @@
  */
 #include "mapping.h"
 
+#include "limits.h"
+
 #include <stdbool.h>
 #include <string.h>
 
@@ -175,11 +177,24 @@ int mapping_resolve(Mapping *m, int num_experts, MpError *err) {
     };
     for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++)
         if (dims[i].v <= 0) return mp_fail(err, "%s: must be a positive integer, got %d", dims[i].name, dims[i].v);
-    long dense = (long)m->tp * m->cp * m->pp, expert = (long)m->etp * m->ep * m->pp;
+    if (m->world > MP_MAX_GPUS)
+        return mp_fail(err, "gpus: %d is above the limit of %d GPUs (10x the largest clusters built; every product "
+                       "of mapping sizes must fit in 64 bits)", m->world, MP_MAX_GPUS);
+    for (size_t i = 1; i < sizeof dims / sizeof dims[0]; i++) {
+        if (!strcmp(dims[i].name, "vpp")) {
+            if (dims[i].v > MP_MAX_VPP)
+                return mp_fail(err, "vpp: %d is above the limit of %d (each virtual stage holds at least one of at most "
+                               "%d layers)", dims[i].v, MP_MAX_VPP, MP_MAX_LAYERS);
+        } else if (dims[i].v > MP_MAX_GPUS) {
+            return mp_fail(err, "%s: %d is above the limit of %d GPUs", dims[i].name, dims[i].v, MP_MAX_GPUS);
+        }
+    }
+    /* every size is now <= 2^20, so the products below fit in 64 bits */
+    long long dense = (long long)m->tp * m->cp * m->pp, expert = (long long)m->etp * m->ep * m->pp;
     if (m->world % dense)
-        return mp_fail(err, "tp: tp*cp*pp = %ld does not divide gpus %d", dense, m->world);
+        return mp_fail(err, "tp: tp*cp*pp = %lld does not divide gpus %d", dense, m->world);
     if (m->world % expert)
-        return mp_fail(err, "ep: etp*ep*pp = %ld does not divide gpus %d", expert, m->world);
+        return mp_fail(err, "ep: etp*ep*pp = %lld does not divide gpus %d", expert, m->world);
     m->dp = (int)(m->world / dense);
     m->edp = (int)(m->world / expert);
     if (num_experts > 0 && num_experts % m->ep)
@@ -209,26 +224,128 @@ void group_placement(const int *members, int n, int gpus_per_node, GroupPlacemen
     }
 }
 
+/* Placement of the arithmetic progression start + i*step (i < count) on
+ * nodes of G ranks: the first and last node it touches with their member
+ * counts, the number of nodes and the largest count of a node strictly
+ * between the first and the last.  O(min(step, nodes)), no allocation. */
+typedef struct {
+    long long first_node, last_node;
+    long long first_cnt, last_cnt;
+    long long nodes, inner_max;
+} RunPlacement;
+
+/* members of the progression below x */
+static long long ap_below(long long start, long long step, long long count, long long x) {
+    if (x <= start) return 0;
+    long long k = (x - start + step - 1) / step;
+    return k < count ? k : count;
+}
+
+static void ap_placement(long long start, long long step, long long count, long long G, RunPlacement *r) {
+    long long last = start + (count - 1) * step;
+    r->first_node = start / G;
+    r->last_node = last / G;
+    r->inner_max = 0;
+    if (step >= G) { /* every member on its own node */
+        r->nodes = count;
+        r->first_cnt = r->last_cnt = 1;
+        r->inner_max = count > 2 ? 1 : 0;
+        return;
+    }
+    /* step < G: every node from the first to the last holds a member */
+    r->nodes = r->last_node - r->first_node + 1;
+    long long n0 = r->first_node, n1 = r->last_node;
+    r->first_cnt = ap_below(start, step, count, (n0 + 1) * G) - ap_below(start, step, count, n0 * G);
+    r->last_cnt = ap_below(start, step, count, (n1 + 1) * G) - ap_below(start, step, count, n1 * G);
+    /* an inner node's count depends only on (node*G - start) mod step, which
+     * repeats after at most step nodes */
+    long long inner = n1 - n0 - 1, look = inner < step ? inner : step;
+    for (long long j = 1; j <= look; j++) {
+        long long c = ap_below(start, step, count, (n0 + j + 1) * G) - ap_below(start, step, count, (n0 + j) * G);
+        if (c > r->inner_max) r->inner_max = c;
+    }
+}
+
+/* Placement of the group whose first rank is base: the masked axes (of size
+ * > 1) in stride order; the innermost ones that are contiguous in rank
+ * (stride of the next = stride x size of the previous) form one arithmetic
+ * progression, the outer ones enumerate such runs in ascending rank order. */
+static void grid_group_placement(const Grid *g, long long base, int G, GroupPlacement *out) {
+    int size[AXES], stride[AXES], naxes = 0;
+    for (int i = 0; i < AXES; i++)
+        if ((g->mask & (1u << i)) && g->size[i] > 1) { size[naxes] = g->size[i]; stride[naxes] = g->stride[i]; naxes++; }
+    long long step = naxes ? stride[0] : 1, count = naxes ? size[0] : 1;
+    int inner = naxes ? 1 : 0;
+    while (inner < naxes && stride[inner] == step * count) count *= size[inner++];
+    int osize[AXES], ostride[AXES], coord[AXES] = {0}, nouter = 0;
+    for (int a = inner; a < naxes; a++) { osize[nouter] = size[a]; ostride[nouter] = stride[a]; nouter++; }
+    out->size = grid_group_size(g);
+    long long nodes = 0, best = 0, cur_node = -1, cur_cnt = 0;
+    long long start = base;
+    for (;;) {
+        RunPlacement r;
+        ap_placement(start, step, count, G, &r);
+        /* runs ascend and do not interleave: only a run's first node can
+         * continue the previous run's last node */
+        if (r.first_node == cur_node) {
+            cur_cnt += r.first_cnt;
+            nodes += r.nodes - 1;
+        } else {
+            if (cur_cnt > best) best = cur_cnt;
+            cur_cnt = r.first_cnt;
+            nodes += r.nodes;
+        }
+        if (r.last_node != r.first_node) {
+            if (cur_cnt > best) best = cur_cnt;
+            if (r.inner_max > best) best = r.inner_max;
+            cur_cnt = r.last_cnt;
+        }
+        cur_node = r.last_node;
+        int a = 0;
+        for (; a < nouter; a++) { /* advance the odometer over the outer axes */
+            start += ostride[a];
+            if (++coord[a] < osize[a]) break;
+            start -= (long long)ostride[a] * osize[a];
+            coord[a] = 0;
+        }
+        if (a == nouter) break;
+    }
+    if (cur_cnt > best) best = cur_cnt;
+    out->nodes = (int)nodes;
+    out->max_per_node = (int)best;
+}
+
 void mapping_placement(const Mapping *m, GroupKind k, int gpus_per_node, GroupPlacement *out) {
     Grid g;
     grid_for(m, k, &g);
-    int n = grid_group_size(&g), groups = m->world / n;
-    int members[n > 0 ? n : 1];
+    int G = gpus_per_node;
+    if (G < 1) G = 1;
+    if (G > MAPPING_MAX_NODE) G = MAPPING_MAX_NODE;   /* callers validate; see mapping.h */
     /* A group's placement depends only on its first rank modulo the node
-     * size (all groups of a kind are translates of one another), so at most
-     * gpus_per_node distinct placements exist: evaluate each residue once. */
-    unsigned char seen_small[1024] = {0};
-    bool first = true;
-    for (int idx = 0; idx < groups; idx++) {
-        int base = grid_group_base(&g, idx);
-        int residue = base % gpus_per_node;
-        if (residue < (int)sizeof seen_small) {
-            if (seen_small[residue]) continue;
-            seen_small[residue] = 1;
+     * size (groups are translates of one another), so evaluate each residue
+     * once.  The residues of the group bases: a set over Z_G built axis by
+     * axis over the unmasked axes, each axis only up to the period of its
+     * stride modulo G.  O(G * min(size, G)) per axis, independent of world. */
+    unsigned char have[MAPPING_MAX_NODE], next[MAPPING_MAX_NODE];
+    memset(have, 0, (size_t)G);
+    have[0] = 1;
+    for (int i = 0; i < AXES; i++) {
+        if ((g.mask & (1u << i)) || g.size[i] <= 1) continue;
+        int s = g.stride[i] % G, period = 1;
+        if (s) { int a = G, b = s; while (b) { int t = a % b; a = b; b = t; } period = G / a; }
+        int steps = g.size[i] < period ? g.size[i] : period;
+        memset(next, 0, (size_t)G);
+        for (int r = 0; r < G; r++) {
+            if (!have[r]) continue;
+            for (int c = 0, x = r; c < steps; c++, x = (x + s) % G) next[x] = 1;
         }
+        memcpy(have, next, (size_t)G);
+    }
+    bool first = true;
+    for (int r = 0; r < G; r++) {
+        if (!have[r]) continue;
         GroupPlacement p;
-        grid_members(&g, base, members);
-        group_placement(members, n, gpus_per_node, &p);
+        grid_group_placement(&g, r, G, &p);
         /* worst group: most nodes; among those, the fewest members per node */
         if (first || p.nodes > out->nodes || (p.nodes == out->nodes && p.max_per_node < out->max_per_node)) *out = p;
         first = false;

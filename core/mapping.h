@@ -83,9 +83,12 @@ typedef struct {
 
 void group_placement(const int *members, int n, int gpus_per_node, GroupPlacement *out);
 
-/* Placement of the group of kind k containing rank 0 (all groups of a kind
- * have the same shape for node sizes that divide or are multiples of the
- * group strides; the worst group is reported when they differ). */
+/* Placement of the groups of kind k: groups differ only by their first
+ * rank modulo gpus_per_node, so each distinct residue is evaluated once and
+ * the worst group (most nodes, then fewest members per node) is reported.
+ * Cost independent of the GPU count (no per-group loop, no member array).
+ * gpus_per_node must be in [1, MAPPING_MAX_NODE] (cluster_validate). */
+#define MAPPING_MAX_NODE 4096
 void mapping_placement(const Mapping *m, GroupKind k, int gpus_per_node, GroupPlacement *out);
 
 #endif

@@ -22,6 +22,8 @@
  */
 #include "model.h"
 
+#include "limits.h"
+
 #include <string.h>
 
 int model_num_moe_layers(const ModelSpec *m) { return m->num_layers - m->num_dense_layers; }
@@ -55,6 +57,9 @@ int model_validate(const ModelSpec *m, MpError *err) {
         check_nonneg("mtp_layers", m->mtp_layers, err) || check_nonneg("sliding_window", m->sliding_window, err) ||
         check_nonneg("sliding_window_every", m->sliding_window_every, err))
         return -1;
+    if (m->num_layers > MP_MAX_LAYERS)
+        return mp_fail(err, "num_layers: %d is above the limit of %d layers (the deepest published LLMs have < 200)",
+                       m->num_layers, MP_MAX_LAYERS);
     if (m->num_heads % m->num_kv_groups)
         return mp_fail(err, "num_kv_groups: %d does not divide num_heads %d", m->num_kv_groups, m->num_heads);
     if (m->num_dense_layers > m->num_layers)

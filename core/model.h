@@ -117,6 +117,10 @@ void model_params(const ModelSpec *m, ModelParams *out);
 /* Model FLOPs of one training step (forward + backward) for `tokens`
  * tokens in sequences of length seq: see core/flops.c for both formulas. */
 double model_flops(const ModelSpec *m, FlopsConvention conv, int seq, double tokens);
+/* FLOPs the GPUs must execute (<= both conventions): the megatron count with
+ * sliding-window layers attending only inside their window.  A step cannot
+ * take less than this over the peak; simulated MFU checks use it. */
+double model_flops_executed(const ModelSpec *m, int seq, double tokens);
 
 const char *flops_convention_name(FlopsConvention c);
 

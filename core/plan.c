@@ -2,6 +2,8 @@
  * validation and the layers of each pipeline stage. */
 #include "plan.h"
 
+#include "limits.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,11 +38,21 @@ int plan_validate(const Plan *p, MpError *err) {
     if (m->world <= 0 || m->tp <= 0 || m->cp <= 0 || m->pp <= 0 || m->vpp <= 0 || m->etp <= 0 || m->ep <= 0 ||
         m->dp <= 0 || m->edp <= 0)
         return mp_fail(err, "gpus: the mapping is not resolved (every size must be positive)");
-    if ((long)m->tp * m->cp * m->dp * m->pp != m->world || (long)m->etp * m->ep * m->edp * m->pp != m->world)
+    if (m->world > MP_MAX_GPUS)
+        return mp_fail(err, "gpus: %d is above the limit of %d GPUs", m->world, MP_MAX_GPUS);
+    if (m->tp > m->world || m->cp > m->world || m->pp > m->world || m->dp > m->world || m->etp > m->world ||
+        m->ep > m->world || m->edp > m->world)
+        return mp_fail(err, "gpus: a mapping size is larger than gpus %d", m->world);
+    if (m->vpp > MP_MAX_VPP) return mp_fail(err, "vpp: %d is above the limit of %d", m->vpp, MP_MAX_VPP);
+    if (md->num_layers > MP_MAX_LAYERS)
+        return mp_fail(err, "num_layers: %d is above the limit of %d layers", md->num_layers, MP_MAX_LAYERS);
+    /* every size is now <= 2^20: products of up to three fit in 64 bits */
+    if (m->world % m->pp || (long long)m->tp * m->cp * m->dp != m->world / m->pp ||
+        (long long)m->etp * m->ep * m->edp != m->world / m->pp)
         return mp_fail(err, "gpus: tp*cp*dp*pp and etp*ep*edp*pp must both equal gpus %d", m->world);
-    long per_step = (long)t->micro_batch * m->dp;
+    long long per_step = (long long)t->micro_batch * m->dp;
     if (t->global_batch % per_step)
-        return mp_fail(err, "gbs: %d is not divisible by mbs*dp = %d*%d = %ld", t->global_batch, t->micro_batch,
+        return mp_fail(err, "gbs: %d is not divisible by mbs*dp = %d*%d = %lld", t->global_batch, t->micro_batch,
                        m->dp, per_step);
     if (md->num_heads % m->tp)
         return mp_fail(err, "tp: %d does not divide num_heads %d", m->tp, md->num_heads);
@@ -54,7 +66,7 @@ int plan_validate(const Plan *p, MpError *err) {
         return mp_fail(err, "tp: %d does not divide dense_ffn %d", m->tp, md->dense_ffn);
     if (md->shared_ffn % m->tp)
         return mp_fail(err, "tp: %d does not divide shared_ffn %d", m->tp, md->shared_ffn);
-    if (m->cp > 1 && t->seq_len % (2 * m->cp))
+    if (m->cp > 1 && t->seq_len % (2LL * m->cp))
         return mp_fail(err, "seq: %d is not divisible by 2*cp = %d (causal load balancing splits each sequence "
                        "into 2*cp chunks)", t->seq_len, 2 * m->cp);
     if ((t->seq_len / m->cp) % m->tp)
@@ -68,7 +80,7 @@ int plan_validate(const Plan *p, MpError *err) {
     if (p->last_stage_layers < 0)
         return mp_fail(err, "last_stage_layers: must be >= 0 (0 = even split), got %d", p->last_stage_layers);
     if (p->first_stage_layers == 0 && p->last_stage_layers == 0) {
-        if (L % (pp * vpp))
+        if (L % ((long long)pp * vpp))
             return mp_fail(err, "pp: num_layers %d is not divisible by pp*vpp = %d*%d", L, pp, vpp);
         return 0;
     }
@@ -80,7 +92,7 @@ int plan_validate(const Plan *p, MpError *err) {
     if (mid == 0 && rest != 0)
         return mp_fail(err, "first_stage_layers: %d + last_stage_layers %d must equal num_layers %d when pp is 2",
                        p->first_stage_layers, p->last_stage_layers, L);
-    if (mid > 0 && (rest <= 0 || rest % ((long)mid * vpp)))
+    if (mid > 0 && (rest <= 0 || rest % ((long long)mid * vpp)))
         return mp_fail(err, "first_stage_layers: the %ld layers left by first_stage_layers %d and "
                        "last_stage_layers %d do not split evenly over %d middle stages x vpp %d",
                        rest, p->first_stage_layers, p->last_stage_layers, mid, vpp);

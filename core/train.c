@@ -10,6 +10,8 @@
  */
 #include "train.h"
 
+#include "limits.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -37,6 +39,9 @@ int train_config_validate(const TrainConfig *t, MpError *err) {
     if (t->seq_len > (1 << 24)) return mp_fail(err, "seq: %d is larger than %d", t->seq_len, 1 << 24);
     if (t->micro_batch <= 0) return mp_fail(err, "mbs: must be positive, got %d", t->micro_batch);
     if (t->global_batch <= 0) return mp_fail(err, "gbs: must be positive, got %d", t->global_batch);
+    if (t->global_batch > MP_MAX_GBS)
+        return mp_fail(err, "gbs: %d is above the limit of %d sequences (the largest published batches are a few "
+                       "thousand sequences)", t->global_batch, MP_MAX_GBS);
     if (t->global_batch % t->micro_batch)
         return mp_fail(err, "gbs: %d is not a multiple of mbs %d", t->global_batch, t->micro_batch);
     if (t->precision != PRECISION_BF16 && t->precision != PRECISION_FP8)

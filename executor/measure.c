@@ -1,6 +1,8 @@
 /* measure.c: reported figures of a run (see measure.h). */
 #include "executor/measure.h"
 
+#include "core/outfile.h"
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -265,32 +267,13 @@ char *measure_to_json(const Plan *plan, const Measurement *m) {
 }
 
 int measure_write_atomic(const char *path, const char *text, MpError *err) {
-    size_t n = strlen(path) + 32;
-    char *tmp = malloc(n);
-    if (!tmp) return mp_fail(err, "%s: out of memory", path);
-    snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) {
-        int e = errno;
-        free(tmp);
-        return mp_fail(err, "%s: cannot write: %s", path, strerror(e));
+    /* core/outfile.h: a unique temporary beside path, checked, renamed */
+    OutFile o;
+    if (outfile_open(&o, path, err)) return -1;
+    if (fputs(text, o.f) == EOF || fputc('\n', o.f) == EOF) {
+        mp_fail(err, "%s: cannot write: %s", path, strerror(errno));
+        outfile_discard(&o);
+        return -1;
     }
-    size_t len = strlen(text), off = 0;
-    int e = 0;
-    while (off < len) {
-        ssize_t w = write(fd, text + off, len - off);
-        if (w < 0) { if (errno == EINTR) continue; e = errno; break; }
-        off += (size_t)w;
-    }
-    if (!e && write(fd, "\n", 1) != 1) e = errno ? errno : EIO;
-    if (!e && fsync(fd)) e = errno;
-    if (close(fd) && !e) e = errno;
-    if (!e && rename(tmp, path)) e = errno;
-    if (e) {
-        unlink(tmp);
-        free(tmp);
-        return mp_fail(err, "%s: cannot write: %s", path, strerror(e));
-    }
-    free(tmp);
-    return 0;
+    return outfile_commit(&o, err);
 }

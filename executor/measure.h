@@ -119,7 +119,8 @@ void measure_print(FILE *f, const Plan *plan, const Measurement *m);
  * launch and the training settings (seed, lr, aux_loss_coeff, data). */
 char *measure_to_json(const Plan *plan, const Measurement *m);
 
-/* Writes text to path through path.tmp.PID + rename: a failure leaves no
+/* Writes text and a newline to path through core/outfile.h (a unique
+ * temporary beside it, checked, renamed; non-regular targets refused): a failure leaves no
  * file (and no partial one).  err: "PATH: reason". */
 int measure_write_atomic(const char *path, const char *text, MpError *err);
 

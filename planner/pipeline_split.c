@@ -155,14 +155,35 @@ int pipe_split_solve(const PipeSplitProblem *p, PipeSplit *out, MpError *err) {
         glp_delete_prob(lp);
         return mp_fail(err, "pipeline split: out of memory");
     }
+    /* GLPK asserts (and aborts the process) on some badly scaled matrices,
+     * e.g. with subnormal coefficients: every time is scaled by the largest
+     * stage time and every memory by the capacity, so the coefficients are
+     * O(1); a relative size below 1e-12 is dropped (it cannot change the
+     * optimum), and a non-finite figure is an error, not a matrix entry. */
+    double tmax = 0;
+    for (int j = 0; j < npairs; j++) {
+        split_stages(p, pf[j], pm[j], L - pf[j] - (P - 2) * pm[j], time, mem);
+        for (int s = 0; s < P; s++) {
+            if (!isfinite(time[s]) || !isfinite(mem[s]) || time[s] < 0 || mem[s] < 0) {
+                free(ia); free(ja); free(ar); free(pf); free(pm); free(time); free(mem);
+                glp_delete_prob(lp);
+                return mp_fail(err, "pipeline split: a stage time or memory is not a finite non-negative number");
+            }
+            if (time[s] > tmax) tmax = time[s];
+        }
+    }
+    double tscale = tmax > 0 ? 1.0 / tmax : 1.0, mscale = memory_rows ? 1.0 / p->stage_capacity : 1.0;
+    if (memory_rows)
+        for (int s = 0; s < P; s++) glp_set_row_bnds(lp, 2 + P + s, GLP_UP, 0, 1.0);
     int nz = 0;
     for (int j = 0; j < npairs; j++) {
         int last = L - pf[j] - (P - 2) * pm[j];
         split_stages(p, pf[j], pm[j], last, time, mem);
         nz++; ia[nz] = 1; ja[nz] = j + 1; ar[nz] = 1.0;
         for (int s = 0; s < P; s++) {
-            nz++; ia[nz] = 2 + s; ja[nz] = j + 1; ar[nz] = time[s];
-            if (memory_rows) { nz++; ia[nz] = 2 + P + s; ja[nz] = j + 1; ar[nz] = mem[s]; }
+            double t = time[s] * tscale, m = mem[s] * mscale;
+            if (t > 1e-12) { nz++; ia[nz] = 2 + s; ja[nz] = j + 1; ar[nz] = t; }
+            if (memory_rows && m > 1e-12) { nz++; ia[nz] = 2 + P + s; ja[nz] = j + 1; ar[nz] = m; }
         }
     }
     for (int s = 0; s < P; s++) { nz++; ia[nz] = 2 + s; ja[nz] = colT; ar[nz] = -1.0; }

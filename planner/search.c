@@ -30,6 +30,7 @@ typedef struct {
     Slot *slots;                /* shared array; this worker writes its own points only */
     long long simulated;
     char invalid_msg[MP_ERROR_LEN];
+    char refused_msg[MP_ERROR_LEN]; /* first MFU refusal (simulate_step): stops the search */
     int failed;                 /* out of memory */
 } Worker;
 
@@ -75,6 +76,10 @@ static void *worker_main(void *arg) {
                     if (search_score_plan(plan, w->opt->cal, sim, &s->score, &fits, &err)) {
                         s->state = SLOT_INVALID;
                         if (!w->invalid_msg[0]) memcpy(w->invalid_msg, err.msg, sizeof w->invalid_msg);
+                        /* an MFU above 100% (an overcounting convention or a cost-model bug) is not a
+                         * property of this candidate: dropping it would rank the others as if it were */
+                        if (!w->refused_msg[0] && (!strncmp(err.msg, "flops:", 6) || !strncmp(err.msg, "internal error", 14)))
+                            memcpy(w->refused_msg, err.msg, sizeof w->refused_msg);
                         continue;
                     }
                     s->score.cand = *c;
@@ -161,6 +166,13 @@ int search_run(const Plan *base, const SearchConstraints *c, const SearchOptions
     }
     free(starts);
     if (failed) { free(slots); return mp_fail(err, "search: out of memory in a worker"); }
+    for (int t = 0; t < threads; t++)
+        if (workers[t].refused_msg[0]) {
+            mp_fail(err, "%s", workers[t].refused_msg);
+            free(slots);
+            search_result_free(out);
+            return -1;
+        }
     size_t fit = 0;
     for (size_t i = 0; i < n; i++) {
         switch (slots[i].state) {

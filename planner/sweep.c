@@ -1,6 +1,9 @@
 /* sweep.c: what-if studies (see sweep.h). */
 #include "sweep.h"
 
+#include "core/limits.h"
+#include "core/outfile.h"
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
@@ -42,7 +45,11 @@ int sweep_apply(const Plan *orig, SweepParam k, double v, long long tokens_per_b
     if (!(v > 0) && !(k == SWEEP_CAPACITY_FACTOR && v == 0))
         return mp_fail(err, "--vary: %s must be positive, got %g", sweep_param_name(k), v);
     switch (k) {
-    case SWEEP_GPUS: if (as_int(v, k, &iv, err)) return -1; p->map.world = iv; break;
+    case SWEEP_GPUS:
+        if (as_int(v, k, &iv, err)) return -1;
+        if (iv > MP_MAX_GPUS) return mp_fail(err, "--vary: gpus %d is above the limit of %d GPUs", iv, MP_MAX_GPUS);
+        p->map.world = iv;
+        break;
     case SWEEP_SEQ: if (as_int(v, k, &iv, err)) return -1; p->train.seq_len = iv; break;
     case SWEEP_GBS: if (as_int(v, k, &iv, err)) return -1; p->train.global_batch = iv; break;
     case SWEEP_NVLINK_BW: {
@@ -147,23 +154,6 @@ int sweep_point(const Plan *p, const SearchConstraints *c, const SearchOptions *
     return 0;
 }
 
-static void mapping_label(const Candidate *c, char *buf, size_t len) {
-    snprintf(buf, len, "TP%d CP%d PP%d%s DP%d / ETP%d EP%d EDP%d", c->map.tp, c->map.cp, c->map.pp,
-             c->map.vpp > 1 ? "v" : "", c->map.dp, c->map.etp, c->map.ep, c->map.edp);
-}
-
-/* writes text produced by fn to path atomically (temp file + rename) */
-static int write_atomic(const char *path, const char *text, MpError *err) {
-    char tmp[MP_PATH_LEN + 16];
-    snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) return mp_fail(err, "%s: cannot write: %s", path, strerror(errno));
-    int bad = fputs(text, f) < 0;
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path)) { unlink(tmp); return mp_fail(err, "%s: cannot write: %s", path, strerror(errno)); }
-    return 0;
-}
-
 int sweep_write_csv(const char *path, SweepParam k, const SweepPoint *pts, int n, MpError *err) {
     size_t cap = 512 + (size_t)n * 512, len = 0;
     char *s = malloc(cap);
@@ -186,7 +176,7 @@ int sweep_write_csv(const char *path, SweepParam k, const SweepPoint *pts, int n
             opt_sharding_name((OptimizerSharding)c->opt_sharding), c->first_stage_layers, c->last_stage_layers,
             p->has_coupled ? p->coupled.mfu : 0, dom);
     }
-    int rc = write_atomic(path, s, err);
+    int rc = outfile_write_text(path, s, err);
     free(s);
     return rc;
 }
@@ -228,55 +218,4 @@ char *sweep_json(SweepParam k, const SweepPoint *pts, int n, bool fixed) {
     char *s = cJSON_Print(root);
     cJSON_Delete(root);
     return s;
-}
-
-int sweep_plot(const char *path, const char *title, SweepParam k, const SweepPoint *pts, int n,
-               bool fixed, MpError *err) {
-    size_t plen = strlen(path);
-    const char *term;
-    if (plen > 4 && !strcmp(path + plen - 4, ".svg")) term = "svg size 1000,700 dynamic font 'Helvetica,13'";
-    else if (plen > 4 && !strcmp(path + plen - 4, ".png")) term = "pngcairo size 1200,840 font 'Helvetica,12'";
-    else return mp_fail(err, "--plot: '%s' must end in .svg or .png", path);
-    char data[MP_PATH_LEN + 32], tmp[MP_PATH_LEN + 32];
-    snprintf(data, sizeof data, "%s.dat%d", path, (int)getpid());
-    snprintf(tmp, sizeof tmp, "%s.tmp%d%s", path, (int)getpid(), path + plen - 4);
-    FILE *f = fopen(data, "w");
-    if (!f) return mp_fail(err, "%s: cannot write: %s", data, strerror(errno));
-    double lo = 0, hi = 0;
-    int rows = 0;
-    for (int i = 0; i < n; i++) {
-        if (!pts[i].ok) continue;
-        char label[96];
-        mapping_label(&pts[i].best.cand, label, sizeof label);
-        fprintf(f, "%g %.5f %.5f %.5f \"%s\"\n", pts[i].value, 100 * pts[i].best.mfu, pts[i].best.step_time_s,
-                pts[i].has_coupled ? 100 * pts[i].coupled.mfu : NAN, fixed ? "" : label);
-        if (!rows || pts[i].value < lo) lo = pts[i].value;
-        if (!rows || pts[i].value > hi) hi = pts[i].value;
-        rows++;
-    }
-    fclose(f);
-    if (!rows) { unlink(data); return mp_fail(err, "--plot: no point has a plan to draw"); }
-    FILE *g = popen("gnuplot 2>/dev/null", "w");
-    if (!g) { unlink(data); return mp_fail(err, "--plot: cannot run gnuplot (install gnuplot-nox)"); }
-    bool logx = lo > 0 && hi / lo >= 8;
-    fprintf(g, "set terminal %s\nset output '%s'\n", term, tmp);
-    fprintf(g, "set multiplot layout 2,1 title \"%s\"\n", title);
-    fprintf(g, "set grid\nset key top right\n%s\n", logx ? "set logscale x 2" : "unset logscale x");
-    fprintf(g, "set xrange [%g:%g]\n", logx ? lo / 1.3 : lo - 0.05 * (hi - lo + 1), logx ? hi * 1.3 : hi + 0.05 * (hi - lo + 1));
-    fprintf(g, "set ylabel 'MFU (%%)'\nset yrange [0:*]\n");
-    if (fixed)
-        fprintf(g, "plot '%s' using 1:2 with linespoints lw 2 pt 7 title 'MFU'\n", data);
-    else
-        fprintf(g, "plot '%s' using 1:2 with linespoints lw 2 pt 7 title 'best plan (folded search)', "
-                   "'%s' using 1:4 with linespoints lw 2 pt 5 dt 2 title 'best coupled (ETP = TP)', "
-                   "'%s' using 1:2:5 with labels rotate by 20 left offset 0.5,0.6 font ',8' notitle\n",
-                data, data, data);
-    fprintf(g, "set ylabel 'step time (s)'\nset xlabel '%s (%s)'\n", sweep_param_name(k), sweep_param_unit(k));
-    fprintf(g, "plot '%s' using 1:3 with linespoints lw 2 pt 7 lc rgb '#c04000' title 'step time'\n", data);
-    fprintf(g, "unset multiplot\nset output\n");
-    int rc = pclose(g);
-    unlink(data);
-    if (rc != 0 || access(tmp, F_OK)) { unlink(tmp); return mp_fail(err, "--plot: gnuplot failed (status %d)", rc); }
-    if (rename(tmp, path)) { unlink(tmp); return mp_fail(err, "%s: cannot write: %s", path, strerror(errno)); }
-    return 0;
 }

@@ -50,9 +50,15 @@ int sweep_write_csv(const char *path, SweepParam k, const SweepPoint *pts, int n
 char *sweep_json(SweepParam k, const SweepPoint *pts, int n, bool fixed); /* caller frees */
 
 /* Draws MFU and step time against the parameter (and labels each point
- * with its mapping) with gnuplot; .svg or .png by extension.  Written to a
- * temporary file and renamed. */
+ * with its mapping) with gnuplot; .svg or .png by extension (sweep_plot.c
+ * says why nothing from the path or the title can become a gnuplot
+ * command).  Written through core/outfile.h. */
 int sweep_plot(const char *path, const char *title, SweepParam k, const SweepPoint *pts, int n,
                bool fixed, MpError *err);
+/* 0 when an executable gnuplot is on PATH; else one line saying so. */
+int sweep_plot_available(MpError *err);
+/* The title as it reaches gnuplot: characters outside letters, digits and
+ * " .,:()/+=-_" become '?'. */
+void sweep_plot_title_sanitize(const char *in, char *out, size_t cap);
 
 #endif

@@ -26,7 +26,19 @@ static const char *const attn_keys[] = {"seq", "q_rows", "kv_rows", "mask", "bac
 static const char *const coll_keys[] = {"op", "group_size", "nodes", "bytes", "busbw_gb_per_s", NULL};
 static const char *const ops[] = {"all_gather", "reduce_scatter", "all_reduce", "all_to_all", "send_recv"};
 
-static int parse(const cJSON *root, const char *origin, Calibration *out, MpError *err) {
+/* A measured figure must lie in its plausible range (with the physical
+ * reason): a subnormal or absurd rate would make the search rank an
+ * infinite or zero step first, or make GLPK abort. */
+static int in_range(const char *where, const char *field, double v, double lo, double hi, const char *why, MpError *err) {
+    if (!(v >= lo && v <= hi))
+        return mp_fail(err, "%s: %s: %g is outside the plausible range [%g, %g]: %s", where, field, v, lo, hi, why);
+    return 0;
+}
+
+#define TFLOPS_WHY "a measured GPU rate lies between 0.001 TFLOP/s and 5,000 (B300 FP8 dense) with room to spare"
+#define DIM_MAX (1 << 24)
+
+static int parse(const cJSON *root, const char *origin, char *where, size_t wcap, Calibration *out, MpError *err) {
     memset(out, 0, sizeof *out);
     if (!cJSON_IsObject(root)) return mp_fail(err, "%s: calibration: expected a JSON object", origin);
     if (json_check_keys(root, top_keys, origin, err)) return -1;
@@ -34,6 +46,8 @@ static int parse(const cJSON *root, const char *origin, Calibration *out, MpErro
     double hbm = 0;
     if (json_opt_double(root, "hbm_gb_per_s", origin, &hbm, err)) return -1;
     if (hbm < 0) return mp_fail(err, "%s: hbm_gb_per_s: must be positive", origin);
+    if (hbm != 0 && in_range(origin, "hbm_gb_per_s", hbm, 10, 1e5, "HBM runs 900 (V100) to 8,000 GB/s (B200)", err))
+        return -1;
     out->hbm_bw = hbm * 1e9;
     const cJSON *g = cJSON_GetObjectItemCaseSensitive(root, "gemms");
     if (g && !cJSON_IsArray(g)) return mp_fail(err, "%s: gemms: expected an array", origin);
@@ -42,8 +56,7 @@ static int parse(const cJSON *root, const char *origin, Calibration *out, MpErro
         if (out->num_gemms >= CAL_MAX_GEMMS) return mp_fail(err, "%s: gemms: more than %d entries", origin, CAL_MAX_GEMMS);
         if (!cJSON_IsObject(e)) return mp_fail(err, "%s: gemms[%d]: expected an object", origin, out->num_gemms);
         CalGemm *c = &out->gemms[out->num_gemms];
-        char where[64];
-        snprintf(where, sizeof where, "%s: gemms[%d]", origin, out->num_gemms);
+        snprintf(where, wcap, "%s: gemms[%d]", origin, out->num_gemms);
         c->groups = 1;
         c->c_bytes = 2;
         if (json_check_keys(e, gemm_keys, where, err) || json_opt_string(e, "name", where, c->name, sizeof c->name, err) ||
@@ -56,6 +69,12 @@ static int parse(const cJSON *root, const char *origin, Calibration *out, MpErro
         if (c->c_bytes != 2 && c->c_bytes != 4 && c->c_bytes != 8)
             return mp_fail(err, "%s: c_bytes: %g is not 2 (bf16), 4 (fp32) or 8 (fp32 accumulated)", where, c->c_bytes);
         if (c->tflops <= 0) return mp_fail(err, "%s: tflops: must be positive", where);
+        if (in_range(where, "tflops", c->tflops, 1e-3, 1e5, TFLOPS_WHY, err) ||
+            in_range(where, "m", c->m, 1, DIM_MAX, "a GEMM side above 2^24 is no model's shape", err) ||
+            in_range(where, "n", c->n, 1, DIM_MAX, "a GEMM side above 2^24 is no model's shape", err) ||
+            in_range(where, "k", c->k, 1, DIM_MAX, "a GEMM side above 2^24 is no model's shape", err) ||
+            in_range(where, "groups", c->groups, 1, 1 << 16, "grouped GEMMs have one group per local expert", err))
+            return -1;
         out->num_gemms++;
     }
     const cJSON *at = cJSON_GetObjectItemCaseSensitive(root, "attention");
@@ -65,8 +84,7 @@ static int parse(const cJSON *root, const char *origin, Calibration *out, MpErro
             return mp_fail(err, "%s: attention: more than %d entries", origin, CAL_MAX_ATTENTION);
         if (!cJSON_IsObject(e)) return mp_fail(err, "%s: attention[%d]: expected an object", origin, out->num_attention);
         CalAttention *a = &out->attention[out->num_attention];
-        char where[64];
-        snprintf(where, sizeof where, "%s: attention[%d]", origin, out->num_attention);
+        snprintf(where, wcap, "%s: attention[%d]", origin, out->num_attention);
         char mask[16] = "causal", backend[16] = "auto";
         if (json_check_keys(e, attn_keys, where, err) || json_opt_int(e, "seq", where, &a->seq, err) ||
             json_opt_int(e, "q_rows", where, &a->q_rows, err) || json_opt_int(e, "kv_rows", where, &a->kv_rows, err) ||
@@ -93,6 +111,16 @@ static int parse(const cJSON *root, const char *origin, Calibration *out, MpErro
             return mp_fail(err, "%s: batch/heads/kv_heads/head_dim: must be positive", where);
         if (a->fwd_tflops <= 0) return mp_fail(err, "%s: fwd_tflops: must be positive", where);
         if (a->bwd_tflops <= 0) return mp_fail(err, "%s: bwd_tflops: must be positive", where);
+        if (in_range(where, "fwd_tflops", a->fwd_tflops, 1e-3, 1e5, TFLOPS_WHY, err) ||
+            in_range(where, "bwd_tflops", a->bwd_tflops, 1e-3, 1e5, TFLOPS_WHY, err) ||
+            in_range(where, "seq", a->seq, 0, DIM_MAX, "sequences are at most 2^24 tokens (moeplan's seq limit)", err) ||
+            in_range(where, "q_rows", a->q_rows, 1, DIM_MAX, "sequences are at most 2^24 tokens (moeplan's seq limit)", err) ||
+            in_range(where, "kv_rows", a->kv_rows, 1, DIM_MAX, "sequences are at most 2^24 tokens (moeplan's seq limit)", err) ||
+            in_range(where, "batch", a->batch, 0, DIM_MAX, "a micro-batch above 2^24 sequences is no training run", err) ||
+            in_range(where, "heads", a->heads, 0, DIM_MAX, "models have at most a few hundred heads", err) ||
+            in_range(where, "kv_heads", a->kv_heads, 0, DIM_MAX, "models have at most a few hundred heads", err) ||
+            in_range(where, "head_dim", a->head_dim, 0, DIM_MAX, "head dimensions are 64 to 256", err))
+            return -1;
         out->num_attention++;
     }
     const cJSON *cl = cJSON_GetObjectItemCaseSensitive(root, "collectives");
@@ -101,8 +129,7 @@ static int parse(const cJSON *root, const char *origin, Calibration *out, MpErro
         if (out->num_collectives >= CAL_MAX_COLL) return mp_fail(err, "%s: collectives: more than %d entries", origin, CAL_MAX_COLL);
         if (!cJSON_IsObject(e)) return mp_fail(err, "%s: collectives[%d]: expected an object", origin, out->num_collectives);
         CalCollective *c = &out->collectives[out->num_collectives];
-        char where[64];
-        snprintf(where, sizeof where, "%s: collectives[%d]", origin, out->num_collectives);
+        snprintf(where, wcap, "%s: collectives[%d]", origin, out->num_collectives);
         double gbs = 0;
         c->nodes = 1;
         if (json_check_keys(e, coll_keys, where, err) || json_req_string(e, "op", where, c->op, sizeof c->op, err) ||
@@ -117,6 +144,11 @@ static int parse(const cJSON *root, const char *origin, Calibration *out, MpErro
         if (c->nodes < 1 || c->nodes > c->group_size) return mp_fail(err, "%s: nodes: must be in 1..group_size", where);
         if (c->bytes <= 0) return mp_fail(err, "%s: bytes: must be positive", where);
         if (gbs <= 0) return mp_fail(err, "%s: busbw_gb_per_s: must be positive", where);
+        if (in_range(where, "busbw_gb_per_s", gbs, 1e-3, 1.25e5,
+                     "bus bandwidths run from ~1 GB/s (Ethernet) to ~1,000 GB/s (NVLink 5 with NVLS)", err) ||
+            in_range(where, "bytes", c->bytes, 1, 1099511627776.0, "a collective above 1 TiB per GPU fits no GPU", err) ||
+            in_range(where, "group_size", c->group_size, 2, 1 << 20, "groups hold at most moeplan's 2^20 GPUs", err))
+            return -1;
         c->busbw = gbs * 1e9;
         out->num_collectives++;
     }
@@ -129,7 +161,11 @@ int calibration_load_file(const char *path, Calibration *out, MpError *err) {
     cJSON *root = json_parse_text(text, path, err);
     free(text);
     if (!root) return -1;
-    int rc = parse(root, path, out, err);
+    /* "PATH: collectives[N]" for messages: sized by the path, never cut */
+    size_t wcap = strlen(path) + 48;
+    char *where = malloc(wcap);
+    int rc = where ? parse(root, path, where, wcap, out, err) : mp_fail(err, "%s: out of memory", path);
+    free(where);
     cJSON_Delete(root);
     return rc;
 }

@@ -250,8 +250,9 @@ typedef struct {
     double start, dur;   /* s */
     int mb, chunk;       /* -1 when not applicable */
 } TraceSlice;
-/* Chrome trace JSON (chrome://tracing, Perfetto) of the slices; written to
- * PATH.tmp and renamed, so a failure leaves no partial file. */
+/* Chrome trace JSON (chrome://tracing, Perfetto) of the slices; written
+ * through core/outfile.h (a unique temporary beside PATH, then renamed), so a
+ * failure leaves no partial file.  err: "timeline: PATH: reason". */
 int timeline_write(const char *path, const char *title, const TraceSlice *s, int n, MpError *err);
 
 #endif

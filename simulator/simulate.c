@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "../core/layout.h"
+#include "core/limits.h"
 #include "sim_internal.h"
 
 #define BF16 2.0
@@ -67,15 +68,20 @@ static int check_plan(const Plan *p, MpError *err) {
     if (m->tp < 1 || m->cp < 1 || m->pp < 1 || m->dp < 1 || m->etp < 1 || m->ep < 1 || m->edp < 1 || m->vpp < 1)
         return mp_fail(err, "mapping: every parallel size must be >= 1 (tp %d cp %d pp %d dp %d etp %d ep %d edp %d vpp %d)",
                        m->tp, m->cp, m->pp, m->dp, m->etp, m->ep, m->edp, m->vpp);
-    if ((long)m->tp * m->cp * m->dp * m->pp != m->world || (long)m->etp * m->ep * m->edp * m->pp != m->world)
+    if (m->world > MP_MAX_GPUS || m->tp > m->world || m->cp > m->world || m->dp > m->world || m->pp > m->world ||
+        m->etp > m->world || m->ep > m->world || m->edp > m->world || m->vpp > MP_MAX_VPP)
+        return mp_fail(err, "gpus: %d GPUs or a mapping size beyond the limits (core/limits.h)", m->world);
+    /* each size <= 2^20: a product of four may reach 2^80, so check in steps */
+    if ((long long)m->tp * m->cp * m->dp != m->world / m->pp || m->world % m->pp ||
+        (long long)m->etp * m->ep * m->edp != m->world / m->pp)
         return mp_fail(err, "gpus: tp*cp*dp*pp and etp*ep*edp*pp must both equal %d", m->world);
     if (m->pp > SIM_MAX_STAGES) return mp_fail(err, "pp: %d is larger than %d", m->pp, SIM_MAX_STAGES);
     if (t->seq_len < 1 || t->micro_batch < 1 || t->global_batch < 1) return mp_fail(err, "seq/mbs/gbs: must be >= 1");
-    if (t->global_batch % (t->micro_batch * m->dp))
-        return mp_fail(err, "gbs: %d is not divisible by mbs*dp = %d", t->global_batch, t->micro_batch * m->dp);
+    if (t->global_batch % ((long long)t->micro_batch * m->dp))
+        return mp_fail(err, "gbs: %d is not divisible by mbs*dp = %lld", t->global_batch, (long long)t->micro_batch * m->dp);
     if (model_is_moe(&p->model) && p->model.num_experts % m->ep)
         return mp_fail(err, "ep: %d does not divide %d experts", m->ep, p->model.num_experts);
-    if (p->model.num_layers < m->pp * m->vpp)
+    if (p->model.num_layers < (long long)m->pp * m->vpp)
         return mp_fail(err, "pp: %d x vpp %d stages for %d layers", m->pp, m->vpp, p->model.num_layers);
     if (p->cluster.peak_bf16_flops <= 0 || p->cluster.hbm_bytes <= 0 || p->cluster.gpus_per_node < 1)
         return mp_fail(err, "cluster: peak_bf16_flops, hbm and gpus_per_node must be positive");
@@ -467,6 +473,32 @@ int simulate_step(const Plan *plan, const Calibration *cal, const SimOptions *op
     out->mfu_legacy = f_leg / denom;
     out->mfu_megatron = f_meg / denom;
     out->mfu = tc->flops == FLOPS_MEGATRON ? out->mfu_megatron : out->mfu_legacy;
+    /* No step can run faster than the FLOPs it must execute at the peak: an
+     * MFU above 100% on those is a bug in this cost model, never a result.
+     * Above 100% on the chosen convention only (legacy counts the masked half
+     * of causal attention; both count sliding-window layers as full causal
+     * attention) means the convention overcounts at this length: refused,
+     * with the reason, rather than shown. */
+    /* the ceiling is the peak of the precision the GEMMs run in: an FP8 plan
+     * may exceed 100% of the BF16 peak that the MFU conventions use */
+    double ceiling = tc->precision == PRECISION_FP8 && plan->cluster.peak_fp8_flops > plan->cluster.peak_bf16_flops
+                         ? plan->cluster.peak_fp8_flops : plan->cluster.peak_bf16_flops;
+    double to_ceiling = plan->cluster.peak_bf16_flops / ceiling;
+    double mfu_exec = model_flops_executed(md, tc->seq_len, tokens) / denom * to_ceiling;
+    if (!isfinite(step) || step <= 0)
+        return mp_fail(err, "internal error: the simulated step time is %g s; this is a bug in the cost model "
+                       "(or an input figure outside its checked range), please report the plan", step);
+    if (!isfinite(mfu_exec) || !isfinite(out->mfu) || mfu_exec > 1.0 + 1e-9)
+        return mp_fail(err, "internal error: the simulated step (%.6g s) would run the FLOPs it must execute at "
+                       "%.1f%% of the peak %.1f TFLOP/s; this is a bug in the cost model, please report the plan",
+                       step, 100 * mfu_exec, ceiling / 1e12);
+    if (out->mfu * to_ceiling > 1.0)
+        return mp_fail(err, "flops: the %s convention counts %s, so at seq %d its MFU would be %.1f%% of the peak "
+                       "(%.1f%% on the FLOPs that execute)%s", flops_convention_name(tc->flops),
+                       tc->flops == FLOPS_LEGACY ? "the full s x s attention matrix (causal attention executes half of it)"
+                                                 : "sliding-window layers as full causal attention",
+                       tc->seq_len, 100 * out->mfu * to_ceiling, 100 * mfu_exec,
+                       tc->flops == FLOPS_LEGACY && out->mfu_megatron <= 1.0 ? "; use --flops megatron" : "");
     out->tflops_per_gpu = out->mfu * plan->cluster.peak_bf16_flops / 1e12;
     out->tokens_per_s_per_gpu = tokens / step / map->world;
 

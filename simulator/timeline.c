@@ -4,17 +4,18 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/outfile.h"
 #include "sim_internal.h"
 
 static const char *const track_names[] = {"pipeline ops", "kernels and collectives", "step tail"};
 
 int timeline_write(const char *path, const char *title, const TraceSlice *s, int n, MpError *err) {
-    char tmp[MP_PATH_LEN + 16];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) return mp_fail(err, "%s: timeline: path too long", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) return mp_fail(err, "%s: timeline: %s", path, strerror(errno));
+    OutFile o;
+    MpError inner;
+    if (outfile_open(&o, path, &inner)) return mp_fail(err, "timeline: %s", inner.msg);
+    FILE *f = o.f;
     fprintf(f, "{\"displayTimeUnit\": \"ms\", \"otherData\": {\"title\": \"");
-    for (const char *c = title; *c; c++) fputc((*c == '"' || *c == '\\') ? '\'' : *c, f);
+    for (const unsigned char *c = (const unsigned char *)title; *c; c++) fputc((*c == 0x22 || *c == 0x5c || *c < 0x20) ? 0x27 : *c, f);
     fprintf(f, "\"},\n\"traceEvents\": [\n");
     fprintf(f, "{\"name\": \"process_name\", \"ph\": \"M\", \"pid\": 0, \"args\": {\"name\": \"moeplan simulate\"}}");
     for (int t = 0; t < 3; t++)
@@ -26,15 +27,6 @@ int timeline_write(const char *path, const char *title, const TraceSlice *s, int
         fputc('}', f);
     }
     fprintf(f, "\n]}\n");
-    int bad = ferror(f);
-    if (fclose(f) != 0 || bad) {
-        remove(tmp);
-        return mp_fail(err, "%s: timeline: write failed", path);
-    }
-    if (rename(tmp, path) != 0) {
-        int e = errno;
-        remove(tmp);
-        return mp_fail(err, "%s: timeline: %s", path, strerror(e));
-    }
+    if (outfile_commit(&o, &inner)) return mp_fail(err, "timeline: %s", inner.msg);
     return 0;
 }

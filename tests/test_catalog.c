@@ -224,7 +224,16 @@ static void test_bad_hf(void **state) {
                        f, "cfg.json: mlp_only_layers: must be the first layers");
     expect_model_error("{\"model_type\": \"qwen3_moe\", \"num_hidden_layers\": 4, \"hidden_size\": 64, "
                        "\"num_attention_heads\": 4, \"vocab_size\": 10, \"moe_intermediate_size\": 32, \"num_experts\": 4, "
-                       "\"num_experts_per_tok\": 8}", f, "cfg.json: top_k: 8 exceeds num_experts 4");
+                       "\"num_experts_per_tok\": 8}", f, "cfg.json: num_experts_per_tok: 8 exceeds num_experts 4");
+    /* validation errors name the file's keys, not ModelSpec's fields (issue 10) */
+    expect_model_error("{\"model_type\": \"mixtral\", \"num_hidden_layers\": 2, \"hidden_size\": 64, "
+                       "\"num_attention_heads\": 4, \"num_key_value_heads\": 3, \"vocab_size\": 10, "
+                       "\"intermediate_size\": 32, \"num_local_experts\": 4, \"num_experts_per_tok\": 2}",
+                       f, "cfg.json: num_key_value_heads: 3 does not divide num_attention_heads 4");
+    expect_model_error("{\"model_type\": \"mixtral\", \"num_hidden_layers\": 2, \"hidden_size\": 64, "
+                       "\"num_attention_heads\": 4, \"num_key_value_heads\": 4, \"vocab_size\": 10, "
+                       "\"intermediate_size\": 32, \"num_local_experts\": 4, \"num_experts_per_tok\": 5}",
+                       f, "cfg.json: num_experts_per_tok: 5 exceeds num_local_experts 4");
     /* qwen3 with a prefix of dense layers is accepted */
     ModelSpec m;
     MpError err = {{0}};

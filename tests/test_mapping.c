@@ -260,6 +260,75 @@ static void test_placement(void **state) {
     assert_int_equal(p.max_per_node, 4);
 }
 
+/* The residue-based placement against a walk over every group's members
+ * (group_placement on mapping_group_members), over every factorisation of
+ * small worlds, both orders, every group kind and several node sizes
+ * (dividing, multiple of and coprime to the group strides). */
+static void test_placement_matches_every_group(void **state) {
+    (void)state;
+    static const int worlds[] = {24, 32, 48};
+    static const int nodes[] = {1, 3, 4, 8, 16};
+    int *members = malloc(128 * sizeof *members);
+    assert_non_null(members);
+    long checked = 0;
+    for (size_t wi = 0; wi < sizeof worlds / sizeof worlds[0]; wi++) {
+        int W = worlds[wi];
+        for (int tp = 1; tp <= W; tp++) for (int cp = 1; cp * tp <= W; cp++) for (int pp = 1; pp * cp * tp <= W; pp++) {
+            if (W % (tp * cp * pp)) continue;
+            for (int etp = 1; etp * pp <= W; etp++) for (int ep = 1; ep * etp * pp <= W; ep++) {
+                if (W % (etp * ep * pp)) continue;
+                for (int order = 0; order < 2; order++) {
+                    Mapping m = {.world = W, .tp = tp, .cp = cp, .pp = pp, .vpp = 1, .etp = etp, .ep = ep,
+                                 .order = order ? ORDER_TP_CP_EP_PP_DP : ORDER_TP_CP_EP_DP_PP};
+                    MpError err;
+                    if (mapping_resolve(&m, 0, &err)) continue;
+                    for (int k = 0; k < GROUP_KIND_COUNT; k++) {
+                        int n = mapping_group_size(&m, (GroupKind)k), groups = mapping_num_groups(&m, (GroupKind)k);
+                        for (size_t ni = 0; ni < sizeof nodes / sizeof nodes[0]; ni++) {
+                            GroupPlacement want = {0}, got;
+                            for (int idx = 0; idx < groups; idx++) {
+                                GroupPlacement p;
+                                mapping_group_members(&m, (GroupKind)k, idx, members);
+                                group_placement(members, n, nodes[ni], &p);
+                                if (!idx || p.nodes > want.nodes || (p.nodes == want.nodes && p.max_per_node < want.max_per_node))
+                                    want = p;
+                            }
+                            mapping_placement(&m, (GroupKind)k, nodes[ni], &got);
+                            if (got.nodes != want.nodes || got.max_per_node != want.max_per_node || got.size != want.size)
+                                fail_msg("W%d tp%d cp%d pp%d etp%d ep%d order%d kind %s node %d: got %d nodes x %d, want %d x %d",
+                                         W, tp, cp, pp, etp, ep, order, group_kind_name((GroupKind)k), nodes[ni],
+                                         got.nodes, got.max_per_node, want.nodes, want.max_per_node);
+                            checked++;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    free(members);
+    assert_true(checked > 10000);
+}
+
+/* A million GPUs: the placement needs no per-group loop and no stack array
+ * the size of a group (a VLA there overflowed the stack at 2,097,152 GPUs). */
+static void test_placement_huge_world(void **state) {
+    (void)state;
+    Mapping m = {.world = 1 << 20, .tp = 1, .cp = 1, .pp = 1, .vpp = 1, .etp = 1, .ep = 1};
+    MpError err;
+    assert_int_equal(mapping_resolve(&m, 0, &err), 0);
+    GroupPlacement p;
+    mapping_placement(&m, GROUP_DP, 8, &p);
+    assert_int_equal(p.size, 1 << 20);
+    assert_int_equal(p.nodes, (1 << 20) / 8);
+    assert_int_equal(p.max_per_node, 8);
+    /* tp 8: dp stride 8 -> one member per node */
+    m.tp = 8;
+    assert_int_equal(mapping_resolve(&m, 0, &err), 0);
+    mapping_placement(&m, GROUP_DP, 8, &p);
+    assert_int_equal(p.nodes, (1 << 20) / 8);
+    assert_int_equal(p.max_per_node, 1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_published_vectors),
@@ -267,6 +336,8 @@ int main(void) {
         cmocka_unit_test(test_pp_groups_identical_when_folded),
         cmocka_unit_test(test_rules),
         cmocka_unit_test(test_placement),
+        cmocka_unit_test(test_placement_matches_every_group),
+        cmocka_unit_test(test_placement_huge_world),
     };
     return cmocka_run_group_tests_name("mapping", tests, NULL, NULL);
 }

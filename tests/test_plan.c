@@ -189,6 +189,33 @@ static void test_validate_direct(void **state) {
     assert_contains(err.msg, "gpus: tp*cp*dp*pp and etp*ep*edp*pp must both equal gpus 64");
 }
 
+/* Products of plan fields are overflow-checked (issue 10): pp*vpp was an
+ * int product, 65536*65536 wrapped to 0 and `L % 0` killed the process
+ * (SIGFPE; a signed overflow under UBSan). */
+static void test_validate_overflow(void **state) {
+    (void)state;
+    Plan p = load_text(P(""));
+    MpError err = {{0}};
+    p.map = (Mapping){.world = 65536, .tp = 1, .cp = 1, .dp = 1, .pp = 65536, .vpp = 65536,
+                      .etp = 1, .ep = 1, .edp = 1};
+    p.train.micro_batch = 1;
+    p.train.global_batch = 1;
+    assert_int_equal(plan_validate(&p, &err), -1);
+    assert_contains(err.msg, "vpp: 65536 is above the limit of 1024");
+    p.map.vpp = 1;
+    p.model.num_layers = 3000000;
+    assert_int_equal(plan_validate(&p, &err), -1);
+    assert_contains(err.msg, "num_layers: 3000000 is above the limit of 1024 layers");
+    /* a world beyond the limit, sizes whose 64-bit product would overflow */
+    p = load_text(P(""));
+    p.map.world = 1 << 30; p.map.tp = 1 << 30;
+    assert_int_equal(plan_validate(&p, &err), -1);
+    assert_contains(err.msg, "gpus: 1073741824 is above the limit of 1048576 GPUs");
+    Mapping m = {.world = 1 << 20, .tp = 1 << 20, .cp = 1 << 20, .pp = 1 << 20, .vpp = 1, .etp = 1, .ep = 1};
+    assert_int_equal(mapping_resolve(&m, 0, &err), -1);
+    assert_contains(err.msg, "tp: tp*cp*pp = 1152921504606846976 does not divide gpus 1048576");
+}
+
 static void test_train_names(void **state) {
     (void)state;
     unsigned bits;
@@ -230,7 +257,7 @@ int main(void) {
         cmocka_unit_test(test_load_file),       cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_round_trip),      cmocka_unit_test(test_plan_errors),
         cmocka_unit_test(test_uneven_first_only), cmocka_unit_test(test_validate_direct),
-        cmocka_unit_test(test_train_names),
+        cmocka_unit_test(test_train_names),     cmocka_unit_test(test_validate_overflow),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -131,10 +131,27 @@ static void test_vpp_split_recompute(void **state) {
     free(f);
 }
 
+/* head_dim * num_heads was an int product: 2^20 x 2^12 overflowed (a
+ * signed overflow: undefined behaviour, caught by UBSan).  The emitter now
+ * compares in 64 bits and writes --kv-channels. */
+static void test_head_dim_product_overflow(void **state) {
+    (void)state;
+    Plan p;
+    base_plan(&p, "mixtral-8x22b");
+    p.model.head_dim = 1 << 20;
+    p.model.num_heads = 1 << 12;
+    p.map = (Mapping){.world = 8, .tp = 1, .cp = 1, .pp = 1, .vpp = 1, .etp = 1, .ep = 8, .dp = 8, .edp = 1};
+    char *f = emit_megatron_flags(&p);
+    assert_non_null(f);
+    assert_int_equal(flag_int(f, "--kv-channels"), 1 << 20);
+    free(f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_folded_mixtral),
         cmocka_unit_test(test_vpp_split_recompute),
+        cmocka_unit_test(test_head_dim_product_overflow),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
