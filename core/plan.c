@@ -68,7 +68,7 @@ int plan_validate(const Plan *p, MpError *err) {
     if (p->last_stage_layers < 0)
         return mp_fail(err, "last_stage_layers: must be >= 0 (0 = even split), got %d", p->last_stage_layers);
     if (p->first_stage_layers == 0 && p->last_stage_layers == 0) {
-        if (L % (pp * vpp))
+        if (L % ((long long)pp * vpp)) /* pp and vpp may each be up to INT_MAX here */
             return mp_fail(err, "pp: num_layers %d is not divisible by pp*vpp = %d*%d", L, pp, vpp);
         return 0;
     }

@@ -73,7 +73,7 @@ char *emit_megatron_flags(const Plan *p) {
         text_add(&t, "--qk-head-dim %d", m->qk_nope_head_dim);
         text_add(&t, "--qk-pos-emb-head-dim %d", m->qk_rope_head_dim);
         text_add(&t, "--v-head-dim %d", m->v_head_dim);
-    } else if (m->head_dim > 0 && m->head_dim * m->num_heads != m->hidden) {
+    } else if (m->head_dim > 0 && (long long)m->head_dim * m->num_heads != m->hidden) {
         text_add(&t, "--kv-channels %d", m->head_dim);
     }
     text_add(&t, "--ffn-hidden-size %d", m->num_dense_layers > 0 || m->num_experts == 0 ? m->dense_ffn : m->expert_ffn);
@@ -107,7 +107,7 @@ char *emit_megatron_flags(const Plan *p) {
     if (mp->tp > 1) text_add(&t, "--sequence-parallel");
     text_add(&t, "--context-parallel-size %d", mp->cp);
     text_add(&t, "--pipeline-model-parallel-size %d", mp->pp);
-    if (mp->vpp > 1) text_add(&t, "--num-layers-per-virtual-pipeline-stage %d", m->num_layers / (mp->pp * mp->vpp));
+    if (mp->vpp > 1) text_add(&t, "--num-layers-per-virtual-pipeline-stage %d", (int)(m->num_layers / ((long long)mp->pp * mp->vpp)));
     if (p->first_stage_layers > 0) text_add(&t, "--decoder-first-pipeline-num-layers %d", p->first_stage_layers);
     if (p->last_stage_layers > 0) text_add(&t, "--decoder-last-pipeline-num-layers %d", p->last_stage_layers);
     if (m->num_experts > 0) {

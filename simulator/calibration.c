@@ -9,6 +9,7 @@
  *    "collectives": [{"op": "all_gather", "group_size": 4, "nodes": 1,
  *                     "bytes": 1048576, "busbw_gb_per_s": 31}, ...]}
  * Every error is one line "FILE: FIELD: reason". */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,7 @@ static int parse(const cJSON *root, const char *origin, Calibration *out, MpErro
     if (json_opt_double(root, "hbm_gb_per_s", origin, &hbm, err)) return -1;
     if (hbm < 0) return mp_fail(err, "%s: hbm_gb_per_s: must be positive", origin);
     out->hbm_bw = hbm * 1e9;
+    if (!isfinite(out->hbm_bw)) return mp_fail(err, "%s: hbm_gb_per_s: %g is too large", origin, hbm);
     const cJSON *g = cJSON_GetObjectItemCaseSensitive(root, "gemms");
     if (g && !cJSON_IsArray(g)) return mp_fail(err, "%s: gemms: expected an array", origin);
     const cJSON *e;
@@ -100,6 +102,7 @@ static int parse(const cJSON *root, const char *origin, Calibration *out, MpErro
         if (c->bytes <= 0) return mp_fail(err, "%s: bytes: must be positive", where);
         if (gbs <= 0) return mp_fail(err, "%s: busbw_gb_per_s: must be positive", where);
         c->busbw = gbs * 1e9;
+        if (!isfinite(c->busbw)) return mp_fail(err, "%s: busbw_gb_per_s: %g is too large", where, gbs);
         out->num_collectives++;
     }
     return 0;
