@@ -10,6 +10,37 @@ static int positive(const char *field, double v, MpError *err) {
     return 0;
 }
 
+/* Plausibility bounds.  The simulator divides by every rate, so a rate near
+ * zero (a subnormal such as 4e-320 passes "positive") gives an infinite step
+ * time, and a huge latency an absurd one.  Each bound is far outside real
+ * hardware, so only typos and unit mix-ups reach it: the slowest GPU still
+ * used for training, the V100, has 125 TFLOP/s dense fp16 and 0.9 TB/s HBM2
+ * (NVIDIA V100 datasheet); PCIe gen3 x16 moves 16 GB/s; Ethernet NICs start
+ * at 1 Gbit/s.  (Found by tests/fuzz/fuzz_simulate.) */
+static int at_least(const char *field, double v, double min, const char *why, MpError *err) {
+    if (v < min) return mp_fail(err, "%s: %g is below %g (%s)", field, v, min, why);
+    return 0;
+}
+
+static int plausible(const Cluster *c, MpError *err) {
+    if (at_least("peak_bf16_tflops", c->peak_bf16_flops / 1e12, 1, "a V100 has 125", err) ||
+        at_least("peak_fp8_tflops", c->peak_fp8_flops / 1e12, 1, "a V100 has 125 in fp16", err) ||
+        at_least("hbm_tb_per_s", c->hbm_bw / 1e12, 0.01, "a V100 has 0.9", err) ||
+        at_least("hbm_achievable_tb_per_s", c->hbm_bw_achievable / 1e12, 0.01, "a V100 has 0.9", err) ||
+        at_least("nvlink_gb_per_s", c->nvlink_bw / 1e9, 1, "PCIe gen3 x16 moves 16", err) ||
+        at_least("nvlink_busbw_gb_per_s", c->nvlink_busbw / 1e9, 1, "PCIe gen3 x16 moves 16", err) ||
+        at_least("nic_gbit_per_s", c->nic_bw * 8 / 1e9, 1, "Ethernet NICs start at 1", err) ||
+        at_least("nic_busbw_gb_per_s", c->nic_busbw / 1e9, 0.01, "a 1 Gbit/s NIC moves 0.125", err))
+        return -1;
+    if (c->nvlink_latency > 1.0)
+        return mp_fail(err, "nvlink_latency_us: %g is more than 1 s (NVLink and PCIe take microseconds)",
+                       c->nvlink_latency * 1e6);
+    if (c->net_latency > 1.0)
+        return mp_fail(err, "net_latency_us: %g is more than 1 s (networks between GPU nodes take microseconds)",
+                       c->net_latency * 1e6);
+    return 0;
+}
+
 int cluster_validate(const Cluster *c, MpError *err) {
     if (!c->name[0]) return mp_fail(err, "name: empty");
     if (!c->gpu_name[0]) return mp_fail(err, "gpu: empty");
@@ -21,7 +52,7 @@ int cluster_validate(const Cluster *c, MpError *err) {
         positive("nvlink_busbw_gb_per_s", c->nvlink_busbw, err) ||
         positive("nvlink_latency_us", c->nvlink_latency, err) || positive("nics_per_node", c->nics_per_node, err) ||
         positive("nic_gbit_per_s", c->nic_bw, err) || positive("nic_busbw_gb_per_s", c->nic_busbw, err) ||
-        positive("net_latency_us", c->net_latency, err))
+        positive("net_latency_us", c->net_latency, err) || plausible(c, err))
         return -1;
     if (c->hbm_bw_achievable > c->hbm_bw)
         return mp_fail(err, "hbm_achievable_tb_per_s: %g exceeds hbm_tb_per_s %g",

@@ -18,6 +18,13 @@
 #include "../core/json_util.h"
 #include "calibration.h"
 
+/* Floors: the simulator divides by every measured rate, so one near zero
+ * (a subnormal such as 1e-320 passes "positive") makes the step time
+ * infinite.  1 GFLOP/s is slower than one CPU core; no GPU measurement is
+ * below it.  (Found with tests/fuzz.) */
+#define CAL_MIN_TFLOPS 0.001
+#define CAL_MIN_WHY "1 GFLOP/s: slower than one CPU core"
+
 static const char *const top_keys[] = {"device", "hbm_gb_per_s", "gemms", "attention", "collectives", "notes", NULL};
 static const char *const gemm_keys[] = {"name", "m", "n", "k", "groups", "c_bytes", "tflops", NULL};
 static const char *const attn_keys[] = {"seq", "batch", "heads", "kv_heads", "head_dim", "fwd_tflops", "bwd_tflops", NULL};
@@ -32,6 +39,7 @@ static int parse(const cJSON *root, const char *origin, Calibration *out, MpErro
     double hbm = 0;
     if (json_opt_double(root, "hbm_gb_per_s", origin, &hbm, err)) return -1;
     if (hbm < 0) return mp_fail(err, "%s: hbm_gb_per_s: must be positive", origin);
+    if (hbm > 0 && hbm < 1) return mp_fail(err, "%s: hbm_gb_per_s: %g is below 1 (a V100 copies at 900)", origin, hbm);
     out->hbm_bw = hbm * 1e9;
     if (!isfinite(out->hbm_bw)) return mp_fail(err, "%s: hbm_gb_per_s: %g is too large", origin, hbm);
     const cJSON *g = cJSON_GetObjectItemCaseSensitive(root, "gemms");
@@ -55,6 +63,7 @@ static int parse(const cJSON *root, const char *origin, Calibration *out, MpErro
         if (c->c_bytes != 2 && c->c_bytes != 4 && c->c_bytes != 8)
             return mp_fail(err, "%s: c_bytes: %g is not 2 (bf16), 4 (fp32) or 8 (fp32 accumulated)", where, c->c_bytes);
         if (c->tflops <= 0) return mp_fail(err, "%s: tflops: must be positive", where);
+        if (c->tflops < CAL_MIN_TFLOPS) return mp_fail(err, "%s: tflops: %g is below %g (%s)", where, c->tflops, CAL_MIN_TFLOPS, CAL_MIN_WHY);
         out->num_gemms++;
     }
     const cJSON *at = cJSON_GetObjectItemCaseSensitive(root, "attention");
@@ -77,6 +86,9 @@ static int parse(const cJSON *root, const char *origin, Calibration *out, MpErro
             return mp_fail(err, "%s: batch/heads/kv_heads/head_dim: must be positive", where);
         if (a->fwd_tflops <= 0) return mp_fail(err, "%s: fwd_tflops: must be positive", where);
         if (a->bwd_tflops <= 0) return mp_fail(err, "%s: bwd_tflops: must be positive", where);
+        if (a->fwd_tflops < CAL_MIN_TFLOPS || a->bwd_tflops < CAL_MIN_TFLOPS)
+            return mp_fail(err, "%s: %s: %g is below %g (%s)", where, a->fwd_tflops < CAL_MIN_TFLOPS ? "fwd_tflops" : "bwd_tflops",
+                           a->fwd_tflops < CAL_MIN_TFLOPS ? a->fwd_tflops : a->bwd_tflops, CAL_MIN_TFLOPS, CAL_MIN_WHY);
         out->num_attention++;
     }
     const cJSON *cl = cJSON_GetObjectItemCaseSensitive(root, "collectives");
@@ -101,6 +113,7 @@ static int parse(const cJSON *root, const char *origin, Calibration *out, MpErro
         if (c->nodes < 1 || c->nodes > c->group_size) return mp_fail(err, "%s: nodes: must be in 1..group_size", where);
         if (c->bytes <= 0) return mp_fail(err, "%s: bytes: must be positive", where);
         if (gbs <= 0) return mp_fail(err, "%s: busbw_gb_per_s: must be positive", where);
+        if (gbs < 0.001) return mp_fail(err, "%s: busbw_gb_per_s: %g is below 0.001 (1 MB/s: slower than any link between GPUs)", where, gbs);
         c->busbw = gbs * 1e9;
         if (!isfinite(c->busbw)) return mp_fail(err, "%s: busbw_gb_per_s: %g is too large", where, gbs);
         out->num_collectives++;
