@@ -5,7 +5,10 @@
 #                   ASan+UBSan, multi-rank MPI); this is what .ci/run runs
 #   make gpu-build  build the GPU tests (here); make gpu-test also runs them (on a machine with GPUs)
 #   make bundle     build/moeplan plus the shared libraries it needs in build/lib (for the device machine)
-# Variables: NO_CUDA=1 skips the CUDA parts; SAN=1 builds with ASan+UBSan into build/asan.
+#   make fuzz       build the libFuzzer harnesses (tests/fuzz/, clang) into build/fuzz and run each for
+#                   FUZZ_SECONDS (default 600) on its corpus; FUZZERS="model plan" picks harnesses
+# Variables: NO_CUDA=1 skips the CUDA parts; SAN=1 builds with ASan+UBSan into build/asan;
+#            FUZZ=1 builds with clang, -fsanitize=fuzzer-no-link,address,undefined into build/fuzz.
 
 CC       ?= gcc
 BUILD    ?= build
@@ -16,6 +19,12 @@ MPICC    := $(shell command -v mpicc 2>/dev/null)
 ifeq ($(SAN),1)
   BUILD    := build/asan
   SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  NO_CUDA  := 1
+endif
+ifeq ($(FUZZ),1)
+  BUILD    := build/fuzz
+  CC       := clang
+  SANFLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
   NO_CUDA  := 1
 endif
 ifeq ($(NO_CUDA),1)
@@ -47,6 +56,13 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 MPITESTS := $(MPITEST_SRC:tests/mpi/%.c=$(BUILD)/tests/mpi/%)
 BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+# libFuzzer harnesses (tests/fuzz/fuzz_NAME.c): replay_NAME (any compiler, runs the committed
+# corpus in make check) and, with FUZZ=1, fuzz_NAME (clang + libFuzzer)
+FUZZ_NAMES := $(sort $(patsubst tests/fuzz/fuzz_%.c,%,$(filter-out tests/fuzz/fuzz_util.c,$(wildcard tests/fuzz/fuzz_*.c))))
+REPLAYS  := $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz/replay_%)
+FUZZ_BINS := $(FUZZ_NAMES:%=$(BUILD)/fuzzers/fuzz_%)
+FUZZ_SECONDS ?= 600
+FUZZERS  ?= $(FUZZ_NAMES)
 
 ifneq ($(NVCC),)
   NVCCFLAGS := -O3 -g -std=c++17 -gencode arch=compute_90,code=sm_90 -I. -Xcompiler -Wall,-Wextra,-Werror $(MPI_CFLAGS)
@@ -59,8 +75,8 @@ else
   PARTS     := core simulator planner executor(cpu) kernels(cpu) cli  [no nvcc: CUDA parts skipped]
 endif
 
-.PHONY: all run check test test-san test-mpi gpu-build gpu-test bench bundle deps clean
-all: $(BUILD)/moeplan $(TESTS) $(MPITESTS) $(BENCHES)
+.PHONY: all run check test test-san test-mpi gpu-build gpu-test bench bundle deps clean fuzz fuzz-build
+all: $(BUILD)/moeplan $(TESTS) $(MPITESTS) $(BENCHES) $(REPLAYS)
 	@echo "moeplan: built $(PARTS) into $(BUILD)/"
 
 deps:
@@ -100,6 +116,22 @@ $(BUILD)/tests/%: tests/%.c $(BUILD)/libmoeplan.a
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libmoeplan.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmoeplan.a $(CUDA_LIBS) $(LDLIBS)
+
+$(BUILD)/tests/fuzz/replay_%: tests/fuzz/replay.c tests/fuzz/fuzz_%.c tests/fuzz/fuzz_util.c tests/fuzz/fuzz_util.h $(BUILD)/libmoeplan.a
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -o $@ tests/fuzz/replay.c tests/fuzz/fuzz_$*.c tests/fuzz/fuzz_util.c $(BUILD)/libmoeplan.a $(CUDA_LIBS) $(LDLIBS)
+
+$(BUILD)/fuzzers/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_util.c tests/fuzz/fuzz_util.h $(BUILD)/libmoeplan.a
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -fsanitize=fuzzer -o $@ tests/fuzz/fuzz_$*.c tests/fuzz/fuzz_util.c $(BUILD)/libmoeplan.a $(LDLIBS)
+
+fuzz-build: $(FUZZ_BINS)
+
+# builds with clang (scripts/install-deps.sh fuzz installs it), then runs each harness in turn
+fuzz:
+	@scripts/install-deps.sh fuzz
+	@$(MAKE) --no-print-directory FUZZ=1 fuzz-build
+	@scripts/run-fuzz.sh build/fuzz $(FUZZ_SECONDS) $(FUZZERS)
 
 # GPU tests: nvcc compiles, the C compiler links (nvcc rejects -Wl, options)
 $(BUILD)/obj/tests/gpu/%.cu.o: tests/gpu/%.cu

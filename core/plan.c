@@ -60,6 +60,21 @@ int plan_validate(const Plan *p, MpError *err) {
         return mp_fail(err, "tp: %d and num_kv_groups %d: neither divides the other", m->tp, md->num_kv_groups);
     if (md->num_experts > 0 && md->num_experts % m->ep)
         return mp_fail(err, "ep: %d does not divide num_experts %d", m->ep, md->num_experts);
+    /* A rank gets each token at most once per local expert: with E/EP local
+     * experts it receives at most EP*T*min(k, E/EP) rows against a mean of
+     * T*k, so its load is at most E/k times the mean; likewise an expert
+     * capacity of cf*T*k/E rows per source exceeds the T tokens there are
+     * once cf > E/k.  Larger figures mean nothing (and overflow the
+     * simulator's row counts). */
+    if (md->num_experts > 0 && md->top_k > 0) {
+        double limit = (double)md->num_experts / md->top_k;
+        if (t->imbalance > limit)
+            return mp_fail(err, "imbalance: %g is more than num_experts/top_k = %g (the busiest rank's load can be "
+                           "at most that many times the mean)", t->imbalance, limit);
+        if (t->capacity_factor > limit)
+            return mp_fail(err, "capacity_factor: %g is more than num_experts/top_k = %g (capacity for more than "
+                           "every token at each expert)", t->capacity_factor, limit);
+    }
     if (md->num_experts > 0 && md->expert_ffn % m->etp)
         return mp_fail(err, "etp: %d does not divide expert_ffn %d", m->etp, md->expert_ffn);
     if (md->dense_ffn % m->tp)
@@ -80,7 +95,7 @@ int plan_validate(const Plan *p, MpError *err) {
     if (p->last_stage_layers < 0)
         return mp_fail(err, "last_stage_layers: must be >= 0 (0 = even split), got %d", p->last_stage_layers);
     if (p->first_stage_layers == 0 && p->last_stage_layers == 0) {
-        if (L % ((long long)pp * vpp))
+        if (L % ((long long)pp * vpp)) /* pp and vpp may each be up to INT_MAX here */
             return mp_fail(err, "pp: num_layers %d is not divisible by pp*vpp = %d*%d", L, pp, vpp);
         return 0;
     }

@@ -11,6 +11,7 @@
  *    "collectives": [{"op": "all_gather", "group_size": 4, "nodes": 1,
  *                     "bytes": 1048576, "busbw_gb_per_s": 31}, ...]}
  * Every error is one line "FILE: FIELD: reason". */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,7 @@ static int parse(const cJSON *root, const char *origin, char *where, size_t wcap
     if (hbm != 0 && in_range(origin, "hbm_gb_per_s", hbm, 10, 1e5, "HBM runs 900 (V100) to 8,000 GB/s (B200)", err))
         return -1;
     out->hbm_bw = hbm * 1e9;
+    if (!isfinite(out->hbm_bw)) return mp_fail(err, "%s: hbm_gb_per_s: %g is too large", origin, hbm);
     const cJSON *g = cJSON_GetObjectItemCaseSensitive(root, "gemms");
     if (g && !cJSON_IsArray(g)) return mp_fail(err, "%s: gemms: expected an array", origin);
     const cJSON *e;
@@ -150,6 +152,7 @@ static int parse(const cJSON *root, const char *origin, char *where, size_t wcap
             in_range(where, "group_size", c->group_size, 2, 1 << 20, "groups hold at most moeplan's 2^20 GPUs", err))
             return -1;
         c->busbw = gbs * 1e9;
+        if (!isfinite(c->busbw)) return mp_fail(err, "%s: busbw_gb_per_s: %g is too large", where, gbs);
         out->num_collectives++;
     }
     return 0;

@@ -429,7 +429,7 @@ int simulate_step(const Plan *plan, const Calibration *cal, const SimOptions *op
             for (int c = v - 1; c >= 0; c--) {
                 int vs = c * pp + r, nl = layout_vstage_layers(plan, vs);
                 double share = (double)nl / (rank_layers[r] > 0 ? rank_layers[r] : 1);
-                if (vs == 0 || vs == V - 1) share = share; /* embedding/output ride with their chunk */
+                /* the embedding (vs 0) and output (vs V-1) gradients ride with their chunk's share */
                 double ready = pr.chunk_last_bwd_end[vs] - bwd[vs] * (1.0 - 1.0 / (nl > 0 ? nl : 1));
                 if (t < ready) t = ready;
                 t += tg * share;

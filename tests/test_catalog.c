@@ -329,6 +329,9 @@ static void test_bad_clusters(void **state) {
                          "topo.json: nvlink_busbw_gb_per_s: 370 is more than 1.25 x nvlink_gb_per_s 200");
     expect_cluster_error("{" CL ", \"gpus_per_node\": 8, \"nvlink_domain\": 8, \"nvlink_gb_per_s\": 450, \"nvlink\": 1}",
                          "topo.json: nvlink: unknown field");
+    /* found by tests/fuzz: rates near zero made the simulated step infinite */
+    expect_cluster_error("{" CL ", \"gpus_per_node\": 8, \"nvlink_domain\": 8, \"nvlink_gb_per_s\": 1e-300}",
+                         "topo.json: nvlink_gb_per_s: 1e-300 is outside the plausible range [1, 100000]");
 }
 
 static void test_read_text_file(void **state) {

@@ -140,6 +140,10 @@ static void test_plan_errors(void **state) {
     expect_plan_error(P(", \"tp\": 8, \"seq\": 4100"), "plan.json: seq: 4100/cp = 4100 is not divisible by tp 8");
     expect_plan_error(P(", \"imbalance\": 0.5"), "plan.json: imbalance: must be >= 1");
     expect_plan_error(P(", \"capacity_factor\": -1"), "plan.json: capacity_factor: must be >= 0");
+    /* mixtral-8x22b: 8 experts, top-2: at most 8/2 = 4 times the mean load (found by tests/fuzz) */
+    expect_plan_error(P(", \"imbalance\": 4.5"), "plan.json: imbalance: 4.5 is more than num_experts/top_k = 4");
+    expect_plan_error(P(", \"imbalance\": 1.51e308"), "plan.json: imbalance: 1.51e+308 is more than");
+    expect_plan_error(P(", \"capacity_factor\": 5"), "plan.json: capacity_factor: 5 is more than num_experts/top_k = 4");
     expect_plan_error(P(", \"memory_reserve_gib\": -1"), "plan.json: memory_reserve_gib: must be >= 0");
     expect_plan_error(P(", \"overlap\": \"grad,magic\""), "plan.json: overlap: unknown word 'magic'");
     expect_plan_error(P(", \"recompute\": \"some\""), "plan.json: recompute: 'some' is not none, selective or full");

@@ -252,6 +252,9 @@ static void test_bad_calibration_files(void **state) {
         {"bad-calibration-op.json", "collectives[0]: op: 'broadcast'"},
         {"bad-calibration-malformed.json", "bad-calibration-malformed.json: not JSON"},
         {"bad-calibration-tflops.json", "gemms[0]: tflops: must be positive"},
+        /* found by tests/fuzz: a subnormal rate (infinite step) and one that overflows to infinity */
+        {"bad-calibration-tiny-tflops.json", "tflops: 9.99989e-321 is outside the plausible range [0.001, 100000]"},
+        {"bad-calibration-busbw-inf.json", "collectives[0]: busbw_gb_per_s: 1e+300 is outside the plausible range"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         snprintf(args, sizeof args, "%s" DATA "%s", plan, cases[i][0]);
