@@ -24,6 +24,7 @@
 #define MOEPLAN_HAVE_CUDA
 #endif
 #include "kernels/attention_api.h"
+#include "tests/gpu/gpu_check.h"   /* cudaCheck */
 
 #include <cuda_bf16.h>
 #include <math.h>

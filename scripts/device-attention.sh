@@ -28,7 +28,7 @@ build() {
     mkdir -p "$out/obj"
     local flags="-O3 -std=c++17 -gencode arch=compute_90,code=sm_90 -I. -Xcompiler -Wall,-Wextra,-Werror"
     local objs=() pids=()
-    for f in kernels/*.c core/error.c; do
+    for f in kernels/*.c core/error.c core/flops.c core/model.c; do
         o="$out/obj/$(basename "$f").o"; objs+=("$o")
         gcc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -I. -DMOEPLAN_HAVE_CUDA -I/usr/local/cuda/include -c "$f" -o "$o" & pids+=($!)
     done
