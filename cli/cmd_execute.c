@@ -80,7 +80,7 @@ static const char *usage_text =
     "                       seconds (default 40; a dead or hung peer rank)\n"
     "  --seed S (default 1234), --lr X (default 1e-3; 0 = weights never move)\n"
     "  Runs exactly the plan it reports: a plan field the step does not implement\n"
-    "  (tp/cp/pp/vpp > 1, fp8, the allgather dispatcher, recomputation, optimizer\n"
+    "  (tp/cp > 1, fp8, the allgather dispatcher, recomputation, optimizer\n"
     "  sharding, overlap) is refused before launch; where it is `simulate`'s default\n"
     "  (optimizer sharding distributed, overlap grad,param), execute runs and predicts\n"
     "  with none and says so on stderr.\n";

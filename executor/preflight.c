@@ -31,19 +31,25 @@ int preflight_plan(Plan *p, const PlanRequested *req, PreflightNotes *notes, MpE
     const Mapping *m = &p->map;
     TrainConfig *t = &p->train;
     if (notes) notes->count = 0;
-    /* parallel dimensions: the step runs DP, EP and ETP */
+    /* parallel dimensions: the step runs DP, EP, ETP and PP */
     if (m->tp != 1)
         return mp_fail(err, "tp: %d: tensor parallelism is not implemented by the executor's step (tp must be 1)", m->tp);
     if (m->cp != 1)
         return mp_fail(err, "cp: %d: context parallelism is not implemented by the executor's step (cp must be 1)", m->cp);
-    if (m->pp != 1)
-        return mp_fail(err, "pp: %d: pipeline parallelism is not implemented by the executor's step (pp must be 1)", m->pp);
-    if (m->vpp != 1)
-        return mp_fail(err, "vpp: %d: virtual pipeline stages are not implemented by the executor's step (vpp must be 1)",
-                       m->vpp);
-    if (p->first_stage_layers || p->last_stage_layers)
-        return mp_fail(err, "%s: an uneven pipeline split is not implemented by the executor's step",
-                       p->first_stage_layers ? "first_stage_layers" : "last_stage_layers");
+    /* pipeline: 1F1B, or interleaved with vpp > 1 (Megatron-LM's constraint
+     * on the micro-batches m = gbs / (mbs * DP) of a pipeline) */
+    if (m->vpp > 1 && m->pp == 1)
+        return mp_fail(err, "vpp: %d: virtual pipeline stages need pp > 1", m->vpp);
+    if (m->pp > 1) {
+        int dp = m->dp > 0 ? m->dp : 1, mbs = t->micro_batch > 0 ? t->micro_batch : 1;
+        if (t->global_batch % (mbs * dp))
+            return mp_fail(err, "gbs: %d is not a multiple of mbs %d x DP %d", t->global_batch, mbs, dp);
+        int mb = t->global_batch / (mbs * dp);
+        if (m->vpp > 1 && mb % m->pp)
+            return mp_fail(err, "gbs: the interleaved schedule (vpp %d) needs the micro-batches per step (%d = gbs %d "
+                           "/ (mbs %d x DP %d)) to be a multiple of pp %d (Megatron-LM's constraint)",
+                           m->vpp, mb, t->global_batch, mbs, dp, m->pp);
+    }
     /* training configuration */
     if (t->precision != PRECISION_BF16)
         return mp_fail(err, "precision: fp8: FP8 GEMMs are not implemented by the executor's step (use bf16)");
