@@ -143,8 +143,8 @@ static void test_refuses_unimplemented_fields(void **state) {
         {"--dispatcher allgather", "dispatcher: allgather: only the alltoall dispatcher is implemented"},
         {"--gpus 2 --tp 2", "tp: 2: tensor parallelism is not implemented"},
         {"--gpus 2 --cp 2", "cp: 2: context parallelism is not implemented"},
-        {"--gpus 2 --pp 2 --vpp 2 --gbs 6 --model models/mixtral-8x7b.json",
-         "gbs: the interleaved schedule (vpp 2) needs the micro-batches per step (3 = gbs 6 / (mbs 1 x DP 1)) to be a multiple of pp 2"},
+        {"--gpus 2 --pp 2 --vpp 2 --gbs 3 --model models/mixtral-8x7b.json",
+         "gbs: the interleaved schedule (vpp 2) needs the micro-batches per step (3 = gbs 3 / (mbs 1 x DP 1)) to be a multiple of pp 2"},
     };
     char args[512];
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
