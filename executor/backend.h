@@ -44,6 +44,8 @@ typedef enum {
     PHASE_GRAD_SYNC,       /* DP*CP and EDP gradient all-reduce */
     PHASE_OPTIMIZER,       /* Adam and the bf16 weight copies */
     PHASE_OTHER,           /* embedding, final norm, output layer, loss */
+    PHASE_PIPELINE,        /* pipeline P2P batches: the transfers and the wait for the
+                            * neighbour stage's data (the pipeline bubble) */
     PHASE_COUNT
 } StepPhase;
 

@@ -80,30 +80,7 @@ typedef struct {
     DevicePool pool;
     void *scratch;          /* rmsnorm / attention backward workspace, from the pool */
     size_t scratch_bytes;
-    int32_t *ints;          /* pipeline neighbours: one NCCL group on the p2p stream, after the compute
- * work enqueued so far; the compute stream continues once it completed */
-static void cu_p2p(Backend *b, const P2POp *ops, int n, ElemType t, GroupKind g)
-{
-    GUARD(b);
-    ncclComm_t c = comm_of(b, g);
-    if (!c || n <= 0) return;
-    if (n > BACKEND_P2P_MAX) { fail(b, "p2p", "more than BACKEND_P2P_MAX transfers in one batch"); return; }
-    CudaImpl *ci = I(b);
-    if (!CU(b, cudaEventRecord(ci->to_p2p, ci->stream), "p2p") ||
-        !CU(b, cudaStreamWaitEvent(ci->p2p, ci->to_p2p, 0), "p2p"))
-        return;
-    if (!nccl_ok(b, ncclGroupStart(), "p2p")) return;
-    for (int i = 0; i < n; i++) {
-        ncclResult_t r = ops[i].send
-            ? ncclSend(ops[i].buf, ops[i].n, nccl_type(t), ops[i].peer, c, ci->p2p)
-            : ncclRecv(ops[i].buf, ops[i].n, nccl_type(t), ops[i].peer, c, ci->p2p);
-        if (!nccl_ok(b, r, "p2p")) break;
-    }
-    if (!nccl_ok(b, ncclGroupEnd(), "p2p")) return;
-    if (CU(b, cudaEventRecord(ci->from_p2p, ci->p2p), "p2p"))
-        CU(b, cudaStreamWaitEvent(ci->stream, ci->from_p2p, 0), "p2p");
-}
-/* device ints for the count exchange, from the pool */
+    int32_t *ints;          /* device ints for the count exchange, from the pool */
     size_t ints_n;
     float *sum;             /* [1] device */
     /* pinned staging ring: regions in upload order, oldest first */
@@ -646,6 +623,29 @@ static void cu_all_to_all_v(Backend *b, const void *send, const size_t *sc, cons
     send_recv_all(b, c, s, b->comms->size_of[g], send, sc, sd, recv, rc, rd, nccl_type(t), eb,
                   "all_to_all_v");
     comm_end(b, "all_to_all_v");
+}
+/* pipeline neighbours: one NCCL group on the p2p stream, after the compute
+ * work enqueued so far; the compute stream continues once it completed */
+static void cu_p2p(Backend *b, const P2POp *ops, int n, ElemType t, GroupKind g)
+{
+    GUARD(b);
+    ncclComm_t c = comm_of(b, g);
+    if (!c || n <= 0) return;
+    if (n > BACKEND_P2P_MAX) { fail(b, "p2p", "more than BACKEND_P2P_MAX transfers in one batch"); return; }
+    CudaImpl *ci = I(b);
+    if (!CU(b, cudaEventRecord(ci->to_p2p, ci->stream), "p2p") ||
+        !CU(b, cudaStreamWaitEvent(ci->p2p, ci->to_p2p, 0), "p2p"))
+        return;
+    if (!nccl_ok(b, ncclGroupStart(), "p2p")) return;
+    for (int i = 0; i < n; i++) {
+        ncclResult_t r = ops[i].send
+            ? ncclSend(ops[i].buf, ops[i].n, nccl_type(t), ops[i].peer, c, ci->p2p)
+            : ncclRecv(ops[i].buf, ops[i].n, nccl_type(t), ops[i].peer, c, ci->p2p);
+        if (!nccl_ok(b, r, "p2p")) break;
+    }
+    if (!nccl_ok(b, ncclGroupEnd(), "p2p")) return;
+    if (CU(b, cudaEventRecord(ci->from_p2p, ci->p2p), "p2p"))
+        CU(b, cudaStreamWaitEvent(ci->stream, ci->from_p2p, 0), "p2p");
 }
 /* device ints for the count exchange (grow-only, from the pool) */
 static int32_t *ints(Backend *b, size_t n)

@@ -71,6 +71,7 @@ double exec_aux_loss_coeff(const ExecOptions *opt);
 /* Time of each phase of one step, seconds (median over timed steps in a result). */
 typedef struct {
     double step, attention, moe_compute, dispatcher_comm, grad_sync, optimizer, other;
+    double pipeline;   /* pipeline P2P: transfers and the wait for the neighbour (bubble) */
 } ExecPhases;
 
 typedef struct {

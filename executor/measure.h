@@ -91,6 +91,7 @@ void measure_add_calibrated(Measurement *m, const SimResult *pred, const char *p
 /* Fills the derived rates of m (after measure_compute), balanced routing:
  *   T  = mbs * seq / (TP * CP)        tokens of one rank in one micro-batch
  *   mb = gbs / (mbs * DP)             micro-batches per rank per step
+ *   L, Lm: layers, MoE layers of one pipeline stage (total / PP)
  *   a2a bytes per GPU = 4 * Lm * mb * T * k * h * act_bytes
  *       (dispatch and combine, forward and backward: four all-to-alls of
  *       the T*k routed rows per MoE layer and micro-batch)
@@ -106,7 +107,8 @@ void measure_rates(const Plan *plan, int layers, int act_bytes, Measurement *m);
 /* The simulator's result as a MeasurePrediction (phases mapped:
  * attention <- compute_attention, moe <- compute_moe + compute_memory_bound
  * + compute_dense_mlp, dispatcher <- comm_ep + comm_etp, grad sync <-
- * comm_dp + comm_edp, optimizer <- optimizer, other <- the rest). */
+ * comm_dp + comm_edp, optimizer <- optimizer, pipeline <- comm_pp + bubble,
+ * other <- the rest). */
 void measure_prediction(const SimResult *r, MeasurePrediction *out);
 
 /* Readable table (for rank 0). */

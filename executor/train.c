@@ -148,7 +148,11 @@ static int exchange(Trainer *t, int i, int *prev_cut, MpError *err)
             ops[n++] = transfer(t, false, (t->stage + 1) % pp, op.chunk, *so, BOUNDARY_GRAD);
         }
     }
-    if (n) t->be->p2p(t->be, ops, n, DT_ACT, GROUP_PP);
+    if (n) {
+        t->be->phase_begin(t->be, PHASE_PIPELINE);
+        t->be->p2p(t->be, ops, n, DT_ACT, GROUP_PP);
+        t->be->phase_end(t->be, PHASE_PIPELINE);
+    }
     *prev_cut = i;
     return 0;
 }
@@ -280,6 +284,7 @@ int exec_train(const Plan *plan, const ExecOptions *opt, const ExecComms *comms,
     stats->median.grad_sync = med[1 + PHASE_GRAD_SYNC];
     stats->median.optimizer = med[1 + PHASE_OPTIMIZER];
     stats->median.other = med[1 + PHASE_OTHER];
+    stats->median.pipeline = med[1 + PHASE_PIPELINE];
     stats->peak_memory_bytes = t->be->peak_memory(t->be);
     stats->step_device_allocs = t->be->step_allocs(t->be);
     stats->tokens_per_step = (double)plan->train.global_batch * plan->train.seq_len;
