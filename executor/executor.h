@@ -74,6 +74,13 @@ typedef struct {
     double pipeline;   /* pipeline P2P: transfers and the wait for the neighbour (bubble) */
 } ExecPhases;
 
+/* One forward or backward of this rank's last step: host seconds from the
+ * step's start (CPU backend: the compute; CUDA: when it was enqueued). */
+typedef struct {
+    int forward, chunk, microbatch;
+    double start, end;
+} ExecOpTime;
+
 typedef struct {
     int steps_timed;
     double loss_first, loss_last;     /* loss of the first and last step */
@@ -84,6 +91,9 @@ typedef struct {
                                        * not serve (CUDA: cudaMalloc calls; 0 when every
                                        * buffer was sized before the first step) */
     double tokens_per_step;           /* global */
+    int stage;                        /* this rank's pipeline stage */
+    int num_ops;                      /* operations of the last step, in the order run */
+    ExecOpTime *ops;                  /* [num_ops] owned by the result, may be NULL */
 } ExecStepStats;
 
 /* Trains `opt->steps` steps of plan->model under plan->map on this rank.

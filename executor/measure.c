@@ -178,6 +178,23 @@ void measure_print(FILE *f, const Plan *plan, const Measurement *m) {
 
 #undef PRED
 
+void measure_print_pipeline(FILE *f, int stage, const ExecOpTime *ops, int n, const SimOpEvent *sim, int nsim) {
+    fprintf(f, "\n  pipeline stage %d, last step: each forward (F) and backward (B) of (chunk c, micro-batch mb),\n"
+               "  ms from the step's start (measured: host clock; simulated: stage 0 of the plan)\n", stage);
+    fprintf(f, "  %-37s | %s\n", "measured        start -        end", "simulated       start -        end");
+    int rows = n > nsim ? n : nsim;
+    for (int i = 0; i < rows; i++) {
+        char a[64] = "", b[64] = "";
+        if (i < n)
+            snprintf(a, sizeof a, "%c c%d mb%-3d %10.3f - %10.3f", ops[i].forward ? 'F' : 'B', ops[i].chunk,
+                     ops[i].microbatch, ops[i].start * 1e3, ops[i].end * 1e3);
+        if (sim && i < nsim)
+            snprintf(b, sizeof b, "%c c%d mb%-3d %10.3f - %10.3f", sim[i].forward ? 'F' : 'B', sim[i].chunk,
+                     sim[i].microbatch, sim[i].start * 1e3, sim[i].end * 1e3);
+        fprintf(f, "  %-37s | %s\n", a, b);
+    }
+}
+
 static cJSON *phases_json(const ExecPhases *ph) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "step", ph->step);

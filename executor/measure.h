@@ -114,6 +114,11 @@ void measure_prediction(const SimResult *r, MeasurePrediction *out);
 /* Readable table (for rank 0). */
 void measure_print(FILE *f, const Plan *plan, const Measurement *m);
 
+/* Pipeline plans: the forwards and backwards of pipeline stage `stage` in
+ * the last measured step (host times from the step's start) beside the
+ * simulator's for stage 0 (sim may be NULL), in ms. */
+void measure_print_pipeline(FILE *f, int stage, const ExecOpTime *ops, int n, const SimOpEvent *sim, int nsim);
+
 /* The result as JSON text (caller frees).  "plan" holds every plan field
  * under the plan file's name (plan_to_json_string: the plan that ran, after
  * execute replaced the defaults the step does not implement), "run" the

@@ -2,6 +2,7 @@
 #include "executor/train.h"
 
 #include <signal.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -57,7 +58,8 @@ int trainer_create(const Plan *plan, const ExecOptions *opt, const ExecComms *co
     t->free_slot = malloc(sizeof(int) * (size_t)vpp * t->most_slots);
     t->nfree = malloc(sizeof(int) * (size_t)vpp);
     t->executed = malloc(sizeof(PipeOp) * (size_t)schedule_num_ops(&t->sched));
-    if (!t->slot_of || !t->free_slot || !t->nfree || !t->executed) {
+    t->op_time = malloc(2 * sizeof(double) * (size_t)schedule_num_ops(&t->sched));
+    if (!t->slot_of || !t->free_slot || !t->nfree || !t->executed || !t->op_time) {
         trainer_destroy(t);
         return mp_fail(err, "executor: out of host memory");
     }
@@ -80,8 +82,15 @@ void trainer_destroy(Trainer *t)
     if (t->loss_dev) t->be->release(t->be, t->loss_dev);
     if (t->be) t->be->destroy(t->be);
     free(t->in); free(t->tg);
-    free(t->slot_of); free(t->free_slot); free(t->nfree); free(t->executed);
+    free(t->slot_of); free(t->free_slot); free(t->nfree); free(t->executed); free(t->op_time);
     free(t);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* host tokens and targets of micro-batch mb of this step (and its routing
@@ -170,6 +179,7 @@ int trainer_step(Trainer *t, bool apply_optimizer, double *loss, MpError *err)
     }
     for (int k = 0; k < sc->vpp * sc->m; k++) t->slot_of[k] = -1;
     t->num_executed = 0;
+    double t0 = now_s();
     for (int i = 0, cut = 0; i <= N; i++) {
         if (schedule_p2p_boundary(sc, t->stage, i) && exchange(t, i, &cut, err)) {
             t->be->in_step(t->be, false);
@@ -179,12 +189,14 @@ int trainer_step(Trainer *t, bool apply_optimizer, double *loss, MpError *err)
         PipeOp op = schedule_op(sc, t->stage, i);
         int vs = op.chunk * sc->pp + t->stage, rc;
         int slot = t->slot_of[op.chunk * sc->m + op.microbatch];
+        t->op_time[2 * i] = now_s() - t0;
         if (op.forward) {
             if (vs == 0 || vs == last_vs || t->trace) load_micro_batch(t, op.microbatch);
             rc = model_chunk_forward(t->model, op.chunk, slot, t->in, t->tg, (float)(1.0 / tokens), err);
         } else {
             rc = model_chunk_backward(t->model, op.chunk, slot, err);
         }
+        t->op_time[2 * i + 1] = now_s() - t0;
         t->executed[t->num_executed++] = op;
         if (rc) {
             t->be->in_step(t->be, false);
@@ -288,6 +300,14 @@ int exec_train(const Plan *plan, const ExecOptions *opt, const ExecComms *comms,
     stats->peak_memory_bytes = t->be->peak_memory(t->be);
     stats->step_device_allocs = t->be->step_allocs(t->be);
     stats->tokens_per_step = (double)plan->train.global_batch * plan->train.seq_len;
+    stats->stage = t->stage;
+    stats->ops = malloc(sizeof(ExecOpTime) * (size_t)(t->num_executed > 0 ? t->num_executed : 1));
+    if (stats->ops) {
+        stats->num_ops = t->num_executed;
+        for (int i = 0; i < t->num_executed; i++)
+            stats->ops[i] = (ExecOpTime){t->executed[i].forward, t->executed[i].chunk, t->executed[i].microbatch,
+                                         t->op_time[2 * i], t->op_time[2 * i + 1]};
+    }
     trainer_destroy(t);
     return 0;
 }

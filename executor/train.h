@@ -37,6 +37,7 @@ typedef struct {
     int most_slots;
     PipeOp *executed;       /* [2 m vpp] the operations of the last step, in the order run */
     int num_executed;
+    double *op_time;        /* [2 m vpp][2] their host start and end, seconds from the step's start */
 } Trainer;
 
 int trainer_create(const Plan *plan, const ExecOptions *opt, const ExecComms *comms,
