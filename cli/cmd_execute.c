@@ -83,7 +83,7 @@ static const char *usage_text =
     "                       seconds (default 40; a dead or hung peer rank)\n"
     "  --seed S (default 1234), --lr X (default 1e-3; 0 = weights never move)\n"
     "  Runs exactly the plan it reports: a plan field the step does not implement\n"
-    "  (tp/cp/pp/vpp > 1, fp8, the allgather dispatcher, recomputation, optimizer\n"
+    "  (tp/cp > 1, fp8, the allgather dispatcher, recomputation, optimizer\n"
     "  sharding, overlap) is refused before launch; where it is `simulate`'s default\n"
     "  (optimizer sharding distributed, overlap grad,param), execute runs and predicts\n"
     "  with none and says so on stderr.\n";
@@ -96,6 +96,8 @@ typedef struct {
     PlanRequested requested;        /* plan fields a flag or the plan file asks for */
     double collective_timeout_s;
     size_t data_ids;                /* token ids in --data (0 without) */
+    SimOpEvent *sim_ops;            /* pipeline: the simulated operations of stage 0 */
+    int sim_num_ops;
     const char *out_path;
     const char *calibration_path;   /* NULL: defaults only */
     Calibration *cal;               /* loaded from calibration_path */
@@ -305,7 +307,7 @@ static void pick_cluster(ExecuteArgs *x, const char *device) {
 
 /* simulate_step on the plan truncated to the run's layers, from defaults
  * (res) and, with --calibration, from the calibration file (res_cal). */
-static int predict(const ExecuteArgs *x, SimResult *res, SimResult *res_cal, MpError *err) {
+static int predict(ExecuteArgs *x, SimResult *res, SimResult *res_cal, MpError *err) {
     Plan *tp = malloc(sizeof *tp);
     if (!tp) return mp_fail(err, "execute: out of memory");
     *tp = x->plan;
@@ -314,7 +316,18 @@ static int predict(const ExecuteArgs *x, SimResult *res, SimResult *res_cal, MpE
      * predict with that backend's rates (simulator/attention.c) */
     tp->train.attention_backend = ATTN_BACKEND_OWN;
     SimOptions so = {0};
+    const Mapping *mp = &x->plan.map;
+    int dp = mp->dp > 0 ? mp->dp : 1, mbs = x->plan.train.micro_batch > 0 ? x->plan.train.micro_batch : 1;
+    if (mp->pp > 1 && x->plan.train.global_batch / (mbs * dp) > 0) {
+        /* stage 0's simulated operations, printed beside the measured ones */
+        so.max_events = 2 * (x->plan.train.global_batch / (mbs * dp)) * (mp->vpp > 0 ? mp->vpp : 1);
+        so.events = x->sim_ops = calloc((size_t)so.max_events, sizeof(SimOpEvent));
+        so.events_rank = 0;
+        so.num_events = &x->sim_num_ops;
+        if (!so.events) so.max_events = 0;
+    }
     int rc = simulate_step(tp, NULL, &so, res, err);
+    so.events = NULL;
     if (rc == 0 && x->cal) rc = simulate_step(tp, x->cal, &so, res_cal, err);
     free(tp);
     return rc;
@@ -468,12 +481,12 @@ static int run_rank(ExecuteArgs *x, const LaunchEnv *env, const SimResult *pred,
     /* the last collective: a peer that has passed it may end, its deadline still holds */
     watchdog_peers_may_end(wd);
     /* the slowest rank sets the step time; peak memory is the largest */
-    double v[8] = {stats.median.step, stats.median.attention, stats.median.moe_compute,
+    double v[9] = {stats.median.step, stats.median.attention, stats.median.moe_compute,
                    stats.median.dispatcher_comm, stats.median.grad_sync, stats.median.optimizer,
-                   stats.median.other, stats.peak_memory_bytes};
-    if (comms_max(&cc, v, 8, &err)) return rank_fail(&cc, rank, &err);
+                   stats.median.other, stats.peak_memory_bytes, stats.median.pipeline};
+    if (comms_max(&cc, v, 9, &err)) return rank_fail(&cc, rank, &err);
     watchdog_stop(wd);
-    stats.median = (ExecPhases){v[0], v[1], v[2], v[3], v[4], v[5], v[6]};
+    stats.median = (ExecPhases){v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[8]};
     stats.peak_memory_bytes = v[7];
     int status = 0;
     if (rank == 0) {
@@ -500,6 +513,8 @@ static int run_rank(ExecuteArgs *x, const LaunchEnv *env, const SimResult *pred,
         } else {
             if (x->json) printf("%s\n", json);
             else measure_print(stdout, &x->plan, &m);
+            if (!x->json && x->plan.map.pp > 1)
+                measure_print_pipeline(stdout, stats.stage, stats.ops, stats.num_ops, x->sim_ops, x->sim_num_ops);
             if (x->out_path && measure_write_atomic(x->out_path, json, &err)) {
                 fprintf(stderr, "moeplan execute: %s\n", err.msg);
                 status = 1;
@@ -509,6 +524,7 @@ static int run_rank(ExecuteArgs *x, const LaunchEnv *env, const SimResult *pred,
         fflush(stdout);
     }
     free(stats.losses);
+    free(stats.ops);
     comms_destroy(&cc);
     return status;
 }
@@ -580,6 +596,7 @@ done:
     free(pred);
     free(pred_cal);
     if (x) free(x->cal);
+    if (x) free(x->sim_ops);
     free(x);
     return rc;
 }

@@ -61,6 +61,27 @@ static inline PipeOp schedule_op(const PipeSchedule *s, int r, int idx) {
     return op;
 }
 
+/* Whether the pipeline's sends and receives are exchanged at boundary idx
+ * (0..2*m*vpp) of rank r's operations, i.e. before its idx-th operation
+ * (idx = 2*m*vpp: after the last).  At such a boundary one batch holds the
+ * sends of the operations since the previous one and the receives of the
+ * operations up to the next one (executor/train.c).
+ *   1F1B:        every boundary (Megatron-LM's send_forward_recv_backward /
+ *                send_backward_recv_forward between each forward and
+ *                backward);
+ *   interleaved: every boundary of the warmup and the cooldown, and in the
+ *                steady state after each (forward, backward) pair only
+ *                (Megatron-LM's send_forward_backward_recv_forward_backward):
+ *                exchanging between the forward and the backward of a pair
+ *                deadlocks, as a blocking batch waits for its peer's.
+ * tests/test_core_schedule.c checks both for deadlock under blocking
+ * batches, for pp up to 8. */
+static inline int schedule_p2p_boundary(const PipeSchedule *s, int r, int idx) {
+    if (s->vpp == 1) return 1;
+    int w = schedule_warmup(s, r), steady = s->m * s->vpp - w;
+    return idx <= w || idx >= w + 2 * steady || (idx - w) % 2 == 0;
+}
+
 /* Chunks whose activations rank r holds at its peak: W + 1, at most m*vpp. */
 int schedule_inflight(const PipeSchedule *s, int rank);
 

@@ -44,12 +44,23 @@ typedef enum {
     PHASE_GRAD_SYNC,       /* DP*CP and EDP gradient all-reduce */
     PHASE_OPTIMIZER,       /* Adam and the bf16 weight copies */
     PHASE_OTHER,           /* embedding, final norm, output layer, loss */
+    PHASE_PIPELINE,        /* pipeline P2P batches: the transfers and the wait for the
+                            * neighbour stage's data (the pipeline bubble) */
     PHASE_COUNT
 } StepPhase;
 
 typedef enum { DT_ACT = 0, DT_F32 = 1, DT_I32 = 2 } ElemType;
 
 typedef struct Backend Backend;
+
+/* One transfer of a point-to-point batch (Backend.p2p): n elements of buf
+ * to (send) or from (receive) member `peer` of the group. */
+typedef struct {
+    bool send;
+    int peer;
+    void *buf;
+    size_t n;
+} P2POp;
 
 struct Backend {
     const char *name;
@@ -182,6 +193,17 @@ struct Backend {
     void (*all_gather_host_i32)(Backend *b, const int32_t *send, int32_t *recv, int n,
                                 GroupKind g);
 
+    /* ---- point-to-point between pipeline neighbours ----
+     * A batch of sends and receives on the communicator of group g, started
+     * together; the step continues once all of them completed (CUDA: one
+     * ncclGroupStart / ncclGroupEnd on the p2p stream, joined with the
+     * compute stream both ways; CPU: MPI_Issend / MPI_Irecv, then
+     * MPI_Waitall).  A send completes only once its receive is posted: the
+     * CPU uses synchronous sends so that it waits where NCCL would.
+     * Messages between two ranks match in posting order (no tags, as NCCL).
+     * At most BACKEND_P2P_MAX transfers. */
+    void (*p2p)(Backend *b, const P2POp *ops, int n, ElemType t, GroupKind g);
+
     /* ---- timing ---- */
     void (*phase_begin)(Backend *b, StepPhase p);
     void (*phase_end)(Backend *b, StepPhase p);
@@ -219,9 +241,11 @@ struct Backend {
     X(permute) X(permute_backward) X(unpermute) X(unpermute_backward) X(moe_plan) \
     X(gather_rows) X(adam) \
     X(sum_f32) X(accumulate_sum) X(aux_loss_forward) X(aux_loss_backward) X(all_reduce) \
-    X(all_gather) X(reduce_scatter) X(all_to_all_v) X(all_to_all_host_i32) X(all_gather_host_i32) \
+    X(all_gather) X(reduce_scatter) X(all_to_all_v) X(all_to_all_host_i32) X(all_gather_host_i32) X(p2p) \
     X(phase_begin) X(phase_end) X(step_times) X(peak_memory) X(status) X(in_step) X(step_allocs) \
     X(destroy)
+
+#define BACKEND_P2P_MAX 8
 
 static inline size_t elem_bytes(const Backend *b, ElemType t)
 {

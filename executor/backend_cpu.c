@@ -335,6 +335,20 @@ static void cpu_all_to_all_host_i32(Backend *b, const int32_t *send, int32_t *re
     if (c == MPI_COMM_NULL) { memmove(recv, send, sizeof(int32_t) * (size_t)n); return; }
     WATCHED(b, g, "token-count all_to_all", MPI_Alltoall(send, n, MPI_INT, recv, n, MPI_INT, c));
 }
+static void cpu_p2p(Backend *b, const P2POp *ops, int n, ElemType t, GroupKind g)
+{
+    MPI_Comm c = comm_of(b, g);
+    if (c == MPI_COMM_NULL || n <= 0) return;
+    if (n > BACKEND_P2P_MAX) { fail(b, "p2p", "more than BACKEND_P2P_MAX transfers in one batch"); return; }
+    MPI_Request req[BACKEND_P2P_MAX];
+    for (int i = 0; i < n; i++) {
+        if (ops[i].send)
+            MPI_Issend(ops[i].buf, (int)ops[i].n, mpi_type(t), ops[i].peer, 0, c, &req[i]);
+        else
+            MPI_Irecv(ops[i].buf, (int)ops[i].n, mpi_type(t), ops[i].peer, 0, c, &req[i]);
+    }
+    WATCHED(b, g, "pipeline send/recv", MPI_Waitall(n, req, MPI_STATUSES_IGNORE));
+}
 static void cpu_all_gather_host_i32(Backend *b, const int32_t *send, int32_t *recv, int n,
                                     GroupKind g)
 {

@@ -74,6 +74,8 @@ typedef struct {
     cudaStream_t stream;    /* compute */
     cudaStream_t comm;      /* every NCCL call */
     cudaEvent_t to_comm, to_compute;
+    cudaStream_t p2p;       /* pipeline sends / receives (Backend.p2p) */
+    cudaEvent_t to_p2p, from_p2p;
     GemmHandle gemm;
     int gemm_ready;
     DevicePool pool;
@@ -642,6 +644,29 @@ static void cu_all_to_all_v(Backend *b, const void *send, const size_t *sc, cons
                   "all_to_all_v");
     comm_end(b, "all_to_all_v");
 }
+/* pipeline neighbours: one NCCL group on the p2p stream, after the compute
+ * work enqueued so far; the compute stream continues once it completed */
+static void cu_p2p(Backend *b, const P2POp *ops, int n, ElemType t, GroupKind g)
+{
+    GUARD(b);
+    ncclComm_t c = comm_of(b, g);
+    if (!c || n <= 0) return;
+    if (n > BACKEND_P2P_MAX) { fail(b, "p2p", "more than BACKEND_P2P_MAX transfers in one batch"); return; }
+    CudaImpl *ci = I(b);
+    if (!CU(b, cudaEventRecord(ci->to_p2p, ci->stream), "p2p") ||
+        !CU(b, cudaStreamWaitEvent(ci->p2p, ci->to_p2p, 0), "p2p"))
+        return;
+    if (!nccl_ok(b, ncclGroupStart(), "p2p")) return;
+    for (int i = 0; i < n; i++) {
+        ncclResult_t r = ops[i].send
+            ? ncclSend(ops[i].buf, ops[i].n, nccl_type(t), ops[i].peer, c, ci->p2p)
+            : ncclRecv(ops[i].buf, ops[i].n, nccl_type(t), ops[i].peer, c, ci->p2p);
+        if (!nccl_ok(b, r, "p2p")) break;
+    }
+    if (!nccl_ok(b, ncclGroupEnd(), "p2p")) return;
+    if (CU(b, cudaEventRecord(ci->from_p2p, ci->p2p), "p2p"))
+        CU(b, cudaStreamWaitEvent(ci->stream, ci->from_p2p, 0), "p2p");
+}
 /* device ints for the count exchange (grow-only, from the pool) */
 static int32_t *ints(Backend *b, size_t n)
 {
@@ -778,6 +803,7 @@ static void cu_in_step(Backend *b, bool on)
         for (int i = 0; i < c->pool.count; i++)
             if (!c->pool.blocks[i].used) {
                 CU(b, cudaStreamSynchronize(c->comm), "in_step");
+                CU(b, cudaStreamSynchronize(c->p2p), "in_step");
                 CU(b, cudaStreamSynchronize(c->stream), "in_step");
                 pool_trim(&c->pool);
                 break;
@@ -791,6 +817,7 @@ static void cu_destroy(Backend *b)
     CudaImpl *c = I(b);
     if (c->stream) cudaStreamSynchronize(c->stream);
     if (c->comm) cudaStreamSynchronize(c->comm);
+    if (c->p2p) cudaStreamSynchronize(c->p2p);
     for (int i = 0; i < c->cap_ev; i++) { cudaEventDestroy(c->ev[i].begin); cudaEventDestroy(c->ev[i].end); }
     free(c->ev);
     for (int i = 0; i < STAGING_REGIONS; i++) if (c->region[i].done) cudaEventDestroy(c->region[i].done);
@@ -798,11 +825,14 @@ static void cu_destroy(Backend *b)
     if (c->have_mark) cudaEventDestroy(c->step_mark);
     if (c->to_comm) cudaEventDestroy(c->to_comm);
     if (c->to_compute) cudaEventDestroy(c->to_compute);
+    if (c->to_p2p) cudaEventDestroy(c->to_p2p);
+    if (c->from_p2p) cudaEventDestroy(c->from_p2p);
     if (c->sum) cudaFree(c->sum);
     if (c->attn) attention_engine_destroy(c->attn);
     pool_destroy(&c->pool);   /* scratch, ints and every block the model released */
     if (c->gemm_ready) gemm_handle_destroy(&c->gemm);
     if (c->comm) cudaStreamDestroy(c->comm);
+    if (c->p2p) cudaStreamDestroy(c->p2p);
     if (c->stream) cudaStreamDestroy(c->stream);
     cudaGetLastError();
     free(c);
@@ -834,6 +864,9 @@ extern "C" int backend_cuda_create(const ExecComms *comms, ExecAttention attenti
               CU(b, cudaStreamCreateWithFlags(&c->comm, cudaStreamNonBlocking), "create") &&
               CU(b, cudaEventCreateWithFlags(&c->to_comm, cudaEventDisableTiming), "create") &&
               CU(b, cudaEventCreateWithFlags(&c->to_compute, cudaEventDisableTiming), "create") &&
+              CU(b, cudaStreamCreateWithFlags(&c->p2p, cudaStreamNonBlocking), "create") &&
+              CU(b, cudaEventCreateWithFlags(&c->to_p2p, cudaEventDisableTiming), "create") &&
+              CU(b, cudaEventCreateWithFlags(&c->from_p2p, cudaEventDisableTiming), "create") &&
               CU(b, cudaMalloc(&c->sum, sizeof(float)), "create") &&
               CU(b, cudaHostAlloc((void **)&c->stage, STAGING_BYTES, cudaHostAllocDefault), "create");
     for (int i = 0; ok && i < STAGING_REGIONS; i++)

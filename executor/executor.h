@@ -77,7 +77,15 @@ double exec_aux_loss_coeff(const ExecOptions *opt);
 /* Time of each phase of one step, seconds (median over timed steps in a result). */
 typedef struct {
     double step, attention, moe_compute, dispatcher_comm, grad_sync, optimizer, other;
+    double pipeline;   /* pipeline P2P: transfers and the wait for the neighbour (bubble) */
 } ExecPhases;
+
+/* One forward or backward of this rank's last step: host seconds from the
+ * step's start (CPU backend: the compute; CUDA: when it was enqueued). */
+typedef struct {
+    int forward, chunk, microbatch;
+    double start, end;
+} ExecOpTime;
 
 typedef struct {
     int steps_timed;
@@ -91,6 +99,9 @@ typedef struct {
     double tokens_per_step;           /* global */
     char attention[48];               /* the GPU attention that ran ("cudnn 9.19.0", "own"; "" on CPU) */
     char attention_note[256];         /* why cuDNN was not used under AUTO ("" if it was) */
+    int stage;                        /* this rank's pipeline stage */
+    int num_ops;                      /* operations of the last step, in the order run */
+    ExecOpTime *ops;                  /* [num_ops] owned by the result, may be NULL */
 } ExecStepStats;
 
 /* Trains `opt->steps` steps of plan->model under plan->map on this rank.

@@ -48,7 +48,8 @@ void measure_prediction(const SimResult *r, MeasurePrediction *out) {
     out->phases.dispatcher_comm = b->comm_ep + b->comm_etp;
     out->phases.grad_sync = b->comm_dp + b->comm_edp;
     out->phases.optimizer = b->optimizer;
-    out->phases.other = b->compute_embed_output + b->recompute + b->comm_tp + b->comm_cp + b->comm_pp + b->bubble;
+    out->phases.other = b->compute_embed_output + b->recompute + b->comm_tp + b->comm_cp;
+    out->phases.pipeline = b->comm_pp + b->bubble;
     snprintf(out->dominant, sizeof out->dominant, "%s", r->dominant);
 }
 
@@ -100,7 +101,10 @@ void measure_rates(const Plan *plan, int layers, int act_bytes, Measurement *m) 
     const TrainConfig *t = &plan->train;
     double T = (double)t->micro_batch * t->seq_len / ((double)map->tp * map->cp);
     double mb = map->dp > 0 && t->micro_batch > 0 ? (double)t->global_batch / ((double)t->micro_batch * map->dp) : 0;
-    double Lm = model_num_moe_layers(&md), L = md.num_layers;
+    /* a pipeline: the layers of one stage (an even share; the rates are
+     * averages per GPU) */
+    double pp = map->pp > 1 ? map->pp : 1;
+    double Lm = model_num_moe_layers(&md) / pp, L = md.num_layers / pp;
     double h = md.hidden, n = md.num_heads, g = md.num_kv_groups, d = md.head_dim, s = t->seq_len;
     m->a2a_bytes_per_gpu = map->ep > 1 ? 4.0 * Lm * mb * T * md.top_k * h * act_bytes : 0;
     m->a2a_busbw = m->phases.dispatcher_comm > 0
@@ -161,6 +165,8 @@ void measure_print(FILE *f, const Plan *plan, const Measurement *m) {
     row(f, m, "  gradient sync", m->phases.grad_sync, p ? PRED(phases.grad_sync) : none, 1e3, "ms");
     row(f, m, "  optimizer", m->phases.optimizer, p ? PRED(phases.optimizer) : none, 1e3, "ms");
     row(f, m, "  other (embed, output)", m->phases.other, p ? PRED(phases.other) : none, 1e3, "ms");
+    if (plan->map.pp > 1)
+        row(f, m, "  pipeline P2P + bubble", m->phases.pipeline, p ? PRED(phases.pipeline) : none, 1e3, "ms");
     row(f, m, "MFU (megatron)", m->mfu_megatron, p ? PRED(mfu_megatron) : none, 100, "%");
     row(f, m, "MFU (legacy)", m->mfu_legacy, p ? PRED(mfu_legacy) : none, 100, "%");
     row(f, m, "TFLOP/s per GPU (megatron)", m->tflops_megatron_per_gpu, none, 1, "TFLOP/s");
@@ -175,6 +181,23 @@ void measure_print(FILE *f, const Plan *plan, const Measurement *m) {
 
 #undef PRED
 
+void measure_print_pipeline(FILE *f, int stage, const ExecOpTime *ops, int n, const SimOpEvent *sim, int nsim) {
+    fprintf(f, "\n  pipeline stage %d, last step: each forward (F) and backward (B) of (chunk c, micro-batch mb),\n"
+               "  ms from the step's start (measured: host clock; simulated: stage 0 of the plan)\n", stage);
+    fprintf(f, "  %-37s | %s\n", "measured        start -        end", "simulated       start -        end");
+    int rows = n > nsim ? n : nsim;
+    for (int i = 0; i < rows; i++) {
+        char a[64] = "", b[64] = "";
+        if (i < n)
+            snprintf(a, sizeof a, "%c c%d mb%-3d %10.3f - %10.3f", ops[i].forward ? 'F' : 'B', ops[i].chunk,
+                     ops[i].microbatch, ops[i].start * 1e3, ops[i].end * 1e3);
+        if (sim && i < nsim)
+            snprintf(b, sizeof b, "%c c%d mb%-3d %10.3f - %10.3f", sim[i].forward ? 'F' : 'B', sim[i].chunk,
+                     sim[i].microbatch, sim[i].start * 1e3, sim[i].end * 1e3);
+        fprintf(f, "  %-37s | %s\n", a, b);
+    }
+}
+
 static cJSON *phases_json(const ExecPhases *ph) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "step", ph->step);
@@ -184,6 +207,7 @@ static cJSON *phases_json(const ExecPhases *ph) {
     cJSON_AddNumberToObject(o, "grad_sync", ph->grad_sync);
     cJSON_AddNumberToObject(o, "optimizer", ph->optimizer);
     cJSON_AddNumberToObject(o, "other", ph->other);
+    cJSON_AddNumberToObject(o, "pipeline", ph->pipeline);
     return o;
 }
 

@@ -92,6 +92,7 @@ void measure_add_calibrated(Measurement *m, const SimResult *pred, const char *p
 /* Fills the derived rates of m (after measure_compute), balanced routing:
  *   T  = mbs * seq / (TP * CP)        tokens of one rank in one micro-batch
  *   mb = gbs / (mbs * DP)             micro-batches per rank per step
+ *   L, Lm: layers, MoE layers of one pipeline stage (total / PP)
  *   a2a bytes per GPU = 4 * Lm * mb * T * k * h * act_bytes
  *       (dispatch and combine, forward and backward: four all-to-alls of
  *       the T*k routed rows per MoE layer and micro-batch)
@@ -107,11 +108,17 @@ void measure_rates(const Plan *plan, int layers, int act_bytes, Measurement *m);
 /* The simulator's result as a MeasurePrediction (phases mapped:
  * attention <- compute_attention, moe <- compute_moe + compute_memory_bound
  * + compute_dense_mlp, dispatcher <- comm_ep + comm_etp, grad sync <-
- * comm_dp + comm_edp, optimizer <- optimizer, other <- the rest). */
+ * comm_dp + comm_edp, optimizer <- optimizer, pipeline <- comm_pp + bubble,
+ * other <- the rest). */
 void measure_prediction(const SimResult *r, MeasurePrediction *out);
 
 /* Readable table (for rank 0). */
 void measure_print(FILE *f, const Plan *plan, const Measurement *m);
+
+/* Pipeline plans: the forwards and backwards of pipeline stage `stage` in
+ * the last measured step (host times from the step's start) beside the
+ * simulator's for stage 0 (sim may be NULL), in ms. */
+void measure_print_pipeline(FILE *f, int stage, const ExecOpTime *ops, int n, const SimOpEvent *sim, int nsim);
 
 /* The result as JSON text (caller frees).  "plan" holds every plan field
  * under the plan file's name (plan_to_json_string: the plan that ran, after

@@ -1,8 +1,8 @@
 /* model.c: the MoE transformer of the training step (model.h): its
- * parameter table (params.c), its layers (layer.c) grouped into one chunk
- * (chunk.c: no pipeline is the one-chunk case), and the micro-batch
- * contexts the schedule keeps in flight (one today: each micro-batch's
- * backward runs before the next one's forward). */
+ * parameter table (params.c), its layers (layer.c) grouped into the chunks
+ * of this rank's pipeline stage (chunk.c: one chunk per virtual stage; no
+ * pipeline is the one-chunk case), and the micro-batch contexts the
+ * schedule keeps in flight per chunk (core/schedule.h). */
 #include "executor/model.h"
 
 #include <stdio.h>
@@ -10,24 +10,27 @@
 #include <string.h>
 
 #include "core/layout.h"
+#include "core/schedule.h"
 #include "executor/chunk.h"
 
 /* uniform init half-width: std 0.02 (GPT-2 / Megatron init_method_std) = a/sqrt(3) */
 #define MODEL_INIT_HALF_WIDTH (0.02f * 1.7320508f)
-
-/* micro-batches in flight: forward and backward of one micro-batch run back
- * to back (the no-pipeline schedule) */
-#define MODEL_SLOTS 1
 
 struct Model {
     ModelSpec spec;
     Backend *be;
     ParamStore ps;
     StepEnv env;
-    Layer *layers;                      /* [L] */
-    Chunk chunk;                        /* all layers: first and last stage */
-    MicroBatch slot[MODEL_SLOTS];
-    int last_slot;                      /* slot of the last forward */
+    Layer *layers;                      /* [L]: this rank's layers are set */
+    int pp, stage, vpp;                 /* pipeline: stages, this rank's stage, chunks per rank */
+    int micro_batches;                  /* per step on this rank (schedule) */
+    Chunk *chunk;                       /* [vpp]: chunk c = virtual stage c*PP + stage */
+    int *nslots;                        /* [vpp] micro-batch contexts of each chunk */
+    MicroBatch **slot;                  /* [vpp][nslots[c]] */
+    int last_chunk, last_slot;          /* of the last forward */
+    int tied;                           /* tied embedding grads summed over the PP group */
+    int tied_param;                     /* its index here (first / last stage), -1 */
+    float *tied_zero;                   /* middle stages: f32 [V*h] zeros for that all-reduce */
 };
 
 /* ---- specs -------------------------------------------------------------- */
@@ -40,6 +43,7 @@ int model_spec_tiny(const char *name, ModelSpec *o)
     o->num_experts = 8; o->top_k = 2; o->expert_ffn = 96; o->vocab = 128;
     o->swiglu = true; o->router = ROUTER_SOFTMAX;
     if (!strcmp(name, "tiny-moe")) return 0;
+    if (!strcmp(name, "tiny-moe-tied")) { o->tied_embeddings = true; return 0; }
     if (!strcmp(name, "tiny-moe-gpu")) { o->hidden = 128; o->head_dim = 64; return 0; }
     if (!strcmp(name, "tiny-moe-shared")) {
         o->num_layers = 3; o->num_dense_layers = 1; o->dense_ffn = 128; o->shared_ffn = 64;
@@ -56,7 +60,6 @@ static int check_supported(const Plan *plan, MpError *err)
     const Mapping *mp = &plan->map;
     if (mp->tp != 1) return mp_fail(err, "tp: %d: the executor's step supports tp = 1 only (part 1)", mp->tp);
     if (mp->cp != 1) return mp_fail(err, "cp: %d: context parallelism is not implemented in the executor (part 1)", mp->cp);
-    if (mp->pp != 1) return mp_fail(err, "pp: %d: pipeline parallelism is not implemented in the executor (part 1)", mp->pp);
     if (s->mla) return mp_fail(err, "model: %s: multi-head latent attention is not implemented in the executor", s->name);
     if (s->sliding_window) return mp_fail(err, "model: %s: sliding-window attention is not implemented in the executor", s->name);
     if (s->num_experts > 0 && s->router != ROUTER_SOFTMAX) return mp_fail(err, "model: %s: only the softmax router is implemented in the executor", s->name);
@@ -79,6 +82,103 @@ static int add(Model *m, const char *name, int uid, ParamKind kind, ParamShard s
     return i;
 }
 
+/* Micro-batches of one step on this rank, m = GBS / (MBS * DP), and the
+ * pipeline's checks on the plan: the layers of every virtual stage add up
+ * to the model's (layout.h), and the interleaved schedule's m (Megatron:
+ * the number of micro-batches must be a multiple of the pipeline size). */
+static int pipeline_shape(const Plan *plan, int L, int dp, int *m, MpError *err)
+{
+    const Mapping *mp = &plan->map;
+    int pp = mp->pp > 0 ? mp->pp : 1, vpp = mp->vpp > 0 ? mp->vpp : 1;
+    int B = plan->train.global_batch, b = plan->train.micro_batch;
+    *m = 1;
+    if (pp == 1 && vpp == 1) {
+        if (B > 0 && b > 0 && B % (b * dp) == 0) *m = B / (b * dp);
+        return 0;
+    }
+    if (pp == 1) return mp_fail(err, "vpp: %d: virtual pipeline stages need pp > 1", vpp);
+    if (B <= 0 || b <= 0 || B % (b * dp))
+        return mp_fail(err, "gbs: global batch %d is not a multiple of micro-batch %d x DP %d", B, b, dp);
+    *m = B / (b * dp);
+    if (vpp > 1 && *m % pp)
+        return mp_fail(err, "gbs: the interleaved schedule (vpp %d) needs the number of micro-batches per step "
+                       "(%d = gbs %d / (mbs %d x DP %d)) to be a multiple of pp %d (Megatron-LM's constraint)",
+                       vpp, *m, B, b, dp, pp);
+    Plan q = *plan;
+    q.model.num_layers = L;
+    int sum = 0;
+    for (int vs = 0; vs < pp * vpp; vs++) {
+        int n = layout_vstage_layers(&q, vs);
+        if (n < 1)
+            return mp_fail(err, "pp: virtual stage %d (stage %d, chunk %d) gets no layer of the %d", vs, vs % pp,
+                           vs / pp, L);
+        sum += n;
+    }
+    if (sum != L)
+        return mp_fail(err, "pp: the stages' layers (%d in all: first_stage_layers %d, last_stage_layers %d, pp %d) "
+                       "do not add up to the %d layers run", sum, plan->first_stage_layers,
+                       plan->last_stage_layers, pp, L);
+    return 0;
+}
+
+/* the parameters of layer l */
+static void add_layer(Model *m, int l, int tp, int tp_rank)
+{
+    const ModelSpec *s = &m->spec;
+    ModelDims *d = &m->env.dim;
+    size_t h = (size_t)d->h;
+    float a = MODEL_INIT_HALF_WIDTH;
+    char nm[40];
+    Layer *y = &m->layers[l];
+    int u = 16 * (l + 1);
+    y->env = &m->env;
+    y->index = l;
+    y->moe = layout_layer_kind(s, l) == LAYER_MOE;
+    y->router = y->w13 = y->w2 = y->sh13 = y->sh2 = y->d13 = y->d2 = -1;
+#define NAME(x) (snprintf(nm, sizeof nm, "layer%d.%s", l, x), nm)
+    y->attn_norm = add(m, NAME("attn_norm"), u + 0, PARAM_PLAIN, SHARD_REPLICATED, 1, 0, h, 0, 1);
+    y->wqkv = add(m, NAME("wqkv"), u + 1, PARAM_PLAIN, SHARD_COLUMN, tp, tp_rank,
+                  (size_t)d->qkvw * h, a, 0);
+    y->wo = add(m, NAME("wo"), u + 2, PARAM_PLAIN, SHARD_ROW, tp, tp_rank,
+                h * (size_t)(d->n * d->d), a, 0);
+    y->mlp_norm = add(m, NAME("mlp_norm"), u + 3, PARAM_PLAIN, SHARD_REPLICATED, 1, 0, h, 0, 1);
+    if (y->moe) {
+        y->router = add(m, NAME("router"), u + 4, PARAM_PLAIN, SHARD_REPLICATED, 1, 0,
+                        (size_t)d->E * h, a, 0);
+        y->w13 = add(m, NAME("experts.w13"), u + 5, PARAM_W13, SHARD_EXPERT_COLUMN, d->etp,
+                     d->etp_rank, (size_t)d->El * 2 * d->Fl * h, a, 0);
+        y->w2 = add(m, NAME("experts.w2"), u + 7, PARAM_W2, SHARD_EXPERT_ROW, d->etp,
+                    d->etp_rank, (size_t)d->El * h * d->Fl, a, 0);
+        if (s->shared_ffn > 0) {
+            y->sh13 = add(m, NAME("shared.w13"), u + 8, PARAM_PLAIN, SHARD_COLUMN, tp, tp_rank,
+                          2 * (size_t)s->shared_ffn * h, a, 0);
+            y->sh2 = add(m, NAME("shared.w2"), u + 9, PARAM_PLAIN, SHARD_ROW, tp, tp_rank,
+                         h * (size_t)s->shared_ffn, a, 0);
+        }
+    } else {
+        y->d13 = add(m, NAME("mlp.w13"), u + 10, PARAM_PLAIN, SHARD_COLUMN, tp, tp_rank,
+                     2 * (size_t)s->dense_ffn * h, a, 0);
+        y->d2 = add(m, NAME("mlp.w2"), u + 11, PARAM_PLAIN, SHARD_ROW, tp, tp_rank,
+                    h * (size_t)s->dense_ffn, a, 0);
+    }
+#undef NAME
+}
+
+/* the micro-batch contexts chunk c needs: the most of its micro-batches
+ * whose forward ran and backward did not, along this rank's schedule */
+static int chunk_contexts(const Model *m, int c)
+{
+    PipeSchedule sc = {m->pp, m->vpp, m->micro_batches};
+    int cur = 0, most = 0;
+    for (int i = 0; i < schedule_num_ops(&sc); i++) {
+        PipeOp op = schedule_op(&sc, m->stage, i);
+        if (op.chunk != c) continue;
+        cur += op.forward ? 1 : -1;
+        if (cur > most) most = cur;
+    }
+    return most > 0 ? most : 1;
+}
+
 int model_create(const Plan *plan, int layers, uint64_t seed, Backend *be, Model **out,
                  MpError *err)
 {
@@ -88,13 +188,21 @@ int model_create(const Plan *plan, int layers, uint64_t seed, Backend *be, Model
     if (c->size_of[GROUP_EP] != plan->map.ep || c->size_of[GROUP_ETP] != plan->map.etp)
         return mp_fail(err, "comms: group sizes (ep %d, etp %d) differ from the plan's (ep %d, etp %d)",
                        c->size_of[GROUP_EP], c->size_of[GROUP_ETP], plan->map.ep, plan->map.etp);
+    int pp = plan->map.pp > 0 ? plan->map.pp : 1, vpp = plan->map.vpp > 0 ? plan->map.vpp : 1;
+    if (c->size_of[GROUP_PP] != pp)
+        return mp_fail(err, "comms: the pipeline group has %d members, the plan's pp is %d",
+                       c->size_of[GROUP_PP], pp);
+    int L = (layers > 0 && layers < s->num_layers) ? layers : s->num_layers, micro_batches;
+    if (pipeline_shape(plan, L, c->size_of[GROUP_DP_CP], &micro_batches, err)) return -1;
     Model *m = calloc(1, sizeof *m);
     if (!m) return mp_fail(err, "executor: out of host memory");
     m->spec = *s; m->be = be;
+    m->pp = pp; m->vpp = vpp; m->stage = c->rank_in[GROUP_PP]; m->micro_batches = micro_batches;
+    m->tied_param = -1;
     StepEnv *env = &m->env;
     ModelDims *d = &env->dim;
     env->be = be; env->ps = &m->ps;
-    d->L = (layers > 0 && layers < s->num_layers) ? layers : s->num_layers;
+    d->L = L;
     d->b = plan->train.micro_batch; d->s = plan->train.seq_len; d->T = d->b * d->s;
     d->h = s->hidden; d->n = s->num_heads; d->g = s->num_kv_groups; d->d = s->head_dim;
     d->qkvw = (d->n + 2 * d->g) * d->d;
@@ -107,66 +215,74 @@ int model_create(const Plan *plan, int layers, uint64_t seed, Backend *be, Model
     int ep_rank = c->rank_in[GROUP_EP], tp = plan->map.tp, tp_rank = c->rank_in[GROUP_TP];
     params_init(&m->ps, be, seed, d->h, d->Fe, d->Fl, ep_rank * d->El, d->etp_rank * d->Fl);
 
+    m->chunk = calloc((size_t)vpp, sizeof(Chunk));
+    m->nslots = calloc((size_t)vpp, sizeof(int));
+    m->slot = calloc((size_t)vpp, sizeof(MicroBatch *));
+    m->layers = calloc((size_t)d->L, sizeof(Layer));
+    if (!m->chunk || !m->nslots || !m->slot || !m->layers) {
+        model_destroy(m);
+        return mp_fail(err, "executor: out of host memory");
+    }
+    /* the chunks: virtual stage vs = c*PP + stage holds layers
+     * [layout_vstage_first_layer, + layout_vstage_layers) of the run's L */
+    Plan q = *plan;
+    q.model.num_layers = d->L;
+    int first = m->stage == 0, last = m->stage == pp - 1;
+    for (int k = 0; k < vpp; k++) {
+        Chunk *ch = &m->chunk[k];
+        int vs = k * pp + m->stage;
+        ch->env = env;
+        ch->layers = m->layers;
+        ch->l0 = pp == 1 ? 0 : layout_vstage_first_layer(&q, vs);
+        ch->l1 = pp == 1 ? d->L : ch->l0 + layout_vstage_layers(&q, vs);
+        ch->first = first && k == 0;
+        ch->last = last && k == vpp - 1;
+        ch->emb = ch->final_norm = ch->out = -1;
+    }
+    /* parameters: embedding (first stage), final norm and output layer (last
+     * stage), then the layers of each chunk; with one stage the order of
+     * before the pipeline (the arenas, hence the runs, are unchanged) */
     size_t h = (size_t)d->h, V = (size_t)d->V;
     float a = MODEL_INIT_HALF_WIDTH;
-    char nm[40];
-    Chunk *ch = &m->chunk;
-    ch->env = env;
-    ch->emb = add(m, "embedding", 0, PARAM_PLAIN, SHARD_VOCAB, tp, tp_rank, V * h, a, 0);
-    ch->final_norm = add(m, "final_norm", 1, PARAM_PLAIN, SHARD_REPLICATED, 1, 0, h, 0, 1);
-    ch->out = s->tied_embeddings ? ch->emb
-                                 : add(m, "output", 2, PARAM_PLAIN, SHARD_VOCAB, tp, tp_rank, V * h, a, 0);
-    m->layers = calloc((size_t)d->L, sizeof(Layer));
-    if (!m->layers) { model_destroy(m); return mp_fail(err, "executor: out of host memory"); }
-    for (int l = 0; l < d->L; l++) {
-        Layer *y = &m->layers[l];
-        int u = 16 * (l + 1);
-        y->env = env;
-        y->index = l;
-        y->moe = layout_layer_kind(s, l) == LAYER_MOE;
-        y->router = y->w13 = y->w2 = y->sh13 = y->sh2 = y->d13 = y->d2 = -1;
-#define NAME(x) (snprintf(nm, sizeof nm, "layer%d.%s", l, x), nm)
-        y->attn_norm = add(m, NAME("attn_norm"), u + 0, PARAM_PLAIN, SHARD_REPLICATED, 1, 0, h, 0, 1);
-        y->wqkv = add(m, NAME("wqkv"), u + 1, PARAM_PLAIN, SHARD_COLUMN, tp, tp_rank,
-                      (size_t)d->qkvw * h, a, 0);
-        y->wo = add(m, NAME("wo"), u + 2, PARAM_PLAIN, SHARD_ROW, tp, tp_rank,
-                    h * (size_t)(d->n * d->d), a, 0);
-        y->mlp_norm = add(m, NAME("mlp_norm"), u + 3, PARAM_PLAIN, SHARD_REPLICATED, 1, 0, h, 0, 1);
-        if (y->moe) {
-            y->router = add(m, NAME("router"), u + 4, PARAM_PLAIN, SHARD_REPLICATED, 1, 0,
-                            (size_t)d->E * h, a, 0);
-            y->w13 = add(m, NAME("experts.w13"), u + 5, PARAM_W13, SHARD_EXPERT_COLUMN, d->etp,
-                         d->etp_rank, (size_t)d->El * 2 * d->Fl * h, a, 0);
-            y->w2 = add(m, NAME("experts.w2"), u + 7, PARAM_W2, SHARD_EXPERT_ROW, d->etp,
-                        d->etp_rank, (size_t)d->El * h * d->Fl, a, 0);
-            if (s->shared_ffn > 0) {
-                y->sh13 = add(m, NAME("shared.w13"), u + 8, PARAM_PLAIN, SHARD_COLUMN, tp, tp_rank,
-                              2 * (size_t)s->shared_ffn * h, a, 0);
-                y->sh2 = add(m, NAME("shared.w2"), u + 9, PARAM_PLAIN, SHARD_ROW, tp, tp_rank,
-                             h * (size_t)s->shared_ffn, a, 0);
-            }
-        } else {
-            y->d13 = add(m, NAME("mlp.w13"), u + 10, PARAM_PLAIN, SHARD_COLUMN, tp, tp_rank,
-                         2 * (size_t)s->dense_ffn * h, a, 0);
-            y->d2 = add(m, NAME("mlp.w2"), u + 11, PARAM_PLAIN, SHARD_ROW, tp, tp_rank,
-                        h * (size_t)s->dense_ffn, a, 0);
-        }
-#undef NAME
+    Chunk *c0 = &m->chunk[0], *cl = &m->chunk[vpp - 1];
+    if (first) c0->emb = add(m, "embedding", 0, PARAM_PLAIN, SHARD_VOCAB, tp, tp_rank, V * h, a, 0);
+    if (last) {
+        cl->final_norm = add(m, "final_norm", 1, PARAM_PLAIN, SHARD_REPLICATED, 1, 0, h, 0, 1);
+        if (!s->tied_embeddings)
+            cl->out = add(m, "output", 2, PARAM_PLAIN, SHARD_VOCAB, tp, tp_rank, V * h, a, 0);
+        else if (first)
+            cl->out = c0->emb;
+        else   /* the last stage's copy of the tied embedding (same id, same values) */
+            cl->out = add(m, "embedding", 0, PARAM_PLAIN, SHARD_VOCAB, tp, tp_rank, V * h, a, 0);
     }
+    if (s->tied_embeddings && pp > 1) {
+        m->tied = 1;
+        m->tied_param = first ? c0->emb : last ? cl->out : -1;
+    }
+    for (int k = 0; k < vpp; k++)
+        for (int l = m->chunk[k].l0; l < m->chunk[k].l1; l++) add_layer(m, l, tp, tp_rank);
     if (env->failed) { model_destroy(m); return mp_fail(err, "executor: out of host memory"); }
     if (params_allocate(&m->ps, err) || be->status(be, err)) { model_destroy(m); return -1; }
+    if (m->tied && m->tied_param < 0 && !(m->tied_zero = be->alloc(be, V * h * sizeof(float)))) {
+        model_destroy(m);
+        return mp_fail(err, "executor: device memory: the tied-embedding buffer does not fit");
+    }
 
-    /* no pipeline: one chunk holds every layer, with embedding and loss */
-    ch->layers = m->layers;
-    ch->l0 = 0; ch->l1 = d->L;
-    ch->first = ch->last = 1;
-    for (int i = 0; i < MODEL_SLOTS; i++)
-        if (micro_batch_init(&m->slot[i], ch)) {
-            model_destroy(m);
-            return mp_fail(err, "executor: out of host memory");
-        }
+    /* micro-batch contexts: as many per chunk as the schedule keeps in flight */
+    for (int k = 0; k < vpp; k++) {
+        int n = chunk_contexts(m, k);
+        m->slot[k] = calloc((size_t)n, sizeof(MicroBatch));
+        if (!m->slot[k]) { model_destroy(m); return mp_fail(err, "executor: out of host memory"); }
+        m->nslots[k] = n;
+        for (int i = 0; i < n; i++)
+            if (micro_batch_init(&m->slot[k][i], &m->chunk[k])) {
+                model_destroy(m);
+                return mp_fail(err, "executor: out of host memory");
+            }
+    }
     /* every buffer of the step, before the first step (pool.h) */
-    for (int i = 0; i < MODEL_SLOTS; i++) chunk_reserve(ch, &m->slot[i]);
+    for (int k = 0; k < vpp; k++)
+        for (int i = 0; i < m->nslots[k]; i++) chunk_reserve(&m->chunk[k], &m->slot[k][i]);
     if (env->failed) {
         size_t bytes = env->failed_bytes;
         model_destroy(m);
@@ -196,20 +312,26 @@ void model_set_aux_loss_coeff(Model *m, float coeff) { m->env.aux_coeff = coeff 
 
 void model_set_routing_trace(Model *m, int32_t *trace, int force)
 {
-    for (int i = 0; i < MODEL_SLOTS; i++) {
-        m->slot[i].route.trace = trace;
-        m->slot[i].route.force = force;
-    }
+    for (int k = 0; k < m->vpp; k++)
+        for (int i = 0; i < m->nslots[k]; i++) {
+            m->slot[k][i].route.trace = trace;
+            m->slot[k][i].route.force = force;
+        }
 }
 
 long model_route_flips(const Model *m) { return m->env.route_flips; }
+
+void model_reduce_losses(Model *m, GroupKind g)
+{
+    Backend *be = m->be;
+    if (be->comms->size_of[g] > 1) be->all_reduce(be, m->env.loss_acc, 2, DT_F32, g);
+}
 
 int model_read_losses(Model *m, GroupKind reduce_over, double *token_loss_sum, double *aux_sum)
 {
     Backend *be = m->be;
     float h[2];
-    if (reduce_over != GROUP_KIND_COUNT && be->comms->size_of[reduce_over] > 1)
-        be->all_reduce(be, m->env.loss_acc, 2, DT_F32, reduce_over);
+    if (reduce_over != GROUP_KIND_COUNT) model_reduce_losses(m, reduce_over);
     be->download(be, h, m->env.loss_acc, sizeof h);
     be->zero(be, m->env.loss_acc, sizeof h);
     *token_loss_sum = h[0];
@@ -221,41 +343,87 @@ void model_destroy(Model *m)
 {
     if (!m) return;
     StepEnv *env = &m->env;
-    if (m->layers)
-        for (int i = 0; i < MODEL_SLOTS; i++) micro_batch_free(&m->slot[i], &m->chunk);
+    if (m->slot)
+        for (int k = 0; k < m->vpp; k++) {
+            for (int i = 0; m->slot[k] && i < m->nslots[k]; i++) micro_batch_free(&m->slot[k][i], &m->chunk[k]);
+            free(m->slot[k]);
+        }
     workspace_free(env, &env->fwd);
     workspace_free(env, &env->bwd);
     buf_free(env, &env->pos);
     if (env->loss_acc) m->be->release(m->be, env->loss_acc);
+    if (m->tied_zero) m->be->release(m->be, m->tied_zero);
     free(env->h_idx); free(env->h_kept); free(env->a2a); free(env->h_force); free(env->h_probs); free(env->h_tprob);
     params_free(&m->ps);
     free(m->layers);
+    free(m->chunk);
+    free(m->nslots);
+    free(m->slot);
     free(m);
 }
 
 /* ---- the step ------------------------------------------------------------ */
 
-int model_slots(const Model *m) { (void)m; return MODEL_SLOTS; }
+int model_slots(const Model *m) { return m->nslots[0]; }
+int model_chunk_slots(const Model *m, int chunk) { return m->nslots[chunk]; }
+
+void model_pipeline(const Model *m, int *pp, int *stage, int *vpp, int *micro_batches)
+{
+    *pp = m->pp;
+    *stage = m->stage;
+    *vpp = m->vpp;
+    *micro_batches = m->micro_batches;
+}
+
+static MicroBatch *context(Model *m, int chunk, int slot, MpError *err)
+{
+    if (chunk < 0 || chunk >= m->vpp) {
+        mp_fail(err, "executor: chunk %d: this rank has %d", chunk, m->vpp);
+        return NULL;
+    }
+    if (slot < 0 || slot >= m->nslots[chunk]) {
+        mp_fail(err, "executor: micro-batch slot %d: only %d in flight", slot, m->nslots[chunk]);
+        return NULL;
+    }
+    return &m->slot[chunk][slot];
+}
+
+int model_chunk_forward(Model *m, int chunk, int slot, const int32_t *tokens, const int32_t *targets,
+                        float dloss, MpError *err)
+{
+    MicroBatch *mb = context(m, chunk, slot, err);
+    if (!mb) return -1;
+    mb->h_tokens = tokens;
+    mb->h_targets = targets;
+    mb->dloss = dloss;
+    m->last_chunk = chunk;
+    m->last_slot = slot;
+    return chunk_forward(&m->chunk[chunk], mb, err);
+}
+
+int model_chunk_backward(Model *m, int chunk, int slot, MpError *err)
+{
+    MicroBatch *mb = context(m, chunk, slot, err);
+    if (!mb) return -1;
+    return chunk_backward(&m->chunk[chunk], mb, err);
+}
 
 int model_forward(Model *m, int slot, const int32_t *tokens, const int32_t *targets, float dloss,
                   MpError *err)
 {
-    if (slot < 0 || slot >= MODEL_SLOTS)
-        return mp_fail(err, "executor: micro-batch slot %d: only %d in flight", slot, MODEL_SLOTS);
-    MicroBatch *mb = &m->slot[slot];
-    mb->h_tokens = tokens;
-    mb->h_targets = targets;
-    mb->dloss = dloss;
-    m->last_slot = slot;
-    return chunk_forward(&m->chunk, mb, err);
+    return model_chunk_forward(m, 0, slot, tokens, targets, dloss, err);
 }
 
-int model_backward(Model *m, int slot, MpError *err)
+int model_backward(Model *m, int slot, MpError *err) { return model_chunk_backward(m, 0, slot, err); }
+
+void *model_boundary(Model *m, int chunk, int slot, ModelBoundary which)
 {
-    if (slot < 0 || slot >= MODEL_SLOTS)
-        return mp_fail(err, "executor: micro-batch slot %d: only %d in flight", slot, MODEL_SLOTS);
-    return chunk_backward(&m->chunk, &m->slot[slot], err);
+    MicroBatch *mb = &m->slot[chunk][slot];
+    const Chunk *c = &m->chunk[chunk];
+    return which == BOUNDARY_INPUT ? mb->xs[c->l0].p : which == BOUNDARY_OUTPUT ? mb->xs[c->l1].p : mb->dx.p;
 }
+
+size_t model_boundary_elems(const Model *m) { return (size_t)m->env.dim.T * (size_t)m->env.dim.h; }
 
 int model_forward_backward(Model *m, const int32_t *tokens, const int32_t *targets, float dloss,
                            double *loss_sum, MpError *err)
@@ -270,13 +438,33 @@ int model_forward_backward(Model *m, const int32_t *tokens, const int32_t *targe
 }
 
 void model_zero_grads(Model *m) { params_zero_grads(&m->ps); }
-void model_sync_grads(Model *m) { params_reduce_grads(&m->ps); }
+
+void model_sync_grads(Model *m)
+{
+    params_reduce_grads(&m->ps);
+    /* tied embeddings under a pipeline: the first stage's embedding and the
+     * last stage's output layer are one tensor; their gradients are summed
+     * over the pipeline group (the middle stages add zeros) */
+    if (m->tied) {
+        Backend *be = m->be;
+        size_t n = (size_t)m->env.dim.V * (size_t)m->env.dim.h;
+        float *g = m->tied_param >= 0 ? params_grad(&m->ps, m->tied_param) : m->tied_zero;
+        be->phase_begin(be, PHASE_GRAD_SYNC);
+        if (m->tied_zero) be->zero(be, m->tied_zero, n * sizeof(float));
+        be->all_reduce(be, g, n, DT_F32, GROUP_PP);
+        be->phase_end(be, PHASE_GRAD_SYNC);
+    }
+}
+
 void model_adam_step(Model *m, float lr, int t) { params_adam_step(&m->ps, lr, t); }
 
 int model_num_params(const Model *m) { return m->ps.count; }
 const ParamInfo *model_param(const Model *m, int i) { return &m->ps.params[i]; }
 size_t model_local_params(const Model *m) { return m->ps.arena[0].n + m->ps.arena[1].n; }
-int model_dropped_pairs(const Model *m) { return micro_batch_dropped(&m->slot[m->last_slot], &m->chunk); }
+int model_dropped_pairs(const Model *m)
+{
+    return micro_batch_dropped(&m->slot[m->last_chunk][m->last_slot], &m->chunk[m->last_chunk]);
+}
 
 void model_param_global_index(const Model *m, int p, size_t i, int *uid, size_t *flat)
 {

@@ -10,19 +10,23 @@
  * Mixtral), the all-to-all dispatcher (dispatcher.h), grouped SwiGLU expert
  * GEMMs, weighted un-permutation, plus the shared expert when Fsh > 0.
  *
- * Parallelism of part 1: DP, EP, ETP (and their folding).  TP, CP and PP
- * must be 1 (refused with a clear error): attention, norms, router, shared
+ * Parallelism: DP, EP, ETP (and their folding) and PP (1F1B or interleaved,
+ * driven by executor/train.c from core/schedule.h).  TP and CP must be 1
+ * (refused with a clear error): attention, norms, router, shared
  * expert, embedding and output layer are whole on every rank; routed experts
  * are split over EP (whole experts) and ETP (gate/up rows and down columns
  * of the FFN dimension).  Each parameter's shard and the groups its gradient
  * is summed over are in its ParamInfo (params.h).
  *
- * Structure (docs/executor-structure.md): the parameters (params.c), the
- * layers (layer.c: layer_forward / layer_backward), one chunk holding every
- * layer with the embedding and the loss (chunk.c: chunk_forward /
- * chunk_backward; no pipeline is the one-chunk case), and micro-batch
- * contexts (MicroBatch, layer.h) holding what a micro-batch keeps between
- * its forward and its backward: model_slots() of them (1 today).
+ * Structure (docs/executor-structure.md): the parameters (params.c: only
+ * those of this rank's stage), the layers (layer.c: layer_forward /
+ * layer_backward), the chunks of this rank (chunk.c: chunk_forward /
+ * chunk_backward): chunk c is virtual stage c*PP + stage and holds the
+ * layers core/layout.h gives it, the embedding on virtual stage 0 and the
+ * output layer and loss on the last; no pipeline is one chunk with all of
+ * them.  Each chunk has micro-batch contexts (MicroBatch, layer.h) holding
+ * what a micro-batch keeps between its forward and its backward: as many as
+ * the rank's schedule keeps in flight in that chunk (1 without a pipeline).
  */
 #ifndef MOEPLAN_EXECUTOR_MODEL_H
 #define MOEPLAN_EXECUTOR_MODEL_H
@@ -40,19 +44,44 @@ typedef struct Model Model;
 /* Tiny synthetic models for tests: "tiny-moe" (hidden 64, 4 heads / 2 KV
  * groups, head dim 16, 8 experts top-2, expert FFN 96, vocab 128, 2 layers),
  * "tiny-moe-gpu" (the same with head dim 64, as the GPU attention needs),
- * "tiny-moe-shared" (3 layers, the first dense with FFN 128, shared expert 64).
+ * "tiny-moe-shared" (3 layers, the first dense with FFN 128, shared expert 64),
+ * "tiny-moe-tied" (tiny-moe with the output layer tied to the embedding).
  * Returns -1 for an unknown name. */
 int model_spec_tiny(const char *name, ModelSpec *out);
 
 /* layers: run the first `layers` layers (0 = all).  micro_batch, seq and
- * capacity come from plan->train. */
+ * capacity come from plan->train; with pp > 1 also the global batch (the
+ * micro-batches m = GBS / (MBS * DP) the schedule runs; with vpp > 1 m
+ * must be a multiple of pp) and the layer split (plan_stage_layers). */
 int model_create(const Plan *plan, int layers, uint64_t seed, Backend *be, Model **out,
                  MpError *err);
 void model_destroy(Model *m);
 
-/* Micro-batch contexts the model holds (forward of a micro-batch fills one,
- * its backward reads it; today 1: each backward follows its forward). */
+/* Micro-batch contexts the model holds in chunk 0 (forward of a
+ * micro-batch fills one, its backward reads it; 1 without a pipeline). */
 int model_slots(const Model *m);
+int model_chunk_slots(const Model *m, int chunk);
+
+/* This rank's place in the pipeline: stages, its stage (index in the PP
+ * group), chunks per rank, micro-batches per step. */
+void model_pipeline(const Model *m, int *pp, int *stage, int *vpp, int *micro_batches);
+
+/* The forward / backward of chunk `chunk` for the micro-batch in context
+ * `slot` of that chunk.  tokens are read only on the first stage's chunk 0,
+ * targets only on the last stage's last chunk.  Other chunks take their
+ * input in model_boundary(INPUT) (the previous stage's output) and their
+ * output gradient in model_boundary(GRAD) before the call. */
+int model_chunk_forward(Model *m, int chunk, int slot, const int32_t *tokens, const int32_t *targets,
+                        float dloss, MpError *err);
+int model_chunk_backward(Model *m, int chunk, int slot, MpError *err);
+
+/* Device buffers (act [T, h]) at a chunk's boundaries, for the pipeline's
+ * sends and receives: INPUT the activations entering the chunk, OUTPUT
+ * those leaving it (after its forward), GRAD the gradient: d loss / d
+ * output before its backward, d loss / d input after it. */
+typedef enum { BOUNDARY_INPUT = 0, BOUNDARY_OUTPUT, BOUNDARY_GRAD } ModelBoundary;
+void *model_boundary(Model *m, int chunk, int slot, ModelBoundary which);
+size_t model_boundary_elems(const Model *m);   /* T * h */
 
 /* The forward of one micro-batch into context `slot` [0, model_slots()):
  * tokens, targets host [b*s] (read during the call); dloss as below.  The
@@ -73,6 +102,8 @@ int model_backward(Model *m, int slot, MpError *err);
 int model_forward_backward(Model *m, const int32_t *tokens, const int32_t *targets, float dloss,
                            double *loss_sum, MpError *err);
 
+/* Sums the device loss accumulators over group g (no read). */
+void model_reduce_losses(Model *m, GroupKind g);
 /* Reads (and zeroes) the device loss accumulators: the token-loss sum and
  * T * aux sum since the last read, summed over the group `reduce_over`
  * (GROUP_KIND_COUNT: this rank only).  One host synchronisation. */
@@ -93,7 +124,9 @@ long model_route_flips(const Model *m);
 
 void model_zero_grads(Model *m);
 /* sums every gradient over the groups of its ParamInfo.reduce_groups: dense
- * over DP*CP, experts over EDP, replicated (norms, router) also over TP */
+ * over DP*CP, experts over EDP, replicated (norms, router) also over TP;
+ * then, with tied embeddings under a pipeline, the embedding gradient of the
+ * first stage and the output layer's of the last over the PP group */
 void model_sync_grads(Model *m);
 /* one Adam step (t counts from 1) and refresh of the act weight copies */
 void model_adam_step(Model *m, float lr, int t);

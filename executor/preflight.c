@@ -1,6 +1,8 @@
 /* preflight.c: checks before launch (see preflight.h). */
 #include "executor/preflight.h"
 
+#include "core/schedule.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -31,19 +33,25 @@ int preflight_plan(Plan *p, const PlanRequested *req, PreflightNotes *notes, MpE
     const Mapping *m = &p->map;
     TrainConfig *t = &p->train;
     if (notes) notes->count = 0;
-    /* parallel dimensions: the step runs DP, EP and ETP */
+    /* parallel dimensions: the step runs DP, EP, ETP and PP */
     if (m->tp != 1)
         return mp_fail(err, "tp: %d: tensor parallelism is not implemented by the executor's step (tp must be 1)", m->tp);
     if (m->cp != 1)
         return mp_fail(err, "cp: %d: context parallelism is not implemented by the executor's step (cp must be 1)", m->cp);
-    if (m->pp != 1)
-        return mp_fail(err, "pp: %d: pipeline parallelism is not implemented by the executor's step (pp must be 1)", m->pp);
-    if (m->vpp != 1)
-        return mp_fail(err, "vpp: %d: virtual pipeline stages are not implemented by the executor's step (vpp must be 1)",
-                       m->vpp);
-    if (p->first_stage_layers || p->last_stage_layers)
-        return mp_fail(err, "%s: an uneven pipeline split is not implemented by the executor's step",
-                       p->first_stage_layers ? "first_stage_layers" : "last_stage_layers");
+    /* pipeline: 1F1B, or interleaved with vpp > 1 (Megatron-LM's constraint
+     * on the micro-batches m = gbs / (mbs * DP) of a pipeline) */
+    if (m->vpp > 1 && m->pp == 1)
+        return mp_fail(err, "vpp: %d: virtual pipeline stages need pp > 1", m->vpp);
+    if (m->pp > 1) {
+        int dp = m->dp > 0 ? m->dp : 1, mbs = t->micro_batch > 0 ? t->micro_batch : 1;
+        if (t->global_batch % (mbs * dp))
+            return mp_fail(err, "gbs: %d is not a multiple of mbs %d x DP %d", t->global_batch, mbs, dp);
+        int mb = t->global_batch / (mbs * dp);
+        if (m->vpp > 1 && mb % m->pp)
+            return mp_fail(err, "gbs: the interleaved schedule (vpp %d) needs the micro-batches per step (%d = gbs %d "
+                           "/ (mbs %d x DP %d)) to be a multiple of pp %d (Megatron-LM's constraint)",
+                           m->vpp, mb, t->global_batch, mbs, dp, m->pp);
+    }
     /* training configuration */
     if (t->precision != PRECISION_BF16)
         return mp_fail(err, "precision: fp8: FP8 GEMMs are not implemented by the executor's step (use bf16)");
@@ -173,6 +181,20 @@ void preflight_cpu_memory(const Plan *p, int layers, size_t data_ids, CpuMemoryE
     const ModelSpec *s = &p->model;
     const Mapping *m = &p->map;
     double L = layers > 0 && layers < s->num_layers ? layers : s->num_layers;
+    /* a pipeline: the largest stage's layers, with the activations of the
+     * micro-batch chunks stage 0 keeps in flight (core/schedule.h) */
+    double inflight = 1;
+    if (m->pp > 1) {
+        Plan q = *p;
+        q.model.num_layers = (int)L;
+        int most = 0, vpp = m->vpp > 0 ? m->vpp : 1;
+        for (int r = 0; r < m->pp; r++)
+            if (plan_stage_layers(&q, r) > most) most = plan_stage_layers(&q, r);
+        L = most;
+        int dp = m->dp > 0 ? m->dp : 1, mbs = p->train.micro_batch > 0 ? p->train.micro_batch : 1;
+        PipeSchedule sc = {m->pp, vpp, p->train.global_batch / (mbs * dp) > 0 ? p->train.global_batch / (mbs * dp) : 1};
+        inflight = (double)schedule_inflight(&sc, 0) / vpp;
+    }
     double Ld = s->num_dense_layers < L ? s->num_dense_layers : L, Lm = L - Ld;
     double h = s->hidden, n = s->num_heads, g = s->num_kv_groups, d = s->head_dim, V = s->vocab;
     double E = s->num_experts, k = s->top_k, F = s->dense_ffn, Fsh = s->shared_ffn;
@@ -190,7 +212,7 @@ void preflight_cpu_memory(const Plan *p, int layers, size_t data_ids, CpuMemoryE
     double attn = T * (h + 1 + qkvw + n * d + n + h + h + 1);
     double moe = T * E + 3 * T * k + rows + rows * h + rows * 3 * Fl + T * k * h + E + T * 3 * Fsh;
     double mlp = T * 3 * F;
-    double saved = L * attn + Lm * moe + Ld * mlp + (L + 1) * T * h;
+    double saved = inflight * (L * attn + Lm * moe + Ld * mlp + (L + 1) * T * h);
     /* temporaries shared by the layers, and the output layer */
     double big = rows * 2 * Fl > T * 2 * F ? rows * 2 * Fl : T * 2 * F;
     double temp = T * k * h + 3 * rows * h + 1.5 * big + 5 * T * h + T * qkvw + T * n * d + 2 * T * E + T * k +

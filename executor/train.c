@@ -3,6 +3,7 @@
 
 #include <signal.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -49,6 +50,20 @@ int trainer_create(const Plan *plan, const ExecOptions *opt, const ExecComms *co
         trainer_destroy(t);
         return -1;
     }
+    int pp, vpp, m;
+    model_pipeline(t->model, &pp, &t->stage, &vpp, &m);
+    t->sched = (PipeSchedule){pp, vpp, m};
+    for (int c = 0; c < vpp; c++)
+        if (model_chunk_slots(t->model, c) > t->most_slots) t->most_slots = model_chunk_slots(t->model, c);
+    t->slot_of = malloc(sizeof(int) * (size_t)vpp * m);
+    t->free_slot = malloc(sizeof(int) * (size_t)vpp * t->most_slots);
+    t->nfree = malloc(sizeof(int) * (size_t)vpp);
+    t->executed = malloc(sizeof(PipeOp) * (size_t)schedule_num_ops(&t->sched));
+    t->op_time = malloc(2 * sizeof(double) * (size_t)schedule_num_ops(&t->sched));
+    if (!t->slot_of || !t->free_slot || !t->nfree || !t->executed || !t->op_time) {
+        trainer_destroy(t);
+        return mp_fail(err, "executor: out of host memory");
+    }
     t->aux_coeff = (float)exec_aux_loss_coeff(opt);
     model_set_aux_loss_coeff(t->model, t->aux_coeff);
     if (!opt->data_path && opt->random_tokens) t->data.random = 1;
@@ -68,39 +83,135 @@ void trainer_destroy(Trainer *t)
     if (t->loss_dev) t->be->release(t->be, t->loss_dev);
     if (t->be) t->be->destroy(t->be);
     free(t->in); free(t->tg);
+    free(t->slot_of); free(t->free_slot); free(t->nfree); free(t->executed); free(t->op_time);
     free(t);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* host tokens and targets of micro-batch mb of this step (and its routing
+ * trace, tests) */
+static void load_micro_batch(Trainer *t, int mb)
+{
+    int s = t->s, b = t->b;
+    if (t->trace) {
+        /* global micro-batch index: the same sequences under every mapping */
+        size_t g = (size_t)mb * t->dp + (size_t)t->dp_rank;
+        model_set_routing_trace(t->model, t->trace + g * t->trace_per_mb, t->trace_force);
+    }
+    for (int j = 0; j < b; j++) {
+        uint64_t idx = (uint64_t)t->step * (uint64_t)t->B +
+                       (uint64_t)mb * (uint64_t)(t->dp * b) + (uint64_t)(t->dp_rank * b + j);
+        data_sequence(&t->data, idx, t->in + (size_t)j * s, t->tg + (size_t)j * s);
+    }
+}
+
+static P2POp transfer(Trainer *t, bool send, int peer, int chunk, int slot, ModelBoundary which)
+{
+    return (P2POp){send, peer, model_boundary(t->model, chunk, slot, which), model_boundary_elems(t->model)};
+}
+
+/* The pipeline's transfers at boundary i of the rank's operation list
+ * (0 <= i <= N), when schedule_p2p_boundary says so: the sends of the
+ * operations since the previous exchange (forward: the chunk's output to
+ * the next virtual stage; backward: d loss / d input to the previous one)
+ * and the receives of the operations up to the next exchange, one batch
+ * (Backend.p2p).  Every rank's exchanges follow its schedule, so the
+ * neighbours' batches pair up as Megatron-LM's do, and all ranks of a stage
+ * (the members of its EP and DP groups) issue their P2P batches and their
+ * all-to-alls in the same order.  Takes a context for each forward up to
+ * the next exchange (slot_of). */
+static int exchange(Trainer *t, int i, int *prev_cut, MpError *err)
+{
+    const PipeSchedule *sc = &t->sched;
+    int pp = sc->pp, N = schedule_num_ops(sc), last_vs = pp * sc->vpp - 1, next = i + 1;
+    while (next < N && !schedule_p2p_boundary(sc, t->stage, next)) next++;
+    P2POp ops[BACKEND_P2P_MAX];
+    int n = 0;
+    for (int k = *prev_cut; k < i; k++) {
+        PipeOp op = t->executed[k];
+        int vs = op.chunk * pp + t->stage, *so = &t->slot_of[op.chunk * sc->m + op.microbatch];
+        if (op.forward && vs < last_vs) ops[n++] = transfer(t, true, (t->stage + 1) % pp, op.chunk, *so, BOUNDARY_OUTPUT);
+        if (!op.forward) {
+            if (vs > 0) ops[n++] = transfer(t, true, (t->stage + pp - 1) % pp, op.chunk, *so, BOUNDARY_GRAD);
+            /* the context is free: only its GRAD buffer is still read (by
+             * this send), and a forward that takes it at once receives into
+             * its INPUT buffer */
+            t->free_slot[op.chunk * t->most_slots + t->nfree[op.chunk]++] = *so;
+            *so = -1;
+        }
+    }
+    for (int k = i; k < next && k < N; k++) {
+        PipeOp op = schedule_op(sc, t->stage, k);
+        int vs = op.chunk * pp + t->stage, *so = &t->slot_of[op.chunk * sc->m + op.microbatch];
+        if (op.forward) {
+            if (t->nfree[op.chunk] == 0)
+                return mp_fail(err, "executor: chunk %d has no free micro-batch context (schedule)", op.chunk);
+            *so = t->free_slot[op.chunk * t->most_slots + --t->nfree[op.chunk]];
+            if (vs > 0) ops[n++] = transfer(t, false, (t->stage + pp - 1) % pp, op.chunk, *so, BOUNDARY_INPUT);
+        } else if (vs < last_vs) {
+            ops[n++] = transfer(t, false, (t->stage + 1) % pp, op.chunk, *so, BOUNDARY_GRAD);
+        }
+    }
+    if (n) {
+        t->be->phase_begin(t->be, PHASE_PIPELINE);
+        t->be->p2p(t->be, ops, n, DT_ACT, GROUP_PP);
+        t->be->phase_end(t->be, PHASE_PIPELINE);
+    }
+    *prev_cut = i;
+    return 0;
 }
 
 int trainer_step(Trainer *t, bool apply_optimizer, double *loss, MpError *err)
 {
-    int s = t->s, b = t->b;
-    double tokens = (double)t->B * s;
+    const PipeSchedule *sc = &t->sched;
+    double tokens = (double)t->B * t->s;
+    int N = schedule_num_ops(sc), last_vs = sc->pp * sc->vpp - 1;
     t->be->in_step(t->be, true);
     model_zero_grads(t->model);
-    for (int mb = 0; mb < t->micro_batches; mb++) {
-        if (t->trace) {
-            /* global micro-batch index: the same sequences under every mapping */
-            size_t g = (size_t)mb * t->dp + (size_t)t->dp_rank;
-            model_set_routing_trace(t->model, t->trace + g * t->trace_per_mb, t->trace_force);
+    for (int c = 0; c < sc->vpp; c++) {
+        t->nfree[c] = model_chunk_slots(t->model, c);
+        for (int k = 0; k < t->nfree[c]; k++) t->free_slot[c * t->most_slots + k] = t->nfree[c] - 1 - k;
+    }
+    for (int k = 0; k < sc->vpp * sc->m; k++) t->slot_of[k] = -1;
+    t->num_executed = 0;
+    double t0 = now_s();
+    for (int i = 0, cut = 0; i <= N; i++) {
+        if (schedule_p2p_boundary(sc, t->stage, i) && exchange(t, i, &cut, err)) {
+            t->be->in_step(t->be, false);
+            return -1;
         }
-        for (int j = 0; j < b; j++) {
-            uint64_t idx = (uint64_t)t->step * (uint64_t)t->B +
-                           (uint64_t)mb * (uint64_t)(t->dp * b) + (uint64_t)(t->dp_rank * b + j);
-            data_sequence(&t->data, idx, t->in + (size_t)j * s, t->tg + (size_t)j * s);
+        if (i == N) break;
+        PipeOp op = schedule_op(sc, t->stage, i);
+        int vs = op.chunk * sc->pp + t->stage, rc;
+        int slot = t->slot_of[op.chunk * sc->m + op.microbatch];
+        t->op_time[2 * i] = now_s() - t0;
+        if (op.forward) {
+            if (vs == 0 || vs == last_vs || t->trace) load_micro_batch(t, op.microbatch);
+            rc = model_chunk_forward(t->model, op.chunk, slot, t->in, t->tg, (float)(1.0 / tokens), err);
+        } else {
+            rc = model_chunk_backward(t->model, op.chunk, slot, err);
         }
-        /* the no-pipeline schedule: each micro-batch's backward follows its
-         * forward, so one context (slot 0) is in flight */
-        if (model_forward(t->model, 0, t->in, t->tg, (float)(1.0 / tokens), err) ||
-            model_backward(t->model, 0, err)) {
+        t->op_time[2 * i + 1] = now_s() - t0;
+        t->executed[t->num_executed++] = op;
+        if (rc) {
             t->be->in_step(t->be, false);
             return -1;
         }
     }
     model_sync_grads(t->model);
     if (apply_optimizer) model_adam_step(t->model, t->lr, t->step + 1);
-    /* mean loss over the global batch: the device sums over the data-parallel
-     * ranks, read once per step (the step's one loss synchronisation) */
+    /* mean loss over the global batch: the device sums over the pipeline
+     * (the last stage's token losses, every stage's aux losses) and the
+     * data-parallel ranks, read once per step (the step's one loss
+     * synchronisation) */
     double ce, aux;
+    if (sc->pp > 1) model_reduce_losses(t->model, GROUP_PP);
     int rc = model_read_losses(t->model, t->dp > 1 ? GROUP_DP_CP : GROUP_KIND_COUNT, &ce, &aux);
     t->be->in_step(t->be, false);
     if (rc || t->be->status(t->be, err)) return -1;
@@ -190,9 +301,18 @@ int exec_train(const Plan *plan, const ExecOptions *opt, const ExecComms *comms,
     stats->median.grad_sync = med[1 + PHASE_GRAD_SYNC];
     stats->median.optimizer = med[1 + PHASE_OPTIMIZER];
     stats->median.other = med[1 + PHASE_OTHER];
+    stats->median.pipeline = med[1 + PHASE_PIPELINE];
     stats->peak_memory_bytes = t->be->peak_memory(t->be);
     stats->step_device_allocs = t->be->step_allocs(t->be);
     stats->tokens_per_step = (double)plan->train.global_batch * plan->train.seq_len;
+    stats->stage = t->stage;
+    stats->ops = malloc(sizeof(ExecOpTime) * (size_t)(t->num_executed > 0 ? t->num_executed : 1));
+    if (stats->ops) {
+        stats->num_ops = t->num_executed;
+        for (int i = 0; i < t->num_executed; i++)
+            stats->ops[i] = (ExecOpTime){t->executed[i].forward, t->executed[i].chunk, t->executed[i].microbatch,
+                                         t->op_time[2 * i], t->op_time[2 * i + 1]};
+    }
     trainer_destroy(t);
     return 0;
 }

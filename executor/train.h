@@ -9,6 +9,7 @@
 #include "executor/data.h"
 #include "executor/executor.h"
 #include "executor/model.h"
+#include "core/schedule.h"
 
 typedef struct {
     Backend *be;
@@ -26,13 +27,26 @@ typedef struct {
     int32_t *trace;         /* routing trace [B/b][L][b*s*k] (tests), or NULL */
     int trace_force;
     size_t trace_per_mb;    /* L * b * s * k */
+    /* the pipeline schedule of this rank (core/schedule.h): with pp = 1 it
+     * is forward, backward of each micro-batch in turn */
+    PipeSchedule sched;
+    int stage;              /* this rank's pipeline stage (index in the PP group) */
+    int *slot_of;           /* [vpp * m] context of (chunk, micro-batch) in flight, -1 */
+    int *free_slot;         /* [vpp * most] free contexts of each chunk (a stack) */
+    int *nfree;             /* [vpp] */
+    int most_slots;
+    PipeOp *executed;       /* [2 m vpp] the operations of the last step, in the order run */
+    int num_executed;
+    double *op_time;        /* [2 m vpp][2] their host start and end, seconds from the step's start */
 } Trainer;
 
 int trainer_create(const Plan *plan, const ExecOptions *opt, const ExecComms *comms,
                    Trainer **out, MpError *err);
-/* zero gradients, forward and backward of every micro-batch, gradient sync,
- * and (apply_optimizer) one Adam step.  *loss: mean token loss of the global
- * batch (the same on every rank). */
+/* zero gradients, forward and backward of every micro-batch in the order of
+ * core/schedule.h (1F1B, or interleaved with vpp > 1) with the pipeline's
+ * sends and receives, gradient sync, and (apply_optimizer) one Adam step.
+ * *loss: mean token loss of the global batch (the same on every rank: the
+ * last stage's losses are summed over the PP group). */
 int trainer_step(Trainer *t, bool apply_optimizer, double *loss, MpError *err);
 void trainer_destroy(Trainer *t);
 

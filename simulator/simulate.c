@@ -628,5 +628,20 @@ int simulate_step(const Plan *plan, const Calibration *cal, const SimOptions *op
         free(ev); free(pr2); free(sl); free(names);
         if (rc) return -1;
     }
+    /* ---- the operations of one rank (execute prints them beside its own) ---- */
+    if (opt && opt->events && opt->max_events > 0) {
+        PipeEvent *ev = malloc(sizeof *ev * (size_t)opt->max_events);
+        PipeResult *pr2 = malloc(sizeof *pr2);
+        int nev = 0, r = opt->events_rank >= 0 && opt->events_rank < pp ? opt->events_rank : 0;
+        if (!ev || !pr2) { free(ev); free(pr2); return mp_fail(err, "events: out of memory"); }
+        if (pipeline_simulate(pp, v, m, fwd, bwd, p2p, blocking, pr2, r, ev, opt->max_events, &nev, err)) {
+            free(ev); free(pr2);
+            return -1;
+        }
+        for (int i = 0; i < nev; i++)
+            opt->events[i] = (SimOpEvent){ev[i].start, ev[i].end, ev[i].mb, ev[i].chunk, ev[i].fwd};
+        if (opt->num_events) *opt->num_events = nev;
+        free(ev); free(pr2);
+    }
     return 0;
 }

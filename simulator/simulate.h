@@ -47,8 +47,21 @@ typedef struct {
     int critical_stage;         /* pipeline rank the breakdown describes (the one with the most work) */
 } SimResult;
 
+/* One simulated forward or backward of a pipeline rank (seconds from the
+ * step's start). */
+typedef struct {
+    double start, end;
+    int microbatch, chunk;
+    bool forward;
+} SimOpEvent;
+
 typedef struct {
     const char *timeline_path;  /* non-NULL: write a Chrome trace of one stage */
+    /* events non-NULL: the simulated operations of pipeline rank events_rank,
+     * in its order (up to max_events; *num_events gets the count) */
+    SimOpEvent *events;
+    int events_rank, max_events;
+    int *num_events;
 } SimOptions;
 
 /* Predicts one step. Returns -1 only for plans that are invalid (err set); a

@@ -129,6 +129,35 @@ static void write_file(const char *path, const void *data, size_t n) {
     fclose(f);
 }
 
+/* A PP2 run on the CPU backend: the phase table has the pipeline row, and
+ * stage 0's forwards and backwards (m = gbs 4 / (mbs 1 x DP 1) = 4: 8
+ * operations, 1F1B: F0 F1 B0 F2 B1 F3 B2 B3) are printed beside the
+ * simulator's, in the same order. */
+static void test_cpu_pipeline_run(void **state) {
+    (void)state;
+    char out[1 << 14];
+    int rc = run("execute --model tests/data/exec-tiny-moe.json --backend cpu --gpus 2 --pp 2 --seq 32 --gbs 4 "
+                 "--steps 2 --warmup 1", out, sizeof out);
+    if (rc) fail_msg("exit %d: %s", rc, out);
+    assert_non_null(strstr(out, "pipeline P2P + bubble"));
+    const char *t = strstr(out, "pipeline stage 0, last step");
+    assert_non_null(t);
+    static const char *const want[] = {"F c0 mb0", "F c0 mb1", "B c0 mb0", "F c0 mb2",
+                                       "B c0 mb1", "F c0 mb3", "B c0 mb2", "B c0 mb3"};
+    const char *line = strstr(t, "  F c0 mb0");
+    assert_non_null(line);
+    for (int i = 0; i < 8; i++) {
+        line += 2;
+        if (strncmp(line, want[i], 8)) fail_msg("operation %d: '%.40s', want %s", i, line, want[i]);
+        const char *bar = strstr(line, "| ");
+        assert_non_null(bar);
+        if (strncmp(bar + 2, want[i], 8)) fail_msg("simulated operation %d: '%.20s', want %s", i, bar + 2, want[i]);
+        line = strchr(line, '\n');
+        assert_non_null(line);
+        line++;
+    }
+}
+
 static void test_refuses_unimplemented_fields(void **state) {
     (void)state;
     static const char *const cases[][2] = {
@@ -145,8 +174,8 @@ static void test_refuses_unimplemented_fields(void **state) {
         {"--dispatcher allgather", "dispatcher: allgather: only the alltoall dispatcher is implemented"},
         {"--gpus 2 --tp 2", "tp: 2: tensor parallelism is not implemented"},
         {"--gpus 2 --cp 2", "cp: 2: context parallelism is not implemented"},
-        {"--gpus 2 --pp 2", "pp: 2: pipeline parallelism is not implemented"},
-        {"--gpus 2 --pp 2 --vpp 2 --model models/mixtral-8x7b.json", "pp: 2: pipeline parallelism"},
+        {"--gpus 2 --pp 2 --vpp 2 --gbs 3 --model models/mixtral-8x7b.json",
+         "gbs: the interleaved schedule (vpp 2) needs the micro-batches per step (3 = gbs 3 / (mbs 1 x DP 1)) to be a multiple of pp 2"},
     };
     char args[512];
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
@@ -412,6 +441,7 @@ int main(void) {
         cmocka_unit_test(test_lr_zero_keeps_weights),
         cmocka_unit_test(test_inputs_checked_before_launch),
         cmocka_unit_test(test_no_gpu_says_use_cpu),
+        cmocka_unit_test(test_cpu_pipeline_run),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

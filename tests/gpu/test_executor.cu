@@ -357,6 +357,7 @@ static int throughput(int layers, int steps, int warmup, int gbs, int ep, int mb
                st.loss_first, st.loss_last, st.peak_memory_bytes / (1 << 30), st.step_device_allocs);
     }
     free(st.losses);
+    free(st.ops);
     if (g_nproc > 1) comms_free(&gc);
     return 0;
 }

@@ -333,6 +333,7 @@ static void test_loss_falls(void **state)
     assert_true(st.losses[0] > 4.5);   /* ln 128 = 4.85 at the start */
     assert_true(last < 0.5);           /* the map x -> 5x+3 mod 128 is learnt */
     free(st.losses);
+    free(st.ops);
 }
 
 int main(int argc, char **argv)
