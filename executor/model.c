@@ -54,7 +54,8 @@ static int check_supported(const Plan *plan, MpError *err)
 {
     const ModelSpec *s = &plan->model;
     const Mapping *mp = &plan->map;
-    if (mp->tp != 1) return mp_fail(err, "tp: %d: the executor's step supports tp = 1 only (part 1)", mp->tp);
+    int tp = mp->tp, T = plan->train.micro_batch * plan->train.seq_len;
+    if (tp < 1) return mp_fail(err, "tp: %d: must be at least 1", tp);
     if (mp->cp != 1) return mp_fail(err, "cp: %d: context parallelism is not implemented in the executor (part 1)", mp->cp);
     if (mp->pp != 1) return mp_fail(err, "pp: %d: pipeline parallelism is not implemented in the executor (part 1)", mp->pp);
     if (s->mla) return mp_fail(err, "model: %s: multi-head latent attention is not implemented in the executor", s->name);
@@ -68,6 +69,15 @@ static int check_supported(const Plan *plan, MpError *err)
     if (s->num_experts % mp->ep) return mp_fail(err, "ep: %d does not divide num_experts %d", mp->ep, s->num_experts);
     if (s->expert_ffn % mp->etp) return mp_fail(err, "etp: %d does not divide expert_ffn %d", mp->etp, s->expert_ffn);
     if (plan->train.seq_len <= 0 || plan->train.micro_batch <= 0) return mp_fail(err, "seq: sequence length and micro-batch must be positive");
+    /* tensor parallelism: Megatron's splits (heads, KV groups or their
+     * replicas, vocabulary, FFN columns, sequence-parallel tokens) */
+    if (s->num_heads % tp) return mp_fail(err, "tp: %d does not divide num_heads %d", tp, s->num_heads);
+    if (s->num_kv_groups % tp && tp % s->num_kv_groups)
+        return mp_fail(err, "tp: %d: num_kv_groups %d must be a multiple or a divisor of tp (KV groups are split or replicated)", tp, s->num_kv_groups);
+    if (s->vocab % tp) return mp_fail(err, "tp: %d does not divide vocab %d (vocabulary-parallel embedding and loss)", tp, s->vocab);
+    if (T % tp) return mp_fail(err, "tp: %d does not divide the micro-batch's %d tokens (sequence parallelism)", tp, T);
+    if (s->dense_ffn % tp) return mp_fail(err, "tp: %d does not divide dense_ffn %d", tp, s->dense_ffn);
+    if (s->shared_ffn % tp) return mp_fail(err, "tp: %d does not divide shared_ffn %d", tp, s->shared_ffn);
     return 0;
 }
 
@@ -79,15 +89,36 @@ static int add(Model *m, const char *name, int uid, ParamKind kind, ParamShard s
     return i;
 }
 
+/* tensor-parallel shards (nothing to describe with tp 1: local = full) */
+static void split_rows(Model *m, int p, int rows, int lrows, int row0, int cols)
+{
+    if (p < 0 || m->env.dim.tp == 1) return;
+    params_set_split(&m->ps, p, 1, &rows, &lrows, &row0, cols, cols, 0);
+}
+static void split_cols(Model *m, int p, int rows, int cols, int lcols, int col0)
+{
+    if (p < 0 || m->env.dim.tp == 1) return;
+    params_set_split(&m->ps, p, 1, &rows, &rows, (int[]){0}, cols, lcols, col0);
+}
+/* [gate F | up F] x h: each half split over TP */
+static void split_gate_up(Model *m, int p, int F, int Fl, int tp_rank, int h)
+{
+    if (p < 0 || m->env.dim.tp == 1) return;
+    int full[2] = {F, F}, loc[2] = {Fl, Fl}, first[2] = {tp_rank * Fl, tp_rank * Fl};
+    params_set_split(&m->ps, p, 2, full, loc, first, h, h, 0);
+}
+
 int model_create(const Plan *plan, int layers, uint64_t seed, Backend *be, Model **out,
                  MpError *err)
 {
     if (check_supported(plan, err)) return -1;
     const ModelSpec *s = &plan->model;
     const ExecComms *c = be->comms;
-    if (c->size_of[GROUP_EP] != plan->map.ep || c->size_of[GROUP_ETP] != plan->map.etp)
-        return mp_fail(err, "comms: group sizes (ep %d, etp %d) differ from the plan's (ep %d, etp %d)",
-                       c->size_of[GROUP_EP], c->size_of[GROUP_ETP], plan->map.ep, plan->map.etp);
+    if (c->size_of[GROUP_EP] != plan->map.ep || c->size_of[GROUP_ETP] != plan->map.etp ||
+        c->size_of[GROUP_TP] != plan->map.tp)
+        return mp_fail(err, "comms: group sizes (tp %d, ep %d, etp %d) differ from the plan's (tp %d, ep %d, etp %d)",
+                       c->size_of[GROUP_TP], c->size_of[GROUP_EP], c->size_of[GROUP_ETP], plan->map.tp,
+                       plan->map.ep, plan->map.etp);
     Model *m = calloc(1, sizeof *m);
     if (!m) return mp_fail(err, "executor: out of host memory");
     m->spec = *s; m->be = be;
@@ -105,6 +136,15 @@ int model_create(const Plan *plan, int layers, uint64_t seed, Backend *be, Model
     d->dense_ffn = s->dense_ffn; d->shared_ffn = s->shared_ffn;
     d->cf = plan->train.capacity_factor;
     int ep_rank = c->rank_in[GROUP_EP], tp = plan->map.tp, tp_rank = c->rank_in[GROUP_TP];
+    d->tp = tp; d->tp_rank = tp_rank; d->Ts = d->T / tp;
+    d->nl = d->n / tp;
+    /* KV groups: split when tp divides them, else each rank holds the one
+     * group its query heads use (replicated over tp / g ranks) */
+    d->gl = d->g >= tp ? d->g / tp : 1;
+    d->kvg0 = d->g >= tp ? tp_rank * d->gl : tp_rank / (tp / d->g);
+    d->qkvwl = (d->nl + 2 * d->gl) * d->d;
+    d->Vl = d->V / tp; d->v0 = tp_rank * d->Vl;
+    d->dffl = d->dense_ffn / tp; d->sffl = d->shared_ffn / tp;
     params_init(&m->ps, be, seed, d->h, d->Fe, d->Fl, ep_rank * d->El, d->etp_rank * d->Fl);
 
     size_t h = (size_t)d->h, V = (size_t)d->V;
@@ -112,10 +152,14 @@ int model_create(const Plan *plan, int layers, uint64_t seed, Backend *be, Model
     char nm[40];
     Chunk *ch = &m->chunk;
     ch->env = env;
-    ch->emb = add(m, "embedding", 0, PARAM_PLAIN, SHARD_VOCAB, tp, tp_rank, V * h, a, 0);
+    size_t Vl = (size_t)d->Vl;
+    ch->emb = add(m, "embedding", 0, PARAM_PLAIN, SHARD_VOCAB, tp, tp_rank, Vl * h, a, 0);
+    split_rows(m, ch->emb, d->V, d->Vl, d->v0, d->h);
     ch->final_norm = add(m, "final_norm", 1, PARAM_PLAIN, SHARD_REPLICATED, 1, 0, h, 0, 1);
     ch->out = s->tied_embeddings ? ch->emb
-                                 : add(m, "output", 2, PARAM_PLAIN, SHARD_VOCAB, tp, tp_rank, V * h, a, 0);
+                                 : add(m, "output", 2, PARAM_PLAIN, SHARD_VOCAB, tp, tp_rank, Vl * h, a, 0);
+    if (!s->tied_embeddings) split_rows(m, ch->out, d->V, d->Vl, d->v0, d->h);
+    (void)V;
     m->layers = calloc((size_t)d->L, sizeof(Layer));
     if (!m->layers) { model_destroy(m); return mp_fail(err, "executor: out of host memory"); }
     for (int l = 0; l < d->L; l++) {
@@ -128,9 +172,16 @@ int model_create(const Plan *plan, int layers, uint64_t seed, Backend *be, Model
 #define NAME(x) (snprintf(nm, sizeof nm, "layer%d.%s", l, x), nm)
         y->attn_norm = add(m, NAME("attn_norm"), u + 0, PARAM_PLAIN, SHARD_REPLICATED, 1, 0, h, 0, 1);
         y->wqkv = add(m, NAME("wqkv"), u + 1, PARAM_PLAIN, SHARD_COLUMN, tp, tp_rank,
-                      (size_t)d->qkvw * h, a, 0);
+                      (size_t)d->qkvwl * h, a, 0);
+        if (tp > 1 && y->wqkv >= 0) {   /* [q heads | k groups | v groups] x h, each section split */
+            int full[3] = {d->n * d->d, d->g * d->d, d->g * d->d};
+            int loc[3] = {d->nl * d->d, d->gl * d->d, d->gl * d->d};
+            int first[3] = {tp_rank * d->nl * d->d, d->kvg0 * d->d, d->kvg0 * d->d};
+            params_set_split(&m->ps, y->wqkv, 3, full, loc, first, d->h, d->h, 0);
+        }
         y->wo = add(m, NAME("wo"), u + 2, PARAM_PLAIN, SHARD_ROW, tp, tp_rank,
-                    h * (size_t)(d->n * d->d), a, 0);
+                    h * (size_t)(d->nl * d->d), a, 0);
+        split_cols(m, y->wo, d->h, d->n * d->d, d->nl * d->d, tp_rank * d->nl * d->d);
         y->mlp_norm = add(m, NAME("mlp_norm"), u + 3, PARAM_PLAIN, SHARD_REPLICATED, 1, 0, h, 0, 1);
         if (y->moe) {
             y->router = add(m, NAME("router"), u + 4, PARAM_PLAIN, SHARD_REPLICATED, 1, 0,
@@ -141,15 +192,19 @@ int model_create(const Plan *plan, int layers, uint64_t seed, Backend *be, Model
                         d->etp_rank, (size_t)d->El * h * d->Fl, a, 0);
             if (s->shared_ffn > 0) {
                 y->sh13 = add(m, NAME("shared.w13"), u + 8, PARAM_PLAIN, SHARD_COLUMN, tp, tp_rank,
-                              2 * (size_t)s->shared_ffn * h, a, 0);
+                              2 * (size_t)d->sffl * h, a, 0);
+                split_gate_up(m, y->sh13, s->shared_ffn, d->sffl, tp_rank, d->h);
                 y->sh2 = add(m, NAME("shared.w2"), u + 9, PARAM_PLAIN, SHARD_ROW, tp, tp_rank,
-                             h * (size_t)s->shared_ffn, a, 0);
+                             h * (size_t)d->sffl, a, 0);
+                split_cols(m, y->sh2, d->h, s->shared_ffn, d->sffl, tp_rank * d->sffl);
             }
         } else {
             y->d13 = add(m, NAME("mlp.w13"), u + 10, PARAM_PLAIN, SHARD_COLUMN, tp, tp_rank,
-                         2 * (size_t)s->dense_ffn * h, a, 0);
+                         2 * (size_t)d->dffl * h, a, 0);
+            split_gate_up(m, y->d13, s->dense_ffn, d->dffl, tp_rank, d->h);
             y->d2 = add(m, NAME("mlp.w2"), u + 11, PARAM_PLAIN, SHARD_ROW, tp, tp_rank,
-                        h * (size_t)s->dense_ffn, a, 0);
+                        h * (size_t)d->dffl, a, 0);
+            split_cols(m, y->d2, d->h, s->dense_ffn, d->dffl, tp_rank * d->dffl);
         }
 #undef NAME
     }
@@ -180,7 +235,8 @@ int model_create(const Plan *plan, int layers, uint64_t seed, Backend *be, Model
     env->h_idx = malloc(sizeof(int32_t) * (size_t)d->T * d->k);
     env->h_kept = calloc((size_t)d->E, sizeof(int32_t));
     env->a2a = malloc(sizeof(size_t) * 4 * (size_t)d->ep);
-    if (!pos || !pos_dev || !env->loss_acc || !env->h_idx || !env->h_kept || !env->a2a) {
+    env->h_ids = malloc(sizeof(int32_t) * (size_t)d->T);
+    if (!pos || !pos_dev || !env->loss_acc || !env->h_idx || !env->h_kept || !env->a2a || !env->h_ids) {
         free(pos);
         model_destroy(m);
         return mp_fail(err, "executor: out of memory");
@@ -210,6 +266,8 @@ int model_read_losses(Model *m, GroupKind reduce_over, double *token_loss_sum, d
     float h[2];
     if (reduce_over != GROUP_KIND_COUNT && be->comms->size_of[reduce_over] > 1)
         be->all_reduce(be, m->env.loss_acc, 2, DT_F32, reduce_over);
+    /* sequence parallelism: each TP rank holds the losses of its shard */
+    if (m->env.dim.tp > 1) be->all_reduce(be, m->env.loss_acc, 2, DT_F32, GROUP_TP);
     be->download(be, h, m->env.loss_acc, sizeof h);
     be->zero(be, m->env.loss_acc, sizeof h);
     *token_loss_sum = h[0];
@@ -228,6 +286,7 @@ void model_destroy(Model *m)
     buf_free(env, &env->pos);
     if (env->loss_acc) m->be->release(m->be, env->loss_acc);
     free(env->h_idx); free(env->h_kept); free(env->a2a); free(env->h_force); free(env->h_probs); free(env->h_tprob);
+    free(env->h_ids);
     params_free(&m->ps);
     free(m->layers);
     free(m);
@@ -270,7 +329,11 @@ int model_forward_backward(Model *m, const int32_t *tokens, const int32_t *targe
 }
 
 void model_zero_grads(Model *m) { params_zero_grads(&m->ps); }
-void model_sync_grads(Model *m) { params_reduce_grads(&m->ps); }
+void model_sync_grads(Model *m)
+{
+    for (int l = 0; l < m->env.dim.L; l++) layer_sync_replicated_kv(&m->layers[l]);
+    params_reduce_grads(&m->ps);
+}
 void model_adam_step(Model *m, float lr, int t) { params_adam_step(&m->ps, lr, t); }
 
 int model_num_params(const Model *m) { return m->ps.count; }

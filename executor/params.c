@@ -53,6 +53,31 @@ int params_add(ParamStore *ps, const char *name, int uid, ParamKind kind, ParamS
     return ps->count++;
 }
 
+void params_set_split(ParamStore *ps, int p, int nsec, const int *rows, const int *lrows,
+                      const int *row0, int cols, int lcols, int col0)
+{
+    ParamInfo *q = &ps->params[p];
+    q->nsec = nsec;
+    for (int s = 0; s < nsec && s < 3; s++) {
+        q->sec_rows[s] = rows[s]; q->sec_lrows[s] = lrows[s]; q->sec_row0[s] = row0[s];
+    }
+    q->cols = cols; q->lcols = lcols; q->col0 = col0;
+}
+
+/* local element i of a split PARAM_PLAIN tensor -> flat index in the full one */
+static size_t split_flat(const ParamInfo *p, size_t i)
+{
+    size_t lr = i / (size_t)p->lcols, c = (size_t)p->col0 + i % (size_t)p->lcols;
+    size_t full0 = 0, local0 = 0;
+    for (int s = 0; s < p->nsec; s++) {
+        if (lr < local0 + (size_t)p->sec_lrows[s])
+            return (full0 + (size_t)p->sec_row0[s] + (lr - local0)) * (size_t)p->cols + c;
+        full0 += (size_t)p->sec_rows[s];
+        local0 += (size_t)p->sec_lrows[s];
+    }
+    return i;   /* not reached for a consistent description */
+}
+
 void params_global_index(const ParamStore *ps, int pi, size_t i, int *uid, size_t *flat)
 {
     const ParamInfo *p = &ps->params[pi];
@@ -71,7 +96,7 @@ void params_global_index(const ParamStore *ps, int pi, size_t i, int *uid, size_
         *flat = (e * h + r) * Fe + (size_t)ps->f0 + c;
     } else {
         *uid = p->uid;
-        *flat = i;
+        *flat = p->nsec ? split_flat(p, i) : i;
     }
 }
 
@@ -108,7 +133,7 @@ static void *init_job(void *arg)
     for (size_t i = j->lo; i < j->hi; i++) {
         int uid = p->uid;
         size_t flat = i;
-        if (p->kind != PARAM_PLAIN) params_global_index(j->ps, j->p, i, &uid, &flat);
+        if (p->kind != PARAM_PLAIN || p->nsec) params_global_index(j->ps, j->p, i, &uid, &flat);
         j->host[i] = p->init_scale * hash_uniform(uid == p->uid ? key0 : key1, flat);
     }
     return NULL;

@@ -69,6 +69,14 @@ typedef struct {
     int expert;         /* arena: 0 dense, 1 expert */
     size_t n;           /* local elements */
     size_t offset;      /* elements into its arena */
+    /* tensor-parallel split of a PARAM_PLAIN tensor, full shape [rows, cols]
+     * row-major (params_set_split; nsec 0: not split, local = full):
+     * the output rows are nsec sections (QKV: q, k, v; gate/up: gate, up),
+     * section s has sec_rows[s] rows of which this rank holds sec_lrows[s]
+     * starting at sec_row0[s]; of the input columns it holds lcols from col0 */
+    int nsec;
+    int sec_rows[3], sec_lrows[3], sec_row0[3];
+    int cols, lcols, col0;
     float init_scale;   /* uniform half-width; 0: constant init_value */
     float init_value;
 } ParamInfo;
@@ -97,6 +105,11 @@ void params_init(ParamStore *ps, Backend *be, uint64_t seed, int h, int Fe, int 
  * Returns its index, -1 when out of host memory. */
 int params_add(ParamStore *ps, const char *name, int uid, ParamKind kind, ParamShard shard,
                int parts, int part, size_t n, float init_scale, float init_value);
+
+/* Describes the tensor-parallel split of parameter p (see ParamInfo):
+ * nsec sections of rows (full, local, first local), and the columns. */
+void params_set_split(ParamStore *ps, int p, int nsec, const int *rows, const int *lrows,
+                      const int *row0, int cols, int lcols, int col0);
 
 /* The groups the gradient of a parameter with this shard is summed over:
  * DP*CP (dense) or EDP (expert), plus TP for replicated parameters (they

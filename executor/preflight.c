@@ -31,9 +31,7 @@ int preflight_plan(Plan *p, const PlanRequested *req, PreflightNotes *notes, MpE
     const Mapping *m = &p->map;
     TrainConfig *t = &p->train;
     if (notes) notes->count = 0;
-    /* parallel dimensions: the step runs DP, EP and ETP */
-    if (m->tp != 1)
-        return mp_fail(err, "tp: %d: tensor parallelism is not implemented by the executor's step (tp must be 1)", m->tp);
+    /* parallel dimensions: the step runs TP (with sequence parallelism), DP, EP and ETP */
     if (m->cp != 1)
         return mp_fail(err, "cp: %d: context parallelism is not implemented by the executor's step (cp must be 1)", m->cp);
     if (m->pp != 1)
