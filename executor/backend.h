@@ -169,7 +169,8 @@ struct Backend {
 
     /* ---- collectives on the communicator of a group kind (sums) ---- */
     void (*all_reduce)(Backend *b, void *buf, size_t n, ElemType t, GroupKind g);
-    /* recv [size * n] <- every member's send [n], in member order */
+    /* recv [size * n] <- every member's send [n], in member order; in place
+     * when send == recv + rank_in * n (elements) */
     void (*all_gather)(Backend *b, void *recv, const void *send, size_t n, ElemType t,
                        GroupKind g);
     /* recv [n] <- sum over members of their send [size * n], chunk rank_in */

@@ -312,7 +312,10 @@ static void cpu_all_gather(Backend *b, void *recv, const void *send, size_t n, E
 {
     MPI_Comm c = comm_of(b, g);
     if (c == MPI_COMM_NULL) { memmove(recv, send, n * elem_bytes(b, t)); return; }
-    WATCHED(b, g, "all_gather", MPI_Allgather(send, (int)n, mpi_type(t), recv, (int)n, mpi_type(t), c));
+    /* in place: send is this member's chunk of recv (NCCL's convention) */
+    const void *src = (const char *)send == (const char *)recv + (size_t)b->comms->rank_in[g] * n * elem_bytes(b, t)
+                          ? MPI_IN_PLACE : send;
+    WATCHED(b, g, "all_gather", MPI_Allgather(src, (int)n, mpi_type(t), recv, (int)n, mpi_type(t), c));
 }
 static void cpu_reduce_scatter(Backend *b, void *recv, const void *send, size_t n, ElemType t,
                                GroupKind g)

@@ -56,6 +56,8 @@ static int check_supported(const Plan *plan, MpError *err)
     const Mapping *mp = &plan->map;
     int tp = mp->tp, T = plan->train.micro_batch * plan->train.seq_len;
     if (tp < 1) return mp_fail(err, "tp: %d: must be at least 1", tp);
+    if (plan->train.opt_sharding == OPT_SHARD_FULL)
+        return mp_fail(err, "optimizer_sharding: full: fully sharded parameters (FSDP) are not implemented in the executor (use distributed or none)");
     if (mp->cp != 1) return mp_fail(err, "cp: %d: context parallelism is not implemented in the executor (part 1)", mp->cp);
     if (mp->pp != 1) return mp_fail(err, "pp: %d: pipeline parallelism is not implemented in the executor (part 1)", mp->pp);
     if (s->mla) return mp_fail(err, "model: %s: multi-head latent attention is not implemented in the executor", s->name);
@@ -146,6 +148,7 @@ int model_create(const Plan *plan, int layers, uint64_t seed, Backend *be, Model
     d->Vl = d->V / tp; d->v0 = tp_rank * d->Vl;
     d->dffl = d->dense_ffn / tp; d->sffl = d->shared_ffn / tp;
     params_init(&m->ps, be, seed, d->h, d->Fe, d->Fl, ep_rank * d->El, d->etp_rank * d->Fl);
+    m->ps.distributed = plan->train.opt_sharding == OPT_SHARD_DISTRIBUTED;
 
     size_t h = (size_t)d->h, V = (size_t)d->V;
     float a = MODEL_INIT_HALF_WIDTH;
@@ -351,14 +354,40 @@ void model_param_grad_host(Model *m, int p, float *out)
     m->be->download(m->be, out, params_grad(&m->ps, p), m->ps.params[p].n * sizeof(float));
 }
 
+void model_gather_grads(Model *m) { params_gather_grads(&m->ps); }
+
+/* With the distributed optimizer on a bf16 backend the fp32 master is
+ * sharded: values are read from the act copy, and a write updates the act
+ * copy and the part of the master shard this rank owns. */
 void model_param_value_host(Model *m, int p, float *out)
 {
-    m->be->download(m->be, out, params_master(&m->ps, p), m->ps.params[p].n * sizeof(float));
+    Backend *be = m->be;
+    size_t n = m->ps.params[p].n;
+    if (params_master(&m->ps, p)) { be->download(be, out, params_master(&m->ps, p), n * sizeof(float)); return; }
+    float *tmp = be->alloc(be, n * sizeof(float));
+    if (!tmp) { memset(out, 0, n * sizeof(float)); return; }
+    be->act_to_f32(be, tmp, params_act(&m->ps, p), n);
+    be->download(be, out, tmp, n * sizeof(float));
+    be->release(be, tmp);
 }
 
 void model_param_set_host(Model *m, int p, const float *values)
 {
+    Backend *be = m->be;
     size_t n = m->ps.params[p].n;
-    m->be->upload(m->be, params_master(&m->ps, p), values, n * sizeof(float));
-    if (m->be->act_bytes != 4) m->be->f32_to_act(m->be, params_act(&m->ps, p), params_master(&m->ps, p), n);
+    if (params_master(&m->ps, p)) {
+        be->upload(be, params_master(&m->ps, p), values, n * sizeof(float));
+        if (be->act_bytes != 4) be->f32_to_act(be, params_act(&m->ps, p), params_master(&m->ps, p), n);
+        return;
+    }
+    const ParamInfo *pi = &m->ps.params[p];
+    const ParamArena *r = &m->ps.arena[pi->expert];
+    float *tmp = be->alloc(be, n * sizeof(float));
+    if (!tmp) return;
+    be->upload(be, tmp, values, n * sizeof(float));
+    be->f32_to_act(be, params_act(&m->ps, p), tmp, n);
+    size_t lo = (size_t)r->shard_rank * r->shard_n, hi = lo + r->shard_n;
+    size_t a = pi->offset > lo ? pi->offset : lo, b = pi->offset + n < hi ? pi->offset + n : hi;
+    if (a < b) be->copy(be, r->master + (a - lo), tmp + (a - pi->offset), (b - a) * sizeof(float));
+    be->release(be, tmp);
 }

@@ -105,6 +105,9 @@ size_t model_local_params(const Model *m);        /* elements held by this rank 
 int model_dropped_pairs(const Model *m);           /* last micro-batch, all layers */
 /* (uid, flat index in the full tensor) of local element i of parameter p */
 void model_param_global_index(const Model *m, int p, size_t i, int *uid, size_t *flat);
+/* distributed optimizer: the reduced gradient shards all-gathered back into
+ * the full gradient arenas (collective; tests, before reading gradients) */
+void model_gather_grads(Model *m);
 /* host copies: gradient / master of parameter p, n floats */
 void model_param_grad_host(Model *m, int p, float *out);
 void model_param_value_host(Model *m, int p, float *out);

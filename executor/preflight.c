@@ -51,15 +51,16 @@ int preflight_plan(Plan *p, const PlanRequested *req, PreflightNotes *notes, MpE
     if (t->recompute != RECOMPUTE_NONE)
         return mp_fail(err, "recompute: %s: activation recomputation is not implemented by the executor's step "
                        "(use none)", recompute_name(t->recompute));
-    if (t->opt_sharding != OPT_SHARD_NONE) {
+    /* distributed (ZeRO-1) and none run; full sharding (FSDP) does not */
+    if (t->opt_sharding == OPT_SHARD_FULL) {
         if (req->optimizer_sharding)
-            return mp_fail(err, "optimizer_sharding: %s: a sharded optimizer is not implemented by the executor's "
-                           "step (use none: gradients all-reduced, Adam on every rank)",
+            return mp_fail(err, "optimizer_sharding: %s: fully sharded parameters (FSDP) are not implemented by the "
+                           "executor's step (use distributed: ZeRO-1, or none: gradients all-reduced)",
                            opt_sharding_name(t->opt_sharding));
         note(notes, "optimizer_sharding: the default '%s' is not implemented by the executor's step; running and "
-             "predicting with '%s' (gradients all-reduced, Adam on every rank)",
-             opt_sharding_name(t->opt_sharding), opt_sharding_name(OPT_SHARD_NONE));
-        t->opt_sharding = OPT_SHARD_NONE;
+             "predicting with '%s' (gradients reduce-scattered, Adam on each rank's shard)",
+             opt_sharding_name(t->opt_sharding), opt_sharding_name(OPT_SHARD_DISTRIBUTED));
+        t->opt_sharding = OPT_SHARD_DISTRIBUTED;
     }
     if (t->overlap != 0) {
         char words[64];

@@ -631,16 +631,19 @@ static void test_preflight_plan_and_model(void **state) {
     PreflightNotes notes;
     MpError err = {{0}};
     assert_int_equal(preflight_plan(&p, &none, &notes, &err), 0);
-    assert_int_equal(notes.count, 2);
-    assert_int_equal(p.train.opt_sharding, OPT_SHARD_NONE);
+    assert_int_equal(notes.count, 1);
+    assert_int_equal(p.train.opt_sharding, OPT_SHARD_DISTRIBUTED);   /* runs (ZeRO-1) */
     assert_int_equal(p.train.overlap, 0);
-    assert_non_null(strstr(notes.line[0], "optimizer_sharding: the default 'distributed'"));
-    assert_non_null(strstr(notes.line[1], "overlap: the default 'grad,param'"));
-    /* asked for: refused */
+    assert_non_null(strstr(notes.line[0], "overlap: the default 'grad,param'"));
+    /* asked for: distributed runs, full sharding is refused */
     train_config_default(&p.train);
     asked.optimizer_sharding = true;
+    p.train.overlap = 0;
+    assert_int_equal(preflight_plan(&p, &asked, &notes, &err), 0);
+    p.train.opt_sharding = OPT_SHARD_FULL;
     assert_int_equal(preflight_plan(&p, &asked, &notes, &err), -1);
-    assert_non_null(strstr(err.msg, "optimizer_sharding: distributed:"));
+    assert_non_null(strstr(err.msg, "optimizer_sharding: full:"));
+    train_config_default(&p.train);
     p.train.opt_sharding = OPT_SHARD_NONE;
     asked.overlap = true;
     assert_int_equal(preflight_plan(&p, &asked, &notes, &err), -1);

@@ -40,9 +40,10 @@ typedef struct {
     const char *model;
     int tp, ep, etp;
     int world;            /* ranks the case needs */
+    int dist;             /* 1: distributed optimizer (ZeRO-1) */
 } Case;
 
-static void make_plan(Plan *p, const char *model, int world, int tp, int ep, int etp)
+static void make_plan(Plan *p, const char *model, int world, int tp, int ep, int etp, int dist)
 {
     memset(p, 0, sizeof *p);
     assert_int_equal(model_spec_tiny(model, &p->model), 0);
@@ -51,6 +52,7 @@ static void make_plan(Plan *p, const char *model, int world, int tp, int ep, int
     MpError err;
     assert_int_equal(mapping_resolve(&p->map, p->model.num_experts, &err), 0);
     p->train.seq_len = SEQ; p->train.micro_batch = MBS; p->train.global_batch = GBS;
+    p->train.opt_sharding = dist ? OPT_SHARD_DISTRIBUTED : OPT_SHARD_NONE;
 }
 
 static ExecOptions options(void)
@@ -78,7 +80,7 @@ static void run_free(Run *r)
 static void reference_sizes(const char *model, size_t *sizes)
 {
     Plan plan;
-    make_plan(&plan, model, 1, 1, 1, 1);
+    make_plan(&plan, model, 1, 1, 1, 1, 0);
     ExecTestComms tc;
     exec_test_comms_build(&plan.map, MPI_COMM_SELF, &tc);
     ExecOptions o = options();
@@ -110,6 +112,9 @@ static void run(const Plan *plan, MPI_Comm comm, const size_t *sizes, Run *r, lo
     assert_int_equal(rc, 0);
     double loss;
     assert_int_equal(trainer_step(t, false, &loss, &err), 0);   /* gradients of step 1 */
+    /* distributed optimizer: each rank holds the reduced sum of its shard
+     * only; the shards back to the full gradient arenas */
+    model_gather_grads(t->model);
     float *cnt[MAX_UID] = {0};
     for (int p = 0; p < model_num_params(t->model); p++) {
         const ParamInfo *pi = model_param(t->model, p);
@@ -160,8 +165,8 @@ static void run_case(void **state)
     size_t *sizes = calloc(MAX_UID, sizeof(size_t));
     reference_sizes(c->model, sizes);
     Plan ref_plan, plan;
-    make_plan(&ref_plan, c->model, 1, 1, 1, 1);
-    make_plan(&plan, c->model, world_size, c->tp, c->ep, c->etp);
+    make_plan(&ref_plan, c->model, 1, 1, 1, 1, 0);
+    make_plan(&plan, c->model, world_size, c->tp, c->ep, c->etp, c->dist);
     Run ref, par;
     long ref_missing, missing;
     run(&ref_plan, MPI_COMM_SELF, sizes, &ref, &ref_missing);
@@ -187,10 +192,10 @@ static void run_case(void **state)
     MPI_Allreduce(&loss_diff, &all_loss_diff, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
     MPI_Allreduce(&missing, &all_missing, 1, MPI_LONG, MPI_MAX, MPI_COMM_WORLD);
     if (world_rank == 0)
-        printf("  %-16s tp %d dp %d ep %d etp %d edp %d: losses %.6f %.6f %.6f (ref %.6f %.6f %.6f), "
+        printf("  %-16s tp %d dp %d ep %d etp %d edp %d opt %s: losses %.6f %.6f %.6f (ref %.6f %.6f %.6f), "
                "worst full-gradient rel err %.2e (tensor %d), elements held by no rank %ld\n",
                c->model, plan.map.tp, plan.map.dp, plan.map.ep, plan.map.etp, plan.map.edp,
-               par.loss[0], par.loss[1], par.loss[2], ref.loss[0], ref.loss[1], ref.loss[2],
+               opt_sharding_name(plan.train.opt_sharding), par.loss[0], par.loss[1], par.loss[2], ref.loss[0], ref.loss[1], ref.loss[2],
                all_worst, worst_uid, all_missing);
     assert_int_equal(all_missing, 0);
     assert_true(all_loss_diff < 1e-4);
@@ -205,11 +210,11 @@ static void test_refusals(void **state)
 {
     (void)state;
     Plan plan;
-    make_plan(&plan, "tiny-moe", 1, 1, 1, 1);
+    make_plan(&plan, "tiny-moe", 1, 1, 1, 1, 0);
     plan.map.tp = 3;   /* 4 heads, vocab 128 */
     ExecTestComms tc;
     Plan one;
-    make_plan(&one, "tiny-moe", 1, 1, 1, 1);
+    make_plan(&one, "tiny-moe", 1, 1, 1, 1, 0);
     exec_test_comms_build(&one.map, MPI_COMM_SELF, &tc);
     tc.comms.size_of[GROUP_TP] = 3;
     ExecOptions o = options();
@@ -225,7 +230,7 @@ static void test_loss_falls(void **state)
 {
     (void)state;
     Plan plan;
-    make_plan(&plan, "tiny-moe", world_size, 2, world_size >= 4 ? 2 : 1, 1);
+    make_plan(&plan, "tiny-moe", world_size, 2, world_size >= 4 ? 2 : 1, 1, 1);
     ExecTestComms tc;
     exec_test_comms_build(&plan.map, MPI_COMM_WORLD, &tc);
     ExecOptions o = options();
@@ -255,16 +260,19 @@ int main(int argc, char **argv)
         if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) return 1;
     }
     static const Case cases[] = {
-        {"tiny-moe", 1, 1, 1, 1},
+        {"tiny-moe", 1, 1, 1, 1, 0}, {"tiny-moe", 1, 1, 1, 1, 1},
         /* 2 ranks: TP2; TP2 with EP2.ETP1 (EP spans the TP ranks); dense
-         * layer and shared expert under TP */
-        {"tiny-moe", 2, 1, 1, 2}, {"tiny-moe", 2, 2, 1, 2}, {"tiny-moe-shared", 2, 2, 1, 2},
-        {"tiny-moe", 2, 1, 2, 2},
+         * layer and shared expert under TP; DP2.EP2 with the distributed
+         * optimizer (dense arena sharded over DP2) */
+        {"tiny-moe", 2, 1, 1, 2, 0}, {"tiny-moe", 2, 2, 1, 2, 0}, {"tiny-moe-shared", 2, 2, 1, 2, 0},
+        {"tiny-moe", 2, 1, 2, 2, 0}, {"tiny-moe", 1, 2, 1, 2, 1}, {"tiny-moe-shared", 1, 1, 1, 2, 1},
         /* 4 ranks: TP4 (4 heads, 2 KV groups: each group replicated on 2
-         * ranks); TP2 with ETP2.EP2; TP2.DP2 with EP4; TP4 with EP4 on the
-         * shared model */
-        {"tiny-moe", 4, 1, 1, 4}, {"tiny-moe", 2, 2, 2, 4}, {"tiny-moe", 2, 4, 1, 4},
-        {"tiny-moe-shared", 4, 4, 1, 4}, {"tiny-moe-shared", 2, 2, 1, 4},
+         * ranks); TP2 with ETP2.EP2; TP2.DP2 with EP4 and the distributed
+         * optimizer; TP4 with EP4 on the shared model; TP2.DP2 with EP2
+         * (EDP2: both arenas sharded) and DP4.EP2 distributed */
+        {"tiny-moe", 4, 1, 1, 4, 0}, {"tiny-moe", 2, 2, 2, 4, 0}, {"tiny-moe", 2, 4, 1, 4, 1},
+        {"tiny-moe-shared", 4, 4, 1, 4, 0}, {"tiny-moe-shared", 2, 2, 1, 4, 1},
+        {"tiny-moe", 1, 2, 1, 4, 1},
     };
     struct CMUnitTest tests[32];
     char names[32][96];
@@ -273,8 +281,8 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const Case *c = &cases[i];
         if (c->world != world_size) continue;
-        snprintf(names[n], sizeof names[n], "tp invariance %s tp%d ep%d etp%d (np %d)", c->model, c->tp,
-                 c->ep, c->etp, world_size);
+        snprintf(names[n], sizeof names[n], "invariance %s tp%d ep%d etp%d%s (np %d)", c->model, c->tp,
+                 c->ep, c->etp, c->dist ? " distributed optimizer" : "", world_size);
         tests[n] = (struct CMUnitTest){names[n], run_case, NULL, NULL, (void *)c};
         n++;
     }
