@@ -342,6 +342,13 @@ void model_adam_step(Model *m, float lr, int t) { params_adam_step(&m->ps, lr, t
 int model_num_params(const Model *m) { return m->ps.count; }
 const ParamInfo *model_param(const Model *m, int i) { return &m->ps.params[i]; }
 size_t model_local_params(const Model *m) { return m->ps.arena[0].n + m->ps.arena[1].n; }
+size_t model_optimizer_elems(const Model *m)
+{
+    size_t n = 0;
+    for (int ar = 0; ar < 2; ar++)
+        n += m->ps.arena[ar].shards > 1 ? m->ps.arena[ar].shard_n : m->ps.arena[ar].n;
+    return n;
+}
 int model_dropped_pairs(const Model *m) { return micro_batch_dropped(&m->slot[m->last_slot], &m->chunk); }
 
 void model_param_global_index(const Model *m, int p, size_t i, int *uid, size_t *flat)

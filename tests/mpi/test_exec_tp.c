@@ -112,6 +112,12 @@ static void run(const Plan *plan, MPI_Comm comm, const size_t *sizes, Run *r, lo
     assert_int_equal(rc, 0);
     double loss;
     assert_int_equal(trainer_step(t, false, &loss, &err), 0);   /* gradients of step 1 */
+    /* the Adam moments are sharded when the optimizer is distributed over
+     * a group of more than one rank */
+    if (plan->train.opt_sharding == OPT_SHARD_DISTRIBUTED && (plan->map.dp > 1 || plan->map.edp > 1))
+        assert_true(model_optimizer_elems(t->model) < model_local_params(t->model));
+    else
+        assert_true(model_optimizer_elems(t->model) == model_local_params(t->model));
     /* distributed optimizer: each rank holds the reduced sum of its shard
      * only; the shards back to the full gradient arenas */
     model_gather_grads(t->model);
