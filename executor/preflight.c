@@ -32,6 +32,25 @@ int preflight_plan(Plan *p, const PlanRequested *req, PreflightNotes *notes, MpE
     TrainConfig *t = &p->train;
     if (notes) notes->count = 0;
     /* parallel dimensions: the step runs TP (with sequence parallelism), DP, EP and ETP */
+    if (m->tp > 1) {
+        /* Megatron's splits: heads, KV groups (split, or replicated when tp
+         * exceeds them), vocabulary rows, FFN columns, sequence-parallel tokens */
+        const ModelSpec *s = &p->model;
+        int T = t->micro_batch * t->seq_len;
+        if (s->num_heads % m->tp)
+            return mp_fail(err, "tp: %d does not divide num_heads %d", m->tp, s->num_heads);
+        if (s->num_kv_groups > 0 && s->num_kv_groups % m->tp && m->tp % s->num_kv_groups)
+            return mp_fail(err, "tp: %d: num_kv_groups %d must be a multiple or a divisor of tp", m->tp,
+                           s->num_kv_groups);
+        if (s->vocab % m->tp)
+            return mp_fail(err, "tp: %d does not divide vocab %d (vocabulary-parallel embedding and loss)", m->tp,
+                           s->vocab);
+        if (T > 0 && T % m->tp)
+            return mp_fail(err, "tp: %d does not divide the %d tokens of a micro-batch (sequence parallelism)", m->tp, T);
+        if (s->dense_ffn % m->tp || s->shared_ffn % m->tp)
+            return mp_fail(err, "tp: %d does not divide %s %d", m->tp, s->dense_ffn % m->tp ? "dense_ffn" : "shared_ffn",
+                           s->dense_ffn % m->tp ? s->dense_ffn : s->shared_ffn);
+    }
     if (m->cp != 1)
         return mp_fail(err, "cp: %d: context parallelism is not implemented by the executor's step (cp must be 1)", m->cp);
     if (m->pp != 1)

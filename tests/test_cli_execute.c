@@ -140,6 +140,7 @@ static void test_refuses_unimplemented_fields(void **state) {
         {"--overlap ep", "overlap: ep: overlapping"},
         {"--overlap shared-expert", "overlap: shared-expert: overlapping"},
         {"--dispatcher allgather", "dispatcher: allgather: only the alltoall dispatcher is implemented"},
+        {"--gpus 3 --tp 3", "tp: 3 does not divide num_heads 4"},
         {"--gpus 2 --cp 2", "cp: 2: context parallelism is not implemented"},
         {"--gpus 2 --pp 2", "pp: 2: pipeline parallelism is not implemented"},
         {"--gpus 2 --pp 2 --vpp 2 --model models/mixtral-8x7b.json", "pp: 2: pipeline parallelism"},

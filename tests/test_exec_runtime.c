@@ -649,6 +649,13 @@ static void test_preflight_plan_and_model(void **state) {
     assert_int_equal(preflight_plan(&p, &asked, &notes, &err), -1);
     assert_non_null(strstr(err.msg, "overlap: grad,param:"));
     p.train.overlap = 0;
+    /* tensor parallelism runs; splits it cannot make are refused */
+    p.map.tp = 2;
+    assert_int_equal(preflight_plan(&p, &asked, &notes, &err), 0);
+    p.map.tp = 3;
+    assert_int_equal(preflight_plan(&p, &asked, &notes, &err), -1);
+    assert_non_null(strstr(err.msg, "tp: 3 does not divide num_heads"));
+    p.map.tp = 1;
     p.map.vpp = 2;
     assert_int_equal(preflight_plan(&p, &asked, &notes, &err), -1);
     assert_non_null(strstr(err.msg, "vpp: 2:"));
