@@ -26,8 +26,7 @@ void micro_batch_free(MicroBatch *mb, const Chunk *c)
         for (int l = c->l0; l < c->l1; l++) layer_acts_free(env, &mb->acts[l]);
     if (mb->xs)
         for (int l = 0; l <= env->dim.L; l++) buf_free(env, &mb->xs[l]);
-    Buf *bs[] = {&mb->tokens, &mb->targets, &mb->xf, &mb->rstdf, &mb->logits, &mb->losses, &mb->dx,
-                 &mb->xfg};
+    Buf *bs[] = {&mb->tokens, &mb->targets, &mb->xf, &mb->rstdf, &mb->logits, &mb->losses, &mb->dx};
     for (size_t i = 0; i < sizeof bs / sizeof bs[0]; i++) buf_free(env, bs[i]);
     free(mb->acts);
     free(mb->xs);

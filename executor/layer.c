@@ -52,7 +52,7 @@ void layer_acts_free(StepEnv *env, LayerActs *a)
 {
     Buf *bs[] = {&a->xn1, &a->rstd1, &a->qkv, &a->o, &a->lse, &a->x_mid, &a->xn2, &a->rstd2,
                  &a->probs, &a->topk_idx, &a->topk_prob, &a->row_of, &a->sort_src, &a->X, &a->h13, &a->a,
-                 &a->ret, &a->mlp_h, &a->mlp_a, &a->gcoef, &a->xn1g, &a->xn2g};
+                 &a->ret, &a->mlp_h, &a->mlp_a, &a->gcoef};
     for (size_t i = 0; i < sizeof bs / sizeof bs[0]; i++) buf_free(env, bs[i]);
     dispatch_plan_free(&a->dp);
 }
@@ -61,7 +61,7 @@ void workspace_free(StepEnv *env, Workspace *w)
 {
     Buf *bs[] = {&w->send, &w->recv, &w->gath, &w->Y, &w->big1, &w->big2, &w->t1, &w->t2,
                  &w->y, &w->moe, &w->qkv, &w->o, &w->logits_f, &w->logits_a, &w->prob,
-                 &w->full, &w->full2, &w->probs_g, &w->idx_g, &w->stats, &w->all_stats};
+                 &w->full, &w->full2, &w->gx, &w->probs_g, &w->idx_g, &w->stats, &w->all_stats};
     for (size_t i = 0; i < sizeof bs / sizeof bs[0]; i++) buf_free(env, bs[i]);
 }
 
@@ -151,7 +151,7 @@ static void attention_forward(const Layer *y, LayerActs *s, const void *x, void 
     void *part = sp_partial(env, &env->fwd.full, tmp);
     if (env->failed) { be->phase_end(be, PHASE_ATTENTION); return; }
     be->rmsnorm_forward(be, xn1, rstd1, x, W(env, y->attn_norm), Ts, h, LAYER_RMS_EPS);
-    const void *xg = sp_gather(env, &s->xn1g, xn1);
+    const void *xg = sp_gather(env, &env->fwd.gx, xn1);
     if (!xg) { be->phase_end(be, PHASE_ATTENTION); return; }
     be->gemm(be, qkv, false, xg, W(env, y->wqkv), T, w, h, 0, 1, 0.0f);
     be->rope(be, qkv, env->pos.p, T, d->nl, d->d, w, LAYER_ROPE_THETA, false);
@@ -183,7 +183,8 @@ static void attention_backward(const Layer *y, LayerActs *s, void *dx)
     const void *dxg = sp_gather(env, &env->bwd.full2, dx);   /* mirror of the reduce-scatter */
     if (!dxg) { be->phase_end(be, PHASE_ATTENTION); return; }
     char *qkv = s->qkv.p;
-    const void *xn1g = d->tp > 1 ? s->xn1g.p : s->xn1.p;
+    const void *xn1g = sp_gather(env, &env->bwd.gx, s->xn1.p);   /* again: not kept */
+    if (!xn1g) { be->phase_end(be, PHASE_ATTENTION); return; }
     be->gemm(be, dO, false, dxg, W(env, y->wo), T, nd, h, 0, 0, 0.0f);
     be->gemm(be, G(env, y->wo), true, dxg, s->o.p, h, nd, T, 1, 0, 1.0f);
     size_t ko = (size_t)nd * A(env), vo = (size_t)(nd + d->gl * d->d) * A(env);
@@ -381,7 +382,7 @@ static void moe_forward(const Layer *y, MicroBatch *mb, LayerActs *s, const void
         mlp_forward(env, y->sh13, y->sh2, d->shared_ffn, xn2, out, &s->mlp_h, &s->mlp_a, 1.0f);
     } else if (y->sh13 >= 0) {
         /* the shared expert is a TP MLP on the gathered tokens */
-        const void *xg = sp_gather(env, &s->xn2g, xn2);
+        const void *xg = sp_gather(env, &ws->gx, xn2);
         void *part = sp_partial(env, &ws->full, NULL);
         void *tmp = buf_get(env, &ws->y, (size_t)T * h * a);
         if (env->failed || !xg) { be->phase_end(be, PHASE_MOE_COMPUTE); return; }
@@ -463,8 +464,9 @@ static void moe_backward(const Layer *y, MicroBatch *mb, LayerActs *s, const voi
         const void *dg = sp_gather(env, &ws->full2, dout);
         void *part = sp_partial(env, &ws->full, NULL);
         void *tmp = buf_get(env, &ws->t2, (size_t)T * h * a);   /* free until the norm's backward */
-        if (env->failed || !dg) { be->phase_end(be, PHASE_MOE_COMPUTE); return; }
-        mlp_backward(env, y->sh13, y->sh2, d->sffl, s->xn2g.p, dg, part, &s->mlp_h, &s->mlp_a, 0.0f);
+        const void *xg = sp_gather(env, &ws->gx, s->xn2.p);
+        if (env->failed || !dg || !xg) { be->phase_end(be, PHASE_MOE_COMPUTE); return; }
+        mlp_backward(env, y->sh13, y->sh2, d->sffl, xg, dg, part, &s->mlp_h, &s->mlp_a, 0.0f);
         sp_scatter(env, tmp, part);
         be->add_act(be, dxn2, dxn2, tmp, (size_t)T * h);
     }
@@ -490,7 +492,7 @@ static void mlp_block_forward(const Layer *y, MicroBatch *mb, LayerActs *s, cons
         moe_forward(y, mb, s, xn2, tmp);
     } else {
         be->phase_begin(be, PHASE_MOE_COMPUTE);
-        const void *xg = sp_gather(env, &s->xn2g, xn2);
+        const void *xg = sp_gather(env, &env->fwd.gx, xn2);
         void *part = sp_partial(env, &env->fwd.full, tmp);
         if (!env->failed && xg) {
             mlp_forward(env, y->d13, y->d2, env->dim.dffl, xg, part, &s->mlp_h, &s->mlp_a, 0.0f);
@@ -517,9 +519,9 @@ static void mlp_block_backward(const Layer *y, MicroBatch *mb, LayerActs *s, voi
         be->phase_begin(be, PHASE_MOE_COMPUTE);
         const void *dg = sp_gather(env, &env->bwd.full2, dx);
         void *part = sp_partial(env, &env->bwd.full, dxn);
-        if (!env->failed && dg) {
-            mlp_backward(env, y->d13, y->d2, env->dim.dffl, env->dim.tp > 1 ? s->xn2g.p : s->xn2.p,
-                         dg, part, &s->mlp_h, &s->mlp_a, 0.0f);
+        const void *xg = sp_gather(env, &env->bwd.gx, s->xn2.p);
+        if (!env->failed && dg && xg) {
+            mlp_backward(env, y->d13, y->d2, env->dim.dffl, xg, dg, part, &s->mlp_h, &s->mlp_a, 0.0f);
             sp_scatter(env, dxn, part);
         }
         be->phase_end(be, PHASE_MOE_COMPUTE);
@@ -594,12 +596,11 @@ void layer_reserve(const Layer *y, MicroBatch *mb)
     buf_get(env, &bw->t1, T * h * a);
     buf_get(env, &bw->t2, T * h * a);
     if (d->tp > 1) {
-        buf_get(env, &s->xn1g, Tf * h * a);
-        buf_get(env, &s->xn2g, Tf * h * a);
         Workspace *ws2[2] = {fw, bw};
         for (int i = 0; i < 2; i++) {
             if (ws2[i]->full.cap < Tf * h * a) buf_get(env, &ws2[i]->full, Tf * h * a);
             if (ws2[i]->full2.cap < Tf * h * a) buf_get(env, &ws2[i]->full2, Tf * h * a);
+            if (ws2[i]->gx.cap < Tf * h * a) buf_get(env, &ws2[i]->gx, Tf * h * a);
         }
         if (d->tp > d->g) buf_get(env, &bw->probs_g, 2 * (size_t)d->g * d->d * h * 4);  /* KV replicas */
         if (y->moe) {   /* the aux loss (its coefficient is set after creation) */
@@ -698,7 +699,8 @@ void head_reserve(StepEnv *env, MicroBatch *mb)
     buf_get(env, &mb->losses, T * 4);
     buf_get(env, &env->bwd.t1, Ts * h * a);
     if (d->tp > 1) {
-        buf_get(env, &mb->xfg, T * h * a);
+        if (env->fwd.gx.cap < T * h * a) buf_get(env, &env->fwd.gx, T * h * a);
+        if (env->bwd.gx.cap < T * h * a) buf_get(env, &env->bwd.gx, T * h * a);
         buf_get(env, &env->fwd.stats, T * 3 * 4);
         buf_get(env, &env->fwd.all_stats, (size_t)d->tp * T * 3 * 4);
         if (env->bwd.full.cap < T * h * a) buf_get(env, &env->bwd.full, T * h * a);
@@ -716,7 +718,7 @@ void head_forward(StepEnv *env, int final_norm, int out, MicroBatch *mb, const v
     float *losses = buf_get(env, &mb->losses, (size_t)T * 4);
     if (env->failed) return;
     be->rmsnorm_forward(be, xf, rstdf, x, W(env, final_norm), Ts, h, LAYER_RMS_EPS);
-    const void *xg = sp_gather(env, &mb->xfg, xf);
+    const void *xg = sp_gather(env, &env->fwd.gx, xf);
     if (!xg) return;
     be->gemm(be, logits, false, xg, W(env, out), T, Vl, h, 0, 1, 0.0f);
     if (d->tp == 1) {
@@ -746,7 +748,8 @@ void head_backward(StepEnv *env, int final_norm, int out, MicroBatch *mb, const 
     void *dxf = buf_get(env, &env->bwd.t1, (size_t)Ts * h * A(env));
     void *part = sp_partial(env, &env->bwd.full, dxf);
     if (env->failed) return;
-    const void *xg = d->tp > 1 ? mb->xfg.p : mb->xf.p;
+    const void *xg = sp_gather(env, &env->bwd.gx, mb->xf.p);   /* again: not kept */
+    if (!xg) return;
     be->gemm(be, part, false, mb->logits.p, W(env, out), T, h, Vl, 0, 0, 0.0f);
     be->gemm(be, G(env, out), true, mb->logits.p, xg, Vl, h, T, 1, 0, 1.0f);
     sp_scatter(env, dxf, part);

@@ -59,7 +59,10 @@ typedef struct {
     Buf qkv, o;                  /* [T, (n+2g)d], [T, n d] attention gradients (backward) */
     Buf logits_f, logits_a, prob;/* router logits f32 / act, [T, k] f32 */
     /* tensor parallelism only: */
-    Buf full, full2;             /* [T, h] gathered inputs / partial sums before a reduce-scatter */
+    Buf full, full2;             /* [T, h] gathered gradients / partial sums before a reduce-scatter */
+    Buf gx;                      /* [T, h] a norm's output gathered over TP: not kept between the
+                                  * directions, the backward gathers it again (Megatron's choice:
+                                  * one all-gather more, L x 2 x [T, h] less memory) */
     Buf probs_g, idx_g;          /* router probs [T, E] f32 and top-k [T, k] i32 gathered over TP (aux loss) */
     Buf stats, all_stats;        /* vocabulary-parallel loss: [Ts... T, 3], [tp, T, 3] f32 */
 } Workspace;
@@ -88,7 +91,6 @@ typedef struct {
 typedef struct {
     const void *x_in;                            /* the layer input (owned by the chunk) */
     Buf xn1, rstd1, qkv, o, lse, x_mid, xn2, rstd2;
-    Buf xn1g, xn2g;                              /* tp > 1: the norms' outputs gathered over TP [T, h] */
     Buf probs, topk_idx, topk_prob, X, h13, a, ret, mlp_h, mlp_a;
     Buf row_of;                                  /* i32 [T*k] send row of each (token, slot) */
     Buf sort_src;                                /* i32 [rows] expert-major row -> gathered row */
@@ -125,7 +127,6 @@ typedef struct {
     const int32_t *h_targets;    /* host [T] next-token targets (last stage) */
     Buf tokens, targets;         /* i32 [T] device copies */
     Buf xf, rstdf;               /* final RMSNorm output act [Ts, h], rstd f32 [Ts] */
-    Buf xfg;                     /* tp > 1: xf gathered over TP [T, h] */
     Buf logits;                  /* act [T, Vl]: logits of this rank's vocabulary slice, then d loss / d logits (last stage) */
     Buf losses;                  /* f32 [T] token losses */
     Buf dx;                      /* act [Ts, h] d loss / d residual, walked down the chunk */
