@@ -87,7 +87,8 @@ typedef struct {
     size_t n;
     /* Distributed optimizer (Megatron's ZeRO-1), when asked and the arena's
      * data-parallel group (DP*CP dense, EDP expert) has shards > 1 members:
-     * the arena is padded to shards * shard_n elements; this rank owns
+     * the arena is padded to shards * shard_n elements (shard_n a multiple
+     * of 64); this rank owns
      * elements [shard_rank * shard_n, +shard_n).  Gradients are
      * reduce-scattered into gshard [shard_n]; m, v are [shard_n]; master is
      * [shard_n] when the act copy is a separate bf16 tensor (CUDA), and the
