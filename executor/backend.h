@@ -126,6 +126,16 @@ struct Backend {
      * (written, = dloss * (softmax - onehot)); dlogits may alias logits. */
     void (*cross_entropy)(Backend *b, float *losses, void *dlogits, const void *logits,
                           const int32_t *targets, int N, int V, float dloss);
+    /* vocabulary-parallel cross-entropy (kernels/crossentropy.h): logits
+     * [N, Vl] act of this rank's vocabulary slice, targets_local [N] i32
+     * (-1: the target is on another rank); stats [N, 3] f32 (written);
+     * the caller all-gathers stats into all_stats [P, N, 3] f32, then finish
+     * writes losses [N] f32 and dlogits [N, Vl] act (may alias logits). */
+    void (*ce_vp_stats)(Backend *b, float *stats, const void *logits, const int32_t *targets_local,
+                        int N, int Vl);
+    void (*ce_vp_finish)(Backend *b, float *losses, void *dlogits, const void *logits,
+                         const int32_t *targets_local, const float *all_stats, int P, int N,
+                         int Vl, float dloss);
     /* kernels/moe_permute.h: row_of [N*k] (-1 = dropped) */
     void (*permute)(Backend *b, void *out, const void *inp, const int32_t *row_of, int N, int k,
                     int C);
@@ -174,7 +184,8 @@ struct Backend {
 
     /* ---- collectives on the communicator of a group kind (sums) ---- */
     void (*all_reduce)(Backend *b, void *buf, size_t n, ElemType t, GroupKind g);
-    /* recv [size * n] <- every member's send [n], in member order */
+    /* recv [size * n] <- every member's send [n], in member order; in place
+     * when send == recv + rank_in * n (elements) */
     void (*all_gather)(Backend *b, void *recv, const void *send, size_t n, ElemType t,
                        GroupKind g);
     /* recv [n] <- sum over members of their send [size * n], chunk rank_in */
@@ -237,7 +248,7 @@ struct Backend {
     X(alloc) X(release) X(upload) X(download) X(zero) X(copy) X(f32_to_act) X(act_to_f32) \
     X(add_act) X(gemm) X(grouped_gemm) X(embedding_forward) X(embedding_backward) \
     X(rmsnorm_forward) X(rmsnorm_backward) X(rope) X(attention_forward) X(attention_backward) \
-    X(router_forward) X(router_backward) X(swiglu_forward) X(swiglu_backward) X(cross_entropy) \
+    X(router_forward) X(router_backward) X(swiglu_forward) X(swiglu_backward) X(cross_entropy) X(ce_vp_stats) X(ce_vp_finish) \
     X(permute) X(permute_backward) X(unpermute) X(unpermute_backward) X(moe_plan) \
     X(gather_rows) X(adam) \
     X(sum_f32) X(accumulate_sum) X(aux_loss_forward) X(aux_loss_backward) X(all_reduce) \

@@ -183,6 +183,19 @@ static void cpu_cross_entropy(Backend *b, float *losses, void *dlogits, const vo
     crossentropy_forward_cpu(losses, l, targets, N, V);
     crossentropy_backward_cpu(dlogits, l, targets, dloss, N, V);
 }
+static void cpu_ce_vp_stats(Backend *b, float *stats, const void *logits,
+                            const int32_t *targets_local, int N, int Vl)
+{
+    (void)b;
+    crossentropy_vp_stats_cpu(stats, logits, targets_local, N, Vl);
+}
+static void cpu_ce_vp_finish(Backend *b, float *losses, void *dlogits, const void *logits,
+                             const int32_t *targets_local, const float *all_stats, int P, int N,
+                             int Vl, float dloss)
+{
+    (void)b;
+    crossentropy_vp_finish_cpu(losses, dlogits, logits, targets_local, all_stats, P, dloss, N, Vl);
+}
 static void cpu_permute(Backend *b, void *out, const void *inp, const int32_t *row_of, int N,
                         int k, int C)
 {
@@ -299,7 +312,10 @@ static void cpu_all_gather(Backend *b, void *recv, const void *send, size_t n, E
 {
     MPI_Comm c = comm_of(b, g);
     if (c == MPI_COMM_NULL) { memmove(recv, send, n * elem_bytes(b, t)); return; }
-    WATCHED(b, g, "all_gather", MPI_Allgather(send, (int)n, mpi_type(t), recv, (int)n, mpi_type(t), c));
+    /* in place: send is this member's chunk of recv (NCCL's convention) */
+    const void *src = (const char *)send == (const char *)recv + (size_t)b->comms->rank_in[g] * n * elem_bytes(b, t)
+                          ? MPI_IN_PLACE : send;
+    WATCHED(b, g, "all_gather", MPI_Allgather(src, (int)n, mpi_type(t), recv, (int)n, mpi_type(t), c));
 }
 static void cpu_reduce_scatter(Backend *b, void *recv, const void *send, size_t n, ElemType t,
                                GroupKind g)

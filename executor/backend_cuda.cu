@@ -396,6 +396,22 @@ static void cu_cross_entropy(Backend *b, float *losses, void *dlogits, const voi
     crossentropy_fused_cuda(BF(dlogits), losses, CBF(logits), targets, dloss, N, V, S(b));
     LAUNCHED(b, "cross_entropy");
 }
+static void cu_ce_vp_stats(Backend *b, float *stats, const void *logits, const int32_t *targets_local,
+                           int N, int Vl)
+{
+    GUARD(b);
+    crossentropy_vp_stats_cuda(stats, CBF(logits), targets_local, N, Vl, S(b));
+    LAUNCHED(b, "ce_vp_stats");
+}
+static void cu_ce_vp_finish(Backend *b, float *losses, void *dlogits, const void *logits,
+                            const int32_t *targets_local, const float *all_stats, int P, int N, int Vl,
+                            float dloss)
+{
+    GUARD(b);
+    crossentropy_vp_finish_cuda(losses, BF(dlogits), CBF(logits), targets_local, all_stats, P, dloss, N, Vl,
+                                S(b));
+    LAUNCHED(b, "ce_vp_finish");
+}
 static void cu_permute(Backend *b, void *out, const void *inp, const int32_t *row_of, int N, int k, int C)
 {
     GUARD(b);

@@ -45,7 +45,7 @@ int layer_acts_init(LayerActs *a, const Layer *y)
     memset(a, 0, sizeof *a);
     if (!y->moe) return 0;
     const ModelDims *d = &y->env->dim;
-    return dispatch_plan_init(&a->dp, d->T, d->k, d->E, d->ep, d->etp, d->cf);
+    return dispatch_plan_init(&a->dp, d->Ts, d->k, d->E, d->ep, d->etp, d->cf);
 }
 
 void layer_acts_free(StepEnv *env, LayerActs *a)
@@ -60,13 +60,45 @@ void layer_acts_free(StepEnv *env, LayerActs *a)
 void workspace_free(StepEnv *env, Workspace *w)
 {
     Buf *bs[] = {&w->send, &w->recv, &w->gath, &w->Y, &w->big1, &w->big2, &w->t1, &w->t2,
-                 &w->y, &w->moe, &w->qkv, &w->o, &w->logits_f, &w->logits_a, &w->prob};
+                 &w->y, &w->moe, &w->qkv, &w->o, &w->logits_f, &w->logits_a, &w->prob,
+                 &w->full, &w->full2, &w->gx, &w->probs_g, &w->idx_g, &w->stats, &w->all_stats};
     for (size_t i = 0; i < sizeof bs / sizeof bs[0]; i++) buf_free(env, bs[i]);
 }
 
 static size_t A(const StepEnv *env) { return (size_t)env->be->act_bytes; }
 static void *W(const StepEnv *env, int p) { return params_act(env->ps, p); }
 static float *G(const StepEnv *env, int p) { return params_grad(env->ps, p); }
+
+/* ---- sequence parallelism: the TP collectives around each block ----------- */
+
+/* full [T, h] <- all-gather over TP of this rank's shard [Ts, h]; with tp 1
+ * the shard itself (no copy).  NULL when the buffer could not be had. */
+static const void *sp_gather(StepEnv *env, Buf *full, const void *shard)
+{
+    const ModelDims *d = &env->dim;
+    if (d->tp == 1) return shard;
+    void *f = buf_get(env, full, (size_t)d->T * d->h * A(env));
+    if (env->failed) return NULL;
+    env->be->all_gather(env->be, f, shard, (size_t)d->Ts * d->h, DT_ACT, GROUP_TP);
+    return f;
+}
+
+/* where a row-parallel GEMM writes its [T, h] partial sums: the shard [Ts, h]
+ * itself with tp 1, else a full buffer sp_scatter reduces */
+static void *sp_partial(StepEnv *env, Buf *full, void *shard)
+{
+    const ModelDims *d = &env->dim;
+    if (d->tp == 1) return shard;
+    return buf_get(env, full, (size_t)d->T * d->h * A(env));
+}
+
+/* shard [Ts, h] <- reduce-scatter over TP of the partial sums [T, h] */
+static void sp_scatter(StepEnv *env, void *shard, const void *partial)
+{
+    const ModelDims *d = &env->dim;
+    if (d->tp == 1) return;
+    env->be->reduce_scatter(env->be, shard, partial, (size_t)d->Ts * d->h, DT_ACT, GROUP_TP);
+}
 
 /* ---- dense SwiGLU MLP ------------------------------------------------------ */
 
@@ -106,25 +138,31 @@ static void attention_forward(const Layer *y, LayerActs *s, const void *x, void 
     StepEnv *env = y->env;
     Backend *be = env->be;
     const ModelDims *d = &env->dim;
-    int T = d->T, h = d->h, nd = d->n * d->d, w = d->qkvw;
+    /* x, x_mid: the sequence-parallel shard [Ts, h]; QKV, the attention
+     * core and the output projection see all T tokens of this rank's heads */
+    int T = d->T, Ts = d->Ts, h = d->h, nd = d->nl * d->d, w = d->qkvwl;
     be->phase_begin(be, PHASE_ATTENTION);
-    void *xn1 = buf_get(env, &s->xn1, (size_t)T * h * A(env));
-    float *rstd1 = buf_get(env, &s->rstd1, (size_t)T * 4);
+    void *xn1 = buf_get(env, &s->xn1, (size_t)Ts * h * A(env));
+    float *rstd1 = buf_get(env, &s->rstd1, (size_t)Ts * 4);
     char *qkv = buf_get(env, &s->qkv, (size_t)T * w * A(env));
     void *o = buf_get(env, &s->o, (size_t)T * nd * A(env));
-    float *lse = buf_get(env, &s->lse, (size_t)T * d->n * 4);
-    void *tmp = buf_get(env, &env->fwd.y, (size_t)T * h * A(env));
+    float *lse = buf_get(env, &s->lse, (size_t)T * d->nl * 4);
+    void *tmp = buf_get(env, &env->fwd.y, (size_t)Ts * h * A(env));
+    void *part = sp_partial(env, &env->fwd.full, tmp);
     if (env->failed) { be->phase_end(be, PHASE_ATTENTION); return; }
-    be->rmsnorm_forward(be, xn1, rstd1, x, W(env, y->attn_norm), T, h, LAYER_RMS_EPS);
-    be->gemm(be, qkv, false, xn1, W(env, y->wqkv), T, w, h, 0, 1, 0.0f);
-    be->rope(be, qkv, env->pos.p, T, d->n, d->d, w, LAYER_ROPE_THETA, false);
-    be->rope(be, qkv + (size_t)nd * A(env), env->pos.p, T, d->g, d->d, w, LAYER_ROPE_THETA, false);
+    be->rmsnorm_forward(be, xn1, rstd1, x, W(env, y->attn_norm), Ts, h, LAYER_RMS_EPS);
+    const void *xg = sp_gather(env, &env->fwd.gx, xn1);
+    if (!xg) { be->phase_end(be, PHASE_ATTENTION); return; }
+    be->gemm(be, qkv, false, xg, W(env, y->wqkv), T, w, h, 0, 1, 0.0f);
+    be->rope(be, qkv, env->pos.p, T, d->nl, d->d, w, LAYER_ROPE_THETA, false);
+    be->rope(be, qkv + (size_t)nd * A(env), env->pos.p, T, d->gl, d->d, w, LAYER_ROPE_THETA, false);
     /* the attention core: one call on (q, k, v) -> (out, lse) */
     be->attention_forward(be, o, lse, qkv, qkv + (size_t)nd * A(env),
-                          qkv + (size_t)(nd + d->g * d->d) * A(env), d->b, d->s, d->n, d->g, d->d,
+                          qkv + (size_t)(nd + d->gl * d->d) * A(env), d->b, d->s, d->nl, d->gl, d->d,
                           w, w);
-    be->gemm(be, tmp, false, o, W(env, y->wo), T, h, nd, 0, 1, 0.0f);
-    be->add_act(be, x_mid, x, tmp, (size_t)T * h);
+    be->gemm(be, part, false, o, W(env, y->wo), T, h, nd, 0, 1, 0.0f);
+    sp_scatter(env, tmp, part);
+    be->add_act(be, x_mid, x, tmp, (size_t)Ts * h);
     be->phase_end(be, PHASE_ATTENTION);
 }
 
@@ -134,26 +172,32 @@ static void attention_backward(const Layer *y, LayerActs *s, void *dx)
     StepEnv *env = y->env;
     Backend *be = env->be;
     const ModelDims *d = &env->dim;
-    int T = d->T, h = d->h, nd = d->n * d->d, w = d->qkvw;
+    int T = d->T, Ts = d->Ts, h = d->h, nd = d->nl * d->d, w = d->qkvwl;
     be->phase_begin(be, PHASE_ATTENTION);
     void *dO = buf_get(env, &env->bwd.o, (size_t)T * nd * A(env));
     char *dqkv = buf_get(env, &env->bwd.qkv, (size_t)T * w * A(env));
-    void *dxn = buf_get(env, &env->bwd.t1, (size_t)T * h * A(env));
-    void *dtmp = buf_get(env, &env->bwd.t2, (size_t)T * h * A(env));
+    void *dxn = buf_get(env, &env->bwd.t1, (size_t)Ts * h * A(env));
+    void *dtmp = buf_get(env, &env->bwd.t2, (size_t)Ts * h * A(env));
+    void *dpart = sp_partial(env, &env->bwd.full, dxn);
     if (env->failed) { be->phase_end(be, PHASE_ATTENTION); return; }
+    const void *dxg = sp_gather(env, &env->bwd.full2, dx);   /* mirror of the reduce-scatter */
+    if (!dxg) { be->phase_end(be, PHASE_ATTENTION); return; }
     char *qkv = s->qkv.p;
-    be->gemm(be, dO, false, dx, W(env, y->wo), T, nd, h, 0, 0, 0.0f);
-    be->gemm(be, G(env, y->wo), true, dx, s->o.p, h, nd, T, 1, 0, 1.0f);
-    size_t ko = (size_t)nd * A(env), vo = (size_t)(nd + d->g * d->d) * A(env);
+    const void *xn1g = sp_gather(env, &env->bwd.gx, s->xn1.p);   /* again: not kept */
+    if (!xn1g) { be->phase_end(be, PHASE_ATTENTION); return; }
+    be->gemm(be, dO, false, dxg, W(env, y->wo), T, nd, h, 0, 0, 0.0f);
+    be->gemm(be, G(env, y->wo), true, dxg, s->o.p, h, nd, T, 1, 0, 1.0f);
+    size_t ko = (size_t)nd * A(env), vo = (size_t)(nd + d->gl * d->d) * A(env);
     be->attention_backward(be, dqkv, dqkv + ko, dqkv + vo, dO, qkv, qkv + ko, qkv + vo, s->o.p,
-                           s->lse.p, d->b, d->s, d->n, d->g, d->d, w, w);
-    be->rope(be, dqkv, env->pos.p, T, d->n, d->d, w, LAYER_ROPE_THETA, true);
-    be->rope(be, dqkv + ko, env->pos.p, T, d->g, d->d, w, LAYER_ROPE_THETA, true);
-    be->gemm(be, dxn, false, dqkv, W(env, y->wqkv), T, h, w, 0, 0, 0.0f);
-    be->gemm(be, G(env, y->wqkv), true, dqkv, s->xn1.p, w, h, T, 1, 0, 1.0f);
+                           s->lse.p, d->b, d->s, d->nl, d->gl, d->d, w, w);
+    be->rope(be, dqkv, env->pos.p, T, d->nl, d->d, w, LAYER_ROPE_THETA, true);
+    be->rope(be, dqkv + ko, env->pos.p, T, d->gl, d->d, w, LAYER_ROPE_THETA, true);
+    be->gemm(be, dpart, false, dqkv, W(env, y->wqkv), T, h, w, 0, 0, 0.0f);
+    be->gemm(be, G(env, y->wqkv), true, dqkv, xn1g, w, h, T, 1, 0, 1.0f);
+    sp_scatter(env, dxn, dpart);                               /* mirror of the all-gather */
     be->rmsnorm_backward(be, dtmp, G(env, y->attn_norm), dxn, s->x_in, W(env, y->attn_norm),
-                         s->rstd1.p, T, h);
-    be->add_act(be, dx, dx, dtmp, (size_t)T * h);
+                         s->rstd1.p, Ts, h);
+    be->add_act(be, dx, dx, dtmp, (size_t)Ts * h);
     be->phase_end(be, PHASE_ATTENTION);
 }
 
@@ -167,7 +211,7 @@ static void force_routing(const Layer *y, LayerActs *s, const int32_t *want)
 {
     StepEnv *env = y->env;
     Backend *be = env->be;
-    int T = env->dim.T, k = env->dim.k, E = env->dim.E;
+    int T = env->dim.Ts, k = env->dim.k, E = env->dim.E;   /* this rank's tokens */
     size_t nk = (size_t)T * k;
     if (!env->h_force) {
         env->h_force = malloc(sizeof(int32_t) * nk);
@@ -205,18 +249,20 @@ static void dispatch_exchange(const Layer *y, MicroBatch *mb, LayerActs *s)
     const ModelDims *d = &env->dim;
     DispatchPlan *dp = &s->dp;
     int El = d->El, ep = d->ep, etp = d->etp;
-    size_t nk = (size_t)d->T * d->k;
+    size_t nk = (size_t)d->Ts * d->k;
     be->phase_begin(be, PHASE_DISPATCH_COMM);
     int32_t *row_of = buf_get(env, &s->row_of, sizeof(int32_t) * nk);
     int32_t *recv = malloc(sizeof(int32_t) * (size_t)ep * El);
     if (!recv || env->failed) { free(recv); env->failed = 1; be->phase_end(be, PHASE_DISPATCH_COMM); return; }
     if (mb->route.trace && !mb->route.force) {   /* record the routing (tests) */
         be->download(be, env->h_idx, s->topk_idx.p, sizeof(int32_t) * nk);
-        memcpy(mb->route.trace + (size_t)y->index * nk, env->h_idx, sizeof(int32_t) * nk);
+        /* the trace holds all T tokens; this rank's are its shard's */
+        memcpy(mb->route.trace + (size_t)y->index * d->T * d->k + (size_t)d->tp_rank * nk, env->h_idx,
+               sizeof(int32_t) * nk);
     }
     /* the counts below size host loops: nothing is planned from the output
      * of a failed operation (the backend's sticky status) */
-    be->moe_plan(be, row_of, env->h_kept, s->topk_idx.p, d->T, d->k, d->E, dp->capacity);
+    be->moe_plan(be, row_of, env->h_kept, s->topk_idx.p, d->Ts, d->k, d->E, dp->capacity);
     if (be->status(be, NULL)) { free(recv); be->phase_end(be, PHASE_DISPATCH_COMM); return; }
     dispatch_plan_counts(dp, env->h_kept);
     s->dropped = dp->dropped;
@@ -257,7 +303,8 @@ static void moe_forward(const Layer *y, MicroBatch *mb, LayerActs *s, const void
     const ModelDims *d = &env->dim;
     Workspace *ws = &env->fwd;
     DispatchPlan *dp = &s->dp;
-    int T = d->T, h = d->h, k = d->k, E = d->E, etp = d->etp, Fl = d->Fl;
+    /* the MoE layer takes its tokens from the sequence-parallel shard */
+    int T = d->Ts, h = d->h, k = d->k, E = d->E, etp = d->etp, Fl = d->Fl;
     size_t a = A(env);
     be->phase_begin(be, PHASE_MOE_COMPUTE);
     float *logits = buf_get(env, &ws->logits_f, (size_t)T * E * 4);
@@ -269,10 +316,24 @@ static void moe_forward(const Layer *y, MicroBatch *mb, LayerActs *s, const void
     be->gemm(be, logits, true, xn2, W(env, y->router), T, E, h, 0, 1, 0.0f);
     be->router_forward(be, probs, idx, tprob, logits, T, E, k, k > 1);
     if (mb->route.trace && mb->route.force)
-        force_routing(y, s, mb->route.trace + (size_t)y->index * T * k);
-    if (env->aux_coeff > 0)
+        force_routing(y, s, mb->route.trace + ((size_t)y->index * d->T + (size_t)d->tp_rank * T) * k);
+    if (env->aux_coeff > 0 && d->tp == 1) {
         be->aux_loss_forward(be, gcoef, env->loss_acc + 1, probs, idx, T, E, k, env->aux_coeff,
                              (float)T);
+    } else if (env->aux_coeff > 0) {
+        /* sequence parallelism: the aux loss of the whole micro-batch
+         * (Megatron reduces tokens_per_expert over the TP group): f_e and
+         * P_e over all T tokens, gathered; every TP rank adds 1 / tp of it
+         * (the loss read sums over TP), and gcoef is the same everywhere */
+        size_t Tf = (size_t)d->T;
+        float *pg = buf_get(env, &ws->probs_g, Tf * E * 4);
+        int32_t *ig = buf_get(env, &ws->idx_g, Tf * k * 4);
+        if (env->failed) { be->phase_end(be, PHASE_MOE_COMPUTE); return; }
+        be->all_gather(be, pg, probs, (size_t)T * E, DT_F32, GROUP_TP);
+        be->all_gather(be, ig, idx, (size_t)T * k, DT_I32, GROUP_TP);
+        be->aux_loss_forward(be, gcoef, env->loss_acc + 1, pg, ig, d->T, E, k, env->aux_coeff,
+                             (float)d->T / (float)d->tp);
+    }
     be->phase_end(be, PHASE_MOE_COMPUTE);
 
     dispatch_exchange(y, mb, s);
@@ -317,8 +378,18 @@ static void moe_forward(const Layer *y, MicroBatch *mb, LayerActs *s, const void
 
     be->phase_begin(be, PHASE_MOE_COMPUTE);
     be->unpermute(be, out, ret, tprob, row_of, T, k, h);
-    if (y->sh13 >= 0)
+    if (y->sh13 >= 0 && d->tp == 1) {
         mlp_forward(env, y->sh13, y->sh2, d->shared_ffn, xn2, out, &s->mlp_h, &s->mlp_a, 1.0f);
+    } else if (y->sh13 >= 0) {
+        /* the shared expert is a TP MLP on the gathered tokens */
+        const void *xg = sp_gather(env, &ws->gx, xn2);
+        void *part = sp_partial(env, &ws->full, NULL);
+        void *tmp = buf_get(env, &ws->y, (size_t)T * h * a);
+        if (env->failed || !xg) { be->phase_end(be, PHASE_MOE_COMPUTE); return; }
+        mlp_forward(env, y->sh13, y->sh2, d->sffl, xg, part, &s->mlp_h, &s->mlp_a, 0.0f);
+        sp_scatter(env, tmp, part);
+        be->add_act(be, out, out, tmp, (size_t)T * h);
+    }
     be->phase_end(be, PHASE_MOE_COMPUTE);
 }
 
@@ -331,7 +402,7 @@ static void moe_backward(const Layer *y, MicroBatch *mb, LayerActs *s, const voi
     const ModelDims *d = &env->dim;
     Workspace *ws = &env->bwd;
     DispatchPlan *dp = &s->dp;
-    int T = d->T, h = d->h, k = d->k, E = d->E, etp = d->etp, Fl = d->Fl;
+    int T = d->Ts, h = d->h, k = d->k, E = d->E, etp = d->etp, Fl = d->Fl;
     size_t a = A(env);
     const int32_t *row_of = s->row_of.p;
     const int32_t *sort_src = s->sort_src.p;
@@ -382,13 +453,23 @@ static void moe_backward(const Layer *y, MicroBatch *mb, LayerActs *s, const voi
     /* the aux loss of this micro-batch enters the step loss with weight
      * T * dloss (one of B*s/T micro-batches of the global batch) */
     if (env->aux_coeff > 0)
-        be->aux_loss_backward(be, dlog, s->probs.p, s->gcoef.p, T, E, mb->dloss * (float)T);
+        be->aux_loss_backward(be, dlog, s->probs.p, s->gcoef.p, T, E, mb->dloss * (float)d->T);
     be->f32_to_act(be, dlog_a, dlog, (size_t)T * E);
     be->gemm(be, dxn2, false, dlog_a, W(env, y->router), T, h, E, 0, 0, 1.0f);
     be->gemm(be, G(env, y->router), true, dlog_a, s->xn2.p, E, h, T, 1, 0, 1.0f);
-    if (y->sh13 >= 0)
+    if (y->sh13 >= 0 && d->tp == 1) {
         mlp_backward(env, y->sh13, y->sh2, d->shared_ffn, s->xn2.p, dout, dxn2, &s->mlp_h,
                      &s->mlp_a, 1.0f);
+    } else if (y->sh13 >= 0) {
+        const void *dg = sp_gather(env, &ws->full2, dout);
+        void *part = sp_partial(env, &ws->full, NULL);
+        void *tmp = buf_get(env, &ws->t2, (size_t)T * h * a);   /* free until the norm's backward */
+        const void *xg = sp_gather(env, &ws->gx, s->xn2.p);
+        if (env->failed || !dg || !xg) { be->phase_end(be, PHASE_MOE_COMPUTE); return; }
+        mlp_backward(env, y->sh13, y->sh2, d->sffl, xg, dg, part, &s->mlp_h, &s->mlp_a, 0.0f);
+        sp_scatter(env, tmp, part);
+        be->add_act(be, dxn2, dxn2, tmp, (size_t)T * h);
+    }
     be->phase_end(be, PHASE_MOE_COMPUTE);
 }
 
@@ -399,7 +480,7 @@ static void mlp_block_forward(const Layer *y, MicroBatch *mb, LayerActs *s, cons
 {
     StepEnv *env = y->env;
     Backend *be = env->be;
-    int T = env->dim.T, h = env->dim.h;
+    int T = env->dim.Ts, h = env->dim.h;
     be->phase_begin(be, PHASE_MOE_COMPUTE);
     void *xn2 = buf_get(env, &s->xn2, (size_t)T * h * A(env));
     float *rstd2 = buf_get(env, &s->rstd2, (size_t)T * 4);
@@ -411,7 +492,12 @@ static void mlp_block_forward(const Layer *y, MicroBatch *mb, LayerActs *s, cons
         moe_forward(y, mb, s, xn2, tmp);
     } else {
         be->phase_begin(be, PHASE_MOE_COMPUTE);
-        mlp_forward(env, y->d13, y->d2, env->dim.dense_ffn, xn2, tmp, &s->mlp_h, &s->mlp_a, 0.0f);
+        const void *xg = sp_gather(env, &env->fwd.gx, xn2);
+        void *part = sp_partial(env, &env->fwd.full, tmp);
+        if (!env->failed && xg) {
+            mlp_forward(env, y->d13, y->d2, env->dim.dffl, xg, part, &s->mlp_h, &s->mlp_a, 0.0f);
+            sp_scatter(env, tmp, part);
+        }
         be->phase_end(be, PHASE_MOE_COMPUTE);
     }
     if (env->failed) return;
@@ -423,7 +509,7 @@ static void mlp_block_backward(const Layer *y, MicroBatch *mb, LayerActs *s, voi
 {
     StepEnv *env = y->env;
     Backend *be = env->be;
-    int T = env->dim.T, h = env->dim.h;
+    int T = env->dim.Ts, h = env->dim.h;
     void *dxn = buf_get(env, &env->bwd.t1, (size_t)T * h * A(env));
     void *dtmp = buf_get(env, &env->bwd.t2, (size_t)T * h * A(env));
     if (env->failed) return;
@@ -431,15 +517,20 @@ static void mlp_block_backward(const Layer *y, MicroBatch *mb, LayerActs *s, voi
         moe_backward(y, mb, s, dx, dxn);
     } else {
         be->phase_begin(be, PHASE_MOE_COMPUTE);
-        mlp_backward(env, y->d13, y->d2, env->dim.dense_ffn, s->xn2.p, dx, dxn, &s->mlp_h,
-                     &s->mlp_a, 0.0f);
+        const void *dg = sp_gather(env, &env->bwd.full2, dx);
+        void *part = sp_partial(env, &env->bwd.full, dxn);
+        const void *xg = sp_gather(env, &env->bwd.gx, s->xn2.p);
+        if (!env->failed && dg && xg) {
+            mlp_backward(env, y->d13, y->d2, env->dim.dffl, xg, dg, part, &s->mlp_h, &s->mlp_a, 0.0f);
+            sp_scatter(env, dxn, part);
+        }
         be->phase_end(be, PHASE_MOE_COMPUTE);
     }
     if (env->failed) return;
     be->phase_begin(be, PHASE_MOE_COMPUTE);
     be->rmsnorm_backward(be, dtmp, G(env, y->mlp_norm), dxn, s->x_mid.p, W(env, y->mlp_norm),
                          s->rstd2.p, T, h);
-    be->add_act(be, dx, dx, dtmp, (size_t)T * h);
+    be->add_act(be, dx, dx, dtmp, (size_t)T * h);   /* T: the shard's tokens here */
     be->phase_end(be, PHASE_MOE_COMPUTE);
 }
 
@@ -451,7 +542,7 @@ void layer_forward(const Layer *y, MicroBatch *mb, const void *in, void *out)
     LayerActs *s = &mb->acts[y->index];
     s->x_in = in;
     s->dropped = 0;
-    void *x_mid = buf_get(env, &s->x_mid, (size_t)env->dim.T * env->dim.h * A(env));
+    void *x_mid = buf_get(env, &s->x_mid, (size_t)env->dim.Ts * env->dim.h * A(env));
     if (env->failed) return;
     attention_forward(y, s, in, x_mid);
     if (env->failed) return;
@@ -476,9 +567,9 @@ void layer_backward(const Layer *y, MicroBatch *mb, void *dx)
 static void expected_rows(const StepEnv *env, int *send_rows, int *pad_rows, int *rows)
 {
     const ModelDims *d = &env->dim;
-    int cap = d->cf > 0 ? dispatch_capacity(d->T, d->k, d->E, d->cf) : 0;
-    *send_rows = cap > 0 ? d->E * cap : d->T * d->k;
-    *pad_rows = cap > 0 ? d->ep * d->El * cap : d->T * d->k;
+    int cap = d->cf > 0 ? dispatch_capacity(d->Ts, d->k, d->E, d->cf) : 0;
+    *send_rows = cap > 0 ? d->E * cap : d->Ts * d->k;
+    *pad_rows = cap > 0 ? d->ep * d->El * cap : d->Ts * d->k;
     *rows = d->etp * *pad_rows;
 }
 
@@ -488,39 +579,54 @@ void layer_reserve(const Layer *y, MicroBatch *mb)
     const ModelDims *d = &env->dim;
     LayerActs *s = &mb->acts[y->index];
     Workspace *fw = &env->fwd, *bw = &env->bwd;
-    size_t a = A(env), T = (size_t)d->T, h = (size_t)d->h, nd = (size_t)d->n * d->d;
-    size_t w = (size_t)d->qkvw, E = (size_t)d->E, k = (size_t)d->k;
+    /* Tf: all tokens of the micro-batch (QKV, attention, TP MLPs);
+     * T: this rank's sequence-parallel shard (residual, norms, MoE) */
+    size_t a = A(env), Tf = (size_t)d->T, T = (size_t)d->Ts, h = (size_t)d->h;
+    size_t nd = (size_t)d->nl * d->d, w = (size_t)d->qkvwl, E = (size_t)d->E, k = (size_t)d->k;
     /* attention block, both directions */
     buf_get(env, &s->x_mid, T * h * a);
     buf_get(env, &s->xn1, T * h * a);
     buf_get(env, &s->rstd1, T * 4);
-    buf_get(env, &s->qkv, T * w * a);
-    buf_get(env, &s->o, T * nd * a);
-    buf_get(env, &s->lse, T * (size_t)d->n * 4);
+    buf_get(env, &s->qkv, Tf * w * a);
+    buf_get(env, &s->o, Tf * nd * a);
+    buf_get(env, &s->lse, Tf * (size_t)d->nl * 4);
     buf_get(env, &fw->y, T * h * a);
-    buf_get(env, &bw->o, T * nd * a);
-    buf_get(env, &bw->qkv, T * w * a);
+    buf_get(env, &bw->o, Tf * nd * a);
+    buf_get(env, &bw->qkv, Tf * w * a);
     buf_get(env, &bw->t1, T * h * a);
     buf_get(env, &bw->t2, T * h * a);
+    if (d->tp > 1) {
+        Workspace *ws2[2] = {fw, bw};
+        for (int i = 0; i < 2; i++) {
+            if (ws2[i]->full.cap < Tf * h * a) buf_get(env, &ws2[i]->full, Tf * h * a);
+            if (ws2[i]->full2.cap < Tf * h * a) buf_get(env, &ws2[i]->full2, Tf * h * a);
+            if (ws2[i]->gx.cap < Tf * h * a) buf_get(env, &ws2[i]->gx, Tf * h * a);
+        }
+        if (d->tp > d->g) buf_get(env, &bw->probs_g, 2 * (size_t)d->g * d->d * h * 4);  /* KV replicas */
+        if (y->moe) {   /* the aux loss (its coefficient is set after creation) */
+            buf_get(env, &fw->probs_g, Tf * E * 4);
+            buf_get(env, &fw->idx_g, Tf * k * 4);
+        }
+    }
     /* MLP block */
     buf_get(env, &s->xn2, T * h * a);
     buf_get(env, &s->rstd2, T * 4);
     buf_get(env, &fw->moe, T * h * a);
-    int F = y->moe ? d->shared_ffn : d->dense_ffn;
+    int F = y->moe ? d->sffl : d->dffl;
     if (F > 0) {
-        buf_get(env, &s->mlp_h, T * 2 * (size_t)F * a);
-        buf_get(env, &s->mlp_a, T * (size_t)F * a);
+        buf_get(env, &s->mlp_h, Tf * 2 * (size_t)F * a);
+        buf_get(env, &s->mlp_a, Tf * (size_t)F * a);
     }
     if (!y->moe) {
-        if (bw->big1.cap < T * 2 * (size_t)F * a) buf_get(env, &bw->big1, T * 2 * (size_t)F * a);
-        if (bw->big2.cap < T * (size_t)F * a) buf_get(env, &bw->big2, T * (size_t)F * a);
+        if (bw->big1.cap < Tf * 2 * (size_t)F * a) buf_get(env, &bw->big1, Tf * 2 * (size_t)F * a);
+        if (bw->big2.cap < Tf * (size_t)F * a) buf_get(env, &bw->big2, Tf * (size_t)F * a);
         return;
     }
     int send_rows, pad, rows;
     expected_rows(env, &send_rows, &pad, &rows);
     size_t Fl = (size_t)d->Fl, sr = (size_t)send_rows, pr = (size_t)pad, r = (size_t)rows;
-    size_t big1 = (r > T ? r : T) * 2 * (Fl > (size_t)F ? Fl : (size_t)F) * a;
-    size_t big2 = (r > T ? r : T) * (Fl > (size_t)F ? Fl : (size_t)F) * a;
+    size_t big1 = (r > Tf ? r : Tf) * 2 * (Fl > (size_t)F ? Fl : (size_t)F) * a;
+    size_t big2 = (r > Tf ? r : Tf) * (Fl > (size_t)F ? Fl : (size_t)F) * a;
     buf_get(env, &fw->logits_f, T * E * 4);
     buf_get(env, &s->probs, T * E * 4);
     buf_get(env, &s->topk_idx, T * k * 4);
@@ -545,4 +651,132 @@ void layer_reserve(const Layer *y, MicroBatch *mb)
     if (bw->big2.cap < big2) buf_get(env, &bw->big2, big2);
     buf_get(env, &bw->logits_f, T * E * 4);
     buf_get(env, &bw->logits_a, T * E * a);
+}
+
+/* ---- the vocabulary-parallel ends: embedding, output layer, loss ------------ */
+
+void vocab_upload_ids(StepEnv *env, int32_t *dst, const int32_t *host)
+{
+    const ModelDims *d = &env->dim;
+    Backend *be = env->be;
+    if (d->tp == 1) { be->upload(be, dst, host, sizeof(int32_t) * (size_t)d->T); return; }
+    for (int t = 0; t < d->T; t++) {
+        int v = host[t] - d->v0;
+        env->h_ids[t] = v >= 0 && v < d->Vl ? v : -1;
+    }
+    be->upload(be, dst, env->h_ids, sizeof(int32_t) * (size_t)d->T);
+}
+
+void embed_forward(StepEnv *env, int emb, MicroBatch *mb, void *out)
+{
+    const ModelDims *d = &env->dim;
+    Backend *be = env->be;
+    /* each TP rank looks up the tokens of its vocabulary slice for all T
+     * tokens (zero rows for the others); the reduce-scatter sums the slices
+     * and leaves each rank its sequence-parallel shard */
+    void *part = sp_partial(env, &env->fwd.full, out);
+    if (env->failed) return;
+    be->embedding_forward(be, part, mb->tokens.p, W(env, emb), d->T, d->h);
+    sp_scatter(env, out, part);
+}
+
+void embed_backward(StepEnv *env, int emb, MicroBatch *mb, const void *dx)
+{
+    const ModelDims *d = &env->dim;
+    Backend *be = env->be;
+    const void *dg = sp_gather(env, &env->bwd.full, dx);
+    if (!dg) return;
+    be->embedding_backward(be, G(env, emb), dg, mb->tokens.p, d->T, d->h);
+}
+
+void head_reserve(StepEnv *env, MicroBatch *mb)
+{
+    const ModelDims *d = &env->dim;
+    size_t a = A(env), T = (size_t)d->T, Ts = (size_t)d->Ts, h = (size_t)d->h;
+    buf_get(env, &mb->xf, Ts * h * a);
+    buf_get(env, &mb->rstdf, Ts * 4);
+    buf_get(env, &mb->logits, T * (size_t)d->Vl * a);
+    buf_get(env, &mb->losses, T * 4);
+    buf_get(env, &env->bwd.t1, Ts * h * a);
+    if (d->tp > 1) {
+        if (env->fwd.gx.cap < T * h * a) buf_get(env, &env->fwd.gx, T * h * a);
+        if (env->bwd.gx.cap < T * h * a) buf_get(env, &env->bwd.gx, T * h * a);
+        buf_get(env, &env->fwd.stats, T * 3 * 4);
+        buf_get(env, &env->fwd.all_stats, (size_t)d->tp * T * 3 * 4);
+        if (env->bwd.full.cap < T * h * a) buf_get(env, &env->bwd.full, T * h * a);
+    }
+}
+
+void head_forward(StepEnv *env, int final_norm, int out, MicroBatch *mb, const void *x)
+{
+    const ModelDims *d = &env->dim;
+    Backend *be = env->be;
+    int T = d->T, Ts = d->Ts, h = d->h, Vl = d->Vl;
+    void *xf = buf_get(env, &mb->xf, (size_t)Ts * h * A(env));
+    float *rstdf = buf_get(env, &mb->rstdf, (size_t)Ts * 4);
+    void *logits = buf_get(env, &mb->logits, (size_t)T * Vl * A(env));
+    float *losses = buf_get(env, &mb->losses, (size_t)T * 4);
+    if (env->failed) return;
+    be->rmsnorm_forward(be, xf, rstdf, x, W(env, final_norm), Ts, h, LAYER_RMS_EPS);
+    const void *xg = sp_gather(env, &env->fwd.gx, xf);
+    if (!xg) return;
+    be->gemm(be, logits, false, xg, W(env, out), T, Vl, h, 0, 1, 0.0f);
+    if (d->tp == 1) {
+        /* token losses, and d loss / d logits in place of the logits (the
+         * fused kernel: the loss's backward is done here, kept for backward) */
+        be->cross_entropy(be, losses, logits, logits, mb->targets.p, T, Vl, mb->dloss);
+        be->accumulate_sum(be, env->loss_acc, losses, (size_t)T);
+        return;
+    }
+    /* vocabulary-parallel: per-row statistics of each slice, gathered over
+     * TP (3 floats a token), never the logits; every TP rank gets the losses
+     * of all T tokens and counts those of its shard */
+    float *st = buf_get(env, &env->fwd.stats, (size_t)T * 3 * 4);
+    float *all = buf_get(env, &env->fwd.all_stats, (size_t)d->tp * T * 3 * 4);
+    if (env->failed) return;
+    be->ce_vp_stats(be, st, logits, mb->targets.p, T, Vl);
+    be->all_gather(be, all, st, (size_t)T * 3, DT_F32, GROUP_TP);
+    be->ce_vp_finish(be, losses, logits, logits, mb->targets.p, all, d->tp, T, Vl, mb->dloss);
+    be->accumulate_sum(be, env->loss_acc, losses + (size_t)d->tp_rank * Ts, (size_t)Ts);
+}
+
+void head_backward(StepEnv *env, int final_norm, int out, MicroBatch *mb, const void *x, void *dx)
+{
+    const ModelDims *d = &env->dim;
+    Backend *be = env->be;
+    int T = d->T, Ts = d->Ts, h = d->h, Vl = d->Vl;
+    void *dxf = buf_get(env, &env->bwd.t1, (size_t)Ts * h * A(env));
+    void *part = sp_partial(env, &env->bwd.full, dxf);
+    if (env->failed) return;
+    const void *xg = sp_gather(env, &env->bwd.gx, mb->xf.p);   /* again: not kept */
+    if (!xg) return;
+    be->gemm(be, part, false, mb->logits.p, W(env, out), T, h, Vl, 0, 0, 0.0f);
+    be->gemm(be, G(env, out), true, mb->logits.p, xg, Vl, h, T, 1, 0, 1.0f);
+    sp_scatter(env, dxf, part);
+    be->rmsnorm_backward(be, dx, G(env, final_norm), dxf, x, W(env, final_norm), mb->rstdf.p, Ts, h);
+}
+
+/* ---- GQA with tp > g: KV groups replicated over tp / g ranks ------------------ */
+
+void layer_sync_replicated_kv(const Layer *y)
+{
+    StepEnv *env = y->env;
+    const ModelDims *d = &env->dim;
+    Backend *be = env->be;
+    if (d->tp <= d->g) return;
+    /* one all-reduce over TP of [2][g][d h]: each rank puts its K and V row
+     * gradients into its group's slot (zeros elsewhere), so the sum is over
+     * the replicas of each group; every replica reads its slot back */
+    size_t rows = (size_t)d->d * d->h, n = 2 * (size_t)d->g * rows;
+    float *buf = buf_get(env, &env->bwd.probs_g, n * 4);
+    if (env->failed) return;
+    float *g = G(env, y->wqkv);
+    float *k = g + (size_t)d->nl * rows, *v = k + (size_t)d->gl * rows;
+    float *ks = buf + (size_t)d->kvg0 * rows, *vs = buf + ((size_t)d->g + d->kvg0) * rows;
+    be->zero(be, buf, n * 4);
+    be->copy(be, ks, k, rows * 4);
+    be->copy(be, vs, v, rows * 4);
+    be->all_reduce(be, buf, n, DT_F32, GROUP_TP);
+    be->copy(be, k, ks, rows * 4);
+    be->copy(be, v, vs, rows * 4);
 }

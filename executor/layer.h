@@ -41,6 +41,14 @@ typedef struct {
     int ep, etp, etp_rank;
     int dense_ffn, shared_ffn;
     double cf;                   /* capacity factor, 0 = dropless */
+    /* tensor parallelism with sequence parallelism (tp 1: Ts = T, nl = n,
+     * gl = g, qkvwl = qkvw, Vl = V, v0 = 0, dffl = dense_ffn, sffl = shared_ffn) */
+    int tp, tp_rank;
+    int Ts;                      /* tokens of this rank's sequence-parallel shard, T / tp */
+    int nl, gl, qkvwl;           /* local heads, local KV groups, (nl + 2 gl) d */
+    int kvg0;                    /* first KV group held (groups replicated when tp > g) */
+    int Vl, v0;                  /* local vocabulary rows and the first one */
+    int dffl, sffl;              /* dense and shared MLP FFN columns held */
 } ModelDims;
 
 /* Temporaries of one direction (forward or backward), reused layer by layer. */
@@ -50,6 +58,13 @@ typedef struct {
     Buf t1, t2, y, moe;          /* [T, h] */
     Buf qkv, o;                  /* [T, (n+2g)d], [T, n d] attention gradients (backward) */
     Buf logits_f, logits_a, prob;/* router logits f32 / act, [T, k] f32 */
+    /* tensor parallelism only: */
+    Buf full, full2;             /* [T, h] gathered gradients / partial sums before a reduce-scatter */
+    Buf gx;                      /* [T, h] a norm's output gathered over TP: not kept between the
+                                  * directions, the backward gathers it again (Megatron's choice:
+                                  * one all-gather more, L x 2 x [T, h] less memory) */
+    Buf probs_g, idx_g;          /* router probs [T, E] f32 and top-k [T, k] i32 gathered over TP (aux loss) */
+    Buf stats, all_stats;        /* vocabulary-parallel loss: [Ts... T, 3], [tp, T, 3] f32 */
 } Workspace;
 
 /* Everything the layers and chunks of one rank share. */
@@ -68,6 +83,7 @@ typedef struct {
     int32_t *h_kept;             /* host [E] pairs each expert keeps (moe_plan) */
     size_t *a2a;                 /* host [4 * ep] all-to-all counts and displacements */
     int32_t *h_force;            /* host [T*k], [T*E], [T*k]: forced routing only */
+    int32_t *h_ids;              /* host [T] token ids shifted into the local vocabulary slice */
     float *h_probs, *h_tprob;
 } StepEnv;
 
@@ -105,14 +121,15 @@ typedef struct {
  * chunk.  A schedule keeps one per micro-batch in flight (model.c: today 1). */
 typedef struct {
     LayerActs *acts;             /* [L] indexed by Layer.index (only the chunk's are used) */
-    Buf *xs;                     /* [L + 1] act [T, h]: residual stream at layer l's input */
+    Buf *xs;                     /* [L + 1] act [Ts, h]: residual stream at layer l's input
+                                  * (the sequence-parallel shard: rows [tp_rank Ts, (tp_rank+1) Ts)) */
     const int32_t *h_tokens;     /* host [T] token ids (first stage), set by the caller */
     const int32_t *h_targets;    /* host [T] next-token targets (last stage) */
     Buf tokens, targets;         /* i32 [T] device copies */
-    Buf xf, rstdf;               /* final RMSNorm output act [T, h], rstd f32 [T] */
-    Buf logits;                  /* act [T, V]: logits, then d loss / d logits (last stage) */
+    Buf xf, rstdf;               /* final RMSNorm output act [Ts, h], rstd f32 [Ts] */
+    Buf logits;                  /* act [T, Vl]: logits of this rank's vocabulary slice, then d loss / d logits (last stage) */
     Buf losses;                  /* f32 [T] token losses */
-    Buf dx;                      /* act [T, h] d loss / d residual, walked down the chunk */
+    Buf dx;                      /* act [Ts, h] d loss / d residual, walked down the chunk */
     RoutingTrace route;
     float dloss;                 /* d step loss / d token loss (1 / tokens of the global batch) */
 } MicroBatch;
@@ -131,5 +148,26 @@ void layer_reserve(const Layer *y, MicroBatch *mb);
 
 void layer_forward(const Layer *y, MicroBatch *mb, const void *in, void *out);
 void layer_backward(const Layer *y, MicroBatch *mb, void *dx);
+
+/* The vocabulary-parallel ends of the model (chunk.c's first and last stage):
+ *   vocab_upload_ids     dst [T] i32 <- host ids [T], shifted into this rank's
+ *                        vocabulary slice (-1 when on another rank) when tp > 1
+ *   embed_forward        out [Ts, h] <- embedding rows of mb->tokens (reduce-
+ *                        scattered over TP when tp > 1)
+ *   embed_backward       embedding gradient += from dx [Ts, h]
+ *   head_forward         final norm of x [Ts, h], output layer, loss: token
+ *                        losses of the shard into env->loss_acc, d loss / d
+ *                        logits kept in mb->logits
+ *   head_backward        dx [Ts, h] (=) d loss / d x; gradients += */
+void vocab_upload_ids(StepEnv *env, int32_t *dst, const int32_t *host);
+void embed_forward(StepEnv *env, int emb, MicroBatch *mb, void *out);
+void embed_backward(StepEnv *env, int emb, MicroBatch *mb, const void *dx);
+void head_forward(StepEnv *env, int final_norm, int out, MicroBatch *mb, const void *x);
+void head_backward(StepEnv *env, int final_norm, int out, MicroBatch *mb, const void *x, void *dx);
+void head_reserve(StepEnv *env, MicroBatch *mb);
+
+/* Sums the gradients of KV rows of QKV over the TP ranks that hold the same
+ * KV group (tp > g: groups replicated); nothing when tp <= g. */
+void layer_sync_replicated_kv(const Layer *y);
 
 #endif

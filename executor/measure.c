@@ -248,6 +248,8 @@ char *measure_to_json(const Plan *plan, const Measurement *m) {
     if (m->attention[0]) cJSON_AddStringToObject(run, "attention", m->attention);
     cJSON_AddStringToObject(run, "launcher", m->launcher);
     cJSON_AddStringToObject(run, "device", m->device);
+    /* what the step ran (preflight replaced any default it does not run) */
+    cJSON_AddStringToObject(run, "optimizer_sharding", opt_sharding_name(plan->train.opt_sharding));
     cJSON_AddNumberToObject(run, "world", m->world);
     cJSON_AddNumberToObject(run, "layers", m->layers);
     cJSON_AddNumberToObject(run, "steps", m->steps);

@@ -58,7 +58,10 @@ static int check_supported(const Plan *plan, MpError *err)
 {
     const ModelSpec *s = &plan->model;
     const Mapping *mp = &plan->map;
-    if (mp->tp != 1) return mp_fail(err, "tp: %d: the executor's step supports tp = 1 only (part 1)", mp->tp);
+    int tp = mp->tp, T = plan->train.micro_batch * plan->train.seq_len;
+    if (tp < 1) return mp_fail(err, "tp: %d: must be at least 1", tp);
+    if (plan->train.opt_sharding == OPT_SHARD_FULL)
+        return mp_fail(err, "optimizer_sharding: full: fully sharded parameters (FSDP) are not implemented in the executor (use distributed or none)");
     if (mp->cp != 1) return mp_fail(err, "cp: %d: context parallelism is not implemented in the executor (part 1)", mp->cp);
     if (s->mla) return mp_fail(err, "model: %s: multi-head latent attention is not implemented in the executor", s->name);
     if (s->sliding_window) return mp_fail(err, "model: %s: sliding-window attention is not implemented in the executor", s->name);
@@ -71,6 +74,15 @@ static int check_supported(const Plan *plan, MpError *err)
     if (s->num_experts % mp->ep) return mp_fail(err, "ep: %d does not divide num_experts %d", mp->ep, s->num_experts);
     if (s->expert_ffn % mp->etp) return mp_fail(err, "etp: %d does not divide expert_ffn %d", mp->etp, s->expert_ffn);
     if (plan->train.seq_len <= 0 || plan->train.micro_batch <= 0) return mp_fail(err, "seq: sequence length and micro-batch must be positive");
+    /* tensor parallelism: Megatron's splits (heads, KV groups or their
+     * replicas, vocabulary, FFN columns, sequence-parallel tokens) */
+    if (s->num_heads % tp) return mp_fail(err, "tp: %d does not divide num_heads %d", tp, s->num_heads);
+    if (s->num_kv_groups % tp && tp % s->num_kv_groups)
+        return mp_fail(err, "tp: %d: num_kv_groups %d must be a multiple or a divisor of tp (KV groups are split or replicated)", tp, s->num_kv_groups);
+    if (s->vocab % tp) return mp_fail(err, "tp: %d does not divide vocab %d (vocabulary-parallel embedding and loss)", tp, s->vocab);
+    if (T % tp) return mp_fail(err, "tp: %d does not divide the micro-batch's %d tokens (sequence parallelism)", tp, T);
+    if (s->dense_ffn % tp) return mp_fail(err, "tp: %d does not divide dense_ffn %d", tp, s->dense_ffn);
+    if (s->shared_ffn % tp) return mp_fail(err, "tp: %d does not divide shared_ffn %d", tp, s->shared_ffn);
     return 0;
 }
 
@@ -80,6 +92,25 @@ static int add(Model *m, const char *name, int uid, ParamKind kind, ParamShard s
     int i = params_add(&m->ps, name, uid, kind, shard, parts, part, n, scale, value);
     if (i < 0) m->env.failed = 1;
     return i;
+}
+
+/* tensor-parallel shards (nothing to describe with tp 1: local = full) */
+static void split_rows(Model *m, int p, int rows, int lrows, int row0, int cols)
+{
+    if (p < 0 || m->env.dim.tp == 1) return;
+    params_set_split(&m->ps, p, 1, &rows, &lrows, &row0, cols, cols, 0);
+}
+static void split_cols(Model *m, int p, int rows, int cols, int lcols, int col0)
+{
+    if (p < 0 || m->env.dim.tp == 1) return;
+    params_set_split(&m->ps, p, 1, &rows, &rows, (int[]){0}, cols, lcols, col0);
+}
+/* [gate F | up F] x h: each half split over TP */
+static void split_gate_up(Model *m, int p, int F, int Fl, int tp_rank, int h)
+{
+    if (p < 0 || m->env.dim.tp == 1) return;
+    int full[2] = {F, F}, loc[2] = {Fl, Fl}, first[2] = {tp_rank * Fl, tp_rank * Fl};
+    params_set_split(&m->ps, p, 2, full, loc, first, h, h, 0);
 }
 
 /* Micro-batches of one step on this rank, m = GBS / (MBS * DP), and the
@@ -138,9 +169,16 @@ static void add_layer(Model *m, int l, int tp, int tp_rank)
 #define NAME(x) (snprintf(nm, sizeof nm, "layer%d.%s", l, x), nm)
     y->attn_norm = add(m, NAME("attn_norm"), u + 0, PARAM_PLAIN, SHARD_REPLICATED, 1, 0, h, 0, 1);
     y->wqkv = add(m, NAME("wqkv"), u + 1, PARAM_PLAIN, SHARD_COLUMN, tp, tp_rank,
-                  (size_t)d->qkvw * h, a, 0);
+                  (size_t)d->qkvwl * h, a, 0);
+    if (tp > 1 && y->wqkv >= 0) {   /* [q heads | k groups | v groups] x h, each section split */
+        int full[3] = {d->n * d->d, d->g * d->d, d->g * d->d};
+        int loc[3] = {d->nl * d->d, d->gl * d->d, d->gl * d->d};
+        int first[3] = {tp_rank * d->nl * d->d, d->kvg0 * d->d, d->kvg0 * d->d};
+        params_set_split(&m->ps, y->wqkv, 3, full, loc, first, d->h, d->h, 0);
+    }
     y->wo = add(m, NAME("wo"), u + 2, PARAM_PLAIN, SHARD_ROW, tp, tp_rank,
-                h * (size_t)(d->n * d->d), a, 0);
+                h * (size_t)(d->nl * d->d), a, 0);
+    split_cols(m, y->wo, d->h, d->n * d->d, d->nl * d->d, tp_rank * d->nl * d->d);
     y->mlp_norm = add(m, NAME("mlp_norm"), u + 3, PARAM_PLAIN, SHARD_REPLICATED, 1, 0, h, 0, 1);
     if (y->moe) {
         y->router = add(m, NAME("router"), u + 4, PARAM_PLAIN, SHARD_REPLICATED, 1, 0,
@@ -151,15 +189,19 @@ static void add_layer(Model *m, int l, int tp, int tp_rank)
                     d->etp_rank, (size_t)d->El * h * d->Fl, a, 0);
         if (s->shared_ffn > 0) {
             y->sh13 = add(m, NAME("shared.w13"), u + 8, PARAM_PLAIN, SHARD_COLUMN, tp, tp_rank,
-                          2 * (size_t)s->shared_ffn * h, a, 0);
+                          2 * (size_t)d->sffl * h, a, 0);
+            split_gate_up(m, y->sh13, s->shared_ffn, d->sffl, tp_rank, d->h);
             y->sh2 = add(m, NAME("shared.w2"), u + 9, PARAM_PLAIN, SHARD_ROW, tp, tp_rank,
-                         h * (size_t)s->shared_ffn, a, 0);
+                         h * (size_t)d->sffl, a, 0);
+            split_cols(m, y->sh2, d->h, s->shared_ffn, d->sffl, tp_rank * d->sffl);
         }
     } else {
         y->d13 = add(m, NAME("mlp.w13"), u + 10, PARAM_PLAIN, SHARD_COLUMN, tp, tp_rank,
-                     2 * (size_t)s->dense_ffn * h, a, 0);
+                     2 * (size_t)d->dffl * h, a, 0);
+        split_gate_up(m, y->d13, s->dense_ffn, d->dffl, tp_rank, d->h);
         y->d2 = add(m, NAME("mlp.w2"), u + 11, PARAM_PLAIN, SHARD_ROW, tp, tp_rank,
-                    h * (size_t)s->dense_ffn, a, 0);
+                    h * (size_t)d->dffl, a, 0);
+        split_cols(m, y->d2, d->h, s->dense_ffn, d->dffl, tp_rank * d->dffl);
     }
 #undef NAME
 }
@@ -185,9 +227,11 @@ int model_create(const Plan *plan, int layers, uint64_t seed, Backend *be, Model
     if (check_supported(plan, err)) return -1;
     const ModelSpec *s = &plan->model;
     const ExecComms *c = be->comms;
-    if (c->size_of[GROUP_EP] != plan->map.ep || c->size_of[GROUP_ETP] != plan->map.etp)
-        return mp_fail(err, "comms: group sizes (ep %d, etp %d) differ from the plan's (ep %d, etp %d)",
-                       c->size_of[GROUP_EP], c->size_of[GROUP_ETP], plan->map.ep, plan->map.etp);
+    if (c->size_of[GROUP_EP] != plan->map.ep || c->size_of[GROUP_ETP] != plan->map.etp ||
+        c->size_of[GROUP_TP] != plan->map.tp)
+        return mp_fail(err, "comms: group sizes (tp %d, ep %d, etp %d) differ from the plan's (tp %d, ep %d, etp %d)",
+                       c->size_of[GROUP_TP], c->size_of[GROUP_EP], c->size_of[GROUP_ETP], plan->map.tp,
+                       plan->map.ep, plan->map.etp);
     int pp = plan->map.pp > 0 ? plan->map.pp : 1, vpp = plan->map.vpp > 0 ? plan->map.vpp : 1;
     if (c->size_of[GROUP_PP] != pp)
         return mp_fail(err, "comms: the pipeline group has %d members, the plan's pp is %d",
@@ -213,7 +257,17 @@ int model_create(const Plan *plan, int layers, uint64_t seed, Backend *be, Model
     d->dense_ffn = s->dense_ffn; d->shared_ffn = s->shared_ffn;
     d->cf = plan->train.capacity_factor;
     int ep_rank = c->rank_in[GROUP_EP], tp = plan->map.tp, tp_rank = c->rank_in[GROUP_TP];
+    d->tp = tp; d->tp_rank = tp_rank; d->Ts = d->T / tp;
+    d->nl = d->n / tp;
+    /* KV groups: split when tp divides them, else each rank holds the one
+     * group its query heads use (replicated over tp / g ranks) */
+    d->gl = d->g >= tp ? d->g / tp : 1;
+    d->kvg0 = d->g >= tp ? tp_rank * d->gl : tp_rank / (tp / d->g);
+    d->qkvwl = (d->nl + 2 * d->gl) * d->d;
+    d->Vl = d->V / tp; d->v0 = tp_rank * d->Vl;
+    d->dffl = d->dense_ffn / tp; d->sffl = d->shared_ffn / tp;
     params_init(&m->ps, be, seed, d->h, d->Fe, d->Fl, ep_rank * d->El, d->etp_rank * d->Fl);
+    m->ps.distributed = plan->train.opt_sharding == OPT_SHARD_DISTRIBUTED;
 
     m->chunk = calloc((size_t)vpp, sizeof(Chunk));
     m->nslots = calloc((size_t)vpp, sizeof(int));
@@ -244,16 +298,24 @@ int model_create(const Plan *plan, int layers, uint64_t seed, Backend *be, Model
      * before the pipeline (the arenas, hence the runs, are unchanged) */
     size_t h = (size_t)d->h, V = (size_t)d->V;
     float a = MODEL_INIT_HALF_WIDTH;
+    size_t Vl = (size_t)d->Vl;
+    (void)V;
     Chunk *c0 = &m->chunk[0], *cl = &m->chunk[vpp - 1];
-    if (first) c0->emb = add(m, "embedding", 0, PARAM_PLAIN, SHARD_VOCAB, tp, tp_rank, V * h, a, 0);
+    if (first) {
+        c0->emb = add(m, "embedding", 0, PARAM_PLAIN, SHARD_VOCAB, tp, tp_rank, Vl * h, a, 0);
+        split_rows(m, c0->emb, d->V, d->Vl, d->v0, d->h);
+    }
     if (last) {
         cl->final_norm = add(m, "final_norm", 1, PARAM_PLAIN, SHARD_REPLICATED, 1, 0, h, 0, 1);
-        if (!s->tied_embeddings)
-            cl->out = add(m, "output", 2, PARAM_PLAIN, SHARD_VOCAB, tp, tp_rank, V * h, a, 0);
-        else if (first)
+        if (!s->tied_embeddings) {
+            cl->out = add(m, "output", 2, PARAM_PLAIN, SHARD_VOCAB, tp, tp_rank, Vl * h, a, 0);
+            split_rows(m, cl->out, d->V, d->Vl, d->v0, d->h);
+        } else if (first) {
             cl->out = c0->emb;
-        else   /* the last stage's copy of the tied embedding (same id, same values) */
-            cl->out = add(m, "embedding", 0, PARAM_PLAIN, SHARD_VOCAB, tp, tp_rank, V * h, a, 0);
+        } else {   /* the last stage's copy of the tied embedding (same id, same values) */
+            cl->out = add(m, "embedding", 0, PARAM_PLAIN, SHARD_VOCAB, tp, tp_rank, Vl * h, a, 0);
+            split_rows(m, cl->out, d->V, d->Vl, d->v0, d->h);
+        }
     }
     if (s->tied_embeddings && pp > 1) {
         m->tied = 1;
@@ -263,7 +325,7 @@ int model_create(const Plan *plan, int layers, uint64_t seed, Backend *be, Model
         for (int l = m->chunk[k].l0; l < m->chunk[k].l1; l++) add_layer(m, l, tp, tp_rank);
     if (env->failed) { model_destroy(m); return mp_fail(err, "executor: out of host memory"); }
     if (params_allocate(&m->ps, err) || be->status(be, err)) { model_destroy(m); return -1; }
-    if (m->tied && m->tied_param < 0 && !(m->tied_zero = be->alloc(be, V * h * sizeof(float)))) {
+    if (m->tied && m->tied_param < 0 && !(m->tied_zero = be->alloc(be, Vl * h * sizeof(float)))) {
         model_destroy(m);
         return mp_fail(err, "executor: device memory: the tied-embedding buffer does not fit");
     }
@@ -296,7 +358,8 @@ int model_create(const Plan *plan, int layers, uint64_t seed, Backend *be, Model
     env->h_idx = malloc(sizeof(int32_t) * (size_t)d->T * d->k);
     env->h_kept = calloc((size_t)d->E, sizeof(int32_t));
     env->a2a = malloc(sizeof(size_t) * 4 * (size_t)d->ep);
-    if (!pos || !pos_dev || !env->loss_acc || !env->h_idx || !env->h_kept || !env->a2a) {
+    env->h_ids = malloc(sizeof(int32_t) * (size_t)d->T);
+    if (!pos || !pos_dev || !env->loss_acc || !env->h_idx || !env->h_kept || !env->a2a || !env->h_ids) {
         free(pos);
         model_destroy(m);
         return mp_fail(err, "executor: out of memory");
@@ -332,6 +395,8 @@ int model_read_losses(Model *m, GroupKind reduce_over, double *token_loss_sum, d
     Backend *be = m->be;
     float h[2];
     if (reduce_over != GROUP_KIND_COUNT) model_reduce_losses(m, reduce_over);
+    /* sequence parallelism: each TP rank holds the losses of its shard */
+    if (m->env.dim.tp > 1) be->all_reduce(be, m->env.loss_acc, 2, DT_F32, GROUP_TP);
     be->download(be, h, m->env.loss_acc, sizeof h);
     be->zero(be, m->env.loss_acc, sizeof h);
     *token_loss_sum = h[0];
@@ -354,6 +419,7 @@ void model_destroy(Model *m)
     if (env->loss_acc) m->be->release(m->be, env->loss_acc);
     if (m->tied_zero) m->be->release(m->be, m->tied_zero);
     free(env->h_idx); free(env->h_kept); free(env->a2a); free(env->h_force); free(env->h_probs); free(env->h_tprob);
+    free(env->h_ids);
     params_free(&m->ps);
     free(m->layers);
     free(m->chunk);
@@ -441,13 +507,15 @@ void model_zero_grads(Model *m) { params_zero_grads(&m->ps); }
 
 void model_sync_grads(Model *m)
 {
+    for (int k = 0; k < m->vpp; k++)
+        for (int l = m->chunk[k].l0; l < m->chunk[k].l1; l++) layer_sync_replicated_kv(&m->layers[l]);
     params_reduce_grads(&m->ps);
     /* tied embeddings under a pipeline: the first stage's embedding and the
      * last stage's output layer are one tensor; their gradients are summed
      * over the pipeline group (the middle stages add zeros) */
     if (m->tied) {
         Backend *be = m->be;
-        size_t n = (size_t)m->env.dim.V * (size_t)m->env.dim.h;
+        size_t n = (size_t)m->env.dim.Vl * (size_t)m->env.dim.h;   /* this rank's vocabulary rows */
         float *g = m->tied_param >= 0 ? params_grad(&m->ps, m->tied_param) : m->tied_zero;
         be->phase_begin(be, PHASE_GRAD_SYNC);
         if (m->tied_zero) be->zero(be, m->tied_zero, n * sizeof(float));
@@ -461,6 +529,13 @@ void model_adam_step(Model *m, float lr, int t) { params_adam_step(&m->ps, lr, t
 int model_num_params(const Model *m) { return m->ps.count; }
 const ParamInfo *model_param(const Model *m, int i) { return &m->ps.params[i]; }
 size_t model_local_params(const Model *m) { return m->ps.arena[0].n + m->ps.arena[1].n; }
+size_t model_optimizer_elems(const Model *m)
+{
+    size_t n = 0;
+    for (int ar = 0; ar < 2; ar++)
+        n += m->ps.arena[ar].shards > 1 ? m->ps.arena[ar].shard_n : m->ps.arena[ar].n;
+    return n;
+}
 int model_dropped_pairs(const Model *m)
 {
     return micro_batch_dropped(&m->slot[m->last_chunk][m->last_slot], &m->chunk[m->last_chunk]);
@@ -476,14 +551,40 @@ void model_param_grad_host(Model *m, int p, float *out)
     m->be->download(m->be, out, params_grad(&m->ps, p), m->ps.params[p].n * sizeof(float));
 }
 
+void model_gather_grads(Model *m) { params_gather_grads(&m->ps); }
+
+/* With the distributed optimizer on a bf16 backend the fp32 master is
+ * sharded: values are read from the act copy, and a write updates the act
+ * copy and the part of the master shard this rank owns. */
 void model_param_value_host(Model *m, int p, float *out)
 {
-    m->be->download(m->be, out, params_master(&m->ps, p), m->ps.params[p].n * sizeof(float));
+    Backend *be = m->be;
+    size_t n = m->ps.params[p].n;
+    if (params_master(&m->ps, p)) { be->download(be, out, params_master(&m->ps, p), n * sizeof(float)); return; }
+    float *tmp = be->alloc(be, n * sizeof(float));
+    if (!tmp) { memset(out, 0, n * sizeof(float)); return; }
+    be->act_to_f32(be, tmp, params_act(&m->ps, p), n);
+    be->download(be, out, tmp, n * sizeof(float));
+    be->release(be, tmp);
 }
 
 void model_param_set_host(Model *m, int p, const float *values)
 {
+    Backend *be = m->be;
     size_t n = m->ps.params[p].n;
-    m->be->upload(m->be, params_master(&m->ps, p), values, n * sizeof(float));
-    if (m->be->act_bytes != 4) m->be->f32_to_act(m->be, params_act(&m->ps, p), params_master(&m->ps, p), n);
+    if (params_master(&m->ps, p)) {
+        be->upload(be, params_master(&m->ps, p), values, n * sizeof(float));
+        if (be->act_bytes != 4) be->f32_to_act(be, params_act(&m->ps, p), params_master(&m->ps, p), n);
+        return;
+    }
+    const ParamInfo *pi = &m->ps.params[p];
+    const ParamArena *r = &m->ps.arena[pi->expert];
+    float *tmp = be->alloc(be, n * sizeof(float));
+    if (!tmp) return;
+    be->upload(be, tmp, values, n * sizeof(float));
+    be->f32_to_act(be, params_act(&m->ps, p), tmp, n);
+    size_t lo = (size_t)r->shard_rank * r->shard_n, hi = lo + r->shard_n;
+    size_t a = pi->offset > lo ? pi->offset : lo, b = pi->offset + n < hi ? pi->offset + n : hi;
+    if (a < b) be->copy(be, r->master + (a - lo), tmp + (a - pi->offset), (b - a) * sizeof(float));
+    be->release(be, tmp);
 }

@@ -135,9 +135,15 @@ void model_adam_step(Model *m, float lr, int t);
 int model_num_params(const Model *m);
 const ParamInfo *model_param(const Model *m, int i);
 size_t model_local_params(const Model *m);        /* elements held by this rank */
+/* elements of each Adam moment on this rank (the shards with the
+ * distributed optimizer, else model_local_params) */
+size_t model_optimizer_elems(const Model *m);
 int model_dropped_pairs(const Model *m);           /* last micro-batch, all layers */
 /* (uid, flat index in the full tensor) of local element i of parameter p */
 void model_param_global_index(const Model *m, int p, size_t i, int *uid, size_t *flat);
+/* distributed optimizer: the reduced gradient shards all-gathered back into
+ * the full gradient arenas (collective; tests, before reading gradients) */
+void model_gather_grads(Model *m);
 /* host copies: gradient / master of parameter p, n floats */
 void model_param_grad_host(Model *m, int p, float *out);
 void model_param_value_host(Model *m, int p, float *out);

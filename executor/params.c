@@ -53,6 +53,31 @@ int params_add(ParamStore *ps, const char *name, int uid, ParamKind kind, ParamS
     return ps->count++;
 }
 
+void params_set_split(ParamStore *ps, int p, int nsec, const int *rows, const int *lrows,
+                      const int *row0, int cols, int lcols, int col0)
+{
+    ParamInfo *q = &ps->params[p];
+    q->nsec = nsec;
+    for (int s = 0; s < nsec && s < 3; s++) {
+        q->sec_rows[s] = rows[s]; q->sec_lrows[s] = lrows[s]; q->sec_row0[s] = row0[s];
+    }
+    q->cols = cols; q->lcols = lcols; q->col0 = col0;
+}
+
+/* local element i of a split PARAM_PLAIN tensor -> flat index in the full one */
+static size_t split_flat(const ParamInfo *p, size_t i)
+{
+    size_t lr = i / (size_t)p->lcols, c = (size_t)p->col0 + i % (size_t)p->lcols;
+    size_t full0 = 0, local0 = 0;
+    for (int s = 0; s < p->nsec; s++) {
+        if (lr < local0 + (size_t)p->sec_lrows[s])
+            return (full0 + (size_t)p->sec_row0[s] + (lr - local0)) * (size_t)p->cols + c;
+        full0 += (size_t)p->sec_rows[s];
+        local0 += (size_t)p->sec_lrows[s];
+    }
+    return i;   /* not reached for a consistent description */
+}
+
 void params_global_index(const ParamStore *ps, int pi, size_t i, int *uid, size_t *flat)
 {
     const ParamInfo *p = &ps->params[pi];
@@ -71,7 +96,7 @@ void params_global_index(const ParamStore *ps, int pi, size_t i, int *uid, size_
         *flat = (e * h + r) * Fe + (size_t)ps->f0 + c;
     } else {
         *uid = p->uid;
-        *flat = i;
+        *flat = p->nsec ? split_flat(p, i) : i;
     }
 }
 
@@ -108,7 +133,7 @@ static void *init_job(void *arg)
     for (size_t i = j->lo; i < j->hi; i++) {
         int uid = p->uid;
         size_t flat = i;
-        if (p->kind != PARAM_PLAIN) params_global_index(j->ps, j->p, i, &uid, &flat);
+        if (p->kind != PARAM_PLAIN || p->nsec) params_global_index(j->ps, j->p, i, &uid, &flat);
         j->host[i] = p->init_scale * hash_uniform(uid == p->uid ? key0 : key1, flat);
     }
     return NULL;
@@ -138,13 +163,23 @@ int params_allocate(ParamStore *ps, MpError *err)
     size_t A = (size_t)be->act_bytes;
     for (int ar = 0; ar < 2; ar++) {
         ParamArena *r = &ps->arena[ar];
-        size_t bytes = (r->n ? r->n : 1) * sizeof(float);
-        r->master = be->alloc(be, bytes);
-        r->grad = be->alloc(be, bytes);
-        r->m = be->alloc(be, bytes);
-        r->v = be->alloc(be, bytes);
-        r->act = A == 4 ? (void *)r->master : be->alloc(be, (r->n ? r->n : 1) * A);
-        if (!r->master || !r->grad || !r->m || !r->v || !r->act)
+        r->group = ar ? GROUP_EDP : GROUP_DP_CP;
+        int P = be->comms->size_of[r->group];
+        r->shards = ps->distributed && P > 1 && r->n > 0 ? P : 1;
+        r->shard_rank = r->shards > 1 ? be->comms->rank_in[r->group] : 0;
+        /* shards rounded up to 64 elements: every shard starts 128-byte
+         * aligned in the bf16 working copy (NCCL, vector loads) */
+        r->shard_n = ((r->n + (size_t)r->shards - 1) / (size_t)r->shards + 63) / 64 * 64;
+        size_t full = r->shards > 1 ? r->shard_n * (size_t)r->shards : (r->n ? r->n : 1);
+        size_t own = r->shards > 1 ? r->shard_n : full;
+        r->master_sharded = r->shards > 1 && A != 4;
+        r->master = be->alloc(be, (r->master_sharded ? own : full) * sizeof(float));
+        r->grad = be->alloc(be, full * sizeof(float));
+        r->m = be->alloc(be, own * sizeof(float));
+        r->v = be->alloc(be, own * sizeof(float));
+        r->gshard = r->shards > 1 ? be->alloc(be, own * sizeof(float)) : NULL;
+        r->act = A == 4 ? (void *)r->master : be->alloc(be, full * A);
+        if (!r->master || !r->grad || !r->m || !r->v || !r->act || (r->shards > 1 && !r->gshard))
             return mp_fail(err, "executor: device memory: cannot hold %zu parameters (%s arena)",
                            r->n, ar ? "expert" : "dense");
     }
@@ -160,11 +195,21 @@ int params_allocate(ParamStore *ps, MpError *err)
         } else {
             init_param_parallel(ps, i, host);
         }
-        be->upload(be, params_master(ps, i), host, p->n * sizeof(float));
+        /* a sharded master is filled from the full values staged in the
+         * (still unused) gradient arena */
+        ParamArena *r = &ps->arena[p->expert];
+        float *dst = r->master_sharded ? r->grad + p->offset : params_master(ps, i);
+        be->upload(be, dst, host, p->n * sizeof(float));
     }
     free(host);
-    for (int ar = 0; ar < 2; ar++)
-        if (A != 4) be->f32_to_act(be, ps->arena[ar].act, ps->arena[ar].master, ps->arena[ar].n);
+    for (int ar = 0; ar < 2; ar++) {
+        ParamArena *r = &ps->arena[ar];
+        if (A == 4) continue;
+        if (!r->master_sharded) { be->f32_to_act(be, r->act, r->master, r->n); continue; }
+        be->f32_to_act(be, r->act, r->grad, r->n);
+        be->copy(be, r->master, r->grad + (size_t)r->shard_rank * r->shard_n, r->shard_n * sizeof(float));
+        be->zero(be, r->grad, r->shard_n * (size_t)r->shards * sizeof(float));
+    }
     return 0;
 }
 
@@ -178,6 +223,7 @@ void params_free(ParamStore *ps)
         if (r->grad) be->release(be, r->grad);
         if (r->m) be->release(be, r->m);
         if (r->v) be->release(be, r->v);
+        if (r->gshard) be->release(be, r->gshard);
         memset(r, 0, sizeof *r);
     }
     free(ps->params);
@@ -189,6 +235,7 @@ void params_zero_grads(ParamStore *ps)
 {
     for (int ar = 0; ar < 2; ar++)
         if (ps->arena[ar].n) ps->be->zero(ps->be, ps->arena[ar].grad, ps->arena[ar].n * sizeof(float));
+    /* (padding elements of a sharded arena are never written: they stay 0) */
 }
 
 void params_reduce_grads(ParamStore *ps)
@@ -196,8 +243,10 @@ void params_reduce_grads(ParamStore *ps)
     Backend *be = ps->be;
     be->phase_begin(be, PHASE_GRAD_SYNC);
     for (int ar = 0; ar < 2; ar++) {
+        const ParamArena *r = &ps->arena[ar];
         for (int g = 0; g < GROUP_KIND_COUNT; g++) {
             if (be->comms->size_of[g] <= 1) continue;
+            if (r->shards > 1 && g == (int)r->group) continue;   /* the reduce-scatter below */
             /* parameters are appended in arena order: a run is a span of
              * consecutive entries of this arena that all reduce over g */
             size_t lo = 0, hi = 0;
@@ -216,7 +265,23 @@ void params_reduce_grads(ParamStore *ps)
             }
         }
     }
+    /* distributed optimizer: every parameter of a sharded arena reduces
+     * over its group (params_reduce_groups), so the whole padded arena is
+     * one reduce-scatter; each rank keeps the sum of the shard it owns */
+    for (int ar = 0; ar < 2; ar++) {
+        ParamArena *r = &ps->arena[ar];
+        if (r->shards > 1) be->reduce_scatter(be, r->gshard, r->grad, r->shard_n, DT_F32, r->group);
+    }
     be->phase_end(be, PHASE_GRAD_SYNC);
+}
+
+void params_gather_grads(ParamStore *ps)
+{
+    Backend *be = ps->be;
+    for (int ar = 0; ar < 2; ar++) {
+        ParamArena *r = &ps->arena[ar];
+        if (r->shards > 1) be->all_gather(be, r->grad, r->gshard, r->shard_n, DT_F32, r->group);
+    }
 }
 
 void params_adam_step(ParamStore *ps, float lr, int t)
@@ -227,7 +292,24 @@ void params_adam_step(ParamStore *ps, float lr, int t)
         ParamArena *r = &ps->arena[ar];
         if (!r->n) continue;
         /* AdamW, beta2 0.95 and eps 1e-8 (Megatron defaults for LLM training), no weight decay */
-        be->adam(be, r->master, r->act, r->grad, r->m, r->v, r->n, lr, 0.9f, 0.95f, 1e-8f, 0.0f, t);
+        if (r->shards == 1) {
+            be->adam(be, r->master, r->act, r->grad, r->m, r->v, r->n, lr, 0.9f, 0.95f, 1e-8f, 0.0f, t);
+            continue;
+        }
+        /* the owned shard (padding elements have zero gradient and stay 0) */
+        size_t off = (size_t)r->shard_rank * r->shard_n;
+        float *master = r->master_sharded ? r->master : r->master + off;
+        void *act = (char *)r->act + off * (size_t)be->act_bytes;
+        be->adam(be, master, act, r->gshard, r->m, r->v, r->shard_n, lr, 0.9f, 0.95f, 1e-8f, 0.0f, t);
     }
     be->phase_end(be, PHASE_OPTIMIZER);
+    /* the updated working copy back to every member (in place) */
+    be->phase_begin(be, PHASE_GRAD_SYNC);
+    for (int ar = 0; ar < 2; ar++) {
+        ParamArena *r = &ps->arena[ar];
+        if (r->shards == 1) continue;
+        void *act = (char *)r->act + (size_t)r->shard_rank * r->shard_n * (size_t)be->act_bytes;
+        be->all_gather(be, r->act, act, r->shard_n, DT_ACT, r->group);
+    }
+    be->phase_end(be, PHASE_GRAD_SYNC);
 }

@@ -69,14 +69,36 @@ typedef struct {
     int expert;         /* arena: 0 dense, 1 expert */
     size_t n;           /* local elements */
     size_t offset;      /* elements into its arena */
+    /* tensor-parallel split of a PARAM_PLAIN tensor, full shape [rows, cols]
+     * row-major (params_set_split; nsec 0: not split, local = full):
+     * the output rows are nsec sections (QKV: q, k, v; gate/up: gate, up),
+     * section s has sec_rows[s] rows of which this rank holds sec_lrows[s]
+     * starting at sec_row0[s]; of the input columns it holds lcols from col0 */
+    int nsec;
+    int sec_rows[3], sec_lrows[3], sec_row0[3];
+    int cols, lcols, col0;
     float init_scale;   /* uniform half-width; 0: constant init_value */
     float init_value;
 } ParamInfo;
 
 typedef struct {
-    float *master, *grad, *m, *v;   /* f32 [n] device */
+    float *master, *grad, *m, *v;   /* f32 [n] device (sharded: see below) */
     void *act;                      /* act [n] device (== master when act is float) */
     size_t n;
+    /* Distributed optimizer (Megatron's ZeRO-1), when asked and the arena's
+     * data-parallel group (DP*CP dense, EDP expert) has shards > 1 members:
+     * the arena is padded to shards * shard_n elements (shard_n a multiple
+     * of 64); this rank owns
+     * elements [shard_rank * shard_n, +shard_n).  Gradients are
+     * reduce-scattered into gshard [shard_n]; m, v are [shard_n]; master is
+     * [shard_n] when the act copy is a separate bf16 tensor (CUDA), and the
+     * full tensor when it is the act copy itself (CPU float); after Adam the
+     * owned act elements are all-gathered over the group. */
+    int shards, shard_rank;
+    size_t shard_n;
+    GroupKind group;
+    float *gshard;
+    int master_sharded;
 } ParamArena;
 
 typedef struct {
@@ -87,6 +109,7 @@ typedef struct {
     /* the expert shard of this rank, for the full-tensor index */
     int h, Fe, Fl, e0, f0;
     uint64_t seed;
+    int distributed;                /* 1: distributed optimizer (ZeRO-1) asked */
 } ParamStore;
 
 /* h: hidden; Fe: expert FFN; Fl = Fe / ETP; e0, f0: first expert and first
@@ -97,6 +120,11 @@ void params_init(ParamStore *ps, Backend *be, uint64_t seed, int h, int Fe, int 
  * Returns its index, -1 when out of host memory. */
 int params_add(ParamStore *ps, const char *name, int uid, ParamKind kind, ParamShard shard,
                int parts, int part, size_t n, float init_scale, float init_value);
+
+/* Describes the tensor-parallel split of parameter p (see ParamInfo):
+ * nsec sections of rows (full, local, first local), and the columns. */
+void params_set_split(ParamStore *ps, int p, int nsec, const int *rows, const int *lrows,
+                      const int *row0, int cols, int lcols, int col0);
 
 /* The groups the gradient of a parameter with this shard is summed over:
  * DP*CP (dense) or EDP (expert), plus TP for replicated parameters (they
@@ -111,8 +139,11 @@ void params_free(ParamStore *ps);
 /* (uid, flat index in the full tensor) of local element i of parameter p */
 void params_global_index(const ParamStore *ps, int p, size_t i, int *uid, size_t *flat);
 
+/* The fp32 master of parameter p; NULL when its arena's master is sharded
+ * (model.c reads and writes values through the act copy then). */
 static inline float *params_master(const ParamStore *ps, int p)
 {
+    if (ps->arena[ps->params[p].expert].master_sharded) return NULL;
     return ps->arena[ps->params[p].expert].master + ps->params[p].offset;
 }
 static inline float *params_grad(const ParamStore *ps, int p)
@@ -126,9 +157,14 @@ static inline void *params_act(const ParamStore *ps, int p)
 }
 
 void params_zero_grads(ParamStore *ps);
-/* sums every gradient over its reduce_groups (the table drives it) */
+/* sums every gradient over its reduce_groups (the table drives it); for a
+ * sharded arena the data-parallel sum is a reduce-scatter into gshard */
 void params_reduce_grads(ParamStore *ps);
-/* AdamW (beta 0.9 / 0.95, eps 1e-8, no weight decay) over both arenas, t from 1 */
+/* tests: all-gathers the reduced shards of sharded arenas back into the
+ * full gradient arenas (collective; nothing for unsharded arenas) */
+void params_gather_grads(ParamStore *ps);
+/* AdamW (beta 0.9 / 0.95, eps 1e-8, no weight decay) over both arenas, t
+ * from 1 (a sharded arena: over the owned shard, then the all-gather) */
 void params_adam_step(ParamStore *ps, float lr, int t);
 
 #endif

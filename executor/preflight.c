@@ -33,9 +33,26 @@ int preflight_plan(Plan *p, const PlanRequested *req, PreflightNotes *notes, MpE
     const Mapping *m = &p->map;
     TrainConfig *t = &p->train;
     if (notes) notes->count = 0;
-    /* parallel dimensions: the step runs DP, EP, ETP and PP */
-    if (m->tp != 1)
-        return mp_fail(err, "tp: %d: tensor parallelism is not implemented by the executor's step (tp must be 1)", m->tp);
+    /* parallel dimensions: the step runs TP (with sequence parallelism), DP, EP, ETP and PP */
+    if (m->tp > 1) {
+        /* Megatron's splits: heads, KV groups (split, or replicated when tp
+         * exceeds them), vocabulary rows, FFN columns, sequence-parallel tokens */
+        const ModelSpec *s = &p->model;
+        int T = t->micro_batch * t->seq_len;
+        if (s->num_heads % m->tp)
+            return mp_fail(err, "tp: %d does not divide num_heads %d", m->tp, s->num_heads);
+        if (s->num_kv_groups > 0 && s->num_kv_groups % m->tp && m->tp % s->num_kv_groups)
+            return mp_fail(err, "tp: %d: num_kv_groups %d must be a multiple or a divisor of tp", m->tp,
+                           s->num_kv_groups);
+        if (s->vocab % m->tp)
+            return mp_fail(err, "tp: %d does not divide vocab %d (vocabulary-parallel embedding and loss)", m->tp,
+                           s->vocab);
+        if (T > 0 && T % m->tp)
+            return mp_fail(err, "tp: %d does not divide the %d tokens of a micro-batch (sequence parallelism)", m->tp, T);
+        if (s->dense_ffn % m->tp || s->shared_ffn % m->tp)
+            return mp_fail(err, "tp: %d does not divide %s %d", m->tp, s->dense_ffn % m->tp ? "dense_ffn" : "shared_ffn",
+                           s->dense_ffn % m->tp ? s->dense_ffn : s->shared_ffn);
+    }
     if (m->cp != 1)
         return mp_fail(err, "cp: %d: context parallelism is not implemented by the executor's step (cp must be 1)", m->cp);
     /* pipeline: 1F1B, or interleaved with vpp > 1 (Megatron-LM's constraint
@@ -61,15 +78,16 @@ int preflight_plan(Plan *p, const PlanRequested *req, PreflightNotes *notes, MpE
     if (t->recompute != RECOMPUTE_NONE)
         return mp_fail(err, "recompute: %s: activation recomputation is not implemented by the executor's step "
                        "(use none)", recompute_name(t->recompute));
-    if (t->opt_sharding != OPT_SHARD_NONE) {
+    /* distributed (ZeRO-1) and none run; full sharding (FSDP) does not */
+    if (t->opt_sharding == OPT_SHARD_FULL) {
         if (req->optimizer_sharding)
-            return mp_fail(err, "optimizer_sharding: %s: a sharded optimizer is not implemented by the executor's "
-                           "step (use none: gradients all-reduced, Adam on every rank)",
+            return mp_fail(err, "optimizer_sharding: %s: fully sharded parameters (FSDP) are not implemented by the "
+                           "executor's step (use distributed: ZeRO-1, or none: gradients all-reduced)",
                            opt_sharding_name(t->opt_sharding));
         note(notes, "optimizer_sharding: the default '%s' is not implemented by the executor's step; running and "
-             "predicting with '%s' (gradients all-reduced, Adam on every rank)",
-             opt_sharding_name(t->opt_sharding), opt_sharding_name(OPT_SHARD_NONE));
-        t->opt_sharding = OPT_SHARD_NONE;
+             "predicting with '%s' (gradients reduce-scattered, Adam on each rank's shard)",
+             opt_sharding_name(t->opt_sharding), opt_sharding_name(OPT_SHARD_DISTRIBUTED));
+        t->opt_sharding = OPT_SHARD_DISTRIBUTED;
     }
     if (t->overlap != 0) {
         char words[64];

@@ -58,7 +58,62 @@ __global__ static void ce_kernel(bf16_t *dlogits, float *losses, const bf16_t *l
     }
 }
 
+/* vocabulary-parallel: one block per row, plain loads (Vl is any size) */
+__global__ static void ce_vp_stats_kernel(float *stats, const bf16_t *logits,
+                                          const int32_t *targets_local, int Vl)
+{
+    int t = blockIdx.x;
+    const bf16_t *l = logits + (size_t)t * Vl;
+    float mx = -FLT_MAX;
+    for (int v = threadIdx.x; v < Vl; v += blockDim.x) mx = fmaxf(mx, ldbf(l + v));
+    mx = block_max(mx);
+    float sum = 0.0f;
+    for (int v = threadIdx.x; v < Vl; v += blockDim.x) sum += __expf(ldbf(l + v) - mx);
+    sum = block_sum(sum);
+    if (threadIdx.x == 0) {
+        int tg = targets_local[t];
+        stats[3 * (size_t)t] = mx;
+        stats[3 * (size_t)t + 1] = sum;
+        stats[3 * (size_t)t + 2] = tg >= 0 ? ldbf(l + tg) : 0.0f;
+    }
+}
+
+__global__ static void ce_vp_finish_kernel(float *losses, bf16_t *dlogits, const bf16_t *logits,
+                                           const int32_t *targets_local, const float *all_stats,
+                                           int P, float dloss, int N, int Vl)
+{
+    int t = blockIdx.x;
+    float M = -FLT_MAX, S = 0.0f, z = 0.0f;
+    for (int p = 0; p < P; p++) M = fmaxf(M, all_stats[((size_t)p * N + t) * 3]);
+    for (int p = 0; p < P; p++) {
+        const float *st = all_stats + ((size_t)p * N + t) * 3;
+        S += st[1] * __expf(st[0] - M);
+        z += st[2];
+    }
+    float lse = M + logf(S);
+    int tg = targets_local[t];
+    if (threadIdx.x == 0) losses[t] = lse - z;
+    const bf16_t *l = logits + (size_t)t * Vl;
+    bf16_t *d = dlogits + (size_t)t * Vl;
+    /* each element is read then written by the same thread: in place is safe */
+    for (int v = threadIdx.x; v < Vl; v += blockDim.x)
+        stbf(d + v, dloss * (__expf(ldbf(l + v) - lse) - (v == tg ? 1.0f : 0.0f)));
+}
+
 extern "C" {
+void crossentropy_vp_stats_cuda(float *stats, const bf16_t *logits, const int32_t *targets_local,
+                                int N, int Vl, cudaStream_t s)
+{
+    if (N > 0) ce_vp_stats_kernel<<<N, 256, 0, s>>>(stats, logits, targets_local, Vl);
+}
+void crossentropy_vp_finish_cuda(float *losses, bf16_t *dlogits, const bf16_t *logits,
+                                 const int32_t *targets_local, const float *all_stats, int P,
+                                 float dloss, int N, int Vl, cudaStream_t s)
+{
+    if (N > 0)
+        ce_vp_finish_kernel<<<N, 256, 0, s>>>(losses, dlogits, logits, targets_local, all_stats, P,
+                                              dloss, N, Vl);
+}
 void crossentropy_forward_cuda(float *losses, const bf16_t *logits, const int32_t *targets, int N,
                                int V, cudaStream_t s)
 {

@@ -1,6 +1,9 @@
 /* embedding.h: token embedding lookup.
  *   forward  out[t, :] = wte[tokens[t], :]           out [N, C], wte [V, C], tokens [N] int32
  *   backward dwte[tokens[t], :] += dout[t, :]        dwte [V, C] fp32 (accumulates)
+ *   A negative token id (vocabulary-parallel embedding: the token's row lives
+ *   on another tensor-parallel rank) gives a zero row forward and nothing
+ *   backward.
  * CUDA: wte/out/dout bf16, dwte fp32 (atomicAdd: rows of repeated tokens add
  * in an unspecified order).
  */

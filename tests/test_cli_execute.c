@@ -161,8 +161,7 @@ static void test_cpu_pipeline_run(void **state) {
 static void test_refuses_unimplemented_fields(void **state) {
     (void)state;
     static const char *const cases[][2] = {
-        {"--optimizer-sharding distributed", "optimizer_sharding: distributed: a sharded optimizer is not implemented"},
-        {"--optimizer-sharding full", "optimizer_sharding: full: a sharded optimizer is not implemented"},
+        {"--optimizer-sharding full", "optimizer_sharding: full: fully sharded parameters (FSDP) are not implemented"},
         {"--recompute selective", "recompute: selective: activation recomputation is not implemented"},
         {"--recompute full", "recompute: full: activation recomputation is not implemented"},
         {"--precision fp8", "precision: fp8: FP8 GEMMs are not implemented"},
@@ -172,7 +171,7 @@ static void test_refuses_unimplemented_fields(void **state) {
         {"--overlap ep", "overlap: ep: overlapping"},
         {"--overlap shared-expert", "overlap: shared-expert: overlapping"},
         {"--dispatcher allgather", "dispatcher: allgather: only the alltoall dispatcher is implemented"},
-        {"--gpus 2 --tp 2", "tp: 2: tensor parallelism is not implemented"},
+        {"--gpus 3 --tp 3", "tp: 3 does not divide num_heads 4"},
         {"--gpus 2 --cp 2", "cp: 2: context parallelism is not implemented"},
         {"--gpus 2 --pp 2 --vpp 2 --gbs 3 --model models/mixtral-8x7b.json",
          "gbs: the interleaved schedule (vpp 2) needs the micro-batches per step (3 = gbs 3 / (mbs 1 x DP 1)) to be a multiple of pp 2"},
@@ -187,12 +186,11 @@ static void test_refuses_unimplemented_fields(void **state) {
     char dir[] = "/tmp/moeplan-exec-XXXXXX";
     assert_non_null(mkdtemp(dir));
     static const char *const plans[][2] = {
-        {"\"optimizer_sharding\": \"distributed\"", "optimizer_sharding: distributed"},
+        {"\"optimizer_sharding\": \"full\"", "optimizer_sharding: full"},
         {"\"overlap\": \"grad,param\"", "overlap: grad,param"},
         {"\"recompute\": \"selective\"", "recompute: selective"},
         {"\"precision\": \"fp8\"", "precision: fp8"},
         {"\"dispatcher\": \"allgather\"", "dispatcher: allgather"},
-        {"\"tp\": 2", "tp: 2"},
     };
     char path[256], text[512];
     snprintf(path, sizeof path, "%s/plan.json", dir);
@@ -253,9 +251,10 @@ static double sim_number(const char *text, const char *key) {
 static void test_replaced_defaults_reported_and_predicted(void **state) {
     (void)state;
     char err[4096];
-    /* stderr: the two defaults of simulate the step does not implement */
+    /* stderr: the default of simulate the step does not implement (the
+     * distributed optimizer, the other default, runs) */
     assert_int_equal(moeplan_run(TINY " --check", RUN_STDERR, err, sizeof err), 0);
-    if (!strstr(err, "note: optimizer_sharding: the default 'distributed' is not implemented") ||
+    if (strstr(err, "note: optimizer_sharding") ||
         !strstr(err, "note: overlap: the default 'grad,param' is not implemented"))
         fail_msg("%s", err);
     /* 2 ranks (DP 2), so that optimizer sharding and overlap would change the prediction */
@@ -267,7 +266,8 @@ static void test_replaced_defaults_reported_and_predicted(void **state) {
     const cJSON *plan = cJSON_GetObjectItem(o, "plan");
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         if (!cJSON_GetObjectItem(plan, keys[i])) fail_msg("plan.%s missing", keys[i]);
-    assert_string_equal(str(o, "plan", "optimizer_sharding"), "none");
+    assert_string_equal(str(o, "plan", "optimizer_sharding"), "distributed");
+    assert_string_equal(str(o, "run", "optimizer_sharding"), "distributed");
     assert_string_equal(str(o, "plan", "overlap"), "none");
     assert_string_equal(str(o, "plan", "recompute"), "none");
     assert_string_equal(str(o, "plan", "dispatcher"), "alltoall");
@@ -277,19 +277,19 @@ static void test_replaced_defaults_reported_and_predicted(void **state) {
     assert_true(num(o, "run", "aux_loss_coeff") == 0.02);
     assert_string_equal(str(o, "run", "act_dtype"), "fp32");
     assert_string_equal(str(o, "run", "data"), "synthetic");
-    /* the prediction is simulate's for exactly that plan (none, none), not for its defaults */
+    /* the prediction is simulate's for exactly that plan (distributed, none), not for its defaults */
     double pred = num(o, "predicted", "step_time_s");
     cJSON_Delete(o);
     char sim[1 << 14];
     const char *base = "simulate --model tests/data/exec-tiny-moe.json --gpus 2 --seq 32 --gbs 2 --json";
     char args[512];
-    snprintf(args, sizeof args, "%s --optimizer-sharding none --overlap none", base);
+    snprintf(args, sizeof args, "%s --optimizer-sharding distributed --overlap none", base);
     assert_int_equal(moeplan_run(args, RUN_STDOUT, sim, sizeof sim), 0);
     double same = sim_number(sim, "step_time_s");
     assert_int_equal(moeplan_run(base, RUN_STDOUT, sim, sizeof sim), 0);
     double defaults = sim_number(sim, "step_time_s");
     if (fabs(pred - same) > 1e-6 || fabs(pred - defaults) < 5e-6)
-        fail_msg("predicted %.9f; simulate none/none %.6f, defaults %.6f", pred, same, defaults);
+        fail_msg("predicted %.9f; simulate distributed/none %.6f, defaults %.6f", pred, same, defaults);
 }
 
 /* ---- issue 11 item 7: --seed, --aux-loss-coeff, --lr 0 ---- */

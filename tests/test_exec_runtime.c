@@ -631,21 +631,31 @@ static void test_preflight_plan_and_model(void **state) {
     PreflightNotes notes;
     MpError err = {{0}};
     assert_int_equal(preflight_plan(&p, &none, &notes, &err), 0);
-    assert_int_equal(notes.count, 2);
-    assert_int_equal(p.train.opt_sharding, OPT_SHARD_NONE);
+    assert_int_equal(notes.count, 1);
+    assert_int_equal(p.train.opt_sharding, OPT_SHARD_DISTRIBUTED);   /* runs (ZeRO-1) */
     assert_int_equal(p.train.overlap, 0);
-    assert_non_null(strstr(notes.line[0], "optimizer_sharding: the default 'distributed'"));
-    assert_non_null(strstr(notes.line[1], "overlap: the default 'grad,param'"));
-    /* asked for: refused */
+    assert_non_null(strstr(notes.line[0], "overlap: the default 'grad,param'"));
+    /* asked for: distributed runs, full sharding is refused */
     train_config_default(&p.train);
     asked.optimizer_sharding = true;
+    p.train.overlap = 0;
+    assert_int_equal(preflight_plan(&p, &asked, &notes, &err), 0);
+    p.train.opt_sharding = OPT_SHARD_FULL;
     assert_int_equal(preflight_plan(&p, &asked, &notes, &err), -1);
-    assert_non_null(strstr(err.msg, "optimizer_sharding: distributed:"));
+    assert_non_null(strstr(err.msg, "optimizer_sharding: full:"));
+    train_config_default(&p.train);
     p.train.opt_sharding = OPT_SHARD_NONE;
     asked.overlap = true;
     assert_int_equal(preflight_plan(&p, &asked, &notes, &err), -1);
     assert_non_null(strstr(err.msg, "overlap: grad,param:"));
     p.train.overlap = 0;
+    /* tensor parallelism runs; splits it cannot make are refused */
+    p.map.tp = 2;
+    assert_int_equal(preflight_plan(&p, &asked, &notes, &err), 0);
+    p.map.tp = 3;
+    assert_int_equal(preflight_plan(&p, &asked, &notes, &err), -1);
+    assert_non_null(strstr(err.msg, "tp: 3 does not divide num_heads"));
+    p.map.tp = 1;
     p.map.vpp = 2;
     assert_int_equal(preflight_plan(&p, &asked, &notes, &err), -1);
     assert_non_null(strstr(err.msg, "vpp: 2:"));

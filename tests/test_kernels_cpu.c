@@ -146,6 +146,15 @@ static void test_embedding(void **state)
     embedding_backward_cpu(dwte, g, tok, 3, 2);
     /* row 2 gets tokens 0 and 2: (1+5, 2+6); row 0 gets (3, 4); row 1 nothing */
     assert_true(dwte[4] == 6 && dwte[5] == 8 && dwte[0] == 3 && dwte[1] == 4 && dwte[2] == 0);
+    /* a negative id (vocabulary-parallel: the row is on another rank): zero
+     * row forward, nothing backward */
+    int32_t tok2[2] = {-1, 1};
+    out[0] = out[1] = 7;
+    embedding_forward_cpu(out, tok2, wte, 2, 2);
+    assert_true(out[0] == 0 && out[1] == 0 && out[2] == 10 && out[3] == 11);
+    float dw2[6] = {0};
+    embedding_backward_cpu(dw2, g, tok2, 2, 2);
+    assert_true(dw2[0] == 0 && dw2[1] == 0 && dw2[2] == 3 && dw2[3] == 4 && dw2[4] == 0);
 }
 
 /* ---- rmsnorm ------------------------------------------------------------ */
@@ -549,6 +558,37 @@ static void test_crossentropy(void **state)
     check_fd(ce_fwd, X, 15, 3, G, dX, &c);
 }
 
+/* vocabulary-parallel cross-entropy: V = 4 split in two slices of 2 */
+static void test_crossentropy_vocab_parallel(void **state)
+{
+    (void)state;
+    /* row 0: logits (0, 0 | 0, 0), target 1 (slice 0): loss log 4;
+     * row 1: logits (1, 2 | 3, 4), target 3 (slice 1, local 1):
+     *        loss = log(e + e^2 + e^3 + e^4) - 4 */
+    float a[4] = {0, 0, 1, 2}, b[4] = {0, 0, 3, 4};
+    int32_t ta[2] = {1, -1}, tb[2] = {-1, 1};
+    float st[2 * 2 * 3];
+    crossentropy_vp_stats_cpu(st, a, ta, 2, 2);
+    crossentropy_vp_stats_cpu(st + 6, b, tb, 2, 2);
+    /* slice 0, row 1: max 2, sum 1 + e^-1, no target */
+    assert_float_equal(st[3], 2.0, 0);
+    assert_float_equal(st[4], 1.0 + exp(-1.0), 1e-6);
+    assert_float_equal(st[5], 0.0, 0);
+    float la[2], lb[2];
+    crossentropy_vp_finish_cpu(la, a, a, ta, st, 2, 0.5f, 2, 2);   /* in place */
+    crossentropy_vp_finish_cpu(lb, b, b, tb, st, 2, 0.5f, 2, 2);
+    double lse1 = log(exp(1.0) + exp(2.0) + exp(3.0) + exp(4.0));
+    assert_float_equal(la[0], log(4.0), 1e-6);
+    assert_float_equal(lb[0], log(4.0), 1e-6);
+    assert_float_equal(la[1], lse1 - 4.0, 1e-5);
+    assert_float_equal(lb[1], lse1 - 4.0, 1e-5);
+    /* d logits = 0.5 * (softmax - onehot) on each slice */
+    assert_float_equal(a[0], 0.125, 1e-7);
+    assert_float_equal(a[1], 0.5 * (0.25 - 1), 1e-7);
+    assert_float_equal(a[2], 0.5 * exp(1.0 - lse1), 1e-6);
+    assert_float_equal(b[3], 0.5 * (exp(4.0 - lse1) - 1), 1e-6);
+}
+
 static void test_adam(void **state)
 {
     (void)state;
@@ -596,6 +636,7 @@ int main(void)
         cmocka_unit_test(test_router),       cmocka_unit_test(test_moe_plan),
         cmocka_unit_test(test_moe_backward), cmocka_unit_test(test_swiglu),
         cmocka_unit_test(test_crossentropy), cmocka_unit_test(test_adam),
+        cmocka_unit_test(test_crossentropy_vocab_parallel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,13 +3,15 @@
  *
  *   test_executor [--nproc N] [--mode invariance|throughput|all]
  *                 [--layers L] [--steps S] [--warmup W] [--gbs B] [--ep E]
- *                 [--mbs b] [--data random|synthetic]
+ *                 [--mbs b] [--data random|synthetic] [--tp T]
+ *                 [--optimizer-sharding none|distributed]
  *
  * invariance: tiny-moe-gpu (head dim 64) with fixed seed and data.  Each
  *   rank runs the 1-GPU step (reference) and the same model on the CPU
  *   backend (float32); then all ranks run the parallel mappings that N GPUs
- *   allow (DP N with EP N, ETP N, EP 1), dropless and with capacity factor
- *   1.0.  Per tensor the relative error ||g - ref|| / ||ref|| of the
+ *   allow (DP N with EP N, ETP N, EP 1; DP.EP with the distributed
+ *   optimizer; TP2 alone, with EP2, and with DP.EP and the distributed
+ *   optimizer, dropless only), dropless and with capacity factor 1.0.  Per tensor the relative error ||g - ref|| / ||ref|| of the
  *   gradients after one step, and the losses, are printed; bf16 tolerance:
  *   3e-2 on gradients (router's too, routing forced, see GRAD_TOL), 1e-2
  *   relative on the loss.
@@ -122,11 +124,12 @@ static double world_max(double v)
 }
 
 static void make_plan(Plan *p, const ModelSpec *spec, int world, int ep, int etp, double cf,
-                      int seq, int gbs)
+                      int seq, int gbs, int tp = 1, int dist = 0)
 {
     memset(p, 0, sizeof *p);
     p->model = *spec;
-    p->map.world = world; p->map.tp = 1; p->map.cp = 1; p->map.pp = 1; p->map.vpp = 1;
+    p->map.world = world; p->map.tp = tp; p->map.cp = 1; p->map.pp = 1; p->map.vpp = 1;
+    p->train.opt_sharding = dist ? OPT_SHARD_DISTRIBUTED : OPT_SHARD_NONE;
     p->map.ep = ep; p->map.etp = etp;
     MpError err;
     if (mapping_resolve(&p->map, spec->num_experts, &err)) { fprintf(stderr, "%s\n", err.msg); exit(2); }
@@ -167,6 +170,7 @@ static int run_step(const Plan *plan, ExecBackendKind kind, const ExecComms *com
     }
     if (trainer_step(t, false, &r->loss, &err)) { fprintf(stderr, "rank %d: %s\n", g_rank, err.msg); return -1; }
     r->flips = model_route_flips(t->model);
+    model_gather_grads(t->model);   /* distributed optimizer: the reduced shards back to full arenas */
     if (keep) { *keep = t; return 0; }
     memset(r->g, 0, sizeof r->g);
     for (int p = 0; p < model_num_params(t->model); p++) {
@@ -283,11 +287,19 @@ static int invariance(void)
             grads_free(&cpu);
         }
         if (g_nproc > 1) {
-            int maps[3][2] = {{g_nproc, 1}, {1, g_nproc}, {1, 1}};
-            for (int mi = 0; mi < 3; mi++) {
+            /* {ep, etp, tp, distributed optimizer}: DP with EP, ETP, EP 1;
+             * DP.EP with the distributed optimizer; TP (sequence parallel)
+             * alone and with EP across the TP ranks */
+            int maps[7][4] = {{g_nproc, 1, 1, 0}, {1, g_nproc, 1, 0}, {1, 1, 1, 0}, {g_nproc, 1, 1, 1},
+                              {1, 1, 2, 0}, {2, 1, 2, 0}, {g_nproc, 1, 2, 1}};
+            for (int mi = 0; mi < 7; mi++) {
+                if (maps[mi][2] > 1 && g_nproc % maps[mi][2]) continue;
+                /* with TP a capacity is per sequence-parallel shard: other drops than 1 GPU's */
+                if (maps[mi][2] > 1 && cf > 0) continue;
                 for (int forced = 0; forced < 2; forced++) {
                     Plan pp;
-                    make_plan(&pp, &spec, g_nproc, maps[mi][0], maps[mi][1], cf, seq, gbs);
+                    make_plan(&pp, &spec, g_nproc, maps[mi][0], maps[mi][1], cf, seq, gbs, maps[mi][2],
+                              maps[mi][3]);
                     GpuComms gc;
                     comms_split(&pp.map, &gc);
                     Trainer *t;
@@ -302,8 +314,10 @@ static int invariance(void)
                     trainer_destroy(t);
                     comms_free(&gc);
                     char what[160];
-                    snprintf(what, sizeof what, "%d GPUs dp %d ep %d etp %d cf %.1f vs 1 GPU, routing %s", g_nproc,
-                             pp.map.dp, pp.map.ep, pp.map.etp, cf, forced ? "forced to the 1-GPU run's" : "free");
+                    snprintf(what, sizeof what, "%d GPUs tp %d dp %d ep %d etp %d%s cf %.1f vs 1 GPU, routing %s",
+                             g_nproc, pp.map.tp, pp.map.dp, pp.map.ep, pp.map.etp,
+                             maps[mi][3] ? " distributed-opt" : "", cf,
+                             forced ? "forced to the 1-GPU run's" : "free");
                     report(what, forced, loss, gpu1.loss, w, name, rw, forced ? flips : -1, &fails);
                 }
             }
@@ -314,7 +328,8 @@ static int invariance(void)
     return fails;
 }
 
-static int throughput(int layers, int steps, int warmup, int gbs, int ep, int mbs, bool random_data)
+static int throughput(int layers, int steps, int warmup, int gbs, int ep, int mbs, bool random_data, int tp,
+                      int dist)
 {
     ModelSpec s;
     memset(&s, 0, sizeof s);
@@ -324,7 +339,7 @@ static int throughput(int layers, int steps, int warmup, int gbs, int ep, int mb
     s.router = ROUTER_SOFTMAX;
     const int seq = 4096;
     Plan p;
-    make_plan(&p, &s, g_nproc, ep, 1, 0, seq, gbs);
+    make_plan(&p, &s, g_nproc, ep, 1, 0, seq, gbs, tp, dist);
     p.train.micro_batch = mbs;
     GpuComms gc;
     ExecComms single;
@@ -345,8 +360,9 @@ static int throughput(int layers, int steps, int warmup, int gbs, int ep, int mb
     double fm = model_flops(&run, FLOPS_MEGATRON, seq, tokens), fl = model_flops(&run, FLOPS_LEGACY, seq, tokens);
     double t = world_max(st.median.step);
     if (g_rank == 0) {
-        printf("throughput: mixtral-8x7b shapes, %d layers, seq %d, mbs %d, gbs %d, %d GPU(s) dp %d ep %d, %d timed steps, %s tokens, aux loss 1e-2\n",
-               layers, seq, mbs, gbs, g_nproc, p.map.dp, ep, st.steps_timed, random_data ? "random" : "learnable-task");
+        printf("throughput: mixtral-8x7b shapes, %d layers, seq %d, mbs %d, gbs %d, %d GPU(s) tp %d dp %d ep %d, optimizer %s, %d timed steps, %s tokens, aux loss 1e-2\n",
+               layers, seq, mbs, gbs, g_nproc, p.map.tp, p.map.dp, ep, opt_sharding_name(p.train.opt_sharding),
+               st.steps_timed, random_data ? "random" : "learnable-task");
         printf("  step %.1f ms  MFU megatron %.1f%%  legacy %.1f%%  %.0f TFLOP/s/GPU (megatron)  %.0f tokens/s/GPU\n",
                t * 1e3, 100 * fm / (t * g_nproc * PEAK_BF16), 100 * fl / (t * g_nproc * PEAK_BF16),
                fm / (t * g_nproc) / 1e12, tokens / t / g_nproc);
@@ -364,7 +380,7 @@ static int throughput(int layers, int steps, int warmup, int gbs, int ep, int mb
 
 int main(int argc, char **argv)
 {
-    int nproc = 1, layers = 4, steps = 6, warmup = 2, gbs = 0, ep = 0, mbs = 1;
+    int nproc = 1, layers = 4, steps = 6, warmup = 2, gbs = 0, ep = 0, mbs = 1, tp = 1, dist = 0;
     const char *mode = "all", *data = "random";
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--nproc")) nproc = atoi(argv[i + 1]);
@@ -376,6 +392,8 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--ep")) ep = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--data")) data = argv[i + 1];   /* random | synthetic */
         else if (!strcmp(argv[i], "--mbs")) mbs = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--tp")) tp = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--optimizer-sharding")) dist = !strcmp(argv[i + 1], "distributed");
         else { fprintf(stderr, "test_executor: unknown option %s\n", argv[i]); return 2; }
     }
     if (gbs <= 0) gbs = 2 * nproc;
@@ -400,7 +418,7 @@ int main(int argc, char **argv)
             NCHECK(ncclCommInitRank(&g_world, nproc, sh->id, r));
             int fails = 0;
             if (!strcmp(mode, "invariance") || !strcmp(mode, "all")) fails += invariance();
-            if (!strcmp(mode, "throughput") || !strcmp(mode, "all")) fails += throughput(layers, steps, warmup, gbs, ep, mbs, strcmp(data, "synthetic") != 0);
+            if (!strcmp(mode, "throughput") || !strcmp(mode, "all")) fails += throughput(layers, steps, warmup, gbs, ep, mbs, strcmp(data, "synthetic") != 0, tp, dist);
             fflush(stdout);
             ncclCommDestroy(g_world);
             _exit(fails ? 1 : 0);

@@ -228,6 +228,7 @@ static void test_embedding(Ctx *c)
     std::vector<float> wte = hrand(c, (size_t)V * C), out((size_t)N * C);
     std::vector<int32_t> tok(N);
     for (auto &t : tok) t = rng_u32(&c->rng) % V;
+    for (int t = 0; t < N; t += 7) tok[t] = -1;   /* vocabulary-parallel: row on another rank */
     bf16_t *dw = dbf(wte), *dout = dbf_poison((size_t)N * C);
     int32_t *dt = di32(tok);
     embedding_forward_cuda(dout, dt, dw, N, C, c->stream);
@@ -421,6 +422,49 @@ static void test_moe(Ctx *c)
     gather_rows_cpu(y.data(), x.data(), src.data(), n, C2);
     check(c, "gather rows", hbf(dy, (size_t)n * C2), y, 1);
     cudaFree(dx); cudaFree(dy); cudaFree(ds);
+}
+
+/* vocabulary-parallel cross-entropy over P = 2 slices of V against the
+ * full-row CPU reference: losses and d logits of each slice */
+static void test_ce_vocab_parallel(Ctx *c)
+{
+    const int R = 129, V = 1000, P = 2, Vl = V / P;
+    std::vector<float> logits = hrand(c, (size_t)R * V, 4.0f), loss(R), dlog((size_t)R * V);
+    std::vector<int32_t> tgt(R);
+    for (int i = 0; i < R; i++) tgt[i] = (int)(rng_u32(&c->rng) % V);
+    crossentropy_forward_cpu(loss.data(), logits.data(), tgt.data(), R, V);
+    crossentropy_backward_cpu(dlog.data(), logits.data(), tgt.data(), 1.0f / R, R, V);
+    std::vector<float> all((size_t)P * R * 3);
+    bf16_t *dl[P];
+    int32_t *dt[P];
+    for (int p = 0; p < P; p++) {
+        std::vector<float> slice((size_t)R * Vl);
+        std::vector<int32_t> tl(R);
+        for (int r = 0; r < R; r++) {
+            for (int v = 0; v < Vl; v++) slice[(size_t)r * Vl + v] = logits[(size_t)r * V + p * Vl + v];
+            int t = tgt[r] - p * Vl;
+            tl[r] = t >= 0 && t < Vl ? t : -1;
+        }
+        dl[p] = dbf(slice);
+        dt[p] = di32(tl);
+        float *st = df32_poison((size_t)R * 3);
+        crossentropy_vp_stats_cuda(st, dl[p], dt[p], R, Vl, c->stream);
+        std::vector<float> h = hf32(st, (size_t)R * 3);
+        std::copy(h.begin(), h.end(), all.begin() + (size_t)p * R * 3);
+        cudaFree(st);
+    }
+    float *dall = df32(all);
+    for (int p = 0; p < P; p++) {
+        float *dloss = df32_poison(R);
+        crossentropy_vp_finish_cuda(dloss, dl[p], dl[p], dt[p], dall, P, 1.0f / R, R, Vl, c->stream);   /* in place */
+        check(c, "vocab-parallel cross-entropy loss", hf32(dloss, R), loss, 1);
+        std::vector<float> ref((size_t)R * Vl);
+        for (int r = 0; r < R; r++)
+            for (int v = 0; v < Vl; v++) ref[(size_t)r * Vl + v] = dlog[(size_t)r * V + p * Vl + v];
+        check(c, "vocab-parallel cross-entropy dlogits (slice, in place)", hbf(dl[p], (size_t)R * Vl), ref, 1);
+        cudaFree(dloss); cudaFree(dl[p]); cudaFree(dt[p]);
+    }
+    cudaFree(dall);
 }
 
 static void test_swiglu_ce_adam(Ctx *c)
@@ -688,6 +732,7 @@ int main(int argc, char **argv)
     test_elementwise(&c);
     test_gemm(&c);
     test_embedding(&c);
+    test_ce_vocab_parallel(&c);
     test_rmsnorm(&c, 1000);   /* 16-byte path */
     test_rmsnorm(&c, 1001);   /* scalar path */
     test_rope(&c, 128, 8 * 128);   /* 16-byte path */
