@@ -39,6 +39,7 @@ build() {
 run() {
     export NCCL_NVLS_ENABLE=0
     OUT=${OUT:-/tmp/moeplan-out}; mkdir -p "$OUT"
+    local torch_ld=${LD_LIBRARY_PATH:-}   # PyTorch finds its own cuDNN: its path is left alone
     local cudnn_dir
     cudnn_dir=$(scripts/device-attention.sh cudnn-dir)
     echo "cuDNN library folder: ${cudnn_dir:-none found}"
@@ -58,8 +59,8 @@ run() {
         echo "test_attention_cudnn: exit status $?"; grep -E "FAIL|passed|failed" "$OUT/test_attention_cudnn.log" | tail -12
     fi
     echo "== executor before/after"
-    local common=(--model mixtral-8x7b --cluster dgx-h200 --gpus 1 --seq 4096 --layers 4 --steps "${STEPS:-8}"
-                  --warmup 2 --random-tokens --lr 1e-4 --seed 1234)
+    local common=(--model mixtral-8x7b --cluster dgx-h200 --gpus 1 --seq 4096 --layers 4 --steps "${STEPS:-12}"
+                  --warmup 2 --random-tokens --lr 1e-4 --seed 1234 --optimizer-sharding none --overlap none)
     for mbs in 4 1; do
         local gbs=$((mbs == 4 ? 16 : 1))
         timeout 200 .devcarry/base/dist/moeplan execute "${common[@]}" --mbs $mbs --gbs $gbs \
@@ -94,6 +95,11 @@ PY
         echo "== attention benchmark (quick)"
         timeout "${BENCH_TIMEOUT:-150}" build/attn/attention_bench --quick > "$OUT/attention-bench.log" 2>&1
         echo "attention_bench: exit status $?"; tail -40 "$OUT/attention-bench.log"
+        if [ "${TORCH_BENCH:-1}" = 1 ]; then   # PyTorch's SDPA on the same shapes (its own cuDNN)
+            LD_LIBRARY_PATH=$torch_ld PYTHONUNBUFFERED=1 timeout "${TORCH_TIMEOUT:-150}" python3 bench/attention_torch.py \
+                "$OUT/attention-bench.log" > "$OUT/attention-torch.log" 2>&1
+            echo "attention_torch: exit status $?"; tail -45 "$OUT/attention-torch.log"
+        fi
     fi
     return $failed
 }
