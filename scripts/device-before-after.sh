@@ -59,7 +59,7 @@ run() {
         echo "test_attention_cudnn: exit status $?"; grep -E "FAIL|passed|failed" "$OUT/test_attention_cudnn.log" | tail -12
     fi
     echo "== executor before/after"
-    local common=(--model mixtral-8x7b --cluster dgx-h200 --gpus 1 --seq 4096 --layers 4 --steps "${STEPS:-12}"
+    local common=(--model mixtral-8x7b --cluster dgx-h200 --gpus 1 --seq 4096 --layers "${LAYERS:-4}" --steps "${STEPS:-12}"
                   --warmup 2 --random-tokens --lr 1e-4 --seed 1234 --optimizer-sharding none --overlap none)
     for mbs in 4 1; do
         local gbs=$((mbs == 4 ? 16 : 1))
