@@ -13,13 +13,16 @@
 #include "search_args.h"
 #include "planner/emit.h"
 #include "planner/search.h"
+#include "simulator/result_json.h"
 
 static void usage(FILE *f) {
     fprintf(f, "usage: moeplan search --model M --cluster C --gpus N [--gbs B] [--seq S] [constraints]\n"
-               "                      [--top K] [--json | --emit megatron|launch] [--launcher torchrun|srun]\n"
+               "                      [--top K] [--json | --emit plan|megatron|launch] [--launcher torchrun|srun]\n"
                "                      [--rank R] [--threads T]\n"
                "Scores every valid plan with the simulator and prints the best K (default 10).\n"
-               "  --json            the chosen plan (rank R, default 1) as a plan file for simulate/execute\n"
+               "  --json            the result document (docs/schema): the top K plans with breakdown and memory;\n"
+               "                    simulate/execute --plan read it as the chosen plan (rank R, default 1)\n"
+               "  --emit plan       the chosen plan alone as a plan file\n"
                "  --emit megatron   the chosen plan as Megatron-LM command-line flags\n"
                "  --emit launch     a bash script running Megatron-LM's pretrain_gpt.py with those flags and the\n"
                "                    environment they need (--launcher torchrun, the default, or srun)\n"
@@ -67,22 +70,44 @@ static void print_counts(FILE *f, const SearchResult *r) {
             r->seconds > 0 ? r->simulated / r->seconds : 0.0);
 }
 
-/* The chosen plan as JSON with a "prediction" object (loaders ignore it). */
-static char *plan_json_with_prediction(const Plan *p, const ScoredPlan *s) {
-    char *text = plan_to_json_string(p);
-    if (!text) return NULL;
-    cJSON *o = cJSON_Parse(text);
-    free(text);
-    if (!o) return NULL;
-    cJSON *pr = cJSON_AddObjectToObject(o, "prediction");
-    cJSON_AddNumberToObject(pr, "mfu", s->mfu);
-    cJSON_AddNumberToObject(pr, "step_time_s", s->step_time_s);
-    cJSON_AddNumberToObject(pr, "tflops_per_gpu", s->tflops_per_gpu);
-    cJSON_AddNumberToObject(pr, "tokens_per_s_per_gpu", s->tokens_per_s_per_gpu);
-    cJSON_AddNumberToObject(pr, "peak_memory_gib", s->peak_memory_bytes / 1073741824.0);
-    cJSON_AddStringToObject(pr, "dominant", s->dominant);
-    char *out = cJSON_Print(o);
-    cJSON_Delete(o);
+/* The result document (docs/schema/moeplan-result.schema.json, "search"):
+ * the top K plans, each re-simulated for its breakdown and memory per stage;
+ * chosen_rank names the one simulate/execute --plan load from this file. */
+static char *search_json(const Plan *base, const SearchResult *r, int top, int rank, const char *cal_path,
+                         const Calibration *cal, MpError *err) {
+    Plan *p = malloc(sizeof *p);
+    SimResult *res = malloc(sizeof *res);
+    cJSON *doc = result_document("search", base, -1, cal_path, cal ? cal->device : NULL);
+    char *out = NULL;
+    if (!p || !res || !doc) { mp_fail(err, "out of memory"); goto done; }
+    cJSON_AddNumberToObject(doc, "chosen_rank", rank);
+    if (r->best_coupled >= 0) cJSON_AddNumberToObject(doc, "best_coupled_rank", (double)r->best_coupled + 1);
+    else cJSON_AddNullToObject(doc, "best_coupled_rank");
+    cJSON *counts = cJSON_AddObjectToObject(doc, "counts");
+    cJSON_AddNumberToObject(counts, "enumerated", (double)r->space.enumerated);
+    cJSON_AddNumberToObject(counts, "candidates", (double)r->space.count);
+    cJSON_AddNumberToObject(counts, "simulated", (double)r->simulated);
+    cJSON_AddNumberToObject(counts, "ranked", (double)r->num_ranked);
+    cJSON *plans = cJSON_AddArrayToObject(doc, "plans");
+    /* the top K, and the chosen rank and the best coupled plan when beyond it */
+    for (size_t i = 0; i < r->num_ranked; i++) {
+        bool want = (int)i < top || (int)i == rank - 1 || (long)i == r->best_coupled;
+        if (!want) continue;
+        candidate_apply(base, &r->ranked[i].cand, p);
+        SimOptions opt = {0};
+        if (simulate_step(p, cal, &opt, res, err)) goto done;
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddNumberToObject(e, "rank", (double)i + 1);
+        cJSON_AddItemToObject(e, "plan", result_plan_json(p));
+        cJSON_AddItemToObject(e, "prediction", result_prediction_json(p, res, true));
+        cJSON_AddItemToArray(plans, e);
+    }
+    out = cJSON_Print(doc);
+    if (!out) mp_fail(err, "out of memory");
+done:
+    cJSON_Delete(doc);
+    free(p);
+    free(res);
     return out;
 }
 
@@ -97,19 +122,19 @@ static int search_command(int argc, char **argv, Calibration **cal) {
     SearchConstraints cons;
     SearchUserLimits lim;
     int top = 10, rank = 1, threads = 0;
-    const char *emit = NULL, *launcher = NULL;
+    const char *emit = NULL, *launcher = NULL, *cal_path = NULL;
     bool json = false;
     if (args_init(&a, argc, argv, &err) || search_args_parse(&a, base, &lim, true, &err) ||
         args_int(&a, "--top", &top, NULL, &err) || args_int(&a, "--rank", &rank, NULL, &err) ||
         args_int(&a, "--threads", &threads, NULL, &err) || args_value(&a, "--emit", &emit, &err) ||
-        args_value(&a, "--launcher", &launcher, &err) || args_calibration(&a, cal, NULL, &err)) goto bad;
+        args_value(&a, "--launcher", &launcher, &err) || args_calibration(&a, cal, &cal_path, &err)) goto bad;
     json = args_flag(&a, "--json");
     if (args_finish(&a, &err) || search_constraints_for(base, &lim, &cons, &err)) goto bad;
     if (top < 1) { mp_fail(&err, "--top: must be >= 1, got %d", top); goto bad; }
     if (rank < 1) { mp_fail(&err, "--rank: must be >= 1, got %d", rank); goto bad; }
     if (threads < 0) { mp_fail(&err, "--threads: must be >= 0, got %d", threads); goto bad; }
-    if (emit && strcmp(emit, "megatron") && strcmp(emit, "launch")) {
-        mp_fail(&err, "--emit: '%s' is not megatron or launch", emit);
+    if (emit && strcmp(emit, "megatron") && strcmp(emit, "launch") && strcmp(emit, "plan")) {
+        mp_fail(&err, "--emit: '%s' is not plan, megatron or launch", emit);
         goto bad;
     }
     if (launcher && strcmp(launcher, "torchrun") && strcmp(launcher, "srun")) {
@@ -147,11 +172,12 @@ static int search_command(int argc, char **argv, Calibration **cal) {
     if (!plan) { fprintf(stderr, "moeplan search: out of memory\n"); search_result_free(&r); free(base); return 1; }
     candidate_apply(base, &chosen->cand, plan);
     if (json) {
-        char *text = plan_json_with_prediction(plan, chosen);
-        if (text) printf("%s\n", text); else { fprintf(stderr, "moeplan search: out of memory\n"); status = 1; }
+        char *text = search_json(base, &r, top, rank, cal_path, *cal, &err);
+        if (text) printf("%s\n", text); else { fprintf(stderr, "moeplan search: %s\n", err.msg); status = 1; }
         free(text);
     } else if (emit) {
-        char *text = !strcmp(emit, "launch")
+        char *text = !strcmp(emit, "plan") ? plan_to_json_string(plan)
+                     : !strcmp(emit, "launch")
                          ? emit_launch_script(plan, launcher && !strcmp(launcher, "srun") ? LAUNCH_SRUN : LAUNCH_TORCHRUN)
                          : emit_megatron_flags(plan);
         if (text) printf("%s\n", text); else { fprintf(stderr, "moeplan search: out of memory\n"); status = 1; }

@@ -9,6 +9,7 @@
 #include "planner/emit.h"
 #include "planner/megatron_rules.h"
 #include "commands.h"
+#include "simulator/result_json.h"
 #include "simulator/simulate.h"
 
 static const char *usage_text =
@@ -49,33 +50,15 @@ static int breakdown_items(const SimBreakdown *b, Item *it) {
     return n;
 }
 
-static void print_json(const Plan *p, const SimResult *r, const Calibration *cal) {
-    Item it[16];
-    int n = breakdown_items(&r->breakdown, it);
-    char ov[128];
-    overlap_format(p->train.overlap, ov, sizeof ov);
-    printf("{\"model\": \"%s\", \"cluster\": \"%s\", \"gpus\": %d, \"tp\": %d, \"cp\": %d, \"dp\": %d, \"pp\": %d, "
-           "\"vpp\": %d, \"etp\": %d, \"ep\": %d, \"edp\": %d, \"seq\": %d, \"mbs\": %d, \"gbs\": %d, "
-           "\"overlap\": \"%s\", \"calibration\": %s%s%s,\n",
-           p->model.name, p->cluster.name, p->map.world, p->map.tp, p->map.cp, p->map.dp, p->map.pp, p->map.vpp,
-           p->map.etp, p->map.ep, p->map.edp, p->train.seq_len, p->train.micro_batch, p->train.global_batch, ov,
-           cal ? "\"" : "", cal ? cal->device : "null", cal ? "\"" : "");
-    printf(" \"flops_convention\": \"%s\", \"mfu\": %.6f, \"mfu_legacy\": %.6f, \"mfu_megatron\": %.6f,\n",
-           flops_convention_name(p->train.flops), r->mfu, r->mfu_legacy, r->mfu_megatron);
-    printf(" \"step_time_s\": %.6f, \"tflops_per_gpu\": %.3f, \"tokens_per_s_per_gpu\": %.3f,\n", r->step_time_s,
-           r->tflops_per_gpu, r->tokens_per_s_per_gpu);
-    printf(" \"peak_memory_gib\": %.3f, \"memory_capacity_gib\": %.3f, \"fits\": %s,\n", r->peak_memory_bytes / GIB,
-           r->memory_capacity_bytes / GIB, r->fits ? "true" : "false");
-    printf(" \"dominant\": \"%s\", \"breakdown_stage\": %d,\n \"breakdown\": {", r->dominant, r->critical_stage);
-    for (int i = 0; i < n; i++) printf("%s\"%s\": %.6f", i ? ", " : "", it[i].name, it[i].v);
-    printf("},\n \"stage_memory_gib\": [");
-    for (int s = 0; s < r->num_stages; s++) {
-        const SimStageMemory *m = &r->stage_memory[s];
-        printf("%s\n  {\"stage\": %d, \"weights\": %.3f, \"gradients\": %.3f, \"optimizer\": %.3f, \"activations\": %.3f, "
-               "\"total\": %.3f}", s ? "," : "", s, m->weights / GIB, m->gradients / GIB, m->optimizer / GIB,
-               m->activations / GIB, m->total / GIB);
-    }
-    printf("]}\n");
+/* The result document (docs/schema/moeplan-result.schema.json, "simulate"). */
+static void print_json(const Plan *p, const SimResult *r, const char *cal_path, const Calibration *cal) {
+    cJSON *doc = result_document("simulate", p, p->train.micro_batch, cal_path, cal ? cal->device : NULL);
+    cJSON_AddItemToObject(doc, "plan", result_plan_json(p));
+    cJSON_AddItemToObject(doc, "prediction", result_prediction_json(p, r, true));
+    char *text = cJSON_Print(doc);
+    cJSON_Delete(doc);
+    if (text) printf("%s\n", text);
+    free(text);
 }
 
 static void print_report(const Plan *p, const SimResult *r, const Calibration *cal) {
@@ -130,13 +113,13 @@ int cmd_simulate(int argc, char **argv) {
     SimResult *res = calloc(1, sizeof *res);
     Calibration *cal = NULL;
     int rc = 2;
-    const char *timeline = NULL, *emit = NULL, *launcher = NULL;
+    const char *timeline = NULL, *emit = NULL, *launcher = NULL, *cal_path = NULL;
     bool json = false;
     if (!plan || !res) { fprintf(stderr, "moeplan simulate: out of memory\n"); rc = 1; goto done; }
     if (args_init(&a, argc, argv, &err)) goto bad;
     if (args_flag(&a, "--help")) { fputs(usage_text, stdout); rc = 0; goto done; }
     json = args_flag(&a, "--json");
-    if (args_value(&a, "--timeline", &timeline, &err) || args_calibration(&a, &cal, NULL, &err) ||
+    if (args_value(&a, "--timeline", &timeline, &err) || args_calibration(&a, &cal, &cal_path, &err) ||
         args_value(&a, "--emit", &emit, &err) || args_value(&a, "--launcher", &launcher, &err))
         goto bad;
     if (plan_from_args(&a, plan, false, &err)) goto bad;
@@ -174,7 +157,7 @@ int cmd_simulate(int argc, char **argv) {
         fprintf(stderr, "moeplan simulate: %s\n", err.msg);
         goto done;
     }
-    if (json) print_json(plan, res, cal);
+    if (json) print_json(plan, res, cal_path, cal);
     else print_report(plan, res, cal);
     rc = 0;
     goto done;
