@@ -9,6 +9,7 @@
 #include "commands.h"
 #include "search_args.h"
 #include "planner/sweep.h"
+#include "sweep_result.h"
 
 #define SWEEP_MAX_POINTS 64
 
@@ -83,7 +84,8 @@ int cmd_sweep(int argc, char **argv) {
     if (!base || !point || !pts) { free(base); free(point); free(pts); fprintf(stderr, "moeplan sweep: out of memory\n"); return 1; }
     SearchUserLimits lim;
     Calibration *cal = NULL;
-    const char *vary = NULL, *csv = NULL, *plot = NULL;
+    const char *vary = NULL, *csv = NULL, *plot = NULL, *cal_path = NULL;
+    cJSON *doc = NULL;
     int threads = 0, n = 0, status = 0;
     double tokens_d = 0;
     bool json = false, fixed = false;
@@ -94,7 +96,7 @@ int cmd_sweep(int argc, char **argv) {
     json = args_flag(&a, "--json");
     if (args_value(&a, "--vary", &vary, &err) || args_value(&a, "--csv", &csv, &err) ||
         args_value(&a, "--plot", &plot, &err) || args_int(&a, "--threads", &threads, NULL, &err) ||
-        args_double(&a, "--tokens-per-batch", &tokens_d, NULL, &err) || args_calibration(&a, &cal, NULL, &err)) goto bad;
+        args_double(&a, "--tokens-per-batch", &tokens_d, NULL, &err) || args_calibration(&a, &cal, &cal_path, &err)) goto bad;
     if (!vary) { mp_fail(&err, "--vary: required, PARAM=V1,V2,..."); goto bad; }
     if (parse_vary(vary, &k, vals, &n, &err)) goto bad;
     if (fixed) {
@@ -123,6 +125,7 @@ int cmd_sweep(int argc, char **argv) {
         if (sweep_apply(base, k, vals[i], (long long)tokens_d, point, &err)) goto bad;
 
     SearchOptions so = {.threads = threads, .cal = cal};
+    if (json) doc = sweep_result_new(base, k, fixed, (long long)tokens_d, cal_path, cal);
     bool tty = isatty(2);
     for (int i = 0; i < n; i++) {
         SearchConstraints cons;
@@ -135,10 +138,15 @@ int cmd_sweep(int argc, char **argv) {
             goto done;
         }
         pts[i].value = vals[i];
+        if (doc && sweep_result_add_point(doc, point, &pts[i], fixed, cal, &err)) {
+            fprintf(stderr, "moeplan sweep: %s = %g: %s\n", sweep_param_name(k), vals[i], err.msg);
+            status = 1;
+            goto done;
+        }
     }
     if (tty) fprintf(stderr, "\r%60s\r", "");
     if (json) {
-        char *s = sweep_json(k, pts, n, fixed);
+        char *s = cJSON_Print(doc);
         if (s) printf("%s\n", s);
         free(s);
     } else {
@@ -156,6 +164,7 @@ int cmd_sweep(int argc, char **argv) {
         if (sweep_plot(plot, title, k, pts, n, fixed, &err)) { fprintf(stderr, "moeplan sweep: %s\n", err.msg); status = 1; }
     }
 done:
+    cJSON_Delete(doc);
     free(base); free(point); free(pts); free(cal);
     return status;
 bad:
