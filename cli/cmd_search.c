@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "commands.h"
+#include "compare.h"
 #include "search_args.h"
 #include "planner/emit.h"
 #include "planner/search.h"
@@ -194,6 +195,8 @@ static int search_command(int argc, char **argv, Calibration **cal) {
             snprintf(label, sizeof label, "%d", i + 1);
             print_row(stdout, label, &r.ranked[i], &base->model);
         }
+        if (r.num_ranked > 1 && compare_print_winner(stdout, base, &r.ranked[0], &r.ranked[1], *cal, &err))
+            fprintf(stderr, "moeplan search: %s\n", err.msg);
         if (r.best_coupled >= 0) {
             const ScoredPlan *cpl = &r.ranked[r.best_coupled];
             char label[24];
