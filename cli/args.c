@@ -43,6 +43,16 @@ int args_value(ArgList *a, const char *flag, const char **out, MpError *err) {
             if (s[n] == 0 && j + 1 < a->argc) a->used[j + 1] = true;
         }
     }
+    /* the same option twice with different values contradicts itself */
+    const char *first = NULL;
+    for (int j = 1; j < a->argc; j++) {
+        const char *s = a->argv[j];
+        if (strncmp(s, flag, n) || (s[n] != 0 && s[n] != '=')) continue;
+        const char *val = s[n] == '=' ? s + n + 1 : (j + 1 < a->argc ? a->argv[j + 1] : "");
+        if (!first) first = val;
+        else if (strcmp(first, val))
+            return mp_fail(err, "%s: given twice, '%s' and '%s' (give it once)", flag, first, val);
+    }
     const char *s = a->argv[i];
     if (s[n] == '=') {
         *out = s + n + 1;
@@ -162,8 +172,14 @@ int plan_from_args(ArgList *a, Plan *p, bool partial, MpError *err) {
     };
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
         if (args_int(a, ints[i].flag, ints[i].dst, NULL, err)) return -1;
-    if (args_double(a, "--capacity-factor", &p->train.capacity_factor, NULL, err)) return -1;
-    if (args_flag(a, "--dropless")) p->train.capacity_factor = 0;
+    bool has_cf;
+    if (args_double(a, "--capacity-factor", &p->train.capacity_factor, &has_cf, err)) return -1;
+    if (args_flag(a, "--dropless")) {
+        if (has_cf)
+            return mp_fail(err, "--dropless: contradicts --capacity-factor %g (dropless routing has no capacity "
+                           "factor; give one of them)", p->train.capacity_factor);
+        p->train.capacity_factor = 0;
+    }
     if (args_double(a, "--imbalance", &p->train.imbalance, NULL, err)) return -1;
     double reserve_gib;
     bool has_reserve;

@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "commands.h"
+#include "plan_warnings.h"
 #include "compare.h"
 #include "search_args.h"
 #include "planner/emit.h"
@@ -75,12 +76,13 @@ static void print_counts(FILE *f, const SearchResult *r) {
  * the top K plans, each re-simulated for its breakdown and memory per stage;
  * chosen_rank names the one simulate/execute --plan load from this file. */
 static char *search_json(const Plan *base, const SearchResult *r, int top, int rank, const char *cal_path,
-                         const Calibration *cal, MpError *err) {
+                         const Calibration *cal, const PlanWarnings *w, MpError *err) {
     Plan *p = malloc(sizeof *p);
     SimResult *res = malloc(sizeof *res);
     cJSON *doc = result_document("search", base, -1, cal_path, cal ? cal->device : NULL);
     char *out = NULL;
     if (!p || !res || !doc) { mp_fail(err, "out of memory"); goto done; }
+    for (int i = 0; i < w->count; i++) result_add_warning(doc, w->line[i]);
     cJSON_AddNumberToObject(doc, "chosen_rank", rank);
     if (r->best_coupled >= 0) cJSON_AddNumberToObject(doc, "best_coupled_rank", (double)r->best_coupled + 1);
     else cJSON_AddNullToObject(doc, "best_coupled_rank");
@@ -112,6 +114,19 @@ done:
     return out;
 }
 
+/* "no plan fits", with advice only on what the search did not already try:
+ * it tries every recomputation, optimizer sharding and mbs <= the bound
+ * unless the user fixed them. */
+static void print_no_fit_advice(FILE *f, const Plan *base, const SearchUserLimits *lim, long long too_big) {
+    fprintf(f, "moeplan search: no plan fits (%lld candidates did not fit in memory); try more GPUs", too_big);
+    if (lim->fix_recompute && base->train.recompute != RECOMPUTE_FULL) fprintf(f, ", --recompute full");
+    if (lim->fix_sharding && base->train.opt_sharding != OPT_SHARD_FULL) fprintf(f, ", --optimizer-sharding full");
+    if (lim->fixed[6] && lim->fix[6] > 1) fprintf(f, ", a smaller --mbs");
+    for (int i = 0; i < 6; i++)
+        if (lim->fixed[i] && i != 3) { fprintf(f, ", other --tp/--cp/--pp/--etp/--ep than the fixed ones"); break; }
+    fprintf(f, " (the search tries every recomputation, optimizer sharding and mbs up to the bound that is not fixed)\n");
+}
+
 /* The command; *cal receives the --calibration file (the caller frees it). */
 static int search_command(int argc, char **argv, Calibration **cal) {
     for (int i = 1; i < argc; i++)
@@ -130,7 +145,8 @@ static int search_command(int argc, char **argv, Calibration **cal) {
         args_int(&a, "--threads", &threads, NULL, &err) || args_value(&a, "--emit", &emit, &err) ||
         args_value(&a, "--launcher", &launcher, &err) || args_calibration(&a, cal, &cal_path, &err)) goto bad;
     json = args_flag(&a, "--json");
-    if (args_finish(&a, &err) || search_constraints_for(base, &lim, &cons, &err)) goto bad;
+    if (args_finish(&a, &err) || search_args_check_fixed(base, &lim, &err) ||
+        search_constraints_for(base, &lim, &cons, &err)) goto bad;
     if (top < 1) { mp_fail(&err, "--top: must be >= 1, got %d", top); goto bad; }
     if (rank < 1) { mp_fail(&err, "--rank: must be >= 1, got %d", rank); goto bad; }
     if (threads < 0) { mp_fail(&err, "--threads: must be >= 0, got %d", threads); goto bad; }
@@ -160,20 +176,28 @@ static int search_command(int argc, char **argv, Calibration **cal) {
             fprintf(stderr, "moeplan search: no plan: every candidate breaks a rule (the pruned line says which; "
                     "mg-* are Megatron-LM's checks, docs/planner.md)\n");
         else
-            fprintf(stderr, "moeplan search: no plan fits (%lld candidates did not fit in memory); "
-                    "try more GPUs, --recompute full or a smaller --mbs\n", r.space.pruned[PRUNE_MEMORY]);
+            print_no_fit_advice(stderr, base, &lim, r.space.pruned[PRUNE_MEMORY]);
         print_counts(stderr, &r);
         search_result_free(&r);
         free(base);
         return 1;
     }
-    if ((size_t)rank > r.num_ranked) rank = (int)r.num_ranked;
+    if ((size_t)rank > r.num_ranked) {
+        fprintf(stderr, "moeplan search: --rank: %d, but only %zu plans fit\n", rank, r.num_ranked);
+        search_result_free(&r);
+        free(base);
+        return 2;
+    }
     const ScoredPlan *chosen = &r.ranked[rank - 1];
     Plan *plan = malloc(sizeof *plan);
     if (!plan) { fprintf(stderr, "moeplan search: out of memory\n"); search_result_free(&r); free(base); return 1; }
     candidate_apply(base, &chosen->cand, plan);
+    PlanWarnings warn = {0};
+    plan_warnings_calibration(plan, *cal, &warn);
+    plan_warnings_batch(plan, &warn);
+    for (int i = 0; i < warn.count; i++) fprintf(stderr, "moeplan search: warning: %s\n", warn.line[i]);
     if (json) {
-        char *text = search_json(base, &r, top, rank, cal_path, *cal, &err);
+        char *text = search_json(base, &r, top, rank, cal_path, *cal, &warn, &err);
         if (text) printf("%s\n", text); else { fprintf(stderr, "moeplan search: %s\n", err.msg); status = 1; }
         free(text);
     } else if (emit) {

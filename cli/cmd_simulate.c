@@ -9,6 +9,7 @@
 #include "planner/emit.h"
 #include "planner/megatron_rules.h"
 #include "commands.h"
+#include "plan_warnings.h"
 #include "simulator/result_json.h"
 #include "simulator/simulate.h"
 
@@ -51,8 +52,10 @@ static int breakdown_items(const SimBreakdown *b, Item *it) {
 }
 
 /* The result document (docs/schema/moeplan-result.schema.json, "simulate"). */
-static void print_json(const Plan *p, const SimResult *r, const char *cal_path, const Calibration *cal) {
+static void print_json(const Plan *p, const SimResult *r, const char *cal_path, const Calibration *cal,
+                       const PlanWarnings *w) {
     cJSON *doc = result_document("simulate", p, p->train.micro_batch, cal_path, cal ? cal->device : NULL);
+    for (int i = 0; i < w->count; i++) result_add_warning(doc, w->line[i]);
     cJSON_AddItemToObject(doc, "plan", result_plan_json(p));
     cJSON_AddItemToObject(doc, "prediction", result_prediction_json(p, r, true));
     char *text = cJSON_Print(doc);
@@ -157,7 +160,11 @@ int cmd_simulate(int argc, char **argv) {
         fprintf(stderr, "moeplan simulate: %s\n", err.msg);
         goto done;
     }
-    if (json) print_json(plan, res, cal_path, cal);
+    PlanWarnings warn = {0};
+    plan_warnings_calibration(plan, cal, &warn);
+    plan_warnings_batch(plan, &warn);
+    for (int i = 0; i < warn.count; i++) fprintf(stderr, "moeplan simulate: warning: %s\n", warn.line[i]);
+    if (json) print_json(plan, res, cal_path, cal, &warn);
     else print_report(plan, res, cal);
     rc = 0;
     goto done;

@@ -24,6 +24,16 @@ static void usage(FILE *f) {
                SEARCH_ARGS_HELP);
 }
 
+/* --tokens-per-batch sets the global batch at each point: --gbs contradicts it */
+static int sweep_gbs_given(ArgList *a, MpError *err) {
+    bool has_gbs = false;
+    int gbs = 0;
+    if (args_int(a, "--gbs", &gbs, &has_gbs, err)) return -1;
+    if (has_gbs) return mp_fail(err, "--tokens-per-batch: contradicts --gbs %d (it sets gbs = T / seq at each point; "
+                                "give one of them)", gbs);
+    return 0;
+}
+
 static int parse_vary(const char *s, SweepParam *k, double *vals, int *n, MpError *err) {
     const char *eq = strchr(s, '=');
     if (!eq) return mp_fail(err, "--vary: '%s' is not PARAM=V1,V2,...", s);
@@ -98,6 +108,7 @@ int cmd_sweep(int argc, char **argv) {
         args_value(&a, "--plot", &plot, &err) || args_int(&a, "--threads", &threads, NULL, &err) ||
         args_double(&a, "--tokens-per-batch", &tokens_d, NULL, &err) || args_calibration(&a, &cal, &cal_path, &err)) goto bad;
     if (!vary) { mp_fail(&err, "--vary: required, PARAM=V1,V2,..."); goto bad; }
+    if (tokens_d != 0 && sweep_gbs_given(&a, &err)) goto bad;
     if (parse_vary(vary, &k, vals, &n, &err)) goto bad;
     if (fixed) {
         /* a fixed plan must be complete; a varied GPU count replaces --gpus */

@@ -25,6 +25,11 @@ int search_args_parse(ArgList *a, Plan *base, SearchUserLimits *u, bool need_gpu
  * it again per point (the defaults depend on seq and the NVLink domain). */
 int search_constraints_for(const Plan *base, const SearchUserLimits *u, SearchConstraints *c, MpError *err);
 
+/* Fixed dimensions that no plan can have (a --tp that does not divide the
+ * GPU count, an --ep that does not divide the experts): refused before the
+ * search, naming both.  err: "--tp: 3 does not divide --gpus 128, ...". */
+int search_args_check_fixed(const Plan *base, const SearchUserLimits *u, MpError *err);
+
 #define SEARCH_ARGS_HELP \
     "  --model M --cluster C --gpus N --gbs B --seq S   what to plan (plan options as in simulate)\n" \
     "  --model-name NAME                the model's name (default: catalog name, _name_or_path, folder)\n" \

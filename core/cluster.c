@@ -4,6 +4,8 @@
 #include "cluster.h"
 
 #include <math.h>
+#include <stdio.h>
+#include <string.h>
 
 static int positive(const char *field, double v, MpError *err) {
     if (!isfinite(v) || v <= 0) return mp_fail(err, "%s: must be positive, got %g", field, v);
@@ -13,16 +15,24 @@ static int positive(const char *field, double v, MpError *err) {
 int cluster_validate(const Cluster *c, MpError *err) {
     if (!c->name[0]) return mp_fail(err, "name: empty");
     if (!c->gpu_name[0]) return mp_fail(err, "gpu: empty");
-    if (positive("peak_bf16_tflops", c->peak_bf16_flops, err) || positive("peak_fp8_tflops", c->peak_fp8_flops, err) ||
-        positive("hbm_mib", c->hbm_bytes, err) || positive("hbm_tb_per_s", c->hbm_bw, err) ||
-        positive("hbm_achievable_tb_per_s", c->hbm_bw_achievable, err) ||
-        positive("sm_count", c->sm_count, err) || positive("gpus_per_node", c->gpus_per_node, err) ||
-        positive("nvlink_domain", c->nvlink_domain, err) || positive("nvlink_gb_per_s", c->nvlink_bw, err) ||
-        positive("nvlink_busbw_gb_per_s", c->nvlink_busbw, err) ||
-        positive("nvlink_latency_us", c->nvlink_latency, err) || positive("nics_per_node", c->nics_per_node, err) ||
-        positive("nic_gbit_per_s", c->nic_bw, err) || positive("nic_busbw_gb_per_s", c->nic_busbw, err) ||
-        positive("net_latency_us", c->net_latency, err))
-        return -1;
+    /* every non-positive figure, named in one line */
+    struct { const char *field; double v; } figs[] = {
+        {"peak_bf16_tflops", c->peak_bf16_flops}, {"peak_fp8_tflops", c->peak_fp8_flops},
+        {"hbm_mib", c->hbm_bytes}, {"hbm_tb_per_s", c->hbm_bw}, {"hbm_achievable_tb_per_s", c->hbm_bw_achievable},
+        {"sm_count", c->sm_count}, {"gpus_per_node", c->gpus_per_node}, {"nvlink_domain", c->nvlink_domain},
+        {"nvlink_gb_per_s", c->nvlink_bw}, {"nvlink_busbw_gb_per_s", c->nvlink_busbw},
+        {"nvlink_latency_us", c->nvlink_latency}, {"nics_per_node", c->nics_per_node},
+        {"nic_gbit_per_s", c->nic_bw}, {"nic_busbw_gb_per_s", c->nic_busbw}, {"net_latency_us", c->net_latency},
+    };
+    char bad[MP_ERROR_LEN] = "";
+    int nbad = 0;
+    for (size_t i = 0; i < sizeof figs / sizeof figs[0]; i++) {
+        MpError e;
+        if (!positive(figs[i].field, figs[i].v, &e)) continue;
+        size_t l = strlen(bad);
+        snprintf(bad + l, sizeof bad - l, "%s%.120s", nbad++ ? "; " : "", e.msg);
+    }
+    if (nbad) return mp_fail(err, "%s", bad);
     if (c->hbm_bw_achievable > c->hbm_bw)
         return mp_fail(err, "hbm_achievable_tb_per_s: %g exceeds hbm_tb_per_s %g",
                        c->hbm_bw_achievable / 1e12, c->hbm_bw / 1e12);
