@@ -189,10 +189,11 @@ int compare_print_winner(FILE *f, const Plan *base, const ScoredPlan *winner, co
     }
     int idx[3];
     int k = explain_deciding_terms(c[0].terms, c[1].terms, c[0].num_terms, idx, 3);
-    fprintf(f, "why rank 1 beats rank 2 (%.3f s faster):", c[1].sim.step_time_s - c[0].sim.step_time_s);
+    fprintf(f, "why rank 1 beats rank 2 (%.2f ms faster):", 1e3 * (c[1].sim.step_time_s - c[0].sim.step_time_s));
     if (k == 0) fprintf(f, " a tie");
     for (int j = 0; j < k; j++)
-        fprintf(f, "%s %s %.3f s less", j ? "," : "", c[0].names[idx[j]], c[1].terms[idx[j]] - c[0].terms[idx[j]]);
+        fprintf(f, "%s %s %.2f ms less", j ? "," : "", c[0].names[idx[j]],
+                1e3 * (c[1].terms[idx[j]] - c[0].terms[idx[j]]));
     fprintf(f, "\n");
     free(c);
     return 0;
