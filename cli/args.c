@@ -30,8 +30,15 @@ static int find_flag(ArgList *a, const char *flag) {
     return found;
 }
 
+static void note_asked(ArgList *a, const char *flag) {
+    for (int i = 0; i < a->num_asked; i++)
+        if (!strcmp(a->asked[i], flag)) return;
+    if (a->num_asked < ARGS_MAX) snprintf(a->asked[a->num_asked++], sizeof a->asked[0], "%s", flag);
+}
+
 int args_value(ArgList *a, const char *flag, const char **out, MpError *err) {
     *out = NULL;
+    note_asked(a, flag);
     int i = find_flag(a, flag);
     if (i < 0) return 0;
     /* mark every occurrence as used */
@@ -82,6 +89,7 @@ int args_calibration(ArgList *a, Calibration **out, const char **path_out, MpErr
 
 bool args_flag(ArgList *a, const char *flag) {
     bool found = false;
+    note_asked(a, flag);
     for (int i = 1; i < a->argc; i++)
         if (!strcmp(a->argv[i], flag)) { a->used[i] = true; found = true; }
     return found;
@@ -128,6 +136,11 @@ int args_double(ArgList *a, const char *flag, double *out, bool *present, MpErro
 }
 
 int args_finish(ArgList *a, MpError *err) {
+    if (getenv("MOEPLAN_LIST_OPTIONS")) {
+        for (int i = 0; i < a->num_asked; i++) printf("option %s\n", a->asked[i]);
+        fflush(stdout);
+        return mp_fail(err, "options listed (MOEPLAN_LIST_OPTIONS is set)");
+    }
     for (int i = 1; i < a->argc; i++)
         if (!a->used[i]) return mp_fail(err, "%s: unknown option '%s' (see moeplan %s --help)", a->command, a->argv[i], a->command);
     return 0;

@@ -22,12 +22,14 @@ static void usage(FILE *f) {
                "                      [--top K] [--json | --emit plan|megatron|launch] [--launcher torchrun|srun]\n"
                "                      [--rank R] [--threads T]\n"
                "Scores every valid plan with the simulator and prints the best K (default 10).\n"
-               "  --json            the result document (docs/schema): the top K plans with breakdown and memory;\n"
-               "                    simulate/execute --plan read it as the chosen plan (rank R, default 1)\n"
-               "  --emit plan       the chosen plan alone as a plan file\n"
-               "  --emit megatron   the chosen plan as Megatron-LM command-line flags\n"
-               "  --emit launch     a bash script running Megatron-LM's pretrain_gpt.py with those flags and the\n"
-               "                    environment they need (--launcher torchrun, the default, or srun)\n"
+               "  --top K                          print the best K plans (default 10)\n"
+               "  --rank R                         the plan --json/--emit choose (default 1, the best)\n"
+               "  --threads T                      worker threads (default: the machine's cores)\n"
+               "  --json                           the result document (docs/schema): the top K plans with breakdown\n"
+               "                                   and memory; simulate/execute --plan read it as the chosen plan\n"
+               "  --emit plan|megatron|launch      the chosen plan as a plan file, as Megatron-LM command-line flags,\n"
+               "                                   or as a bash script running Megatron-LM's pretrain_gpt.py\n"
+               "  --launcher torchrun|srun         with --emit launch: the launcher (default torchrun)\n"
                SEARCH_ARGS_HELP);
 }
 

@@ -14,18 +14,18 @@
 #include "simulator/simulate.h"
 
 static const char *usage_text =
-    "usage: moeplan simulate [--plan FILE] --model M --cluster C --gpus N [--tp T] [--cp C] [--pp P]\n"
-    "                        [--vpp V] [--etp E] [--ep X] [--seq S] [--mbs B] [--gbs G]\n"
-    "                        [--capacity-factor F | --dropless] [--imbalance I]\n"
-    "                        [--recompute none|selective|full] [--recompute-modules LIST]\n"
-    "                        [--optimizer-sharding none|distributed|full]\n"
-    "                        [--overlap grad,param,tp,ep,shared-expert|none] [--flops legacy|megatron]\n"
-    "                        [--precision bf16|fp8] [--memory-reserve-gib R] [--order ...]\n"
-    "                        [--attention-backend auto|cudnn|flash2|fa3|own]\n"
+    "usage: moeplan simulate [--plan FILE] --model M [--cluster C] --gpus N [plan options]\n"
     "                        [--json | --emit megatron|launch [--launcher torchrun|srun]]\n"
-    "                        [--timeline FILE] [--calibration FILE] [--model-name NAME]\n"
-    "  --emit   the plan's Megatron-LM flags or launch script (as search --emit) instead of the\n"
-    "           report; a plan Megatron-LM refuses is bad input (the rule and its source are named)\n";
+    "                        [--timeline FILE] [--calibration FILE]\n"
+    "Predicts one training step of the plan: step time, MFU, memory per stage and a breakdown.\n"
+    "  --json                           the result document (docs/schema/moeplan-result.schema.json)\n"
+    "  --emit megatron|launch           the plan's Megatron-LM flags or launch script (as search --emit)\n"
+    "                                   instead of the report; a plan Megatron-LM refuses is bad input\n"
+    "  --launcher torchrun|srun         with --emit launch: the launcher (default torchrun)\n"
+    "  --timeline FILE                  write a Chrome trace of the step\n"
+    "  --calibration FILE               price with a calibration file measured on the machine\n"
+    "  --help                           this text\n"
+    "plan options:\n" PLAN_ARGS_HELP;
 
 #define GIB (1024.0 * 1024.0 * 1024.0)
 

@@ -19,8 +19,13 @@ static void usage(FILE *f) {
                "PARAM: gpus, seq, gbs, nvlink-bw (GB/s), ib-bw (Gb/s per NIC), nics-per-node,\n"
                "       gpus-per-node (NVLink domain), peak-tflops, hbm-gib, experts, top-k, expert-ffn,\n"
                "       granularity (experts x g, top-k x g, expert FFN / g), imbalance, capacity-factor\n"
-               "  --fixed                simulate the plan given by the plan options at each value (no search)\n"
-               "  --tokens-per-batch T   gbs = T / seq at each point (context scaling)\n"
+               "  --vary PARAM=V1,V2,...           the parameter and its values (once)\n"
+               "  --fixed                          simulate the plan given by the plan options at each value (no search)\n"
+               "  --tokens-per-batch T             gbs = T / seq at each point (context scaling; not with --gbs)\n"
+               "  --csv FILE                       write the points as CSV (no plan: empty fields and a reason)\n"
+               "  --json                           the result document (docs/schema/moeplan-result.schema.json)\n"
+               "  --plot FILE.svg|.png             draw MFU and step time against the parameter (gnuplot)\n"
+               "  --threads T                      worker threads of each search (default: the machine's cores)\n"
                SEARCH_ARGS_HELP);
 }
 

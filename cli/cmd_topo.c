@@ -13,8 +13,12 @@
 
 static const char *usage_text =
     "usage: moeplan topo [--base CLUSTER] [--json] [--out FILE]\n"
-    "  detects cores, NUMA nodes, NVIDIA GPUs and InfiniBand/Ethernet adapters with hwloc;\n"
-    "  --json/--out write a cluster file: --base's figures with this machine's GPU and NIC counts\n";
+    "  detects cores, NUMA nodes, NVIDIA GPUs and InfiniBand/Ethernet adapters with hwloc\n"
+    "  --base CLUSTER                   catalog cluster whose figures the cluster file takes (default dgx-h100)\n"
+    "  --json                           print a cluster file: --base's figures with this machine's GPU and\n"
+    "                                   NIC counts (counts not found are --base's, said on stderr and in notes)\n"
+    "  --out FILE                       write that cluster file to FILE\n"
+    "  --help                           this text\n";
 
 static int write_atomic(const char *path, const char *text, MpError *err) {
     char tmp[MP_PATH_LEN + 16];
