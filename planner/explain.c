@@ -16,7 +16,8 @@ int explain_deciding_terms(const double *faster, const double *slower, int n, in
             double d = slower[i] - faster[i];
             bool taken = false;
             for (int j = 0; j < count; j++) taken |= idx[j] == i;
-            if (!taken && d > 0 && (best < 0 || d > slower[best] - faster[best])) best = i;
+            /* an excess under 1% of the gap decides nothing (rounding of the other terms) */
+            if (!taken && d > 0.01 * gap && (best < 0 || d > slower[best] - faster[best])) best = i;
         }
         if (best < 0) break;
         idx[count++] = best;

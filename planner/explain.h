@@ -9,8 +9,8 @@
 /* faster[n], slower[n]: seconds per term.  Writes into idx (at most max)
  * the indices of the terms where slower exceeds faster, the largest excess
  * first, stopping as soon as their excesses add up to the whole gap
- * sum(slower) - sum(faster) (or at max).  Returns the count (0 when slower
- * is not slower). */
+ * sum(slower) - sum(faster) (or at max); excesses under 1% of the gap are
+ * never taken.  Returns the count (0 when slower is not slower). */
 int explain_deciding_terms(const double *faster, const double *slower, int n, int *idx, int max);
 
 #endif

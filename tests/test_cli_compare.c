@@ -27,6 +27,10 @@ static void test_deciding_terms_cover_the_gap(void **state) {
     /* at most max terms */
     double f3[] = {0, 0, 0, 0}, s3[] = {1, 1, 1, 1};
     assert_int_equal(explain_deciding_terms(f3, s3, 4, idx, 3), 3);
+    /* gap 1.0 covered by 0.995 and a 0.005 excess: the latter (< 1% of the gap) is not named */
+    double f4[] = {1, 1, 1}, s4[] = {1.995, 1.005, 1};
+    assert_int_equal(explain_deciding_terms(f4, s4, 3, idx, 3), 1);
+    assert_int_equal(idx[0], 0);
     /* not slower: nothing decides */
     assert_int_equal(explain_deciding_terms(s2, f2, 4, idx, 3), 0);
 }
