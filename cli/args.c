@@ -50,16 +50,6 @@ int args_value(ArgList *a, const char *flag, const char **out, MpError *err) {
             if (s[n] == 0 && j + 1 < a->argc) a->used[j + 1] = true;
         }
     }
-    /* the same option twice with different values contradicts itself */
-    const char *first = NULL;
-    for (int j = 1; j < a->argc; j++) {
-        const char *s = a->argv[j];
-        if (strncmp(s, flag, n) || (s[n] != 0 && s[n] != '=')) continue;
-        const char *val = s[n] == '=' ? s + n + 1 : (j + 1 < a->argc ? a->argv[j + 1] : "");
-        if (!first) first = val;
-        else if (strcmp(first, val))
-            return mp_fail(err, "%s: given twice, '%s' and '%s' (give it once)", flag, first, val);
-    }
     const char *s = a->argv[i];
     if (s[n] == '=') {
         *out = s + n + 1;
@@ -85,6 +75,19 @@ int args_calibration(ArgList *a, Calibration **out, const char **path_out, MpErr
     }
     *out = cal;
     return 0;
+}
+
+int args_value_once(ArgList *a, const char *flag, const char **out, MpError *err) {
+    size_t n = strlen(flag);
+    const char *first = NULL;
+    for (int j = 1; j < a->argc; j++) {
+        const char *s = a->argv[j];
+        if (strncmp(s, flag, n) || (s[n] != 0 && s[n] != '=')) continue;
+        const char *val = s[n] == '=' ? s + n + 1 : (j + 1 < a->argc ? a->argv[j + 1] : "");
+        if (!first) first = val;
+        else return mp_fail(err, "%s: given twice, '%s' and '%s' (give it once)", flag, first, val);
+    }
+    return args_value(a, flag, out, err);
 }
 
 bool args_flag(ArgList *a, const char *flag) {

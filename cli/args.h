@@ -28,6 +28,10 @@ int args_init(ArgList *a, int argc, char **argv, MpError *err);
 /* Value of --flag (NULL if absent; "" never returned: a flag with no value is an error). */
 int args_value(ArgList *a, const char *flag, const char **out, MpError *err);
 bool args_flag(ArgList *a, const char *flag);   /* boolean switch */
+/* As args_value, for an option that may not be repeated (a later
+ * occurrence of any other option overrides an earlier one): a second
+ * occurrence is refused naming both values. */
+int args_value_once(ArgList *a, const char *flag, const char **out, MpError *err);
 /* Strict integer/real parsing; *present tells whether the flag was given
  * (may be NULL).  err: "--flag: reason". */
 int args_int(ArgList *a, const char *flag, int *out, bool *present, MpError *err);

@@ -89,6 +89,9 @@ static void print_report(const Plan *p, const SimResult *r, const Calibration *c
     printf("MFU              %9.1f %%   (%s FLOPs; legacy %.1f %%, megatron %.1f %%; peak %.1f TFLOP/s)\n",
            100 * r->mfu, flops_convention_name(t->flops), 100 * r->mfu_legacy, 100 * r->mfu_megatron,
            p->cluster.peak_bf16_flops / 1e12);
+    if (t->precision == PRECISION_FP8 && p->cluster.peak_fp8_flops > 0)
+        printf("MFU (FP8 peak)   %9.1f %%   (the same FLOPs against the dense FP8 peak, %.1f TFLOP/s)\n",
+               100 * r->mfu * p->cluster.peak_bf16_flops / p->cluster.peak_fp8_flops, p->cluster.peak_fp8_flops / 1e12);
     printf("TFLOP/s per GPU  %9.1f\n", r->tflops_per_gpu);
     printf("tokens/s per GPU %9.1f\n", r->tokens_per_s_per_gpu);
     printf("peak memory      %9.2f GiB of %.2f GiB usable: %s\n\n", r->peak_memory_bytes / GIB,

@@ -109,7 +109,7 @@ int cmd_sweep(int argc, char **argv) {
     if (args_init(&a, argc, argv, &err)) goto bad;
     fixed = args_flag(&a, "--fixed");
     json = args_flag(&a, "--json");
-    if (args_value(&a, "--vary", &vary, &err) || args_value(&a, "--csv", &csv, &err) ||
+    if (args_value_once(&a, "--vary", &vary, &err) || args_value(&a, "--csv", &csv, &err) ||
         args_value(&a, "--plot", &plot, &err) || args_int(&a, "--threads", &threads, NULL, &err) ||
         args_double(&a, "--tokens-per-batch", &tokens_d, NULL, &err) || args_calibration(&a, &cal, &cal_path, &err)) goto bad;
     if (!vary) { mp_fail(&err, "--vary: required, PARAM=V1,V2,..."); goto bad; }
