@@ -75,6 +75,9 @@ int search_args_check_fixed(const Plan *base, const SearchUserLimits *u, MpError
     int etp = u->fixed[4] ? u->fix[4] : 1, ep = u->fixed[5] ? u->fix[5] : 1;
     if (world % (etp * ep * pp))
         return mp_fail(err, "--etp/--ep/--pp: etp*ep*pp = %d does not divide --gpus %d", etp * ep * pp, world);
+    if (u->fixed[0] && base->model.num_heads % u->fix[0])
+        return mp_fail(err, "--tp: %d does not divide the %d attention heads of %s", u->fix[0], base->model.num_heads,
+                       base->model.name);
     if (u->fixed[5] && base->model.num_experts % u->fix[5])
         return mp_fail(err, "--ep: %d does not divide the %d experts of %s", u->fix[5], base->model.num_experts,
                        base->model.name);

@@ -40,6 +40,8 @@ static void test_impossible_search_constraints(void **state) {
     (void)state;
     expect_bad_both("search " X7B " --gpus 128 --tp 3", "--tp: 3 does not divide", "--gpus 128");
     expect_bad_both("search " X7B " --gpus 128 --ep 16", "--ep: 16 does not divide", "8 experts");
+    /* mixtral-8x7b has 32 attention heads: TP 64 divides 128 GPUs but not the heads */
+    expect_bad_both("search " X7B " --gpus 128 --tp 64", "--tp: 64 does not divide", "32 attention heads");
     expect_bad_both("search " X7B " --gpus 16 --threads 2 --rank 99999 --json", "--rank: 99999", "plans fit");
 }
 
