@@ -9,6 +9,7 @@
 #include "commands.h"
 #include "search_args.h"
 #include "planner/sweep.h"
+#include "plan_warnings.h"
 #include "sweep_result.h"
 
 #define SWEEP_MAX_POINTS 64
@@ -142,6 +143,12 @@ int cmd_sweep(int argc, char **argv) {
 
     SearchOptions so = {.threads = threads, .cal = cal};
     if (json) doc = sweep_result_new(base, k, fixed, (long long)tokens_d, cal_path, cal);
+    PlanWarnings warn = {0};
+    plan_warnings_calibration(base, cal, &warn); /* a swept GPU count is not compared (gpus 0) */
+    for (int i = 0; i < warn.count; i++) {
+        fprintf(stderr, "moeplan sweep: warning: %s\n", warn.line[i]);
+        if (doc) result_add_warning(doc, warn.line[i]);
+    }
     bool tty = isatty(2);
     for (int i = 0; i < n; i++) {
         SearchConstraints cons;

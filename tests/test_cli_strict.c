@@ -81,6 +81,13 @@ static void test_warnings_calibration_and_batch(void **state) {
                                  "--seq 32 --gbs 64 --calibration tests/data/calibration-h200x2.json",
                                  RUN_STDERR, err, sizeof err), 0);
     if (strstr(err, "warning")) fail_msg("%s", err);
+    /* sweep warns for the calibration (a swept GPU count is not compared) */
+    assert_int_equal(moeplan_run("sweep " X7B " --tp 2 --ep 8 --pp 2 --gpus 16 --fixed --vary seq=2048 --json "
+                                 "--calibration tests/data/calibration-h200x2.json", RUN_STDOUT, out, sizeof out), 0);
+    o = cJSON_Parse(out);
+    assert_non_null(o);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(o, "warnings")), 2); /* another GPU, another count */
+    cJSON_Delete(o);
     /* search warns for its chosen plan too */
     assert_int_equal(moeplan_run("search " X7B " --gpus 16 --threads 2 --tp 2 --cp 1 --pp 2 --gbs 4 --json", RUN_STDERR, err, sizeof err), 0);
     if (!strstr(err, "moeplan search: warning: global batch 4 leaves one micro-batch")) fail_msg("%s", err);
