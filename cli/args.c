@@ -30,8 +30,15 @@ static int find_flag(ArgList *a, const char *flag) {
     return found;
 }
 
+static void note_asked(ArgList *a, const char *flag) {
+    for (int i = 0; i < a->num_asked; i++)
+        if (!strcmp(a->asked[i], flag)) return;
+    if (a->num_asked < ARGS_MAX) snprintf(a->asked[a->num_asked++], sizeof a->asked[0], "%s", flag);
+}
+
 int args_value(ArgList *a, const char *flag, const char **out, MpError *err) {
     *out = NULL;
+    note_asked(a, flag);
     int i = find_flag(a, flag);
     if (i < 0) return 0;
     /* mark every occurrence as used */
@@ -70,8 +77,22 @@ int args_calibration(ArgList *a, Calibration **out, const char **path_out, MpErr
     return 0;
 }
 
+int args_value_once(ArgList *a, const char *flag, const char **out, MpError *err) {
+    size_t n = strlen(flag);
+    const char *first = NULL;
+    for (int j = 1; j < a->argc; j++) {
+        const char *s = a->argv[j];
+        if (strncmp(s, flag, n) || (s[n] != 0 && s[n] != '=')) continue;
+        const char *val = s[n] == '=' ? s + n + 1 : (j + 1 < a->argc ? a->argv[j + 1] : "");
+        if (!first) first = val;
+        else return mp_fail(err, "%s: given twice, '%s' and '%s' (give it once)", flag, first, val);
+    }
+    return args_value(a, flag, out, err);
+}
+
 bool args_flag(ArgList *a, const char *flag) {
     bool found = false;
+    note_asked(a, flag);
     for (int i = 1; i < a->argc; i++)
         if (!strcmp(a->argv[i], flag)) { a->used[i] = true; found = true; }
     return found;
@@ -118,6 +139,11 @@ int args_double(ArgList *a, const char *flag, double *out, bool *present, MpErro
 }
 
 int args_finish(ArgList *a, MpError *err) {
+    if (getenv("MOEPLAN_LIST_OPTIONS")) {
+        for (int i = 0; i < a->num_asked; i++) printf("option %s\n", a->asked[i]);
+        fflush(stdout);
+        return mp_fail(err, "options listed (MOEPLAN_LIST_OPTIONS is set)");
+    }
     for (int i = 1; i < a->argc; i++)
         if (!a->used[i]) return mp_fail(err, "%s: unknown option '%s' (see moeplan %s --help)", a->command, a->argv[i], a->command);
     return 0;
@@ -169,8 +195,14 @@ int plan_from_args(ArgList *a, Plan *p, bool partial, MpError *err) {
     };
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
         if (args_int(a, ints[i].flag, ints[i].dst, NULL, err)) return -1;
-    if (args_double(a, "--capacity-factor", &p->train.capacity_factor, NULL, err)) return -1;
-    if (args_flag(a, "--dropless")) p->train.capacity_factor = 0;
+    bool has_cf;
+    if (args_double(a, "--capacity-factor", &p->train.capacity_factor, &has_cf, err)) return -1;
+    if (args_flag(a, "--dropless")) {
+        if (has_cf)
+            return mp_fail(err, "--dropless: contradicts --capacity-factor %g (dropless routing has no capacity "
+                           "factor; give one of them)", p->train.capacity_factor);
+        p->train.capacity_factor = 0;
+    }
     if (args_double(a, "--imbalance", &p->train.imbalance, NULL, err)) return -1;
     double reserve_gib;
     bool has_reserve;

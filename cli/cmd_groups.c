@@ -9,9 +9,19 @@
 #include "core/mapping.h"
 
 static const char *usage_text =
-    "usage: moeplan groups --gpus N [--tp T] [--cp C] [--pp P] [--etp E] [--ep X]\n"
-    "                      [--order tp-cp-ep-dp-pp|tp-cp-ep-pp-dp] [--gpus-per-node 8]\n"
-    "                      [--experts E] [--json]\n";
+    "usage: moeplan groups --gpus N [--tp T] [--cp C] [--pp P] [--etp E] [--ep X] [--json]\n"
+    "Prints the rank groups of a folded mapping and where they sit.\n"
+    "  --gpus N                         GPU count\n"
+    "  --tp T                           tensor parallelism of attention (default 1)\n"
+    "  --cp C                           context parallelism (default 1)\n"
+    "  --pp P                           pipeline stages (default 1)\n"
+    "  --etp E                          tensor parallelism of the experts (default 1)\n"
+    "  --ep X                           expert parallelism (default 1)\n"
+    "  --order tp-cp-ep-dp-pp|tp-cp-ep-pp-dp   rank order (default tp-cp-ep-dp-pp)\n"
+    "  --gpus-per-node G                GPUs per node, for the placement (default 8)\n"
+    "  --experts E                      the model's expert count: EP must divide it (default 0: not checked)\n"
+    "  --json                           print one JSON object\n"
+    "  --help                           this text\n";
 
 static void print_group(const int *members, int n) {
     putchar('[');

@@ -19,9 +19,10 @@ static void usage(FILE *f) {  /* --help only: errors stay one line */
             "         or a HuggingFace config.json (mixtral, qwen2_moe, qwen3_moe, deepseek_v2, deepseek_v3,\n"
             "         olmoe, dbrx, gpt_oss, llama4, grok-1); its name is _name_or_path, else the folder\n"
             "         of a config.json, else the file name\n"
-            "  --name the model's name (overrides the above)\n"
-            "  --seq  sequence length for the attention FLOPs (default 4096)\n"
-            "  --json print one JSON object instead of the table\n");
+            "  --name NAME                      the model's name (overrides the above)\n"
+            "  --seq S                          sequence length for the attention FLOPs (default 4096)\n"
+            "  --json                           print one JSON object instead of the table\n"
+            "  --help, -h                       this text\n");
 }
 
 typedef struct {

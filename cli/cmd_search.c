@@ -11,20 +11,27 @@
 #include <cjson/cJSON.h>
 
 #include "commands.h"
+#include "plan_warnings.h"
+#include "compare.h"
 #include "search_args.h"
 #include "planner/emit.h"
 #include "planner/search.h"
+#include "simulator/result_json.h"
 
 static void usage(FILE *f) {
     fprintf(f, "usage: moeplan search --model M --cluster C --gpus N [--gbs B] [--seq S] [constraints]\n"
-               "                      [--top K] [--json | --emit megatron|launch] [--launcher torchrun|srun]\n"
+               "                      [--top K] [--json | --emit plan|megatron|launch] [--launcher torchrun|srun]\n"
                "                      [--rank R] [--threads T]\n"
                "Scores every valid plan with the simulator and prints the best K (default 10).\n"
-               "  --json            the chosen plan (rank R, default 1) as a plan file for simulate/execute\n"
-               "  --emit megatron   the chosen plan as Megatron-LM command-line flags\n"
-               "  --emit launch     a bash script running Megatron-LM's pretrain_gpt.py with those flags and the\n"
-               "                    environment they need (--launcher torchrun, the default, or srun)\n"
-               "  --quiet           no progress lines on stderr (shown by default, terminal or not)\n"
+               "  --top K                          print the best K plans (default 10)\n"
+               "  --rank R                         the plan --json/--emit choose (default 1, the best)\n"
+               "  --threads T                      worker threads (default: the machine's cores)\n"
+               "  --json                           the result document (docs/schema): the top K plans with breakdown\n"
+               "                                   and memory; simulate/execute --plan read it as the chosen plan\n"
+               "  --emit plan|megatron|launch      the chosen plan as a plan file, as Megatron-LM command-line flags,\n"
+               "                                   or as a bash script running Megatron-LM's pretrain_gpt.py\n"
+               "  --launcher torchrun|srun         with --emit launch: the launcher (default torchrun)\n"
+               "  --quiet                          no progress lines on stderr (shown by default, terminal or not)\n"
                SEARCH_ARGS_HELP);
 }
 
@@ -87,23 +94,59 @@ static void print_counts(FILE *f, const SearchResult *r) {
             r->seconds > 0 ? r->simulated / r->seconds : 0.0);
 }
 
-/* The chosen plan as JSON with a "prediction" object (loaders ignore it). */
-static char *plan_json_with_prediction(const Plan *p, const ScoredPlan *s) {
-    char *text = plan_to_json_string(p);
-    if (!text) return NULL;
-    cJSON *o = cJSON_Parse(text);
-    free(text);
-    if (!o) return NULL;
-    cJSON *pr = cJSON_AddObjectToObject(o, "prediction");
-    cJSON_AddNumberToObject(pr, "mfu", s->mfu);
-    cJSON_AddNumberToObject(pr, "step_time_s", s->step_time_s);
-    cJSON_AddNumberToObject(pr, "tflops_per_gpu", s->tflops_per_gpu);
-    cJSON_AddNumberToObject(pr, "tokens_per_s_per_gpu", s->tokens_per_s_per_gpu);
-    cJSON_AddNumberToObject(pr, "peak_memory_gib", s->peak_memory_bytes / 1073741824.0);
-    cJSON_AddStringToObject(pr, "dominant", s->dominant);
-    char *out = cJSON_Print(o);
-    cJSON_Delete(o);
+/* The result document (docs/schema/moeplan-result.schema.json, "search"):
+ * the top K plans, each re-simulated for its breakdown and memory per stage;
+ * chosen_rank names the one simulate/execute --plan load from this file. */
+static char *search_json(const Plan *base, const SearchResult *r, int top, int rank, const char *cal_path,
+                         const Calibration *cal, const PlanWarnings *w, MpError *err) {
+    Plan *p = malloc(sizeof *p);
+    SimResult *res = malloc(sizeof *res);
+    cJSON *doc = result_document("search", base, -1, cal_path, cal ? cal->device : NULL);
+    char *out = NULL;
+    if (!p || !res || !doc) { mp_fail(err, "out of memory"); goto done; }
+    for (int i = 0; i < w->count; i++) result_add_warning(doc, w->line[i]);
+    cJSON_AddNumberToObject(doc, "chosen_rank", rank);
+    if (r->best_coupled >= 0) cJSON_AddNumberToObject(doc, "best_coupled_rank", (double)r->best_coupled + 1);
+    else cJSON_AddNullToObject(doc, "best_coupled_rank");
+    cJSON *counts = cJSON_AddObjectToObject(doc, "counts");
+    cJSON_AddNumberToObject(counts, "enumerated", (double)r->space.enumerated);
+    cJSON_AddNumberToObject(counts, "candidates", (double)r->space.count);
+    cJSON_AddNumberToObject(counts, "simulated", (double)r->simulated);
+    cJSON_AddNumberToObject(counts, "ranked", (double)r->num_ranked);
+    cJSON *plans = cJSON_AddArrayToObject(doc, "plans");
+    /* the top K, and the chosen rank and the best coupled plan when beyond it */
+    for (size_t i = 0; i < r->num_ranked; i++) {
+        bool want = (int)i < top || (int)i == rank - 1 || (long)i == r->best_coupled;
+        if (!want) continue;
+        candidate_apply(base, &r->ranked[i].cand, p);
+        SimOptions opt = {0};
+        if (simulate_step(p, cal, &opt, res, err)) goto done;
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddNumberToObject(e, "rank", (double)i + 1);
+        cJSON_AddItemToObject(e, "plan", result_plan_json(p));
+        cJSON_AddItemToObject(e, "prediction", result_prediction_json(p, res, true));
+        cJSON_AddItemToArray(plans, e);
+    }
+    out = cJSON_Print(doc);
+    if (!out) mp_fail(err, "out of memory");
+done:
+    cJSON_Delete(doc);
+    free(p);
+    free(res);
     return out;
+}
+
+/* "no plan fits", with advice only on what the search did not already try:
+ * it tries every recomputation, optimizer sharding and mbs <= the bound
+ * unless the user fixed them. */
+static void print_no_fit_advice(FILE *f, const Plan *base, const SearchUserLimits *lim, long long too_big) {
+    fprintf(f, "moeplan search: no plan fits (%lld candidates did not fit in memory); try more GPUs", too_big);
+    if (lim->fix_recompute && base->train.recompute != RECOMPUTE_FULL) fprintf(f, ", --recompute full");
+    if (lim->fix_sharding && base->train.opt_sharding != OPT_SHARD_FULL) fprintf(f, ", --optimizer-sharding full");
+    if (lim->fixed[6] && lim->fix[6] > 1) fprintf(f, ", a smaller --mbs");
+    for (int i = 0; i < 6; i++)
+        if (lim->fixed[i] && i != 3) { fprintf(f, ", other --tp/--cp/--pp/--etp/--ep than the fixed ones"); break; }
+    fprintf(f, " (the search tries every recomputation, optimizer sharding and mbs up to the bound that is not fixed)\n");
 }
 
 /* The command; *cal receives the --calibration file (the caller frees it). */
@@ -117,20 +160,21 @@ static int search_command(int argc, char **argv, Calibration **cal) {
     SearchConstraints cons;
     SearchUserLimits lim;
     int top = 10, rank = 1, threads = 0;
-    const char *emit = NULL, *launcher = NULL;
+    const char *emit = NULL, *launcher = NULL, *cal_path = NULL;
     bool json = false;
     if (args_init(&a, argc, argv, &err) || search_args_parse(&a, base, &lim, true, &err) ||
         args_int(&a, "--top", &top, NULL, &err) || args_int(&a, "--rank", &rank, NULL, &err) ||
         args_int(&a, "--threads", &threads, NULL, &err) || args_value(&a, "--emit", &emit, &err) ||
-        args_value(&a, "--launcher", &launcher, &err) || args_calibration(&a, cal, NULL, &err)) goto bad;
+        args_value(&a, "--launcher", &launcher, &err) || args_calibration(&a, cal, &cal_path, &err)) goto bad;
     json = args_flag(&a, "--json");
     bool quiet = args_flag(&a, "--quiet");
-    if (args_finish(&a, &err) || search_constraints_for(base, &lim, &cons, &err)) goto bad;
+    if (args_finish(&a, &err) || search_args_check_fixed(base, &lim, &err) ||
+        search_constraints_for(base, &lim, &cons, &err)) goto bad;
     if (top < 1) { mp_fail(&err, "--top: must be >= 1, got %d", top); goto bad; }
     if (rank < 1) { mp_fail(&err, "--rank: must be >= 1, got %d", rank); goto bad; }
     if (threads < 0) { mp_fail(&err, "--threads: must be >= 0, got %d", threads); goto bad; }
-    if (emit && strcmp(emit, "megatron") && strcmp(emit, "launch")) {
-        mp_fail(&err, "--emit: '%s' is not megatron or launch", emit);
+    if (emit && strcmp(emit, "megatron") && strcmp(emit, "launch") && strcmp(emit, "plan")) {
+        mp_fail(&err, "--emit: '%s' is not plan, megatron or launch", emit);
         goto bad;
     }
     if (launcher && strcmp(launcher, "torchrun") && strcmp(launcher, "srun")) {
@@ -163,24 +207,33 @@ static int search_command(int argc, char **argv, Calibration **cal) {
             fprintf(stderr, "moeplan search: no plan: every candidate breaks a rule (the pruned line says which; "
                     "mg-* are Megatron-LM's checks, docs/planner.md)\n");
         else
-            fprintf(stderr, "moeplan search: no plan fits (%lld candidates did not fit in memory); "
-                    "try more GPUs, --recompute full or a smaller --mbs\n", r.space.pruned[PRUNE_MEMORY]);
+            print_no_fit_advice(stderr, base, &lim, r.space.pruned[PRUNE_MEMORY]);
         print_counts(stderr, &r);
         search_result_free(&r);
         free(base);
         return 1;
     }
-    if ((size_t)rank > r.num_ranked) rank = (int)r.num_ranked;
+    if ((size_t)rank > r.num_ranked) {
+        fprintf(stderr, "moeplan search: --rank: %d, but only %zu plans fit\n", rank, r.num_ranked);
+        search_result_free(&r);
+        free(base);
+        return 2;
+    }
     const ScoredPlan *chosen = &r.ranked[rank - 1];
     Plan *plan = malloc(sizeof *plan);
     if (!plan) { fprintf(stderr, "moeplan search: out of memory\n"); search_result_free(&r); free(base); return 1; }
     candidate_apply(base, &chosen->cand, plan);
+    PlanWarnings warn = {0};
+    plan_warnings_calibration(plan, *cal, &warn);
+    plan_warnings_batch(plan, &warn);
+    for (int i = 0; i < warn.count; i++) fprintf(stderr, "moeplan search: warning: %s\n", warn.line[i]);
     if (json) {
-        char *text = plan_json_with_prediction(plan, chosen);
-        if (text) printf("%s\n", text); else { fprintf(stderr, "moeplan search: out of memory\n"); status = 1; }
+        char *text = search_json(base, &r, top, rank, cal_path, *cal, &warn, &err);
+        if (text) printf("%s\n", text); else { fprintf(stderr, "moeplan search: %s\n", err.msg); status = 1; }
         free(text);
     } else if (emit) {
-        char *text = !strcmp(emit, "launch")
+        char *text = !strcmp(emit, "plan") ? plan_to_json_string(plan)
+                     : !strcmp(emit, "launch")
                          ? emit_launch_script(plan, launcher && !strcmp(launcher, "srun") ? LAUNCH_SRUN : LAUNCH_TORCHRUN)
                          : emit_megatron_flags(plan);
         if (text) printf("%s\n", text); else { fprintf(stderr, "moeplan search: out of memory\n"); status = 1; }
@@ -197,6 +250,8 @@ static int search_command(int argc, char **argv, Calibration **cal) {
             snprintf(label, sizeof label, "%d", i + 1);
             print_row(stdout, label, &r.ranked[i], &base->model);
         }
+        if (r.num_ranked > 1 && compare_print_winner(stdout, base, &r.ranked[0], &r.ranked[1], *cal, &err))
+            fprintf(stderr, "moeplan search: %s\n", err.msg);
         if (r.best_coupled >= 0) {
             const ScoredPlan *cpl = &r.ranked[r.best_coupled];
             char label[24];

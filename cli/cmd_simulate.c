@@ -10,21 +10,23 @@
 #include "planner/megatron_rules.h"
 #include "commands.h"
 #include "core/outfile.h"
+#include "plan_warnings.h"
+#include "simulator/result_json.h"
 #include "simulator/simulate.h"
 
 static const char *usage_text =
-    "usage: moeplan simulate [--plan FILE] --model M --cluster C --gpus N [--tp T] [--cp C] [--pp P]\n"
-    "                        [--vpp V] [--etp E] [--ep X] [--seq S] [--mbs B] [--gbs G]\n"
-    "                        [--capacity-factor F | --dropless] [--imbalance I]\n"
-    "                        [--recompute none|selective|full] [--recompute-modules LIST]\n"
-    "                        [--optimizer-sharding none|distributed|full]\n"
-    "                        [--overlap grad,param,tp,ep,shared-expert|none] [--flops legacy|megatron]\n"
-    "                        [--precision bf16|fp8] [--memory-reserve-gib R] [--order ...]\n"
-    "                        [--attention-backend auto|cudnn|flash2|fa3|own]\n"
+    "usage: moeplan simulate [--plan FILE] --model M [--cluster C] --gpus N [plan options]\n"
     "                        [--json | --emit megatron|launch [--launcher torchrun|srun]]\n"
-    "                        [--timeline FILE] [--calibration FILE] [--model-name NAME]\n"
-    "  --emit   the plan's Megatron-LM flags or launch script (as search --emit) instead of the\n"
-    "           report; a plan Megatron-LM refuses is bad input (the rule and its source are named)\n";
+    "                        [--timeline FILE] [--calibration FILE]\n"
+    "Predicts one training step of the plan: step time, MFU, memory per stage and a breakdown.\n"
+    "  --json                           the result document (docs/schema/moeplan-result.schema.json)\n"
+    "  --emit megatron|launch           the plan's Megatron-LM flags or launch script (as search --emit)\n"
+    "                                   instead of the report; a plan Megatron-LM refuses is bad input\n"
+    "  --launcher torchrun|srun         with --emit launch: the launcher (default torchrun)\n"
+    "  --timeline FILE                  write a Chrome trace of the step\n"
+    "  --calibration FILE               price with a calibration file measured on the machine\n"
+    "  --help                           this text\n"
+    "plan options:\n" PLAN_ARGS_HELP;
 
 #define GIB (1024.0 * 1024.0 * 1024.0)
 
@@ -50,55 +52,17 @@ static int breakdown_items(const SimBreakdown *b, Item *it) {
     return n;
 }
 
-/* s as a JSON string (quotes, backslashes and control bytes escaped). */
-static void put_json_string(const char *s) {
-    putchar('"');
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-        if (*c == '"' || *c == '\\') printf("\\%c", *c);
-        else if (*c < 0x20 || *c == 0x7f) printf("\\u%04x", *c);
-        else putchar(*c);
-    }
-    putchar('"');
-}
-
-static void print_json(const Plan *p, const SimResult *r, const Calibration *cal) {
-    Item it[16];
-    int n = breakdown_items(&r->breakdown, it);
-    char ov[128];
-    overlap_format(p->train.overlap, ov, sizeof ov);
-    printf("{\"model\": ");
-    put_json_string(p->model.name);
-    printf(", \"cluster\": ");
-    put_json_string(p->cluster.name);
-    printf(", \"gpus\": %d, \"tp\": %d, \"cp\": %d, \"dp\": %d, \"pp\": %d, "
-           "\"vpp\": %d, \"etp\": %d, \"ep\": %d, \"edp\": %d, \"seq\": %d, \"mbs\": %d, \"gbs\": %d, "
-           "\"overlap\": \"%s\", \"calibration\": ",
-           p->map.world, p->map.tp, p->map.cp, p->map.dp, p->map.pp, p->map.vpp,
-           p->map.etp, p->map.ep, p->map.edp, p->train.seq_len, p->train.micro_batch, p->train.global_batch, ov);
-    if (cal) put_json_string(cal->device);
-    else printf("null");
-    printf(",\n");
-    /* a convention that counts more than the peak allows (simulate_step
-     * refuses it when chosen) is shown as null, never as a figure */
-    printf(" \"flops_convention\": \"%s\", \"mfu\": %.6f, \"mfu_legacy\": ", flops_convention_name(p->train.flops), r->mfu);
-    if (r->mfu_legacy <= 1.0) printf("%.6f", r->mfu_legacy); else printf("null");
-    printf(", \"mfu_megatron\": ");
-    if (r->mfu_megatron <= 1.0) printf("%.6f", r->mfu_megatron); else printf("null");
-    printf(",\n");
-    printf(" \"step_time_s\": %.6f, \"tflops_per_gpu\": %.3f, \"tokens_per_s_per_gpu\": %.3f,\n", r->step_time_s,
-           r->tflops_per_gpu, r->tokens_per_s_per_gpu);
-    printf(" \"peak_memory_gib\": %.3f, \"memory_capacity_gib\": %.3f, \"fits\": %s,\n", r->peak_memory_bytes / GIB,
-           r->memory_capacity_bytes / GIB, r->fits ? "true" : "false");
-    printf(" \"dominant\": \"%s\", \"breakdown_stage\": %d,\n \"breakdown\": {", r->dominant, r->critical_stage);
-    for (int i = 0; i < n; i++) printf("%s\"%s\": %.6f", i ? ", " : "", it[i].name, it[i].v);
-    printf("},\n \"stage_memory_gib\": [");
-    for (int s = 0; s < r->num_stages; s++) {
-        const SimStageMemory *m = &r->stage_memory[s];
-        printf("%s\n  {\"stage\": %d, \"weights\": %.3f, \"gradients\": %.3f, \"optimizer\": %.3f, \"activations\": %.3f, "
-               "\"total\": %.3f}", s ? "," : "", s, m->weights / GIB, m->gradients / GIB, m->optimizer / GIB,
-               m->activations / GIB, m->total / GIB);
-    }
-    printf("]}\n");
+/* The result document (docs/schema/moeplan-result.schema.json, "simulate"). */
+static void print_json(const Plan *p, const SimResult *r, const char *cal_path, const Calibration *cal,
+                       const PlanWarnings *w) {
+    cJSON *doc = result_document("simulate", p, p->train.micro_batch, cal_path, cal ? cal->device : NULL);
+    for (int i = 0; i < w->count; i++) result_add_warning(doc, w->line[i]);
+    cJSON_AddItemToObject(doc, "plan", result_plan_json(p));
+    cJSON_AddItemToObject(doc, "prediction", result_prediction_json(p, r, true));
+    char *text = cJSON_Print(doc);
+    cJSON_Delete(doc);
+    if (text) printf("%s\n", text);
+    free(text);
 }
 
 static void print_report(const Plan *p, const SimResult *r, const Calibration *cal) {
@@ -130,6 +94,9 @@ static void print_report(const Plan *p, const SimResult *r, const Calibration *c
     else snprintf(meg, sizeof meg, "n/a (overcounts at this seq)");
     printf("MFU              %9.1f %%   (%s FLOPs; legacy %s, megatron %s; peak %.1f TFLOP/s)\n",
            100 * r->mfu, flops_convention_name(t->flops), leg, meg, p->cluster.peak_bf16_flops / 1e12);
+    if (t->precision == PRECISION_FP8 && p->cluster.peak_fp8_flops > 0)
+        printf("MFU (FP8 peak)   %9.1f %%   (the same FLOPs against the dense FP8 peak, %.1f TFLOP/s)\n",
+               100 * r->mfu * p->cluster.peak_bf16_flops / p->cluster.peak_fp8_flops, p->cluster.peak_fp8_flops / 1e12);
     printf("TFLOP/s per GPU  %9.1f\n", r->tflops_per_gpu);
     printf("tokens/s per GPU %9.1f\n", r->tokens_per_s_per_gpu);
     printf("peak memory      %9.2f GiB of %.2f GiB usable: %s\n\n", r->peak_memory_bytes / GIB,
@@ -157,13 +124,13 @@ int cmd_simulate(int argc, char **argv) {
     SimResult *res = calloc(1, sizeof *res);
     Calibration *cal = NULL;
     int rc = 2;
-    const char *timeline = NULL, *emit = NULL, *launcher = NULL;
+    const char *timeline = NULL, *emit = NULL, *launcher = NULL, *cal_path = NULL;
     bool json = false;
     if (!plan || !res) { fprintf(stderr, "moeplan simulate: out of memory\n"); rc = 1; goto done; }
     if (args_init(&a, argc, argv, &err)) goto bad;
     if (args_flag(&a, "--help")) { fputs(usage_text, stdout); rc = 0; goto done; }
     json = args_flag(&a, "--json");
-    if (args_value(&a, "--timeline", &timeline, &err) || args_calibration(&a, &cal, NULL, &err) ||
+    if (args_value(&a, "--timeline", &timeline, &err) || args_calibration(&a, &cal, &cal_path, &err) ||
         args_value(&a, "--emit", &emit, &err) || args_value(&a, "--launcher", &launcher, &err))
         goto bad;
     if (plan_from_args(&a, plan, false, &err)) goto bad;
@@ -202,7 +169,11 @@ int cmd_simulate(int argc, char **argv) {
         fprintf(stderr, "moeplan simulate: %s\n", err.msg);
         goto done;
     }
-    if (json) print_json(plan, res, cal);
+    PlanWarnings warn = {0};
+    plan_warnings_calibration(plan, cal, &warn);
+    plan_warnings_batch(plan, &warn);
+    for (int i = 0; i < warn.count; i++) fprintf(stderr, "moeplan simulate: warning: %s\n", warn.line[i]);
+    if (json) print_json(plan, res, cal_path, cal, &warn);
     else print_report(plan, res, cal);
     rc = 0;
     goto done;

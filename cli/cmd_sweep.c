@@ -10,6 +10,8 @@
 #include "core/outfile.h"
 #include "search_args.h"
 #include "planner/sweep.h"
+#include "plan_warnings.h"
+#include "sweep_result.h"
 
 #define SWEEP_MAX_POINTS 64
 
@@ -19,10 +21,25 @@ static void usage(FILE *f) {
                "PARAM: gpus, seq, gbs, nvlink-bw (GB/s), ib-bw (Gb/s per NIC), nics-per-node,\n"
                "       gpus-per-node (NVLink domain), peak-tflops, hbm-gib, experts, top-k, expert-ffn,\n"
                "       granularity (experts x g, top-k x g, expert FFN / g), imbalance, capacity-factor\n"
-               "  --fixed                simulate the plan given by the plan options at each value (no search)\n"
-               "  --tokens-per-batch T   gbs = T / seq at each point (context scaling)\n"
-               "  --quiet                no progress lines on stderr (shown by default, terminal or not)\n"
+               "  --vary PARAM=V1,V2,...           the parameter and its values (once)\n"
+               "  --fixed                          simulate the plan given by the plan options at each value (no search)\n"
+               "  --tokens-per-batch T             gbs = T / seq at each point (context scaling; not with --gbs)\n"
+               "  --csv FILE                       write the points as CSV (no plan: empty fields and a reason)\n"
+               "  --json                           the result document (docs/schema/moeplan-result.schema.json)\n"
+               "  --plot FILE.svg|.png             draw MFU and step time against the parameter (gnuplot)\n"
+               "  --threads T                      worker threads of each search (default: the machine's cores)\n"
+               "  --quiet                          no progress lines on stderr (shown by default, terminal or not)\n"
                SEARCH_ARGS_HELP);
+}
+
+/* --tokens-per-batch sets the global batch at each point: --gbs contradicts it */
+static int sweep_gbs_given(ArgList *a, MpError *err) {
+    bool has_gbs = false;
+    int gbs = 0;
+    if (args_int(a, "--gbs", &gbs, &has_gbs, err)) return -1;
+    if (has_gbs) return mp_fail(err, "--tokens-per-batch: contradicts --gbs %d (it sets gbs = T / seq at each point; "
+                                "give one of them)", gbs);
+    return 0;
 }
 
 static int parse_vary(const char *s, SweepParam *k, double *vals, int *n, MpError *err) {
@@ -85,7 +102,8 @@ int cmd_sweep(int argc, char **argv) {
     if (!base || !point || !pts) { free(base); free(point); free(pts); fprintf(stderr, "moeplan sweep: out of memory\n"); return 1; }
     SearchUserLimits lim;
     Calibration *cal = NULL;
-    const char *vary = NULL, *csv = NULL, *plot = NULL;
+    const char *vary = NULL, *csv = NULL, *plot = NULL, *cal_path = NULL;
+    cJSON *doc = NULL;
     int threads = 0, n = 0, status = 0;
     double tokens_d = 0;
     bool json = false, fixed = false, quiet = false;
@@ -95,10 +113,11 @@ int cmd_sweep(int argc, char **argv) {
     fixed = args_flag(&a, "--fixed");
     json = args_flag(&a, "--json");
     quiet = args_flag(&a, "--quiet");
-    if (args_value(&a, "--vary", &vary, &err) || args_value(&a, "--csv", &csv, &err) ||
+    if (args_value_once(&a, "--vary", &vary, &err) || args_value(&a, "--csv", &csv, &err) ||
         args_value(&a, "--plot", &plot, &err) || args_int(&a, "--threads", &threads, NULL, &err) ||
-        args_double(&a, "--tokens-per-batch", &tokens_d, NULL, &err) || args_calibration(&a, &cal, NULL, &err)) goto bad;
+        args_double(&a, "--tokens-per-batch", &tokens_d, NULL, &err) || args_calibration(&a, &cal, &cal_path, &err)) goto bad;
     if (!vary) { mp_fail(&err, "--vary: required, PARAM=V1,V2,..."); goto bad; }
+    if (tokens_d != 0 && sweep_gbs_given(&a, &err)) goto bad;
     if (parse_vary(vary, &k, vals, &n, &err)) goto bad;
     if (fixed) {
         /* a fixed plan must be complete; a varied GPU count replaces --gpus */
@@ -130,6 +149,13 @@ int cmd_sweep(int argc, char **argv) {
         if (sweep_apply(base, k, vals[i], (long long)tokens_d, point, &err)) goto bad;
 
     SearchOptions so = {.threads = threads, .cal = cal};
+    if (json) doc = sweep_result_new(base, k, fixed, (long long)tokens_d, cal_path, cal);
+    PlanWarnings warn = {0};
+    plan_warnings_calibration(base, cal, &warn); /* a swept GPU count is not compared (gpus 0) */
+    for (int i = 0; i < warn.count; i++) {
+        fprintf(stderr, "moeplan sweep: warning: %s\n", warn.line[i]);
+        if (doc) result_add_warning(doc, warn.line[i]);
+    }
     bool tty = isatty(2);
     for (int i = 0; i < n; i++) {
         SearchConstraints cons;
@@ -144,10 +170,15 @@ int cmd_sweep(int argc, char **argv) {
             goto done;
         }
         pts[i].value = vals[i];
+        if (doc && sweep_result_add_point(doc, point, &pts[i], fixed, cal, &err)) {
+            fprintf(stderr, "moeplan sweep: %s = %g: %s\n", sweep_param_name(k), vals[i], err.msg);
+            status = 1;
+            goto done;
+        }
     }
     if (tty && !quiet) fprintf(stderr, "\r%60s\r", "");
     if (json) {
-        char *s = sweep_json(k, pts, n, fixed);
+        char *s = cJSON_Print(doc);
         if (s) printf("%s\n", s);
         free(s);
     } else {
@@ -165,6 +196,7 @@ int cmd_sweep(int argc, char **argv) {
         if (sweep_plot(plot, title, k, pts, n, fixed, &err)) { fprintf(stderr, "moeplan sweep: %s\n", err.msg); status = 1; }
     }
 done:
+    cJSON_Delete(doc);
     free(base); free(point); free(pts); free(cal);
     return status;
 bad:

@@ -14,8 +14,12 @@
 
 static const char *usage_text =
     "usage: moeplan topo [--base CLUSTER] [--json] [--out FILE]\n"
-    "  detects cores, NUMA nodes, NVIDIA GPUs and InfiniBand/Ethernet adapters with hwloc;\n"
-    "  --json/--out write a cluster file: --base's figures with this machine's GPU and NIC counts\n";
+    "  detects cores, NUMA nodes, NVIDIA GPUs and InfiniBand/Ethernet adapters with hwloc\n"
+    "  --base CLUSTER                   catalog cluster whose figures the cluster file takes (default dgx-h100)\n"
+    "  --json                           print a cluster file: --base's figures with this machine's GPU and\n"
+    "                                   NIC counts (counts not found are --base's, said on stderr and in notes)\n"
+    "  --out FILE                       write that cluster file to FILE\n"
+    "  --help                           this text\n";
 
 int cmd_topo(int argc, char **argv) {
     MpError err = {{0}};
@@ -61,6 +65,19 @@ int cmd_topo(int argc, char **argv) {
     snprintf(notes, sizeof notes,
              "Written by moeplan topo from hwloc: %d NVIDIA GPUs, %d InfiniBand adapters, %d cores found on this "
              "machine; other figures from the catalog cluster %s.", t.num_gpus, t.num_ib_nics, t.cores, base);
+    /* counts not found here are the base's defaults: say so (stderr and notes) */
+    char defaults[256] = "";
+    if (t.num_gpus <= 0 || t.num_ib_nics <= 0) {
+        snprintf(defaults, sizeof defaults, " DEFAULTED, not found on this machine:%s%s (values of %s).",
+                 t.num_gpus <= 0 ? " gpus_per_node" : "", t.num_ib_nics <= 0 ? " nics_per_node" : "", base);
+        if (t.num_gpus <= 0)
+            fprintf(stderr, "moeplan topo: warning: no NVIDIA GPU found: gpus_per_node %d is %s's default\n", gpus, base);
+        if (t.num_ib_nics <= 0)
+            fprintf(stderr, "moeplan topo: warning: no InfiniBand adapter found: nics_per_node %d is %s's default\n",
+                    nics, base);
+        size_t l = strlen(notes);
+        snprintf(notes + l, sizeof notes - l, "%s", defaults);
+    }
     cJSON_ReplaceItemInObject(j, "name", cJSON_CreateString(name));
     cJSON_ReplaceItemInObject(j, "notes", cJSON_CreateString(notes));
     cJSON_ReplaceItemInObject(j, "gpus_per_node", cJSON_CreateNumber(gpus));

@@ -10,6 +10,7 @@ int cmd_model(int argc, char **argv);
 int cmd_simulate(int argc, char **argv);
 int cmd_search(int argc, char **argv);
 int cmd_sweep(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
 int cmd_execute(int argc, char **argv);
 int cmd_topo(int argc, char **argv);
 

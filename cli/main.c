@@ -15,6 +15,7 @@ typedef struct {
 static const Command commands[] = {
     {"search", cmd_search, "rank every valid folded mapping for a model, cluster and batch"},
     {"simulate", cmd_simulate, "predict step time, MFU, memory and a breakdown for one plan"},
+    {"compare", cmd_compare, "simulate plans side by side, cost term by term, what decides the ranking"},
     {"sweep", cmd_sweep, "what-if study: vary one parameter, search or simulate at each value"},
     {"execute", cmd_execute, "run a plan on real GPUs and compare measured with predicted MFU"},
     {"groups", cmd_groups, "print the rank groups of a folded mapping and their placement"},
@@ -51,7 +52,7 @@ static int dispatch(int argc, char **argv) {
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
     MpError err;
-    mp_fail(&err, "unknown command '%s' (known: search, simulate, sweep, execute, groups, model, topo)", argv[1]);
+    mp_fail(&err, "unknown command '%s' (known: search, simulate, compare, sweep, execute, groups, model, topo)", argv[1]);
     fprintf(stderr, "moeplan: %s\n", err.msg);
     return 2;
 }

@@ -63,3 +63,28 @@ int search_constraints_for(const Plan *base, const SearchUserLimits *u, SearchCo
     if (u->fix_sharding) c->opt_sharding_set = 1u << base->train.opt_sharding;
     return 0;
 }
+
+int search_args_check_fixed(const Plan *base, const SearchUserLimits *u, MpError *err) {
+    int world = base->map.world;
+    /* tp, cp, pp, etp, ep: each a factor of the GPU count (mapping.h) */
+    static const int sized[] = {0, 1, 2, 4, 5};
+    for (size_t k = 0; k < sizeof sized / sizeof sized[0]; k++) {
+        int i = sized[k];
+        if (u->fixed[i] && world % u->fix[i])
+            return mp_fail(err, "--%s: %d does not divide --gpus %d, so no plan can have it", dims[i], u->fix[i],
+                           world);
+    }
+    int tp = u->fixed[0] ? u->fix[0] : 1, cp = u->fixed[1] ? u->fix[1] : 1, pp = u->fixed[2] ? u->fix[2] : 1;
+    if (world % (tp * cp * pp))
+        return mp_fail(err, "--tp/--cp/--pp: tp*cp*pp = %d does not divide --gpus %d", tp * cp * pp, world);
+    int etp = u->fixed[4] ? u->fix[4] : 1, ep = u->fixed[5] ? u->fix[5] : 1;
+    if (world % (etp * ep * pp))
+        return mp_fail(err, "--etp/--ep/--pp: etp*ep*pp = %d does not divide --gpus %d", etp * ep * pp, world);
+    if (u->fixed[0] && base->model.num_heads % u->fix[0])
+        return mp_fail(err, "--tp: %d does not divide the %d attention heads of %s", u->fix[0], base->model.num_heads,
+                       base->model.name);
+    if (u->fixed[5] && base->model.num_experts % u->fix[5])
+        return mp_fail(err, "--ep: %d does not divide the %d experts of %s", u->fix[5], base->model.num_experts,
+                       base->model.name);
+    return 0;
+}

@@ -25,21 +25,30 @@ int search_args_parse(ArgList *a, Plan *base, SearchUserLimits *u, bool need_gpu
  * it again per point (the defaults depend on seq and the NVLink domain). */
 int search_constraints_for(const Plan *base, const SearchUserLimits *u, SearchConstraints *c, MpError *err);
 
+/* Fixed dimensions that no plan can have (a --tp that does not divide the
+ * GPU count, an --ep that does not divide the experts): refused before the
+ * search, naming both.  err: "--tp: 3 does not divide --gpus 128, ...". */
+int search_args_check_fixed(const Plan *base, const SearchUserLimits *u, MpError *err);
+
 #define SEARCH_ARGS_HELP \
-    "  --model M --cluster C --gpus N --gbs B --seq S   what to plan (plan options as in simulate)\n" \
-    "  --model-name NAME                the model's name (default: catalog name, _name_or_path, folder)\n" \
-    "  --tp/--cp/--pp/--vpp/--etp/--ep/--mbs N          fix a dimension\n" \
-    "  --max-tp/--max-cp/--max-pp/--max-vpp/--max-etp/--max-ep/--max-mbs N   bound a dimension\n" \
-    "                                   (defaults: tp, etp <= NVLink domain; cp <= seq/2048; mbs <= 4)\n" \
+    "search space (a plan option below that is given fixes that value; the rest are searched):\n" \
+    "  --max-tp N                       bound tp (default: the NVLink domain)\n" \
+    "  --max-cp N                       bound cp (default: seq / 2048)\n" \
+    "  --max-pp N                       bound pp\n" \
+    "  --max-vpp N                      bound vpp\n" \
+    "  --max-etp N                      bound etp (default: the NVLink domain)\n" \
+    "  --max-ep N                       bound ep\n" \
+    "  --max-mbs N                      bound mbs (default 4)\n" \
+    "  --mbs B                          fix the micro-batch size (default: searched up to --max-mbs)\n" \
     "  --no-folding                     coupled mappings only (etp = tp)\n" \
+    "  --even-split                     no uneven (GLPK) pipeline splits\n" \
     "  --recompute none|selective|full  fix recomputation (default: the least that fits)\n" \
-    "  --recompute-modules LIST         selective with these Megatron modules only (core_attn, layernorm,\n" \
-    "                                   moe_act, mla_up_proj, mlp, moe, shared_experts; default: search\n" \
+    "  --recompute-modules LIST         fix selective recomputation to these modules (default: search\n" \
     "                                   core_attn,layernorm,moe_act, +mla_up_proj, and core_attn,layernorm,moe)\n" \
     "  --optimizer-sharding none|distributed|full   fix optimizer sharding (default: all three)\n" \
-    "  --even-split                     no uneven (GLPK) pipeline splits\n" \
     "  --calibration FILE               score with a calibration file measured on the machine\n" \
-    "  --dropless | --capacity-factor F, --imbalance F, --overlap LIST, --flops legacy|megatron,\n" \
-    "  --memory-reserve-gib G, --order tp-cp-ep-dp-pp|tp-cp-ep-pp-dp, --precision bf16|fp8\n"
+    "  --help                           this text\n" \
+    "plan options:\n" \
+    PLAN_ARGS_HELP
 
 #endif

@@ -249,11 +249,66 @@ int model_from_json_text(const char *text, const char *origin, ModelSpec *out, M
 }
 
 static const char *const cluster_keys[] = {
-    "name", "notes", "gpu", "peak_bf16_tflops", "peak_fp8_tflops", "hbm_mib", "hbm_tb_per_s",
+    "base", "name", "notes", "gpu", "peak_bf16_tflops", "peak_fp8_tflops", "hbm_mib", "hbm_tb_per_s",
     "hbm_achievable_tb_per_s", "sm_count", "gpus_per_node", "nvlink_domain", "nvlink_gb_per_s",
     "nvlink_busbw_gb_per_s", "nvlink_latency_us", "nics_per_node", "nic_gbit_per_s", "nic_busbw_gb_per_s",
     "net_latency_us", "net_topology", "attention_backend", NULL,
 };
+
+/* Every wrong field of a file in one line: "ORIGIN: N wrong fields: a; b". */
+typedef struct {
+    char text[MP_ERROR_LEN];
+    int count;
+} FieldErrors;
+
+static void field_error(FieldErrors *l, const char *origin, const MpError *e) {
+    const char *m = e->msg;
+    size_t n = strlen(origin);
+    if (!strncmp(m, origin, n) && !strncmp(m + n, ": ", 2)) m += n + 2; /* the origin is said once */
+    size_t len = strlen(l->text);
+    snprintf(l->text + len, sizeof l->text - len, "%s%s", l->count ? "; " : "", m);
+    l->count++;
+}
+
+static int field_errors_fail(const FieldErrors *l, const char *origin, MpError *err) {
+    if (l->count == 1) return mp_fail(err, "%s: %s", origin, l->text);
+    return mp_fail(err, "%s: %d wrong fields: %s", origin, l->count, l->text);
+}
+
+/* "base": "<catalog cluster>": the catalog entry with this file's fields on
+ * top.  Returns the merged object (caller deletes) or NULL (err). */
+static cJSON *cluster_with_base(const cJSON *root, const char *origin, MpError *err) {
+    const cJSON *b = cJSON_GetObjectItem(root, "base");
+    if (!cJSON_IsString(b)) {
+        mp_fail(err, "%s: base: expected a catalog cluster name (string)", origin);
+        return NULL;
+    }
+    const char *base_json = NULL;
+    char names[256] = "";
+    for (int i = 0; i < catalog_cluster_count; i++) {
+        if (!strcmp(catalog_cluster_entries[i].name, b->valuestring)) base_json = catalog_cluster_entries[i].json;
+        size_t l = strlen(names);
+        snprintf(names + l, sizeof names - l, "%s%s", i ? ", " : "", catalog_cluster_entries[i].name);
+    }
+    if (!base_json) {
+        mp_fail(err, "%s: base: '%s' is not a catalog cluster (%s)", origin, b->valuestring, names);
+        return NULL;
+    }
+    cJSON *merged = cJSON_Parse(base_json);
+    if (!merged) {
+        mp_fail(err, "%s: base: catalog entry %s does not parse", origin, b->valuestring);
+        return NULL;
+    }
+    for (const cJSON *it = root->child; it; it = it->next) {
+        if (!it->string || !strcmp(it->string, "base")) continue;
+        cJSON *copy = cJSON_Duplicate(it, true);
+        if (cJSON_GetObjectItem(merged, it->string)) cJSON_ReplaceItemInObject(merged, it->string, copy);
+        else cJSON_AddItemToObject(merged, it->string, copy);
+    }
+    /* a derived cluster without its own name is not the base */
+    if (!cJSON_GetObjectItem(root, "name")) cJSON_DeleteItemFromObject(merged, "name");
+    return merged;
+}
 
 int cluster_from_json_text(const char *text, const char *origin, Cluster *out, MpError *err) {
     memset(out, 0, sizeof *out);
@@ -267,26 +322,39 @@ int cluster_from_json_text(const char *text, const char *origin, Cluster *out, M
         mp_fail(err, "%s: expected a JSON object at the top level, got %s", origin, json_type_name(root));
         goto done;
     }
-    if (json_check_keys(root, cluster_keys, origin, err) ||
-        json_opt_string(root, "name", origin, out->name, sizeof out->name, err) ||
-        json_req_string(root, "gpu", origin, out->gpu_name, sizeof out->gpu_name, err) ||
-        json_req_double(root, "peak_bf16_tflops", origin, &bf16, err) ||
-        json_req_double(root, "peak_fp8_tflops", origin, &fp8, err) ||
-        json_req_double(root, "hbm_mib", origin, &hbm_mib, err) ||
-        json_req_double(root, "hbm_tb_per_s", origin, &hbm_tb, err) ||
-        json_req_double(root, "hbm_achievable_tb_per_s", origin, &hbm_ach_tb, err) ||
-        json_req_int(root, "sm_count", origin, &out->sm_count, err) ||
-        json_req_int(root, "gpus_per_node", origin, &out->gpus_per_node, err) ||
-        json_req_int(root, "nvlink_domain", origin, &out->nvlink_domain, err) ||
-        json_req_double(root, "nvlink_gb_per_s", origin, &nvl_gb, err) ||
-        json_req_double(root, "nvlink_busbw_gb_per_s", origin, &nvl_bus_gb, err) ||
-        json_req_double(root, "nvlink_latency_us", origin, &nvl_lat_us, err) ||
-        json_req_int(root, "nics_per_node", origin, &out->nics_per_node, err) ||
-        json_req_double(root, "nic_gbit_per_s", origin, &nic_gbit, err) ||
-        json_req_double(root, "nic_busbw_gb_per_s", origin, &nic_bus_gb, err) ||
-        json_req_double(root, "net_latency_us", origin, &net_lat_us, err) ||
-        json_req_string(root, "net_topology", origin, out->net_topology, sizeof out->net_topology, err))
-        goto done;
+    if (cJSON_GetObjectItem(root, "base")) {
+        cJSON *merged = cluster_with_base(root, origin, err);
+        if (!merged) goto done;
+        cJSON_Delete(root);
+        root = merged;
+    }
+    if (json_check_keys(root, cluster_keys, origin, err)) goto done;
+    /* every field is checked, and every wrong one reported in one line */
+    FieldErrors fe = {"", 0};
+    MpError e;
+#define FIELD(call) do { if (call) field_error(&fe, origin, &e); } while (0)
+    FIELD(json_opt_string(root, "name", origin, out->name, sizeof out->name, &e));
+    FIELD(json_req_string(root, "gpu", origin, out->gpu_name, sizeof out->gpu_name, &e));
+    struct { const char *key; double *d; int *i; } nums[] = {
+        {"peak_bf16_tflops", &bf16, NULL}, {"peak_fp8_tflops", &fp8, NULL}, {"hbm_mib", &hbm_mib, NULL},
+        {"hbm_tb_per_s", &hbm_tb, NULL}, {"hbm_achievable_tb_per_s", &hbm_ach_tb, NULL},
+        {"sm_count", NULL, &out->sm_count}, {"gpus_per_node", NULL, &out->gpus_per_node},
+        {"nvlink_domain", NULL, &out->nvlink_domain}, {"nvlink_gb_per_s", &nvl_gb, NULL},
+        {"nvlink_busbw_gb_per_s", &nvl_bus_gb, NULL}, {"nvlink_latency_us", &nvl_lat_us, NULL},
+        {"nics_per_node", NULL, &out->nics_per_node}, {"nic_gbit_per_s", &nic_gbit, NULL},
+        {"nic_busbw_gb_per_s", &nic_bus_gb, NULL}, {"net_latency_us", &net_lat_us, NULL},
+    };
+    for (size_t k = 0; k < sizeof nums / sizeof nums[0]; k++) {
+        int r = nums[k].d ? json_req_double(root, nums[k].key, origin, nums[k].d, &e)
+                          : json_req_int(root, nums[k].key, origin, nums[k].i, &e);
+        double v = nums[k].d ? *nums[k].d : (double)*nums[k].i;
+        /* every figure of a cluster is a positive count, rate, size or latency */
+        if (!r && !(v > 0)) r = mp_fail(&e, "%s: must be positive, got %g", nums[k].key, v);
+        if (r) field_error(&fe, origin, &e);
+    }
+    FIELD(json_req_string(root, "net_topology", origin, out->net_topology, sizeof out->net_topology, &e));
+#undef FIELD
+    if (fe.count) { field_errors_fail(&fe, origin, err); goto done; }
     char backend[32] = "";
     if (json_opt_string(root, "attention_backend", origin, backend, sizeof backend, err)) goto done;
     if (backend[0] && attn_backend_parse(backend, &out->attention_backend)) {

@@ -4,6 +4,8 @@
 #include "cluster.h"
 
 #include <math.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "mapping.h"
 
@@ -18,15 +20,23 @@ typedef struct {
     const char *why;
 } Range;
 
+/* Every figure outside its range, named in one line (a cluster file's
+ * errors are reported in one run, not one per run). */
 static int check_ranges(const Range *r, int n, MpError *err) {
+    char bad[MP_ERROR_LEN] = "";
+    int nbad = 0;
     for (int i = 0; i < n; i++) {
         double v = r[i].value;
-        if (!isfinite(v) || v <= 0) return mp_fail(err, "%s: must be positive, got %g", r[i].field, v);
-        if (v < r[i].lo || v > r[i].hi)
-            return mp_fail(err, "%s: %g is outside the plausible range [%g, %g]: %s", r[i].field, v, r[i].lo, r[i].hi,
-                           r[i].why);
+        MpError e;
+        if (!isfinite(v) || v <= 0) mp_fail(&e, "%s: must be positive, got %g", r[i].field, v);
+        else if (v < r[i].lo || v > r[i].hi)
+            mp_fail(&e, "%s: %g is outside the plausible range [%g, %g]: %s", r[i].field, v, r[i].lo, r[i].hi,
+                    r[i].why);
+        else continue;
+        size_t l = strlen(bad);
+        snprintf(bad + l, sizeof bad - l, "%s%.300s", nbad++ ? "; " : "", e.msg);
     }
-    return 0;
+    return nbad ? mp_fail(err, "%s", bad) : 0;
 }
 
 int cluster_validate(const Cluster *c, MpError *err) {

@@ -147,6 +147,26 @@ static int precision_parse_local(const char *s, Precision *out) {
     return -1;
 }
 
+/* A result document (docs/schema/moeplan-result.schema.json) holds its plan
+ * in "plan" (simulate, execute) or in "plans" under "chosen_rank" (search). */
+static int plan_of_result(const cJSON *doc, const char *origin, cJSON **plan, MpError *err) {
+    cJSON *p = cJSON_GetObjectItem(doc, "plan");
+    if (cJSON_IsObject(p)) { *plan = p; return 0; }
+    const cJSON *plans = cJSON_GetObjectItem(doc, "plans");
+    const cJSON *chosen = cJSON_GetObjectItem(doc, "chosen_rank");
+    if (!cJSON_IsArray(plans))
+        return mp_fail(err, "%s: a result document without \"plan\" or \"plans\" (a sweep holds no single plan)",
+                       origin);
+    int want = cJSON_IsNumber(chosen) ? chosen->valueint : 1;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, plans) {
+        const cJSON *r = cJSON_GetObjectItem(e, "rank");
+        cJSON *pl = cJSON_GetObjectItem(e, "plan");
+        if (cJSON_IsNumber(r) && r->valueint == want && cJSON_IsObject(pl)) { *plan = pl; return 0; }
+    }
+    return mp_fail(err, "%s: plans: no plan of rank %d (chosen_rank)", origin, want);
+}
+
 int plan_from_json_text(const char *text, const char *origin, Plan *out, MpError *err) {
     memset(out, 0, sizeof *out);
     train_config_default(&out->train);
@@ -154,11 +174,13 @@ int plan_from_json_text(const char *text, const char *origin, Plan *out, MpError
     out->map.order = ORDER_TP_CP_EP_DP_PP;
     cJSON *root = json_parse_text(text, origin, err);
     if (!root) return -1;
+    cJSON *doc = root; /* root may become the plan object inside a result document */
     MpError inner;
     if (!cJSON_IsObject(root)) {
         mp_fail(err, "%s: expected a JSON object at the top level, got %s", origin, json_type_name(root));
         goto fail;
     }
+    if (cJSON_GetObjectItem(doc, "schema_version") && plan_of_result(doc, origin, &root, err)) goto fail;
     if (json_req_string(root, "model", origin, out->model_ref, sizeof out->model_ref, err) ||
         json_req_string(root, "cluster", origin, out->cluster_ref, sizeof out->cluster_ref, err) ||
         json_req_int(root, "gpus", origin, &out->map.world, err))
@@ -207,10 +229,10 @@ int plan_from_json_text(const char *text, const char *origin, Plan *out, MpError
         mp_fail(err, "%s: %s", origin, inner.msg);
         goto fail;
     }
-    cJSON_Delete(root);
+    cJSON_Delete(doc);
     return 0;
 fail:
-    cJSON_Delete(root);
+    cJSON_Delete(doc);
     return -1;
 }
 

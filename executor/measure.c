@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/flops.h"
+#include "simulator/result_json.h"
 
 void measure_truncated_model(const ModelSpec *full, int layers, ModelSpec *out) {
     *out = *full;
@@ -51,6 +52,8 @@ void measure_prediction(const SimResult *r, MeasurePrediction *out) {
     out->phases.other = b->compute_embed_output + b->recompute + b->comm_tp + b->comm_cp;
     out->phases.pipeline = b->comm_pp + b->bubble;
     snprintf(out->dominant, sizeof out->dominant, "%s", r->dominant);
+    out->breakdown = r->breakdown;
+    out->critical_stage = r->critical_stage;
 }
 
 void measure_compute(const Plan *plan, int layers, int world, const ExecStepStats *stats,
@@ -218,22 +221,33 @@ static cJSON *pair_json(double legacy, double megatron) {
     return o;
 }
 
-static cJSON *prediction_json(const MeasurePrediction *q) {
-    cJSON *pr = cJSON_CreateObject();
-    cJSON_AddBoolToObject(pr, "fits", q->fits);
-    cJSON_AddNumberToObject(pr, "step_time_s", q->step_time_s);
+/* A prediction in the shared schema (simulator/result_json.h) plus the
+ * executor's phases; memory per stage is not kept here (null). */
+static cJSON *prediction_json(const Plan *plan, const MeasurePrediction *q) {
+    SimResult *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    r->fits = q->fits;
+    r->step_time_s = q->step_time_s;
+    r->mfu_legacy = q->mfu_legacy;
+    r->mfu_megatron = q->mfu_megatron;
+    r->mfu = plan->train.flops == FLOPS_MEGATRON ? q->mfu_megatron : q->mfu_legacy;
+    r->tflops_per_gpu = q->tflops_per_gpu;
+    r->tokens_per_s_per_gpu = q->tokens_per_s_per_gpu;
+    r->peak_memory_bytes = q->peak_memory_bytes;
+    r->memory_capacity_bytes = q->memory_capacity_bytes;
+    r->breakdown = q->breakdown;
+    r->critical_stage = q->critical_stage;
+    snprintf(r->dominant, sizeof r->dominant, "%s", q->dominant);
+    cJSON *pr = result_prediction_json(plan, r, false);
+    free(r);
     cJSON_AddItemToObject(pr, "phases_s", phases_json(&q->phases));
-    cJSON_AddItemToObject(pr, "mfu", pair_json(q->mfu_legacy, q->mfu_megatron));
-    cJSON_AddNumberToObject(pr, "tflops_per_gpu", q->tflops_per_gpu);
-    cJSON_AddNumberToObject(pr, "tokens_per_s_per_gpu", q->tokens_per_s_per_gpu);
-    cJSON_AddNumberToObject(pr, "peak_memory_bytes", q->peak_memory_bytes);
-    cJSON_AddNumberToObject(pr, "memory_capacity_bytes", q->memory_capacity_bytes);
-    cJSON_AddStringToObject(pr, "dominant", q->dominant);
     return pr;
 }
 
 char *measure_to_json(const Plan *plan, const Measurement *m) {
-    cJSON *root = cJSON_CreateObject();
+    cJSON *root = result_document("execute", plan, plan->train.micro_batch,
+                                  m->have_calibrated ? m->calibration_path : NULL,
+                                  m->have_calibrated ? m->calibration_device : NULL);
     char *plan_text = plan_to_json_string(plan);
     cJSON *pl = plan_text ? cJSON_Parse(plan_text) : NULL;
     free(plan_text);
@@ -266,7 +280,7 @@ char *measure_to_json(const Plan *plan, const Measurement *m) {
     cJSON_AddNumberToObject(me, "step_time_s", m->phases.step);
     cJSON_AddItemToObject(me, "phases_s", phases_json(&m->phases));
     cJSON_AddItemToObject(me, "model_flops_per_step", pair_json(m->flops_legacy, m->flops_megatron));
-    cJSON_AddItemToObject(me, "mfu", pair_json(m->mfu_legacy, m->mfu_megatron));
+    cJSON_AddItemToObject(me, "mfu", result_mfu_json(plan, m->mfu_legacy, m->mfu_megatron));
     cJSON_AddItemToObject(me, "tflops_per_gpu", pair_json(m->tflops_legacy_per_gpu, m->tflops_megatron_per_gpu));
     cJSON_AddNumberToObject(me, "tokens_per_s_per_gpu", m->tokens_per_s_per_gpu);
     cJSON_AddNumberToObject(me, "peak_memory_bytes", m->peak_memory_bytes);
@@ -279,10 +293,10 @@ char *measure_to_json(const Plan *plan, const Measurement *m) {
     if (m->losses && m->steps > 0)
         cJSON_AddItemToObject(me, "losses", cJSON_CreateDoubleArray(m->losses, m->steps));
 
-    if (m->have_prediction) cJSON_AddItemToObject(root, "predicted", prediction_json(&m->predicted));
+    if (m->have_prediction) cJSON_AddItemToObject(root, "predicted", prediction_json(plan, &m->predicted));
     else cJSON_AddNullToObject(root, "predicted");
     if (m->have_calibrated) {
-        cJSON *pc = prediction_json(&m->calibrated);
+        cJSON *pc = prediction_json(plan, &m->calibrated);
         cJSON_AddStringToObject(pc, "calibration", m->calibration_path);
         cJSON_AddStringToObject(pc, "calibration_device", m->calibration_device);
         cJSON_AddItemToObject(root, "predicted_calibrated", pc);

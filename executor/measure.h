@@ -34,6 +34,8 @@ typedef struct {
     /* the simulator's breakdown folded into the executor's phases, seconds */
     ExecPhases phases;
     char dominant[96];
+    SimBreakdown breakdown;         /* the simulator's terms, seconds (critical stage) */
+    int critical_stage;
 } MeasurePrediction;
 
 typedef struct {

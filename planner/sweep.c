@@ -158,64 +158,34 @@ int sweep_write_csv(const char *path, SweepParam k, const SweepPoint *pts, int n
     size_t cap = 512 + (size_t)n * 512, len = 0;
     char *s = malloc(cap);
     if (!s) return mp_fail(err, "%s: out of memory", path);
+    /* a point without a plan has empty fields (not zeros) and its reason */
     len += (size_t)snprintf(s + len, cap - len,
         "%s,ok,mfu,step_time_s,tokens_per_s_per_gpu,tflops_per_gpu,peak_memory_gib,tp,cp,pp,vpp,dp,etp,ep,edp,mbs,"
-        "recompute,optimizer_sharding,first_stage_layers,last_stage_layers,coupled_mfu,dominant\n", sweep_param_name(k));
+        "recompute,optimizer_sharding,first_stage_layers,last_stage_layers,coupled_mfu,dominant,reason\n",
+        sweep_param_name(k));
     for (int i = 0; i < n; i++) {
         const SweepPoint *p = &pts[i];
         const Candidate *c = &p->best.cand;
-        char dom[192];
-        snprintf(dom, sizeof dom, "%s", p->ok ? p->best.dominant : p->note);
+        char reason[192] = "", dom[128] = "";
+        if (!p->ok) snprintf(reason, sizeof reason, "%s", p->note);
+        if (p->best.step_time_s > 0) snprintf(dom, sizeof dom, "%s", p->best.dominant);
+        for (char *q = reason; *q; q++) if (*q == ',' || *q == '"') *q = ';';
         for (char *q = dom; *q; q++) if (*q == ',' || *q == '"') *q = ';';
-        len += (size_t)snprintf(s + len, cap - len,
-            "%g,%d,%.5f,%.5f,%.1f,%.2f,%.2f,%d,%d,%d,%d,%d,%d,%d,%d,%d,%s,%s,%d,%d,%.5f,%s\n",
-            p->value, p->ok, p->ok ? p->best.mfu : 0, p->ok ? p->best.step_time_s : 0,
-            p->ok ? p->best.tokens_per_s_per_gpu : 0, p->ok ? p->best.tflops_per_gpu : 0,
-            p->best.peak_memory_bytes / 1073741824.0, c->map.tp, c->map.cp, c->map.pp, c->map.vpp, c->map.dp,
-            c->map.etp, c->map.ep, c->map.edp, c->mbs, recompute_name((RecomputeKind)c->recompute),
-            opt_sharding_name((OptimizerSharding)c->opt_sharding), c->first_stage_layers, c->last_stage_layers,
-            p->has_coupled ? p->coupled.mfu : 0, dom);
+        len += (size_t)snprintf(s + len, cap - len, "%g,%d,", p->value, p->ok);
+        if (p->best.step_time_s > 0)
+            len += (size_t)snprintf(s + len, cap - len,
+                "%.5f,%.5f,%.1f,%.2f,%.2f,%d,%d,%d,%d,%d,%d,%d,%d,%d,%s,%s,%d,%d,",
+                p->best.mfu, p->best.step_time_s, p->best.tokens_per_s_per_gpu, p->best.tflops_per_gpu,
+                p->best.peak_memory_bytes / 1073741824.0, c->map.tp, c->map.cp, c->map.pp, c->map.vpp, c->map.dp,
+                c->map.etp, c->map.ep, c->map.edp, c->mbs, recompute_name((RecomputeKind)c->recompute),
+                opt_sharding_name((OptimizerSharding)c->opt_sharding), c->first_stage_layers, c->last_stage_layers);
+        else
+            len += (size_t)snprintf(s + len, cap - len, ",,,,,,,,,,,,,,,,,,");
+        if (p->has_coupled) len += (size_t)snprintf(s + len, cap - len, "%.5f", p->coupled.mfu);
+        len += (size_t)snprintf(s + len, cap - len, ",%s,%s\n", dom, reason);
     }
     int rc = outfile_write_text(path, s, err);
     free(s);
     return rc;
 }
 
-char *sweep_json(SweepParam k, const SweepPoint *pts, int n, bool fixed) {
-    cJSON *root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "parameter", sweep_param_name(k));
-    cJSON_AddStringToObject(root, "unit", sweep_param_unit(k));
-    cJSON_AddStringToObject(root, "mode", fixed ? "fixed" : "search");
-    cJSON *arr = cJSON_AddArrayToObject(root, "points");
-    for (int i = 0; i < n; i++) {
-        const SweepPoint *p = &pts[i];
-        const Candidate *c = &p->best.cand;
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddNumberToObject(o, "value", p->value);
-        cJSON_AddBoolToObject(o, "ok", p->ok);
-        if (!p->ok) cJSON_AddStringToObject(o, "note", p->note);
-        if (p->ok || fixed) {
-            cJSON_AddNumberToObject(o, "mfu", p->best.mfu);
-            cJSON_AddNumberToObject(o, "step_time_s", p->best.step_time_s);
-            cJSON_AddNumberToObject(o, "tokens_per_s_per_gpu", p->best.tokens_per_s_per_gpu);
-            cJSON_AddNumberToObject(o, "tflops_per_gpu", p->best.tflops_per_gpu);
-            cJSON_AddNumberToObject(o, "peak_memory_gib", p->best.peak_memory_bytes / 1073741824.0);
-            cJSON_AddStringToObject(o, "dominant", p->best.dominant);
-            cJSON *mp = cJSON_AddObjectToObject(o, "mapping");
-            cJSON_AddNumberToObject(mp, "tp", c->map.tp); cJSON_AddNumberToObject(mp, "cp", c->map.cp);
-            cJSON_AddNumberToObject(mp, "pp", c->map.pp); cJSON_AddNumberToObject(mp, "vpp", c->map.vpp);
-            cJSON_AddNumberToObject(mp, "dp", c->map.dp); cJSON_AddNumberToObject(mp, "etp", c->map.etp);
-            cJSON_AddNumberToObject(mp, "ep", c->map.ep); cJSON_AddNumberToObject(mp, "edp", c->map.edp);
-            cJSON_AddNumberToObject(mp, "mbs", c->mbs);
-            cJSON_AddStringToObject(mp, "recompute", recompute_name((RecomputeKind)c->recompute));
-            cJSON_AddStringToObject(mp, "optimizer_sharding", opt_sharding_name((OptimizerSharding)c->opt_sharding));
-            cJSON_AddNumberToObject(mp, "first_stage_layers", c->first_stage_layers);
-            cJSON_AddNumberToObject(mp, "last_stage_layers", c->last_stage_layers);
-        }
-        if (p->has_coupled) cJSON_AddNumberToObject(o, "coupled_mfu", p->coupled.mfu);
-        cJSON_AddItemToArray(arr, o);
-    }
-    char *s = cJSON_Print(root);
-    cJSON_Delete(root);
-    return s;
-}

@@ -47,7 +47,6 @@ int sweep_point(const Plan *p, const SearchConstraints *c, const SearchOptions *
                 SweepPoint *out, MpError *err);
 
 int sweep_write_csv(const char *path, SweepParam k, const SweepPoint *pts, int n, MpError *err);
-char *sweep_json(SweepParam k, const SweepPoint *pts, int n, bool fixed); /* caller frees */
 
 /* Draws MFU and step time against the parameter (and labels each point
  * with its mapping) with gnuplot; .svg or .png by extension (sweep_plot.c

@@ -10,7 +10,8 @@
 set -eu
 bin=${1:-build/moeplan}
 [ $# -gt 0 ] && shift
-field() { grep -o "\"$1\": [0-9.e+-]*" | head -1 | sed 's/.*: //'; }
+# the first "KEY": NUMBER of the result document (docs/schema/moeplan-result.schema.json)
+field() { grep -o "\"$1\":[[:space:]]*[0-9.e+-]*" | head -1 | sed 's/.*:[[:space:]]*//'; }
 printf '%8s %4s %5s  %-34s %10s %12s %10s %12s %8s\n' seq cp gbs plan "attention" "CP exposed" "MFU legacy" "MFU megatron" "step s"
 for cp in 2 4 8 16; do
     seq=$((8192 * cp))
@@ -21,8 +22,8 @@ for cp in 2 4 8 16; do
     step=$(echo "$out" | field step_time_s)
     attn=$(echo "$out" | field compute_attention)
     cpt=$(echo "$out" | field comm_cp)
-    leg=$(echo "$out" | field mfu_legacy)
-    meg=$(echo "$out" | field mfu_megatron)
+    leg=$(echo "$out" | field legacy)
+    meg=$(echo "$out" | field megatron)
     awk -v s="$seq" -v c="$cp" -v g="$gbs" -v st="$step" -v a="$attn" -v x="$cpt" -v l="$leg" -v m="$meg" 'BEGIN {
         printf "%8d %4d %5d  %-34s %9.1f%% %11.1f%% %9.1f%% %11.1f%% %8.3f\n", s, c, g,
                sprintf("TP4 CP%d PP4 DP%d | ETP1 EP8 EDP16", c, 16 / c), 100 * a / st, 100 * x / st, 100 * l, 100 * m, st }'

@@ -239,13 +239,13 @@ static const char *str(const cJSON *o, const char *a, const char *b) {
     return v->valuestring;
 }
 
-/* a number of `moeplan simulate --json` output */
+/* prediction.KEY of `moeplan simulate --json` output (the result document) */
 static double sim_number(const char *text, const char *key) {
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\": ", key);
-    const char *p = strstr(text, pat);
-    if (!p) fail_msg("%s not in %s", key, text);
-    return atof(p + strlen(pat));
+    cJSON *o = cJSON_Parse(text);
+    if (!o) fail_msg("not JSON: %s", text);
+    double v = num(o, "prediction", key);
+    cJSON_Delete(o);
+    return v;
 }
 
 static void test_replaced_defaults_reported_and_predicted(void **state) {

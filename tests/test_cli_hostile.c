@@ -306,7 +306,7 @@ static void test_json_quotes_names(void **state) {
     assert_int_equal(moeplan_run(args, RUN_STDOUT, out, sizeof out), 0);
     cJSON *j = cJSON_Parse(out);
     if (!j) fail_msg("not JSON: %s", out);
-    assert_string_equal(cJSON_GetObjectItem(j, "model")->valuestring, name);
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "context"), "model")->valuestring, name);
     cJSON_Delete(j);
 }
 
@@ -452,9 +452,11 @@ static void test_mfu_never_above_100(void **state) {
     assert_int_equal(moeplan_run("simulate --model mixtral-8x7b --gpus 8 --seq 4096256 --json", RUN_STDOUT, out, sizeof out), 0);
     cJSON *j = cJSON_Parse(out);
     assert_non_null(j);
-    double mfu = cJSON_GetObjectItem(j, "mfu")->valuedouble;
+    const cJSON *mj = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "prediction"), "mfu");
+    assert_non_null(mj);
+    double mfu = cJSON_GetObjectItem(mj, "megatron")->valuedouble;
     assert_true(mfu > 0.3 && mfu <= 1.0);
-    assert_true(cJSON_IsNull(cJSON_GetObjectItem(j, "mfu_legacy")));
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(mj, "legacy")));
     cJSON_Delete(j);
     /* a search does not drop the plans above 100% and rank the rest */
     expect_bad_input("search --model mixtral-8x7b --gpus 64 --seq 1048576 --gbs 64 --flops legacy --quiet",
