@@ -110,28 +110,26 @@ int dispatcher_parse(const char *s, DispatcherKind *out) {
     return 0;
 }
 
-static const struct { const char *word; unsigned bit; } overlap_words[] = {
-    {"grad", OVERLAP_GRAD}, {"param", OVERLAP_PARAM}, {"tp", OVERLAP_TP},
-    {"ep", OVERLAP_EP}, {"shared-expert", OVERLAP_SHARED_EXPERT},
-};
-#define OVERLAP_WORDS ((int)(sizeof overlap_words / sizeof overlap_words[0]))
+/* A comma-separated set of words, each one bit. */
+typedef struct { const char *word; unsigned bit; } WordBit;
 
-int overlap_parse(const char *s, unsigned *out, MpError *err) {
-    if (!strcmp(s, "none")) { *out = 0; return 0; }
+/* "w1,w2,..." -> the OR of their bits; an unknown (or empty) word is named
+ * in err as "field: unknown word 'x' (words: ...)". */
+static int word_set_parse(const char *s, const WordBit *words, int count, const char *field, const char *noun,
+                          const char *known, unsigned *out, MpError *err) {
     unsigned bits = 0;
     const char *p = s;
     for (;;) {
         const char *comma = strchr(p, ',');
         size_t n = comma ? (size_t)(comma - p) : strlen(p);
         int found = -1;
-        for (int i = 0; i < OVERLAP_WORDS; i++)
-            if (strlen(overlap_words[i].word) == n && !strncmp(p, overlap_words[i].word, n)) found = i;
+        for (int i = 0; i < count; i++)
+            if (strlen(words[i].word) == n && !strncmp(p, words[i].word, n)) found = i;
         if (found < 0) {
-            if (n == 0) return mp_fail(err, "overlap: empty word in '%s' (words: grad, param, tp, ep, shared-expert, or none)", s);
-            return mp_fail(err, "overlap: unknown word '%.*s' (words: grad, param, tp, ep, shared-expert, or none)",
-                           (int)(n > 64 ? 64 : n), p);
+            if (n == 0) return mp_fail(err, "%s: empty %s in '%s' (%ss: %s)", field, noun, s, noun, known);
+            return mp_fail(err, "%s: unknown %s '%.*s' (%ss: %s)", field, noun, (int)(n > 64 ? 64 : n), p, noun, known);
         }
-        bits |= overlap_words[found].bit;
+        bits |= words[found].bit;
         if (!comma) break;
         p = comma + 1;
     }
@@ -139,21 +137,38 @@ int overlap_parse(const char *s, unsigned *out, MpError *err) {
     return 0;
 }
 
-void overlap_format(unsigned bits, char *buf, int len) {
+/* The words of `bits` joined by sep ("none" for no bit). */
+static void word_set_format(unsigned bits, const WordBit *words, int count, const char *sep, char *buf, int len) {
     if (len <= 0) return;
     buf[0] = 0;
     if (bits == 0) { snprintf(buf, len, "none"); return; }
     int pos = 0;
-    for (int i = 0; i < OVERLAP_WORDS; i++) {
-        if (!(bits & overlap_words[i].bit)) continue;
-        int w = snprintf(buf + pos, len - pos, "%s%s", pos ? "," : "", overlap_words[i].word);
+    for (int i = 0; i < count; i++) {
+        if (!(bits & words[i].bit)) continue;
+        int w = snprintf(buf + pos, len - pos, "%s%s", pos ? sep : "", words[i].word);
         if (w < 0 || w >= len - pos) break;
         pos += w;
     }
 }
 
+static const WordBit overlap_words[] = {
+    {"grad", OVERLAP_GRAD}, {"param", OVERLAP_PARAM}, {"tp", OVERLAP_TP},
+    {"ep", OVERLAP_EP}, {"shared-expert", OVERLAP_SHARED_EXPERT},
+};
+#define OVERLAP_WORDS ((int)(sizeof overlap_words / sizeof overlap_words[0]))
+
+int overlap_parse(const char *s, unsigned *out, MpError *err) {
+    if (!strcmp(s, "none")) { *out = 0; return 0; }
+    return word_set_parse(s, overlap_words, OVERLAP_WORDS, "overlap", "word", "grad, param, tp, ep, shared-expert, or none",
+                          out, err);
+}
+
+void overlap_format(unsigned bits, char *buf, int len) {
+    word_set_format(bits, overlap_words, OVERLAP_WORDS, ",", buf, len);
+}
+
 /* Megatron's spellings (transformer_config.py, recompute_modules). */
-static const struct { const char *word; unsigned bit; } module_words[] = {
+static const WordBit module_words[] = {
     {"core_attn", RCM_CORE_ATTN}, {"layernorm", RCM_LAYERNORM}, {"moe_act", RCM_MOE_ACT},
     {"mla_up_proj", RCM_MLA_UP_PROJ}, {"mlp", RCM_MLP}, {"moe", RCM_MOE}, {"shared_experts", RCM_SHARED_EXPERTS},
 };
@@ -171,33 +186,12 @@ unsigned train_recompute_modules(const TrainConfig *t, const ModelSpec *m) {
 }
 
 void recompute_modules_format(unsigned bits, const char *sep, char *buf, int len) {
-    if (len <= 0) return;
-    buf[0] = 0;
-    if (!bits) { snprintf(buf, len, "none"); return; }
-    int pos = 0;
-    for (int i = 0; i < MODULE_WORDS && pos < len; i++)
-        if (bits & module_words[i].bit)
-            pos += snprintf(buf + pos, len - pos, "%s%s", pos ? sep : "", module_words[i].word);
+    word_set_format(bits, module_words, MODULE_WORDS, sep, buf, len);
 }
 
 int recompute_modules_parse(const char *s, unsigned *out, MpError *err) {
-    unsigned bits = 0;
-    const char *p = s;
-    for (;;) {
-        const char *comma = strchr(p, ',');
-        size_t n = comma ? (size_t)(comma - p) : strlen(p);
-        int found = -1;
-        for (int i = 0; i < MODULE_WORDS; i++)
-            if (strlen(module_words[i].word) == n && !strncmp(p, module_words[i].word, n)) found = i;
-        if (found < 0)
-            return mp_fail(err, "recompute_modules: unknown module '%.*s' (modules: core_attn, layernorm, moe_act, "
-                           "mla_up_proj, mlp, moe, shared_experts)", (int)(n > 64 ? 64 : n), p);
-        bits |= module_words[found].bit;
-        if (!comma) break;
-        p = comma + 1;
-    }
-    *out = bits;
-    return 0;
+    return word_set_parse(s, module_words, MODULE_WORDS, "recompute_modules", "module",
+                          "core_attn, layernorm, moe_act, mla_up_proj, mlp, moe, shared_experts", out, err);
 }
 
 void recompute_label(RecomputeKind r, unsigned mods, const ModelSpec *m, char *buf, int len) {
