@@ -489,7 +489,9 @@ void *model_boundary(Model *m, int chunk, int slot, ModelBoundary which)
     return which == BOUNDARY_INPUT ? mb->xs[c->l0].p : which == BOUNDARY_OUTPUT ? mb->xs[c->l1].p : mb->dx.p;
 }
 
-size_t model_boundary_elems(const Model *m) { return (size_t)m->env.dim.T * (size_t)m->env.dim.h; }
+/* a stage sends and receives its sequence-parallel shard: [Ts, h] with
+ * Ts = T / tp (the residual stream between layers, chunk_reserve) */
+size_t model_boundary_elems(const Model *m) { return (size_t)m->env.dim.Ts * (size_t)m->env.dim.h; }
 
 int model_forward_backward(Model *m, const int32_t *tokens, const int32_t *targets, float dloss,
                            double *loss_sum, MpError *err)

@@ -75,13 +75,13 @@ int model_chunk_forward(Model *m, int chunk, int slot, const int32_t *tokens, co
                         float dloss, MpError *err);
 int model_chunk_backward(Model *m, int chunk, int slot, MpError *err);
 
-/* Device buffers (act [T, h]) at a chunk's boundaries, for the pipeline's
+/* Device buffers (act [Ts, h], the sequence-parallel shard) at a chunk's boundaries, for the pipeline's
  * sends and receives: INPUT the activations entering the chunk, OUTPUT
  * those leaving it (after its forward), GRAD the gradient: d loss / d
  * output before its backward, d loss / d input after it. */
 typedef enum { BOUNDARY_INPUT = 0, BOUNDARY_OUTPUT, BOUNDARY_GRAD } ModelBoundary;
 void *model_boundary(Model *m, int chunk, int slot, ModelBoundary which);
-size_t model_boundary_elems(const Model *m);   /* T * h */
+size_t model_boundary_elems(const Model *m);   /* Ts * h: the sequence-parallel shard (T / tp tokens) */
 
 /* The forward of one micro-batch into context `slot` [0, model_slots()):
  * tokens, targets host [b*s] (read during the call); dloss as below.  The

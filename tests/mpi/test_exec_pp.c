@@ -4,7 +4,9 @@
  * Every rank first trains the tiny model alone (a 1-rank mapping over
  * MPI_COMM_SELF) for STEPS Adam steps: the reference.  Then all ranks train
  * the same global batch under a pipelined mapping (PP2, PP4, PP2 with VPP2,
- * PP2 with an uneven split, PP2 with EP2, tied embeddings) and check
+ * PP2 with an uneven split, PP2 with EP2, tied embeddings; with TP2 and
+ * sequence parallelism: TP2.PP2.EP2, TP2.PP2.VPP2, TP2.PP2 tied; PP2.DP2.EP2
+ * with the distributed optimizer) and check
  *   - the loss after every step against the reference's,
  *   - the gradients of the first step, element by element at the same
  *     full-tensor index (each rank holds only its stage's tensors),
@@ -42,6 +44,8 @@ typedef struct {
     const char *model;
     int pp, vpp, ep;
     int first, last;        /* uneven split: first / last stage layers (0: even) */
+    int tp;                 /* tensor parallelism with sequence parallelism (0: 1) */
+    int dist;               /* 1: distributed optimizer (ZeRO-1) */
 } Case;
 
 static void make_plan(Plan *p, const Case *c, int world)
@@ -49,7 +53,7 @@ static void make_plan(Plan *p, const Case *c, int world)
     memset(p, 0, sizeof *p);
     assert_int_equal(model_spec_tiny(c->model, &p->model), 0);
     p->model.num_layers = LAYERS;   /* enough for 4 stages or 2 x 2 chunks */
-    p->map.world = world; p->map.tp = 1; p->map.cp = 1;
+    p->map.world = world; p->map.tp = world == 1 || c->tp < 1 ? 1 : c->tp; p->map.cp = 1;
     p->map.pp = world == 1 ? 1 : c->pp;
     p->map.vpp = world == 1 ? 1 : c->vpp;
     p->map.ep = world == 1 ? 1 : c->ep;
@@ -60,6 +64,7 @@ static void make_plan(Plan *p, const Case *c, int world)
     if (rc) fprintf(stderr, "mapping_resolve: %s\n", err.msg);
     assert_int_equal(rc, 0);
     p->train.seq_len = SEQ; p->train.micro_batch = MBS; p->train.global_batch = GBS;
+    p->train.opt_sharding = world > 1 && c->dist ? OPT_SHARD_DISTRIBUTED : OPT_SHARD_NONE;
 }
 
 static ExecOptions options(void)
@@ -171,6 +176,9 @@ static void run_case(void **state)
         loss_diff = fmax(loss_diff, fabs(loss[s] - ref.loss[s]));
         order_bad |= order_differs(t, plan.map.pp, plan.map.vpp, t->sched.m, t->stage);
         if (s) continue;
+        /* distributed optimizer: each rank holds the reduced sum of its
+         * shard only; the shards back to the full gradient arenas */
+        model_gather_grads(t->model);
         for (int p = 0; p < model_num_params(t->model); p++) {
             const ParamInfo *pi = model_param(t->model, p);
             float *host = malloc(pi->n * sizeof(float));
@@ -201,9 +209,10 @@ static void run_case(void **state)
     MPI_Allreduce(&order_bad, &all_order_bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     MPI_Allreduce(&local, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
     if (world_rank == 0)
-        printf("  %-22s pp %d vpp %d dp %d ep %d m %d: losses %.6f %.6f %.6f (ref %.6f %.6f %.6f), "
+        printf("  %-22s tp %d pp %d vpp %d dp %d ep %d %s m %d: losses %.6f %.6f %.6f (ref %.6f %.6f %.6f), "
                "worst grad rel err %.2e (%s), rank 0 holds %d of %d tensors in %d contexts, order %s\n",
-               c->name, plan.map.pp, plan.map.vpp, plan.map.dp, plan.map.ep, m, loss[0], loss[1], loss[2],
+               c->name, plan.map.tp, plan.map.pp, plan.map.vpp, plan.map.dp, plan.map.ep,
+               opt_sharding_name(plan.train.opt_sharding), m, loss[0], loss[1], loss[2],
                ref.loss[0], ref.loss[1], ref.loss[2], all_worst, worst_name, local, total, slots,
                all_order_bad ? "DIFFERS" : "= simulator's");
     /* float32 summed in another order (the aux losses per stage): ~1e-6 */
@@ -218,7 +227,7 @@ static void run_case(void **state)
 static void test_interleaved_constraint(void **state)
 {
     (void)state;
-    Case c = {"constraint", "tiny-moe", 2, 2, 1, 0, 0};
+    Case c = {"constraint", "tiny-moe", 2, 2, 1, 0, 0, 1, 0};
     Plan plan;
     make_plan(&plan, &c, world_size);
     plan.train.global_batch = 3;
@@ -245,17 +254,26 @@ int main(int argc, char **argv)
     }
     /* world: the world size each case runs at */
     static const struct { int world; Case c; } cases[] = {
-        {1, {"no pipeline", "tiny-moe", 1, 1, 1, 0, 0}},
-        {2, {"PP2", "tiny-moe", 2, 1, 1, 0, 0}},
-        {2, {"PP2 VPP2", "tiny-moe", 2, 2, 1, 0, 0}},
-        {2, {"PP2 uneven 1+3", "tiny-moe", 2, 1, 1, 1, 3}},
-        {2, {"PP2 tied embeddings", "tiny-moe-tied", 2, 1, 1, 0, 0}},
-        {2, {"PP2 shared expert", "tiny-moe-shared", 2, 1, 1, 0, 0}},
-        {4, {"PP4", "tiny-moe", 4, 1, 1, 0, 0}},
-        {4, {"PP4 tied embeddings", "tiny-moe-tied", 4, 1, 1, 0, 0}},
-        {4, {"PP2 EP2", "tiny-moe", 2, 1, 2, 0, 0}},
-        {4, {"PP2 VPP2 EP2", "tiny-moe", 2, 2, 2, 0, 0}},
-        {4, {"PP2 DP2 uneven 3+1", "tiny-moe-shared", 2, 1, 1, 3, 1}},
+        {1, {"no pipeline", "tiny-moe", 1, 1, 1, 0, 0, 1, 0}},
+        {2, {"PP2", "tiny-moe", 2, 1, 1, 0, 0, 1, 0}},
+        {2, {"PP2 VPP2", "tiny-moe", 2, 2, 1, 0, 0, 1, 0}},
+        {2, {"PP2 uneven 1+3", "tiny-moe", 2, 1, 1, 1, 3, 1, 0}},
+        {2, {"PP2 tied embeddings", "tiny-moe-tied", 2, 1, 1, 0, 0, 1, 0}},
+        {2, {"PP2 shared expert", "tiny-moe-shared", 2, 1, 1, 0, 0, 1, 0}},
+        {4, {"PP4", "tiny-moe", 4, 1, 1, 0, 0, 1, 0}},
+        {4, {"PP4 tied embeddings", "tiny-moe-tied", 4, 1, 1, 0, 0, 1, 0}},
+        {4, {"PP2 EP2", "tiny-moe", 2, 1, 2, 0, 0, 1, 0}},
+        {4, {"PP2 VPP2 EP2", "tiny-moe", 2, 2, 2, 0, 0, 1, 0}},
+        {4, {"PP2 DP2 uneven 3+1", "tiny-moe-shared", 2, 1, 1, 3, 1, 1, 0}},
+        /* TP and PP together: a stage sends and receives its
+         * sequence-parallel shard (T / tp tokens); the vocabulary-parallel
+         * embedding, output layer and tied-embedding sum cover the rank's
+         * vocabulary rows; the distributed optimizer shards each stage's
+         * arenas over its own DP / EDP groups */
+        {4, {"TP2 PP2 EP2", "tiny-moe", 2, 1, 2, 0, 0, 2, 0}},
+        {4, {"TP2 PP2 VPP2", "tiny-moe", 2, 2, 1, 0, 0, 2, 0}},
+        {4, {"TP2 PP2 tied embeddings", "tiny-moe-tied", 2, 1, 1, 0, 0, 2, 0}},
+        {4, {"PP2 DP2 EP2 distributed", "tiny-moe", 2, 1, 2, 0, 0, 1, 1}},
     };
     struct CMUnitTest tests[32];
     int n = 0;
