@@ -1,6 +1,7 @@
 /* cmd_simulate.c: `moeplan simulate`: predict one training step of a plan
  * (step time, MFU, memory per stage, breakdown), as a readable report or
- * JSON, optionally with a Chrome-trace timeline of one pipeline stage. */
+ * JSON, optionally with the timeline of every pipeline stage as a Chrome
+ * trace and/or a picture. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include "planner/emit.h"
 #include "planner/megatron_rules.h"
 #include "commands.h"
+#include "core/gnuplot.h"
 #include "core/outfile.h"
 #include "plan_warnings.h"
 #include "simulator/result_json.h"
@@ -17,13 +19,16 @@
 static const char *usage_text =
     "usage: moeplan simulate [--plan FILE] --model M [--cluster C] --gpus N [plan options]\n"
     "                        [--json | --emit megatron|launch [--launcher torchrun|srun]]\n"
-    "                        [--timeline FILE] [--calibration FILE]\n"
+    "                        [--timeline FILE] [--timeline-png FILE] [--calibration FILE]\n"
     "Predicts one training step of the plan: step time, MFU, memory per stage and a breakdown.\n"
     "  --json                           the result document (docs/schema/moeplan-result.schema.json)\n"
     "  --emit megatron|launch           the plan's Megatron-LM flags or launch script (as search --emit)\n"
     "                                   instead of the report; a plan Megatron-LM refuses is bad input\n"
     "  --launcher torchrun|srun         with --emit launch: the launcher (default torchrun)\n"
-    "  --timeline FILE                  write a Chrome trace of the step\n"
+    "  --timeline FILE                  write a Chrome trace of the step: every pipeline stage's forward and\n"
+    "                                   backward ops, the kernels of the stage with the most work; a name\n"
+    "                                   ending in .png or .svg draws the picture of --timeline-png instead\n"
+    "  --timeline-png FILE              draw every stage's ops of the step with gnuplot (.png or .svg)\n"
     "  --calibration FILE               price with a calibration file measured on the machine\n"
     "  --help                           this text\n"
     "plan options:\n" PLAN_ARGS_HELP;
@@ -117,6 +122,11 @@ static void print_report(const Plan *p, const SimResult *r, const Calibration *c
     }
 }
 
+static bool is_picture(const char *path) {
+    size_t n = strlen(path);
+    return n > 4 && (!strcmp(path + n - 4, ".png") || !strcmp(path + n - 4, ".svg"));
+}
+
 int cmd_simulate(int argc, char **argv) {
     MpError err = {{0}};
     ArgList a;
@@ -124,13 +134,13 @@ int cmd_simulate(int argc, char **argv) {
     SimResult *res = calloc(1, sizeof *res);
     Calibration *cal = NULL;
     int rc = 2;
-    const char *timeline = NULL, *emit = NULL, *launcher = NULL, *cal_path = NULL;
+    const char *timeline = NULL, *timeline_png = NULL, *emit = NULL, *launcher = NULL, *cal_path = NULL;
     bool json = false;
     if (!plan || !res) { fprintf(stderr, "moeplan simulate: out of memory\n"); rc = 1; goto done; }
     if (args_init(&a, argc, argv, &err)) goto bad;
     if (args_flag(&a, "--help")) { fputs(usage_text, stdout); rc = 0; goto done; }
     json = args_flag(&a, "--json");
-    if (args_value(&a, "--timeline", &timeline, &err) || args_calibration(&a, &cal, &cal_path, &err) ||
+    if (args_value(&a, "--timeline", &timeline, &err) || args_value(&a, "--timeline-png", &timeline_png, &err) || args_calibration(&a, &cal, &cal_path, &err) ||
         args_value(&a, "--emit", &emit, &err) || args_value(&a, "--launcher", &launcher, &err))
         goto bad;
     if (plan_from_args(&a, plan, false, &err)) goto bad;
@@ -161,11 +171,31 @@ int cmd_simulate(int argc, char **argv) {
         rc = 0;
         goto done;
     }
+    /* --timeline FILE.png|.svg is the picture; any other name the Chrome trace */
+    if (timeline && is_picture(timeline)) {
+        if (timeline_png) {
+            mp_fail(&err, "--timeline %s and --timeline-png %s: both ask for the picture (give the Chrome trace a .json name)",
+                    timeline, timeline_png);
+            goto bad;
+        }
+        timeline_png = timeline;
+        timeline = NULL;
+    }
+    if (timeline_png && !is_picture(timeline_png)) {
+        mp_fail(&err, "--timeline-png: '%s' must end in .png or .svg", timeline_png);
+        goto bad;
+    }
     if (timeline && outfile_check_target(timeline, &err)) goto bad;
-    SimOptions opt = {.timeline_path = timeline};
+    if (timeline_png && outfile_check_target(timeline_png, &err)) goto bad;
+    if (timeline_png && gnuplot_available(&err)) {
+        fprintf(stderr, "moeplan simulate: --timeline-png: %s, or drop it; nothing was run\n", err.msg);
+        rc = 1;
+        goto done;
+    }
+    SimOptions opt = {.timeline_path = timeline, .timeline_png_path = timeline_png};
     if (simulate_step(plan, cal, &opt, res, &err)) {
         /* a timeline that cannot be written or an internal error is a runtime failure; anything else is a bad plan */
-        rc = (timeline && strstr(err.msg, "timeline")) || !strncmp(err.msg, "internal error", 14) ? 1 : 2;
+        rc = ((timeline || timeline_png) && strstr(err.msg, "timeline")) || !strncmp(err.msg, "internal error", 14) ? 1 : 2;
         fprintf(stderr, "moeplan simulate: %s\n", err.msg);
         goto done;
     }

@@ -191,8 +191,13 @@ int cmd_sweep(int argc, char **argv) {
     if (csv && sweep_write_csv(csv, k, pts, n, &err)) { fprintf(stderr, "moeplan sweep: %s\n", err.msg); status = 1; }
     if (plot) {
         char title[256];
-        snprintf(title, sizeof title, "%s on %s: %s sweep (%s)", base->model.name, base->cluster.name,
-                 sweep_param_name(k), fixed ? "fixed plan" : "best plan per point");
+        char gbs[32], seq[32];
+        if (k == SWEEP_GBS) snprintf(gbs, sizeof gbs, "swept");
+        else snprintf(gbs, sizeof gbs, "%d", base->train.global_batch);
+        if (k == SWEEP_SEQ) snprintf(seq, sizeof seq, "swept");
+        else snprintf(seq, sizeof seq, "%d", base->train.seq_len);
+        snprintf(title, sizeof title, "%s on %s (gbs %s, seq %s): %s sweep, %s", base->model.name, base->cluster.name,
+                 gbs, seq, sweep_param_name(k), fixed ? "fixed plan" : "best plan of a full search at each point");
         if (sweep_plot(plot, title, k, pts, n, fixed, &err)) { fprintf(stderr, "moeplan sweep: %s\n", err.msg); status = 1; }
     }
 done:

@@ -54,6 +54,15 @@ int sweep_write_csv(const char *path, SweepParam k, const SweepPoint *pts, int n
  * command).  Written through core/outfile.h. */
 int sweep_plot(const char *path, const char *title, SweepParam k, const SweepPoint *pts, int n,
                bool fixed, MpError *err);
+/* The plan label of the plot's table: "TP2 CP1 PP8v2 DP8 / ETP1 EP16 EDP1 mbs1, recompute none"
+ * (the VPP number after "v" when VPP > 1). */
+void sweep_plot_label(const Candidate *c, char *buf, size_t len);
+/* Pixel height of the picture for n swept values (the table grows). */
+int sweep_plot_height(int n);
+/* Writes the whole gnuplot script (terminal line term) to g; returns the
+ * number of points with a plan (0: nothing to draw).  Exposed for tests. */
+int sweep_plot_script(FILE *g, const char *term, const char *title, SweepParam k, const SweepPoint *pts, int n,
+                      bool fixed);
 /* 0 when an executable gnuplot is on PATH; else one line saying so. */
 int sweep_plot_available(MpError *err);
 /* The title as it reaches gnuplot: characters outside letters, digits and

@@ -242,17 +242,25 @@ double memory_moe_activations(const SimCtx *x);
 double memory_dense_mlp_activations(const SimCtx *x, double ffn);
 double memory_output_activations(const SimCtx *x);
 
-/* ---- timeline.c ---- */
+/* ---- timeline.c, timeline_png.c ---- */
 typedef struct {
     const char *name;    /* kernel, collective or op ("F mb3 c0") */
     const char *cat;     /* category shown by the viewer */
+    int stage;           /* pipeline stage (the trace's process) */
     int tid;             /* track: 0 ops, 1 kernels, 2 step tail */
     double start, dur;   /* s */
     int mb, chunk;       /* -1 when not applicable */
 } TraceSlice;
-/* Chrome trace JSON (chrome://tracing, Perfetto) of the slices; written
+/* Chrome trace JSON (chrome://tracing, Perfetto) of the slices, one process
+ * per pipeline stage (stages 0..pp-1); written
  * through core/outfile.h (a unique temporary beside PATH, then renamed), so a
  * failure leaves no partial file.  err: "timeline: PATH: reason". */
-int timeline_write(const char *path, const char *title, const TraceSlice *s, int n, MpError *err);
+int timeline_write(const char *path, const char *title, const TraceSlice *s, int n, int pp, MpError *err);
+/* The same slices as a picture (gnuplot, .png or .svg): one row per stage,
+ * forward and backward ops as boxes (shade by chunk of vpp), micro-batch
+ * numbers inside the boxes wide enough, then each stage's tail.  Only track
+ * 0 and 2 slices are drawn. err: "timeline: reason". */
+int timeline_png_write(const char *path, const char *title, const TraceSlice *s, int n, int pp, int vpp,
+                       MpError *err);
 
 #endif

@@ -574,57 +574,70 @@ int simulate_step(const Plan *plan, const Calibration *cal, const SimOptions *op
     snprintf(out->dominant, sizeof out->dominant, "%s%s: %.1f%% of the step", kind_words[dom],
              crosses ? " (crosses nodes)" : "", 100.0 * acc[dom] / step);
 
-    /* ---- timeline (outside the hot path) ---- */
-    if (opt && opt->timeline_path) {
+    /* ---- timeline (outside the hot path): the ops of every pipeline stage,
+     * the kernels and collectives inside them for the critical stage rs
+     * (every stage's kernels would make the trace pp times larger for
+     * little: the other stages run the same layers), each stage's tail ---- */
+    if (opt && (opt->timeline_path || opt->timeline_png_path)) {
         int max_ev = 2 * m * v;
         PipeEvent *ev = malloc(sizeof *ev * (size_t)max_ev);
         PipeResult *pr2 = malloc(sizeof *pr2);
-        int nev = 0;
-        if (!ev || !pr2) { free(ev); free(pr2); return mp_fail(err, "timeline: out of memory"); }
-        if (pipeline_simulate(pp, v, m, fwd, bwd, p2p, blocking, pr2, rs, ev, max_ev, &nev, err)) {
-            free(ev); free(pr2);
-            return -1;
-        }
-        /* slices: ops + their layers' kernels + the tail */
-        size_t cap = (size_t)nev * (1 + (size_t)(md->num_layers / V + 2) * (2 * PHASE_MAX_SEGS)) + 16;
+        size_t kern = (size_t)max_ev * (size_t)(md->num_layers / V + 2) * (2 * PHASE_MAX_SEGS);
+        size_t cap = (size_t)pp * ((size_t)max_ev + 4) + kern + 16;
         TraceSlice *sl = malloc(sizeof *sl * cap);
-        char (*names)[32] = malloc(32 * (size_t)nev);
-        if (!sl || !names) { free(ev); free(pr2); free(sl); free(names); return mp_fail(err, "timeline: out of memory"); }
-        size_t ns = 0;
-        for (int i = 0; i < nev; i++) {
-            const PipeEvent *e = &ev[i];
-            int vs = e->chunk * pp + rs;
-            snprintf(names[i], 32, "%s mb%d c%d", e->fwd ? "F" : "B", e->mb, e->chunk);
-            sl[ns++] = (TraceSlice){names[i], e->fwd ? "forward" : "backward", 0, e->start, e->end - e->start, e->mb, e->chunk};
-            /* first layer of vs */
-            int first = layout_vstage_first_layer(plan, vs);
-            int nl = layout_vstage_layers(plan, vs);
-            double t = e->start;
-            const Phase *seq[3 + 256];
-            int np = 0;
-            if (e->fwd) {
-                if (vs == 0) seq[np++] = &lt.emb_f;
-                for (int l = 0; l < nl && np < 256; l++) seq[np++] = &lt.f[layer_variant(md, first + l)];
-                if (vs == V - 1) seq[np++] = &lt.out_f;
-            } else {
-                if (vs == V - 1) seq[np++] = &lt.out_b;
-                for (int l = nl - 1; l >= 0 && np < 256; l--) seq[np++] = &lt.b[layer_variant(md, first + l)];
-                if (vs == 0) seq[np++] = &lt.emb_b;
+        char (*names)[32] = malloc(32 * (size_t)max_ev * (size_t)pp);
+        if (!ev || !pr2 || !sl || !names) { free(ev); free(pr2); free(sl); free(names); return mp_fail(err, "timeline: out of memory"); }
+        size_t ns = 0, nn = 0;
+        for (int st = 0; st < pp; st++) {
+            int nev = 0;
+            if (pipeline_simulate(pp, v, m, fwd, bwd, p2p, blocking, pr2, st, ev, max_ev, &nev, err)) {
+                free(ev); free(pr2); free(sl); free(names);
+                return -1;
             }
-            for (int q = 0; q < np; q++)
-                for (int j = 0; j < seq[q]->n && ns < cap - 8; j++) {
-                    const PhaseSeg *sg = &seq[q]->seg[j];
-                    sl[ns++] = (TraceSlice){sg->name, kind_words[sg->kind], 1, t, sg->t, -1, -1};
-                    t += sg->t;
+            for (int i = 0; i < nev; i++) {
+                const PipeEvent *e = &ev[i];
+                int vs = e->chunk * pp + st;
+                snprintf(names[nn], 32, "%s mb%d c%d", e->fwd ? "F" : "B", e->mb, e->chunk);
+                sl[ns++] = (TraceSlice){names[nn++], e->fwd ? "forward" : "backward", st, 0, e->start, e->end - e->start,
+                                        e->mb, e->chunk};
+                if (st != rs) continue;
+                int first = layout_vstage_first_layer(plan, vs);
+                int nl = layout_vstage_layers(plan, vs);
+                double t = e->start;
+                const Phase *seq[3 + 256];
+                int np = 0;
+                if (e->fwd) {
+                    if (vs == 0) seq[np++] = &lt.emb_f;
+                    for (int l = 0; l < nl && np < 256; l++) seq[np++] = &lt.f[layer_variant(md, first + l)];
+                    if (vs == V - 1) seq[np++] = &lt.out_f;
+                } else {
+                    if (vs == V - 1) seq[np++] = &lt.out_b;
+                    for (int l = nl - 1; l >= 0 && np < 256; l--) seq[np++] = &lt.b[layer_variant(md, first + l)];
+                    if (vs == 0) seq[np++] = &lt.emb_b;
                 }
+                for (int q = 0; q < np; q++)
+                    for (int j = 0; j < seq[q]->n && ns < cap - 4 * (size_t)pp - 8; j++) {
+                        const PhaseSeg *sg = &seq[q]->seg[j];
+                        sl[ns++] = (TraceSlice){sg->name, kind_words[sg->kind], st, 1, t, sg->t, -1, -1};
+                        t += sg->t;
+                    }
+            }
+            if (grad_exposed[st] > 0)
+                sl[ns++] = (TraceSlice){"gradient sync (exposed)", "dp", st, 2, pr.rank_end[st], grad_exposed[st], -1, -1};
+            sl[ns++] = (TraceSlice){"optimizer step", "optimizer", st, 2, end_max, opt_max, -1, -1};
+            if (ag_max > 0)
+                sl[ns++] = (TraceSlice){"parameter all-gather (exposed)", "dp", st, 2, end_max + opt_max, ag_max, -1, -1};
         }
-        double t_end = pr.rank_end[rs];
-        if (grad_exposed[rs] > 0) sl[ns++] = (TraceSlice){"gradient sync (exposed)", "dp", 2, t_end, grad_exposed[rs], -1, -1};
-        sl[ns++] = (TraceSlice){"optimizer step", "optimizer", 2, end_max, opt_max, -1, -1};
-        if (ag_max > 0) sl[ns++] = (TraceSlice){"parameter all-gather (exposed)", "dp", 2, end_max + opt_max, ag_max, -1, -1};
-        char title[160];
-        snprintf(title, sizeof title, "%s on %d GPUs, pipeline rank %d", md->name, map->world, rs);
-        int rc = timeline_write(opt->timeline_path, title, sl, (int)ns, err);
+        char title[200];
+        snprintf(title, sizeof title, "%s on %d GPUs: PP%d%s%.0d, %d micro-batches, kernels of stage %d", md->name,
+                 map->world, pp, v > 1 ? "v" : "", v > 1 ? v : 0, m, rs);
+        int rc = 0;
+        if (opt->timeline_path) rc = timeline_write(opt->timeline_path, title, sl, (int)ns, pp, err);
+        if (!rc && opt->timeline_png_path) {
+            snprintf(title, sizeof title, "%s on %d GPUs: PP%d%s%.0d, %d micro-batches, step %.3f s", md->name,
+                     map->world, pp, v > 1 ? "v" : "", v > 1 ? v : 0, m, step);
+            rc = timeline_png_write(opt->timeline_png_path, title, sl, (int)ns, pp, v, err);
+        }
         free(ev); free(pr2); free(sl); free(names);
         if (rc) return -1;
     }

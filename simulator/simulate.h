@@ -56,7 +56,8 @@ typedef struct {
 } SimOpEvent;
 
 typedef struct {
-    const char *timeline_path;  /* non-NULL: write a Chrome trace of one stage */
+    const char *timeline_path;     /* non-NULL: write a Chrome trace of every stage */
+    const char *timeline_png_path; /* non-NULL: draw the timeline of every stage (.png/.svg) */
     /* events non-NULL: the simulated operations of pipeline rank events_rank,
      * in its order (up to max_events; *num_events gets the count) */
     SimOpEvent *events;

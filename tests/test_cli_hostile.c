@@ -174,6 +174,34 @@ static void test_plot_names_are_not_commands(void **state) {
     assert_int_equal(dir_entries(dir), 2);
 }
 
+/* The same for simulate's timeline picture: a model name and a
+ * --timeline-png name that try to run commands through gnuplot. */
+static void test_timeline_png_names_are_not_commands(void **state) {
+    (void)state;
+    if (!have_gnuplot()) { skip(); return; }
+    static char cmd[4096], out[1 << 16], model[256];
+    const char *name = "m';system('touch P1');'\"`touch P2`\"@x";
+    snprintf(model, sizeof model, "%s/model.json", dir);
+    write_file(model, model_json_named("mixtral-8x7b", name));
+    snprintf(cmd, sizeof cmd, "cd '%s' && \"$B\" simulate --model model.json --cluster dgx-h100 --gpus 16 --pp 2 "
+             "--ep 8 --gbs 16 --timeline-png \"a'b\\\"\\$(touch P3)\\`touch P4\\`.png\"", dir);
+    int rc = sh(cmd, RUN_STDOUT_AND_STDERR, out, sizeof out);
+    if (rc != 0) fail_msg("exit %d: %s", rc, out);
+    char p[256];
+    for (int i = 1; i <= 4; i++) {
+        snprintf(p, sizeof p, "%s/P%d", dir, i);
+        if (exists(p)) fail_msg("%s was created: a name became a command", p);
+    }
+    snprintf(p, sizeof p, "%s/a'b\"$(touch P3)`touch P4`.png", dir);
+    FILE *f = fopen(p, "rb");
+    assert_non_null(f);
+    unsigned char magic[4] = {0};
+    assert_int_equal(fread(magic, 1, 4, f), 4);
+    fclose(f);
+    assert_memory_equal(magic, "\x89PNG", 4);
+    assert_int_equal(dir_entries(dir), 2);
+}
+
 /* gnuplot missing from PATH: one line, exit 1, before the run, no file left. */
 static void test_plot_without_gnuplot(void **state) {
     (void)state;
@@ -483,6 +511,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_plot_names_are_not_commands, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plot_without_gnuplot, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timeline_png_names_are_not_commands, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outputs_refuse_special_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outputs_do_not_follow_planted_links, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_output_path, setup, teardown),
