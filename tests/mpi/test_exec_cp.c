@@ -40,7 +40,10 @@ typedef struct {
     int world;            /* ranks the case needs */
     int dist;             /* 1: distributed optimizer (ZeRO-1) */
     int seq;              /* sequence length: chunks of seq / (2 cp) tokens */
+    int pp;               /* pipeline stages (0: 1) */
 } Case;
+
+static int PP = 1;
 
 static int SEQ = 16;
 
@@ -48,7 +51,7 @@ static void make_plan(Plan *p, const char *model, int world, int tp, int cp, int
 {
     memset(p, 0, sizeof *p);
     assert_int_equal(model_spec_tiny(model, &p->model), 0);
-    p->map.world = world; p->map.tp = tp; p->map.cp = cp; p->map.pp = 1; p->map.vpp = 1;
+    p->map.world = world; p->map.tp = tp; p->map.cp = cp; p->map.pp = PP; p->map.vpp = 1;
     p->map.ep = ep; p->map.etp = etp;
     MpError err;
     assert_int_equal(mapping_resolve(&p->map, p->model.num_experts, &err), 0);
@@ -146,10 +149,18 @@ static void run(const Plan *plan, MPI_Comm comm, const size_t *sizes, Run *r, lo
      * expert arenas too: EP x ETP x EDP covers all ranks) */
     *missing = 0;
     for (int u = 0; u < MAX_UID; u++) {
-        int have = r->g[u] != NULL, all;
+        /* with pp > 1 a stage holds only its own layers' tensors: the
+         * others join the sums with zero counts */
+        int have = r->g[u] != NULL, all, any;
         MPI_Allreduce(&have, &all, 1, MPI_INT, MPI_MIN, comm);
-        assert_int_equal(have, all);
-        if (!have) continue;
+        MPI_Allreduce(&have, &any, 1, MPI_INT, MPI_MAX, comm);
+        if (plan->map.pp <= 1) assert_int_equal(have, all);
+        if (!any) continue;
+        if (!have) {
+            r->g[u] = calloc(sizes[u], sizeof(float));
+            cnt[u] = calloc(sizes[u], sizeof(float));
+            r->n[u] = sizes[u];
+        }
         MPI_Allreduce(MPI_IN_PLACE, r->g[u], (int)r->n[u], MPI_FLOAT, MPI_SUM, comm);
         MPI_Allreduce(MPI_IN_PLACE, cnt[u], (int)r->n[u], MPI_FLOAT, MPI_SUM, comm);
         for (size_t i = 0; i < r->n[u]; i++) {
@@ -173,7 +184,9 @@ static void run_case(void **state)
     reference_sizes(c->model, sizes);
     Plan ref_plan, plan;
     SEQ = c->seq;
+    PP = 1;
     make_plan(&ref_plan, c->model, 1, 1, 1, 1, 1, 0);
+    PP = c->pp > 1 ? c->pp : 1;
     make_plan(&plan, c->model, world_size, c->tp, c->cp, c->ep, c->etp, c->dist);
     Run ref, par;
     long ref_missing, missing;
@@ -219,6 +232,7 @@ static void test_refusals(void **state)
     (void)state;
     Plan plan;
     SEQ = 18;
+    PP = 1;
     make_plan(&plan, "tiny-moe", world_size, 1, 2, 1, 1, 0);
     ExecTestComms tc;
     exec_test_comms_build(&plan.map, MPI_COMM_WORLD, &tc);
@@ -243,13 +257,15 @@ int main(int argc, char **argv)
     static const Case cases[] = {
         /* 2 ranks: CP2 with chunks of 4 and of 96 tokens; CP2 with EP2
          * (the experts' EP group spans the CP ranks) */
-        {"tiny-moe", 1, 2, 1, 1, 2, 0, 16}, {"tiny-moe", 1, 2, 1, 1, 2, 0, 384},
-        {"tiny-moe", 1, 2, 2, 1, 2, 1, 16},
+        {"tiny-moe", 1, 2, 1, 1, 2, 0, 16, 1}, {"tiny-moe", 1, 2, 1, 1, 2, 0, 384, 1},
+        {"tiny-moe", 1, 2, 2, 1, 2, 1, 16, 1},
         /* 4 ranks: CP4 with chunks of 2 and of 48 tokens; CP2.DP2 with the
          * distributed optimizer (sharded over DP*CP); TP2.CP2 with EP4.ETP1 */
-        {"tiny-moe", 1, 4, 1, 1, 4, 0, 16}, {"tiny-moe", 1, 4, 1, 1, 4, 0, 384},
-        {"tiny-moe", 1, 2, 1, 1, 4, 1, 16}, {"tiny-moe", 2, 2, 4, 1, 4, 0, 16},
-        {"tiny-moe", 2, 2, 4, 1, 4, 1, 128},
+        {"tiny-moe", 1, 4, 1, 1, 4, 0, 16, 1}, {"tiny-moe", 1, 4, 1, 1, 4, 0, 384, 1},
+        {"tiny-moe", 1, 2, 1, 1, 4, 1, 16, 1}, {"tiny-moe", 2, 2, 4, 1, 4, 0, 16, 1},
+        {"tiny-moe", 2, 2, 4, 1, 4, 1, 128, 1},
+        /* 4 ranks: CP2.PP2 */
+        {"tiny-moe", 1, 2, 1, 1, 4, 0, 16, 2},
     };
     struct CMUnitTest tests[32];
     char names[32][112];
@@ -258,8 +274,8 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const Case *c = &cases[i];
         if (c->world != world_size) continue;
-        snprintf(names[n], sizeof names[n], "invariance %s seq %d tp%d cp%d ep%d etp%d%s (np %d)", c->model,
-                 c->seq, c->tp, c->cp, c->ep, c->etp, c->dist ? " distributed optimizer" : "", world_size);
+        snprintf(names[n], sizeof names[n], "invariance %s seq %d tp%d cp%d pp%d ep%d etp%d%s (np %d)", c->model,
+                 c->seq, c->tp, c->cp, c->pp > 1 ? c->pp : 1, c->ep, c->etp, c->dist ? " distributed optimizer" : "", world_size);
         tests[n] = (struct CMUnitTest){names[n], run_case, NULL, NULL, (void *)c};
         n++;
     }
