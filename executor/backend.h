@@ -112,6 +112,28 @@ struct Backend {
                                const void *q, const void *k, const void *v, const void *out,
                                const float *lse, int B, int T, int nh, int nkv, int hd,
                                int q_stride, int kv_stride);
+    /* ---- ring attention (context parallelism) on one block of one sequence:
+     * q [Tq, nh, hd] rows with stride q_stride, k/v [Tk, nkv, hd] with
+     * kv_stride, out [Tq, nh, hd] contiguous, lse [nh, Tq] f32; causal: key
+     * j visible to row i iff j <= i (query and key blocks start at the same
+     * position), else every key visible (kernels/attention_api.h, B = 1).
+     * The backward WRITES dq, dk, dv (strides of q, k, v) from the rows'
+     * final out and lse. */
+    void (*attention_block_forward)(Backend *b, void *out, float *lse, const void *q,
+                                    const void *k, const void *v, int Tq, int Tk, bool causal,
+                                    int nh, int nkv, int hd, int q_stride, int kv_stride);
+    void (*attention_block_backward)(Backend *b, void *dq, void *dk, void *dv, const void *dout,
+                                     const void *q, const void *k, const void *v,
+                                     const void *out, const float *lse, int Tq, int Tk,
+                                     bool causal, int nh, int nkv, int hd, int q_stride,
+                                     int kv_stride);
+    /* (out1 [T, nh, hd], lse1 [nh, T]) <- merge with (out2, lse2)
+     * (attention_merge_cpu's semantics) */
+    void (*attention_merge)(Backend *b, void *out1, float *lse1, const void *out2,
+                            const float *lse2, int T, int nh, int hd);
+    /* rows x width bytes from src (pitch src_pitch bytes) to dst (pitch dst_pitch) */
+    void (*copy_2d)(Backend *b, void *dst, size_t dst_pitch, const void *src, size_t src_pitch,
+                    size_t width, size_t rows);
     void (*router_forward)(Backend *b, float *probs, int32_t *topk_idx, float *topk_prob,
                            const float *logits, int N, int E, int k, int renormalize);
     void (*router_backward)(Backend *b, float *dlogits, const float *dtopk_prob,
@@ -248,6 +270,7 @@ struct Backend {
     X(alloc) X(release) X(upload) X(download) X(zero) X(copy) X(f32_to_act) X(act_to_f32) \
     X(add_act) X(gemm) X(grouped_gemm) X(embedding_forward) X(embedding_backward) \
     X(rmsnorm_forward) X(rmsnorm_backward) X(rope) X(attention_forward) X(attention_backward) \
+    X(attention_block_forward) X(attention_block_backward) X(attention_merge) X(copy_2d) \
     X(router_forward) X(router_backward) X(swiglu_forward) X(swiglu_backward) X(cross_entropy) X(ce_vp_stats) X(ce_vp_finish) \
     X(permute) X(permute_backward) X(unpermute) X(unpermute_backward) X(moe_plan) \
     X(gather_rows) X(adam) \

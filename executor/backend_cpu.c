@@ -16,6 +16,7 @@
 #include "executor/dispatcher.h"
 #include "kernels/adam.h"
 #include "kernels/attention.h"
+#include "kernels/attention_api.h"
 #include "kernels/common.h"
 #include "kernels/crossentropy.h"
 #include "kernels/embedding.h"
@@ -149,6 +150,39 @@ static void cpu_attention_backward(Backend *b, void *dq, void *dk, void *dv, con
 {
     if (attention_backward_cpu(dq, dk, dv, dout, q, k, v, out, lse, B, T, nh, nkv, hd, qs, kvs))
         fail(b, "attention_backward", "out of host memory");
+}
+static void cpu_attention_block_forward(Backend *b, void *out, float *lse, const void *q,
+                                        const void *k, const void *v, int Tq, int Tk, bool causal,
+                                        int nh, int nkv, int hd, int qs, int kvs)
+{
+    AttnShape s = {1, Tq, Tk, nh, nkv, hd, hd, qs, kvs, kvs,
+                   causal ? ATTN_MASK_CAUSAL : ATTN_MASK_NONE, 0, 0};
+    if (attention_block_forward_cpu(&s, out, lse, q, k, v))
+        fail(b, "attention_block_forward", "invalid shape or out of host memory");
+}
+static void cpu_attention_block_backward(Backend *b, void *dq, void *dk, void *dv,
+                                         const void *dout, const void *q, const void *k,
+                                         const void *v, const void *out, const float *lse, int Tq,
+                                         int Tk, bool causal, int nh, int nkv, int hd, int qs,
+                                         int kvs)
+{
+    AttnShape s = {1, Tq, Tk, nh, nkv, hd, hd, qs, kvs, kvs,
+                   causal ? ATTN_MASK_CAUSAL : ATTN_MASK_NONE, 0, 0};
+    if (attention_block_backward_cpu(&s, dq, dk, dv, dout, q, k, v, out, lse, 0, Tq))
+        fail(b, "attention_block_backward", "invalid shape or out of host memory");
+}
+static void cpu_attention_merge(Backend *b, void *out1, float *lse1, const void *out2,
+                                const float *lse2, int T, int nh, int hd)
+{
+    (void)b;
+    attention_merge_cpu(out1, lse1, out2, lse2, 1, T, nh, hd);
+}
+static void cpu_copy_2d(Backend *b, void *dst, size_t dpitch, const void *src, size_t spitch,
+                        size_t width, size_t rows)
+{
+    (void)b;
+    for (size_t r = 0; r < rows; r++)
+        memmove((char *)dst + r * dpitch, (const char *)src + r * spitch, width);
 }
 static void cpu_router_forward(Backend *b, float *probs, int32_t *idx, float *tp,
                                const float *logits, int N, int E, int k, int renorm)

@@ -363,6 +363,60 @@ static void cu_attention_backward(Backend *b, void *dq, void *dk, void *dv, cons
                                   CBF(v), CBF(out), lse, ws, wsb, S(b), &err),
             &err, "attention_backward");
 }
+/* ring attention blocks (context parallelism): B = 1, offsets 0 */
+static AttnShape block_shape(int Tq, int Tk, bool causal, int nh, int nkv, int hd, int qs, int kvs)
+{
+    AttnShape s = attn_shape_causal(1, Tq, nh, nkv, hd, qs, kvs);
+    s.Tk = Tk;
+    s.mask = causal ? ATTN_MASK_CAUSAL : ATTN_MASK_NONE;
+    return s;
+}
+static void cu_attention_block_forward(Backend *b, void *out, float *lse, const void *q,
+                                       const void *k, const void *v, int Tq, int Tk, bool causal,
+                                       int nh, int nkv, int hd, int qs, int kvs)
+{
+    GUARD(b);
+    AttnShape s = block_shape(Tq, Tk, causal, nh, nkv, hd, qs, kvs);
+    MpError err = {{0}};
+    if (!attn_ok(b, attention_prepare(I(b)->attn, &s, &err), &err, "attention_block_forward")) return;
+    size_t wsb = attention_workspace_bytes(I(b)->attn, &s, false);
+    void *ws = scratch(b, wsb ? wsb : 16);
+    if (!ws) return;
+    attn_ok(b, attention_forward(I(b)->attn, &s, BF(out), lse, CBF(q), CBF(k), CBF(v), ws, wsb, S(b), &err),
+            &err, "attention_block_forward");
+}
+static void cu_attention_block_backward(Backend *b, void *dq, void *dk, void *dv, const void *dout,
+                                        const void *q, const void *k, const void *v,
+                                        const void *out, const float *lse, int Tq, int Tk,
+                                        bool causal, int nh, int nkv, int hd, int qs, int kvs)
+{
+    GUARD(b);
+    AttnShape s = block_shape(Tq, Tk, causal, nh, nkv, hd, qs, kvs);
+    MpError err = {{0}};
+    if (!attn_ok(b, attention_prepare(I(b)->attn, &s, &err), &err, "attention_block_backward")) return;
+    size_t wsb = attention_workspace_bytes(I(b)->attn, &s, true);
+    void *ws = scratch(b, wsb ? wsb : 16);
+    if (!ws) return;
+    attn_ok(b, attention_backward(I(b)->attn, &s, BF(dq), BF(dk), BF(dv), CBF(dout), CBF(q), CBF(k),
+                                  CBF(v), CBF(out), lse, ws, wsb, S(b), &err),
+            &err, "attention_block_backward");
+}
+static void cu_attention_merge(Backend *b, void *out1, float *lse1, const void *out2,
+                               const float *lse2, int T, int nh, int hd)
+{
+    GUARD(b);
+    MpError err = {{0}};
+    attn_ok(b, attention_merge_cuda(BF(out1), lse1, CBF(out2), lse2, 1, T, nh, hd, S(b), &err), &err,
+            "attention_merge");
+}
+static void cu_copy_2d(Backend *b, void *dst, size_t dpitch, const void *src, size_t spitch,
+                       size_t width, size_t rows)
+{
+    GUARD(b);
+    if (width && rows)
+        CU(b, cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, rows, cudaMemcpyDeviceToDevice, S(b)),
+           "copy_2d");
+}
 static void cu_router_forward(Backend *b, float *probs, int32_t *idx, float *tp, const float *logits,
                               int N, int E, int k, int renorm)
 {

@@ -61,7 +61,8 @@ void workspace_free(StepEnv *env, Workspace *w)
 {
     Buf *bs[] = {&w->send, &w->recv, &w->gath, &w->Y, &w->big1, &w->big2, &w->t1, &w->t2,
                  &w->y, &w->moe, &w->qkv, &w->o, &w->logits_f, &w->logits_a, &w->prob,
-                 &w->full, &w->full2, &w->gx, &w->probs_g, &w->idx_g, &w->stats, &w->all_stats};
+                 &w->full, &w->full2, &w->gx, &w->probs_g, &w->idx_g, &w->stats, &w->all_stats,
+                 &w->kv[0], &w->kv[1], &w->dkv[0], &w->dkv[1], &w->blk_o, &w->blk_lse, &w->blk_dq};
     for (size_t i = 0; i < sizeof bs / sizeof bs[0]; i++) buf_free(env, bs[i]);
 }
 
@@ -130,6 +131,141 @@ static void mlp_backward(StepEnv *env, int w13, int w2, int F, const void *in, c
     be->gemm(be, G(env, w13), true, dh, in, 2 * F, h, T, 1, 0, 1.0f);
 }
 
+/* ---- context parallelism: load-balanced ring attention --------------------
+ *
+ * This rank holds, of each of the b sequences, the query/key/value rows of
+ * chunks cp_rank ("half 0") and 2 cp - 1 - cp_rank ("half 1"), c tokens each
+ * (core/layout.h).  At ring step i it holds the K/V of CP rank r - i (mod
+ * cp) and computes, per sequence, the blocks (query half, key half) that the
+ * causal mask leaves visible (layout_cp_ring_steps):
+ *   step 0:        (0,0) causal, (1,0) full, (1,1) causal;
+ *   1 <= i <= r:   an earlier rank's chunks: (0,0) and (1,0) full;
+ *   i > r:         a later rank's chunks: (1,0) and (1,1) full.
+ * Each block's (out, lse) is merged into the running result of its query
+ * half (the first block of a half writes it directly).  lse is kept as
+ * [b, 2, nl, c] f32 (one contiguous [nl, c] per query half).  K|V travel as
+ * one packed [T, 2 gl d] buffer; in the backward their gradients travel
+ * with them and, after the last step, one more hop takes them home. */
+typedef struct { int qh, kh; bool causal, direct; } CpBlock;
+
+static int cp_blocks(const ModelDims *d, int step, CpBlock out[3])
+{
+    if (step == 0) {
+        out[0] = (CpBlock){0, 0, true, true};
+        out[1] = (CpBlock){1, 0, false, true};
+        out[2] = (CpBlock){1, 1, true, false};
+        return 3;
+    }
+    if (step <= d->cp_rank) {
+        out[0] = (CpBlock){0, 0, false, false};
+        out[1] = (CpBlock){1, 0, false, false};
+        return 2;
+    }
+    out[0] = (CpBlock){1, 0, false, false};
+    out[1] = (CpBlock){1, 1, false, false};
+    return 2;
+}
+
+/* one ring hop over the CP group: send[i] to the next rank, recv[i] from
+ * the previous, n elements each */
+static void cp_shift(StepEnv *env, void *const *send, void *const *recv, int nbuf, size_t n)
+{
+    const ModelDims *d = &env->dim;
+    int next = (d->cp_rank + 1) % d->cp, prev = (d->cp_rank + d->cp - 1) % d->cp;
+    P2POp ops[4];
+    int k = 0;
+    for (int i = 0; i < nbuf; i++) {
+        ops[k++] = (P2POp){true, next, send[i], n};
+        ops[k++] = (P2POp){false, prev, recv[i], n};
+    }
+    env->be->p2p(env->be, ops, k, DT_ACT, GROUP_CP);
+}
+
+/* o [T, nl d] and lse [b, 2, nl, c] from qkv [T, qkvwl] (RoPE applied) */
+static void cp_ring_forward(StepEnv *env, Workspace *ws, void *o, float *lse, const char *qkv)
+{
+    Backend *be = env->be;
+    const ModelDims *d = &env->dim;
+    int c = d->c, nd = d->nl * d->d, w = d->qkvwl, kvw = 2 * d->gl * d->d;
+    size_t a = A(env), n = (size_t)d->T * kvw;
+    char *kv[2] = {buf_get(env, &ws->kv[0], n * a), buf_get(env, &ws->kv[1], n * a)};
+    char *bo = buf_get(env, &ws->blk_o, (size_t)c * nd * a);
+    float *bl = buf_get(env, &ws->blk_lse, (size_t)c * d->nl * 4);
+    if (env->failed) return;
+    be->copy_2d(be, kv[0], (size_t)kvw * a, qkv + (size_t)nd * a, (size_t)w * a, (size_t)kvw * a,
+                (size_t)d->T);
+    for (int i = 0; i < d->cp; i++) {
+        CpBlock blk[3];
+        int nb = cp_blocks(d, i, blk);
+        for (int sq = 0; sq < d->b; sq++)
+            for (int j = 0; j < nb; j++) {
+                size_t qrow = (size_t)sq * 2 * c + (size_t)blk[j].qh * c;
+                size_t krow = (size_t)sq * 2 * c + (size_t)blk[j].kh * c;
+                char *out = (char *)o + qrow * nd * a;
+                float *l = lse + ((size_t)sq * 2 + blk[j].qh) * d->nl * c;
+                const char *k = kv[0] + krow * kvw * a;
+                be->attention_block_forward(be, blk[j].direct ? out : bo, blk[j].direct ? l : bl,
+                                            qkv + qrow * w * a, k, k + (size_t)d->gl * d->d * a, c, c,
+                                            blk[j].causal, d->nl, d->gl, d->d, w, kvw);
+                if (!blk[j].direct) be->attention_merge(be, out, l, bo, bl, c, d->nl, d->d);
+            }
+        if (i + 1 < d->cp) {
+            cp_shift(env, (void *[]){kv[0]}, (void *[]){kv[1]}, 1, n);
+            char *t = kv[0]; kv[0] = kv[1]; kv[1] = t;
+        }
+    }
+}
+
+/* dqkv [T, qkvwl] (written) from dO [T, nl d], the forward's qkv, o, lse */
+static void cp_ring_backward(StepEnv *env, Workspace *ws, char *dqkv, const void *dO,
+                             const char *qkv, const void *o, const float *lse)
+{
+    Backend *be = env->be;
+    const ModelDims *d = &env->dim;
+    int c = d->c, nd = d->nl * d->d, w = d->qkvwl, kvw = 2 * d->gl * d->d;
+    size_t a = A(env), n = (size_t)d->T * kvw;
+    char *kv[2] = {buf_get(env, &ws->kv[0], n * a), buf_get(env, &ws->kv[1], n * a)};
+    char *dkv[2] = {buf_get(env, &ws->dkv[0], n * a), buf_get(env, &ws->dkv[1], n * a)};
+    char *bdq = buf_get(env, &ws->blk_dq, (size_t)c * w * a);
+    char *bdkv = buf_get(env, &ws->blk_o, (size_t)c * (nd > kvw ? nd : kvw) * a);
+    if (env->failed) return;
+    be->copy_2d(be, kv[0], (size_t)kvw * a, qkv + (size_t)nd * a, (size_t)w * a, (size_t)kvw * a,
+                (size_t)d->T);
+    be->zero(be, dkv[0], n * a);
+    be->zero(be, dqkv, (size_t)d->T * w * a);
+    be->zero(be, bdq, (size_t)c * w * a);   /* its K|V columns stay 0: only dq is written */
+    for (int i = 0; i < d->cp; i++) {
+        CpBlock blk[3];
+        int nb = cp_blocks(d, i, blk);
+        for (int sq = 0; sq < d->b; sq++)
+            for (int j = 0; j < nb; j++) {
+                size_t qrow = (size_t)sq * 2 * c + (size_t)blk[j].qh * c;
+                size_t krow = (size_t)sq * 2 * c + (size_t)blk[j].kh * c;
+                const float *l = lse + ((size_t)sq * 2 + blk[j].qh) * d->nl * c;
+                const char *k = kv[0] + krow * kvw * a;
+                size_t vo = (size_t)d->gl * d->d * a;
+                be->attention_block_backward(be, bdq, bdkv, bdkv + vo, (const char *)dO + qrow * nd * a,
+                                             qkv + qrow * w * a, k, k + vo,
+                                             (const char *)o + qrow * nd * a, l, c, c, blk[j].causal,
+                                             d->nl, d->gl, d->d, w, kvw);
+                char *dq = dqkv + qrow * w * a, *dk = dkv[0] + krow * kvw * a;
+                be->add_act(be, dq, dq, bdq, (size_t)c * w);
+                be->add_act(be, dk, dk, bdkv, (size_t)c * kvw);
+            }
+        /* K|V and their gradients so far move on; after the last step only
+         * the gradients, which then reach their owner (r + 1 held them) */
+        if (i + 1 < d->cp) {
+            cp_shift(env, (void *[]){kv[0], dkv[0]}, (void *[]){kv[1], dkv[1]}, 2, n);
+            char *t = kv[0]; kv[0] = kv[1]; kv[1] = t;
+            t = dkv[0]; dkv[0] = dkv[1]; dkv[1] = t;
+        } else {
+            cp_shift(env, (void *[]){dkv[0]}, (void *[]){dkv[1]}, 1, n);
+        }
+    }
+    be->copy_2d(be, dqkv + (size_t)nd * a, (size_t)w * a, dkv[1], (size_t)kvw * a, (size_t)kvw * a,
+                (size_t)d->T);
+}
+
 /* ---- attention block ------------------------------------------------------- */
 
 /* x_mid [T, h] = x + Wo . attention(rope(RMSNorm(x) . Wqkv^T)) */
@@ -156,10 +292,14 @@ static void attention_forward(const Layer *y, LayerActs *s, const void *x, void 
     be->gemm(be, qkv, false, xg, W(env, y->wqkv), T, w, h, 0, 1, 0.0f);
     be->rope(be, qkv, env->pos.p, T, d->nl, d->d, w, LAYER_ROPE_THETA, false);
     be->rope(be, qkv + (size_t)nd * A(env), env->pos.p, T, d->gl, d->d, w, LAYER_ROPE_THETA, false);
-    /* the attention core: one call on (q, k, v) -> (out, lse) */
-    be->attention_forward(be, o, lse, qkv, qkv + (size_t)nd * A(env),
-                          qkv + (size_t)(nd + d->gl * d->d) * A(env), d->b, d->s, d->nl, d->gl, d->d,
-                          w, w);
+    /* the attention core: one call on (q, k, v) -> (out, lse), or the
+     * context-parallel ring */
+    if (d->cp > 1)
+        cp_ring_forward(env, &env->fwd, o, lse, qkv);
+    else
+        be->attention_forward(be, o, lse, qkv, qkv + (size_t)nd * A(env),
+                              qkv + (size_t)(nd + d->gl * d->d) * A(env), d->b, d->s, d->nl, d->gl,
+                              d->d, w, w);
     be->gemm(be, part, false, o, W(env, y->wo), T, h, nd, 0, 1, 0.0f);
     sp_scatter(env, tmp, part);
     be->add_act(be, x_mid, x, tmp, (size_t)Ts * h);
@@ -188,8 +328,11 @@ static void attention_backward(const Layer *y, LayerActs *s, void *dx)
     be->gemm(be, dO, false, dxg, W(env, y->wo), T, nd, h, 0, 0, 0.0f);
     be->gemm(be, G(env, y->wo), true, dxg, s->o.p, h, nd, T, 1, 0, 1.0f);
     size_t ko = (size_t)nd * A(env), vo = (size_t)(nd + d->gl * d->d) * A(env);
-    be->attention_backward(be, dqkv, dqkv + ko, dqkv + vo, dO, qkv, qkv + ko, qkv + vo, s->o.p,
-                           s->lse.p, d->b, d->s, d->nl, d->gl, d->d, w, w);
+    if (d->cp > 1)
+        cp_ring_backward(env, &env->bwd, dqkv, dO, qkv, s->o.p, s->lse.p);
+    else
+        be->attention_backward(be, dqkv, dqkv + ko, dqkv + vo, dO, qkv, qkv + ko, qkv + vo, s->o.p,
+                               s->lse.p, d->b, d->s, d->nl, d->gl, d->d, w, w);
     be->rope(be, dqkv, env->pos.p, T, d->nl, d->d, w, LAYER_ROPE_THETA, true);
     be->rope(be, dqkv + ko, env->pos.p, T, d->gl, d->d, w, LAYER_ROPE_THETA, true);
     be->gemm(be, dpart, false, dqkv, W(env, y->wqkv), T, h, w, 0, 0, 0.0f);
@@ -317,7 +460,7 @@ static void moe_forward(const Layer *y, MicroBatch *mb, LayerActs *s, const void
     be->router_forward(be, probs, idx, tprob, logits, T, E, k, k > 1);
     if (mb->route.trace && mb->route.force)
         force_routing(y, s, mb->route.trace + ((size_t)y->index * d->T + (size_t)d->tp_rank * T) * k);
-    if (env->aux_coeff > 0 && d->tp == 1) {
+    if (env->aux_coeff > 0 && d->tp == 1 && d->cp == 1) {
         be->aux_loss_forward(be, gcoef, env->loss_acc + 1, probs, idx, T, E, k, env->aux_coeff,
                              (float)T);
     } else if (env->aux_coeff > 0) {
@@ -325,14 +468,17 @@ static void moe_forward(const Layer *y, MicroBatch *mb, LayerActs *s, const void
          * (Megatron reduces tokens_per_expert over the TP group): f_e and
          * P_e over all T tokens, gathered; every TP rank adds 1 / tp of it
          * (the loss read sums over TP), and gcoef is the same everywhere */
-        size_t Tf = (size_t)d->T;
+        /* with context parallelism over TP x CP (Megatron's
+         * tensor_and_context_parallel group): the micro-batch's b*s tokens */
+        size_t Tf = (size_t)d->T * d->cp;
+        GroupKind g = d->cp > 1 ? GROUP_TP_CP : GROUP_TP;
         float *pg = buf_get(env, &ws->probs_g, Tf * E * 4);
         int32_t *ig = buf_get(env, &ws->idx_g, Tf * k * 4);
         if (env->failed) { be->phase_end(be, PHASE_MOE_COMPUTE); return; }
-        be->all_gather(be, pg, probs, (size_t)T * E, DT_F32, GROUP_TP);
-        be->all_gather(be, ig, idx, (size_t)T * k, DT_I32, GROUP_TP);
-        be->aux_loss_forward(be, gcoef, env->loss_acc + 1, pg, ig, d->T, E, k, env->aux_coeff,
-                             (float)d->T / (float)d->tp);
+        be->all_gather(be, pg, probs, (size_t)T * E, DT_F32, g);
+        be->all_gather(be, ig, idx, (size_t)T * k, DT_I32, g);
+        be->aux_loss_forward(be, gcoef, env->loss_acc + 1, pg, ig, (int)Tf, E, k, env->aux_coeff,
+                             (float)Tf / (float)(d->tp * d->cp));
     }
     be->phase_end(be, PHASE_MOE_COMPUTE);
 
@@ -453,7 +599,7 @@ static void moe_backward(const Layer *y, MicroBatch *mb, LayerActs *s, const voi
     /* the aux loss of this micro-batch enters the step loss with weight
      * T * dloss (one of B*s/T micro-batches of the global batch) */
     if (env->aux_coeff > 0)
-        be->aux_loss_backward(be, dlog, s->probs.p, s->gcoef.p, T, E, mb->dloss * (float)d->T);
+        be->aux_loss_backward(be, dlog, s->probs.p, s->gcoef.p, T, E, mb->dloss * (float)d->T * (float)d->cp);
     be->f32_to_act(be, dlog_a, dlog, (size_t)T * E);
     be->gemm(be, dxn2, false, dlog_a, W(env, y->router), T, h, E, 0, 0, 1.0f);
     be->gemm(be, G(env, y->router), true, dlog_a, s->xn2.p, E, h, T, 1, 0, 1.0f);

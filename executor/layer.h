@@ -34,7 +34,12 @@ typedef struct { void *p; size_t cap; } Buf;
 /* Model dimensions on this rank. */
 typedef struct {
     int L;                       /* layers of the model (all chunks) */
-    int b, s, T;                 /* micro-batch sequences, sequence length, T = b*s tokens */
+    int b, s, T;                 /* micro-batch sequences, sequence length, T = b*s/cp tokens
+                                  * of this rank (all of them with cp 1) */
+    /* context parallelism (cp 1: cp_rank 0, c = s / 2): each sequence in
+     * 2*cp chunks of c = s / (2 cp) tokens, this rank holding chunks cp_rank
+     * and 2 cp - 1 - cp_rank (core/layout.h), in that order */
+    int cp, cp_rank, c;
     int h, n, g, d, qkvw;        /* hidden, heads, KV groups, head dim, (n + 2g) d */
     int V;                       /* vocabulary */
     int E, k, El, Fe, Fl;        /* experts, top-k, local experts, expert FFN, Fe / ETP */
@@ -65,6 +70,9 @@ typedef struct {
                                   * one all-gather more, L x 2 x [T, h] less memory) */
     Buf probs_g, idx_g;          /* router probs [T, E] f32 and top-k [T, k] i32 gathered over TP (aux loss) */
     Buf stats, all_stats;        /* vocabulary-parallel loss: [Ts... T, 3], [tp, T, 3] f32 */
+    /* context parallelism only (ring attention): */
+    Buf kv[2], dkv[2];           /* [T, 2 gl d] K|V of a CP rank held / arriving, and their gradients */
+    Buf blk_o, blk_lse, blk_dq;  /* one block's [c, nl d] out, [nl, c] f32 lse, [c, qkvwl] dq */
 } Workspace;
 
 /* Everything the layers and chunks of one rank share. */

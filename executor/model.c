@@ -62,7 +62,10 @@ static int check_supported(const Plan *plan, MpError *err)
     if (tp < 1) return mp_fail(err, "tp: %d: must be at least 1", tp);
     if (plan->train.opt_sharding == OPT_SHARD_FULL)
         return mp_fail(err, "optimizer_sharding: full: fully sharded parameters (FSDP) are not implemented in the executor (use distributed or none)");
-    if (mp->cp != 1) return mp_fail(err, "cp: %d: context parallelism is not implemented in the executor (part 1)", mp->cp);
+    int cp = mp->cp > 0 ? mp->cp : 1;
+    if (cp > 1 && plan->train.seq_len % (2 * cp))
+        return mp_fail(err, "cp: %d: seq_len %d is not a multiple of 2*cp = %d (load-balanced chunks)", cp, plan->train.seq_len, 2 * cp);
+    T /= cp;   /* this rank's tokens of a micro-batch */
     if (s->mla) return mp_fail(err, "model: %s: multi-head latent attention is not implemented in the executor", s->name);
     if (s->sliding_window) return mp_fail(err, "model: %s: sliding-window attention is not implemented in the executor", s->name);
     if (s->num_experts > 0 && s->router != ROUTER_SOFTMAX) return mp_fail(err, "model: %s: only the softmax router is implemented in the executor", s->name);
@@ -237,7 +240,7 @@ int model_create(const Plan *plan, int layers, uint64_t seed, Backend *be, Model
         return mp_fail(err, "comms: the pipeline group has %d members, the plan's pp is %d",
                        c->size_of[GROUP_PP], pp);
     int L = (layers > 0 && layers < s->num_layers) ? layers : s->num_layers, micro_batches;
-    if (pipeline_shape(plan, L, c->size_of[GROUP_DP_CP], &micro_batches, err)) return -1;
+    if (pipeline_shape(plan, L, c->size_of[GROUP_DP], &micro_batches, err)) return -1;
     Model *m = calloc(1, sizeof *m);
     if (!m) return mp_fail(err, "executor: out of host memory");
     m->spec = *s; m->be = be;
@@ -247,7 +250,9 @@ int model_create(const Plan *plan, int layers, uint64_t seed, Backend *be, Model
     ModelDims *d = &env->dim;
     env->be = be; env->ps = &m->ps;
     d->L = L;
-    d->b = plan->train.micro_batch; d->s = plan->train.seq_len; d->T = d->b * d->s;
+    d->b = plan->train.micro_batch; d->s = plan->train.seq_len;
+    d->cp = plan->map.cp > 1 ? plan->map.cp : 1; d->cp_rank = c->rank_in[GROUP_CP];
+    d->c = d->s / (2 * d->cp); d->T = d->b * d->s / d->cp;
     d->h = s->hidden; d->n = s->num_heads; d->g = s->num_kv_groups; d->d = s->head_dim;
     d->qkvw = (d->n + 2 * d->g) * d->d;
     d->V = s->vocab;
@@ -351,7 +356,6 @@ int model_create(const Plan *plan, int layers, uint64_t seed, Backend *be, Model
         return mp_fail(err, "executor: device memory: the step's buffers do not fit (an allocation of %zu bytes failed)", bytes);
     }
 
-    /* positions: t mod s */
     int32_t *pos = malloc(sizeof(int32_t) * (size_t)d->T);
     void *pos_dev = buf_get(env, &env->pos, sizeof(int32_t) * (size_t)d->T);
     env->loss_acc = be->alloc(be, 2 * sizeof(float));
@@ -364,7 +368,14 @@ int model_create(const Plan *plan, int layers, uint64_t seed, Backend *be, Model
         model_destroy(m);
         return mp_fail(err, "executor: out of memory");
     }
-    for (int t = 0; t < d->T; t++) pos[t] = t % d->s;
+    /* positions: the local tokens' places in their sequence (zig-zag chunks
+     * with cp > 1, core/layout.h) */
+    if (layout_cp_position_ids(d->s, d->cp, d->cp_rank, pos, err)) {
+        free(pos);
+        model_destroy(m);
+        return -1;
+    }
+    for (int t = d->T / d->b; t < d->T; t++) pos[t] = pos[t % (d->T / d->b)];
     be->upload(be, pos_dev, pos, sizeof(int32_t) * (size_t)d->T);
     free(pos);
     *out = m;

@@ -38,7 +38,7 @@ int preflight_plan(Plan *p, const PlanRequested *req, PreflightNotes *notes, MpE
         /* Megatron's splits: heads, KV groups (split, or replicated when tp
          * exceeds them), vocabulary rows, FFN columns, sequence-parallel tokens */
         const ModelSpec *s = &p->model;
-        int T = t->micro_batch * t->seq_len;
+        int T = t->micro_batch * t->seq_len / (m->cp > 1 ? m->cp : 1);
         if (s->num_heads % m->tp)
             return mp_fail(err, "tp: %d does not divide num_heads %d", m->tp, s->num_heads);
         if (s->num_kv_groups > 0 && s->num_kv_groups % m->tp && m->tp % s->num_kv_groups)
@@ -53,8 +53,10 @@ int preflight_plan(Plan *p, const PlanRequested *req, PreflightNotes *notes, MpE
             return mp_fail(err, "tp: %d does not divide %s %d", m->tp, s->dense_ffn % m->tp ? "dense_ffn" : "shared_ffn",
                            s->dense_ffn % m->tp ? s->dense_ffn : s->shared_ffn);
     }
-    if (m->cp != 1)
-        return mp_fail(err, "cp: %d: context parallelism is not implemented by the executor's step (cp must be 1)", m->cp);
+    /* context parallelism: load-balanced ring attention over 2*cp chunks */
+    if (m->cp > 1 && t->seq_len % (2 * m->cp))
+        return mp_fail(err, "cp: %d: seq_len %d is not a multiple of 2*cp = %d (each sequence is cut into 2*cp chunks)",
+                       m->cp, t->seq_len, 2 * m->cp);
     /* pipeline: 1F1B, or interleaved with vpp > 1 (Megatron-LM's constraint
      * on the micro-batches m = gbs / (mbs * DP) of a pipeline) */
     if (m->vpp > 1 && m->pp == 1)

@@ -1,6 +1,8 @@
 /* train.c: exec_train (executor.h) and the Trainer step loop (train.h). */
 #include "executor/train.h"
 
+#include "core/layout.h"
+
 #include <signal.h>
 #include <stdio.h>
 #include <time.h>
@@ -19,8 +21,10 @@ int trainer_create(const Plan *plan, const ExecOptions *opt, const ExecComms *co
 {
     Trainer *t = calloc(1, sizeof *t);
     if (!t) return mp_fail(err, "executor: out of host memory");
-    t->dp = comms->size_of[GROUP_DP_CP];
-    t->dp_rank = comms->rank_in[GROUP_DP_CP];
+    t->dp = comms->size_of[GROUP_DP];
+    t->dp_rank = comms->rank_in[GROUP_DP];
+    t->cp = comms->size_of[GROUP_CP] > 1 ? comms->size_of[GROUP_CP] : 1;
+    t->cp_rank = comms->rank_in[GROUP_CP];
     t->B = plan->train.global_batch;
     t->b = plan->train.micro_batch;
     t->s = plan->train.seq_len;
@@ -28,7 +32,7 @@ int trainer_create(const Plan *plan, const ExecOptions *opt, const ExecComms *co
     if (t->b <= 0 || t->B <= 0 || t->B % (t->b * t->dp)) {
         free(t);
         return mp_fail(err, "gbs: global batch %d is not a multiple of micro-batch %d x DP %d",
-                       plan->train.global_batch, plan->train.micro_batch, comms->size_of[GROUP_DP_CP]);
+                       plan->train.global_batch, plan->train.micro_batch, comms->size_of[GROUP_DP]);
     }
     t->micro_batches = t->B / (t->b * t->dp);
     t->trace_per_mb = (size_t)(opt->layers > 0 && opt->layers < plan->model.num_layers ? opt->layers : plan->model.num_layers) *
@@ -108,6 +112,20 @@ static void load_micro_batch(Trainer *t, int mb)
         uint64_t idx = (uint64_t)t->step * (uint64_t)t->B +
                        (uint64_t)mb * (uint64_t)(t->dp * b) + (uint64_t)(t->dp_rank * b + j);
         data_sequence(&t->data, idx, t->in + (size_t)j * s, t->tg + (size_t)j * s);
+    }
+    if (t->cp > 1) {
+        /* keep this CP rank's chunks r and 2 cp - 1 - r of every sequence
+         * (core/layout.h), packed to [b, s / cp]: in place, every token
+         * moves to a lower or equal index, in increasing order */
+        int c = s / (2 * t->cp), ch[2];
+        layout_cp_chunks(t->cp, t->cp_rank, ch);
+        for (int j = 0; j < b; j++)
+            for (int hf = 0; hf < 2; hf++)
+                for (int i = 0; i < c; i++) {
+                    size_t dst = (size_t)j * 2 * c + (size_t)hf * c + i, src = (size_t)j * s + (size_t)ch[hf] * c + i;
+                    t->in[dst] = t->in[src];
+                    t->tg[dst] = t->tg[src];
+                }
     }
 }
 
@@ -212,7 +230,7 @@ int trainer_step(Trainer *t, bool apply_optimizer, double *loss, MpError *err)
      * synchronisation) */
     double ce, aux;
     if (sc->pp > 1) model_reduce_losses(t->model, GROUP_PP);
-    int rc = model_read_losses(t->model, t->dp > 1 ? GROUP_DP_CP : GROUP_KIND_COUNT, &ce, &aux);
+    int rc = model_read_losses(t->model, t->dp * t->cp > 1 ? GROUP_DP_CP : GROUP_KIND_COUNT, &ce, &aux);
     t->be->in_step(t->be, false);
     if (rc || t->be->status(t->be, err)) return -1;
     t->last_aux = aux / tokens;

@@ -15,7 +15,9 @@ typedef struct {
     Backend *be;
     Model *model;
     DataSource data;
-    int dp, dp_rank;        /* data-parallel size and index (DP*CP group) */
+    int dp, dp_rank;        /* data-parallel size and index (DP group) */
+    int cp, cp_rank;        /* context-parallel size and index: every CP rank of a DP
+                             * rank reads the same sequences and keeps its two chunks */
     int micro_batches;      /* per rank per step: B / (b * DP) */
     int B, b, s;
     int step;               /* steps done (Adam's t = step + 1) */

@@ -172,7 +172,7 @@ static void test_refuses_unimplemented_fields(void **state) {
         {"--overlap shared-expert", "overlap: shared-expert: overlapping"},
         {"--dispatcher allgather", "dispatcher: allgather: only the alltoall dispatcher is implemented"},
         {"--gpus 3 --tp 3", "tp: 3 does not divide num_heads 4"},
-        {"--gpus 2 --cp 2", "cp: 2: context parallelism is not implemented"},
+        {"--gpus 4 --cp 4 --seq 36", "seq: 36 is not divisible by 2*cp = 8"},
         {"--gpus 2 --pp 2 --vpp 2 --gbs 3 --model models/mixtral-8x7b.json",
          "gbs: the interleaved schedule (vpp 2) needs the micro-batches per step (3 = gbs 3 / (mbs 1 x DP 1)) to be a multiple of pp 2"},
     };
