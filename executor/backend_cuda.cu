@@ -44,7 +44,6 @@
 
 extern "C" {
 #include "executor/backend.h"
-#include "executor/collective_watch.h"   /* collective_watch_now_ns */
 #include "executor/device_watch.h"
 #include "executor/pool.h"
 }
@@ -610,7 +609,7 @@ static void watch_collective(Backend *b, cudaStream_t s, GroupKind g, const char
 {
     CudaImpl *c = I(b);
     if (!c->watch || c->failed) return;
-    long long now = collective_watch_now_ns();
+    long long now = device_watch_now_ns();
     cudaEvent_t ev = (cudaEvent_t)device_watch_reserve(c->watch, now);
     if (ev && CU(b, cudaEventRecord(ev, s), op)) device_watch_commit(c->watch, (int)g, op, now);
 }

@@ -3,6 +3,13 @@
 #include "executor/device_watch.h"
 
 #include <string.h>
+#include <time.h>
+
+long long device_watch_now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
 
 void device_watch_init(DeviceWatch *w) {
     memset(w, 0, sizeof *w);

@@ -69,6 +69,10 @@ typedef struct {
     int outstanding;    /* entries not yet complete, this one included */
 } DeviceWatchOverdue;
 
+/* CLOCK_MONOTONIC in ns (the clock of collective_watch.h, callable from
+ * the CUDA backend's C++). */
+long long device_watch_now_ns(void);
+
 void device_watch_init(DeviceWatch *w);
 void device_watch_destroy(DeviceWatch *w);
 
