@@ -17,6 +17,13 @@
  * sent with cudaMemcpyAsync (no host wait); the ring waits on the event of
  * an earlier upload only when it wraps onto it.
  *
+ * Deadlines.  After each NCCL call (or NCCL group) an event from a fixed
+ * set (created here, DEVICE_WATCH_CAPACITY of them) is recorded on its
+ * stream and committed with its group and op to the rank's DeviceWatch
+ * (executor/device_watch.h); the watchdog thread queries the oldest with
+ * cudaEventQuery and aborts the communicators when it is past
+ * --collective-timeout.  One event record per collective, no host wait.
+ *
  * Errors.  No call here ends the process: the first failure of a CUDA,
  * cuBLAS or NCCL call (or a kernel launch, read with cudaGetLastError after
  * each operation) is kept as a sticky status with its message; every later
@@ -37,6 +44,7 @@
 
 extern "C" {
 #include "executor/backend.h"
+#include "executor/device_watch.h"
 #include "executor/pool.h"
 }
 #include "kernels/adam.h"
@@ -99,6 +107,9 @@ typedef struct {
     int failed;
     char error[768];
     AttnEngine *attn;       /* cuDNN's fused attention or the own kernel */
+    /* deadline of the enqueued collectives: events attached to comms->device_watch */
+    DeviceWatch *watch;     /* NULL: not watched */
+    cudaEvent_t watch_ev[DEVICE_WATCH_CAPACITY];
 } CudaImpl;
 
 static CudaImpl *I(Backend *b) { return (CudaImpl *)b->impl; }
@@ -647,10 +658,32 @@ static cudaStream_t comm_begin(Backend *b, const char *op)
         return NULL;
     return c->comm;
 }
-/* the compute stream continues after the communication enqueued so far */
-static void comm_end(Backend *b, const char *op)
+/* the watchdog's deadline for the collective just enqueued on stream s */
+static void watch_collective(Backend *b, cudaStream_t s, GroupKind g, const char *op)
 {
     CudaImpl *c = I(b);
+    if (!c->watch || c->failed) return;
+    long long now = device_watch_now_ns();
+    cudaEvent_t ev = (cudaEvent_t)device_watch_reserve(c->watch, now);
+    if (ev && CU(b, cudaEventRecord(ev, s), op)) device_watch_commit(c->watch, (int)g, op, now);
+}
+/* Runs on the watchdog thread (and on the main thread when the ring is
+ * full): 1 once the event's work completed.  An error counts as completed:
+ * the sticky status reports it on the main thread. */
+static int watch_event_done(void *ctx, void *event)
+{
+    CudaImpl *c = (CudaImpl *)ctx;
+    cudaSetDevice(c->device);   /* the watchdog thread: this rank's device, not device 0 */
+    cudaError_t e = cudaEventQuery((cudaEvent_t)event);
+    if (e == cudaErrorNotReady) return 0;
+    if (e != cudaSuccess) cudaGetLastError();   /* this thread's copy of the error */
+    return 1;
+}
+/* the compute stream continues after the communication enqueued so far */
+static void comm_end(Backend *b, GroupKind g, const char *op)
+{
+    CudaImpl *c = I(b);
+    watch_collective(b, c->comm, g, op);
     if (CU(b, cudaEventRecord(c->to_compute, c->comm), op))
         CU(b, cudaStreamWaitEvent(c->stream, c->to_compute, 0), op);
 }
@@ -662,7 +695,7 @@ static void cu_all_reduce(Backend *b, void *buf, size_t n, ElemType t, GroupKind
     cudaStream_t s = comm_begin(b, "all_reduce");
     if (!s) return;
     nccl_ok(b, ncclAllReduce(buf, buf, n, nccl_type(t), ncclSum, c, s), "all_reduce");
-    comm_end(b, "all_reduce");
+    comm_end(b, g, "all_reduce");
 }
 static void cu_all_gather(Backend *b, void *recv, const void *send, size_t n, ElemType t, GroupKind g)
 {
@@ -673,7 +706,7 @@ static void cu_all_gather(Backend *b, void *recv, const void *send, size_t n, El
     cudaStream_t s = comm_begin(b, "all_gather");
     if (!s) return;
     nccl_ok(b, ncclAllGather(send, recv, n, nccl_type(t), c, s), "all_gather");
-    comm_end(b, "all_gather");
+    comm_end(b, g, "all_gather");
 }
 static void cu_reduce_scatter(Backend *b, void *recv, const void *send, size_t n, ElemType t, GroupKind g)
 {
@@ -684,7 +717,7 @@ static void cu_reduce_scatter(Backend *b, void *recv, const void *send, size_t n
     cudaStream_t s = comm_begin(b, "reduce_scatter");
     if (!s) return;
     nccl_ok(b, ncclReduceScatter(send, recv, n, nccl_type(t), ncclSum, c, s), "reduce_scatter");
-    comm_end(b, "reduce_scatter");
+    comm_end(b, g, "reduce_scatter");
 }
 /* send/recv pairs of one NCCL group; counts in elements */
 static void send_recv_all(Backend *b, ncclComm_t c, cudaStream_t s, int n, const void *send,
@@ -712,7 +745,7 @@ static void cu_all_to_all_v(Backend *b, const void *send, const size_t *sc, cons
     if (!s) return;
     send_recv_all(b, c, s, b->comms->size_of[g], send, sc, sd, recv, rc, rd, nccl_type(t), eb,
                   "all_to_all_v");
-    comm_end(b, "all_to_all_v");
+    comm_end(b, g, "all_to_all_v");
 }
 /* pipeline neighbours: one NCCL group on the p2p stream, after the compute
  * work enqueued so far; the compute stream continues once it completed */
@@ -734,6 +767,7 @@ static void cu_p2p(Backend *b, const P2POp *ops, int n, ElemType t, GroupKind g)
         if (!nccl_ok(b, r, "p2p")) break;
     }
     if (!nccl_ok(b, ncclGroupEnd(), "p2p")) return;
+    watch_collective(b, ci->p2p, g, "p2p send/recv");
     if (CU(b, cudaEventRecord(ci->from_p2p, ci->p2p), "p2p"))
         CU(b, cudaStreamWaitEvent(ci->stream, ci->from_p2p, 0), "p2p");
 }
@@ -768,7 +802,7 @@ static void cu_all_to_all_host_i32(Backend *b, const int32_t *send, int32_t *rec
             break;
     }
     nccl_ok(b, ncclGroupEnd(), "count exchange");
-    comm_end(b, "count exchange");
+    comm_end(b, g, "count exchange");
     cu_download(b, recv, d + (size_t)sz * n, sizeof(int32_t) * (size_t)sz * n);
 }
 static void cu_all_gather_host_i32(Backend *b, const int32_t *send, int32_t *recv, int n, GroupKind g)
@@ -783,7 +817,7 @@ static void cu_all_gather_host_i32(Backend *b, const int32_t *send, int32_t *rec
     cudaStream_t s = comm_begin(b, "count all-gather");
     if (!s) return;
     nccl_ok(b, ncclAllGather(d, d + n, (size_t)n, ncclInt32, c, s), "count all-gather");
-    comm_end(b, "count all-gather");
+    comm_end(b, g, "count all-gather");
     cu_download(b, recv, d + n, sizeof(int32_t) * (size_t)sz * n);
 }
 
@@ -885,6 +919,8 @@ static void cu_destroy(Backend *b)
 {
     if (!b) return;
     CudaImpl *c = I(b);
+    if (c->watch) device_watch_detach(c->watch);   /* the watchdog stops querying watch_ev */
+    for (int i = 0; i < DEVICE_WATCH_CAPACITY; i++) if (c->watch_ev[i]) cudaEventDestroy(c->watch_ev[i]);
     if (c->stream) cudaStreamSynchronize(c->stream);
     if (c->comm) cudaStreamSynchronize(c->comm);
     if (c->p2p) cudaStreamSynchronize(c->p2p);
@@ -941,6 +977,16 @@ extern "C" int backend_cuda_create(const ExecComms *comms, ExecAttention attenti
               CU(b, cudaHostAlloc((void **)&c->stage, STAGING_BYTES, cudaHostAllocDefault), "create");
     for (int i = 0; ok && i < STAGING_REGIONS; i++)
         ok = CU(b, cudaEventCreateWithFlags(&c->region[i].done, cudaEventDisableTiming), "create");
+    if (ok && comms->device_watch) {
+        void *evs[DEVICE_WATCH_CAPACITY];
+        for (int i = 0; ok && i < DEVICE_WATCH_CAPACITY; i++) {
+            ok = CU(b, cudaEventCreateWithFlags(&c->watch_ev[i], cudaEventDisableTiming), "create: watch events");
+            evs[i] = c->watch_ev[i];
+        }
+        /* a second backend on the same communicators (none in moeplan today) is not watched */
+        if (ok && !device_watch_attach(comms->device_watch, evs, DEVICE_WATCH_CAPACITY, watch_event_done, c))
+            c->watch = comms->device_watch;
+    }
     if (ok) {
         ok = ks_ok(b, gemm_handle_init(&c->gemm), "create: cuBLAS");
         c->gemm_ready = 1;   /* destroy releases whatever init created */

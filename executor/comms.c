@@ -250,6 +250,7 @@ int comms_init(CommsContext *c, const Mapping *m, const LaunchEnv *env, ExecBack
                double timeout_s, MpError *err) {
     bool mpi_was_active = c->mpi_active, mpi_here = c->mpi_initialized_here;
     memset(c, 0, sizeof *c);
+    device_watch_init(&c->device_watch);
     c->mpi_active = mpi_was_active;
     c->mpi_initialized_here = mpi_here;
     c->kind = kind;
@@ -303,6 +304,7 @@ int comms_init(CommsContext *c, const Mapping *m, const LaunchEnv *env, ExecBack
     }
     free(members);
     c->pub.watch = &c->watch;
+    if (kind == EXEC_BACKEND_CUDA) c->pub.device_watch = &c->device_watch;
     return rc;
 }
 
@@ -362,6 +364,8 @@ void comms_destroy(CommsContext *c) {
 #endif
     c->storage = NULL;
     c->scratch = c->stream = NULL;
+    c->pub.device_watch = NULL;
+    device_watch_destroy(&c->device_watch);
     free(c->peer_pid);
     c->peer_pid = NULL;
     memset(c->pub.handle, 0, sizeof c->pub.handle);

@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "core/mapping.h"
 #include "executor/collective_watch.h"
+#include "executor/device_watch.h"
 #include "executor/executor.h"
 #include "executor/launch.h"
 
@@ -30,6 +31,7 @@ typedef struct {
     void *scratch;               /* device buffer for comms_max (CUDA) */
     void *stream;                /* cudaStream_t for comms_max (CUDA) */
     CollectiveWatch watch;       /* pub.watch points here */
+    DeviceWatch device_watch;    /* pub.device_watch points here (CUDA backend) */
     /* The ranks that run on this node (same kernel boot and PID namespace),
      * exchanged by comms_init so that the watchdog can see a peer die:
      * peer_pid[r] > 0 for those ranks, 0 for the others and for this rank. */

@@ -18,6 +18,7 @@
 #include "core/plan.h"
 
 struct CollectiveWatch;   /* executor/collective_watch.h */
+struct DeviceWatch;       /* executor/device_watch.h */
 
 /* Communicators of one rank, one per group kind of the mapping (the group
  * of that kind that contains this rank).  The handles are opaque here:
@@ -33,6 +34,10 @@ typedef struct {
     /* Deadline bookkeeping of the blocking collectives (the watchdog reads
      * it); NULL: not watched. */
     struct CollectiveWatch *watch;
+    /* Deadline bookkeeping of the collectives a GPU backend enqueues
+     * asynchronously (the backend attaches its events; the watchdog
+     * queries them); NULL: not watched. */
+    struct DeviceWatch *device_watch;
 } ExecComms;
 
 typedef enum { EXEC_BACKEND_CPU = 0, EXEC_BACKEND_CUDA = 1 } ExecBackendKind;

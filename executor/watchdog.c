@@ -79,6 +79,18 @@ int watchdog_start_custom(WatchdogCheck check, WatchdogAbort abort_all, void *ct
     return 0;
 }
 
+/* "the OP on the GROUP group (ranks ..) has not completed[WHERE] after T s ..." */
+static int deadline_message(const CommsContext *c, int group, const char *op, const char *where, double t,
+                            double deadline_s, char *msg, int len) {
+    const char *ranks = group >= 0 && group < GROUP_KIND_COUNT ? c->group_ranks[group] : "";
+    snprintf(msg, (size_t)len,
+             "the %s on the %s group%s%s%s has not completed%s after %.1f s (deadline %.1f s, "
+             "--collective-timeout): one of those ranks hangs or died; ending the job",
+             op ? op : "collective", group < 0 ? "world" : group_kind_name((GroupKind)group), ranks[0] ? " (ranks " : "",
+             ranks, ranks[0] ? ")" : "", where, t, deadline_s);
+    return 1;
+}
+
 int watchdog_check_rank(const CommsContext *c, double deadline_s, bool check_peers, long long now_ns, char *msg,
                         int len) {
     if (check_peers && c->peer_pid)
@@ -90,15 +102,11 @@ int watchdog_check_rank(const CommsContext *c, double deadline_s, bool check_pee
     int group = -1;
     const char *op = "collective";
     double t = collective_watch_elapsed((CollectiveWatch *)&c->watch, now_ns, &group, &op);
-    if (deadline_s > 0 && t > deadline_s) {
-        const char *ranks = group >= 0 && group < GROUP_KIND_COUNT ? c->group_ranks[group] : "";
-        snprintf(msg, (size_t)len,
-                 "the %s on the %s group%s%s%s has not completed after %.1f s (deadline %.1f s, "
-                 "--collective-timeout): one of those ranks hangs or died; ending the job",
-                 op ? op : "collective", group < 0 ? "world" : group_kind_name((GroupKind)group),
-                 ranks[0] ? " (ranks " : "", ranks, ranks[0] ? ")" : "", t, deadline_s);
-        return 1;
-    }
+    if (deadline_s > 0 && t > deadline_s) return deadline_message(c, group, op, "", t, deadline_s, msg, len);
+    /* the collectives the GPU backend enqueued (device_watch.h) */
+    DeviceWatchOverdue late;
+    if (c->pub.device_watch && device_watch_overdue(c->pub.device_watch, now_ns, deadline_s, &late))
+        return deadline_message(c, late.group, late.op, " on the GPU", late.elapsed_s, deadline_s, msg, len);
     return 0;
 }
 

@@ -8,9 +8,12 @@
  *   2. the ranks on this node (CommsContext.peer_pid): a peer process that
  *      has ended ("rank 1 (pid 4242, this node) has died");
  *   3. the deadline per collective: the blocking collective this rank is in
- *      (CollectiveWatch: the CPU backend's MPI calls, comms_max) has run
- *      longer than deadline_s ("the all_to_all_v on the ep group has not
- *      completed after 40.0 s"): a peer hangs, or died on another node.
+ *      (CollectiveWatch: the CPU backend's MPI calls, comms_max), or the
+ *      oldest collective the CUDA backend enqueued that has not completed
+ *      on the GPU (DeviceWatch: an event recorded after each NCCL call,
+ *      queried here), has run longer than deadline_s ("the all_to_all_v on
+ *      the ep group has not completed after 40.0 s"): a peer hangs, or died
+ *      on another node.
  * On the first failure it aborts every NCCL communicator with ncclCommAbort
  * (so a main thread blocked in a collective returns) and calls
  * on_failure(user, rank, message) once, from the watchdog thread; the CLI's
@@ -36,8 +39,8 @@ int watchdog_start(CommsContext *c, double poll_s, double deadline_s, WatchdogFa
                    Watchdog **out, MpError *err);
 
 /* Checks 2 and 3 above at time now_ns (CLOCK_MONOTONIC): non-zero with the
- * message when a peer on this node has ended or the current collective is
- * past deadline_s.  (The watchdog's check; open for tests.) */
+ * message when a peer on this node has ended or the current collective (or
+ * the oldest outstanding one of c->pub.device_watch) is past deadline_s.  (The watchdog's check; open for tests.) */
 int watchdog_check_rank(const CommsContext *c, double deadline_s, bool check_peers, long long now_ns, char *msg,
                         int len);
 
