@@ -27,6 +27,7 @@
 #include "executor/executor.h"
 #include "executor/launch.h"
 #include "executor/measure.h"
+#include "executor/op_profile.h"
 #include "executor/preflight.h"
 #include "executor/watchdog.h"
 #include "simulator/simulate.h"
@@ -88,6 +89,8 @@ static const char *usage_text =
     "                                   (the prediction from defaults stays beside it)\n"
     "  --check                          only check that the plan fits (simulator memory) and exit\n"
     "  --out FILE                       write the result document as JSON (atomically: temp file + rename)\n"
+    "  --op-profile FILE                time every GPU operation (CUDA events; slows the step a little):\n"
+    "                                   a table per (phase, operation) with TFLOP/s or GB/s, and FILE (JSON)\n"
     "  --json                           print the result document instead of the table\n"
     "  --help                           this text\n"
     "plan options:\n" PLAN_ARGS_HELP;
@@ -103,6 +106,7 @@ typedef struct {
     SimOpEvent *sim_ops;            /* pipeline: the simulated operations of stage 0 */
     int sim_num_ops;
     const char *out_path;
+    const char *op_profile_path;    /* --op-profile: NULL off */
     const char *calibration_path;   /* NULL: defaults only */
     Calibration *cal;               /* loaded from calibration_path */
 } ExecuteArgs;
@@ -213,6 +217,12 @@ static int parse_args(int argc, char **argv, ExecuteArgs *x, MpError *err) {
         else return mp_fail(err, "--attention: '%s' is not own or cudnn", v);
         if (x->opt.backend != EXEC_BACKEND_CUDA) return mp_fail(err, "--attention: %s needs --backend cuda", v);
     }
+    if (args_value(&a, "--op-profile", &x->op_profile_path, err)) return -1;
+    if (x->op_profile_path) {
+        if (x->opt.backend != EXEC_BACKEND_CUDA)
+            return mp_fail(err, "--op-profile: only the CUDA backend times its operations (--backend cuda)");
+        x->opt.op_profile = true;
+    }
     if (args_value(&a, "--data", &x->opt.data_path, err) || args_value(&a, "--out", &x->out_path, err) ||
         args_calibration(&a, &x->cal, &x->calibration_path, err))
         return -1;
@@ -230,6 +240,16 @@ static int parse_args(int argc, char **argv, ExecuteArgs *x, MpError *err) {
     if (x->opt.lr < 0) return mp_fail(err, "--lr: must be >= 0, got %g", x->opt.lr);
     if (x->nproc_given && x->nproc < 1) return mp_fail(err, "--nproc: must be >= 1, got %d", x->nproc);
     return 0;
+}
+
+/* rank 0, --op-profile: the table (unless --json) and the JSON file */
+static int write_op_profile(const ExecuteArgs *x, ExecStepStats *stats, const char *device, MpError *err) {
+    if (!x->json) op_profile_print(stdout, stats->op_profile, stats->median.step);
+    char *text = op_profile_to_json(stats->op_profile, stats->median.step, device);
+    if (!text) return mp_fail(err, "--op-profile: out of memory");
+    int rc = measure_write_atomic(x->op_profile_path, text, err);
+    free(text);
+    return rc;
 }
 
 static int no_gpu(MpError *err, const char *why) {
@@ -356,6 +376,7 @@ static void fit_message(const ExecuteArgs *x, const SimResult *r, MpError *err) 
  * replaces measure_write_atomic. */
 static int check_output_paths(const ExecuteArgs *x, MpError *err) {
     if (x->out_path && preflight_output_path(x->out_path, "--out", err)) return -1;
+    if (x->op_profile_path && preflight_output_path(x->op_profile_path, "--op-profile", err)) return -1;
     return 0;
 }
 
@@ -525,8 +546,14 @@ static int run_rank(ExecuteArgs *x, const LaunchEnv *env, const SimResult *pred,
             }
             free(json);
         }
+        if (status == 0 && stats.op_profile && write_op_profile(x, &stats, device, &err)) {
+            fprintf(stderr, "moeplan execute: %s\n", err.msg);
+            status = 1;
+        }
         fflush(stdout);
     }
+    if (stats.op_profile) op_profile_free(stats.op_profile);
+    free(stats.op_profile);
     free(stats.losses);
     free(stats.ops);
     comms_destroy(&cc);

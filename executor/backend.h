@@ -71,6 +71,9 @@ struct Backend {
      * when cuDNN was asked for by default but cannot be used, why ("" else) */
     const char *attention;
     char attention_note[256];
+    /* non-NULL: the backend adds the time of each operation to this table
+     * (op_profile.h; the CUDA backend only); owned by the caller */
+    struct OpProfile *op_profile;
 
     /* ---- memory (bytes) ---- */
     void *(*alloc)(Backend *b, size_t bytes);                 /* zero-filled; NULL on failure */

@@ -45,7 +45,9 @@
 extern "C" {
 #include "executor/backend.h"
 #include "executor/device_watch.h"
+#include "executor/op_profile.h"
 #include "executor/pool.h"
+#include "core/flops.h"
 }
 #include "kernels/adam.h"
 #include "kernels/attention.h"
@@ -71,6 +73,14 @@ typedef struct {
     int phase;
     cudaEvent_t begin, end;
 } PhaseEvent;
+
+/* one operation under the op profile (op_profile.h) */
+typedef struct {
+    cudaEvent_t begin, end;
+    int phase;              /* innermost open phase at the call, -1 none */
+    const char *op;         /* NULL: begun, never ended (not counted) */
+    double flops, bytes;
+} ProfEvent;
 
 typedef struct {
     size_t lo, hi;          /* bytes of the staging ring */
@@ -110,6 +120,13 @@ typedef struct {
     /* deadline of the enqueued collectives: events attached to comms->device_watch */
     DeviceWatch *watch;     /* NULL: not watched */
     cudaEvent_t watch_ev[DEVICE_WATCH_CAPACITY];
+    /* op profile (Backend.op_profile set): this step's operations */
+    ProfEvent *prof;
+    int nprof, cap_prof;
+    int prof_open;          /* index of the operation begun and not yet ended, -1 none */
+    double prof_flops, prof_bytes;   /* what the running operation does, set before it ends */
+    int phase_stack[16];    /* open phases, innermost last */
+    int phase_depth;
 } CudaImpl;
 
 static CudaImpl *I(Backend *b) { return (CudaImpl *)b->impl; }
@@ -145,10 +162,61 @@ static bool nccl_ok(Backend *b, ncclResult_t r, const char *op)
     return false;
 }
 /* skip the work of every operation after a failure */
-#define GUARD(b) do { if (I(b)->failed) return; } while (0)
-/* a kernel launch error (or an earlier asynchronous fault) */
-#define LAUNCHED(b, op) cu_ok((b), cudaGetLastError(), (op))
 #define CU(b, call, op) cu_ok((b), (call), (op))
+
+/* ---- op profile (op_profile.h) ----
+ * GUARD opens an operation (an event on the compute stream), LAUNCHED or
+ * prof_end closes it under its name.  An operation that calls another one
+ * is timed from the inner one's start (the inner one reopens the slot). */
+static void prof_begin(Backend *b)
+{
+    CudaImpl *c = I(b);
+    if (!b->op_profile) return;
+    if (c->nprof == c->cap_prof) {
+        int cap = c->cap_prof ? 2 * c->cap_prof : 1024;
+        ProfEvent *ev = (ProfEvent *)realloc(c->prof, sizeof(ProfEvent) * (size_t)cap);
+        if (!ev) { fail(b, "op profile", "out of host memory"); return; }
+        c->prof = ev;
+        for (int i = c->cap_prof; i < cap; i++) {
+            if (!CU(b, cudaEventCreate(&c->prof[i].begin), "op profile") ||
+                !CU(b, cudaEventCreate(&c->prof[i].end), "op profile"))
+                return;
+            c->cap_prof = i + 1;
+        }
+    }
+    ProfEvent *e = &c->prof[c->nprof];
+    e->phase = c->phase_depth > 0 ? c->phase_stack[c->phase_depth - 1] : -1;
+    e->op = NULL;
+    c->prof_open = c->nprof++;
+    c->prof_flops = c->prof_bytes = 0.0;
+    CU(b, cudaEventRecord(e->begin, c->stream), "op profile");
+}
+static void prof_end(Backend *b, const char *op)
+{
+    CudaImpl *c = I(b);
+    if (!b->op_profile || c->prof_open < 0 || c->failed) return;
+    ProfEvent *e = &c->prof[c->prof_open];
+    c->prof_open = -1;
+    if (!CU(b, cudaEventRecord(e->end, c->stream), "op profile")) return;
+    e->op = op;
+    e->flops = c->prof_flops;
+    e->bytes = c->prof_bytes;
+}
+/* the running operation's FLOPs and minimum HBM bytes (op profile only) */
+static void prof_work(Backend *b, double flops, double bytes)
+{
+    I(b)->prof_flops = flops;
+    I(b)->prof_bytes = bytes;
+}
+/* a kernel launch error (or an earlier asynchronous fault); ends the profiled operation */
+static bool launched(Backend *b, const char *op)
+{
+    bool ok = cu_ok(b, cudaGetLastError(), op);
+    if (ok) prof_end(b, op);
+    return ok;
+}
+#define GUARD(b) do { if (I(b)->failed) return; prof_begin(b); } while (0)
+#define LAUNCHED(b, op) launched((b), (op))
 
 /* ---- memory ---- */
 static void *raw_alloc(void *ctx, size_t bytes)
@@ -271,6 +339,7 @@ static void cu_act_to_f32(Backend *b, float *dst, const void *src, size_t n)
 static void cu_add_act(Backend *b, void *out, const void *a, const void *x, size_t n)
 {
     GUARD(b);
+    prof_work(b, 0.0, 3.0 * 2.0 * (double)n);   /* bf16: read a, x; write out */
     residual_forward_cuda((bf16_t *)out, (const bf16_t *)a, (const bf16_t *)x, n, S(b));
     LAUNCHED(b, "add_act");
 }
@@ -280,6 +349,7 @@ static void cu_gemm(Backend *b, void *C, bool c_f32, const void *A, const void *
                     int K, int transA, int transB, float beta)
 {
     GUARD(b);
+    prof_work(b, 2.0 * M * N * (double)K, 0.0);
     ks_ok(b, gemm_cuda(&I(b)->gemm, C, c_f32 ? GEMM_OUT_F32 : GEMM_OUT_BF16, (const bf16_t *)A,
                        (const bf16_t *)B, M, N, K, transA, transB, 1.0f, beta, S(b)), "gemm") &&
         LAUNCHED(b, "gemm");
@@ -289,6 +359,11 @@ static void cu_grouped_gemm(Backend *b, void *C, bool c_f32, const void *A, cons
                             int transA, int transB, float beta)
 {
     GUARD(b);
+    if (b->op_profile) {
+        double rows = 0.0;   /* group_rows is host memory */
+        for (int g = 0; g < G; g++) rows += group_rows[g];
+        prof_work(b, 2.0 * rows * (double)N * (vary ? (double)M : (double)K), 0.0);
+    }
     ks_ok(b, grouped_gemm_cuda(&I(b)->gemm, C, c_f32 ? GEMM_OUT_F32 : GEMM_OUT_BF16,
                                (const bf16_t *)A, (const bf16_t *)B, group_rows, G,
                                vary ? GROUPED_VARY_K : GROUPED_VARY_M, M, N, K, transA, transB,
@@ -315,6 +390,7 @@ static void cu_rmsnorm_forward(Backend *b, void *out, float *rstd, const void *i
                                int N, int C, float eps)
 {
     GUARD(b);
+    prof_work(b, 0.0, 2.0 * 2.0 * N * (double)C);   /* bf16 read + write */
     rmsnorm_forward_cuda(BF(out), rstd, CBF(inp), CBF(w), N, C, eps, S(b));
     LAUNCHED(b, "rmsnorm_forward");
 }
@@ -324,6 +400,7 @@ static void cu_rmsnorm_backward(Backend *b, void *dinp, float *dw, const void *d
     GUARD(b);
     float *s = (float *)scratch(b, rmsnorm_backward_scratch_floats(N, C) * sizeof(float));
     if (!s) return;
+    prof_work(b, 0.0, 3.0 * 2.0 * N * (double)C);   /* read dout, inp; write dinp */
     rmsnorm_backward_cuda(BF(dinp), dw, s, CBF(dout), CBF(inp), CBF(w), rstd, N, C, S(b));
     LAUNCHED(b, "rmsnorm_backward");
 }
@@ -339,6 +416,14 @@ static void cu_rope(Backend *b, void *x, const int32_t *pos, int N, int H, int D
  * attention kernels.  The plans of a shape are built on its first call
  * (attention_prepare caches them), which is in the first, untimed warm-up
  * step; a failure sets the sticky status. */
+/* forward FLOPs of one attention call (core/flops.h); the backward is
+ * counted as 2.5x (FlashAttention-2's convention: the recomputed QK^T) */
+#define ATTN_BACKWARD_FLOPS_RATIO 2.5
+static double attn_flops(const AttnShape *s)
+{
+    double pairs = flops_attention_pairs(0.0, s->Tq, 0.0, s->Tk, s->mask != ATTN_MASK_NONE);
+    return (double)s->B * flops_attention_core(pairs, s->nh, s->hd_qk, s->hd_v);
+}
 static bool attn_ok(Backend *b, int rc, const MpError *err, const char *op)
 {
     if (!rc) return true;
@@ -355,8 +440,10 @@ static void cu_attention_forward(Backend *b, void *out, float *lse, const void *
     size_t wsb = attention_workspace_bytes(I(b)->attn, &s, false);
     void *ws = scratch(b, wsb ? wsb : 16);
     if (!ws) return;
-    attn_ok(b, attention_forward(I(b)->attn, &s, BF(out), lse, CBF(q), CBF(k), CBF(v), ws, wsb, S(b), &err),
-            &err, "attention_forward");
+    prof_work(b, attn_flops(&s), 0.0);
+    if (attn_ok(b, attention_forward(I(b)->attn, &s, BF(out), lse, CBF(q), CBF(k), CBF(v), ws, wsb, S(b), &err),
+                &err, "attention_forward"))
+        prof_end(b, "attention_forward");
 }
 static void cu_attention_backward(Backend *b, void *dq, void *dk, void *dv, const void *dout,
                                   const void *q, const void *k, const void *v, const void *out,
@@ -370,9 +457,11 @@ static void cu_attention_backward(Backend *b, void *dq, void *dk, void *dv, cons
     size_t wsb = attention_workspace_bytes(I(b)->attn, &s, true);
     void *ws = scratch(b, wsb ? wsb : 16);
     if (!ws) return;
-    attn_ok(b, attention_backward(I(b)->attn, &s, BF(dq), BF(dk), BF(dv), CBF(dout), CBF(q), CBF(k),
+    prof_work(b, ATTN_BACKWARD_FLOPS_RATIO * attn_flops(&s), 0.0);
+    if (attn_ok(b, attention_backward(I(b)->attn, &s, BF(dq), BF(dk), BF(dv), CBF(dout), CBF(q), CBF(k),
                                   CBF(v), CBF(out), lse, ws, wsb, S(b), &err),
-            &err, "attention_backward");
+            &err, "attention_backward"))
+        prof_end(b, "attention_backward");
 }
 /* ring attention blocks (context parallelism): B = 1, offsets 0 */
 static AttnShape block_shape(int Tq, int Tk, bool causal, int nh, int nkv, int hd, int qs, int kvs)
@@ -393,8 +482,10 @@ static void cu_attention_block_forward(Backend *b, void *out, float *lse, const 
     size_t wsb = attention_workspace_bytes(I(b)->attn, &s, false);
     void *ws = scratch(b, wsb ? wsb : 16);
     if (!ws) return;
-    attn_ok(b, attention_forward(I(b)->attn, &s, BF(out), lse, CBF(q), CBF(k), CBF(v), ws, wsb, S(b), &err),
-            &err, "attention_block_forward");
+    prof_work(b, attn_flops(&s), 0.0);
+    if (attn_ok(b, attention_forward(I(b)->attn, &s, BF(out), lse, CBF(q), CBF(k), CBF(v), ws, wsb, S(b), &err),
+                &err, "attention_block_forward"))
+        prof_end(b, "attention_block_forward");
 }
 static void cu_attention_block_backward(Backend *b, void *dq, void *dk, void *dv, const void *dout,
                                         const void *q, const void *k, const void *v,
@@ -408,9 +499,11 @@ static void cu_attention_block_backward(Backend *b, void *dq, void *dk, void *dv
     size_t wsb = attention_workspace_bytes(I(b)->attn, &s, true);
     void *ws = scratch(b, wsb ? wsb : 16);
     if (!ws) return;
-    attn_ok(b, attention_backward(I(b)->attn, &s, BF(dq), BF(dk), BF(dv), CBF(dout), CBF(q), CBF(k),
-                                  CBF(v), CBF(out), lse, ws, wsb, S(b), &err),
-            &err, "attention_block_backward");
+    prof_work(b, ATTN_BACKWARD_FLOPS_RATIO * attn_flops(&s), 0.0);
+    if (attn_ok(b, attention_backward(I(b)->attn, &s, BF(dq), BF(dk), BF(dv), CBF(dout), CBF(q), CBF(k),
+                                      CBF(v), CBF(out), lse, ws, wsb, S(b), &err),
+                &err, "attention_block_backward"))
+        prof_end(b, "attention_block_backward");
 }
 static void cu_attention_merge(Backend *b, void *out1, float *lse1, const void *out2,
                                const float *lse2, int T, int nh, int hd)
@@ -445,12 +538,14 @@ static void cu_router_backward(Backend *b, float *dlogits, const float *dtp, con
 static void cu_swiglu_forward(Backend *b, void *out, const void *gu, int N, int F)
 {
     GUARD(b);
+    prof_work(b, 0.0, 2.0 * 3.0 * N * (double)F);   /* read [N, 2F], write [N, F] (bf16) */
     swiglu_forward_cuda(BF(out), CBF(gu), N, F, S(b));
     LAUNCHED(b, "swiglu_forward");
 }
 static void cu_swiglu_backward(Backend *b, void *dgu, const void *dout, const void *gu, int N, int F)
 {
     GUARD(b);
+    prof_work(b, 0.0, 2.0 * 5.0 * N * (double)F);   /* read dout [N, F], gu [N, 2F]; write dgu [N, 2F] */
     swiglu_backward_cuda(BF(dgu), CBF(dout), CBF(gu), N, F, S(b));
     LAUNCHED(b, "swiglu_backward");
 }
@@ -458,6 +553,7 @@ static void cu_cross_entropy(Backend *b, float *losses, void *dlogits, const voi
                              const int32_t *targets, int N, int V, float dloss)
 {
     GUARD(b);
+    prof_work(b, 0.0, 2.0 * 2.0 * N * (double)V);   /* read logits, write dlogits (bf16) */
     crossentropy_fused_cuda(BF(dlogits), losses, CBF(logits), targets, dloss, N, V, S(b));
     LAUNCHED(b, "cross_entropy");
 }
@@ -480,6 +576,7 @@ static void cu_ce_vp_finish(Backend *b, float *losses, void *dlogits, const void
 static void cu_permute(Backend *b, void *out, const void *inp, const int32_t *row_of, int N, int k, int C)
 {
     GUARD(b);
+    prof_work(b, 0.0, 2.0 * 2.0 * N * (double)k * C);   /* read and write N*k rows (bf16) */
     moe_permute_forward_cuda(BF(out), CBF(inp), row_of, N, k, C, S(b));
     LAUNCHED(b, "permute");
 }
@@ -487,6 +584,7 @@ static void cu_permute_backward(Backend *b, void *dinp, const void *dout, const 
                                 int N, int k, int C)
 {
     GUARD(b);
+    prof_work(b, 0.0, 2.0 * 2.0 * N * (double)k * C);
     moe_permute_backward_cuda(BF(dinp), CBF(dout), row_of, N, k, C, S(b));
     LAUNCHED(b, "permute_backward");
 }
@@ -553,6 +651,8 @@ static void cu_adam(Backend *b, float *param, void *param_act, const float *grad
     AdamParams p;
     p.lr = lr; p.beta1 = b1; p.beta2 = b2; p.eps = eps; p.weight_decay = wd; p.step = t;
     p.grad_scale = 1.0f;
+    /* fp32 param, m, v read and written, fp32 grad read, bf16 copy written */
+    prof_work(b, 0.0, (3.0 * 8.0 + 4.0 + 2.0) * (double)n);
     adam_update_cuda(param, BF(param_act), m, v, grad, n, &p, S(b));
     LAUNCHED(b, "adam");
 }
@@ -841,12 +941,16 @@ static void cu_phase_begin(Backend *b, StepPhase p)
     PhaseEvent *e = &c->ev[c->nev];
     e->phase = p;
     c->open[p] = c->nev++;
+    if (c->phase_depth < (int)(sizeof c->phase_stack / sizeof c->phase_stack[0]))
+        c->phase_stack[c->phase_depth++] = p;
     CU(b, cudaEventRecord(e->begin, c->stream), "phase_begin");
 }
 static void cu_phase_end(Backend *b, StepPhase p)
 {
     GUARD(b);
     CudaImpl *c = I(b);
+    for (int i = c->phase_depth - 1; i >= 0; i--)   /* the innermost p and all inside it */
+        if (c->phase_stack[i] == (int)p) { c->phase_depth = i; break; }
     if (c->open[p] < 0) return;
     CU(b, cudaEventRecord(c->ev[c->open[p]].end, c->stream), "phase_end");
     c->open[p] = -1;
@@ -868,6 +972,21 @@ static double cu_step_times(Backend *b, double *out)
         out[c->ev[i].phase] += ms * 1e-3;
     }
     c->nev = 0;
+    if (b->op_profile) {
+        for (int i = 0; i < c->nprof; i++) {
+            float ms = 0.0f;
+            if (!c->prof[i].op) continue;
+            if (!CU(b, cudaEventElapsedTime(&ms, c->prof[i].begin, c->prof[i].end), "op profile")) break;
+            if (op_profile_add(b->op_profile, c->prof[i].phase, c->prof[i].op, ms * 1e-3, c->prof[i].flops,
+                               c->prof[i].bytes)) {
+                fail(b, "op profile", "out of host memory");
+                break;
+            }
+        }
+        b->op_profile->steps++;
+    }
+    c->nprof = 0;
+    c->prof_open = -1;
     double dt = 0;
     if (c->have_mark) {
         float ms = 0.0f;
@@ -892,7 +1011,7 @@ static double cu_peak_memory(Backend *b)
 static int cu_status(Backend *b, MpError *err)
 {
     CudaImpl *c = I(b);
-    if (!c->failed) LAUNCHED(b, "asynchronous");   /* a fault since the last operation */
+    if (!c->failed) cu_ok(b, cudaGetLastError(), "asynchronous");   /* a fault since the last operation */
     if (!c->failed) return 0;
     return mp_fail(err, "%s", c->error);
 }
@@ -926,6 +1045,8 @@ static void cu_destroy(Backend *b)
     if (c->p2p) cudaStreamSynchronize(c->p2p);
     for (int i = 0; i < c->cap_ev; i++) { cudaEventDestroy(c->ev[i].begin); cudaEventDestroy(c->ev[i].end); }
     free(c->ev);
+    for (int i = 0; i < c->cap_prof; i++) { cudaEventDestroy(c->prof[i].begin); cudaEventDestroy(c->prof[i].end); }
+    free(c->prof);
     for (int i = 0; i < STAGING_REGIONS; i++) if (c->region[i].done) cudaEventDestroy(c->region[i].done);
     if (c->stage) cudaFreeHost(c->stage);
     if (c->have_mark) cudaEventDestroy(c->step_mark);
@@ -964,6 +1085,7 @@ extern "C" int backend_cuda_create(const ExecComms *comms, ExecAttention attenti
     b->act_bytes = 2;
     b->comms = comms;
     for (int p = 0; p < PHASE_COUNT; p++) c->open[p] = -1;
+    c->prof_open = -1;
     pool_init(&c->pool, raw_alloc, raw_free, NULL);
     bool ok = CU(b, cudaSetDevice(c->device), "create") &&
               CU(b, cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), "create") &&

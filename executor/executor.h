@@ -73,6 +73,7 @@ typedef struct {
     enum { EXEC_FAULT_NONE = 0, EXEC_FAULT_KILL, EXEC_FAULT_HANG } fault;
     int fault_rank, fault_step;
     ExecAttention attention;  /* CUDA backend only; --attention own|cudnn */
+    bool op_profile;          /* CUDA backend only: time every operation (op_profile.h) */
 } ExecOptions;
 
 /* The auxiliary-loss coefficient a run with these options uses (0 = off):
@@ -107,6 +108,9 @@ typedef struct {
     int stage;                        /* this rank's pipeline stage */
     int num_ops;                      /* operations of the last step, in the order run */
     ExecOpTime *ops;                  /* [num_ops] owned by the result, may be NULL */
+    /* with ExecOptions.op_profile: the timed steps' operations (op_profile.h);
+     * owned by the result: op_profile_free, then free */
+    struct OpProfile *op_profile;
 } ExecStepStats;
 
 /* Trains `opt->steps` steps of plan->model under plan->map on this rank.

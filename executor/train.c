@@ -2,6 +2,7 @@
 #include "executor/train.h"
 
 #include "core/layout.h"
+#include "executor/op_profile.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -272,6 +273,8 @@ int exec_train(const Plan *plan, const ExecOptions *opt, const ExecComms *comms,
     if (opt->warmup < 0 || opt->warmup >= opt->steps)
         return mp_fail(err, "warmup: %d: must be in [0, steps)", opt->warmup);
     Trainer *t;
+    if (opt->op_profile && opt->backend != EXEC_BACKEND_CUDA)
+        return mp_fail(err, "op profile: only the CUDA backend times its operations");
     if (trainer_create(plan, opt, comms, &t, err)) return -1;
     if (t->be->attention) {
         snprintf(stats->attention, sizeof stats->attention, "%s", t->be->attention);
@@ -281,9 +284,15 @@ int exec_train(const Plan *plan, const ExecOptions *opt, const ExecComms *comms,
     double *ph = calloc((size_t)timed * (PHASE_COUNT + 1), sizeof(double));
     stats->losses = calloc((size_t)opt->steps, sizeof(double));
     if (!ph || !stats->losses) { free(ph); trainer_destroy(t); return mp_fail(err, "executor: out of host memory"); }
+    if (opt->op_profile) {
+        stats->op_profile = calloc(1, sizeof *stats->op_profile);
+        if (!stats->op_profile) { free(ph); trainer_destroy(t); return mp_fail(err, "executor: out of host memory"); }
+        t->be->op_profile = stats->op_profile;
+    }
     double scratch[PHASE_COUNT];
     memset(scratch, 0, sizeof scratch);
     t->be->step_times(t->be, scratch);   /* start the clock */
+    if (stats->op_profile) op_profile_reset(stats->op_profile);
     for (int i = 0; i < opt->steps; i++) {
         double loss;
         if (trainer_step(t, true, &loss, err)) { free(ph); trainer_destroy(t); return -1; }
@@ -296,6 +305,7 @@ int exec_train(const Plan *plan, const ExecOptions *opt, const ExecComms *comms,
         double p[PHASE_COUNT];
         memset(p, 0, sizeof p);
         double wall = t->be->step_times(t->be, p);
+        if (stats->op_profile && i + 1 == opt->warmup) op_profile_reset(stats->op_profile);   /* timed steps only */
         if (i >= opt->warmup) {
             int r = i - opt->warmup;
             ph[(size_t)r * (PHASE_COUNT + 1)] = wall;

@@ -47,6 +47,7 @@ static void test_bad_input(void **state) {
         {"--backend tpu", "--backend: 'tpu' is not cuda or cpu"},
         {"--attention flash", "--attention: 'flash' is not own or cudnn"},
         {"--attention cudnn", "--attention: cudnn needs --backend cuda"},
+        {"--op-profile /tmp/ops.json", "--op-profile: only the CUDA backend times its operations"},
         {"--layers 3", "--layers: 3 is outside 1..2"},
         {"--data-bits 8", "--data-bits: 8 is not 16 or 32"},
         {"--data /nonexistent/tokens.bin", "/nonexistent/tokens.bin: --data: cannot read the file"},
