@@ -525,6 +525,13 @@ static void test_swiglu_ce_adam(Ctx *c)
     std::vector<float> pb(n);
     for (size_t i = 0; i < n; i++) pb[i] = bf16_round(p[i]);
     check(c, "adam bf16 copy", hbf(dpb, n), pb, 1);
+    /* again from element 1: pointers not 16-byte aligned take the scalar kernel */
+    adam_update_cuda(dp + 1, dpb + 1, dm + 1, dv + 1, dgr + 1, n - 1, &ap, c->stream);
+    adam_update_cpu(p.data() + 1, m.data() + 1, v.data() + 1, gr.data() + 1, n - 1, &ap);
+    check(c, "adam param (f32), unaligned", hf32(dp, n), p, 0);
+    check(c, "adam v (f32), unaligned", hf32(dv, n), v, 0);
+    for (size_t i = 0; i < n; i++) pb[i] = bf16_round(p[i]);
+    check(c, "adam bf16 copy, unaligned", hbf(dpb, n), pb, 1);
     float *dns;
     cudaCheck(cudaMalloc(&dns, 4));
     cudaCheck(cudaMemset(dns, 0, 4));
