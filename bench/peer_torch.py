@@ -497,7 +497,7 @@ def run(m, args):
     tokens = float(tr.B * tr.s)
     fl = step_flops(mt, tr.s, tokens)
     t = statistics.median(times)
-    peak_flops = load_peak_flops(args.cluster)
+    peak_flops = args.peak_flops
     return {
         "side": "torch-" + args.mode, "model": m["name"], "layers": tr.L, "seq": tr.s, "mbs": tr.b, "gbs": tr.B,
         "micro_batches": tr.micro_batches, "steps": args.steps, "warmup": args.warmup, "steps_timed": len(times),
@@ -537,7 +537,7 @@ def check(args):
     args.layers, args.seq, args.mbs, args.gbs = 2, 64, 2, 4
     args.data = "synthetic"
     args.lr = 1e-2
-    args.steps = max(args.steps, 30) if args.steps_given else 30
+    args.steps = max(args.steps, 40) if args.steps_given else 40
     args.warmup = min(args.warmup, 2)
     device = torch.device("cuda")
     ok = True
@@ -629,7 +629,8 @@ def main(argv):
         emit({"model": m["name"], "layers": m["num_layers"], "seq": args.seq, "gbs": args.gbs,
               "tokens_per_step": args.gbs * args.seq, "model_flops_per_step": fl}, args.out)
         return 0
-    m = None if args.check else load_model(args.model)   # bad input before any work
+    args.peak_flops = load_peak_flops(args.cluster)       # bad input before any work
+    m = None if args.check else load_model(args.model)
     if m is not None and args.layers > m["num_layers"]:
         fail("--layers: %d is outside 1..%d (the layers of %s)" % (args.layers, m["num_layers"], m["name"]))
     try:
