@@ -44,7 +44,8 @@ gradients accumulated):
     copy used by every GEMM, an fp32 gradient accumulated over the
     micro-batches (each bf16 gradient is added into its fp32 gradient as soon
     as autograd produces it and then freed; the executor accumulates in the
-    GEMM epilogue instead: same state, same sums), AdamW over the fp32 masters
+    GEMM epilogue instead, so here each micro-batch's contribution is rounded
+    to bf16 once before the fp32 sum; same state), AdamW over the fp32 masters
     (torch.optim.AdamW fused, beta 0.9 / 0.95, eps 1e-8, weight decay 0, bias
     correction; kernels/adam.h), then the bf16 copies rewritten.  State per
     parameter as in the executor: master 4 + gradient 4 + m 4 + v 4 + bf16
