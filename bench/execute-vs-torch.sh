@@ -119,6 +119,7 @@ run() {
             --out "$OUT/vs_${w}_compile.json" || failed=1
     done
 
+    # shellcheck disable=SC2086  # one argument per work
     python3 - "$OUT" $works <<'PY'
 import json, os, sys
 out, works = sys.argv[1], sys.argv[2:]
