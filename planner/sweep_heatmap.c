@@ -14,7 +14,8 @@
  *   "does not fit", "invalid");
  * - each cell has a fixed pixel size (the picture grows with the grid),
  *   so the text never runs into the next cell;
- * - the title names model, cluster, batch, sequence and the kind of plan.
+ * - the title names model, cluster, batch, sequence and the kind of plan,
+ *   in two lines centred on the picture.
  * Security: the script has no file names (inline datablocks, the picture
  * goes to gnuplot's stdout); the title goes through gnuplot_sanitize; the
  * cell texts and tick labels are built from numbers and fixed words only.
@@ -29,7 +30,7 @@
 /* Pixel geometry: cell size and the margins around the grid (tick labels
  * and axis label left, colour bar right, title top, tick labels, axis label
  * and the key bottom). */
-enum { CELL_W = 160, CELL_H = 72, MARGIN_L = 150, MARGIN_R = 190, MARGIN_T = 80, MARGIN_B = 120, MIN_W = 1100 };
+enum { CELL_W = 160, CELL_H = 72, MARGIN_L = 150, MARGIN_R = 190, MARGIN_T = 90, MARGIN_B = 120, MIN_W = 1100 };
 
 void sweep_heatmap_size(int n1, int n2, int *width, int *height) {
     int w = MARGIN_L + CELL_W * n2 + MARGIN_R;
@@ -103,7 +104,13 @@ int sweep_heatmap_script(FILE *g, const char *term, const char *title, const Swe
     char safe[256];
     gnuplot_sanitize(title, safe, sizeof safe);
     fprintf(g, "set encoding utf8\n");
-    fprintf(g, "set title '%s' noenhanced font ',14'\n", safe);
+    /* the title in two centred lines over the whole picture (gnuplot's
+     * own title is centred over the grid and would run off a narrow
+     * picture): what was run, then what was swept ("...: gpus x seq sweep, ...") */
+    char *rest = strstr(safe, ": ");
+    if (rest) { *rest = 0; rest += 2; }
+    fprintf(g, "set label 101 '%s' at screen 0.5, screen %.4f center noenhanced font ',14'\n", safe, 1 - 26.0 / H);
+    if (rest) fprintf(g, "set label 102 '%s' at screen 0.5, screen %.4f center noenhanced font ',12'\n", rest, 1 - 50.0 / H);
     fprintf(g, "set lmargin at screen %.4f\nset rmargin at screen %.4f\n", l, r);
     fprintf(g, "set tmargin at screen %.4f\nset bmargin at screen %.4f\n", top, bot);
     /* first row at the top, as in the printed table */

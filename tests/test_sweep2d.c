@@ -295,7 +295,7 @@ static void test_heatmap_script(void **state) {
     SweepPoint pts[6] = {point(64, 4096, 0.40), point(64, 8192, 0.45), point(64, 16384, 0),
                          point(128, 4096, 0.47), point(128, 8192, 0.50), point(128, 16384, 0.42)};
     SweepGrid grid = {.k1 = SWEEP_GPUS, .k2 = SWEEP_SEQ, .vals1 = v1, .vals2 = v2, .n1 = 2, .n2 = 3, .pts = pts};
-    char *s = script_of("m'`x`@y$z on c", &grid, 5);
+    char *s = script_of("m'`x`@y$z on c (gbs 8): gpus x seq sweep, best plan", &grid, 5);
     /* cells: column, row, MFU %, dark, MFU text, mapping */
     char *cells = strstr(s, "$cells << EOD\n");
     assert_non_null(cells);
@@ -319,8 +319,10 @@ static void test_heatmap_script(void **state) {
     assert_non_null(strstr(s, "\nset xlabel 'seq (tokens)'"));
     assert_non_null(strstr(s, "\nset ylabel 'gpus (GPUs)'"));
     assert_non_null(strstr(s, "title 'no plan fits in memory'"));
-    /* the title: only the two delimiting quotes */
-    assert_non_null(strstr(s, "\nset title 'm??x??y?z on c' noenhanced"));
+    /* the title in two lines, split at ': ', only the delimiting quotes */
+    assert_non_null(strstr(s, "\nset label 101 'm??x??y?z on c (gbs 8)' at screen 0.5, screen "));
+    assert_non_null(strstr(s, "\nset label 102 'gpus x seq sweep, best plan' at screen 0.5, screen "));
+    assert_null(strstr(s, "set title"));
     /* no file name anywhere: the picture goes to stdout */
     assert_null(strstr(s, "set output"));
     assert_null(strstr(s, "load"));
@@ -341,7 +343,7 @@ static void test_heatmap_size(void **state) {
     int w, h;
     sweep_heatmap_size(5, 4, &w, &h);
     assert_int_equal(w, 1100);              /* 150 + 4 x 160 + 190 = 980, below the minimum */
-    assert_int_equal(h, 80 + 5 * 72 + 120); /* 560 */
+    assert_int_equal(h, 90 + 5 * 72 + 120); /* 570 */
     sweep_heatmap_size(2, 8, &w, &h);
     assert_int_equal(w, 150 + 8 * 160 + 190);
 }
@@ -369,7 +371,8 @@ static void test_heatmap_files(void **state) {
     b = slurp(svg, NULL);
     assert_non_null(b);
     assert_non_null(strstr(b, "<svg"));
-    assert_non_null(strstr(b, "mixtral-8x7b on dgx-h100 (gbs 64, seq 4096): gpus x ib-bw sweep, fixed plan"));
+    assert_non_null(strstr(b, ">mixtral-8x7b on dgx-h100 (gbs 64, seq 4096)<"));
+    assert_non_null(strstr(b, ">gpus x ib-bw sweep, fixed plan<"));
     assert_non_null(strstr(b, "invalid"));
     free(b);
 }
