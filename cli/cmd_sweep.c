@@ -28,13 +28,16 @@ static void usage(FILE *f) {
                "  --vary2 PARAM2=W1,W2,...         a second parameter: every (V, W) pair, a table with rows V and\n"
                "                                   columns W, and --plot draws a heat map of the MFU (at most %d points)\n"
                "  --fixed                          simulate the plan given by the plan options at each value (no search)\n"
-               "  --tokens-per-batch T             gbs = T / seq at each point (context scaling; not with --gbs)\n"
+               "  --tokens-per-batch T             gbs = T / seq at each point (context scaling; not with --gbs\n"
+               "                                   or a swept gbs)\n"
                "  --csv FILE                       write the points as CSV (no plan: empty fields and a reason)\n"
                "  --json                           the result document (docs/schema/moeplan-result.schema.json)\n"
-               "  --plot FILE.svg|.png             draw MFU and step time against the parameter (gnuplot)\n"
+               "  --plot FILE.svg|.png             draw MFU and step time against the parameter (gnuplot; with\n"
+               "                                   --vary2 a heat map of the MFU over the grid)\n"
                "  --threads T                      worker threads of each search (default: the machine's cores)\n"
                "  --quiet                          no progress lines on stderr (shown by default, terminal or not)\n"
-               SEARCH_ARGS_HELP, SWEEP_MAX_GRID);
+               , SWEEP_MAX_GRID);
+    fputs(SEARCH_ARGS_HELP, f); /* printed as it is: no format directives */
 }
 
 /* --tokens-per-batch sets the global batch at each point: --gbs contradicts it */
