@@ -232,6 +232,9 @@ static void test_option_errors(void **state) {
     BAD("--vary granularity=1,2 --vary2 top-k=2,4", "granularity and top-k cannot be swept together");
     BAD("--vary experts=8,16 --vary2 granularity=1,2", "granularity and experts cannot be swept together");
     BAD("--vary gbs=64,128 --vary2 seq=2048 --tokens-per-batch 262144", "--tokens-per-batch: contradicts --vary gbs");
+    /* the same two checks in a 1-D sweep */
+    BAD("--vary gbs=64,128 --tokens-per-batch 262144", "--tokens-per-batch: contradicts --vary gbs");
+    BAD("--vary seq=2048,4096,2048", "--vary: seq = 2048 is given twice");
     BAD("--vary seq=2048,4096 --vary2 gbs=64 --tokens-per-batch 262144", "--tokens-per-batch: contradicts --vary2 gbs");
     /* 17 x 16 = 272 points, above the 256 limit */
     BAD("--vary gpus=8,16,24,32,40,48,56,64,72,80,88,96,104,112,120,128,136 "
