@@ -3,21 +3,33 @@
 
 #include <stdlib.h>
 
-cJSON *sweep_result_new(const Plan *base, SweepParam k, bool fixed, long long tokens_per_batch,
+static void null_swept(cJSON *c, SweepParam k, long long tokens_per_batch) {
+    if (k == SWEEP_GPUS) cJSON_ReplaceItemInObject(c, "gpus", cJSON_CreateNull());
+    if (k == SWEEP_SEQ) cJSON_ReplaceItemInObject(c, "seq", cJSON_CreateNull());
+    if (k == SWEEP_GBS || tokens_per_batch > 0) cJSON_ReplaceItemInObject(c, "gbs", cJSON_CreateNull());
+}
+
+cJSON *sweep_result_new(const Plan *base, SweepParam k, const SweepParam *k2, bool fixed, long long tokens_per_batch,
                         const char *cal_path, const Calibration *cal) {
     cJSON *doc = result_document("sweep", base, fixed ? base->train.micro_batch : -1, cal_path,
                                  cal ? cal->device : NULL);
     cJSON *c = cJSON_GetObjectItem(doc, "context");
-    /* the varied field has no single value: null in the context */
-    if (k == SWEEP_GPUS) cJSON_ReplaceItemInObject(c, "gpus", cJSON_CreateNull());
-    if (k == SWEEP_SEQ) cJSON_ReplaceItemInObject(c, "seq", cJSON_CreateNull());
-    if (k == SWEEP_GBS || tokens_per_batch > 0) cJSON_ReplaceItemInObject(c, "gbs", cJSON_CreateNull());
+    /* a varied field has no single value: null in the context */
+    null_swept(c, k, tokens_per_batch);
+    if (k2) null_swept(c, *k2, tokens_per_batch);
     if (tokens_per_batch > 0) cJSON_AddNumberToObject(c, "tokens_per_batch", (double)tokens_per_batch);
     else cJSON_AddNullToObject(c, "tokens_per_batch");
     cJSON *sw = cJSON_AddObjectToObject(doc, "sweep");
     cJSON_AddStringToObject(sw, "parameter", sweep_param_name(k));
     cJSON_AddStringToObject(sw, "unit", sweep_param_unit(k));
     cJSON_AddStringToObject(sw, "mode", fixed ? "fixed" : "search");
+    if (k2) {
+        cJSON_AddStringToObject(sw, "parameter2", sweep_param_name(*k2));
+        cJSON_AddStringToObject(sw, "unit2", sweep_param_unit(*k2));
+    } else {
+        cJSON_AddNullToObject(sw, "parameter2");
+        cJSON_AddNullToObject(sw, "unit2");
+    }
     cJSON_AddArrayToObject(doc, "points");
     return doc;
 }
@@ -40,6 +52,8 @@ int sweep_result_add_point(cJSON *doc, const Plan *point, const SweepPoint *pt, 
     cJSON *e = cJSON_CreateObject();
     cJSON_AddItemToArray(cJSON_GetObjectItem(doc, "points"), e);
     cJSON_AddNumberToObject(e, "value", pt->value);
+    if (pt->has_value2) cJSON_AddNumberToObject(e, "value2", pt->value2);
+    else cJSON_AddNullToObject(e, "value2");
     cJSON_AddBoolToObject(e, "ok", pt->ok);
     if (pt->ok) cJSON_AddNullToObject(e, "reason");
     else cJSON_AddStringToObject(e, "reason", pt->note);

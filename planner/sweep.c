@@ -114,6 +114,33 @@ int sweep_apply(const Plan *orig, SweepParam k, double v, long long tokens_per_b
     return 0;
 }
 
+int sweep_apply2(const Plan *orig, SweepParam k1, double v1, SweepParam k2, double v2, long long tokens_per_batch,
+                 Plan *p, MpError *err) {
+    Plan *mid = malloc(sizeof *mid);
+    if (!mid) return mp_fail(err, "sweep: out of memory");
+    int rc = sweep_apply(orig, k1, v1, tokens_per_batch, mid, err);
+    if (!rc && sweep_apply(mid, k2, v2, tokens_per_batch, p, err)) {
+        /* the second key's reasons name --vary2 */
+        if (!strncmp(err->msg, "--vary:", 7)) {
+            MpError e2;
+            mp_fail(&e2, "--vary2:%s (with %s = %g)", err->msg + 7, sweep_param_name(k1), v1);
+            *err = e2;
+        }
+        rc = -1;
+    }
+    free(mid);
+    return rc;
+}
+
+int sweep_check_pair(SweepParam k1, SweepParam k2, MpError *err) {
+    if (k1 == k2) return mp_fail(err, "--vary2: %s is already swept by --vary; give a different key", sweep_param_name(k1));
+    SweepParam a = k1 == SWEEP_GRANULARITY ? k2 : k2 == SWEEP_GRANULARITY ? k1 : SWEEP_PARAM_COUNT;
+    if (a == SWEEP_EXPERTS || a == SWEEP_TOP_K || a == SWEEP_EXPERT_FFN)
+        return mp_fail(err, "--vary2: granularity and %s cannot be swept together (granularity sets experts, "
+                       "top-k and expert-ffn)", sweep_param_name(a));
+    return 0;
+}
+
 int sweep_point(const Plan *p, const SearchConstraints *c, const SearchOptions *o, bool fixed,
                 SweepPoint *out, MpError *err) {
     memset(out, 0, sizeof *out);
@@ -154,15 +181,16 @@ int sweep_point(const Plan *p, const SearchConstraints *c, const SearchOptions *
     return 0;
 }
 
-int sweep_write_csv(const char *path, SweepParam k, const SweepPoint *pts, int n, MpError *err) {
+int sweep_write_csv(const char *path, SweepParam k, const SweepParam *k2, const SweepPoint *pts, int n, MpError *err) {
     size_t cap = 512 + (size_t)n * 512, len = 0;
     char *s = malloc(cap);
     if (!s) return mp_fail(err, "%s: out of memory", path);
     /* a point without a plan has empty fields (not zeros) and its reason */
+    len += (size_t)snprintf(s + len, cap - len, "%s,", sweep_param_name(k));
+    if (k2) len += (size_t)snprintf(s + len, cap - len, "%s,", sweep_param_name(*k2));
     len += (size_t)snprintf(s + len, cap - len,
-        "%s,ok,mfu,step_time_s,tokens_per_s_per_gpu,tflops_per_gpu,peak_memory_gib,tp,cp,pp,vpp,dp,etp,ep,edp,mbs,"
-        "recompute,optimizer_sharding,first_stage_layers,last_stage_layers,coupled_mfu,dominant,reason\n",
-        sweep_param_name(k));
+        "ok,mfu,step_time_s,tokens_per_s_per_gpu,tflops_per_gpu,peak_memory_gib,tp,cp,pp,vpp,dp,etp,ep,edp,mbs,"
+        "recompute,optimizer_sharding,first_stage_layers,last_stage_layers,coupled_mfu,dominant,reason\n");
     for (int i = 0; i < n; i++) {
         const SweepPoint *p = &pts[i];
         const Candidate *c = &p->best.cand;
@@ -171,7 +199,9 @@ int sweep_write_csv(const char *path, SweepParam k, const SweepPoint *pts, int n
         if (p->best.step_time_s > 0) snprintf(dom, sizeof dom, "%s", p->best.dominant);
         for (char *q = reason; *q; q++) if (*q == ',' || *q == '"') *q = ';';
         for (char *q = dom; *q; q++) if (*q == ',' || *q == '"') *q = ';';
-        len += (size_t)snprintf(s + len, cap - len, "%g,%d,", p->value, p->ok);
+        len += (size_t)snprintf(s + len, cap - len, "%g,", p->value);
+        if (k2) len += (size_t)snprintf(s + len, cap - len, "%g,", p->value2);
+        len += (size_t)snprintf(s + len, cap - len, "%d,", p->ok);
         if (p->best.step_time_s > 0)
             len += (size_t)snprintf(s + len, cap - len,
                 "%.5f,%.5f,%.1f,%.2f,%.2f,%d,%d,%d,%d,%d,%d,%d,%d,%d,%s,%s,%d,%d,",

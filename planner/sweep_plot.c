@@ -114,18 +114,23 @@ int sweep_plot_script(FILE *g, const char *term, const char *title, SweepParam k
     fprintf(g, "set lmargin at screen %.4f\nset rmargin at screen 0.98\n", l);
     fprintf(g, "set tmargin at screen %.4f\nset bmargin at screen 0.005\n", tbl_top);
     fprintf(g, "set xrange [0:1]\nset yrange [%d.5:-1.5]\n", n);
+    /* the plan column starts after the value column, which is as wide as
+     * the parameter's name (about 0.0085 of the table per bold character
+     * at 11 pt on the 1080-pixel table) or its default 0.10 */
+    double name_w = 0.0085 * (double)strlen(sweep_param_name(k)) + 0.02, plan_x = 0.04 + (name_w > 0.10 ? name_w : 0.10);
     fprintf(g, "set label 1 '#' at first 0.0, first -1 left font ',11:Bold'\n");
     fprintf(g, "set label 2 '%s' at first 0.04, first -1 left font ',11:Bold' noenhanced\n", sweep_param_name(k));
-    fprintf(g, "set label 3 '%s' at first 0.14, first -1 left font ',11:Bold'\n", fixed ? "plan" : "best plan (mapping)");
+    fprintf(g, "set label 3 '%s' at first %.4f, first -1 left font ',11:Bold'\n", fixed ? "plan" : "best plan (mapping)",
+            plan_x);
     fprintf(g, "set label 4 'MFU' at first 0.64, first -1 left font ',11:Bold'\n");
     fprintf(g, "set label 5 'step s' at first 0.74, first -1 left font ',11:Bold'\n");
     if (!fixed) fprintf(g, "set label 6 'coupled MFU' at first 0.84, first -1 left font ',11:Bold'\n");
     fprintf(g, "plot $points using (0.0):($5-1):(sprintf('%%d', $5)) with labels left font ',11', \\\n"
                "     $points using (0.04):($5-1):(sprintf('%%g', $1)) with labels left font ',11', \\\n"
-               "     $points using (0.14):($5-1):6 with labels left font ',11' noenhanced, \\\n"
+               "     $points using (%.4f):($5-1):6 with labels left font ',11' noenhanced, \\\n"
                "     $points using (0.64):($5-1):7 with labels left font ',11', \\\n"
                "     $points using (0.74):($5-1):8 with labels left font ',11'%s\n",
-            fixed ? "" : ", \\\n     $points using (0.84):($5-1):9 with labels left font ',11'");
+            plan_x, fixed ? "" : ", \\\n     $points using (0.84):($5-1):9 with labels left font ',11'");
     fprintf(g, "unset multiplot\n");
     return rows;
 }

@@ -150,6 +150,29 @@ static void test_sweep_script_linear_ticks(void **state) {
     free(s);
 }
 
+/* A long parameter name (gpus-per-node, 13 characters) moves the table's
+ * plan column right: 0.04 + 13 x 0.0085 + 0.02 = 0.1705 (default 0.14). */
+static void test_sweep_script_long_name(void **state) {
+    (void)state;
+    SweepPoint pts[2] = {point(8, 0.5, 1.0), point(72, 0.55, 0.9)};
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    assert_int_equal(sweep_plot_script(f, "pngcairo size 1200,900", "t", SWEEP_GPUS_PER_NODE, pts, 2, false), 2);
+    long len = ftell(f);
+    rewind(f);
+    char *s = malloc((size_t)len + 1);
+    assert_non_null(s);
+    assert_int_equal(fread(s, 1, (size_t)len, f), (size_t)len);
+    s[len] = 0;
+    fclose(f);
+    assert_non_null(strstr(s, "set label 3 'best plan (mapping)' at first 0.1705, first -1"));
+    assert_non_null(strstr(s, "$points using (0.1705):($5-1):6 with labels"));
+    free(s);
+    char *t = script_of("t", pts, 2, false); /* gpus: the default */
+    assert_non_null(strstr(t, "set label 3 'best plan (mapping)' at first 0.1400, first -1"));
+    free(t);
+}
+
 /* The binary draws a PNG and an SVG of a real sweep. */
 static void test_sweep_plot_files(void **state) {
     (void)state;
@@ -235,6 +258,7 @@ int main(void) {
         cmocka_unit_test(test_plan_label_keeps_vpp),
         cmocka_unit_test(test_sweep_script),
         cmocka_unit_test(test_sweep_script_linear_ticks),
+        cmocka_unit_test(test_sweep_script_long_name),
         cmocka_unit_test_setup_teardown(test_sweep_plot_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeline_every_stage, setup, teardown),
         cmocka_unit_test(test_timeline_options),

@@ -231,6 +231,44 @@ static void test_sweep_search_json(void **state) {
     cJSON_Delete(o);
 }
 
+/* A 2-D sweep (--vary2): both swept context fields null, parameter2 and
+ * unit2 named, every point with value and value2 in row-major order; a
+ * 1-D sweep has parameter2, unit2 and value2 null. */
+static void test_sweep_2d_json(void **state) {
+    (void)state;
+    cJSON *o = run_doc("sweep " SIM16 " --fixed --vary gpus=3,16 --vary2 seq=2048,4096 --json --quiet");
+    expect_valid(o, "sweep");
+    const cJSON *c = cJSON_GetObjectItem(o, "context");
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(c, "gpus")));
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(c, "seq")));
+    assert_int_equal((int)num_at(c, "gbs", NULL), 256);
+    const cJSON *sw = cJSON_GetObjectItem(o, "sweep");
+    assert_string_equal(cJSON_GetObjectItem(sw, "parameter")->valuestring, "gpus");
+    assert_string_equal(cJSON_GetObjectItem(sw, "parameter2")->valuestring, "seq");
+    assert_string_equal(cJSON_GetObjectItem(sw, "unit2")->valuestring, "tokens");
+    const cJSON *pts = cJSON_GetObjectItem(o, "points");
+    assert_int_equal(cJSON_GetArraySize(pts), 4);
+    const double want[4][2] = {{3, 2048}, {3, 4096}, {16, 2048}, {16, 4096}};
+    for (int i = 0; i < 4; i++) {
+        const cJSON *p = cJSON_GetArrayItem(pts, i);
+        assert_true(num_at(p, "value", NULL) == want[i][0]);
+        assert_true(num_at(p, "value2", NULL) == want[i][1]);
+        assert_int_equal(cJSON_IsTrue(cJSON_GetObjectItem(p, "ok")), i >= 2);
+        if (i >= 2) {
+            assert_int_equal((int)num_at(p, "plan", "gpus"), 16);
+            assert_int_equal((int)num_at(p, "plan", "seq"), (int)want[i][1]);
+        }
+    }
+    cJSON_Delete(o);
+    o = run_doc("sweep " SIM16 " --fixed --vary gpus=16 --json --quiet");
+    expect_valid(o, "sweep");
+    sw = cJSON_GetObjectItem(o, "sweep");
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(sw, "parameter2")));
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(sw, "unit2")));
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(o, "points"), 0), "value2")));
+    cJSON_Delete(o);
+}
+
 static void test_sweep_csv_invalid_point_has_empty_fields(void **state) {
     (void)state;
     char dir[] = "/tmp/moeplan-schema-XXXXXX";
@@ -276,6 +314,7 @@ int main(void) {
         cmocka_unit_test(test_search_json_top_k),
         cmocka_unit_test(test_sweep_json_invalid_point_is_null_with_reason),
         cmocka_unit_test(test_sweep_search_json),
+        cmocka_unit_test(test_sweep_2d_json),
         cmocka_unit_test(test_sweep_csv_invalid_point_has_empty_fields),
         cmocka_unit_test(test_execute_json),
     };
