@@ -25,7 +25,9 @@
 #   mixtral-mbs1   Mixtral-8x7B shapes, 4 layers, seq 4096, mbs 1, gbs 1
 #   qwen3          Qwen3-30B-A3B shapes (128 experts top-8, expert FFN 768),
 #                  4 layers, seq 4096, mbs QWEN_MBS (4), gbs QWEN_GBS (16)
-# WORKS="mixtral-mbs4 qwen3" picks some; STEPS (8) and WARMUP (2) per run.
+# WORKS="mixtral-mbs4 qwen3" picks some; STEPS (8) and WARMUP (2) per run;
+# LAYERS (4) for every work (2 on an 80 GB H100); the cluster (MFU peak and
+# prediction) is dgx-h200 on an H200, else dgx-h100.
 # Mixtral at mbs 4 needs ~132 GiB on the executor's side: an H200.
 #
 # Device call (NVLink multicast stays off: KINDS.md):
@@ -67,9 +69,9 @@ timed() {
 
 work_args() { # $1 work -> model layers mbs gbs
     case "$1" in
-        mixtral-mbs4) echo "mixtral-8x7b 4 4 16" ;;
-        mixtral-mbs1) echo "mixtral-8x7b 4 1 1" ;;
-        qwen3) echo "qwen3-30b-a3b 4 ${QWEN_MBS:-4} ${QWEN_GBS:-16}" ;;
+        mixtral-mbs4) echo "mixtral-8x7b ${LAYERS:-4} 4 16" ;;
+        mixtral-mbs1) echo "mixtral-8x7b ${LAYERS:-4} 1 1" ;;
+        qwen3) echo "qwen3-30b-a3b ${LAYERS:-4} ${QWEN_MBS:-4} ${QWEN_GBS:-16}" ;;
         *) echo "unknown work '$1' (mixtral-mbs4, mixtral-mbs1, qwen3)" >&2; return 2 ;;
     esac
 }
@@ -92,7 +94,8 @@ run() {
     fi
     LD_LIBRARY_PATH=$exec_ld ldd dist/moeplan | grep 'not found' && echo "moeplan: missing libraries above"
     nvidia-smi -L
-    nvidia-smi -L | grep -q H200 || echo "note: not an H200: Mixtral-8x7B shapes at mbs 4 need ~132 GiB"
+    local cluster=dgx-h200   # the MFU peak and the prediction: the GPU at hand
+    nvidia-smi -L | grep -q H200 || { cluster=dgx-h100; echo "note: not an H200 ($cluster): Mixtral-8x7B shapes at mbs 4 and 4 layers need ~132 GiB (LAYERS=2 fits 80 GB)"; }
     python3 -c 'import torch; print("torch", torch.__version__, "CUDA", torch.version.cuda, "grouped_mm", hasattr(torch, "_grouped_mm"))'
     local peer=(env "LD_LIBRARY_PATH=$torch_ld" PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True PYTHONUNBUFFERED=1
                 python3 bench/peer_torch.py)
@@ -105,16 +108,16 @@ run() {
     for w in $works; do
         read -r model layers mbs gbs < <(work_args "$w") || { failed=1; continue; }
         timed "vs_${w}_execute" 200 env "LD_LIBRARY_PATH=$exec_ld" dist/moeplan execute --model "$model" \
-            --cluster dgx-h200 --gpus 1 --layers "$layers" --seq $seq --mbs "$mbs" --gbs "$gbs" --steps "$steps" \
+            --cluster "$cluster" --gpus 1 --layers "$layers" --seq $seq --mbs "$mbs" --gbs "$gbs" --steps "$steps" \
             --warmup "$warmup" --random-tokens --lr $lr --seed $seed --optimizer-sharding none --overlap none \
             --out "$OUT/vs_${w}_execute.json" || failed=1
-        timed "vs_${w}_eager" 200 "${peer[@]}" --model "$model" --layers "$layers" --seq $seq --mbs "$mbs" \
+        timed "vs_${w}_eager" 200 "${peer[@]}" --model "$model" --cluster "$cluster" --layers "$layers" --seq $seq --mbs "$mbs" \
             --gbs "$gbs" --steps "$steps" --warmup "$warmup" --lr $lr --seed $seed --mode eager \
             --out "$OUT/vs_${w}_eager.json" || failed=1
     done
     for w in $works; do
         read -r model layers mbs gbs < <(work_args "$w") || continue
-        timed "vs_${w}_compile" 300 "${peer[@]}" --model "$model" --layers "$layers" --seq $seq --mbs "$mbs" \
+        timed "vs_${w}_compile" 300 "${peer[@]}" --model "$model" --cluster "$cluster" --layers "$layers" --seq $seq --mbs "$mbs" \
             --gbs "$gbs" --steps "$steps" --warmup "$warmup" --lr $lr --seed $seed --mode compile \
             --out "$OUT/vs_${w}_compile.json" || failed=1
     done
