@@ -71,7 +71,7 @@ work_args() { # $1 work -> model layers mbs gbs
     case "$1" in
         mixtral-mbs4) echo "mixtral-8x7b ${LAYERS:-4} 4 16" ;;
         mixtral-mbs1) echo "mixtral-8x7b ${LAYERS:-4} 1 1" ;;
-        qwen3) echo "qwen3-30b-a3b ${LAYERS:-4} ${QWEN_MBS:-4} ${QWEN_GBS:-16}" ;;
+        qwen3) echo "bench/models/qwen3-30b-a3b-shapes.json ${LAYERS:-4} ${QWEN_MBS:-4} ${QWEN_GBS:-16}" ;;
         *) echo "unknown work '$1' (mixtral-mbs4, mixtral-mbs1, qwen3)" >&2; return 2 ;;
     esac
 }

@@ -131,6 +131,8 @@ def load_model(name):
     for key, what in unsupported:
         if m.get(key):
             fail("%s: %s: %s is not implemented by the peer" % (path, key, what))
+    if m.get("qk_norm", "none") != "none":
+        fail("%s: qk_norm: %s: normalised queries and keys are not implemented (nor by the executor)" % (path, m["qk_norm"]))
     if m["router"] != "softmax":
         fail("%s: router: only the softmax router is implemented (the executor's)" % path)
     if not m["swiglu"]:

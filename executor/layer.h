@@ -22,6 +22,10 @@
 #ifndef MOEPLAN_EXECUTOR_LAYER_H
 #define MOEPLAN_EXECUTOR_LAYER_H
 
+/* RoPE base of every layer (Mixtral: rope_theta 1e6); preflight refuses a
+ * model that names another one */
+#define LAYER_ROPE_BASE 1000000.0
+
 #include <stddef.h>
 #include <stdint.h>
 

@@ -1,5 +1,6 @@
 /* preflight.c: checks before launch (see preflight.h). */
 #include "executor/preflight.h"
+#include "executor/layer.h"
 
 #include "core/schedule.h"
 
@@ -118,6 +119,27 @@ int preflight_model(const ModelSpec *s, MpError *err) {
     if (s->router != ROUTER_SOFTMAX)
         return mp_fail(err, "model: %s: only the softmax router is implemented by the executor", n);
     if (!s->swiglu) return mp_fail(err, "model: %s: only SwiGLU MLPs are implemented by the executor", n);
+    /* model features that change the math of a layer: the executor's layer
+     * (executor/layer.c) has none of them, so a model that names one is
+     * refused rather than trained as a different model */
+    static const char *const unimplemented = "is not implemented by the executor";
+    if (s->qk_norm != QK_NORM_NONE)
+        return mp_fail(err, "model: %s: qk_norm %s (normalised queries and keys) %s", n, qk_norm_name(s->qk_norm),
+                       unimplemented);
+    if (s->norm != NORM_RMS) return mp_fail(err, "model: %s: norm: only RMSNorm %s", n, "is implemented by the executor");
+    if (s->sandwich_norm) return mp_fail(err, "model: %s: sandwich_norm %s", n, unimplemented);
+    if (s->attn_out_bias) return mp_fail(err, "model: %s: attn_out_bias %s", n, unimplemented);
+    if (s->attn_sinks) return mp_fail(err, "model: %s: attn_sinks %s", n, unimplemented);
+    if (s->nope_every) return mp_fail(err, "model: %s: nope_every (layers without RoPE) %s", n, unimplemented);
+    if (s->gelu || s->clamped_glu) return mp_fail(err, "model: %s: only SiLU-gated MLPs are implemented by the executor", n);
+    if (s->expert_bias_linear) return mp_fail(err, "model: %s: expert_bias_linear %s", n, unimplemented);
+    if (s->router_pre_softmax || s->router_scale != 0 || s->router_groups || s->router_expert_bias ||
+        s->router_probs_on_input || s->shared_expert_gate)
+        return mp_fail(err, "model: %s: the executor's router is Mixtral's (softmax, top-k renormalised, weights on "
+                       "the expert outputs; no groups, bias, scale or shared-expert gate)", n);
+    if (s->rotary_base != 0 && s->rotary_base != LAYER_ROPE_BASE)
+        return mp_fail(err, "model: %s: rotary_base %g: the executor's RoPE uses base %g (Mixtral's; a model "
+                       "without rotary_base gets it too)", n, s->rotary_base, LAYER_ROPE_BASE);
     if (s->num_kv_groups <= 0 || s->num_heads % s->num_kv_groups)
         return mp_fail(err, "num_kv_groups: %d does not divide num_heads %d", s->num_kv_groups, s->num_heads);
     if (s->head_dim % 2) return mp_fail(err, "head_dim: %d: RoPE needs an even head dimension", s->head_dim);

@@ -60,6 +60,10 @@ static void test_bad_input(void **state) {
         snprintf(args, sizeof args, "%s %s", m, cases[i][0]);
         expect_bad(args, cases[i][1]);
     }
+    /* model features the executor's layer does not have: refused, not ignored */
+    expect_bad("execute --model qwen3-30b-a3b --backend cpu --gpus 1 --layers 1 --seq 64",
+               "model: qwen3-30b-a3b: qk_norm head (normalised queries and keys) is not implemented by the executor");
+    expect_bad("execute --model olmoe-1b-7b --backend cpu --gpus 1 --layers 1 --seq 64", "qk_norm full");
 }
 
 static void test_refuses_plan_that_does_not_fit(void **state) {
