@@ -30,15 +30,12 @@ static char dir[64];
 
 static int setup(void **state) {
     (void)state;
-    snprintf(dir, sizeof dir, "/tmp/moeplan-hostile-XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    return tmpdir_make(dir, sizeof dir, "hostile");
 }
 
 static int teardown(void **state) {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tmpdir_remove(dir);
 }
 
 /* Runs a shell command line (the binary is $B), output of the chosen
@@ -138,10 +135,6 @@ static void write_cluster_with(const char *path, const char *field, const char *
 }
 
 static const char *SWEEP = "sweep --model mixtral-8x7b --cluster dgx-h100 --gbs 256 --vary gpus=64,128";
-
-static bool have_gnuplot(void) {
-    return system("command -v gnuplot >/dev/null 2>&1") == 0;
-}
 
 /* ---- item 2: gnuplot ---- */
 

@@ -3,14 +3,19 @@
  *   expect_bad_input()   one line on stderr naming the problem, exit status 2
  *   test_model()         a catalog model, failing the test if it does not load
  *   assert_rel()         |got - want| <= rel * |want|
+ *   tmpdir_make/remove() a private scratch directory per test
+ *   slurp()              a whole file
+ *   have_gnuplot()       whether gnuplot is on PATH (plot tests skip without it)
  */
 #ifndef MOEPLAN_TEST_UTIL_H
 #define MOEPLAN_TEST_UTIL_H
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "core/catalog.h"
 
@@ -67,5 +72,37 @@ static inline void assert_rel(double got, double want, double rel) {
     if (d < 0) d = -d;
     if (d > rel * (want < 0 ? -want : want)) fail_msg("got %.10g want %.10g (relative tolerance %g)", got, want, rel);
 }
+
+
+/* /tmp/moeplan-TAG-XXXXXX, made afresh into dir[len]; 0 or -1. */
+static inline int tmpdir_make(char *dir, size_t len, const char *tag) {
+    snprintf(dir, len, "/tmp/moeplan-%s-XXXXXX", tag);
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+/* Removes dir and everything in it (a path tmpdir_make made: no quotes). */
+static inline int tmpdir_remove(const char *dir) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* The whole file (malloc'ed, NUL-terminated), NULL when absent. */
+static inline char *slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    assert_non_null(b);
+    assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
+    b[n] = 0;
+    fclose(f);
+    if (len) *len = (size_t)n;
+    return b;
+}
+
+static inline bool have_gnuplot(void) { return system("command -v gnuplot >/dev/null 2>&1") == 0; }
 
 #endif
