@@ -135,6 +135,26 @@ static AttnShape step_shape(const CpRingStep *st, int q0, int kv0)
     return a;
 }
 
+/* The block of each ring step of CP rank r: its shape, the rank whose K/V
+ * it uses, its first query row and first K/V row. */
+typedef struct {
+    AttnShape sh;
+    int from, q0, kv0;
+} StepBlock;
+
+static void rank_blocks(int s, int cp, int r, int c, StepBlock *blk)
+{
+    CpRingStep st[MAX_CP];
+    MpError err = {{0}};
+    assert_int_equal(layout_cp_ring_steps(s, cp, r, st, &err), 0);
+    for (int i = 0; i < cp; i++) {
+        blk[i].from = st[i].kv_from;
+        step_rows(&st[i], c, &blk[i].q0, &blk[i].kv0);
+        blk[i].sh = step_shape(&st[i], blk[i].q0, blk[i].kv0);
+        assert_int_equal(attn_shape_check(&blk[i].sh, &err), 0);
+    }
+}
+
 /* The rows of one sequence as the CP ranks hold them: pos[r] [2c] position
  * ids, and each rank's local q [2c, NH, HD], k, v, dout rows gathered from
  * the full sequence by those positions. */
@@ -184,17 +204,14 @@ static void ranks_free(Ranks *R)
 static void test_cp2_chunk_map(void **state)
 {
     (void)state;
-    int ch[2];
-    layout_cp_chunks(2, 0, ch);
-    assert_int_equal(ch[0], 0);
-    assert_int_equal(ch[1], 3);
-    layout_cp_chunks(2, 1, ch);
-    assert_int_equal(ch[0], 1);
-    assert_int_equal(ch[1], 2);
-    /* CP 1: the whole sequence is chunks 0 and 1 of rank 0 */
-    layout_cp_chunks(1, 0, ch);
-    assert_int_equal(ch[0], 0);
-    assert_int_equal(ch[1], 1);
+    /* cp, rank, its two chunks (CP 1: the whole sequence is chunks 0, 1) */
+    static const int want[][4] = {{2, 0, 0, 3}, {2, 1, 1, 2}, {1, 0, 0, 1}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        int ch[2];
+        layout_cp_chunks(want[i][0], want[i][1], ch);
+        assert_int_equal(ch[0], want[i][2]);
+        assert_int_equal(ch[1], want[i][3]);
+    }
 }
 
 /* CP 2, s 8 (chunks of 2): rank 0 positions 0 1 | 6 7, rank 1 2 3 | 4 5;
@@ -230,28 +247,23 @@ static void test_cp2_position_ids(void **state)
 static void test_cp2_step_masks(void **state)
 {
     (void)state;
+    /* [rank][step]: kv_from, q_rows, kv_rows, mask */
+    static const int want[2][2][4] = {
+        {{0, 4, 4, ATTN_MASK_CAUSAL}, {1, 2, 4, ATTN_MASK_NONE}},
+        {{1, 4, 4, ATTN_MASK_CAUSAL}, {0, 4, 2, ATTN_MASK_NONE}},
+    };
     MpError err = {{0}};
-    CpRingStep st[2];
-    assert_int_equal(layout_cp_ring_steps(8, 2, 0, st, &err), 0);
-    assert_int_equal(st[0].kv_from, 0);
-    assert_int_equal(st[0].q_rows, 4);
-    assert_int_equal(st[0].kv_rows, 4);
-    assert_int_equal(st[0].mask, ATTN_MASK_CAUSAL);
-    assert_int_equal(st[1].kv_from, 1);
-    assert_int_equal(st[1].q_rows, 2);
-    assert_int_equal(st[1].kv_rows, 4);
-    assert_int_equal(st[1].mask, ATTN_MASK_NONE);
-    assert_true(st[0].pairs == 8.0 && st[1].pairs == 8.0);
-    assert_int_equal(layout_cp_ring_steps(8, 2, 1, st, &err), 0);
-    assert_int_equal(st[0].kv_from, 1);
-    assert_int_equal(st[0].q_rows, 4);
-    assert_int_equal(st[0].kv_rows, 4);
-    assert_int_equal(st[0].mask, ATTN_MASK_CAUSAL);
-    assert_int_equal(st[1].kv_from, 0);
-    assert_int_equal(st[1].q_rows, 4);
-    assert_int_equal(st[1].kv_rows, 2);
-    assert_int_equal(st[1].mask, ATTN_MASK_NONE);
-    assert_true(st[0].pairs == 8.0 && st[1].pairs == 8.0);
+    for (int r = 0; r < 2; r++) {
+        CpRingStep st[2];
+        assert_int_equal(layout_cp_ring_steps(8, 2, r, st, &err), 0);
+        for (int i = 0; i < 2; i++) {
+            assert_int_equal(st[i].kv_from, want[r][i][0]);
+            assert_int_equal(st[i].q_rows, want[r][i][1]);
+            assert_int_equal(st[i].kv_rows, want[r][i][2]);
+            assert_int_equal(st[i].mask, want[r][i][3]);
+            assert_true(st[i].pairs == 8.0);
+        }
+    }
 }
 
 /* ---- the steps cover exactly the causal mask -------------------------------- */
@@ -348,18 +360,15 @@ static long ring_vs_direct(int cp, int c, uint64_t seed, double *worst)
     float *out[MAX_CP], *lse[MAX_CP];
     float *bo = malloc(sizeof(float) * (size_t)n * NH * HD), *bl = malloc(sizeof(float) * (size_t)n * NH);
     float *tl = malloc(sizeof(float) * (size_t)c * NH);
-    MpError err = {{0}};
     for (int r = 0; r < cp; r++) {
         out[r] = calloc((size_t)n * NH * HD, sizeof(float));
         lse[r] = malloc(sizeof(float) * (size_t)n * NH);
         for (int i = 0; i < n * NH; i++) lse[r][i] = -INFINITY;   /* nothing seen yet */
-        CpRingStep st[MAX_CP];
-        assert_int_equal(layout_cp_ring_steps(s, cp, r, st, &err), 0);
+        StepBlock blk[MAX_CP];
+        rank_blocks(s, cp, r, c, blk);
         for (int i = 0; i < cp; i++) {
-            int q0, kv0, from = st[i].kv_from;
-            step_rows(&st[i], c, &q0, &kv0);
-            AttnShape sh = step_shape(&st[i], q0, kv0);
-            assert_int_equal(attn_shape_check(&sh, &err), 0);
+            int q0 = blk[i].q0, kv0 = blk[i].kv0, from = blk[i].from;
+            const AttnShape sh = blk[i].sh;
             assert_int_equal(attention_block_forward_cpu(&sh, bo, bl, R.q[r] + (size_t)q0 * NH * HD,
                                                          R.k[from] + (size_t)kv0 * NKV * HD,
                                                          R.v[from] + (size_t)kv0 * NKV * HD), 0);
@@ -393,12 +402,11 @@ static long ring_vs_direct(int cp, int c, uint64_t seed, double *worst)
     float *bdq = malloc(sizeof(float) * (size_t)n * NH * HD);
     float *bdk = malloc(sizeof(float) * (size_t)n * NKV * HD), *bdv = malloc(sizeof(float) * (size_t)n * NKV * HD);
     for (int r = 0; r < cp; r++) {
-        CpRingStep st[MAX_CP];
-        assert_int_equal(layout_cp_ring_steps(s, cp, r, st, &err), 0);
+        StepBlock blk[MAX_CP];
+        rank_blocks(s, cp, r, c, blk);
         for (int i = 0; i < cp; i++) {
-            int q0, kv0, from = st[i].kv_from;
-            step_rows(&st[i], c, &q0, &kv0);
-            AttnShape sh = step_shape(&st[i], q0, kv0);
+            int q0 = blk[i].q0, kv0 = blk[i].kv0, from = blk[i].from;
+            const AttnShape sh = blk[i].sh;
             /* the block's rows' final lse, [NH, Tq] */
             for (int h = 0; h < NH; h++)
                 for (int a = 0; a < sh.Tq; a++) {
