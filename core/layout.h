@@ -18,6 +18,7 @@
 
 #include <stdbool.h>
 
+#include "attn_mask.h"
 #include "model.h"
 #include "plan.h"
 
@@ -46,10 +47,8 @@ void layout_cp_chunks(int cp, int rank, int chunks[2]);
  * err set otherwise. */
 int layout_cp_position_ids(int seq, int cp, int rank, int *out, MpError *err);
 
-typedef enum {
-    ATTN_MASK_NONE = 0,    /* every query sees every key of the block */
-    ATTN_MASK_CAUSAL = 1,  /* query row i sees keys 0..i (q and kv start at the same position) */
-} AttnMask;
+/* AttnMask (core/attn_mask.h): NONE, or CAUSAL with q and kv starting at the
+ * same position (query row i sees keys 0..i). */
 
 /* One ring step of one CP rank, in tokens of one sequence (multiply by the
  * micro-batch for rows):

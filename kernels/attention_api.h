@@ -47,6 +47,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#include "core/attn_mask.h"
 #include "core/error.h"
 #ifdef __cplusplus
 }
@@ -57,7 +58,8 @@ extern "C" {
 extern "C" {
 #endif
 
-typedef enum { ATTN_MASK_NONE = 0, ATTN_MASK_CAUSAL = 1 } AttnMask;
+/* AttnMask: ATTN_MASK_NONE, ATTN_MASK_CAUSAL (core/attn_mask.h, shared with
+ * core/layout.h's ring steps) */
 
 typedef struct {
     int B, Tq, Tk;          /* batch, query rows, key rows */

@@ -12,54 +12,32 @@
  * Assertions use values reduced over all ranks so every rank fails together
  * (no rank is left waiting in a collective); only rank 0 prints.
  */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
 #include <math.h>
-#include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "executor/train.h"
-#include "tests/mpi/exec_test_comms.h"
+#include "tests/mpi/exec_test_harness.h"
 
 enum { SEQ = 16, MBS = 1, GBS = 4 };
 
 static int world_rank, world_size;
 
-/* Open MPI keeps allocations until exit, partly in plugins it has unloaded
- * (stacks LeakSanitizer cannot name), so under make SAN=1 leak checking is
- * switched off for this binary (ASan's other checks stay on). */
-extern void __lsan_disable(void) __attribute__((weak));
-
 static void make_plan(Plan *p, const char *model, int world, int ep, int etp, double cf, int gbs)
 {
-    memset(p, 0, sizeof *p);
-    assert_int_equal(model_spec_tiny(model, &p->model), 0);
-    p->map.world = world; p->map.tp = 1; p->map.cp = 1; p->map.pp = 1; p->map.vpp = 1;
-    p->map.ep = ep; p->map.etp = etp;
-    MpError err;
-    assert_int_equal(mapping_resolve(&p->map, p->model.num_experts, &err), 0);
-    p->train.seq_len = SEQ; p->train.micro_batch = MBS; p->train.global_batch = gbs;
+    exec_harness_tiny_plan(p, model, world, 1, 1, 1, ep, etp, SEQ, MBS, gbs, 0);
     p->train.capacity_factor = cf;
 }
 
 static ExecOptions options(void)
 {
-    ExecOptions o;
-    memset(&o, 0, sizeof o);
-    o.backend = EXEC_BACKEND_CPU;
-    o.steps = 1; o.seed = 1234; o.lr = 1e-2;
-    return o;
+    return exec_harness_options(1);
 }
 
-/* Reference gradients in full-tensor layout: grads[uid] [numel of full tensor]. */
+/* Reference gradients in full-tensor layout, the loss of the step, of the
+ * step after Adam, the aux part of the first and the dropped pairs. */
 typedef struct {
-    float *g[1024];
-    size_t n[1024];
+    ExecFullGrads grads;
     double loss, loss2, aux;
     int dropped;
 } Reference;
@@ -69,42 +47,21 @@ static void reference_run(const char *model, double cf, Reference *r)
     memset(r, 0, sizeof *r);
     Plan plan;
     make_plan(&plan, model, 1, 1, 1, cf, GBS);
-    ExecTestComms tc;
-    exec_test_comms_build(&plan.map, MPI_COMM_SELF, &tc);
     ExecOptions o = options();
-    Trainer *t;
+    ExecHarnessTrainer h;
+    exec_harness_trainer_create(&h, &plan, &o, MPI_COMM_SELF);
     MpError err;
-    assert_int_equal(trainer_create(&plan, &o, &tc.comms, &t, &err), 0);
-    assert_int_equal(trainer_step(t, true, &r->loss, &err), 0);
-    r->aux = t->last_aux;
-    r->dropped = model_dropped_pairs(t->model);
-    for (int p = 0; p < model_num_params(t->model); p++) {
-        const ParamInfo *pi = model_param(t->model, p);
-        float *host = malloc(pi->n * sizeof(float));
-        model_param_grad_host(t->model, p, host);
-        for (size_t i = 0; i < pi->n; i++) {
-            int uid; size_t flat;
-            model_param_global_index(t->model, p, i, &uid, &flat);
-            assert_true(uid >= 0 && uid < 1024);
-            if (!r->g[uid]) {
-                /* full-tensor size: the reference holds every element */
-                size_t full = pi->kind == PARAM_PLAIN ? pi->n : pi->n / (pi->kind == PARAM_W13 ? 2 : 1);
-                r->g[uid] = calloc(full, sizeof(float));
-                r->n[uid] = full;
-            }
-            assert_true(flat < r->n[uid]);
-            r->g[uid][flat] = host[i];
-        }
-        free(host);
-    }
-    assert_int_equal(trainer_step(t, false, &r->loss2, &err), 0);
-    trainer_destroy(t);
-    exec_test_comms_free(&tc);
+    assert_int_equal(trainer_step(h.t, true, &r->loss, &err), 0);
+    r->aux = h.t->last_aux;
+    r->dropped = model_dropped_pairs(h.t->model);
+    exec_full_grads_of_reference(h.t, &r->grads);
+    assert_int_equal(trainer_step(h.t, false, &r->loss2, &err), 0);
+    exec_harness_trainer_destroy(&h);
 }
 
 static void reference_free(Reference *r)
 {
-    for (int i = 0; i < 1024; i++) free(r->g[i]);
+    exec_full_grads_free(&r->grads);
 }
 
 /* runs the mapping, returns the largest relative gradient error of any
@@ -115,46 +72,19 @@ static void check_mapping(const char *model, int ep, int etp, double cf)
     reference_run(model, cf, &ref);
     Plan plan;
     make_plan(&plan, model, world_size, ep, etp, cf, GBS);
-    ExecTestComms tc;
-    exec_test_comms_build(&plan.map, MPI_COMM_WORLD, &tc);
     ExecOptions o = options();
-    Trainer *t;
+    ExecHarnessTrainer h;
+    exec_harness_trainer_create(&h, &plan, &o, MPI_COMM_WORLD);
     MpError err;
-    int rc = trainer_create(&plan, &o, &tc.comms, &t, &err);
-    if (rc && world_rank == 0) fprintf(stderr, "trainer_create: %s\n", err.msg);
-    assert_int_equal(rc, 0);
     double loss, loss2;
-    assert_int_equal(trainer_step(t, true, &loss, &err), 0);
-    double worst = 0, local_n = 0;
+    assert_int_equal(trainer_step(h.t, true, &loss, &err), 0);
     char worst_name[64] = "";
-    for (int p = 0; p < model_num_params(t->model); p++) {
-        const ParamInfo *pi = model_param(t->model, p);
-        float *host = malloc(pi->n * sizeof(float));
-        model_param_grad_host(t->model, p, host);
-        double diff = 0, mag = 0;
-        for (size_t i = 0; i < pi->n; i++) {
-            int uid; size_t flat;
-            model_param_global_index(t->model, p, i, &uid, &flat);
-            assert_non_null(ref.g[uid]);
-            double r = ref.g[uid][flat];
-            diff = fmax(diff, fabs((double)host[i] - r));
-            mag = fmax(mag, fabs(r));
-        }
-        local_n += (double)pi->n;
-        double rel = diff / fmax(mag, 1e-20);
-        if (rel > worst) { worst = rel; snprintf(worst_name, sizeof worst_name, "%s", pi->name); }
-        free(host);
-    }
-    assert_int_equal(trainer_step(t, false, &loss2, &err), 0);
-    trainer_destroy(t);
-    exec_test_comms_free(&tc);
+    double worst = exec_local_grads_rel_err(h.t, &ref.grads, worst_name, sizeof worst_name);
+    assert_int_equal(trainer_step(h.t, false, &loss2, &err), 0);
+    exec_harness_trainer_destroy(&h);
 
-    double all_worst, total_n, loss_diff = fabs(loss - ref.loss), loss2_diff = fabs(loss2 - ref.loss2);
-    double all_loss_diff, all_loss2_diff;
-    MPI_Allreduce(&worst, &all_worst, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-    MPI_Allreduce(&local_n, &total_n, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
-    MPI_Allreduce(&loss_diff, &all_loss_diff, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-    MPI_Allreduce(&loss2_diff, &all_loss2_diff, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    double all_worst = exec_harness_max(worst), all_loss_diff = exec_harness_max(fabs(loss - ref.loss));
+    double all_loss2_diff = exec_harness_max(fabs(loss2 - ref.loss2));
     if (world_rank == 0)
         printf("  %-16s dp %d ep %d etp %d edp %d cf %.2f: loss %.6f (ref %.6f), after Adam %.6f "
                "(ref %.6f), worst grad rel err %.2e (%s), dropped pairs (ref, last mb) %d\n",
@@ -165,7 +95,6 @@ static void check_mapping(const char *model, int ep, int etp, double cf)
     assert_true(all_loss2_diff < 1e-4);
     assert_true(all_worst < 1e-4);
     if (cf > 0) assert_true(ref.dropped > 0);   /* the capacity really drops pairs */
-    (void)total_n;
     reference_free(&ref);
 }
 
@@ -316,15 +245,10 @@ static void test_loss_falls(void **state)
     (void)state;
     Plan plan;
     make_plan(&plan, "tiny-moe", world_size, world_size >= 2 ? 2 : 1, 1, 0, 4);
-    ExecTestComms tc;
-    exec_test_comms_build(&plan.map, MPI_COMM_WORLD, &tc);
     ExecOptions o = options();
     o.steps = 200; o.warmup = 1; o.lr = 1e-2;
     ExecStepStats st;
-    MpError err;
-    int rc = exec_train(&plan, &o, &tc.comms, &st, &err);
-    exec_test_comms_free(&tc);
-    assert_int_equal(rc, 0);
+    exec_harness_train(&plan, &o, &st);
     if (world_rank == 0)
         printf("  loss: step 1 %.4f, step 50 %.4f, step 100 %.4f, step 200 %.4f (median step %.2f ms)\n",
                st.losses[0], st.losses[49], st.losses[99], st.losses[199], st.median.step * 1e3);
@@ -338,13 +262,7 @@ static void test_loss_falls(void **state)
 
 int main(int argc, char **argv)
 {
-    if (__lsan_disable) __lsan_disable();
-    MPI_Init(&argc, &argv);
-    MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &world_size);
-    if (world_rank != 0) {
-        if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) return 1;
-    }
+    if (exec_harness_init(&argc, &argv, &world_rank, &world_size)) return 1;
     static const Case cases[] = {
         /* np 1: the 1-rank step against itself run twice (determinism) */
         {"tiny-moe", 1, 1, 0}, {"tiny-moe", 1, 1, 1.0},
@@ -377,9 +295,5 @@ int main(int argc, char **argv)
     }
     /* the 200-step run takes seconds: at np 1 (EP 1) and np 4 (DP4 EP2) only */
     if (world_size != 2) tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_loss_falls);
-    int failed = _cmocka_run_group_tests("executor_invariance", tests, (size_t)n, NULL, NULL);
-    int any;
-    MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    MPI_Finalize();
-    return any ? 1 : 0;
+    return exec_harness_run_group("executor_invariance", tests, n);
 }

@@ -18,26 +18,17 @@
  * that fit the world size run.  Assertions use values reduced over all
  * ranks so every rank fails together; only rank 0 prints.
  */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
 #include <math.h>
-#include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "executor/train.h"
 #include "simulator/sim_internal.h"
-#include "tests/mpi/exec_test_comms.h"
+#include "tests/mpi/exec_test_harness.h"
 
-enum { SEQ = 16, MBS = 1, GBS = 8, LAYERS = 4, STEPS = 3, MAX_UID = 1024 };
+enum { SEQ = 16, MBS = 1, GBS = 8, LAYERS = 4, STEPS = 3 };
 
 static int world_rank, world_size;
-
-extern void __lsan_disable(void) __attribute__((weak));
 
 typedef struct {
     const char *name;
@@ -69,16 +60,11 @@ static void make_plan(Plan *p, const Case *c, int world)
 
 static ExecOptions options(void)
 {
-    ExecOptions o;
-    memset(&o, 0, sizeof o);
-    o.backend = EXEC_BACKEND_CPU;
-    o.steps = STEPS; o.seed = 1234; o.lr = 1e-2;
-    return o;
+    return exec_harness_options(STEPS);
 }
 
 typedef struct {
-    float *g[MAX_UID];
-    size_t n[MAX_UID];
+    ExecFullGrads grads;
     double loss[STEPS];
 } Reference;
 
@@ -88,45 +74,22 @@ static void reference_run(const Case *c, Reference *r)
     memset(r, 0, sizeof *r);
     Plan plan;
     make_plan(&plan, c, 1);
-    ExecTestComms tc;
-    exec_test_comms_build(&plan.map, MPI_COMM_SELF, &tc);
     ExecOptions o = options();
-    Trainer *t;
+    ExecHarnessTrainer h;
+    exec_harness_trainer_create(&h, &plan, &o, MPI_COMM_SELF);
     MpError err;
-    int rc = trainer_create(&plan, &o, &tc.comms, &t, &err);
-    if (rc) fprintf(stderr, "reference trainer_create: %s\n", err.msg);
-    assert_int_equal(rc, 0);
     for (int s = 0; s < STEPS; s++) {
-        rc = trainer_step(t, true, &r->loss[s], &err);
+        int rc = trainer_step(h.t, true, &r->loss[s], &err);
         if (rc) fprintf(stderr, "reference trainer_step: %s\n", err.msg);
         assert_int_equal(rc, 0);
-        if (s) continue;
-        for (int p = 0; p < model_num_params(t->model); p++) {
-            const ParamInfo *pi = model_param(t->model, p);
-            float *host = malloc(pi->n * sizeof(float));
-            model_param_grad_host(t->model, p, host);
-            for (size_t i = 0; i < pi->n; i++) {
-                int uid; size_t flat;
-                model_param_global_index(t->model, p, i, &uid, &flat);
-                assert_true(uid >= 0 && uid < MAX_UID);
-                if (!r->g[uid]) {
-                    size_t full = pi->kind == PARAM_PLAIN ? pi->n : pi->n / (pi->kind == PARAM_W13 ? 2 : 1);
-                    r->g[uid] = calloc(full, sizeof(float));
-                    r->n[uid] = full;
-                }
-                assert_true(flat < r->n[uid]);
-                r->g[uid][flat] = host[i];
-            }
-            free(host);
-        }
+        if (!s) exec_full_grads_of_reference(h.t, &r->grads);
     }
-    trainer_destroy(t);
-    exec_test_comms_free(&tc);
+    exec_harness_trainer_destroy(&h);
 }
 
 static void reference_free(Reference *r)
 {
-    for (int i = 0; i < MAX_UID; i++) free(r->g[i]);
+    exec_full_grads_free(&r->grads);
 }
 
 /* 0 when rank `stage`'s executed operations are the simulator's list */
@@ -158,14 +121,12 @@ static void run_case(void **state)
     reference_run(c, &ref);
     Plan plan;
     make_plan(&plan, c, world_size);
-    ExecTestComms tc;
-    exec_test_comms_build(&plan.map, MPI_COMM_WORLD, &tc);
     ExecOptions o = options();
-    Trainer *t;
+    ExecHarnessTrainer h;
+    exec_harness_trainer_create(&h, &plan, &o, MPI_COMM_WORLD);
+    Trainer *t = h.t;
     MpError err;
-    int rc = trainer_create(&plan, &o, &tc.comms, &t, &err);
-    if (rc) fprintf(stderr, "trainer_create: %s\n", err.msg);
-    assert_int_equal(rc, 0);
+    int rc;
     double loss[STEPS], worst = 0, loss_diff = 0;
     char worst_name[64] = "";
     int order_bad = 0;
@@ -179,33 +140,14 @@ static void run_case(void **state)
         /* distributed optimizer: each rank holds the reduced sum of its
          * shard only; the shards back to the full gradient arenas */
         model_gather_grads(t->model);
-        for (int p = 0; p < model_num_params(t->model); p++) {
-            const ParamInfo *pi = model_param(t->model, p);
-            float *host = malloc(pi->n * sizeof(float));
-            model_param_grad_host(t->model, p, host);
-            double diff = 0, mag = 0;
-            for (size_t i = 0; i < pi->n; i++) {
-                int uid; size_t flat;
-                model_param_global_index(t->model, p, i, &uid, &flat);
-                assert_non_null(ref.g[uid]);
-                double r = ref.g[uid][flat];
-                diff = fmax(diff, fabs((double)host[i] - r));
-                mag = fmax(mag, fabs(r));
-            }
-            double rel = diff / fmax(mag, 1e-20);
-            if (rel > worst) { worst = rel; snprintf(worst_name, sizeof worst_name, "%s", pi->name); }
-            free(host);
-        }
+        worst = exec_local_grads_rel_err(t, &ref.grads, worst_name, sizeof worst_name);
     }
     int m = t->sched.m, slots = 0, local = model_num_params(t->model), total;
     for (int k = 0; k < plan.map.vpp; k++) slots += model_chunk_slots(t->model, k);
-    trainer_destroy(t);
-    exec_test_comms_free(&tc);
+    exec_harness_trainer_destroy(&h);
 
-    double all_worst, all_loss_diff;
+    double all_worst = exec_harness_max(worst), all_loss_diff = exec_harness_max(loss_diff);
     int all_order_bad;
-    MPI_Allreduce(&worst, &all_worst, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-    MPI_Allreduce(&loss_diff, &all_loss_diff, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
     MPI_Allreduce(&order_bad, &all_order_bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     MPI_Allreduce(&local, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
     if (world_rank == 0)
@@ -245,13 +187,7 @@ static void test_interleaved_constraint(void **state)
 
 int main(int argc, char **argv)
 {
-    if (__lsan_disable) __lsan_disable();
-    MPI_Init(&argc, &argv);
-    MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &world_size);
-    if (world_rank != 0) {
-        if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) return 1;
-    }
+    if (exec_harness_init(&argc, &argv, &world_rank, &world_size)) return 1;
     /* world: the world size each case runs at */
     static const struct { int world; Case c; } cases[] = {
         {1, {"no pipeline", "tiny-moe", 1, 1, 1, 0, 0, 1, 0}},
@@ -281,9 +217,5 @@ int main(int argc, char **argv)
         if (cases[i].world == world_size)
             tests[n++] = (struct CMUnitTest){cases[i].c.name, run_case, NULL, NULL, (void *)&cases[i].c};
     if (world_size == 2) tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_interleaved_constraint);
-    int failed = n ? _cmocka_run_group_tests("executor_pipeline", tests, (size_t)n, NULL, NULL) : 0;
-    int any;
-    MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    MPI_Finalize();
-    return any ? 1 : 0;
+    return exec_harness_run_group("executor_pipeline", tests, n);
 }
