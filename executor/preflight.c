@@ -91,15 +91,18 @@ int preflight_plan(Plan *p, const PlanRequested *req, PreflightNotes *notes, MpE
              opt_sharding_name(t->opt_sharding), opt_sharding_name(OPT_SHARD_DISTRIBUTED));
         t->opt_sharding = OPT_SHARD_DISTRIBUTED;
     }
-    if (t->overlap != 0) {
-        char words[64];
-        overlap_format(t->overlap, words, sizeof words);
+    /* grad and param run (gradient buckets, params.h); the other words not */
+    unsigned runs = OVERLAP_GRAD | OVERLAP_PARAM;
+    if (t->overlap & ~runs) {
+        char words[64], kept[64];
+        overlap_format(t->overlap & ~runs, words, sizeof words);
         if (req->overlap)
-            return mp_fail(err, "overlap: %s: overlapping communication with compute is not implemented by the "
-                           "executor's step (use none)", words);
-        note(notes, "overlap: the default '%s' is not implemented by the executor's step; running and predicting "
-             "with '%s' (every collective exposed)", words, "none");
-        t->overlap = 0;
+            return mp_fail(err, "overlap: %s: overlapping this communication with compute is not implemented by the "
+                           "executor's step (grad and param are; or use none)", words);
+        overlap_format(t->overlap & runs, kept, sizeof kept);
+        note(notes, "overlap: the default's '%s' is not implemented by the executor's step; running and predicting "
+             "with '%s'", words, kept);
+        t->overlap &= runs;
     }
     return 0;
 }

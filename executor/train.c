@@ -192,6 +192,7 @@ int trainer_step(Trainer *t, bool apply_optimizer, double *loss, MpError *err)
     int N = schedule_num_ops(sc), last_vs = sc->pp * sc->vpp - 1;
     t->be->in_step(t->be, true);
     model_zero_grads(t->model);
+    model_step_begin(t->model);   /* buckets start during the backward (overlap grad) */
     for (int c = 0; c < sc->vpp; c++) {
         t->nfree[c] = model_chunk_slots(t->model, c);
         for (int k = 0; k < t->nfree[c]; k++) t->free_slot[c * t->most_slots + k] = t->nfree[c] - 1 - k;
