@@ -577,6 +577,11 @@ size_t model_optimizer_elems(const Model *m)
         n += m->ps.arena[ar].shards > 1 ? m->ps.arena[ar].shard_n : m->ps.arena[ar].n;
     return n;
 }
+void model_bucket_stats(const Model *m, int *buckets, int *early_starts)
+{
+    *buckets = m->ps.nbuckets;
+    *early_starts = m->ps.early_starts;
+}
 int model_dropped_pairs(const Model *m)
 {
     return micro_batch_dropped(&m->slot[m->last_chunk][m->last_slot], &m->chunk[m->last_chunk]);

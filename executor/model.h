@@ -148,7 +148,10 @@ size_t model_local_params(const Model *m);        /* elements held by this rank 
 /* elements of each Adam moment on this rank (the shards with the
  * distributed optimizer, else model_local_params) */
 size_t model_optimizer_elems(const Model *m);
-int model_dropped_pairs(const Model *m);           /* last micro-batch, all layers */
+int model_dropped_pairs(const Model *m);
+/* gradient buckets of this rank (both arenas), and how many of them the
+ * last step started during its backward (overlap grad) */
+void model_bucket_stats(const Model *m, int *buckets, int *early_starts);           /* last micro-batch, all layers */
 /* (uid, flat index in the full tensor) of local element i of parameter p */
 void model_param_global_index(const Model *m, int p, size_t i, int *uid, size_t *flat);
 /* distributed optimizer: the reduced gradient shards all-gathered back into

@@ -384,6 +384,7 @@ static void start_bucket(ParamStore *ps, int k)
 void params_step_begin(ParamStore *ps)
 {
     ps->armed = ps->overlap_grad;
+    ps->early_starts = 0;
     for (int l = 0; l < ps->num_layers + 2; l++) ps->layer_bwd[l] = 0;
     for (int k = 0; k < ps->nbuckets; k++) {
         ParamBucket *b = &ps->bucket[k];
@@ -406,7 +407,10 @@ void params_layer_backward_done(ParamStore *ps, int tag)
     for (int k = 0; k < ps->nbuckets; k++) {
         ParamBucket *b = &ps->bucket[k];
         if (!ps->bucket_has[(size_t)k * (size_t)L2 + (size_t)t]) continue;
-        if (--b->pending == 0 && !b->launched && !b->held) start_bucket(ps, k);
+        if (--b->pending == 0 && !b->launched && !b->held) {
+            start_bucket(ps, k);
+            ps->early_starts++;
+        }
     }
     ps->be->async_poll(ps->be);
 }

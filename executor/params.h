@@ -147,6 +147,7 @@ typedef struct {
     unsigned char *bucket_has;      /* [nbuckets][L + 2]: bucket holds a parameter of tag l */
     int *layer_bwd;                 /* [L + 2] backwards of each tag this step */
     int armed;                      /* counting backwards (params_step_begin) */
+    int early_starts;               /* buckets started during the last step's backward */
 } ParamStore;
 
 /* h: hidden; Fe: expert FFN; Fl = Fe / ETP; e0, f0: first expert and first
