@@ -322,6 +322,7 @@ int exec_train(const Plan *plan, const ExecOptions *opt, const ExecComms *comms,
     stats->median.other = med[1 + PHASE_OTHER];
     stats->median.pipeline = med[1 + PHASE_PIPELINE];
     stats->peak_memory_bytes = t->be->peak_memory(t->be);
+    t->be->mem_report(t->be, &stats->mem_peak_bytes, stats->mem_bytes);
     stats->step_device_allocs = t->be->step_allocs(t->be);
     stats->tokens_per_step = (double)plan->train.global_batch * plan->train.seq_len;
     stats->stage = t->stage;
