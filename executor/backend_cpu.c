@@ -67,7 +67,7 @@ static float *scratch(Backend *b, size_t n)
         pool_free(&c->pool, c->scratch);
         c->scratch_n = 0;
         int cat = c->pool.category;
-        pool_set_category(&c->pool, MEM_ACTIVATIONS);
+        pool_set_category(&c->pool, MEM_WORKSPACE);
         c->scratch = pool_alloc(&c->pool, n * sizeof(float));
         pool_set_category(&c->pool, cat);
         if (!c->scratch) { fail(b, "scratch", "out of host memory"); return NULL; }

@@ -181,7 +181,10 @@ static void *scratch(Backend *b, size_t bytes)
     if (c->scratch_bytes < bytes) {
         pool_free(&c->pool, c->scratch);
         c->scratch_bytes = 0;
+        int cat = c->pool.category;
+        pool_set_category(&c->pool, MEM_WORKSPACE);
         c->scratch = pool_alloc(&c->pool, bytes);
+        pool_set_category(&c->pool, cat);
         if (!c->scratch) { fail(b, "scratch", "device memory exhausted"); return NULL; }
         c->scratch_bytes = bytes;
     }

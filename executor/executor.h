@@ -86,7 +86,7 @@ typedef struct {
 } ExecPhases;
 
 /* the memory categories of ExecStepStats.mem_bytes (pool.h MemCategory) */
-#define EXEC_MEM_CATEGORIES 5
+#define EXEC_MEM_CATEGORIES 6
 
 /* One forward or backward of this rank's last step: host seconds from the
  * step's start (CPU backend: the compute; CUDA: when it was enqueued). */
@@ -103,8 +103,8 @@ typedef struct {
     double peak_memory_bytes;         /* device memory (CUDA) or RSS (CPU) */
     /* what the backend allocated (its pool, executor/pool.h): the high-water
      * mark of the bytes in use and, at that moment, the bytes of each
-     * category (weights, gradients, optimizer, activations, communication:
-     * pool.h MemCategory order) */
+     * category (weights, gradients, optimizer, activations, communication,
+     * workspace: pool.h MemCategory order) */
     double mem_peak_bytes;
     double mem_bytes[EXEC_MEM_CATEGORIES];
     long step_device_allocs;          /* device allocations inside steps that the pool could

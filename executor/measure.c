@@ -64,7 +64,8 @@ void measure_prediction(const SimResult *r, MeasurePrediction *out) {
         out->mem_bytes[1] = sm->gradients;
         out->mem_bytes[2] = sm->optimizer;
         out->mem_bytes[3] = sm->activations;
-        out->mem_bytes[4] = 0;
+        out->mem_bytes[4] = 0;   /* communication buffers: not in the model */
+        out->mem_bytes[5] = 0;   /* workspaces: not in the model */
     }
 }
 
@@ -196,7 +197,7 @@ void measure_print(FILE *f, const Plan *plan, const Measurement *m) {
     /* the backend's allocations at their peak beside the memory model, by
      * category (MiB: the tiny CPU models hold a few) */
     static const char *cat[EXEC_MEM_CATEGORIES] = {"  weights", "  gradients", "  optimizer state", "  activations",
-                                                   "  communication buffers"};
+                                                   "  communication buffers", "  workspaces"};
     row(f, m, "peak allocated per GPU", m->mem_peak_bytes, p ? PRED(mem_total) : none, 1.0 / 1048576.0, "MiB");
     for (int k = 0; k < EXEC_MEM_CATEGORIES; k++)
         row(f, m, cat[k], m->mem_bytes[k], p ? PRED(mem_bytes[k]) : none, 1.0 / 1048576.0, "MiB");
@@ -237,7 +238,8 @@ static cJSON *phases_json(const ExecPhases *ph) {
 
 /* bytes by category (ExecStepStats.mem_bytes order) and their total */
 static cJSON *memory_json(double total, const double *bytes) {
-    static const char *key[EXEC_MEM_CATEGORIES] = {"weights", "gradients", "optimizer", "activations", "communication"};
+    static const char *key[EXEC_MEM_CATEGORIES] = {"weights", "gradients", "optimizer", "activations", "communication",
+                                                   "workspace"};
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "total", total);
     for (int k = 0; k < EXEC_MEM_CATEGORIES; k++) cJSON_AddNumberToObject(o, key[k], bytes[k]);

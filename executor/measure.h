@@ -36,7 +36,8 @@ typedef struct {
     char dominant[96];
     SimBreakdown breakdown;         /* the simulator's terms, seconds (critical stage) */
     /* the memory model's bytes on the stage with the most (weights,
-     * gradients, optimizer, activations; communication buffers: not modelled, 0) */
+     * gradients, optimizer, activations; communication buffers and
+     * workspaces: not modelled, 0) */
     double mem_total, mem_bytes[EXEC_MEM_CATEGORIES];
     int critical_stage;
 } MeasurePrediction;

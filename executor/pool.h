@@ -36,8 +36,9 @@ typedef enum {
     MEM_WEIGHTS = 0,     /* the working copy the GEMMs read (bf16 CUDA, fp32 CPU) */
     MEM_GRADIENTS,       /* fp32 gradient arenas and the reduced shards */
     MEM_OPTIMIZER,       /* Adam m, v and a separate fp32 master */
-    MEM_ACTIVATIONS,     /* the step's buffers and workspaces (the default) */
+    MEM_ACTIVATIONS,     /* kept from a forward to its backward (the default) */
     MEM_COMM,            /* buffers that only carry a collective's data */
+    MEM_WORKSPACE,       /* temporaries of one layer call, backend scratch */
     MEM_CATEGORY_COUNT
 } MemCategory;
 
