@@ -374,7 +374,12 @@ static void start_bucket(ParamStore *ps, int k)
     if (!b->n) return;
     be->phase_begin(be, PHASE_GRAD_SYNC);
     reduce_side_groups(ps, b->arena, b->lo, b->lo + b->n);
-    if (r->shards > 1)
+    if (!ps->overlap_grad) {   /* nothing to overlap: the blocking collective */
+        if (r->shards > 1)
+            be->reduce_scatter(be, r->gshard + b->own, r->grad + b->lo, b->shard_n, DT_F32, r->group);
+        else if (be->comms->size_of[r->group] > 1)
+            be->all_reduce(be, r->grad + b->lo, b->n, DT_F32, r->group);
+    } else if (r->shards > 1)
         b->grad_req = be->reduce_scatter_start(be, r->gshard + b->own, r->grad + b->lo, b->shard_n, DT_F32, r->group);
     else if (be->comms->size_of[r->group] > 1)
         b->grad_req = be->all_reduce_start(be, r->grad + b->lo, b->n, DT_F32, r->group);
