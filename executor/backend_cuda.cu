@@ -91,6 +91,9 @@ typedef struct {
     cudaEvent_t to_bucket;
     cudaEvent_t async_ev[BACKEND_ASYNC_MAX];
     int async_used[BACKEND_ASYNC_MAX];
+    /* the last bucket collective of each group kind (comm_begin waits for it) */
+    cudaEvent_t bucket_group_ev[GROUP_KIND_COUNT];
+    int bucket_group_used[GROUP_KIND_COUNT];
     GemmHandle gemm;
     int gemm_ready;
     DevicePool pool;
@@ -659,13 +662,17 @@ static ncclDataType_t nccl_type(ElemType t)
 {
     return t == DT_ACT ? ncclBfloat16 : t == DT_F32 ? ncclFloat32 : ncclInt32;
 }
-/* the communication stream, after the compute work enqueued so far */
-static cudaStream_t comm_begin(Backend *b, const char *op)
+/* the communication stream, after the compute work enqueued so far and
+ * after the bucket collectives already enqueued on the same communicator
+ * (NCCL runs the operations of one communicator in the order issued: two
+ * streams must not have them in flight together) */
+static cudaStream_t comm_begin(Backend *b, GroupKind g, const char *op)
 {
     CudaImpl *c = I(b);
     if (!CU(b, cudaEventRecord(c->to_comm, c->stream), op) ||
         !CU(b, cudaStreamWaitEvent(c->comm, c->to_comm, 0), op))
         return NULL;
+    if (c->bucket_group_used[g] && !CU(b, cudaStreamWaitEvent(c->comm, c->bucket_group_ev[g], 0), op)) return NULL;
     return c->comm;
 }
 /* the watchdog's deadline for the collective just enqueued on stream s */
@@ -702,7 +709,7 @@ static void cu_all_reduce(Backend *b, void *buf, size_t n, ElemType t, GroupKind
     GUARD(b);
     ncclComm_t c = comm_of(b, g);
     if (!c || !n) return;
-    cudaStream_t s = comm_begin(b, "all_reduce");
+    cudaStream_t s = comm_begin(b, g, "all_reduce");
     if (!s) return;
     nccl_ok(b, ncclAllReduce(buf, buf, n, nccl_type(t), ncclSum, c, s), "all_reduce");
     comm_end(b, g, "all_reduce");
@@ -713,7 +720,7 @@ static void cu_all_gather(Backend *b, void *recv, const void *send, size_t n, El
     ncclComm_t c = comm_of(b, g);
     if (!c) { cu_copy(b, recv, send, n * elem_bytes(b, t)); return; }
     if (!n) return;
-    cudaStream_t s = comm_begin(b, "all_gather");
+    cudaStream_t s = comm_begin(b, g, "all_gather");
     if (!s) return;
     nccl_ok(b, ncclAllGather(send, recv, n, nccl_type(t), c, s), "all_gather");
     comm_end(b, g, "all_gather");
@@ -724,7 +731,7 @@ static void cu_reduce_scatter(Backend *b, void *recv, const void *send, size_t n
     ncclComm_t c = comm_of(b, g);
     if (!c) { cu_copy(b, recv, send, n * elem_bytes(b, t)); return; }
     if (!n) return;
-    cudaStream_t s = comm_begin(b, "reduce_scatter");
+    cudaStream_t s = comm_begin(b, g, "reduce_scatter");
     if (!s) return;
     nccl_ok(b, ncclReduceScatter(send, recv, n, nccl_type(t), ncclSum, c, s), "reduce_scatter");
     comm_end(b, g, "reduce_scatter");
@@ -751,6 +758,10 @@ static int async_end(Backend *b, int h, GroupKind g, const char *op)
     watch_collective(b, c->bucket, g, op);
     if (!CU(b, cudaEventRecord(c->async_ev[h], c->bucket), op)) return -1;
     c->async_used[h] = 1;
+    if (!c->bucket_group_ev[g] &&
+        !CU(b, cudaEventCreateWithFlags(&c->bucket_group_ev[g], cudaEventDisableTiming), op))
+        return h;
+    if (CU(b, cudaEventRecord(c->bucket_group_ev[g], c->bucket), op)) c->bucket_group_used[g] = 1;
     return h;
 }
 static int cu_all_reduce_start(Backend *b, void *buf, size_t n, ElemType t, GroupKind g)
@@ -824,7 +835,7 @@ static void cu_all_to_all_v(Backend *b, const void *send, const size_t *sc, cons
         cu_copy(b, (char *)recv + rd[0] * eb, (const char *)send + sd[0] * eb, sc[0] * eb);
         return;
     }
-    cudaStream_t s = comm_begin(b, "all_to_all_v");
+    cudaStream_t s = comm_begin(b, g, "all_to_all_v");
     if (!s) return;
     send_recv_all(b, c, s, b->comms->size_of[g], send, sc, sd, recv, rc, rd, nccl_type(t), eb,
                   "all_to_all_v");
@@ -876,7 +887,7 @@ static void cu_all_to_all_host_i32(Backend *b, const int32_t *send, int32_t *rec
     int32_t *d = ints(b, 2 * (size_t)sz * n);
     if (!d) return;
     cu_upload(b, d, send, sizeof(int32_t) * (size_t)sz * n);
-    cudaStream_t s = comm_begin(b, "count exchange");
+    cudaStream_t s = comm_begin(b, g, "count exchange");
     if (!s) return;
     if (!nccl_ok(b, ncclGroupStart(), "count exchange")) return;
     for (int r = 0; r < sz; r++) {
@@ -897,7 +908,7 @@ static void cu_all_gather_host_i32(Backend *b, const int32_t *send, int32_t *rec
     int32_t *d = ints(b, (size_t)(sz + 1) * n);
     if (!d) return;
     cu_upload(b, d, send, sizeof(int32_t) * (size_t)n);
-    cudaStream_t s = comm_begin(b, "count all-gather");
+    cudaStream_t s = comm_begin(b, g, "count all-gather");
     if (!s) return;
     nccl_ok(b, ncclAllGather(d, d + n, (size_t)n, ncclInt32, c, s), "count all-gather");
     comm_end(b, g, "count all-gather");
@@ -1010,6 +1021,7 @@ static void cu_destroy(Backend *b)
     if (c->p2p) cudaStreamSynchronize(c->p2p);
     if (c->bucket) cudaStreamSynchronize(c->bucket);
     for (int i = 0; i < BACKEND_ASYNC_MAX; i++) if (c->async_ev[i]) cudaEventDestroy(c->async_ev[i]);
+    for (int i = 0; i < GROUP_KIND_COUNT; i++) if (c->bucket_group_ev[i]) cudaEventDestroy(c->bucket_group_ev[i]);
     if (c->to_bucket) cudaEventDestroy(c->to_bucket);
     for (int i = 0; i < c->cap_ev; i++) { cudaEventDestroy(c->ev[i].begin); cudaEventDestroy(c->ev[i].end); }
     free(c->ev);
