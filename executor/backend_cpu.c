@@ -41,6 +41,10 @@ typedef struct {
     MPI_Request req[BACKEND_ASYNC_MAX];
     int req_group[BACKEND_ASYNC_MAX];
     int req_used[BACKEND_ASYNC_MAX];
+    /* an in-place reduce-scatter's move of its sum, done at the wait */
+    void *move_dst[BACKEND_ASYNC_MAX];
+    const void *move_src[BACKEND_ASYNC_MAX];
+    size_t move_bytes[BACKEND_ASYNC_MAX];
 } CpuImpl;
 
 static double now_s(void)
@@ -372,11 +376,24 @@ static void cpu_all_gather(Backend *b, void *recv, const void *send, size_t n, E
                           ? MPI_IN_PLACE : send;
     WATCHED(b, g, "all_gather", MPI_Allgather(src, (int)n, mpi_type(t), recv, (int)n, mpi_type(t), c));
 }
+/* NCCL's in-place reduce-scatter: recv == send + rank_in * n (elements).
+ * MPI_IN_PLACE leaves the sum at the start of the buffer instead: the
+ * caller moves it to recv afterwards. */
+static bool rs_in_place(Backend *b, const void *recv, const void *send, size_t n, ElemType t, GroupKind g)
+{
+    return (const char *)recv == (const char *)send + (size_t)b->comms->rank_in[g] * n * elem_bytes(b, t);
+}
 static void cpu_reduce_scatter(Backend *b, void *recv, const void *send, size_t n, ElemType t,
                                GroupKind g)
 {
     MPI_Comm c = comm_of(b, g);
     if (c == MPI_COMM_NULL) { memmove(recv, send, n * elem_bytes(b, t)); return; }
+    if (rs_in_place(b, recv, send, n, t, g)) {
+        WATCHED(b, g, "reduce_scatter",
+                MPI_Reduce_scatter_block(MPI_IN_PLACE, (void *)send, (int)n, mpi_type(t), MPI_SUM, c));
+        memmove(recv, send, n * elem_bytes(b, t));
+        return;
+    }
     WATCHED(b, g, "reduce_scatter", MPI_Reduce_scatter_block(send, recv, (int)n, mpi_type(t), MPI_SUM, c));
 }
 static void cpu_all_to_all_v(Backend *b, const void *send, const size_t *sc, const size_t *sd,
@@ -433,7 +450,12 @@ static int req_slot(Backend *b, GroupKind g)
 {
     CpuImpl *c = I(b);
     for (int i = 0; i < BACKEND_ASYNC_MAX; i++)
-        if (!c->req_used[i]) { c->req_used[i] = 1; c->req_group[i] = (int)g; return i; }
+        if (!c->req_used[i]) {
+            c->req_used[i] = 1;
+            c->req_group[i] = (int)g;
+            c->move_bytes[i] = 0;
+            return i;
+        }
     fail(b, "async", "more than BACKEND_ASYNC_MAX collectives pending");
     return -1;
 }
@@ -452,7 +474,16 @@ static int cpu_reduce_scatter_start(Backend *b, void *recv, const void *send, si
     if (c == MPI_COMM_NULL) { memmove(recv, send, n * elem_bytes(b, t)); return -1; }
     if (!n || I(b)->error[0]) return -1;
     int h = req_slot(b, g);
-    if (h >= 0) MPI_Ireduce_scatter_block(send, recv, (int)n, mpi_type(t), MPI_SUM, c, &I(b)->req[h]);
+    if (h < 0) return h;
+    CpuImpl *ci = I(b);
+    if (rs_in_place(b, recv, send, n, t, g)) {
+        MPI_Ireduce_scatter_block(MPI_IN_PLACE, (void *)send, (int)n, mpi_type(t), MPI_SUM, c, &ci->req[h]);
+        ci->move_dst[h] = recv;
+        ci->move_src[h] = send;
+        ci->move_bytes[h] = n * elem_bytes(b, t);
+    } else {
+        MPI_Ireduce_scatter_block(send, recv, (int)n, mpi_type(t), MPI_SUM, c, &ci->req[h]);
+    }
     return h;
 }
 static int cpu_all_gather_start(Backend *b, void *recv, const void *send, size_t n, ElemType t,
@@ -472,6 +503,7 @@ static void cpu_async_wait(Backend *b, int h)
     CpuImpl *c = I(b);
     if (h < 0 || h >= BACKEND_ASYNC_MAX || !c->req_used[h]) return;
     WATCHED(b, c->req_group[h], "bucket wait", MPI_Wait(&c->req[h], MPI_STATUS_IGNORE));
+    if (c->move_bytes[h] && c->move_dst[h] != c->move_src[h]) memmove(c->move_dst[h], c->move_src[h], c->move_bytes[h]);
     c->req_used[h] = 0;
 }
 static void cpu_async_poll(Backend *b)

@@ -240,15 +240,14 @@ int params_allocate(ParamStore *ps, MpError *err)
         be->mem_category(be, A == 4 ? MEM_WEIGHTS : MEM_OPTIMIZER);
         r->master = be->alloc(be, (r->master_sharded ? own : full) * sizeof(float));
         be->mem_category(be, MEM_GRADIENTS);
-        r->grad = be->alloc(be, full * sizeof(float));
-        r->gshard = r->shards > 1 ? be->alloc(be, own * sizeof(float)) : NULL;
+        r->grad = be->alloc(be, full * sizeof(float));   /* reduce-scattered in place */
         be->mem_category(be, MEM_OPTIMIZER);
         r->m = be->alloc(be, own * sizeof(float));
         r->v = be->alloc(be, own * sizeof(float));
         be->mem_category(be, MEM_WEIGHTS);
         r->act = A == 4 ? (void *)r->master : be->alloc(be, full * A);
         be->mem_category(be, MEM_ACTIVATIONS);
-        if (!r->master || !r->grad || !r->m || !r->v || !r->act || (r->shards > 1 && !r->gshard))
+        if (!r->master || !r->grad || !r->m || !r->v || !r->act)
             return mp_fail(err, "executor: device memory: cannot hold %zu parameters (%s arena)",
                            r->n, ar ? "expert" : "dense");
     }
@@ -310,7 +309,6 @@ void params_free(ParamStore *ps)
         if (r->grad) be->release(be, r->grad);
         if (r->m) be->release(be, r->m);
         if (r->v) be->release(be, r->v);
-        if (r->gshard) be->release(be, r->gshard);
         memset(r, 0, sizeof *r);
     }
     free(ps->bucket);
@@ -362,9 +360,18 @@ static void reduce_side_groups(ParamStore *ps, int ar, size_t lo, size_t hi)
     }
 }
 
+/* this rank's part of sharded bucket b in the gradient arena: where the
+ * in-place reduce-scatter leaves its sum (NCCL's in-place convention) */
+static float *own_grad(const ParamStore *ps, const ParamBucket *b)
+{
+    const ParamArena *r = &ps->arena[b->arena];
+    return r->grad + b->lo + (size_t)r->shard_rank * b->shard_n;
+}
+
 /* Starts bucket k's gradient reduction: the side groups (blocking, small),
  * then over the arena's group an all-reduce in place, or (distributed) a
- * reduce-scatter of the padded bucket into this rank's part of gshard. */
+ * reduce-scatter of the padded bucket in place (this rank's part keeps
+ * its sum). */
 static void start_bucket(ParamStore *ps, int k)
 {
     Backend *be = ps->be;
@@ -376,11 +383,11 @@ static void start_bucket(ParamStore *ps, int k)
     reduce_side_groups(ps, b->arena, b->lo, b->lo + b->n);
     if (!ps->overlap_grad) {   /* nothing to overlap: the blocking collective */
         if (r->shards > 1)
-            be->reduce_scatter(be, r->gshard + b->own, r->grad + b->lo, b->shard_n, DT_F32, r->group);
+            be->reduce_scatter(be, own_grad(ps, b), r->grad + b->lo, b->shard_n, DT_F32, r->group);
         else if (be->comms->size_of[r->group] > 1)
             be->all_reduce(be, r->grad + b->lo, b->n, DT_F32, r->group);
     } else if (r->shards > 1)
-        b->grad_req = be->reduce_scatter_start(be, r->gshard + b->own, r->grad + b->lo, b->shard_n, DT_F32, r->group);
+        b->grad_req = be->reduce_scatter_start(be, own_grad(ps, b), r->grad + b->lo, b->shard_n, DT_F32, r->group);
     else if (be->comms->size_of[r->group] > 1)
         b->grad_req = be->all_reduce_start(be, r->grad + b->lo, b->n, DT_F32, r->group);
     be->phase_end(be, PHASE_GRAD_SYNC);
@@ -455,7 +462,7 @@ void params_gather_grads(ParamStore *ps)
     for (int k = 0; k < ps->nbuckets; k++) {
         const ParamBucket *b = &ps->bucket[k];
         ParamArena *r = &ps->arena[b->arena];
-        if (r->shards > 1) be->all_gather(be, r->grad + b->lo, r->gshard + b->own, b->shard_n, DT_F32, r->group);
+        if (r->shards > 1) be->all_gather(be, r->grad + b->lo, own_grad(ps, b), b->shard_n, DT_F32, r->group);
     }
 }
 
@@ -479,7 +486,7 @@ void params_adam_step(ParamStore *ps, float lr, int t)
         size_t off = b->lo + (size_t)r->shard_rank * b->shard_n;
         float *master = r->master_sharded ? r->master + b->own : r->master + off;
         void *act = (char *)r->act + off * (size_t)be->act_bytes;
-        be->adam(be, master, act, r->gshard + b->own, r->m + b->own, r->v + b->own, b->shard_n, lr, 0.9f,
+        be->adam(be, master, act, own_grad(ps, b), r->m + b->own, r->v + b->own, b->shard_n, lr, 0.9f,
                  0.95f, 1e-8f, 0.0f, t);
         be->phase_end(be, PHASE_OPTIMIZER);
         /* the updated working copy back to every member (in place): now,

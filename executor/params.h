@@ -89,12 +89,13 @@ typedef struct {
  * backward comes first) until it holds bucket_elems elements.  With the
  * distributed optimizer each bucket is padded to shards * shard_n and each
  * member owns part shard_rank of EVERY bucket (its optimizer shard is the
- * concatenation of those parts: gshard / m / v at own). */
+ * concatenation of those parts: m / v at own; its reduced gradient stays
+ * in place, at lo + shard_rank * shard_n of the gradient arena). */
 typedef struct {
     int arena;
     size_t lo, n;          /* elements of the arena: [lo, lo + n) its parameters */
     size_t shard_n;        /* sharded: each member's part; the bucket spans shards * shard_n */
-    size_t own;            /* sharded: offset of this rank's part in gshard, m, v (and a sharded master) */
+    size_t own;            /* sharded: offset of this rank's part in m, v (and a sharded master) */
     int pending;           /* its layers whose last backward of the step has not run */
     int grad_req, param_req;   /* Backend async handles, -1: none pending */
     int launched;          /* its gradient collective was started this step */
@@ -107,18 +108,17 @@ typedef struct {
     size_t n;
     /* Distributed optimizer (Megatron's ZeRO-1), when asked and the arena's
      * data-parallel group (DP*CP dense, EDP expert) has shards > 1 members:
-     * the arena is padded to shards * shard_n elements (shard_n a multiple
-     * of 64); this rank owns
-     * elements [shard_rank * shard_n, +shard_n).  Gradients are
-     * reduce-scattered into gshard [shard_n]; m, v are [shard_n]; master is
-     * [shard_n] when the act copy is a separate bf16 tensor (CUDA), and the
-     * full tensor when it is the act copy itself (CPU float); after Adam the
-     * owned act elements are all-gathered over the group. */
+     * each bucket is padded to shards * its shard_n elements (a multiple
+     * of 64) and this rank owns part shard_rank of each (ParamBucket).
+     * Gradients are reduce-scattered in place (Megatron's grad buffer: no
+     * second buffer); m, v are [shard_n]; master is [shard_n] when the act
+     * copy is a separate bf16 tensor (CUDA), and the full tensor when it
+     * is the act copy itself (CPU float); after Adam the owned act
+     * elements are all-gathered over the group. */
     int shards, shard_rank;
     size_t shard_n;                 /* owned elements: sum of the buckets' shard_n */
     size_t full;                    /* elements of grad (and act): n plus the buckets' padding */
     GroupKind group;
-    float *gshard;
     int master_sharded;
 } ParamArena;
 
@@ -196,7 +196,8 @@ static inline void *params_act(const ParamStore *ps, int p)
 
 void params_zero_grads(ParamStore *ps);
 /* sums every gradient over its reduce_groups (the table drives it); for a
- * sharded arena the data-parallel sum is a reduce-scatter into gshard */
+ * sharded arena the data-parallel sum is a reduce-scatter in place (each
+ * member's part of each bucket holds its sum) */
 void params_reduce_grads(ParamStore *ps);
 /* tests: all-gathers the reduced shards of sharded arenas back into the
  * full gradient arenas (collective; nothing for unsharded arenas) */
