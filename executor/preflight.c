@@ -240,7 +240,9 @@ void preflight_cpu_memory(const Plan *p, int layers, size_t data_ids, CpuMemoryE
     double big = rows * 2 * Fl > T * 2 * F ? rows * 2 * Fl : T * 2 * F;
     double temp = T * k * h + 3 * rows * h + 1.5 * big + 5 * T * h + T * qkvw + T * n * d + 2 * T * E + T * k +
                   T * (h + 1 + V + 1 + 3);
-    out->activations = 4.0 * 1.125 * (saved + temp);   /* buffers grow with 1/8 slack (model.c buf_get) */
+    /* a buffer that outgrows its first size takes 1/8 slack (layer.c
+     * buf_get): counted on every buffer, an upper bound */
+    out->activations = 4.0 * 1.125 * (saved + temp);
     out->data = 4.0 * (double)data_ids;
     out->base = PREFLIGHT_CPU_BASE_BYTES;
     out->total = out->params + out->activations + out->data + out->base;
