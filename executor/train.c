@@ -224,14 +224,17 @@ int trainer_step(Trainer *t, bool apply_optimizer, double *loss, MpError *err)
         }
     }
     model_sync_grads(t->model);
-    if (apply_optimizer) model_adam_step(t->model, t->lr, t->step + 1);
     /* mean loss over the global batch: the device sums over the pipeline
      * (the last stage's token losses, every stage's aux losses) and the
-     * data-parallel ranks, read once per step (the step's one loss
-     * synchronisation) */
+     * data-parallel ranks before Adam (with overlap param the parameter
+     * all-gathers that Adam starts on the DP*CP communicator would
+     * otherwise be waited for by this sum), read once per step after it
+     * (the step's one loss synchronisation) */
     double ce, aux;
     if (sc->pp > 1) model_reduce_losses(t->model, GROUP_PP);
-    int rc = model_read_losses(t->model, t->dp * t->cp > 1 ? GROUP_DP_CP : GROUP_KIND_COUNT, &ce, &aux);
+    if (t->dp * t->cp > 1) model_reduce_losses(t->model, GROUP_DP_CP);
+    if (apply_optimizer) model_adam_step(t->model, t->lr, t->step + 1);
+    int rc = model_read_losses(t->model, GROUP_KIND_COUNT, &ce, &aux);
     t->be->in_step(t->be, false);
     if (rc || t->be->status(t->be, err)) return -1;
     t->last_aux = aux / tokens;
