@@ -162,8 +162,9 @@ static void init_param_parallel(const ParamStore *ps, int p, float *host)
 /* Buckets of arena ar, appended to ps->bucket: walking the arena's
  * parameters from its end (the last layers, whose backward runs first), a
  * bucket closes at a parameter boundary once it holds bucket_elems
- * elements (0: the whole arena is one bucket); at most PARAMS_MAX_BUCKETS /
- * 2 per arena (the size grows to fit).  Then the parameters get their
+ * elements (0: the whole arena is one bucket); the size is at least 1/16
+ * of the arena, so an arena has at most 17 buckets and both together stay
+ * below BACKEND_ASYNC_MAX pending collectives.  Then the parameters get their
  * offsets again, bucket after bucket in arena order, each sharded bucket
  * padded to shards * shard_n.  Returns -1 when out of host memory. */
 #define PARAMS_MAX_BUCKETS (BACKEND_ASYNC_MAX / 2)
