@@ -63,7 +63,7 @@ typedef struct {
     double tflops_legacy_per_gpu, tflops_megatron_per_gpu;
     double tokens_per_s_per_gpu;
     double peak_memory_bytes;
-    /* the backend's own accounting (ExecStepStats.mem_*): rank with the highest peak */
+    /* the backend's own accounting (ExecStepStats.mem_*): each the largest over the ranks */
     double mem_peak_bytes, mem_bytes[EXEC_MEM_CATEGORIES];
     double loss_first, loss_last;
     /* derived per GPU (measure_rates; 0 when not applicable) */
