@@ -340,6 +340,9 @@ static int predict(ExecuteArgs *x, SimResult *res, SimResult *res_cal, MpError *
      * predict with that backend's rates (simulator/attention.c) */
     tp->train.attention_backend = ATTN_BACKEND_OWN;
     SimOptions so = {0};
+    /* the memory model in the run's element size: bf16 on the GPU, fp32
+     * on the CPU backend (whose weights are their own master) */
+    so.memory_elem_bytes = x->opt.backend == EXEC_BACKEND_CUDA ? 2 : 4;
     const Mapping *mp = &x->plan.map;
     int dp = mp->dp > 0 ? mp->dp : 1, mbs = x->plan.train.micro_batch > 0 ? x->plan.train.micro_batch : 1;
     if (mp->pp > 1 && x->plan.train.global_batch / (mbs * dp) > 0) {
@@ -506,13 +509,19 @@ static int run_rank(ExecuteArgs *x, const LaunchEnv *env, const SimResult *pred,
     /* the last collective: a peer that has passed it may end, its deadline still holds */
     watchdog_peers_may_end(wd);
     /* the slowest rank sets the step time; peak memory is the largest */
-    double v[9] = {stats.median.step, stats.median.attention, stats.median.moe_compute,
+    /* and of the backend's accounting, the peak and each category's bytes
+     * (max over ranks each: equal on ranks of one stage) */
+    double v[10 + EXEC_MEM_CATEGORIES] = {stats.median.step, stats.median.attention, stats.median.moe_compute,
                    stats.median.dispatcher_comm, stats.median.grad_sync, stats.median.optimizer,
-                   stats.median.other, stats.peak_memory_bytes, stats.median.pipeline};
-    if (comms_max(&cc, v, 9, &err)) return rank_fail(&cc, rank, &err);
+                   stats.median.other, stats.peak_memory_bytes, stats.median.pipeline, stats.mem_peak_bytes};
+    for (int k = 0; k < EXEC_MEM_CATEGORIES; k++) v[10 + k] = stats.mem_bytes[k];
+    if (comms_max(&cc, v, 10 + EXEC_MEM_CATEGORIES, &err)) return rank_fail(&cc, rank, &err);
+    stats.mem_peak_bytes = v[9];
+    for (int k = 0; k < EXEC_MEM_CATEGORIES; k++) stats.mem_bytes[k] = v[10 + k];
     watchdog_stop(wd);
     stats.median = (ExecPhases){v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[8]};
     stats.peak_memory_bytes = v[7];
+
     int status = 0;
     if (rank == 0) {
         Measurement m;

@@ -263,7 +263,40 @@ struct Backend {
     long (*step_allocs)(Backend *b);
 
     void (*destroy)(Backend *b);
+
+    /* ---- gradient buckets: nonblocking collectives (issue 15, --overlap
+     * grad / param; executor/params.c).  A start enqueues the collective
+     * after the step's work so far and returns a handle in [0,
+     * BACKEND_ASYNC_MAX), or -1 when there is nothing to wait for (a group
+     * of one: done as a copy; or a failure, kept in the sticky status).
+     * The step must not touch the buffers until async_wait(handle), which
+     * makes the work enqueued after it wait for the collective (CUDA: the
+     * compute stream waits on an event recorded after the NCCL call, which
+     * runs on a stream of its own for these collectives; CPU: MPI_Ireduce_scatter_block /
+     * MPI_Iallreduce / MPI_Iallgather, then MPI_Wait).  async_poll lets
+     * pending collectives progress (CPU: MPI_Test; CUDA: nothing).
+     * Semantics as the blocking all_reduce / reduce_scatter / all_gather
+     * (in place all-gather: send == recv + rank_in * n). ---- */
+    int (*all_reduce_start)(Backend *b, void *buf, size_t n, ElemType t, GroupKind g);
+    int (*reduce_scatter_start)(Backend *b, void *recv, const void *send, size_t n, ElemType t,
+                                GroupKind g);
+    int (*all_gather_start)(Backend *b, void *recv, const void *send, size_t n, ElemType t,
+                            GroupKind g);
+    void (*async_wait)(Backend *b, int handle);
+    void (*async_poll)(Backend *b);
+    /* ---- memory accounting (issue 15 item 4): what the backend holds, by
+     * category (MemCategory), and the breakdown at the peak of the total.
+     * mem_category sets the category of the allocations that follow. ---- */
+    void (*mem_category)(Backend *b, int category);
+    void (*mem_report)(Backend *b, double *peak_total, double *peak_by_category);
 };
+
+/* Wiring of the block above (separate from BACKEND_OPS). */
+#define BACKEND_ASYNC_OPS(X) \
+    X(all_reduce_start) X(reduce_scatter_start) X(all_gather_start) X(async_wait) X(async_poll) \
+    X(mem_category) X(mem_report)
+
+#define BACKEND_ASYNC_MAX 64
 
 /* Every operation of Backend, for the implementations' wiring: each one
  * defines PREFIX_<op> for every op and assigns them with

@@ -5,6 +5,7 @@
 #include "executor/backend.h"
 #include "executor/collective_watch.h"
 #include "executor/phase_clock.h"
+#include "executor/pool.h"
 
 #include <mpi.h>
 #include <stdio.h>
@@ -33,6 +34,17 @@ typedef struct {
     float *scratch;
     size_t scratch_n;
     char error[200];        /* sticky: the first failure, "" while none */
+    /* every Backend.alloc goes through a pool over calloc, for the same
+     * accounting as the CUDA backend (peak in use, by MemCategory) */
+    DevicePool pool;
+    /* nonblocking collectives (Backend.*_start): MPI_REQUEST_NULL = free */
+    MPI_Request req[BACKEND_ASYNC_MAX];
+    int req_group[BACKEND_ASYNC_MAX];
+    int req_used[BACKEND_ASYNC_MAX];
+    /* an in-place reduce-scatter's move of its sum, done at the wait */
+    void *move_dst[BACKEND_ASYNC_MAX];
+    const void *move_src[BACKEND_ASYNC_MAX];
+    size_t move_bytes[BACKEND_ASYNC_MAX];
 } CpuImpl;
 
 static double now_s(void)
@@ -56,9 +68,12 @@ static float *scratch(Backend *b, size_t n)
 {
     CpuImpl *c = I(b);
     if (c->scratch_n < n) {
-        free(c->scratch);
+        pool_free(&c->pool, c->scratch);
         c->scratch_n = 0;
-        c->scratch = malloc(n * sizeof(float));
+        int cat = c->pool.category;
+        pool_set_category(&c->pool, MEM_WORKSPACE);
+        c->scratch = pool_alloc(&c->pool, n * sizeof(float));
+        pool_set_category(&c->pool, cat);
         if (!c->scratch) { fail(b, "scratch", "out of host memory"); return NULL; }
         c->scratch_n = n;
     }
@@ -66,8 +81,18 @@ static float *scratch(Backend *b, size_t n)
 }
 
 /* ---- memory ---- */
-static void *cpu_alloc(Backend *b, size_t bytes) { (void)b; return calloc(1, bytes ? bytes : 1); }
-static void cpu_release(Backend *b, void *p) { (void)b; free(p); }
+static void *raw_alloc(void *ctx, size_t bytes) { (void)ctx; return calloc(1, bytes); }
+static void raw_free(void *ctx, void *p) { (void)ctx; free(p); }
+static void *cpu_alloc(Backend *b, size_t bytes)
+{
+    void *p = pool_alloc(&I(b)->pool, bytes ? bytes : 1);
+    if (p) memset(p, 0, bytes ? bytes : 1);   /* zero-filled (a reused block too) */
+    return p;
+}
+static void cpu_release(Backend *b, void *p)
+{
+    if (pool_free(&I(b)->pool, p)) fail(b, "release", "pointer not from this backend's pool");
+}
 static void cpu_upload(Backend *b, void *dst, const void *src, size_t n) { (void)b; memcpy(dst, src, n); }
 static void cpu_download(Backend *b, void *dst, const void *src, size_t n) { (void)b; memcpy(dst, src, n); }
 static void cpu_zero(Backend *b, void *p, size_t n) { (void)b; memset(p, 0, n); }
@@ -351,11 +376,24 @@ static void cpu_all_gather(Backend *b, void *recv, const void *send, size_t n, E
                           ? MPI_IN_PLACE : send;
     WATCHED(b, g, "all_gather", MPI_Allgather(src, (int)n, mpi_type(t), recv, (int)n, mpi_type(t), c));
 }
+/* NCCL's in-place reduce-scatter: recv == send + rank_in * n (elements).
+ * MPI_IN_PLACE leaves the sum at the start of the buffer instead: the
+ * caller moves it to recv afterwards. */
+static bool rs_in_place(Backend *b, const void *recv, const void *send, size_t n, ElemType t, GroupKind g)
+{
+    return (const char *)recv == (const char *)send + (size_t)b->comms->rank_in[g] * n * elem_bytes(b, t);
+}
 static void cpu_reduce_scatter(Backend *b, void *recv, const void *send, size_t n, ElemType t,
                                GroupKind g)
 {
     MPI_Comm c = comm_of(b, g);
     if (c == MPI_COMM_NULL) { memmove(recv, send, n * elem_bytes(b, t)); return; }
+    if (rs_in_place(b, recv, send, n, t, g)) {
+        WATCHED(b, g, "reduce_scatter",
+                MPI_Reduce_scatter_block(MPI_IN_PLACE, (void *)send, (int)n, mpi_type(t), MPI_SUM, c));
+        memmove(recv, send, n * elem_bytes(b, t));
+        return;
+    }
     WATCHED(b, g, "reduce_scatter", MPI_Reduce_scatter_block(send, recv, (int)n, mpi_type(t), MPI_SUM, c));
 }
 static void cpu_all_to_all_v(Backend *b, const void *send, const size_t *sc, const size_t *sd,
@@ -407,6 +445,87 @@ static void cpu_all_gather_host_i32(Backend *b, const int32_t *send, int32_t *re
     WATCHED(b, g, "token-count all_gather", MPI_Allgather(send, n, MPI_INT, recv, n, MPI_INT, c));
 }
 
+/* ---- nonblocking collectives (gradient buckets) ---- */
+static int req_slot(Backend *b, GroupKind g)
+{
+    CpuImpl *c = I(b);
+    for (int i = 0; i < BACKEND_ASYNC_MAX; i++)
+        if (!c->req_used[i]) {
+            c->req_used[i] = 1;
+            c->req_group[i] = (int)g;
+            c->move_bytes[i] = 0;
+            return i;
+        }
+    fail(b, "async", "more than BACKEND_ASYNC_MAX collectives pending");
+    return -1;
+}
+static int cpu_all_reduce_start(Backend *b, void *buf, size_t n, ElemType t, GroupKind g)
+{
+    MPI_Comm c = comm_of(b, g);
+    if (c == MPI_COMM_NULL || !n || I(b)->error[0]) return -1;
+    int h = req_slot(b, g);
+    if (h >= 0) MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, mpi_type(t), MPI_SUM, c, &I(b)->req[h]);
+    return h;
+}
+static int cpu_reduce_scatter_start(Backend *b, void *recv, const void *send, size_t n, ElemType t,
+                                    GroupKind g)
+{
+    MPI_Comm c = comm_of(b, g);
+    if (c == MPI_COMM_NULL) { memmove(recv, send, n * elem_bytes(b, t)); return -1; }
+    if (!n || I(b)->error[0]) return -1;
+    int h = req_slot(b, g);
+    if (h < 0) return h;
+    CpuImpl *ci = I(b);
+    if (rs_in_place(b, recv, send, n, t, g)) {
+        MPI_Ireduce_scatter_block(MPI_IN_PLACE, (void *)send, (int)n, mpi_type(t), MPI_SUM, c, &ci->req[h]);
+        ci->move_dst[h] = recv;
+        ci->move_src[h] = send;
+        ci->move_bytes[h] = n * elem_bytes(b, t);
+    } else {
+        MPI_Ireduce_scatter_block(send, recv, (int)n, mpi_type(t), MPI_SUM, c, &ci->req[h]);
+    }
+    return h;
+}
+static int cpu_all_gather_start(Backend *b, void *recv, const void *send, size_t n, ElemType t,
+                                GroupKind g)
+{
+    MPI_Comm c = comm_of(b, g);
+    if (c == MPI_COMM_NULL) { memmove(recv, send, n * elem_bytes(b, t)); return -1; }
+    if (!n || I(b)->error[0]) return -1;
+    const void *src = (const char *)send == (const char *)recv + (size_t)b->comms->rank_in[g] * n * elem_bytes(b, t)
+                          ? MPI_IN_PLACE : send;
+    int h = req_slot(b, g);
+    if (h >= 0) MPI_Iallgather(src, (int)n, mpi_type(t), recv, (int)n, mpi_type(t), c, &I(b)->req[h]);
+    return h;
+}
+static void cpu_async_wait(Backend *b, int h)
+{
+    CpuImpl *c = I(b);
+    if (h < 0 || h >= BACKEND_ASYNC_MAX || !c->req_used[h]) return;
+    WATCHED(b, c->req_group[h], "bucket wait", MPI_Wait(&c->req[h], MPI_STATUS_IGNORE));
+    if (c->move_bytes[h] && c->move_dst[h] != c->move_src[h]) memmove(c->move_dst[h], c->move_src[h], c->move_bytes[h]);
+    c->req_used[h] = 0;
+}
+static void cpu_async_poll(Backend *b)
+{
+    /* MPI progresses nonblocking collectives inside MPI calls: a test
+     * between layers lets the pending ones move on */
+    CpuImpl *c = I(b);
+    for (int i = 0; i < BACKEND_ASYNC_MAX; i++) {
+        if (!c->req_used[i]) continue;
+        int done = 0;
+        MPI_Test(&c->req[i], &done, MPI_STATUS_IGNORE);
+        if (done) c->req[i] = MPI_REQUEST_NULL;   /* stays reserved until its wait */
+    }
+}
+static void cpu_mem_category(Backend *b, int category) { pool_set_category(&I(b)->pool, category); }
+static void cpu_mem_report(Backend *b, double *peak_total, double *peak_by_category)
+{
+    const DevicePool *p = &I(b)->pool;
+    *peak_total = (double)p->peak_in_use;
+    for (int k = 0; k < MEM_CATEGORY_COUNT; k++) peak_by_category[k] = (double)p->cat_at_peak[k];
+}
+
 /* ---- timing ---- */
 static void cpu_phase_begin(Backend *b, StepPhase p) { phase_clock_begin(&I(b)->phases, p, now_s()); }
 static void cpu_phase_end(Backend *b, StepPhase p) { phase_clock_end(&I(b)->phases, p, now_s()); }
@@ -442,7 +561,10 @@ static void cpu_moe_plan(Backend *b, int32_t *row_of, int32_t *kept_rows, const 
 static void cpu_destroy(Backend *b)
 {
     if (!b) return;
-    free(I(b)->scratch);
+    CpuImpl *c = I(b);
+    for (int i = 0; i < BACKEND_ASYNC_MAX; i++)
+        if (c->req_used[i]) MPI_Wait(&c->req[i], MPI_STATUS_IGNORE);
+    pool_destroy(&c->pool);   /* scratch and every block */
     free(b->impl);
     free(b);
 }
@@ -457,8 +579,10 @@ int backend_cpu_create(const ExecComms *comms, Backend **out, MpError *err)
     b->comms = comms;
     b->impl = c;
     c->step_start = now_s();
+    pool_init(&c->pool, raw_alloc, raw_free, NULL);
 #define SET_OP(op) b->op = cpu_##op;
     BACKEND_OPS(SET_OP)
+    BACKEND_ASYNC_OPS(SET_OP)
 #undef SET_OP
     *out = b;
     return 0;

@@ -94,6 +94,16 @@ typedef struct {
     cudaEvent_t to_comm, to_compute;
     cudaStream_t p2p;       /* pipeline sends / receives (Backend.p2p) */
     cudaEvent_t to_p2p, from_p2p;
+    /* gradient buckets (Backend.*_start): their NCCL calls on a stream of
+     * their own, so that the dispatcher's collectives on `comm` do not
+     * queue behind them; one event per pending handle */
+    cudaStream_t bucket;
+    cudaEvent_t to_bucket;
+    cudaEvent_t async_ev[BACKEND_ASYNC_MAX];
+    int async_used[BACKEND_ASYNC_MAX];
+    /* the last bucket collective of each group kind (comm_begin waits for it) */
+    cudaEvent_t bucket_group_ev[GROUP_KIND_COUNT];
+    int bucket_group_used[GROUP_KIND_COUNT];
     GemmHandle gemm;
     int gemm_ready;
     DevicePool pool;
@@ -242,7 +252,10 @@ static void *scratch(Backend *b, size_t bytes)
     if (c->scratch_bytes < bytes) {
         pool_free(&c->pool, c->scratch);
         c->scratch_bytes = 0;
+        int cat = c->pool.category;
+        pool_set_category(&c->pool, MEM_WORKSPACE);
         c->scratch = pool_alloc(&c->pool, bytes);
+        pool_set_category(&c->pool, cat);
         if (!c->scratch) { fail(b, "scratch", "device memory exhausted"); return NULL; }
         c->scratch_bytes = bytes;
     }
@@ -749,13 +762,17 @@ static ncclDataType_t nccl_type(ElemType t)
 {
     return t == DT_ACT ? ncclBfloat16 : t == DT_F32 ? ncclFloat32 : ncclInt32;
 }
-/* the communication stream, after the compute work enqueued so far */
-static cudaStream_t comm_begin(Backend *b, const char *op)
+/* the communication stream, after the compute work enqueued so far and
+ * after the bucket collectives already enqueued on the same communicator
+ * (NCCL runs the operations of one communicator in the order issued: two
+ * streams must not have them in flight together) */
+static cudaStream_t comm_begin(Backend *b, GroupKind g, const char *op)
 {
     CudaImpl *c = I(b);
     if (!CU(b, cudaEventRecord(c->to_comm, c->stream), op) ||
         !CU(b, cudaStreamWaitEvent(c->comm, c->to_comm, 0), op))
         return NULL;
+    if (c->bucket_group_used[g] && !CU(b, cudaStreamWaitEvent(c->comm, c->bucket_group_ev[g], 0), op)) return NULL;
     return c->comm;
 }
 /* the watchdog's deadline for the collective just enqueued on stream s */
@@ -792,7 +809,7 @@ static void cu_all_reduce(Backend *b, void *buf, size_t n, ElemType t, GroupKind
     GUARD(b);
     ncclComm_t c = comm_of(b, g);
     if (!c || !n) return;
-    cudaStream_t s = comm_begin(b, "all_reduce");
+    cudaStream_t s = comm_begin(b, g, "all_reduce");
     if (!s) return;
     nccl_ok(b, ncclAllReduce(buf, buf, n, nccl_type(t), ncclSum, c, s), "all_reduce");
     comm_end(b, g, "all_reduce");
@@ -803,7 +820,7 @@ static void cu_all_gather(Backend *b, void *recv, const void *send, size_t n, El
     ncclComm_t c = comm_of(b, g);
     if (!c) { cu_copy(b, recv, send, n * elem_bytes(b, t)); return; }
     if (!n) return;
-    cudaStream_t s = comm_begin(b, "all_gather");
+    cudaStream_t s = comm_begin(b, g, "all_gather");
     if (!s) return;
     nccl_ok(b, ncclAllGather(send, recv, n, nccl_type(t), c, s), "all_gather");
     comm_end(b, g, "all_gather");
@@ -814,11 +831,88 @@ static void cu_reduce_scatter(Backend *b, void *recv, const void *send, size_t n
     ncclComm_t c = comm_of(b, g);
     if (!c) { cu_copy(b, recv, send, n * elem_bytes(b, t)); return; }
     if (!n) return;
-    cudaStream_t s = comm_begin(b, "reduce_scatter");
+    cudaStream_t s = comm_begin(b, g, "reduce_scatter");
     if (!s) return;
     nccl_ok(b, ncclReduceScatter(send, recv, n, nccl_type(t), ncclSum, c, s), "reduce_scatter");
     comm_end(b, g, "reduce_scatter");
 }
+/* ---- nonblocking collectives (gradient buckets) on the bucket stream ---- */
+/* a free handle with its event; the bucket stream after the compute work so far */
+static int async_begin(Backend *b, cudaStream_t *s, const char *op)
+{
+    CudaImpl *c = I(b);
+    int h = -1;
+    for (int i = 0; i < BACKEND_ASYNC_MAX && h < 0; i++) if (!c->async_used[i]) h = i;
+    if (h < 0) { fail(b, op, "more than BACKEND_ASYNC_MAX collectives pending"); return -1; }
+    if (!c->async_ev[h] && !CU(b, cudaEventCreateWithFlags(&c->async_ev[h], cudaEventDisableTiming), op)) return -1;
+    if (!CU(b, cudaEventRecord(c->to_bucket, c->stream), op) ||
+        !CU(b, cudaStreamWaitEvent(c->bucket, c->to_bucket, 0), op))
+        return -1;
+    *s = c->bucket;
+    return h;
+}
+/* the event that async_wait joins the compute stream to */
+static int async_end(Backend *b, int h, GroupKind g, const char *op)
+{
+    CudaImpl *c = I(b);
+    watch_collective(b, c->bucket, g, op);
+    if (!CU(b, cudaEventRecord(c->async_ev[h], c->bucket), op)) return -1;
+    c->async_used[h] = 1;
+    if (!c->bucket_group_ev[g] &&
+        !CU(b, cudaEventCreateWithFlags(&c->bucket_group_ev[g], cudaEventDisableTiming), op))
+        return h;
+    if (CU(b, cudaEventRecord(c->bucket_group_ev[g], c->bucket), op)) c->bucket_group_used[g] = 1;
+    return h;
+}
+static int cu_all_reduce_start(Backend *b, void *buf, size_t n, ElemType t, GroupKind g)
+{
+    if (I(b)->failed) return -1;
+    ncclComm_t c = comm_of(b, g);
+    if (!c || !n) return -1;
+    cudaStream_t s;
+    int h = async_begin(b, &s, "all_reduce_start");
+    if (h < 0 || !nccl_ok(b, ncclAllReduce(buf, buf, n, nccl_type(t), ncclSum, c, s), "all_reduce_start")) return -1;
+    return async_end(b, h, g, "all_reduce_start");
+}
+static int cu_reduce_scatter_start(Backend *b, void *recv, const void *send, size_t n, ElemType t, GroupKind g)
+{
+    if (I(b)->failed) return -1;
+    ncclComm_t c = comm_of(b, g);
+    if (!c) { cu_copy(b, recv, send, n * elem_bytes(b, t)); return -1; }
+    if (!n) return -1;
+    cudaStream_t s;
+    int h = async_begin(b, &s, "reduce_scatter_start");
+    if (h < 0 || !nccl_ok(b, ncclReduceScatter(send, recv, n, nccl_type(t), ncclSum, c, s), "reduce_scatter_start"))
+        return -1;
+    return async_end(b, h, g, "reduce_scatter_start");
+}
+static int cu_all_gather_start(Backend *b, void *recv, const void *send, size_t n, ElemType t, GroupKind g)
+{
+    if (I(b)->failed) return -1;
+    ncclComm_t c = comm_of(b, g);
+    if (!c) { cu_copy(b, recv, send, n * elem_bytes(b, t)); return -1; }
+    if (!n) return -1;
+    cudaStream_t s;
+    int h = async_begin(b, &s, "all_gather_start");
+    if (h < 0 || !nccl_ok(b, ncclAllGather(send, recv, n, nccl_type(t), c, s), "all_gather_start")) return -1;
+    return async_end(b, h, g, "all_gather_start");
+}
+static void cu_async_wait(Backend *b, int h)
+{
+    CudaImpl *c = I(b);
+    if (h < 0 || h >= BACKEND_ASYNC_MAX || !c->async_used[h]) return;
+    c->async_used[h] = 0;
+    if (!c->failed) CU(b, cudaStreamWaitEvent(c->stream, c->async_ev[h], 0), "async_wait");
+}
+static void cu_async_poll(Backend *b) { (void)b; }   /* NCCL progresses on the GPU */
+static void cu_mem_category(Backend *b, int category) { pool_set_category(&I(b)->pool, category); }
+static void cu_mem_report(Backend *b, double *peak_total, double *peak_by_category)
+{
+    const DevicePool *p = &I(b)->pool;
+    *peak_total = (double)p->peak_in_use;
+    for (int k = 0; k < MEM_CATEGORY_COUNT; k++) peak_by_category[k] = (double)p->cat_at_peak[k];
+}
+
 /* send/recv pairs of one NCCL group; counts in elements */
 static void send_recv_all(Backend *b, ncclComm_t c, cudaStream_t s, int n, const void *send,
                           const size_t *sc, const size_t *sd, void *recv, const size_t *rc,
@@ -841,7 +935,7 @@ static void cu_all_to_all_v(Backend *b, const void *send, const size_t *sc, cons
         cu_copy(b, (char *)recv + rd[0] * eb, (const char *)send + sd[0] * eb, sc[0] * eb);
         return;
     }
-    cudaStream_t s = comm_begin(b, "all_to_all_v");
+    cudaStream_t s = comm_begin(b, g, "all_to_all_v");
     if (!s) return;
     send_recv_all(b, c, s, b->comms->size_of[g], send, sc, sd, recv, rc, rd, nccl_type(t), eb,
                   "all_to_all_v");
@@ -893,7 +987,7 @@ static void cu_all_to_all_host_i32(Backend *b, const int32_t *send, int32_t *rec
     int32_t *d = ints(b, 2 * (size_t)sz * n);
     if (!d) return;
     cu_upload(b, d, send, sizeof(int32_t) * (size_t)sz * n);
-    cudaStream_t s = comm_begin(b, "count exchange");
+    cudaStream_t s = comm_begin(b, g, "count exchange");
     if (!s) return;
     if (!nccl_ok(b, ncclGroupStart(), "count exchange")) return;
     for (int r = 0; r < sz; r++) {
@@ -914,7 +1008,7 @@ static void cu_all_gather_host_i32(Backend *b, const int32_t *send, int32_t *rec
     int32_t *d = ints(b, (size_t)(sz + 1) * n);
     if (!d) return;
     cu_upload(b, d, send, sizeof(int32_t) * (size_t)n);
-    cudaStream_t s = comm_begin(b, "count all-gather");
+    cudaStream_t s = comm_begin(b, g, "count all-gather");
     if (!s) return;
     nccl_ok(b, ncclAllGather(d, d + n, (size_t)n, ncclInt32, c, s), "count all-gather");
     comm_end(b, g, "count all-gather");
@@ -1027,6 +1121,7 @@ static void cu_in_step(Backend *b, bool on)
             if (!c->pool.blocks[i].used) {
                 CU(b, cudaStreamSynchronize(c->comm), "in_step");
                 CU(b, cudaStreamSynchronize(c->p2p), "in_step");
+                CU(b, cudaStreamSynchronize(c->bucket), "in_step");
                 CU(b, cudaStreamSynchronize(c->stream), "in_step");
                 pool_trim(&c->pool);
                 break;
@@ -1043,6 +1138,10 @@ static void cu_destroy(Backend *b)
     if (c->stream) cudaStreamSynchronize(c->stream);
     if (c->comm) cudaStreamSynchronize(c->comm);
     if (c->p2p) cudaStreamSynchronize(c->p2p);
+    if (c->bucket) cudaStreamSynchronize(c->bucket);
+    for (int i = 0; i < BACKEND_ASYNC_MAX; i++) if (c->async_ev[i]) cudaEventDestroy(c->async_ev[i]);
+    for (int i = 0; i < GROUP_KIND_COUNT; i++) if (c->bucket_group_ev[i]) cudaEventDestroy(c->bucket_group_ev[i]);
+    if (c->to_bucket) cudaEventDestroy(c->to_bucket);
     for (int i = 0; i < c->cap_ev; i++) { cudaEventDestroy(c->ev[i].begin); cudaEventDestroy(c->ev[i].end); }
     free(c->ev);
     for (int i = 0; i < c->cap_prof; i++) { cudaEventDestroy(c->prof[i].begin); cudaEventDestroy(c->prof[i].end); }
@@ -1060,6 +1159,7 @@ static void cu_destroy(Backend *b)
     if (c->gemm_ready) gemm_handle_destroy(&c->gemm);
     if (c->comm) cudaStreamDestroy(c->comm);
     if (c->p2p) cudaStreamDestroy(c->p2p);
+    if (c->bucket) cudaStreamDestroy(c->bucket);
     if (c->stream) cudaStreamDestroy(c->stream);
     cudaGetLastError();
     free(c);
@@ -1095,6 +1195,8 @@ extern "C" int backend_cuda_create(const ExecComms *comms, ExecAttention attenti
               CU(b, cudaStreamCreateWithFlags(&c->p2p, cudaStreamNonBlocking), "create") &&
               CU(b, cudaEventCreateWithFlags(&c->to_p2p, cudaEventDisableTiming), "create") &&
               CU(b, cudaEventCreateWithFlags(&c->from_p2p, cudaEventDisableTiming), "create") &&
+              CU(b, cudaStreamCreateWithFlags(&c->bucket, cudaStreamNonBlocking), "create") &&
+              CU(b, cudaEventCreateWithFlags(&c->to_bucket, cudaEventDisableTiming), "create") &&
               CU(b, cudaMalloc(&c->sum, sizeof(float)), "create") &&
               CU(b, cudaHostAlloc((void **)&c->stage, STAGING_BYTES, cudaHostAllocDefault), "create");
     for (int i = 0; ok && i < STAGING_REGIONS; i++)
@@ -1128,6 +1230,7 @@ extern "C" int backend_cuda_create(const ExecComms *comms, ExecAttention attenti
     }
 #define SET_OP(op) b->op = cu_##op;
     BACKEND_OPS(SET_OP)
+    BACKEND_ASYNC_OPS(SET_OP)
 #undef SET_OP
     *out = b;
     return 0;

@@ -68,6 +68,16 @@ static int chunk_failed(const Chunk *c, MpError *err)
     return mp_fail(err, "executor: out of host memory");
 }
 
+/* Gradient buckets (params.h): after the backward of tag (-1 embedding,
+ * l a decoder layer, L the head); on the last micro-batch of the step a
+ * layer's KV-replica sum runs first, so that its bucket may start */
+static void backward_done(const Chunk *c, int tag, const Layer *layer)
+{
+    ParamStore *ps = c->env->ps;
+    if (layer && ps->armed && ps->layer_bwd[tag + 1] + 1 == ps->micro_batches) layer_sync_replicated_kv(layer);
+    params_layer_backward_done(ps, tag);
+}
+
 static int step_failed(const StepEnv *env)
 {
     return env->failed || env->be->status(env->be, NULL);
@@ -93,16 +103,22 @@ int chunk_forward(const Chunk *c, MicroBatch *mb, MpError *err)
         if (env->failed) { be->phase_end(be, PHASE_OTHER); return chunk_failed(c, err); }
         vocab_upload_ids(env, tgt, mb->h_targets);
     }
-    if (c->first) embed_forward(env, c->emb, mb, mb->xs[c->l0].p);
+    if (c->first) {
+        params_layer_forward(env->ps, -1);   /* its parameters' all-gather (overlap param) */
+        embed_forward(env, c->emb, mb, mb->xs[c->l0].p);
+    }
     be->phase_end(be, PHASE_OTHER);
 
-    for (int l = c->l0; l < c->l1 && !env->failed; l++)
+    for (int l = c->l0; l < c->l1 && !env->failed; l++) {
+        params_layer_forward(env->ps, l);
         layer_forward(&c->layers[l], mb, mb->xs[l].p, mb->xs[l + 1].p);
+    }
     if (env->failed) return chunk_failed(c, err);
 
     if (c->last) {
         be->phase_begin(be, PHASE_OTHER);
         /* final norm, output layer, loss (vocabulary-parallel with TP) */
+        params_layer_forward(env->ps, d->L);
         head_forward(env, c->final_norm, c->out, mb, mb->xs[c->l1].p);
         be->phase_end(be, PHASE_OTHER);
     }
@@ -122,14 +138,18 @@ int chunk_backward(const Chunk *c, MicroBatch *mb, MpError *err)
         be->phase_begin(be, PHASE_OTHER);
         head_backward(env, c->final_norm, c->out, mb, mb->xs[c->l1].p, dx);
         be->phase_end(be, PHASE_OTHER);
+        backward_done(c, d->L, NULL);
     }
-    for (int l = c->l1 - 1; l >= c->l0 && !env->failed; l--)
+    for (int l = c->l1 - 1; l >= c->l0 && !env->failed; l--) {
         layer_backward(&c->layers[l], mb, dx);
+        backward_done(c, l, &c->layers[l]);
+    }
     if (env->failed) return chunk_failed(c, err);
     if (c->first) {
         be->phase_begin(be, PHASE_OTHER);
         embed_backward(env, c->emb, mb, dx);
         be->phase_end(be, PHASE_OTHER);
+        backward_done(c, -1, NULL);
     }
     return step_failed(env) ? chunk_failed(c, err) : 0;
 }

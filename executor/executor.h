@@ -86,6 +86,9 @@ typedef struct {
     double pipeline;   /* pipeline P2P: transfers and the wait for the neighbour (bubble) */
 } ExecPhases;
 
+/* the memory categories of ExecStepStats.mem_bytes (pool.h MemCategory) */
+#define EXEC_MEM_CATEGORIES 6
+
 /* One forward or backward of this rank's last step: host seconds from the
  * step's start (CPU backend: the compute; CUDA: when it was enqueued). */
 typedef struct {
@@ -99,6 +102,12 @@ typedef struct {
     double *losses;                   /* [steps] owned by the result, may be NULL */
     ExecPhases median;                /* seconds */
     double peak_memory_bytes;         /* device memory (CUDA) or RSS (CPU) */
+    /* what the backend allocated (its pool, executor/pool.h): the high-water
+     * mark of the bytes in use and, at that moment, the bytes of each
+     * category (weights, gradients, optimizer, activations, communication,
+     * workspace: pool.h MemCategory order) */
+    double mem_peak_bytes;
+    double mem_bytes[EXEC_MEM_CATEGORIES];
     long step_device_allocs;          /* device allocations inside steps that the pool could
                                        * not serve (CUDA: cudaMalloc calls; 0 when every
                                        * buffer was sized before the first step) */

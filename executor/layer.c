@@ -5,6 +5,7 @@
  * are the dispatcher's per-expert counts and the all-to-all layout planned
  * from them (the row map of the pairs stays on the device: moe_plan). */
 #include "executor/layer.h"
+#include "executor/pool.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -16,13 +17,39 @@
 
 /* ---- buffers ------------------------------------------------------------- */
 
+/* The memory report's category of a buffer (pool.h MemCategory): the
+ * dispatcher's send / receive / ETP-gather buffers, the loss statistics
+ * and the CP ring's arriving K|V are communication buffers; the rest of a
+ * Workspace (temporaries of one call) is workspace; everything else
+ * (LayerActs, MicroBatch: kept from a forward to its backward) activations */
+static int buf_category(const StepEnv *env, const Buf *b)
+{
+    const Workspace *ws[2] = {&env->fwd, &env->bwd};
+    uintptr_t a = (uintptr_t)(const void *)b;
+    for (int i = 0; i < 2; i++) {
+        const Workspace *w = ws[i];
+        if (a < (uintptr_t)(const void *)w || a >= (uintptr_t)(const void *)(w + 1)) continue;
+        if (b == &w->send || b == &w->recv || b == &w->gath || b == &w->stats || b == &w->all_stats ||
+            b == &w->kv[0] || b == &w->kv[1] || b == &w->dkv[0] || b == &w->dkv[1])
+            return MEM_COMM;
+        return MEM_WORKSPACE;
+    }
+    return MEM_ACTIVATIONS;
+}
+
 void *buf_get(StepEnv *env, Buf *b, size_t bytes)
 {
     if (bytes == 0) bytes = 16;
     if (b->cap < bytes) {
+        /* the first request exactly (layer_reserve sizes every buffer
+         * before the first step); a buffer that outgrows it (a dropless
+         * dispatcher's rows) takes 1/8 headroom so that it does not grow
+         * again at every small increase */
+        b->cap = b->p ? bytes + bytes / 8 : bytes;
         if (b->p) env->be->release(env->be, b->p);
-        b->cap = bytes + bytes / 8;
+        env->be->mem_category(env->be, buf_category(env, b));
         b->p = env->be->alloc(env->be, b->cap);
+        env->be->mem_category(env->be, MEM_ACTIVATIONS);
         if (!b->p) {
             /* sticky: every layer function returns before launching work,
              * and the chunk turns it into an error */

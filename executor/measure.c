@@ -54,6 +54,19 @@ void measure_prediction(const SimResult *r, MeasurePrediction *out) {
     snprintf(out->dominant, sizeof out->dominant, "%s", r->dominant);
     out->breakdown = r->breakdown;
     out->critical_stage = r->critical_stage;
+    int worst = 0;
+    for (int st = 1; st < r->num_stages && st < SIM_MAX_STAGES; st++)
+        if (r->stage_memory[st].total > r->stage_memory[worst].total) worst = st;
+    if (r->num_stages > 0) {
+        const SimStageMemory *sm = &r->stage_memory[worst];
+        out->mem_total = sm->total;
+        out->mem_bytes[0] = sm->weights;
+        out->mem_bytes[1] = sm->gradients;
+        out->mem_bytes[2] = sm->optimizer;
+        out->mem_bytes[3] = sm->activations;
+        out->mem_bytes[4] = 0;   /* communication buffers: not in the model */
+        out->mem_bytes[5] = 0;   /* workspaces: not in the model */
+    }
 }
 
 void measure_compute(const Plan *plan, int layers, int world, const ExecStepStats *stats,
@@ -67,6 +80,8 @@ void measure_compute(const Plan *plan, int layers, int world, const ExecStepStat
     m->tokens_per_step = stats->tokens_per_step;
     m->phases = stats->median;
     m->peak_memory_bytes = stats->peak_memory_bytes;
+    m->mem_peak_bytes = stats->mem_peak_bytes;
+    memcpy(m->mem_bytes, stats->mem_bytes, sizeof m->mem_bytes);
     m->loss_first = stats->loss_first;
     m->loss_last = stats->loss_last;
     m->losses = stats->losses;
@@ -178,7 +193,14 @@ void measure_print(FILE *f, const Plan *plan, const Measurement *m) {
     if (m->expert_tflops > 0) row(f, m, "MoE phase TFLOP/s (experts)", m->expert_tflops, none, 1, "TFLOP/s");
     if (m->attention_tflops > 0) row(f, m, "attention TFLOP/s", m->attention_tflops, none, 1, "TFLOP/s");
     if (m->a2a_busbw > 0) row(f, m, "dispatcher a2a busbw", m->a2a_busbw, none, 1e-9, "GB/s");
-    row(f, m, "peak memory", m->peak_memory_bytes, p ? PRED(peak_memory_bytes) : none, 1.0 / 1073741824.0, "GiB");
+    row(f, m, "peak memory (device/RSS)", m->peak_memory_bytes, p ? PRED(peak_memory_bytes) : none, 1.0 / 1073741824.0, "GiB");
+    /* the backend's allocations at their peak beside the memory model, by
+     * category (MiB: the tiny CPU models hold a few) */
+    static const char *cat[EXEC_MEM_CATEGORIES] = {"  weights", "  gradients", "  optimizer state", "  activations",
+                                                   "  communication buffers", "  workspaces"};
+    row(f, m, "peak allocated per GPU", m->mem_peak_bytes, p ? PRED(mem_total) : none, 1.0 / 1048576.0, "MiB");
+    for (int k = 0; k < EXEC_MEM_CATEGORIES; k++)
+        row(f, m, cat[k], m->mem_bytes[k], p ? PRED(mem_bytes[k]) : none, 1.0 / 1048576.0, "MiB");
     if (p && m->predicted.dominant[0]) fprintf(f, "  predicted dominant cost: %s\n", m->predicted.dominant);
 }
 
@@ -214,6 +236,16 @@ static cJSON *phases_json(const ExecPhases *ph) {
     return o;
 }
 
+/* bytes by category (ExecStepStats.mem_bytes order) and their total */
+static cJSON *memory_json(double total, const double *bytes) {
+    static const char *key[EXEC_MEM_CATEGORIES] = {"weights", "gradients", "optimizer", "activations", "communication",
+                                                   "workspace"};
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "total", total);
+    for (int k = 0; k < EXEC_MEM_CATEGORIES; k++) cJSON_AddNumberToObject(o, key[k], bytes[k]);
+    return o;
+}
+
 static cJSON *pair_json(double legacy, double megatron) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "legacy", legacy);
@@ -241,6 +273,7 @@ static cJSON *prediction_json(const Plan *plan, const MeasurePrediction *q) {
     cJSON *pr = result_prediction_json(plan, r, false);
     free(r);
     cJSON_AddItemToObject(pr, "phases_s", phases_json(&q->phases));
+    cJSON_AddItemToObject(pr, "memory_bytes", memory_json(q->mem_total, q->mem_bytes));
     return pr;
 }
 
@@ -264,6 +297,9 @@ char *measure_to_json(const Plan *plan, const Measurement *m) {
     cJSON_AddStringToObject(run, "device", m->device);
     /* what the step ran (preflight replaced any default it does not run) */
     cJSON_AddStringToObject(run, "optimizer_sharding", opt_sharding_name(plan->train.opt_sharding));
+    char overlap[64];
+    overlap_format(plan->train.overlap, overlap, sizeof overlap);
+    cJSON_AddStringToObject(run, "overlap", overlap);
     cJSON_AddNumberToObject(run, "world", m->world);
     cJSON_AddNumberToObject(run, "layers", m->layers);
     cJSON_AddNumberToObject(run, "steps", m->steps);
@@ -284,6 +320,7 @@ char *measure_to_json(const Plan *plan, const Measurement *m) {
     cJSON_AddItemToObject(me, "tflops_per_gpu", pair_json(m->tflops_legacy_per_gpu, m->tflops_megatron_per_gpu));
     cJSON_AddNumberToObject(me, "tokens_per_s_per_gpu", m->tokens_per_s_per_gpu);
     cJSON_AddNumberToObject(me, "peak_memory_bytes", m->peak_memory_bytes);
+    cJSON_AddItemToObject(me, "memory_bytes", memory_json(m->mem_peak_bytes, m->mem_bytes));
     cJSON_AddNumberToObject(me, "a2a_bytes_per_gpu", m->a2a_bytes_per_gpu);
     cJSON_AddNumberToObject(me, "a2a_busbw", m->a2a_busbw);
     cJSON_AddNumberToObject(me, "expert_tflops", m->expert_tflops);

@@ -35,6 +35,10 @@ typedef struct {
     ExecPhases phases;
     char dominant[96];
     SimBreakdown breakdown;         /* the simulator's terms, seconds (critical stage) */
+    /* the memory model's bytes on the stage with the most (weights,
+     * gradients, optimizer, activations; communication buffers and
+     * workspaces: not modelled, 0) */
+    double mem_total, mem_bytes[EXEC_MEM_CATEGORIES];
     int critical_stage;
 } MeasurePrediction;
 
@@ -59,6 +63,8 @@ typedef struct {
     double tflops_legacy_per_gpu, tflops_megatron_per_gpu;
     double tokens_per_s_per_gpu;
     double peak_memory_bytes;
+    /* the backend's own accounting (ExecStepStats.mem_*): each the largest over the ranks */
+    double mem_peak_bytes, mem_bytes[EXEC_MEM_CATEGORIES];
     double loss_first, loss_last;
     /* derived per GPU (measure_rates; 0 when not applicable) */
     double a2a_bytes_per_gpu;       /* bytes one GPU sends in the dispatcher's all-to-alls per step */

@@ -12,6 +12,7 @@
 #include "core/layout.h"
 #include "core/schedule.h"
 #include "executor/chunk.h"
+#include "executor/pool.h"
 
 /* uniform init half-width: std 0.02 (GPT-2 / Megatron init_method_std) = a/sqrt(3) */
 #define MODEL_INIT_HALF_WIDTH (0.02f * 1.7320508f)
@@ -273,6 +274,17 @@ int model_create(const Plan *plan, int layers, uint64_t seed, Backend *be, Model
     d->dffl = d->dense_ffn / tp; d->sffl = d->shared_ffn / tp;
     params_init(&m->ps, be, seed, d->h, d->Fe, d->Fl, ep_rank * d->El, d->etp_rank * d->Fl);
     m->ps.distributed = plan->train.opt_sharding == OPT_SHARD_DISTRIBUTED;
+    /* gradient buckets (params.h) when an overlap asks for them: Megatron
+     * buckets of 40M parameters need a large model; the bucket here is
+     * MODEL_BUCKET_BYTES of fp32 gradient (10M elements = 40 MB on the
+     * GPU), and 16 Ki elements (64 KiB) on the CPU backend, so that the
+     * tiny test models get several buckets per arena */
+    m->ps.overlap_grad = (plan->train.overlap & OVERLAP_GRAD) != 0;
+    m->ps.overlap_param = (plan->train.overlap & OVERLAP_PARAM) != 0;
+    if (m->ps.overlap_grad || m->ps.overlap_param)
+        m->ps.bucket_elems = be->act_bytes == 4 ? MODEL_BUCKET_ELEMS_CPU : MODEL_BUCKET_ELEMS_GPU;
+    m->ps.num_layers = d->L;
+    m->ps.micro_batches = m->micro_batches;
 
     m->chunk = calloc((size_t)vpp, sizeof(Chunk));
     m->nslots = calloc((size_t)vpp, sizeof(int));
@@ -306,10 +318,12 @@ int model_create(const Plan *plan, int layers, uint64_t seed, Backend *be, Model
     size_t Vl = (size_t)d->Vl;
     (void)V;
     Chunk *c0 = &m->chunk[0], *cl = &m->chunk[vpp - 1];
+    m->ps.cur_layer = -1;   /* ParamInfo.layer: embedding -1, head L, layers l */
     if (first) {
         c0->emb = add(m, "embedding", 0, PARAM_PLAIN, SHARD_VOCAB, tp, tp_rank, Vl * h, a, 0);
         split_rows(m, c0->emb, d->V, d->Vl, d->v0, d->h);
     }
+    m->ps.cur_layer = d->L;
     if (last) {
         cl->final_norm = add(m, "final_norm", 1, PARAM_PLAIN, SHARD_REPLICATED, 1, 0, h, 0, 1);
         if (!s->tied_embeddings) {
@@ -327,10 +341,18 @@ int model_create(const Plan *plan, int layers, uint64_t seed, Backend *be, Model
         m->tied_param = first ? c0->emb : last ? cl->out : -1;
     }
     for (int k = 0; k < vpp; k++)
-        for (int l = m->chunk[k].l0; l < m->chunk[k].l1; l++) add_layer(m, l, tp, tp_rank);
+        for (int l = m->chunk[k].l0; l < m->chunk[k].l1; l++) {
+            m->ps.cur_layer = l;
+            add_layer(m, l, tp, tp_rank);
+        }
     if (env->failed) { model_destroy(m); return mp_fail(err, "executor: out of host memory"); }
     if (params_allocate(&m->ps, err) || be->status(be, err)) { model_destroy(m); return -1; }
-    if (m->tied && m->tied_param < 0 && !(m->tied_zero = be->alloc(be, Vl * h * sizeof(float)))) {
+    /* the tied embedding's gradient is summed over PP before its bucket moves */
+    if (m->tied && m->tied_param >= 0) params_hold_bucket_of(&m->ps, m->tied_param);
+    be->mem_category(be, MEM_COMM);   /* the middle stages' zeros for the tied all-reduce */
+    if (m->tied && m->tied_param < 0) m->tied_zero = be->alloc(be, Vl * h * sizeof(float));
+    be->mem_category(be, MEM_ACTIVATIONS);
+    if (m->tied && m->tied_param < 0 && !m->tied_zero) {
         model_destroy(m);
         return mp_fail(err, "executor: device memory: the tied-embedding buffer does not fit");
     }
@@ -431,6 +453,7 @@ void model_destroy(Model *m)
     if (m->tied_zero) m->be->release(m->be, m->tied_zero);
     free(env->h_idx); free(env->h_kept); free(env->a2a); free(env->h_force); free(env->h_probs); free(env->h_tprob);
     free(env->h_ids);
+    params_wait_all(&m->ps);
     params_free(&m->ps);
     free(m->layers);
     free(m->chunk);
@@ -517,15 +540,19 @@ int model_forward_backward(Model *m, const int32_t *tokens, const int32_t *targe
 }
 
 void model_zero_grads(Model *m) { params_zero_grads(&m->ps); }
+void model_step_begin(Model *m) { params_step_begin(&m->ps); }
 
 void model_sync_grads(Model *m)
 {
+    /* the KV-replica sums of the layers whose buckets did not start during
+     * the backward (with overlap grad, chunk.c did the others there) */
     for (int k = 0; k < m->vpp; k++)
-        for (int l = m->chunk[k].l0; l < m->chunk[k].l1; l++) layer_sync_replicated_kv(&m->layers[l]);
-    params_reduce_grads(&m->ps);
+        for (int l = m->chunk[k].l0; l < m->chunk[k].l1; l++)
+            if (!params_layer_synced(&m->ps, l)) layer_sync_replicated_kv(&m->layers[l]);
     /* tied embeddings under a pipeline: the first stage's embedding and the
      * last stage's output layer are one tensor; their gradients are summed
-     * over the pipeline group (the middle stages add zeros) */
+     * over the pipeline group (the middle stages add zeros), before the
+     * data-parallel reduction of their bucket (held until now) */
     if (m->tied) {
         Backend *be = m->be;
         size_t n = (size_t)m->env.dim.Vl * (size_t)m->env.dim.h;   /* this rank's vocabulary rows */
@@ -535,6 +562,7 @@ void model_sync_grads(Model *m)
         be->all_reduce(be, g, n, DT_F32, GROUP_PP);
         be->phase_end(be, PHASE_GRAD_SYNC);
     }
+    params_reduce_grads(&m->ps);
 }
 
 void model_adam_step(Model *m, float lr, int t) { params_adam_step(&m->ps, lr, t); }
@@ -549,6 +577,11 @@ size_t model_optimizer_elems(const Model *m)
         n += m->ps.arena[ar].shards > 1 ? m->ps.arena[ar].shard_n : m->ps.arena[ar].n;
     return n;
 }
+void model_bucket_stats(const Model *m, int *buckets, int *early_starts)
+{
+    *buckets = m->ps.nbuckets;
+    *early_starts = m->ps.early_starts;
+}
 int model_dropped_pairs(const Model *m)
 {
     return micro_batch_dropped(&m->slot[m->last_chunk][m->last_slot], &m->chunk[m->last_chunk]);
@@ -561,10 +594,11 @@ void model_param_global_index(const Model *m, int p, size_t i, int *uid, size_t 
 
 void model_param_grad_host(Model *m, int p, float *out)
 {
+    params_wait_all(&m->ps);
     m->be->download(m->be, out, params_grad(&m->ps, p), m->ps.params[p].n * sizeof(float));
 }
 
-void model_gather_grads(Model *m) { params_gather_grads(&m->ps); }
+void model_gather_grads(Model *m) { params_wait_all(&m->ps); params_gather_grads(&m->ps); }
 
 /* With the distributed optimizer on a bf16 backend the fp32 master is
  * sharded: values are read from the act copy, and a write updates the act
@@ -573,6 +607,7 @@ void model_param_value_host(Model *m, int p, float *out)
 {
     Backend *be = m->be;
     size_t n = m->ps.params[p].n;
+    params_wait_all(&m->ps);
     if (params_master(&m->ps, p)) { be->download(be, out, params_master(&m->ps, p), n * sizeof(float)); return; }
     float *tmp = be->alloc(be, n * sizeof(float));
     if (!tmp) { memset(out, 0, n * sizeof(float)); return; }
@@ -585,6 +620,7 @@ void model_param_set_host(Model *m, int p, const float *values)
 {
     Backend *be = m->be;
     size_t n = m->ps.params[p].n;
+    params_wait_all(&m->ps);
     if (params_master(&m->ps, p)) {
         be->upload(be, params_master(&m->ps, p), values, n * sizeof(float));
         if (be->act_bytes != 4) be->f32_to_act(be, params_act(&m->ps, p), params_master(&m->ps, p), n);
@@ -596,8 +632,13 @@ void model_param_set_host(Model *m, int p, const float *values)
     if (!tmp) return;
     be->upload(be, tmp, values, n * sizeof(float));
     be->f32_to_act(be, params_act(&m->ps, p), tmp, n);
-    size_t lo = (size_t)r->shard_rank * r->shard_n, hi = lo + r->shard_n;
-    size_t a = pi->offset > lo ? pi->offset : lo, b = pi->offset + n < hi ? pi->offset + n : hi;
-    if (a < b) be->copy(be, r->master + (a - lo), tmp + (a - pi->offset), (b - a) * sizeof(float));
+    /* this rank's part of each bucket of the arena (params.h ParamBucket) */
+    for (int k = 0; k < m->ps.nbuckets; k++) {
+        const ParamBucket *bk = &m->ps.bucket[k];
+        if (bk->arena != pi->expert) continue;
+        size_t lo = bk->lo + (size_t)r->shard_rank * bk->shard_n, hi = lo + bk->shard_n;
+        size_t a = pi->offset > lo ? pi->offset : lo, b = pi->offset + n < hi ? pi->offset + n : hi;
+        if (a < b) be->copy(be, r->master + bk->own + (a - lo), tmp + (a - pi->offset), (b - a) * sizeof(float));
+    }
     be->release(be, tmp);
 }

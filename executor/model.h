@@ -123,6 +123,16 @@ void model_set_routing_trace(Model *m, int32_t *trace, int force);
 long model_route_flips(const Model *m);
 
 void model_zero_grads(Model *m);
+/* the trainer's step starts (after model_zero_grads): with overlap grad,
+ * each gradient bucket is started as soon as the last micro-batch's
+ * backward of its layers is done (params.h) */
+void model_step_begin(Model *m);
+
+/* Gradient bucket size (params.h), elements of fp32 gradient, when an
+ * overlap is asked: 10M (40 MB) on the GPU; 16 Ki (64 KiB) on the CPU, so
+ * that the tiny models of the tests have several buckets per arena. */
+#define MODEL_BUCKET_ELEMS_GPU ((size_t)10 * 1000 * 1000)
+#define MODEL_BUCKET_ELEMS_CPU ((size_t)16 * 1024)
 /* sums every gradient over the groups of its ParamInfo.reduce_groups: dense
  * over DP*CP, experts over EDP, replicated (norms, router) also over TP;
  * then, with tied embeddings under a pipeline, the embedding gradient of the
@@ -138,7 +148,10 @@ size_t model_local_params(const Model *m);        /* elements held by this rank 
 /* elements of each Adam moment on this rank (the shards with the
  * distributed optimizer, else model_local_params) */
 size_t model_optimizer_elems(const Model *m);
-int model_dropped_pairs(const Model *m);           /* last micro-batch, all layers */
+int model_dropped_pairs(const Model *m);
+/* gradient buckets of this rank (both arenas), and how many of them the
+ * last step started during its backward (overlap grad) */
+void model_bucket_stats(const Model *m, int *buckets, int *early_starts);           /* last micro-batch, all layers */
 /* (uid, flat index in the full tensor) of local element i of parameter p */
 void model_param_global_index(const Model *m, int p, size_t i, int *uid, size_t *flat);
 /* distributed optimizer: the reduced gradient shards all-gathered back into

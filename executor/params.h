@@ -79,7 +79,28 @@ typedef struct {
     int cols, lcols, col0;
     float init_scale;   /* uniform half-width; 0: constant init_value */
     float init_value;
+    int layer;          /* the layer whose backward writes its gradient and whose
+                         * forward reads it first: -1 embedding, 0..L-1 decoder
+                         * layers, L final norm and output layer (buckets) */
 } ParamInfo;
+
+/* A gradient bucket (Megatron-Core's DDP buckets): a run of parameters
+ * adjacent in their arena, built from the arena's end (the layers whose
+ * backward comes first) until it holds bucket_elems elements.  With the
+ * distributed optimizer each bucket is padded to shards * shard_n and each
+ * member owns part shard_rank of EVERY bucket (its optimizer shard is the
+ * concatenation of those parts: m / v at own; its reduced gradient stays
+ * in place, at lo + shard_rank * shard_n of the gradient arena). */
+typedef struct {
+    int arena;
+    size_t lo, n;          /* elements of the arena: [lo, lo + n) its parameters */
+    size_t shard_n;        /* sharded: each member's part; the bucket spans shards * shard_n */
+    size_t own;            /* sharded: offset of this rank's part in m, v (and a sharded master) */
+    int pending;           /* its layers whose last backward of the step has not run */
+    int grad_req, param_req;   /* Backend async handles, -1: none pending */
+    int launched;          /* its gradient collective was started this step */
+    int held;              /* started only by params_reduce_grads (params_hold_bucket_of) */
+} ParamBucket;
 
 typedef struct {
     float *master, *grad, *m, *v;   /* f32 [n] device (sharded: see below) */
@@ -87,17 +108,17 @@ typedef struct {
     size_t n;
     /* Distributed optimizer (Megatron's ZeRO-1), when asked and the arena's
      * data-parallel group (DP*CP dense, EDP expert) has shards > 1 members:
-     * the arena is padded to shards * shard_n elements (shard_n a multiple
-     * of 64); this rank owns
-     * elements [shard_rank * shard_n, +shard_n).  Gradients are
-     * reduce-scattered into gshard [shard_n]; m, v are [shard_n]; master is
-     * [shard_n] when the act copy is a separate bf16 tensor (CUDA), and the
-     * full tensor when it is the act copy itself (CPU float); after Adam the
-     * owned act elements are all-gathered over the group. */
+     * each bucket is padded to shards * its shard_n elements (a multiple
+     * of 64) and this rank owns part shard_rank of each (ParamBucket).
+     * Gradients are reduce-scattered in place (Megatron's grad buffer: no
+     * second buffer); m, v are [shard_n]; master is [shard_n] when the act
+     * copy is a separate bf16 tensor (CUDA), and the full tensor when it
+     * is the act copy itself (CPU float); after Adam the owned act
+     * elements are all-gathered over the group. */
     int shards, shard_rank;
-    size_t shard_n;
+    size_t shard_n;                 /* owned elements: sum of the buckets' shard_n */
+    size_t full;                    /* elements of grad (and act): n plus the buckets' padding */
     GroupKind group;
-    float *gshard;
     int master_sharded;
 } ParamArena;
 
@@ -110,6 +131,23 @@ typedef struct {
     int h, Fe, Fl, e0, f0;
     uint64_t seed;
     int distributed;                /* 1: distributed optimizer (ZeRO-1) asked */
+    /* buckets (set before params_allocate): overlap_grad starts a bucket's
+     * gradient collective once the last micro-batch's backward of its
+     * layers is done (params_layer_backward_done); overlap_param starts the
+     * all-gather of each bucket after its Adam and waits for it before
+     * the forward of its first layer (params_layer_forward).  Without
+     * either, one bucket per arena (one collective, as before). */
+    int overlap_grad, overlap_param;
+    size_t bucket_elems;            /* 0: one bucket per arena */
+    int cur_layer;                  /* ParamInfo.layer of the next params_add */
+    int num_layers;                 /* L: tags -1 .. L */
+    int micro_batches;              /* backwards of each layer per step */
+    ParamBucket *bucket;
+    int nbuckets;
+    unsigned char *bucket_has;      /* [nbuckets][L + 2]: bucket holds a parameter of tag l */
+    int *layer_bwd;                 /* [L + 2] backwards of each tag this step */
+    int armed;                      /* counting backwards (params_step_begin) */
+    int early_starts;               /* buckets started during the last step's backward */
 } ParamStore;
 
 /* h: hidden; Fe: expert FFN; Fl = Fe / ETP; e0, f0: first expert and first
@@ -158,7 +196,8 @@ static inline void *params_act(const ParamStore *ps, int p)
 
 void params_zero_grads(ParamStore *ps);
 /* sums every gradient over its reduce_groups (the table drives it); for a
- * sharded arena the data-parallel sum is a reduce-scatter into gshard */
+ * sharded arena the data-parallel sum is a reduce-scatter in place (each
+ * member's part of each bucket holds its sum) */
 void params_reduce_grads(ParamStore *ps);
 /* tests: all-gathers the reduced shards of sharded arenas back into the
  * full gradient arenas (collective; nothing for unsharded arenas) */
@@ -166,5 +205,24 @@ void params_gather_grads(ParamStore *ps);
 /* AdamW (beta 0.9 / 0.95, eps 1e-8, no weight decay) over both arenas, t
  * from 1 (a sharded arena: over the owned shard, then the all-gather) */
 void params_adam_step(ParamStore *ps, float lr, int t);
+
+/* Buckets and overlap (issue 15).  params_step_begin arms the count of
+ * backwards (trainer_step); params_layer_backward_done(tag) after the
+ * backward of a layer (tag as ParamInfo.layer) starts the buckets whose
+ * layers are all done (overlap_grad; after the TP sums of their replicated
+ * parameters); params_reduce_grads starts the rest and waits for all of
+ * them.  params_layer_forward(tag) waits for the parameter all-gathers of
+ * the buckets holding that tag (overlap_param); params_wait_all for every
+ * one (before reading parameters on the host, and at the end). */
+void params_step_begin(ParamStore *ps);
+void params_layer_backward_done(ParamStore *ps, int tag);
+void params_layer_forward(ParamStore *ps, int tag);
+void params_wait_all(ParamStore *ps);
+/* 1 when decoder layer l's gradient reduction already started this step
+ * (its KV-replica sum was done then: chunk.c) */
+int params_layer_synced(const ParamStore *ps, int l);
+/* the layers of a bucket whose gradients must not move yet: the tied
+ * embedding under a pipeline (summed over PP first) */
+void params_hold_bucket_of(ParamStore *ps, int p);
 
 #endif

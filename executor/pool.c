@@ -7,6 +7,7 @@
 void pool_init(DevicePool *p, PoolRawAlloc raw_alloc, PoolRawFree raw_free, void *ctx)
 {
     memset(p, 0, sizeof *p);
+    p->category = MEM_ACTIVATIONS;
     p->raw_alloc = raw_alloc;
     p->raw_free = raw_free;
     p->ctx = ctx;
@@ -39,15 +40,20 @@ void *pool_alloc(DevicePool *p, size_t bytes)
         void *ptr = p->raw_alloc(p->ctx, want);
         if (!ptr) return NULL;
         best = p->count++;
-        p->blocks[best] = (PoolBlock){ptr, want, 0};
+        p->blocks[best] = (PoolBlock){ptr, want, 0, 0};
         p->reserved += want;
         p->raw_allocs++;
         if (p->in_step) p->step_raw_allocs++;
     }
     PoolBlock *b = &p->blocks[best];
     b->used = 1;
+    b->category = p->category;
     p->in_use += b->bytes;
-    if (p->in_use > p->peak_in_use) p->peak_in_use = p->in_use;
+    p->cat_in_use[b->category] += b->bytes;
+    if (p->in_use > p->peak_in_use) {
+        p->peak_in_use = p->in_use;
+        memcpy(p->cat_at_peak, p->cat_in_use, sizeof p->cat_at_peak);
+    }
     return b->ptr;
 }
 
@@ -60,12 +66,18 @@ int pool_free(DevicePool *p, void *ptr)
         if (!b->used) return -1;
         b->used = 0;
         p->in_use -= b->bytes;
+        p->cat_in_use[b->category] -= b->bytes;
         return 0;
     }
     return -1;
 }
 
 void pool_set_in_step(DevicePool *p, int in_step) { p->in_step = in_step; }
+
+void pool_set_category(DevicePool *p, int category)
+{
+    if (category >= 0 && category < MEM_CATEGORY_COUNT) p->category = category;
+}
 
 int pool_trim(DevicePool *p)
 {

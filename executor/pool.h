@@ -30,10 +30,23 @@
 typedef void *(*PoolRawAlloc)(void *ctx, size_t bytes);   /* NULL on failure */
 typedef void (*PoolRawFree)(void *ctx, void *p);
 
+/* What a block holds, for the memory report (issue 15 item 4), the
+ * simulator's breakdown (simulator/memory.c) plus communication buffers. */
+typedef enum {
+    MEM_WEIGHTS = 0,     /* the working copy the GEMMs read (bf16 CUDA, fp32 CPU) */
+    MEM_GRADIENTS,       /* fp32 gradient arenas and the reduced shards */
+    MEM_OPTIMIZER,       /* Adam m, v and a separate fp32 master */
+    MEM_ACTIVATIONS,     /* kept from a forward to its backward (the default) */
+    MEM_COMM,            /* buffers that only carry a collective's data */
+    MEM_WORKSPACE,       /* temporaries of one layer call, backend scratch */
+    MEM_CATEGORY_COUNT
+} MemCategory;
+
 typedef struct {
     void *ptr;
     size_t bytes;
     int used;
+    int category;        /* MemCategory of its current owner */
 } PoolBlock;
 
 typedef struct {
@@ -47,6 +60,9 @@ typedef struct {
     long raw_allocs;          /* raw allocations so far */
     long step_raw_allocs;     /* of which inside a step */
     int in_step;
+    int category;             /* MemCategory of the next pool_alloc */
+    size_t cat_in_use[MEM_CATEGORY_COUNT];
+    size_t cat_at_peak[MEM_CATEGORY_COUNT];   /* cat_in_use when in_use reached peak_in_use */
 } DevicePool;
 
 /* Requests are rounded up to this many bytes (and blocks are aligned to it
@@ -60,6 +76,8 @@ void *pool_alloc(DevicePool *p, size_t bytes);
  * the pool does not hold */
 int pool_free(DevicePool *p, void *ptr);
 void pool_set_in_step(DevicePool *p, int in_step);
+/* the MemCategory that the following pool_alloc calls are counted in */
+void pool_set_category(DevicePool *p, int category);
 /* returns every free block to the raw allocator (between steps only: the
  * raw free may synchronise the device); the number of blocks returned */
 int pool_trim(DevicePool *p);

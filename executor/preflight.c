@@ -92,15 +92,18 @@ int preflight_plan(Plan *p, const PlanRequested *req, PreflightNotes *notes, MpE
              opt_sharding_name(t->opt_sharding), opt_sharding_name(OPT_SHARD_DISTRIBUTED));
         t->opt_sharding = OPT_SHARD_DISTRIBUTED;
     }
-    if (t->overlap != 0) {
-        char words[64];
-        overlap_format(t->overlap, words, sizeof words);
+    /* grad and param run (gradient buckets, params.h); the other words not */
+    unsigned runs = OVERLAP_GRAD | OVERLAP_PARAM;
+    if (t->overlap & ~runs) {
+        char words[64], kept[64];
+        overlap_format(t->overlap & ~runs, words, sizeof words);
         if (req->overlap)
-            return mp_fail(err, "overlap: %s: overlapping communication with compute is not implemented by the "
-                           "executor's step (use none)", words);
-        note(notes, "overlap: the default '%s' is not implemented by the executor's step; running and predicting "
-             "with '%s' (every collective exposed)", words, "none");
-        t->overlap = 0;
+            return mp_fail(err, "overlap: %s: overlapping this communication with compute is not implemented by the "
+                           "executor's step (grad and param are; or use none)", words);
+        overlap_format(t->overlap & runs, kept, sizeof kept);
+        note(notes, "overlap: the default's '%s' is not implemented by the executor's step; running and predicting "
+             "with '%s'", words, kept);
+        t->overlap &= runs;
     }
     return 0;
 }
@@ -259,7 +262,9 @@ void preflight_cpu_memory(const Plan *p, int layers, size_t data_ids, CpuMemoryE
     double big = rows * 2 * Fl > T * 2 * F ? rows * 2 * Fl : T * 2 * F;
     double temp = T * k * h + 3 * rows * h + 1.5 * big + 5 * T * h + T * qkvw + T * n * d + 2 * T * E + T * k +
                   T * (h + 1 + V + 1 + 3);
-    out->activations = 4.0 * 1.125 * (saved + temp);   /* buffers grow with 1/8 slack (model.c buf_get) */
+    /* a buffer that outgrows its first size takes 1/8 slack (layer.c
+     * buf_get): counted on every buffer, an upper bound */
+    out->activations = 4.0 * 1.125 * (saved + temp);
     out->data = 4.0 * (double)data_ids;
     out->base = PREFLIGHT_CPU_BASE_BYTES;
     out->total = out->params + out->activations + out->data + out->base;

@@ -193,6 +193,7 @@ int trainer_step(Trainer *t, bool apply_optimizer, double *loss, MpError *err)
     int N = schedule_num_ops(sc), last_vs = sc->pp * sc->vpp - 1;
     t->be->in_step(t->be, true);
     model_zero_grads(t->model);
+    model_step_begin(t->model);   /* buckets start during the backward (overlap grad) */
     for (int c = 0; c < sc->vpp; c++) {
         t->nfree[c] = model_chunk_slots(t->model, c);
         for (int k = 0; k < t->nfree[c]; k++) t->free_slot[c * t->most_slots + k] = t->nfree[c] - 1 - k;
@@ -224,14 +225,17 @@ int trainer_step(Trainer *t, bool apply_optimizer, double *loss, MpError *err)
         }
     }
     model_sync_grads(t->model);
-    if (apply_optimizer) model_adam_step(t->model, t->lr, t->step + 1);
     /* mean loss over the global batch: the device sums over the pipeline
      * (the last stage's token losses, every stage's aux losses) and the
-     * data-parallel ranks, read once per step (the step's one loss
-     * synchronisation) */
+     * data-parallel ranks before Adam (with overlap param the parameter
+     * all-gathers that Adam starts on the DP*CP communicator would
+     * otherwise be waited for by this sum), read once per step after it
+     * (the step's one loss synchronisation) */
     double ce, aux;
     if (sc->pp > 1) model_reduce_losses(t->model, GROUP_PP);
-    int rc = model_read_losses(t->model, t->dp * t->cp > 1 ? GROUP_DP_CP : GROUP_KIND_COUNT, &ce, &aux);
+    if (t->dp * t->cp > 1) model_reduce_losses(t->model, GROUP_DP_CP);
+    if (apply_optimizer) model_adam_step(t->model, t->lr, t->step + 1);
+    int rc = model_read_losses(t->model, GROUP_KIND_COUNT, &ce, &aux);
     t->be->in_step(t->be, false);
     if (rc || t->be->status(t->be, err)) return -1;
     t->last_aux = aux / tokens;
@@ -331,6 +335,7 @@ int exec_train(const Plan *plan, const ExecOptions *opt, const ExecComms *comms,
     stats->median.other = med[1 + PHASE_OTHER];
     stats->median.pipeline = med[1 + PHASE_PIPELINE];
     stats->peak_memory_bytes = t->be->peak_memory(t->be);
+    t->be->mem_report(t->be, &stats->mem_peak_bytes, stats->mem_bytes);
     stats->step_device_allocs = t->be->step_allocs(t->be);
     stats->tokens_per_step = (double)plan->train.global_batch * plan->train.seq_len;
     stats->stage = t->stage;

@@ -7,6 +7,8 @@
  *   distributed: 2 + 4 + 12/d   (d = DP*CP for dense, EDP for experts)
  *   full:        18/d, plus the working set gathered by FSDP: two layers'
  *                bf16 weights and their gradients (current + prefetched)
+ * (An fp32 run, SimOptions.memory_elem_bytes 4: every "2" below is 4,
+ * the weights are 4 bytes and they are the master: optimizer 8 or 8/d.)
  * Activations of one layer for one micro-batch (bytes, bf16 = 2 unless
  * said; T = s*b/(TP*CP) tokens per GPU, M = s*b/CP, R = rows held by the
  * GPU's experts after the ETP all-gather, Rr = rows it received; flash
@@ -38,7 +40,6 @@
 
 #include "sim_internal.h"
 
-#define BF16 2.0
 
 /* RCM_* bits recomputed by this context (0 unless selective). */
 static unsigned recomputed_modules(const SimCtx *x) {
@@ -49,7 +50,7 @@ double memory_attention_activations(const SimCtx *x) {
     const ModelSpec *md = &x->p->model;
     double T = x->t_local, M = x->m_full, h = md->hidden, tp = x->tp;
     RecomputeKind rc = x->recompute;
-    if (rc == RECOMPUTE_FULL) return BF16 * T * h;
+    if (rc == RECOMPUTE_FULL) return x->act_bytes * T * h;
     unsigned mods = recomputed_modules(x);
     double n = md->num_heads, g = md->num_kv_groups > 0 ? md->num_kv_groups : n;
     double qkv, latent = 0, core;
@@ -62,10 +63,10 @@ double memory_attention_activations(const SimCtx *x) {
         qkv = (n + 2 * g) * md->head_dim / tp;
         core = n * md->head_dim / tp;
     }
-    double a = BF16 * T * h + BF16 * M * latent + BF16 * M * core;
-    if (!(mods & RCM_MLA_UP_PROJ)) a += BF16 * M * qkv;
+    double a = x->act_bytes * T * h + x->act_bytes * M * latent + x->act_bytes * M * core;
+    if (!(mods & RCM_MLA_UP_PROJ)) a += x->act_bytes * M * qkv;
     if (!(mods & RCM_CORE_ATTN)) a += 4 * M * n / tp;
-    if (!(mods & RCM_LAYERNORM)) a += BF16 * T * h;
+    if (!(mods & RCM_LAYERNORM)) a += x->act_bytes * T * h;
     return a;
 }
 
@@ -73,21 +74,21 @@ double memory_moe_activations(const SimCtx *x) {
     const ModelSpec *md = &x->p->model;
     double T = x->t_local, M = x->m_full, h = md->hidden;
     RecomputeKind rc = x->recompute;
-    if (rc == RECOMPUTE_FULL) return BF16 * T * h;
+    if (rc == RECOMPUTE_FULL) return x->act_bytes * T * h;
     unsigned mods = recomputed_modules(x);
-    double norm_out = (mods & RCM_LAYERNORM) ? 0 : BF16 * T * h;
-    if (mods & RCM_MOE) return BF16 * T * h + norm_out;
+    double norm_out = (mods & RCM_LAYERNORM) ? 0 : x->act_bytes * T * h;
+    if (mods & RCM_MOE) return x->act_bytes * T * h + norm_out;
     DispatchShape d;
     dispatcher_shape(x, &d);
     double local = (double)md->num_experts / x->ep;
     double R = d.rows_per_expert * local;
     double fe = (double)md->expert_ffn / x->etp;
     double up = md->swiglu ? 2 * fe : fe;
-    double a = BF16 * T * h + norm_out + T * md->num_experts * 5.0 + BF16 * R * h + BF16 * R * up + BF16 * d.rows_recv * h;
-    if (!(mods & RCM_MOE_ACT)) a += BF16 * R * fe;
+    double a = x->act_bytes * T * h + norm_out + T * md->num_experts * 5.0 + x->act_bytes * R * h + x->act_bytes * R * up + x->act_bytes * d.rows_recv * h;
+    if (!(mods & RCM_MOE_ACT)) a += x->act_bytes * R * fe;
     if (md->shared_ffn > 0 && !(mods & RCM_SHARED_EXPERTS)) {
         double fs = (double)md->shared_ffn / x->tp;
-        a += BF16 * M * (md->swiglu ? 2 * fs : fs) + BF16 * M * fs;
+        a += x->act_bytes * M * (md->swiglu ? 2 * fs : fs) + x->act_bytes * M * fs;
     }
     return a;
 }
@@ -96,39 +97,43 @@ double memory_dense_mlp_activations(const SimCtx *x, double ffn) {
     const ModelSpec *md = &x->p->model;
     double T = x->t_local, M = x->m_full, h = md->hidden;
     RecomputeKind rc = x->recompute;
-    if (rc == RECOMPUTE_FULL) return BF16 * T * h;
+    if (rc == RECOMPUTE_FULL) return x->act_bytes * T * h;
     unsigned mods = recomputed_modules(x);
     double f = ffn / x->tp;
-    double a = BF16 * T * h;
-    if (!(mods & RCM_LAYERNORM)) a += BF16 * T * h;
-    if (!(mods & RCM_MLP)) a += BF16 * M * (md->swiglu ? 2 * f : f) + BF16 * M * f;
+    double a = x->act_bytes * T * h;
+    if (!(mods & RCM_LAYERNORM)) a += x->act_bytes * T * h;
+    if (!(mods & RCM_MLP)) a += x->act_bytes * M * (md->swiglu ? 2 * f : f) + x->act_bytes * M * f;
     return a;
 }
 
 double memory_output_activations(const SimCtx *x) {
     double vpad = ceil(x->p->model.vocab / (128.0 * x->tp)) * 128.0 * x->tp;
-    return 2 * BF16 * x->t_local * x->p->model.hidden + x->m_full * vpad / x->tp * (2 + 4);
+    return 2 * x->act_bytes * x->t_local * x->p->model.hidden + x->m_full * vpad / x->tp * (2 + 4);
 }
 
 void memory_stage(const SimCtx *x, const StageMemInput *in, SimStageMemory *out) {
     const TrainConfig *t = &x->p->train;
     double d_dense = (double)x->dp * x->cp, d_exp = x->edp;
     double P = in->dense_params + in->expert_params;
+    /* weight bytes: the working copy (bf16: 2); optimizer bytes: fp32
+     * master, m and v (12), or, when the working copy is fp32 itself (an
+     * fp32 run: the executor's CPU backend), m and v only (8) */
+    double w = x->act_bytes, o = x->act_bytes >= 4 ? 8 : 12;
     switch (t->opt_sharding) {
     case OPT_SHARD_NONE:
-        out->weights = 2 * P;
+        out->weights = w * P;
         out->gradients = 4 * P;
-        out->optimizer = 12 * P;
+        out->optimizer = o * P;
         break;
     case OPT_SHARD_DISTRIBUTED:
-        out->weights = 2 * P;
+        out->weights = w * P;
         out->gradients = 4 * P;
-        out->optimizer = 12 * (in->dense_params / d_dense + in->expert_params / d_exp);
+        out->optimizer = o * (in->dense_params / d_dense + in->expert_params / d_exp);
         break;
     case OPT_SHARD_FULL:
-        out->weights = 2 * (in->dense_params / d_dense + in->expert_params / d_exp) + in->fsdp_working;
+        out->weights = w * (in->dense_params / d_dense + in->expert_params / d_exp) + in->fsdp_working;
         out->gradients = 4 * (in->dense_params / d_dense + in->expert_params / d_exp);
-        out->optimizer = 12 * (in->dense_params / d_dense + in->expert_params / d_exp);
+        out->optimizer = o * (in->dense_params / d_dense + in->expert_params / d_exp);
         break;
     }
     out->activations = in->inflight * in->act_per_chunk + in->act_extra;

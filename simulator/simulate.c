@@ -342,6 +342,7 @@ int simulate_step(const Plan *plan, const Calibration *cal, const SimOptions *op
 
     SimCtx x;
     sim_ctx_init(&x, plan, &hw);
+    if (opt && opt->memory_elem_bytes > 0) x.act_bytes = opt->memory_elem_bytes;   /* memory model only */
 
     /* per virtual stage forward/backward times of one micro-batch */
     int pp = map->pp, v = map->vpp, V = pp * v, m = x.microbatches;

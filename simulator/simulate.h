@@ -63,6 +63,10 @@ typedef struct {
     SimOpEvent *events;
     int events_rank, max_events;
     int *num_events;
+    /* bytes of an activation / working-weight element in the memory model:
+     * 0 or 2 (bf16, the GPU); 4 for an fp32 run (the executor's CPU
+     * backend, whose float weights are also the master) */
+    int memory_elem_bytes;
 } SimOptions;
 
 /* Predicts one step. Returns -1 only for plans that are invalid (err set); a

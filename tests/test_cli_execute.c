@@ -170,11 +170,10 @@ static void test_refuses_unimplemented_fields(void **state) {
         {"--recompute selective", "recompute: selective: activation recomputation is not implemented"},
         {"--recompute full", "recompute: full: activation recomputation is not implemented"},
         {"--precision fp8", "precision: fp8: FP8 GEMMs are not implemented"},
-        {"--overlap grad", "overlap: grad: overlapping communication with compute is not implemented"},
-        {"--overlap param", "overlap: param: overlapping"},
-        {"--overlap tp", "overlap: tp: overlapping"},
+        {"--overlap tp", "overlap: tp: overlapping this communication with compute is not implemented"},
         {"--overlap ep", "overlap: ep: overlapping"},
         {"--overlap shared-expert", "overlap: shared-expert: overlapping"},
+        {"--overlap grad,tp", "overlap: tp: overlapping"},
         {"--dispatcher allgather", "dispatcher: allgather: only the alltoall dispatcher is implemented"},
         {"--gpus 3 --tp 3", "tp: 3 does not divide num_heads 4"},
         {"--gpus 4 --cp 4 --seq 36", "seq: 36 is not divisible by 2*cp = 8"},
@@ -192,7 +191,7 @@ static void test_refuses_unimplemented_fields(void **state) {
     assert_non_null(mkdtemp(dir));
     static const char *const plans[][2] = {
         {"\"optimizer_sharding\": \"full\"", "optimizer_sharding: full"},
-        {"\"overlap\": \"grad,param\"", "overlap: grad,param"},
+        {"\"overlap\": \"grad,ep\"", "overlap: ep"},
         {"\"recompute\": \"selective\"", "recompute: selective"},
         {"\"precision\": \"fp8\"", "precision: fp8"},
         {"\"dispatcher\": \"allgather\"", "dispatcher: allgather"},
@@ -256,12 +255,10 @@ static double sim_number(const char *text, const char *key) {
 static void test_replaced_defaults_reported_and_predicted(void **state) {
     (void)state;
     char err[4096];
-    /* stderr: the default of simulate the step does not implement (the
-     * distributed optimizer, the other default, runs) */
+    /* stderr: simulate's defaults (the distributed optimizer, overlap
+     * grad,param) run: nothing is replaced */
     assert_int_equal(moeplan_run(TINY " --check", RUN_STDERR, err, sizeof err), 0);
-    if (strstr(err, "note: optimizer_sharding") ||
-        !strstr(err, "note: overlap: the default 'grad,param' is not implemented"))
-        fail_msg("%s", err);
+    if (strstr(err, "note: optimizer_sharding") || strstr(err, "note: overlap")) fail_msg("%s", err);
     /* 2 ranks (DP 2), so that optimizer sharding and overlap would change the prediction */
     cJSON *o = run_json(TINY " --gpus 2 --json --seed 7 --lr 0.005 --aux-loss-coeff 0.02");
     static const char *const keys[] = {"model", "cluster", "gpus", "tp", "cp", "pp", "vpp", "etp", "ep", "dp", "edp",
@@ -273,7 +270,8 @@ static void test_replaced_defaults_reported_and_predicted(void **state) {
         if (!cJSON_GetObjectItem(plan, keys[i])) fail_msg("plan.%s missing", keys[i]);
     assert_string_equal(str(o, "plan", "optimizer_sharding"), "distributed");
     assert_string_equal(str(o, "run", "optimizer_sharding"), "distributed");
-    assert_string_equal(str(o, "plan", "overlap"), "none");
+    assert_string_equal(str(o, "plan", "overlap"), "grad,param");
+    assert_string_equal(str(o, "run", "overlap"), "grad,param");
     assert_string_equal(str(o, "plan", "recompute"), "none");
     assert_string_equal(str(o, "plan", "dispatcher"), "alltoall");
     assert_int_equal((int)num(o, "plan", "gpus"), 2);
@@ -282,19 +280,26 @@ static void test_replaced_defaults_reported_and_predicted(void **state) {
     assert_true(num(o, "run", "aux_loss_coeff") == 0.02);
     assert_string_equal(str(o, "run", "act_dtype"), "fp32");
     assert_string_equal(str(o, "run", "data"), "synthetic");
-    /* the prediction is simulate's for exactly that plan (distributed, none), not for its defaults */
+    /* the prediction is simulate's for exactly the overlap that ran:
+     * grad,param here, none when asked (and the two differ) */
     double pred = num(o, "predicted", "step_time_s");
+    cJSON_Delete(o);
+    o = run_json(TINY " --gpus 2 --json --seed 7 --overlap none");
+    assert_string_equal(str(o, "run", "overlap"), "none");
+    double pred_none = num(o, "predicted", "step_time_s");
     cJSON_Delete(o);
     char sim[1 << 14];
     const char *base = "simulate --model tests/data/exec-tiny-moe.json --gpus 2 --seq 32 --gbs 2 --json";
     char args[512];
     snprintf(args, sizeof args, "%s --optimizer-sharding distributed --overlap none", base);
     assert_int_equal(moeplan_run(args, RUN_STDOUT, sim, sizeof sim), 0);
-    double same = sim_number(sim, "step_time_s");
-    assert_int_equal(moeplan_run(base, RUN_STDOUT, sim, sizeof sim), 0);
-    double defaults = sim_number(sim, "step_time_s");
-    if (fabs(pred - same) > 1e-6 || fabs(pred - defaults) < 5e-6)
-        fail_msg("predicted %.9f; simulate distributed/none %.6f, defaults %.6f", pred, same, defaults);
+    double none = sim_number(sim, "step_time_s");
+    snprintf(args, sizeof args, "%s --optimizer-sharding distributed --overlap grad,param", base);
+    assert_int_equal(moeplan_run(args, RUN_STDOUT, sim, sizeof sim), 0);
+    double both = sim_number(sim, "step_time_s");
+    if (fabs(pred - both) > 1e-6 || fabs(pred_none - none) > 1e-6 || fabs(both - none) < 5e-6)
+        fail_msg("predicted %.9f / %.9f (overlap none); simulate grad,param %.9f, none %.9f", pred, pred_none, both,
+                 none);
 }
 
 /* ---- issue 11 item 7: --seed, --aux-loss-coeff, --lr 0 ---- */

@@ -303,6 +303,19 @@ static void test_execute_json(void **state) {
     assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(me, "mfu"), "convention")->valuestring, "megatron");
     assert_true(cJSON_IsObject(cJSON_GetObjectItem(pr, "breakdown_s")));
     assert_true(cJSON_IsNull(cJSON_GetObjectItem(pr, "stage_memory_bytes")));
+    /* memory: measured and predicted by the same categories; the parts add
+     * up to the total (measured: at the peak) */
+    static const char *const cat[] = {"weights", "gradients", "optimizer", "activations", "communication", "workspace"};
+    const cJSON *mm = cJSON_GetObjectItem(me, "memory_bytes"), *pm = cJSON_GetObjectItem(pr, "memory_bytes");
+    double ms = 0, ps = 0;
+    for (size_t i = 0; i < sizeof cat / sizeof cat[0]; i++) {
+        ms += cJSON_GetObjectItem(mm, cat[i])->valuedouble;
+        ps += cJSON_GetObjectItem(pm, cat[i])->valuedouble;
+    }
+    assert_true(cJSON_GetObjectItem(mm, "total")->valuedouble > 0);
+    assert_true(fabs(ms - cJSON_GetObjectItem(mm, "total")->valuedouble) < 1);
+    assert_true(fabs(ps - cJSON_GetObjectItem(pm, "total")->valuedouble) < 1);
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "run"), "overlap")->valuestring, "grad,param");
     cJSON_Delete(o);
 }
 
