@@ -485,12 +485,12 @@ static int run_rank(ExecuteArgs *x, const LaunchEnv *env, const SimResult *pred,
     /* the last collective: a peer that has passed it may end, its deadline still holds */
     watchdog_peers_may_end(wd);
     /* the slowest rank sets the step time; peak memory is the largest */
-    double v[9] = {stats.median.step, stats.median.attention, stats.median.moe_compute,
-                   stats.median.dispatcher_comm, stats.median.grad_sync, stats.median.optimizer,
-                   stats.median.other, stats.peak_memory_bytes, stats.median.pipeline};
-    if (comms_max(&cc, v, 9, &err)) return rank_fail(&cc, rank, &err);
+    double v[10] = {stats.median.step, stats.median.attention, stats.median.moe_compute,
+                    stats.median.dispatcher_comm, stats.median.grad_sync, stats.median.optimizer,
+                    stats.median.other, stats.peak_memory_bytes, stats.median.pipeline, stats.median.cp_comm};
+    if (comms_max(&cc, v, 10, &err)) return rank_fail(&cc, rank, &err);
     watchdog_stop(wd);
-    stats.median = (ExecPhases){v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[8]};
+    stats.median = (ExecPhases){v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[8], v[9]};
     stats.peak_memory_bytes = v[7];
     int status = 0;
     if (rank == 0) {

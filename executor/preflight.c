@@ -91,16 +91,24 @@ int preflight_plan(Plan *p, const PlanRequested *req, PreflightNotes *notes, MpE
              opt_sharding_name(t->opt_sharding), opt_sharding_name(OPT_SHARD_DISTRIBUTED));
         t->opt_sharding = OPT_SHARD_DISTRIBUTED;
     }
-    if (t->overlap != 0) {
+    /* overlap: the step runs p2p (pipeline batches waited for where their
+     * data are read) and cp (the ring's next hop behind each step), on by
+     * default as Megatron-LM and Transformer Engine run them; the other
+     * words are refused when asked for and dropped from simulate's default */
+    const unsigned runs = OVERLAP_P2P | OVERLAP_CP;
+    if (t->overlap & ~runs) {
         char words[64];
-        overlap_format(t->overlap, words, sizeof words);
+        overlap_format(t->overlap & ~runs, words, sizeof words);
         if (req->overlap)
             return mp_fail(err, "overlap: %s: overlapping communication with compute is not implemented by the "
-                           "executor's step (use none)", words);
+                           "executor's step (use none, p2p, cp or p2p,cp)", words);
+        char kept[64];
+        overlap_format((t->overlap & runs) | (req->overlap ? 0 : runs), kept, sizeof kept);
         note(notes, "overlap: the default '%s' is not implemented by the executor's step; running and predicting "
-             "with '%s' (every collective exposed)", words, "none");
-        t->overlap = 0;
+             "with '%s'", words, kept);
     }
+    if (!req->overlap) t->overlap |= runs;
+    t->overlap &= runs;
     return 0;
 }
 

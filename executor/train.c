@@ -68,6 +68,8 @@ int trainer_create(const Plan *plan, const ExecOptions *opt, const ExecComms *co
         trainer_destroy(t);
         return mp_fail(err, "executor: out of host memory");
     }
+    t->overlap_p2p = (plan->train.overlap & OVERLAP_P2P) != 0;
+    t->pp_pending = -1;
     t->aux_coeff = (float)exec_aux_loss_coeff(opt);
     model_set_aux_loss_coeff(t->model, t->aux_coeff);
     if (!opt->data_path && opt->random_tokens) t->data.random = 1;
@@ -134,18 +136,37 @@ static P2POp transfer(Trainer *t, bool send, int peer, int chunk, int slot, Mode
     return (P2POp){send, peer, model_boundary(t->model, chunk, slot, which), model_boundary_elems(t->model)};
 }
 
+/* The wait for the pipeline batch in flight, if any: its time (the
+ * transfer, or the part of it the compute since its start did not hide,
+ * and the neighbour's lateness: the bubble) is PHASE_PIPELINE. */
+static void pipeline_wait(Trainer *t)
+{
+    if (t->pp_pending < 0) return;
+    t->be->phase_begin(t->be, PHASE_PIPELINE);
+    t->be->p2p_wait(t->be, t->pp_pending);
+    t->be->phase_end(t->be, PHASE_PIPELINE);
+    t->pp_pending = -1;
+}
+
 /* The pipeline's transfers at boundary i of the rank's operation list
  * (0 <= i <= N), when schedule_p2p_boundary says so: the sends of the
  * operations since the previous exchange (forward: the chunk's output to
  * the next virtual stage; backward: d loss / d input to the previous one)
  * and the receives of the operations up to the next exchange, one batch
- * (Backend.p2p).  Every rank's exchanges follow its schedule, so the
+ * (Backend.p2p_start).  Every rank's exchanges follow its schedule, so the
  * neighbours' batches pair up as Megatron-LM's do, and all ranks of a stage
  * (the members of its EP and DP groups) issue their P2P batches and their
  * all-to-alls in the same order.  Takes a context for each forward up to
- * the next exchange (slot_of). */
+ * the next exchange (slot_of).
+ * Blocking (no --overlap p2p): the batch is waited for at once.  Overlap:
+ * it is waited for before the first operation up to the next exchange that
+ * reads one of its receives (t->pp_wait_at), else at the next exchange, so
+ * the operations before run while it is in flight; the batch before it is
+ * always waited for first (at most one in flight: the stream order of the
+ * GPU, and no send buffer is written while it is sent). */
 static int exchange(Trainer *t, int i, int *prev_cut, MpError *err)
 {
+    pipeline_wait(t);
     const PipeSchedule *sc = &t->sched;
     int pp = sc->pp, N = schedule_num_ops(sc), last_vs = pp * sc->vpp - 1, next = i + 1;
     while (next < N && !schedule_p2p_boundary(sc, t->stage, next)) next++;
@@ -164,9 +185,11 @@ static int exchange(Trainer *t, int i, int *prev_cut, MpError *err)
             *so = -1;
         }
     }
+    t->pp_wait_at = next;
     for (int k = i; k < next && k < N; k++) {
         PipeOp op = schedule_op(sc, t->stage, k);
         int vs = op.chunk * pp + t->stage, *so = &t->slot_of[op.chunk * sc->m + op.microbatch];
+        int receives = op.forward ? vs > 0 : vs < last_vs;
         if (op.forward) {
             if (t->nfree[op.chunk] == 0)
                 return mp_fail(err, "executor: chunk %d has no free micro-batch context (schedule)", op.chunk);
@@ -175,11 +198,13 @@ static int exchange(Trainer *t, int i, int *prev_cut, MpError *err)
         } else if (vs < last_vs) {
             ops[n++] = transfer(t, false, (t->stage + 1) % pp, op.chunk, *so, BOUNDARY_GRAD);
         }
+        if (receives && t->pp_wait_at == next) t->pp_wait_at = k;
     }
     if (n) {
         t->be->phase_begin(t->be, PHASE_PIPELINE);
-        t->be->p2p(t->be, ops, n, DT_ACT, GROUP_PP);
+        t->pp_pending = t->be->p2p_start(t->be, ops, n, DT_ACT, GROUP_PP);
         t->be->phase_end(t->be, PHASE_PIPELINE);
+        if (!t->overlap_p2p) pipeline_wait(t);
     }
     *prev_cut = i;
     return 0;
@@ -205,6 +230,7 @@ int trainer_step(Trainer *t, bool apply_optimizer, double *loss, MpError *err)
             return -1;
         }
         if (i == N) break;
+        if (i >= t->pp_wait_at) pipeline_wait(t);   /* op i reads what the batch receives */
         PipeOp op = schedule_op(sc, t->stage, i);
         int vs = op.chunk * sc->pp + t->stage, rc;
         int slot = t->slot_of[op.chunk * sc->m + op.microbatch];
@@ -222,6 +248,7 @@ int trainer_step(Trainer *t, bool apply_optimizer, double *loss, MpError *err)
             return -1;
         }
     }
+    pipeline_wait(t);
     model_sync_grads(t->model);
     if (apply_optimizer) model_adam_step(t->model, t->lr, t->step + 1);
     /* mean loss over the global batch: the device sums over the pipeline
@@ -320,6 +347,7 @@ int exec_train(const Plan *plan, const ExecOptions *opt, const ExecComms *comms,
     stats->median.optimizer = med[1 + PHASE_OPTIMIZER];
     stats->median.other = med[1 + PHASE_OTHER];
     stats->median.pipeline = med[1 + PHASE_PIPELINE];
+    stats->median.cp_comm = med[1 + PHASE_CP_COMM];
     stats->peak_memory_bytes = t->be->peak_memory(t->be);
     stats->step_device_allocs = t->be->step_allocs(t->be);
     stats->tokens_per_step = (double)plan->train.global_batch * plan->train.seq_len;

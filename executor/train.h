@@ -40,6 +40,9 @@ typedef struct {
     PipeOp *executed;       /* [2 m vpp] the operations of the last step, in the order run */
     int num_executed;
     double *op_time;        /* [2 m vpp][2] their host start and end, seconds from the step's start */
+    bool overlap_p2p;       /* --overlap p2p: pipeline batches waited for where their data are read */
+    int pp_pending;         /* the pipeline batch in flight (Backend.p2p_start handle), -1 none */
+    int pp_wait_at;         /* the operation before which it is waited for */
 } Trainer;
 
 int trainer_create(const Plan *plan, const ExecOptions *opt, const ExecComms *comms,

@@ -633,8 +633,9 @@ static void test_preflight_plan_and_model(void **state) {
     assert_int_equal(preflight_plan(&p, &none, &notes, &err), 0);
     assert_int_equal(notes.count, 1);
     assert_int_equal(p.train.opt_sharding, OPT_SHARD_DISTRIBUTED);   /* runs (ZeRO-1) */
-    assert_int_equal(p.train.overlap, 0);
+    assert_int_equal(p.train.overlap, OVERLAP_P2P | OVERLAP_CP);   /* what the step runs, on by default */
     assert_non_null(strstr(notes.line[0], "overlap: the default 'grad,param'"));
+    assert_non_null(strstr(notes.line[0], "with 'p2p,cp'"));
     /* asked for: distributed runs, full sharding is refused */
     train_config_default(&p.train);
     asked.optimizer_sharding = true;
@@ -648,6 +649,16 @@ static void test_preflight_plan_and_model(void **state) {
     asked.overlap = true;
     assert_int_equal(preflight_plan(&p, &asked, &notes, &err), -1);
     assert_non_null(strstr(err.msg, "overlap: grad,param:"));
+    /* asked for: the words the step runs pass as given, the others are named */
+    p.train.overlap = OVERLAP_CP;
+    assert_int_equal(preflight_plan(&p, &asked, &notes, &err), 0);
+    assert_int_equal(p.train.overlap, OVERLAP_CP);
+    p.train.overlap = 0;
+    assert_int_equal(preflight_plan(&p, &asked, &notes, &err), 0);
+    assert_int_equal(p.train.overlap, 0);
+    p.train.overlap = OVERLAP_P2P | OVERLAP_GRAD;
+    assert_int_equal(preflight_plan(&p, &asked, &notes, &err), -1);
+    assert_non_null(strstr(err.msg, "overlap: grad:"));
     p.train.overlap = 0;
     /* tensor parallelism runs; splits it cannot make are refused */
     p.map.tp = 2;

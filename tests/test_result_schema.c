@@ -265,6 +265,13 @@ static void test_execute_json(void **state) {
     assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(me, "mfu"), "convention")->valuestring, "megatron");
     assert_true(cJSON_IsObject(cJSON_GetObjectItem(pr, "breakdown_s")));
     assert_true(cJSON_IsNull(cJSON_GetObjectItem(pr, "stage_memory_bytes")));
+    /* one rank: no ring, no pipeline; the step ran (and says so) the
+     * overlap words it implements, on by default */
+    const cJSON *ph = cJSON_GetObjectItem(me, "phases_s");
+    assert_true(cJSON_GetObjectItem(ph, "cp_comm")->valuedouble == 0);
+    assert_true(cJSON_GetObjectItem(ph, "pipeline")->valuedouble == 0);
+    assert_true(cJSON_IsNumber(cJSON_GetObjectItem(cJSON_GetObjectItem(pr, "phases_s"), "cp_comm")));
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "run"), "overlap")->valuestring, "p2p,cp");
     cJSON_Delete(o);
 }
 

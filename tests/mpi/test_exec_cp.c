@@ -10,8 +10,13 @@
  *   - after the first step's backward (gradients reduced over DP*CP, before
  *     Adam) every parameter gathered back to its full tensor equals the
  *     reference's full gradient.
+ * Each parallel case runs twice: with the ring's hops (and the pipeline's
+ * batches) overlapped with compute (--overlap cp,p2p) and blocking (none);
+ * both match the reference, and their losses are the same bits (the two
+ * paths do the same arithmetic, only the waits move).
  * Cases at a sequence where each chunk is a few tokens and one where it is
- * about a hundred.  Run with mpirun -np 1, 2, 4: the cases that fit run.
+ * about a hundred.  Run with mpirun -np 1, 2, 4 (and 8: all five dimensions
+ * with the distributed optimizer): the cases that fit run.
  * Assertions use values reduced over all ranks so every rank fails together.
  */
 #include <setjmp.h>
@@ -47,6 +52,8 @@ static int PP = 1;
 
 static int SEQ = 16;
 
+static unsigned OVERLAP = 0;   /* TrainConfig.overlap of the plans made */
+
 static void make_plan(Plan *p, const char *model, int world, int tp, int cp, int ep, int etp, int dist)
 {
     memset(p, 0, sizeof *p);
@@ -57,6 +64,7 @@ static void make_plan(Plan *p, const char *model, int world, int tp, int cp, int
     assert_int_equal(mapping_resolve(&p->map, p->model.num_experts, &err), 0);
     p->train.seq_len = SEQ; p->train.micro_batch = MBS; p->train.global_batch = GBS;
     p->train.opt_sharding = dist ? OPT_SHARD_DISTRIBUTED : OPT_SHARD_NONE;
+    p->train.overlap = OVERLAP;
 }
 
 static ExecOptions options(void)
@@ -177,52 +185,74 @@ static void run(const Plan *plan, MPI_Comm comm, const size_t *sizes, Run *r, lo
     exec_test_comms_free(&tc);
 }
 
+/* the worst relative difference of any full gradient of par from ref's */
+static double worst_gradient(const Run *ref, const Run *par, int *worst_uid)
+{
+    double worst = 0;
+    *worst_uid = -1;
+    for (int u = 0; u < MAX_UID; u++) {
+        if (!ref->g[u]) { assert_null(par->g[u]); continue; }
+        assert_non_null(par->g[u]);
+        double diff = 0, mag = 0;
+        for (size_t i = 0; i < ref->n[u]; i++) {
+            diff = fmax(diff, fabs((double)par->g[u][i] - ref->g[u][i]));
+            mag = fmax(mag, fabs((double)ref->g[u][i]));
+        }
+        double rel = diff / fmax(mag, 1e-20);
+        if (rel > worst) { worst = rel; *worst_uid = u; }
+    }
+    return worst;
+}
+
 static void run_case(void **state)
 {
     const Case *c = *state;
     size_t *sizes = calloc(MAX_UID, sizeof(size_t));
     reference_sizes(c->model, sizes);
-    Plan ref_plan, plan;
+    Plan ref_plan, plan[2];
     SEQ = c->seq;
     PP = 1;
+    OVERLAP = 0;
     make_plan(&ref_plan, c->model, 1, 1, 1, 1, 1, 0);
     PP = c->pp > 1 ? c->pp : 1;
-    make_plan(&plan, c->model, world_size, c->tp, c->cp, c->ep, c->etp, c->dist);
-    Run ref, par;
-    long ref_missing, missing;
-    run(&ref_plan, MPI_COMM_SELF, sizes, &ref, &ref_missing);
-    run(&plan, MPI_COMM_WORLD, sizes, &par, &missing);
-    assert_int_equal(ref_missing, 0);
-    double worst = 0, loss_diff = 0;
-    int worst_uid = -1;
-    for (int u = 0; u < MAX_UID; u++) {
-        if (!ref.g[u]) { assert_null(par.g[u]); continue; }
-        assert_non_null(par.g[u]);
-        double diff = 0, mag = 0;
-        for (size_t i = 0; i < ref.n[u]; i++) {
-            diff = fmax(diff, fabs((double)par.g[u][i] - ref.g[u][i]));
-            mag = fmax(mag, fabs((double)ref.g[u][i]));
-        }
-        double rel = diff / fmax(mag, 1e-20);
-        if (rel > worst) { worst = rel; worst_uid = u; }
+    /* plan[0] blocking, plan[1] overlapped */
+    for (int v = 0; v < 2; v++) {
+        OVERLAP = v ? OVERLAP_CP | OVERLAP_P2P : 0;
+        make_plan(&plan[v], c->model, world_size, c->tp, c->cp, c->ep, c->etp, c->dist);
     }
-    for (int s = 0; s < STEPS; s++) loss_diff = fmax(loss_diff, fabs(par.loss[s] - ref.loss[s]));
-    double all_worst, all_loss_diff;
-    long all_missing;
-    MPI_Allreduce(&worst, &all_worst, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-    MPI_Allreduce(&loss_diff, &all_loss_diff, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-    MPI_Allreduce(&missing, &all_missing, 1, MPI_LONG, MPI_MAX, MPI_COMM_WORLD);
-    if (world_rank == 0)
-        printf("  %-16s seq %d tp %d cp %d dp %d ep %d etp %d edp %d opt %s: losses %.6f %.6f %.6f (ref %.6f %.6f %.6f), "
-               "worst full-gradient rel err %.2e (tensor %d), elements held by no rank %ld\n",
-               c->model, SEQ, plan.map.tp, plan.map.cp, plan.map.dp, plan.map.ep, plan.map.etp, plan.map.edp,
-               opt_sharding_name(plan.train.opt_sharding), par.loss[0], par.loss[1], par.loss[2], ref.loss[0], ref.loss[1], ref.loss[2],
-               all_worst, worst_uid, all_missing);
-    assert_int_equal(all_missing, 0);
-    assert_true(all_loss_diff < 1e-4);
-    assert_true(all_worst < 1e-4);
+    OVERLAP = 0;
+    Run ref, par[2];
+    long ref_missing, missing[2];
+    run(&ref_plan, MPI_COMM_SELF, sizes, &ref, &ref_missing);
+    for (int v = 0; v < 2; v++) run(&plan[v], MPI_COMM_WORLD, sizes, &par[v], &missing[v]);
+    assert_int_equal(ref_missing, 0);
+    for (int v = 0; v < 2; v++) {
+        int worst_uid;
+        double worst = worst_gradient(&ref, &par[v], &worst_uid), loss_diff = 0, all_worst, all_loss_diff;
+        long all_missing;
+        for (int s = 0; s < STEPS; s++) loss_diff = fmax(loss_diff, fabs(par[v].loss[s] - ref.loss[s]));
+        MPI_Allreduce(&worst, &all_worst, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+        MPI_Allreduce(&loss_diff, &all_loss_diff, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+        MPI_Allreduce(&missing[v], &all_missing, 1, MPI_LONG, MPI_MAX, MPI_COMM_WORLD);
+        const Mapping *m = &plan[v].map;
+        if (world_rank == 0)
+            printf("  %-16s seq %d tp %d cp %d pp %d dp %d ep %d etp %d edp %d opt %s, %s: losses %.6f %.6f %.6f "
+                   "(ref %.6f %.6f %.6f), worst full-gradient rel err %.2e (tensor %d), elements held by no rank %ld\n",
+                   c->model, SEQ, m->tp, m->cp, m->pp, m->dp, m->ep, m->etp, m->edp,
+                   opt_sharding_name(plan[v].train.opt_sharding), v ? "overlapped" : "blocking", par[v].loss[0],
+                   par[v].loss[1], par[v].loss[2], ref.loss[0], ref.loss[1], ref.loss[2], all_worst, worst_uid,
+                   all_missing);
+        assert_int_equal(all_missing, 0);
+        assert_true(all_loss_diff < 1e-4);
+        assert_true(all_worst < 1e-4);
+    }
+    /* the same arithmetic on both paths: the same losses, bit for bit */
+    int differ = 0, any_differ;
+    for (int s = 0; s < STEPS; s++) differ |= par[0].loss[s] != par[1].loss[s];
+    MPI_Allreduce(&differ, &any_differ, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    assert_int_equal(any_differ, 0);
     run_free(&ref);
-    run_free(&par);
+    for (int v = 0; v < 2; v++) run_free(&par[v]);
     free(sizes);
 }
 
@@ -266,6 +296,9 @@ int main(int argc, char **argv)
         {"tiny-moe", 2, 2, 4, 1, 4, 1, 128, 1},
         /* 4 ranks: CP2.PP2 */
         {"tiny-moe", 1, 2, 1, 1, 4, 0, 16, 2},
+        /* 8 ranks: all five dimensions, TP2.CP2.PP2 attention with EP4.ETP1
+         * experts, and the distributed optimizer (over DP*CP) */
+        {"tiny-moe", 2, 2, 4, 1, 8, 1, 16, 2},
     };
     struct CMUnitTest tests[32];
     char names[32][112];
