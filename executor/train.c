@@ -146,6 +146,7 @@ static void pipeline_wait(Trainer *t)
     t->be->p2p_wait(t->be, t->pp_pending);
     t->be->phase_end(t->be, PHASE_PIPELINE);
     t->pp_pending = -1;
+    if (t->pp_ops_behind > 0) t->pp_overlapped++;
 }
 
 /* The pipeline's transfers at boundary i of the rank's operation list
@@ -203,6 +204,7 @@ static int exchange(Trainer *t, int i, int *prev_cut, MpError *err)
     if (n) {
         t->be->phase_begin(t->be, PHASE_PIPELINE);
         t->pp_pending = t->be->p2p_start(t->be, ops, n, DT_ACT, GROUP_PP);
+        t->pp_ops_behind = 0;
         t->be->phase_end(t->be, PHASE_PIPELINE);
         if (!t->overlap_p2p) pipeline_wait(t);
     }
@@ -223,6 +225,7 @@ int trainer_step(Trainer *t, bool apply_optimizer, double *loss, MpError *err)
     }
     for (int k = 0; k < sc->vpp * sc->m; k++) t->slot_of[k] = -1;
     t->num_executed = 0;
+    t->pp_overlapped = 0;
     double t0 = now_s();
     for (int i = 0, cut = 0; i <= N; i++) {
         if (schedule_p2p_boundary(sc, t->stage, i) && exchange(t, i, &cut, err)) {
@@ -243,6 +246,7 @@ int trainer_step(Trainer *t, bool apply_optimizer, double *loss, MpError *err)
         }
         t->op_time[2 * i + 1] = now_s() - t0;
         t->executed[t->num_executed++] = op;
+        if (t->pp_pending >= 0) t->pp_ops_behind++;
         if (rc) {
             t->be->in_step(t->be, false);
             return -1;

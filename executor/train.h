@@ -43,6 +43,8 @@ typedef struct {
     bool overlap_p2p;       /* --overlap p2p: pipeline batches waited for where their data are read */
     int pp_pending;         /* the pipeline batch in flight (Backend.p2p_start handle), -1 none */
     int pp_wait_at;         /* the operation before which it is waited for */
+    int pp_ops_behind;      /* operations run while it was in flight */
+    int pp_overlapped;      /* batches of the last step with operations run behind them */
 } Trainer;
 
 int trainer_create(const Plan *plan, const ExecOptions *opt, const ExecComms *comms,
