@@ -403,6 +403,17 @@ static int cpu_p2p_start(Backend *b, const P2POp *ops, int n, ElemType t, GroupK
     int h = 0;
     while (h < BACKEND_P2P_INFLIGHT && I(b)->inflight[h].used) h++;
     if (h == BACKEND_P2P_INFLIGHT) { fail(b, "p2p", "more than BACKEND_P2P_INFLIGHT batches in flight"); return -1; }
+    /* the GPU's stream order: a batch starts once the batches started
+     * before it on its stream (GROUP_PP: the pipeline's; any other: the
+     * ring's) completed.  Waiting for them here is stricter than the GPU,
+     * whose compute stream goes on, so a schedule of starts and waits that
+     * cannot deadlock here cannot deadlock there. */
+    for (int k = 0; k < BACKEND_P2P_INFLIGHT; k++) {
+        CpuP2PBatch *o = &I(b)->inflight[k];
+        if (o->used && (o->g == GROUP_PP) == (g == GROUP_PP))
+            WATCHED(b, o->g, o->g == GROUP_PP ? "pipeline send/recv" : "ring send/recv",
+                    MPI_Waitall(o->n, o->req, MPI_STATUSES_IGNORE));   /* completed requests become null */
+    }
     CpuP2PBatch *q = &I(b)->inflight[h];
     q->used = true;
     q->n = n;

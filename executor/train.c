@@ -69,11 +69,16 @@ int trainer_create(const Plan *plan, const ExecOptions *opt, const ExecComms *co
         return mp_fail(err, "executor: out of host memory");
     }
     t->overlap_p2p = (plan->train.overlap & OVERLAP_P2P) != 0;
-    t->pp_pending = -1;
+    t->pp_pending = t->fwd_pending = -1;
     t->aux_coeff = (float)exec_aux_loss_coeff(opt);
     model_set_aux_loss_coeff(t->model, t->aux_coeff);
     if (!opt->data_path && opt->random_tokens) t->data.random = 1;
     t->loss_dev = t->be->alloc(t->be, sizeof(float));
+    /* overlap, interleaved: the next forward's input arrives here early */
+    if (t->overlap_p2p && vpp > 1) {
+        t->stage_in = t->be->alloc(t->be, model_boundary_elems(t->model) * (size_t)t->be->act_bytes);
+        if (!t->stage_in) { trainer_destroy(t); return mp_fail(err, "executor: device memory: the pipeline's staging buffer"); }
+    }
     t->in = malloc(sizeof(int32_t) * (size_t)t->b * t->s);
     t->tg = malloc(sizeof(int32_t) * (size_t)t->b * t->s);
     if (!t->loss_dev || !t->in || !t->tg) { trainer_destroy(t); return mp_fail(err, "executor: out of memory"); }
@@ -87,6 +92,7 @@ void trainer_destroy(Trainer *t)
     model_destroy(t->model);
     data_close(&t->data);
     if (t->loss_dev) t->be->release(t->be, t->loss_dev);
+    if (t->stage_in) t->be->release(t->be, t->stage_in);
     if (t->be) t->be->destroy(t->be);
     free(t->in); free(t->tg);
     free(t->slot_of); free(t->free_slot); free(t->nfree); free(t->executed); free(t->op_time);
@@ -171,12 +177,16 @@ static int exchange(Trainer *t, int i, int *prev_cut, MpError *err)
     const PipeSchedule *sc = &t->sched;
     int pp = sc->pp, N = schedule_num_ops(sc), last_vs = pp * sc->vpp - 1, next = i + 1;
     while (next < N && !schedule_p2p_boundary(sc, t->stage, next)) next++;
+    /* the forward half of this batch already left (early_forward_batch) */
+    bool fwd_taken = t->early_boundary == i;
+    t->early_boundary = -1;
     P2POp ops[BACKEND_P2P_MAX];
     int n = 0;
     for (int k = *prev_cut; k < i; k++) {
         PipeOp op = t->executed[k];
         int vs = op.chunk * pp + t->stage, *so = &t->slot_of[op.chunk * sc->m + op.microbatch];
-        if (op.forward && vs < last_vs) ops[n++] = transfer(t, true, (t->stage + 1) % pp, op.chunk, *so, BOUNDARY_OUTPUT);
+        if (op.forward && vs < last_vs && !fwd_taken)
+            ops[n++] = transfer(t, true, (t->stage + 1) % pp, op.chunk, *so, BOUNDARY_OUTPUT);
         if (!op.forward) {
             if (vs > 0) ops[n++] = transfer(t, true, (t->stage + pp - 1) % pp, op.chunk, *so, BOUNDARY_GRAD);
             /* the context is free: only its GRAD buffer is still read (by
@@ -190,16 +200,23 @@ static int exchange(Trainer *t, int i, int *prev_cut, MpError *err)
     for (int k = i; k < next && k < N; k++) {
         PipeOp op = schedule_op(sc, t->stage, k);
         int vs = op.chunk * pp + t->stage, *so = &t->slot_of[op.chunk * sc->m + op.microbatch];
-        int receives = op.forward ? vs > 0 : vs < last_vs;
+        int receives = op.forward ? vs > 0 && !fwd_taken : vs < last_vs;
         if (op.forward) {
             if (t->nfree[op.chunk] == 0)
                 return mp_fail(err, "executor: chunk %d has no free micro-batch context (schedule)", op.chunk);
             *so = t->free_slot[op.chunk * t->most_slots + --t->nfree[op.chunk]];
-            if (vs > 0) ops[n++] = transfer(t, false, (t->stage + pp - 1) % pp, op.chunk, *so, BOUNDARY_INPUT);
+            if (receives) ops[n++] = transfer(t, false, (t->stage + pp - 1) % pp, op.chunk, *so, BOUNDARY_INPUT);
         } else if (vs < last_vs) {
             ops[n++] = transfer(t, false, (t->stage + 1) % pp, op.chunk, *so, BOUNDARY_GRAD);
         }
-        if (receives && t->pp_wait_at == next) t->pp_wait_at = k;
+        /* an operation that writes a buffer this batch sends (the last
+         * virtual stage's forward and backward of one micro-batch share a
+         * context: the backward writes the GRAD buffer its predecessor's
+         * backward sends) waits for it as well */
+        bool writes_sent = false;
+        void *wr = *so >= 0 ? model_boundary(t->model, op.chunk, *so, op.forward ? BOUNDARY_OUTPUT : BOUNDARY_GRAD) : NULL;
+        for (int q = 0; q < n; q++) writes_sent |= ops[q].send && ops[q].buf == wr;
+        if ((receives || writes_sent) && t->pp_wait_at == next) t->pp_wait_at = k;
     }
     if (n) {
         t->be->phase_begin(t->be, PHASE_PIPELINE);
@@ -210,6 +227,60 @@ static int exchange(Trainer *t, int i, int *prev_cut, MpError *err)
     }
     *prev_cut = i;
     return 0;
+}
+
+/* The wait for the early forward batch, if any (PHASE_PIPELINE). */
+static void forward_batch_wait(Trainer *t)
+{
+    if (t->fwd_pending < 0) return;
+    t->be->phase_begin(t->be, PHASE_PIPELINE);
+    t->be->p2p_wait(t->be, t->fwd_pending);
+    t->be->phase_end(t->be, PHASE_PIPELINE);
+    t->fwd_pending = -1;
+    t->pp_overlapped++;   /* started before the backward of its pair: that backward ran behind it */
+}
+
+/* Overlap, interleaved steady state (Megatron-LM's overlap_p2p_comm): op k
+ * is the forward of a (forward, backward) pair, so the next exchange is
+ * after the backward.  The forward half of that exchange's batch (this
+ * forward's output to the next stage, and the input of the next pair's
+ * forward from the previous one, into the staging buffer) is started now,
+ * and runs behind the backward; the exchange sends and receives the rest
+ * (the backward half).  Both halves keep their order per peer and
+ * direction, so they pair with the neighbours' transfers as the whole batch
+ * did (docs/executor-overlap.md).  Nothing when the next exchange would
+ * receive more than one forward's input (never in these schedules). */
+static void early_forward_batch(Trainer *t, int k)
+{
+    const PipeSchedule *sc = &t->sched;
+    int pp = sc->pp, N = schedule_num_ops(sc), last_vs = pp * sc->vpp - 1;
+    if (!t->overlap_p2p || !t->stage_in || k + 1 >= N || schedule_p2p_boundary(sc, t->stage, k + 1)) return;
+    PipeOp op = t->executed[k];
+    if (!op.forward) return;
+    int nb = k + 1, next;
+    while (nb < N && !schedule_p2p_boundary(sc, t->stage, nb)) nb++;
+    next = nb + 1;
+    while (next < N && !schedule_p2p_boundary(sc, t->stage, next)) next++;
+    int staged = -1, receiving = 0;
+    for (int j = nb; j < next && j < N; j++) {
+        PipeOp o = schedule_op(sc, t->stage, j);
+        if (o.forward && o.chunk * pp + t->stage > 0) { staged = j; receiving++; }
+    }
+    if (receiving > 1) return;
+    P2POp ops[2];
+    int n = 0;
+    if (op.chunk * pp + t->stage < last_vs)
+        ops[n++] = transfer(t, true, (t->stage + 1) % pp, op.chunk, t->slot_of[op.chunk * sc->m + op.microbatch],
+                            BOUNDARY_OUTPUT);
+    if (staged >= 0)
+        ops[n++] = (P2POp){false, (t->stage + pp - 1) % pp, t->stage_in, model_boundary_elems(t->model)};
+    forward_batch_wait(t);
+    t->early_boundary = nb;
+    t->staged_op = staged;
+    if (!n) return;
+    t->be->phase_begin(t->be, PHASE_PIPELINE);
+    t->fwd_pending = t->be->p2p_start(t->be, ops, n, DT_ACT, GROUP_PP);
+    t->be->phase_end(t->be, PHASE_PIPELINE);
 }
 
 int trainer_step(Trainer *t, bool apply_optimizer, double *loss, MpError *err)
@@ -226,6 +297,7 @@ int trainer_step(Trainer *t, bool apply_optimizer, double *loss, MpError *err)
     for (int k = 0; k < sc->vpp * sc->m; k++) t->slot_of[k] = -1;
     t->num_executed = 0;
     t->pp_overlapped = 0;
+    t->early_boundary = t->staged_op = -1;
     double t0 = now_s();
     for (int i = 0, cut = 0; i <= N; i++) {
         if (schedule_p2p_boundary(sc, t->stage, i) && exchange(t, i, &cut, err)) {
@@ -237,6 +309,15 @@ int trainer_step(Trainer *t, bool apply_optimizer, double *loss, MpError *err)
         PipeOp op = schedule_op(sc, t->stage, i);
         int vs = op.chunk * sc->pp + t->stage, rc;
         int slot = t->slot_of[op.chunk * sc->m + op.microbatch];
+        if (i == t->staged_op) {
+            /* its input came early, into the staging buffer */
+            forward_batch_wait(t);
+            t->be->phase_begin(t->be, PHASE_PIPELINE);
+            t->be->copy(t->be, model_boundary(t->model, op.chunk, slot, BOUNDARY_INPUT), t->stage_in,
+                        model_boundary_elems(t->model) * (size_t)t->be->act_bytes);
+            t->be->phase_end(t->be, PHASE_PIPELINE);
+            t->staged_op = -1;
+        }
         t->op_time[2 * i] = now_s() - t0;
         if (op.forward) {
             if (vs == 0 || vs == last_vs || t->trace) load_micro_batch(t, op.microbatch);
@@ -251,7 +332,9 @@ int trainer_step(Trainer *t, bool apply_optimizer, double *loss, MpError *err)
             t->be->in_step(t->be, false);
             return -1;
         }
+        early_forward_batch(t, i);
     }
+    forward_batch_wait(t);
     pipeline_wait(t);
     model_sync_grads(t->model);
     if (apply_optimizer) model_adam_step(t->model, t->lr, t->step + 1);
