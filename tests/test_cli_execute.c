@@ -170,6 +170,7 @@ static void test_refuses_unimplemented_fields(void **state) {
         {"--overlap tp", "overlap: tp: overlapping"},
         {"--overlap ep", "overlap: ep: overlapping"},
         {"--overlap shared-expert", "overlap: shared-expert: overlapping"},
+        {"--overlap cp,grad", "overlap: grad: overlapping"},   /* the words the step runs are not named */
         {"--dispatcher allgather", "dispatcher: allgather: only the alltoall dispatcher is implemented"},
         {"--gpus 3 --tp 3", "tp: 3 does not divide num_heads 4"},
         {"--gpus 4 --cp 4 --seq 36", "seq: 36 is not divisible by 2*cp = 8"},
@@ -268,7 +269,8 @@ static void test_replaced_defaults_reported_and_predicted(void **state) {
         if (!cJSON_GetObjectItem(plan, keys[i])) fail_msg("plan.%s missing", keys[i]);
     assert_string_equal(str(o, "plan", "optimizer_sharding"), "distributed");
     assert_string_equal(str(o, "run", "optimizer_sharding"), "distributed");
-    assert_string_equal(str(o, "plan", "overlap"), "none");
+    assert_string_equal(str(o, "plan", "overlap"), "p2p,cp");   /* the overlaps the step runs */
+    assert_string_equal(str(o, "run", "overlap"), "p2p,cp");
     assert_string_equal(str(o, "plan", "recompute"), "none");
     assert_string_equal(str(o, "plan", "dispatcher"), "alltoall");
     assert_int_equal((int)num(o, "plan", "gpus"), 2);
@@ -277,19 +279,19 @@ static void test_replaced_defaults_reported_and_predicted(void **state) {
     assert_true(num(o, "run", "aux_loss_coeff") == 0.02);
     assert_string_equal(str(o, "run", "act_dtype"), "fp32");
     assert_string_equal(str(o, "run", "data"), "synthetic");
-    /* the prediction is simulate's for exactly that plan (distributed, none), not for its defaults */
+    /* the prediction is simulate's for exactly that plan (distributed, p2p,cp), not for its defaults */
     double pred = num(o, "predicted", "step_time_s");
     cJSON_Delete(o);
     char sim[1 << 14];
     const char *base = "simulate --model tests/data/exec-tiny-moe.json --gpus 2 --seq 32 --gbs 2 --json";
     char args[512];
-    snprintf(args, sizeof args, "%s --optimizer-sharding distributed --overlap none", base);
+    snprintf(args, sizeof args, "%s --optimizer-sharding distributed --overlap p2p,cp", base);
     assert_int_equal(moeplan_run(args, RUN_STDOUT, sim, sizeof sim), 0);
     double same = sim_number(sim, "step_time_s");
     assert_int_equal(moeplan_run(base, RUN_STDOUT, sim, sizeof sim), 0);
     double defaults = sim_number(sim, "step_time_s");
     if (fabs(pred - same) > 1e-6 || fabs(pred - defaults) < 5e-6)
-        fail_msg("predicted %.9f; simulate distributed/none %.6f, defaults %.6f", pred, same, defaults);
+        fail_msg("predicted %.9f; simulate distributed/p2p,cp %.6f, defaults %.6f", pred, same, defaults);
 }
 
 /* ---- issue 11 item 7: --seed, --aux-loss-coeff, --lr 0 ---- */
