@@ -49,6 +49,7 @@ typedef struct {
     int first, last;        /* uneven split: first / last stage layers (0: even) */
     int tp;                 /* tensor parallelism with sequence parallelism (0: 1) */
     int dist;               /* 1: distributed optimizer (ZeRO-1) */
+    int layers;             /* model layers (0: LAYERS) */
 } Case;
 
 static unsigned OVERLAP = 0;   /* TrainConfig.overlap of the plans made */
@@ -57,7 +58,7 @@ static void make_plan(Plan *p, const Case *c, int world)
 {
     memset(p, 0, sizeof *p);
     assert_int_equal(model_spec_tiny(c->model, &p->model), 0);
-    p->model.num_layers = LAYERS;   /* enough for 4 stages or 2 x 2 chunks */
+    p->model.num_layers = c->layers ? c->layers : LAYERS;   /* enough for 4 stages or 2 x 2 chunks */
     p->map.world = world; p->map.tp = world == 1 || c->tp < 1 ? 1 : c->tp; p->map.cp = 1;
     p->map.pp = world == 1 ? 1 : c->pp;
     p->map.vpp = world == 1 ? 1 : c->vpp;
@@ -256,7 +257,7 @@ static void run_case(void **state)
 static void test_interleaved_constraint(void **state)
 {
     (void)state;
-    Case c = {"constraint", "tiny-moe", 2, 2, 1, 0, 0, 1, 0};
+    Case c = {"constraint", "tiny-moe", 2, 2, 1, 0, 0, 1, 0, 0};
     Plan plan;
     make_plan(&plan, &c, world_size);
     plan.train.global_batch = 3;
@@ -283,26 +284,29 @@ int main(int argc, char **argv)
     }
     /* world: the world size each case runs at */
     static const struct { int world; Case c; } cases[] = {
-        {1, {"no pipeline", "tiny-moe", 1, 1, 1, 0, 0, 1, 0}},
-        {2, {"PP2", "tiny-moe", 2, 1, 1, 0, 0, 1, 0}},
-        {2, {"PP2 VPP2", "tiny-moe", 2, 2, 1, 0, 0, 1, 0}},
-        {2, {"PP2 uneven 1+3", "tiny-moe", 2, 1, 1, 1, 3, 1, 0}},
-        {2, {"PP2 tied embeddings", "tiny-moe-tied", 2, 1, 1, 0, 0, 1, 0}},
-        {2, {"PP2 shared expert", "tiny-moe-shared", 2, 1, 1, 0, 0, 1, 0}},
-        {4, {"PP4", "tiny-moe", 4, 1, 1, 0, 0, 1, 0}},
-        {4, {"PP4 tied embeddings", "tiny-moe-tied", 4, 1, 1, 0, 0, 1, 0}},
-        {4, {"PP2 EP2", "tiny-moe", 2, 1, 2, 0, 0, 1, 0}},
-        {4, {"PP2 VPP2 EP2", "tiny-moe", 2, 2, 2, 0, 0, 1, 0}},
-        {4, {"PP2 DP2 uneven 3+1", "tiny-moe-shared", 2, 1, 1, 3, 1, 1, 0}},
+        {1, {"no pipeline", "tiny-moe", 1, 1, 1, 0, 0, 1, 0, 0}},
+        {2, {"PP2", "tiny-moe", 2, 1, 1, 0, 0, 1, 0, 0}},
+        {2, {"PP2 VPP2", "tiny-moe", 2, 2, 1, 0, 0, 1, 0, 0}},
+        {2, {"PP2 uneven 1+3", "tiny-moe", 2, 1, 1, 1, 3, 1, 0, 0}},
+        {2, {"PP2 tied embeddings", "tiny-moe-tied", 2, 1, 1, 0, 0, 1, 0, 0}},
+        {2, {"PP2 shared expert", "tiny-moe-shared", 2, 1, 1, 0, 0, 1, 0, 0}},
+        {4, {"PP4", "tiny-moe", 4, 1, 1, 0, 0, 1, 0, 0}},
+        {4, {"PP4 tied embeddings", "tiny-moe-tied", 4, 1, 1, 0, 0, 1, 0, 0}},
+        {4, {"PP2 EP2", "tiny-moe", 2, 1, 2, 0, 0, 1, 0, 0}},
+        {4, {"PP2 VPP2 EP2", "tiny-moe", 2, 2, 2, 0, 0, 1, 0, 0}},
+        /* 4 stages x 2 chunks (8 layers): the interleaved exchanges with
+         * distinct next and previous stages */
+        {4, {"PP4 VPP2", "tiny-moe", 4, 2, 1, 0, 0, 1, 0, 8}},
+        {4, {"PP2 DP2 uneven 3+1", "tiny-moe-shared", 2, 1, 1, 3, 1, 1, 0, 0}},
         /* TP and PP together: a stage sends and receives its
          * sequence-parallel shard (T / tp tokens); the vocabulary-parallel
          * embedding, output layer and tied-embedding sum cover the rank's
          * vocabulary rows; the distributed optimizer shards each stage's
          * arenas over its own DP / EDP groups */
-        {4, {"TP2 PP2 EP2", "tiny-moe", 2, 1, 2, 0, 0, 2, 0}},
-        {4, {"TP2 PP2 VPP2", "tiny-moe", 2, 2, 1, 0, 0, 2, 0}},
-        {4, {"TP2 PP2 tied embeddings", "tiny-moe-tied", 2, 1, 1, 0, 0, 2, 0}},
-        {4, {"PP2 DP2 EP2 distributed", "tiny-moe", 2, 1, 2, 0, 0, 1, 1}},
+        {4, {"TP2 PP2 EP2", "tiny-moe", 2, 1, 2, 0, 0, 2, 0, 0}},
+        {4, {"TP2 PP2 VPP2", "tiny-moe", 2, 2, 1, 0, 0, 2, 0, 0}},
+        {4, {"TP2 PP2 tied embeddings", "tiny-moe-tied", 2, 1, 1, 0, 0, 2, 0, 0}},
+        {4, {"PP2 DP2 EP2 distributed", "tiny-moe", 2, 1, 2, 0, 0, 1, 1, 0}},
     };
     struct CMUnitTest tests[32];
     int n = 0;
