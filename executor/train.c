@@ -167,10 +167,11 @@ static void pipeline_wait(Trainer *t)
  * the next exchange (slot_of).
  * Blocking (no --overlap p2p): the batch is waited for at once.  Overlap:
  * it is waited for before the first operation up to the next exchange that
- * reads one of its receives (t->pp_wait_at), else at the next exchange, so
- * the operations before run while it is in flight; the batch before it is
- * always waited for first (at most one in flight: the stream order of the
- * GPU, and no send buffer is written while it is sent). */
+ * reads one of its receives or writes one of its send buffers
+ * (t->pp_wait_at), else at the next exchange, so the operations before run
+ * while it is in flight; the previous exchange's batch is waited for first
+ * (the GPU runs them in stream order anyway).  Beside it at most one early
+ * forward half is in flight (early_forward_batch). */
 static int exchange(Trainer *t, int i, int *prev_cut, MpError *err)
 {
     pipeline_wait(t);
