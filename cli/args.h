@@ -89,6 +89,7 @@ int plan_from_args(ArgList *a, Plan *p, bool partial, MpError *err);
     "  --flops legacy|megatron          FLOPs convention of MFU and TFLOP/s (default megatron)\n" \
     "  --attention-backend auto|cudnn|flash2|fa3|own   attention kernels to price (default auto)\n" \
     "  --precision bf16|fp8             GEMM precision (default bf16)\n" \
-    "  --overlap LIST|none              grad,param,tp,ep,shared-expert (default grad,param)\n"
+    "  --overlap LIST|none              grad,param,tp,ep,shared-expert (default grad,param); executor\n" \
+    "                                   switches p2p (pipeline), cp (ring attention)\n"
 
 #endif

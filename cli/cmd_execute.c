@@ -511,15 +511,16 @@ static int run_rank(ExecuteArgs *x, const LaunchEnv *env, const SimResult *pred,
     /* the slowest rank sets the step time; peak memory is the largest */
     /* and of the backend's accounting, the peak and each category's bytes
      * (max over ranks each: equal on ranks of one stage) */
-    double v[10 + EXEC_MEM_CATEGORIES] = {stats.median.step, stats.median.attention, stats.median.moe_compute,
+    double v[11 + EXEC_MEM_CATEGORIES] = {stats.median.step, stats.median.attention, stats.median.moe_compute,
                    stats.median.dispatcher_comm, stats.median.grad_sync, stats.median.optimizer,
-                   stats.median.other, stats.peak_memory_bytes, stats.median.pipeline, stats.mem_peak_bytes};
-    for (int k = 0; k < EXEC_MEM_CATEGORIES; k++) v[10 + k] = stats.mem_bytes[k];
-    if (comms_max(&cc, v, 10 + EXEC_MEM_CATEGORIES, &err)) return rank_fail(&cc, rank, &err);
-    stats.mem_peak_bytes = v[9];
-    for (int k = 0; k < EXEC_MEM_CATEGORIES; k++) stats.mem_bytes[k] = v[10 + k];
+                   stats.median.other, stats.peak_memory_bytes, stats.median.pipeline, stats.median.cp_comm,
+                   stats.mem_peak_bytes};
+    for (int k = 0; k < EXEC_MEM_CATEGORIES; k++) v[11 + k] = stats.mem_bytes[k];
+    if (comms_max(&cc, v, 11 + EXEC_MEM_CATEGORIES, &err)) return rank_fail(&cc, rank, &err);
+    stats.mem_peak_bytes = v[10];
+    for (int k = 0; k < EXEC_MEM_CATEGORIES; k++) stats.mem_bytes[k] = v[11 + k];
     watchdog_stop(wd);
-    stats.median = (ExecPhases){v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[8]};
+    stats.median = (ExecPhases){v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[8], v[9]};
     stats.peak_memory_bytes = v[7];
 
     int status = 0;

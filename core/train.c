@@ -32,7 +32,7 @@ void train_config_default(TrainConfig *t) {
     t->memory_reserve_bytes = 4.0 * 1073741824.0;
 }
 
-#define OVERLAP_ALL (OVERLAP_GRAD | OVERLAP_PARAM | OVERLAP_TP | OVERLAP_EP | OVERLAP_SHARED_EXPERT)
+#define OVERLAP_ALL (OVERLAP_GRAD | OVERLAP_PARAM | OVERLAP_TP | OVERLAP_EP | OVERLAP_SHARED_EXPERT | OVERLAP_P2P | OVERLAP_CP)
 
 int train_config_validate(const TrainConfig *t, MpError *err) {
     if (t->seq_len <= 0) return mp_fail(err, "seq: must be positive, got %d", t->seq_len);
@@ -153,13 +153,13 @@ static void word_set_format(unsigned bits, const WordBit *words, int count, cons
 
 static const WordBit overlap_words[] = {
     {"grad", OVERLAP_GRAD}, {"param", OVERLAP_PARAM}, {"tp", OVERLAP_TP},
-    {"ep", OVERLAP_EP}, {"shared-expert", OVERLAP_SHARED_EXPERT},
+    {"ep", OVERLAP_EP}, {"shared-expert", OVERLAP_SHARED_EXPERT}, {"p2p", OVERLAP_P2P}, {"cp", OVERLAP_CP},
 };
 #define OVERLAP_WORDS ((int)(sizeof overlap_words / sizeof overlap_words[0]))
 
 int overlap_parse(const char *s, unsigned *out, MpError *err) {
     if (!strcmp(s, "none")) { *out = 0; return 0; }
-    return word_set_parse(s, overlap_words, OVERLAP_WORDS, "overlap", "word", "grad, param, tp, ep, shared-expert, or none",
+    return word_set_parse(s, overlap_words, OVERLAP_WORDS, "overlap", "word", "grad, param, tp, ep, shared-expert, p2p, cp, or none",
                           out, err);
 }
 

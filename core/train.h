@@ -21,6 +21,12 @@ enum {
     OVERLAP_TP = 1 << 2,            /* TP all-gather/reduce-scatter behind GEMMs */
     OVERLAP_EP = 1 << 3,            /* EP all-to-all behind other micro-batch compute */
     OVERLAP_SHARED_EXPERT = 1 << 4, /* shared expert computed during the dispatch */
+    /* executor switches (docs/executor-overlap.md); the simulator models
+     * Megatron-LM's schedule whatever they say: the CP ring always
+     * overlapped (Transformer Engine), 1F1B P2P blocking, interleaved P2P
+     * overlapped (overlap_p2p_comm) */
+    OVERLAP_P2P = 1 << 5,           /* pipeline P2P waited only where the data are needed */
+    OVERLAP_CP = 1 << 6,            /* CP ring: next step's K/V (dK/dV) in flight behind this step */
 };
 #define OVERLAP_DEFAULT (OVERLAP_GRAD | OVERLAP_PARAM)
 
@@ -67,7 +73,7 @@ const char *opt_sharding_name(OptimizerSharding o);
 int opt_sharding_parse(const char *s, OptimizerSharding *out);
 const char *dispatcher_name(DispatcherKind d);
 int dispatcher_parse(const char *s, DispatcherKind *out);
-/* "grad,param,tp,ep,shared-expert" or "none" */
+/* "grad,param,tp,ep,shared-expert,p2p,cp" or "none" */
 int overlap_parse(const char *s, unsigned *out, MpError *err);
 void overlap_format(unsigned bits, char *buf, int len);
 

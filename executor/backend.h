@@ -45,7 +45,10 @@ typedef enum {
     PHASE_OPTIMIZER,       /* Adam and the bf16 weight copies */
     PHASE_OTHER,           /* embedding, final norm, output layer, loss */
     PHASE_PIPELINE,        /* pipeline P2P batches: the transfers and the wait for the
-                            * neighbour stage's data (the pipeline bubble) */
+                            * neighbour stage's data (the pipeline bubble); with
+                            * overlap, the posting and the exposed wait only */
+    PHASE_CP_COMM,         /* context-parallel ring: the time the compute waited for
+                            * the K/V (dK/dV) transfers (blocking: the transfers) */
     PHASE_COUNT
 } StepPhase;
 
@@ -237,8 +240,33 @@ struct Backend {
      * MPI_Waitall).  A send completes only once its receive is posted: the
      * CPU uses synchronous sends so that it waits where NCCL would.
      * Messages between two ranks match in posting order (no tags, as NCCL).
-     * At most BACKEND_P2P_MAX transfers. */
+     * At most BACKEND_P2P_MAX transfers.  (= p2p_start, then p2p_wait.) */
     void (*p2p)(Backend *b, const P2POp *ops, int n, ElemType t, GroupKind g);
+
+    /* ==== nonblocking point-to-point: communication behind compute ====
+     * (pipeline P2P and the context-parallel ring; kept apart from the
+     * collectives above.)
+     * p2p_start posts the batch as p2p does and returns at once: a handle
+     * 0 <= h < BACKEND_P2P_INFLIGHT, or -1 when nothing was posted (no
+     * transfer, a group of one, a failure: the sticky status says which).
+     * p2p_wait(h) makes what is issued after it see the batch completed:
+     * the received data are there and the sent buffers may be written.
+     * Until then the batch's buffers are the transfer's: a send buffer may
+     * be read but not written, a receive buffer neither.  p2p_wait(-1) does
+     * nothing; every started batch is waited once, before the step's end.
+     *   CUDA: an event recorded on the compute stream orders the batch after
+     *         the work issued before p2p_start; one ncclGroupStart / sends
+     *         and receives / ncclGroupEnd on the communication stream of
+     *         the group kind (GROUP_PP: the pipeline stream, else the ring
+     *         stream); an event recorded there after the group; p2p_wait
+     *         makes the compute stream wait on that event (no host wait).
+     *         Batches on one stream run in start order.
+     *   CPU:  MPI_Issend / MPI_Irecv at the start, MPI_Waitall at the wait.
+     * Every rank of a group starts its batches in the same order as its
+     * peers' matching ones (docs/executor-overlap.md: why no deadlock with
+     * the all-to-alls of other micro-batches). */
+    int (*p2p_start)(Backend *b, const P2POp *ops, int n, ElemType t, GroupKind g);
+    void (*p2p_wait)(Backend *b, int handle);
 
     /* ---- timing ---- */
     void (*phase_begin)(Backend *b, StepPhase p);
@@ -312,10 +340,14 @@ struct Backend {
     X(gather_rows) X(adam) \
     X(sum_f32) X(accumulate_sum) X(aux_loss_forward) X(aux_loss_backward) X(all_reduce) \
     X(all_gather) X(reduce_scatter) X(all_to_all_v) X(all_to_all_host_i32) X(all_gather_host_i32) X(p2p) \
+    X(p2p_start) X(p2p_wait) \
     X(phase_begin) X(phase_end) X(step_times) X(peak_memory) X(status) X(in_step) X(step_allocs) \
     X(destroy)
 
 #define BACKEND_P2P_MAX 8
+/* batches started and not yet waited, at most (the CP ring: two; the
+ * pipeline: one, while a ring runs inside the chunk it overlaps) */
+#define BACKEND_P2P_INFLIGHT 8
 
 static inline size_t elem_bytes(const Backend *b, ElemType t)
 {

@@ -28,8 +28,17 @@
 #include "kernels/router.h"
 #include "kernels/swiglu.h"
 
+/* a started point-to-point batch (Backend.p2p_start) */
+typedef struct {
+    bool used;
+    int n;
+    GroupKind g;
+    MPI_Request req[BACKEND_P2P_MAX];
+} CpuP2PBatch;
+
 typedef struct {
     PhaseClock phases;      /* exclusive time per phase (nesting allowed) */
+    CpuP2PBatch inflight[BACKEND_P2P_INFLIGHT];
     double step_start;
     float *scratch;
     size_t scratch_n;
@@ -423,19 +432,51 @@ static void cpu_all_to_all_host_i32(Backend *b, const int32_t *send, int32_t *re
     if (c == MPI_COMM_NULL) { memmove(recv, send, sizeof(int32_t) * (size_t)n); return; }
     WATCHED(b, g, "token-count all_to_all", MPI_Alltoall(send, n, MPI_INT, recv, n, MPI_INT, c));
 }
-static void cpu_p2p(Backend *b, const P2POp *ops, int n, ElemType t, GroupKind g)
+/* ==== nonblocking point-to-point (backend.h p2p_start / p2p_wait) ==== */
+static int cpu_p2p_start(Backend *b, const P2POp *ops, int n, ElemType t, GroupKind g)
 {
     MPI_Comm c = comm_of(b, g);
-    if (c == MPI_COMM_NULL || n <= 0) return;
-    if (n > BACKEND_P2P_MAX) { fail(b, "p2p", "more than BACKEND_P2P_MAX transfers in one batch"); return; }
-    MPI_Request req[BACKEND_P2P_MAX];
+    if (c == MPI_COMM_NULL || n <= 0 || I(b)->error[0]) return -1;
+    if (n > BACKEND_P2P_MAX) { fail(b, "p2p", "more than BACKEND_P2P_MAX transfers in one batch"); return -1; }
+    int h = 0;
+    while (h < BACKEND_P2P_INFLIGHT && I(b)->inflight[h].used) h++;
+    if (h == BACKEND_P2P_INFLIGHT) { fail(b, "p2p", "more than BACKEND_P2P_INFLIGHT batches in flight"); return -1; }
+    /* the GPU's stream order: a batch starts once the batches started
+     * before it on its stream (GROUP_PP: the pipeline's; any other: the
+     * ring's) completed.  Waiting for them here is stricter than the GPU,
+     * whose compute stream goes on, so a schedule of starts and waits that
+     * cannot deadlock here cannot deadlock there. */
+    for (int k = 0; k < BACKEND_P2P_INFLIGHT; k++) {
+        CpuP2PBatch *o = &I(b)->inflight[k];
+        if (o->used && (o->g == GROUP_PP) == (g == GROUP_PP))
+            WATCHED(b, o->g, o->g == GROUP_PP ? "pipeline send/recv" : "ring send/recv",
+                    MPI_Waitall(o->n, o->req, MPI_STATUSES_IGNORE));   /* completed requests become null */
+    }
+    CpuP2PBatch *q = &I(b)->inflight[h];
+    q->used = true;
+    q->n = n;
+    q->g = g;
+    /* synchronous sends: a send completes only once its receive is posted,
+     * so a rank waits where NCCL would */
     for (int i = 0; i < n; i++) {
         if (ops[i].send)
-            MPI_Issend(ops[i].buf, (int)ops[i].n, mpi_type(t), ops[i].peer, 0, c, &req[i]);
+            MPI_Issend(ops[i].buf, (int)ops[i].n, mpi_type(t), ops[i].peer, 0, c, &q->req[i]);
         else
-            MPI_Irecv(ops[i].buf, (int)ops[i].n, mpi_type(t), ops[i].peer, 0, c, &req[i]);
+            MPI_Irecv(ops[i].buf, (int)ops[i].n, mpi_type(t), ops[i].peer, 0, c, &q->req[i]);
     }
-    WATCHED(b, g, "pipeline send/recv", MPI_Waitall(n, req, MPI_STATUSES_IGNORE));
+    return h;
+}
+static void cpu_p2p_wait(Backend *b, int h)
+{
+    if (h < 0) return;
+    if (h >= BACKEND_P2P_INFLIGHT || !I(b)->inflight[h].used) { fail(b, "p2p_wait", "not a batch in flight"); return; }
+    CpuP2PBatch *q = &I(b)->inflight[h];
+    WATCHED(b, q->g, q->g == GROUP_PP ? "pipeline send/recv" : "ring send/recv", MPI_Waitall(q->n, q->req, MPI_STATUSES_IGNORE));
+    q->used = false;
+}
+static void cpu_p2p(Backend *b, const P2POp *ops, int n, ElemType t, GroupKind g)
+{
+    cpu_p2p_wait(b, cpu_p2p_start(b, ops, n, t, g));
 }
 static void cpu_all_gather_host_i32(Backend *b, const int32_t *send, int32_t *recv, int n,
                                     GroupKind g)

@@ -7,8 +7,14 @@
  * call runs on the communication stream: it waits (event) for the compute
  * work enqueued before it, and the compute stream waits (event) for it
  * before the next operation, so the order is the same as on one stream and
- * each communicator is only ever used on one stream.  (The split is what a
- * schedule that overlaps communication with compute builds on.)
+ * each communicator is only ever used on one stream.  Point-to-point
+ * batches (Backend.p2p_start) run on two more streams, the pipeline's (p2p)
+ * and the CP ring's (ring): each batch after an event of the compute
+ * stream, and the compute stream waits for it only at p2p_wait, where the
+ * step needs its data, so the transfer runs behind the compute issued in
+ * between.  The pipeline communicator's one collective (the loss sum at the
+ * step's end) comes after every pipeline batch was waited, so it is never
+ * in flight beside them.
  *
  * Memory.  Device memory comes from a caching pool (executor/pool.h): the
  * model requests all of its step buffers at creation, and inside a step a
@@ -92,8 +98,11 @@ typedef struct {
     cudaStream_t stream;    /* compute */
     cudaStream_t comm;      /* every NCCL call */
     cudaEvent_t to_comm, to_compute;
-    cudaStream_t p2p;       /* pipeline sends / receives (Backend.p2p) */
-    cudaEvent_t to_p2p, from_p2p;
+    cudaStream_t p2p;       /* pipeline sends / receives (GROUP_PP batches) */
+    cudaStream_t ring;      /* every other point-to-point batch (the CP ring) */
+    cudaEvent_t to_p2p;     /* compute -> p2p / ring stream at a batch's start */
+    cudaEvent_t p2p_done[BACKEND_P2P_INFLIGHT];   /* recorded after each started batch */
+    bool p2p_used[BACKEND_P2P_INFLIGHT];
     /* gradient buckets (Backend.*_start): their NCCL calls on a stream of
      * their own, so that the dispatcher's collectives on `comm` do not
      * queue behind them; one event per pending handle */
@@ -941,29 +950,50 @@ static void cu_all_to_all_v(Backend *b, const void *send, const size_t *sc, cons
                   "all_to_all_v");
     comm_end(b, g, "all_to_all_v");
 }
-/* pipeline neighbours: one NCCL group on the p2p stream, after the compute
- * work enqueued so far; the compute stream continues once it completed */
-static void cu_p2p(Backend *b, const P2POp *ops, int n, ElemType t, GroupKind g)
+/* ==== nonblocking point-to-point (backend.h p2p_start / p2p_wait) ====
+ * One NCCL group on the stream of the group kind (pipeline: p2p; the CP
+ * ring and any other: ring), after an event recorded on the compute stream;
+ * the event of the batch's slot recorded after the group; the wait makes
+ * the compute stream wait on it (no host wait). */
+static int cu_p2p_start(Backend *b, const P2POp *ops, int n, ElemType t, GroupKind g)
 {
-    GUARD(b);
+    if (I(b)->failed) return -1;
     ncclComm_t c = comm_of(b, g);
-    if (!c || n <= 0) return;
-    if (n > BACKEND_P2P_MAX) { fail(b, "p2p", "more than BACKEND_P2P_MAX transfers in one batch"); return; }
+    if (!c || n <= 0) return -1;
+    if (n > BACKEND_P2P_MAX) { fail(b, "p2p", "more than BACKEND_P2P_MAX transfers in one batch"); return -1; }
     CudaImpl *ci = I(b);
+    int h = 0;
+    while (h < BACKEND_P2P_INFLIGHT && ci->p2p_used[h]) h++;
+    if (h == BACKEND_P2P_INFLIGHT) { fail(b, "p2p", "more than BACKEND_P2P_INFLIGHT batches in flight"); return -1; }
+    cudaStream_t s = g == GROUP_PP ? ci->p2p : ci->ring;
     if (!CU(b, cudaEventRecord(ci->to_p2p, ci->stream), "p2p") ||
-        !CU(b, cudaStreamWaitEvent(ci->p2p, ci->to_p2p, 0), "p2p"))
-        return;
-    if (!nccl_ok(b, ncclGroupStart(), "p2p")) return;
+        !CU(b, cudaStreamWaitEvent(s, ci->to_p2p, 0), "p2p"))
+        return -1;
+    if (!nccl_ok(b, ncclGroupStart(), "p2p")) return -1;
     for (int i = 0; i < n; i++) {
         ncclResult_t r = ops[i].send
-            ? ncclSend(ops[i].buf, ops[i].n, nccl_type(t), ops[i].peer, c, ci->p2p)
-            : ncclRecv(ops[i].buf, ops[i].n, nccl_type(t), ops[i].peer, c, ci->p2p);
+            ? ncclSend(ops[i].buf, ops[i].n, nccl_type(t), ops[i].peer, c, s)
+            : ncclRecv(ops[i].buf, ops[i].n, nccl_type(t), ops[i].peer, c, s);
         if (!nccl_ok(b, r, "p2p")) break;
     }
-    if (!nccl_ok(b, ncclGroupEnd(), "p2p")) return;
-    watch_collective(b, ci->p2p, g, "p2p send/recv");
-    if (CU(b, cudaEventRecord(ci->from_p2p, ci->p2p), "p2p"))
-        CU(b, cudaStreamWaitEvent(ci->stream, ci->from_p2p, 0), "p2p");
+    if (!nccl_ok(b, ncclGroupEnd(), "p2p")) return -1;
+    watch_collective(b, s, g, g == GROUP_PP ? "pipeline send/recv" : "ring send/recv");
+    if (!CU(b, cudaEventRecord(ci->p2p_done[h], s), "p2p")) return -1;
+    ci->p2p_used[h] = true;
+    return h;
+}
+static void cu_p2p_wait(Backend *b, int h)
+{
+    if (h < 0) return;
+    CudaImpl *ci = I(b);
+    if (h >= BACKEND_P2P_INFLIGHT || !ci->p2p_used[h]) { fail(b, "p2p_wait", "not a batch in flight"); return; }
+    ci->p2p_used[h] = false;
+    GUARD(b);
+    CU(b, cudaStreamWaitEvent(ci->stream, ci->p2p_done[h], 0), "p2p_wait");
+}
+static void cu_p2p(Backend *b, const P2POp *ops, int n, ElemType t, GroupKind g)
+{
+    cu_p2p_wait(b, cu_p2p_start(b, ops, n, t, g));
 }
 /* device ints for the count exchange (grow-only, from the pool) */
 static int32_t *ints(Backend *b, size_t n)
@@ -1122,6 +1152,7 @@ static void cu_in_step(Backend *b, bool on)
                 CU(b, cudaStreamSynchronize(c->comm), "in_step");
                 CU(b, cudaStreamSynchronize(c->p2p), "in_step");
                 CU(b, cudaStreamSynchronize(c->bucket), "in_step");
+                CU(b, cudaStreamSynchronize(c->ring), "in_step");
                 CU(b, cudaStreamSynchronize(c->stream), "in_step");
                 pool_trim(&c->pool);
                 break;
@@ -1142,6 +1173,7 @@ static void cu_destroy(Backend *b)
     for (int i = 0; i < BACKEND_ASYNC_MAX; i++) if (c->async_ev[i]) cudaEventDestroy(c->async_ev[i]);
     for (int i = 0; i < GROUP_KIND_COUNT; i++) if (c->bucket_group_ev[i]) cudaEventDestroy(c->bucket_group_ev[i]);
     if (c->to_bucket) cudaEventDestroy(c->to_bucket);
+    if (c->ring) cudaStreamSynchronize(c->ring);
     for (int i = 0; i < c->cap_ev; i++) { cudaEventDestroy(c->ev[i].begin); cudaEventDestroy(c->ev[i].end); }
     free(c->ev);
     for (int i = 0; i < c->cap_prof; i++) { cudaEventDestroy(c->prof[i].begin); cudaEventDestroy(c->prof[i].end); }
@@ -1152,7 +1184,7 @@ static void cu_destroy(Backend *b)
     if (c->to_comm) cudaEventDestroy(c->to_comm);
     if (c->to_compute) cudaEventDestroy(c->to_compute);
     if (c->to_p2p) cudaEventDestroy(c->to_p2p);
-    if (c->from_p2p) cudaEventDestroy(c->from_p2p);
+    for (int i = 0; i < BACKEND_P2P_INFLIGHT; i++) if (c->p2p_done[i]) cudaEventDestroy(c->p2p_done[i]);
     if (c->sum) cudaFree(c->sum);
     if (c->attn) attention_engine_destroy(c->attn);
     pool_destroy(&c->pool);   /* scratch, ints and every block the model released */
@@ -1160,6 +1192,7 @@ static void cu_destroy(Backend *b)
     if (c->comm) cudaStreamDestroy(c->comm);
     if (c->p2p) cudaStreamDestroy(c->p2p);
     if (c->bucket) cudaStreamDestroy(c->bucket);
+    if (c->ring) cudaStreamDestroy(c->ring);
     if (c->stream) cudaStreamDestroy(c->stream);
     cudaGetLastError();
     free(c);
@@ -1194,13 +1227,15 @@ extern "C" int backend_cuda_create(const ExecComms *comms, ExecAttention attenti
               CU(b, cudaEventCreateWithFlags(&c->to_compute, cudaEventDisableTiming), "create") &&
               CU(b, cudaStreamCreateWithFlags(&c->p2p, cudaStreamNonBlocking), "create") &&
               CU(b, cudaEventCreateWithFlags(&c->to_p2p, cudaEventDisableTiming), "create") &&
-              CU(b, cudaEventCreateWithFlags(&c->from_p2p, cudaEventDisableTiming), "create") &&
               CU(b, cudaStreamCreateWithFlags(&c->bucket, cudaStreamNonBlocking), "create") &&
               CU(b, cudaEventCreateWithFlags(&c->to_bucket, cudaEventDisableTiming), "create") &&
+              CU(b, cudaStreamCreateWithFlags(&c->ring, cudaStreamNonBlocking), "create") &&
               CU(b, cudaMalloc(&c->sum, sizeof(float)), "create") &&
               CU(b, cudaHostAlloc((void **)&c->stage, STAGING_BYTES, cudaHostAllocDefault), "create");
     for (int i = 0; ok && i < STAGING_REGIONS; i++)
         ok = CU(b, cudaEventCreateWithFlags(&c->region[i].done, cudaEventDisableTiming), "create");
+    for (int i = 0; ok && i < BACKEND_P2P_INFLIGHT; i++)
+        ok = CU(b, cudaEventCreateWithFlags(&c->p2p_done[i], cudaEventDisableTiming), "create");
     if (ok && comms->device_watch) {
         void *evs[DEVICE_WATCH_CAPACITY];
         for (int i = 0; ok && i < DEVICE_WATCH_CAPACITY; i++) {

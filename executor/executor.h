@@ -83,7 +83,9 @@ double exec_aux_loss_coeff(const ExecOptions *opt);
 /* Time of each phase of one step, seconds (median over timed steps in a result). */
 typedef struct {
     double step, attention, moe_compute, dispatcher_comm, grad_sync, optimizer, other;
-    double pipeline;   /* pipeline P2P: transfers and the wait for the neighbour (bubble) */
+    double pipeline;   /* pipeline P2P: transfers and the wait for the neighbour (bubble);
+                        * with --overlap p2p the part the compute did not hide */
+    double cp_comm;    /* CP ring: the time the compute waited for the K/V (dK/dV) hops */
 } ExecPhases;
 
 /* the memory categories of ExecStepStats.mem_bytes (pool.h MemCategory) */

@@ -89,7 +89,7 @@ void workspace_free(StepEnv *env, Workspace *w)
     Buf *bs[] = {&w->send, &w->recv, &w->gath, &w->Y, &w->big1, &w->big2, &w->t1, &w->t2,
                  &w->y, &w->moe, &w->qkv, &w->o, &w->logits_f, &w->logits_a, &w->prob,
                  &w->full, &w->full2, &w->gx, &w->probs_g, &w->idx_g, &w->stats, &w->all_stats,
-                 &w->kv[0], &w->kv[1], &w->dkv[0], &w->dkv[1], &w->blk_o, &w->blk_lse, &w->blk_dq};
+                 &w->kv[0], &w->kv[1], &w->dkv[0], &w->dkv[1], &w->dkv_step, &w->blk_o, &w->blk_lse, &w->blk_dq};
     for (size_t i = 0; i < sizeof bs / sizeof bs[0]; i++) buf_free(env, bs[i]);
 }
 
@@ -171,8 +171,16 @@ static void mlp_backward(StepEnv *env, int w13, int w2, int F, const void *in, c
  * Each block's (out, lse) is merged into the running result of its query
  * half (the first block of a half writes it directly).  lse is kept as
  * [b, 2, nl, c] f32 (one contiguous [nl, c] per query half).  K|V travel as
- * one packed [T, 2 gl d] buffer; in the backward their gradients travel
- * with them and, after the last step, one more hop takes them home. */
+ * one packed [T, 2 gl d] buffer (double-buffered: the one held, the one
+ * arriving); in the backward the partial dK|dV of the K|V held travels one
+ * step behind it and, after the last step, reaches its owner.
+ *
+ * Overlap (StepEnv.overlap_cp, --overlap cp): the K|V of step i + 1 are sent
+ * and received while step i's blocks run, and waited for after them; the
+ * dK|dV a rank finished at step i are sent while step i + 1's blocks run.
+ * Without it each hop is sent and waited for where the step ends.  Both
+ * paths do the same arithmetic in the same order (identical results); the
+ * time the compute waited for the ring is PHASE_CP_COMM. */
 typedef struct { int qh, kh; bool causal, direct; } CpBlock;
 
 static int cp_blocks(const ModelDims *d, int step, CpBlock out[3])
@@ -193,53 +201,143 @@ static int cp_blocks(const ModelDims *d, int step, CpBlock out[3])
     return 2;
 }
 
-/* one ring hop over the CP group: send[i] to the next rank, recv[i] from
- * the previous, n elements each */
-static void cp_shift(StepEnv *env, void *const *send, void *const *recv, int nbuf, size_t n)
+/* The ring's device buffers of one direction (the same sizes in
+ * layer_reserve and in the ring): K|V held and arriving [T, kvw]; forward:
+ * one block's out [c, nl d] and lse [nl, c] f32; backward: the partial
+ * dK|dV held and arriving, this step's dK|dV [T, kvw], one block's dq
+ * [c, qkvwl] (its K|V columns stay 0) and dK|dV [c, max(nl d, kvw)]. */
+typedef struct {
+    int c, nd, w, kvw;           /* chunk tokens, nl d, qkvwl, 2 gl d */
+    size_t a, n;                 /* act bytes; elements of one packed K|V [T, kvw] */
+    char *kv[2], *dkv[2], *dstep, *blk, *bdq;
+    float *blk_lse;
+} CpRing;
+
+static int cp_ring_buffers(StepEnv *env, Workspace *ws, bool backward, CpRing *r)
 {
     const ModelDims *d = &env->dim;
-    int next = (d->cp_rank + 1) % d->cp, prev = (d->cp_rank + d->cp - 1) % d->cp;
-    P2POp ops[4];
-    int k = 0;
-    for (int i = 0; i < nbuf; i++) {
-        ops[k++] = (P2POp){true, next, send[i], n};
-        ops[k++] = (P2POp){false, prev, recv[i], n};
+    r->c = d->c; r->nd = d->nl * d->d; r->w = d->qkvwl; r->kvw = 2 * d->gl * d->d;
+    r->a = A(env); r->n = (size_t)d->T * r->kvw;
+    size_t nb = r->n * r->a, c = (size_t)r->c;
+    r->kv[0] = buf_get(env, &ws->kv[0], nb);
+    r->kv[1] = buf_get(env, &ws->kv[1], nb);
+    if (!backward) {
+        r->blk = buf_get(env, &ws->blk_o, c * r->nd * r->a);
+        r->blk_lse = buf_get(env, &ws->blk_lse, c * d->nl * 4);
+    } else {
+        r->dkv[0] = buf_get(env, &ws->dkv[0], nb);
+        r->dkv[1] = buf_get(env, &ws->dkv[1], nb);
+        r->dstep = buf_get(env, &ws->dkv_step, nb);
+        r->bdq = buf_get(env, &ws->blk_dq, c * r->w * r->a);
+        r->blk = buf_get(env, &ws->blk_o, c * (size_t)(r->nd > r->kvw ? r->nd : r->kvw) * r->a);
     }
-    env->be->p2p(env->be, ops, k, DT_ACT, GROUP_CP);
+    return env->failed ? -1 : 0;
+}
+
+/* kv [T, kvw] <- the K|V columns of qkv [T, w] */
+static void cp_pack_kv(StepEnv *env, const CpRing *r, char *kv, const char *qkv)
+{
+    env->be->copy_2d(env->be, kv, (size_t)r->kvw * r->a, qkv + (size_t)r->nd * r->a, (size_t)r->w * r->a,
+                     (size_t)r->kvw * r->a, (size_t)env->dim.T);
+}
+
+/* The exposed ring communication is PHASE_CP_COMM, cut out of the
+ * attention phase around it (phases do not nest on the GPU). */
+static void cp_comm_phase(Backend *be, bool on)
+{
+    be->phase_end(be, on ? PHASE_ATTENTION : PHASE_CP_COMM);
+    be->phase_begin(be, on ? PHASE_CP_COMM : PHASE_ATTENTION);
+}
+
+/* one ring hop over the CP group, started: send (n elements) to the next
+ * rank, recv from the previous; the handle for cp_wait */
+static int cp_shift(StepEnv *env, void *send, void *recv, size_t n)
+{
+    const ModelDims *d = &env->dim;
+    Backend *be = env->be;
+    int next = (d->cp_rank + 1) % d->cp, prev = (d->cp_rank + d->cp - 1) % d->cp;
+    P2POp ops[2] = {{true, next, send, n}, {false, prev, recv, n}};
+    cp_comm_phase(be, true);
+    int h = be->p2p_start(be, ops, 2, DT_ACT, GROUP_CP);
+    cp_comm_phase(be, false);
+    return h;
+}
+
+static void cp_wait(StepEnv *env, int h)
+{
+    if (h < 0) return;
+    cp_comm_phase(env->be, true);
+    env->be->p2p_wait(env->be, h);
+    cp_comm_phase(env->be, false);
+}
+
+/* the first row of half `half` (0 or 1) of sequence sq in [T, ...] */
+static size_t cp_row(const ModelDims *d, int sq, int half)
+{
+    return (size_t)sq * 2 * d->c + (size_t)half * d->c;
+}
+
+/* Step i of the forward ring on the K|V held (kv): every block of every
+ * sequence into o [T, nl d] and lse [b, 2, nl, c]. */
+static void cp_step_forward(StepEnv *env, const CpRing *r, int i, const char *kv, const char *qkv, char *o,
+                            float *lse)
+{
+    Backend *be = env->be;
+    const ModelDims *d = &env->dim;
+    size_t a = r->a, vo = (size_t)d->gl * d->d * a;
+    CpBlock blk[3];
+    int nb = cp_blocks(d, i, blk);
+    for (int sq = 0; sq < d->b; sq++)
+        for (int j = 0; j < nb; j++) {
+            size_t qrow = cp_row(d, sq, blk[j].qh);
+            const char *k = kv + cp_row(d, sq, blk[j].kh) * r->kvw * a;
+            char *out = o + qrow * r->nd * a;
+            float *l = lse + ((size_t)sq * 2 + blk[j].qh) * d->nl * r->c;
+            be->attention_block_forward(be, blk[j].direct ? (void *)out : r->blk, blk[j].direct ? l : r->blk_lse,
+                                        qkv + qrow * r->w * a, k, k + vo, r->c, r->c, blk[j].causal, d->nl, d->gl,
+                                        d->d, r->w, r->kvw);
+            if (!blk[j].direct) be->attention_merge(be, out, l, r->blk, r->blk_lse, r->c, d->nl, d->d);
+        }
+}
+
+/* Step i of the backward ring on the K|V held (kv): dq of every block
+ * added into dqkv [T, w], its dK|dV into r->dstep [T, kvw]. */
+static void cp_step_backward(StepEnv *env, const CpRing *r, int i, const char *kv, char *dqkv, const char *dO,
+                             const char *qkv, const char *o, const float *lse)
+{
+    Backend *be = env->be;
+    const ModelDims *d = &env->dim;
+    size_t a = r->a, vo = (size_t)d->gl * d->d * a;
+    CpBlock blk[3];
+    int nb = cp_blocks(d, i, blk);
+    for (int sq = 0; sq < d->b; sq++)
+        for (int j = 0; j < nb; j++) {
+            size_t qrow = cp_row(d, sq, blk[j].qh), krow = cp_row(d, sq, blk[j].kh);
+            const char *k = kv + krow * r->kvw * a;
+            const float *l = lse + ((size_t)sq * 2 + blk[j].qh) * d->nl * r->c;
+            be->attention_block_backward(be, r->bdq, r->blk, r->blk + vo, dO + qrow * r->nd * a,
+                                         qkv + qrow * r->w * a, k, k + vo, o + qrow * r->nd * a, l, r->c, r->c,
+                                         blk[j].causal, d->nl, d->gl, d->d, r->w, r->kvw);
+            char *dq = dqkv + qrow * r->w * a, *dk = r->dstep + krow * r->kvw * a;
+            be->add_act(be, dq, dq, r->bdq, (size_t)r->c * r->w);
+            be->add_act(be, dk, dk, r->blk, (size_t)r->c * r->kvw);
+        }
 }
 
 /* o [T, nl d] and lse [b, 2, nl, c] from qkv [T, qkvwl] (RoPE applied) */
 static void cp_ring_forward(StepEnv *env, Workspace *ws, void *o, float *lse, const char *qkv)
 {
-    Backend *be = env->be;
-    const ModelDims *d = &env->dim;
-    int c = d->c, nd = d->nl * d->d, w = d->qkvwl, kvw = 2 * d->gl * d->d;
-    size_t a = A(env), n = (size_t)d->T * kvw;
-    char *kv[2] = {buf_get(env, &ws->kv[0], n * a), buf_get(env, &ws->kv[1], n * a)};
-    char *bo = buf_get(env, &ws->blk_o, (size_t)c * nd * a);
-    float *bl = buf_get(env, &ws->blk_lse, (size_t)c * d->nl * 4);
-    if (env->failed) return;
-    be->copy_2d(be, kv[0], (size_t)kvw * a, qkv + (size_t)nd * a, (size_t)w * a, (size_t)kvw * a,
-                (size_t)d->T);
-    for (int i = 0; i < d->cp; i++) {
-        CpBlock blk[3];
-        int nb = cp_blocks(d, i, blk);
-        for (int sq = 0; sq < d->b; sq++)
-            for (int j = 0; j < nb; j++) {
-                size_t qrow = (size_t)sq * 2 * c + (size_t)blk[j].qh * c;
-                size_t krow = (size_t)sq * 2 * c + (size_t)blk[j].kh * c;
-                char *out = (char *)o + qrow * nd * a;
-                float *l = lse + ((size_t)sq * 2 + blk[j].qh) * d->nl * c;
-                const char *k = kv[0] + krow * kvw * a;
-                be->attention_block_forward(be, blk[j].direct ? out : bo, blk[j].direct ? l : bl,
-                                            qkv + qrow * w * a, k, k + (size_t)d->gl * d->d * a, c, c,
-                                            blk[j].causal, d->nl, d->gl, d->d, w, kvw);
-                if (!blk[j].direct) be->attention_merge(be, out, l, bo, bl, c, d->nl, d->d);
-            }
-        if (i + 1 < d->cp) {
-            cp_shift(env, (void *[]){kv[0]}, (void *[]){kv[1]}, 1, n);
-            char *t = kv[0]; kv[0] = kv[1]; kv[1] = t;
-        }
+    CpRing r;
+    if (cp_ring_buffers(env, ws, false, &r)) return;
+    bool overlap = env->overlap_cp;
+    cp_pack_kv(env, &r, r.kv[0], qkv);
+    for (int i = 0; i < env->dim.cp; i++) {
+        bool more = i + 1 < env->dim.cp;
+        int h = more && overlap ? cp_shift(env, r.kv[0], r.kv[1], r.n) : -1;
+        cp_step_forward(env, &r, i, r.kv[0], qkv, o, lse);
+        if (more && !overlap) h = cp_shift(env, r.kv[0], r.kv[1], r.n);
+        cp_wait(env, h);
+        char *t = r.kv[0]; r.kv[0] = r.kv[1]; r.kv[1] = t;
     }
 }
 
@@ -248,49 +346,43 @@ static void cp_ring_backward(StepEnv *env, Workspace *ws, char *dqkv, const void
                              const char *qkv, const void *o, const float *lse)
 {
     Backend *be = env->be;
-    const ModelDims *d = &env->dim;
-    int c = d->c, nd = d->nl * d->d, w = d->qkvwl, kvw = 2 * d->gl * d->d;
-    size_t a = A(env), n = (size_t)d->T * kvw;
-    char *kv[2] = {buf_get(env, &ws->kv[0], n * a), buf_get(env, &ws->kv[1], n * a)};
-    char *dkv[2] = {buf_get(env, &ws->dkv[0], n * a), buf_get(env, &ws->dkv[1], n * a)};
-    char *bdq = buf_get(env, &ws->blk_dq, (size_t)c * w * a);
-    char *bdkv = buf_get(env, &ws->blk_o, (size_t)c * (nd > kvw ? nd : kvw) * a);
-    if (env->failed) return;
-    be->copy_2d(be, kv[0], (size_t)kvw * a, qkv + (size_t)nd * a, (size_t)w * a, (size_t)kvw * a,
-                (size_t)d->T);
-    be->zero(be, dkv[0], n * a);
-    be->zero(be, dqkv, (size_t)d->T * w * a);
-    be->zero(be, bdq, (size_t)c * w * a);   /* its K|V columns stay 0: only dq is written */
-    for (int i = 0; i < d->cp; i++) {
-        CpBlock blk[3];
-        int nb = cp_blocks(d, i, blk);
-        for (int sq = 0; sq < d->b; sq++)
-            for (int j = 0; j < nb; j++) {
-                size_t qrow = (size_t)sq * 2 * c + (size_t)blk[j].qh * c;
-                size_t krow = (size_t)sq * 2 * c + (size_t)blk[j].kh * c;
-                const float *l = lse + ((size_t)sq * 2 + blk[j].qh) * d->nl * c;
-                const char *k = kv[0] + krow * kvw * a;
-                size_t vo = (size_t)d->gl * d->d * a;
-                be->attention_block_backward(be, bdq, bdkv, bdkv + vo, (const char *)dO + qrow * nd * a,
-                                             qkv + qrow * w * a, k, k + vo,
-                                             (const char *)o + qrow * nd * a, l, c, c, blk[j].causal,
-                                             d->nl, d->gl, d->d, w, kvw);
-                char *dq = dqkv + qrow * w * a, *dk = dkv[0] + krow * kvw * a;
-                be->add_act(be, dq, dq, bdq, (size_t)c * w);
-                be->add_act(be, dk, dk, bdkv, (size_t)c * kvw);
-            }
-        /* K|V and their gradients so far move on; after the last step only
-         * the gradients, which then reach their owner (r + 1 held them) */
-        if (i + 1 < d->cp) {
-            cp_shift(env, (void *[]){kv[0], dkv[0]}, (void *[]){kv[1], dkv[1]}, 2, n);
-            char *t = kv[0]; kv[0] = kv[1]; kv[1] = t;
-            t = dkv[0]; dkv[0] = dkv[1]; dkv[1] = t;
-        } else {
-            cp_shift(env, (void *[]){dkv[0]}, (void *[]){dkv[1]}, 1, n);
-        }
+    CpRing r;
+    if (cp_ring_buffers(env, ws, true, &r)) return;
+    bool overlap = env->overlap_cp;
+    size_t nb = r.n * r.a;
+    cp_pack_kv(env, &r, r.kv[0], qkv);
+    be->zero(be, r.dkv[0], nb);   /* step 0: no partial gradient of the own K|V yet */
+    be->zero(be, dqkv, (size_t)env->dim.T * r.w * r.a);
+    be->zero(be, r.bdq, (size_t)r.c * r.w * r.a);
+    int cur = 0, hd = -1;         /* dkv[cur]: the partial dK|dV of the K|V held (hd: arriving) */
+    for (int i = 0; i < env->dim.cp; i++) {
+        bool more = i + 1 < env->dim.cp;
+        int hk = more && overlap ? cp_shift(env, r.kv[0], r.kv[1], r.n) : -1;
+        be->zero(be, r.dstep, nb);
+        cp_step_backward(env, &r, i, r.kv[0], dqkv, dO, qkv, o, lse);
+        if (more && !overlap) hk = cp_shift(env, r.kv[0], r.kv[1], r.n);
+        /* the partial gradient the previous rank finished at its step i - 1
+         * (overlap: in flight behind this step's blocks), plus this step's,
+         * moves on; after the last step it reaches its owner (r + 1 held it) */
+        cp_wait(env, hd);
+        be->add_act(be, r.dkv[cur], r.dkv[cur], r.dstep, r.n);
+        hd = cp_shift(env, r.dkv[cur], r.dkv[1 - cur], r.n);
+        cur = 1 - cur;
+        if (!overlap) { cp_wait(env, hd); hd = -1; }
+        cp_wait(env, hk);
+        char *t = r.kv[0]; r.kv[0] = r.kv[1]; r.kv[1] = t;
     }
-    be->copy_2d(be, dqkv + (size_t)nd * a, (size_t)w * a, dkv[1], (size_t)kvw * a, (size_t)kvw * a,
-                (size_t)d->T);
+    cp_wait(env, hd);
+    be->copy_2d(be, dqkv + (size_t)r.nd * r.a, (size_t)r.w * r.a, r.dkv[cur], (size_t)r.kvw * r.a,
+                (size_t)r.kvw * r.a, (size_t)env->dim.T);
+}
+
+/* every ring buffer of both directions, before the first step */
+static void cp_ring_reserve(StepEnv *env)
+{
+    CpRing r;
+    cp_ring_buffers(env, &env->fwd, false, &r);
+    cp_ring_buffers(env, &env->bwd, true, &r);
 }
 
 /* ---- attention block ------------------------------------------------------- */
@@ -768,6 +860,7 @@ void layer_reserve(const Layer *y, MicroBatch *mb)
     buf_get(env, &bw->qkv, Tf * w * a);
     buf_get(env, &bw->t1, T * h * a);
     buf_get(env, &bw->t2, T * h * a);
+    if (d->cp > 1) cp_ring_reserve(env);
     if (d->tp > 1) {
         Workspace *ws2[2] = {fw, bw};
         for (int i = 0; i < 2; i++) {

@@ -76,6 +76,7 @@ typedef struct {
     Buf stats, all_stats;        /* vocabulary-parallel loss: [Ts... T, 3], [tp, T, 3] f32 */
     /* context parallelism only (ring attention): */
     Buf kv[2], dkv[2];           /* [T, 2 gl d] K|V of a CP rank held / arriving, and their gradients */
+    Buf dkv_step;                /* [T, 2 gl d] the dK|dV of one ring step (backward) */
     Buf blk_o, blk_lse, blk_dq;  /* one block's [c, nl d] out, [nl, c] f32 lse, [c, qkvwl] dq */
 } Workspace;
 
@@ -87,6 +88,7 @@ typedef struct {
     Workspace fwd, bwd;          /* scoped: forward calls use fwd only, backward bwd only */
     Buf pos;                     /* i32 [T] RoPE positions (t mod s) */
     float aux_coeff;             /* auxiliary load-balancing loss coefficient, 0 = off */
+    bool overlap_cp;             /* CP ring: each hop in flight behind a step's blocks (OVERLAP_CP) */
     float *loss_acc;             /* f32 [2] device: token-loss sum, T * aux sum */
     int failed;                  /* sticky: a device allocation failed */
     size_t failed_bytes;

@@ -49,8 +49,9 @@ void measure_prediction(const SimResult *r, MeasurePrediction *out) {
     out->phases.dispatcher_comm = b->comm_ep + b->comm_etp;
     out->phases.grad_sync = b->comm_dp + b->comm_edp;
     out->phases.optimizer = b->optimizer;
-    out->phases.other = b->compute_embed_output + b->recompute + b->comm_tp + b->comm_cp;
+    out->phases.other = b->compute_embed_output + b->recompute + b->comm_tp;
     out->phases.pipeline = b->comm_pp + b->bubble;
+    out->phases.cp_comm = b->comm_cp;   /* the ring's exposed K/V (dK/dV) transfers */
     snprintf(out->dominant, sizeof out->dominant, "%s", r->dominant);
     out->breakdown = r->breakdown;
     out->critical_stage = r->critical_stage;
@@ -185,6 +186,8 @@ void measure_print(FILE *f, const Plan *plan, const Measurement *m) {
     row(f, m, "  other (embed, output)", m->phases.other, p ? PRED(phases.other) : none, 1e3, "ms");
     if (plan->map.pp > 1)
         row(f, m, "  pipeline P2P + bubble", m->phases.pipeline, p ? PRED(phases.pipeline) : none, 1e3, "ms");
+    if (plan->map.cp > 1)
+        row(f, m, "  CP ring comm (exposed)", m->phases.cp_comm, p ? PRED(phases.cp_comm) : none, 1e3, "ms");
     row(f, m, "MFU (megatron)", m->mfu_megatron, p ? PRED(mfu_megatron) : none, 100, "%");
     row(f, m, "MFU (legacy)", m->mfu_legacy, p ? PRED(mfu_legacy) : none, 100, "%");
     row(f, m, "TFLOP/s per GPU (megatron)", m->tflops_megatron_per_gpu, none, 1, "TFLOP/s");
@@ -233,6 +236,7 @@ static cJSON *phases_json(const ExecPhases *ph) {
     cJSON_AddNumberToObject(o, "optimizer", ph->optimizer);
     cJSON_AddNumberToObject(o, "other", ph->other);
     cJSON_AddNumberToObject(o, "pipeline", ph->pipeline);
+    cJSON_AddNumberToObject(o, "cp_comm", ph->cp_comm);
     return o;
 }
 

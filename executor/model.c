@@ -250,6 +250,7 @@ int model_create(const Plan *plan, int layers, uint64_t seed, Backend *be, Model
     StepEnv *env = &m->env;
     ModelDims *d = &env->dim;
     env->be = be; env->ps = &m->ps;
+    env->overlap_cp = (plan->train.overlap & OVERLAP_CP) != 0;
     d->L = L;
     d->b = plan->train.micro_batch; d->s = plan->train.seq_len;
     d->cp = plan->map.cp > 1 ? plan->map.cp : 1; d->cp_rank = c->rank_in[GROUP_CP];

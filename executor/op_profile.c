@@ -69,6 +69,7 @@ const char *op_profile_phase_name(int phase)
         [PHASE_ATTENTION] = "attention", [PHASE_MOE_COMPUTE] = "moe_compute",
         [PHASE_DISPATCH_COMM] = "dispatcher_comm", [PHASE_GRAD_SYNC] = "grad_sync",
         [PHASE_OPTIMIZER] = "optimizer", [PHASE_OTHER] = "other", [PHASE_PIPELINE] = "pipeline",
+        [PHASE_CP_COMM] = "cp_comm",
     };
     if (phase == -1) return "none";
     if (phase < 0 || phase >= PHASE_COUNT || !names[phase]) return "?";

@@ -92,19 +92,25 @@ int preflight_plan(Plan *p, const PlanRequested *req, PreflightNotes *notes, MpE
              opt_sharding_name(t->opt_sharding), opt_sharding_name(OPT_SHARD_DISTRIBUTED));
         t->opt_sharding = OPT_SHARD_DISTRIBUTED;
     }
-    /* grad and param run (gradient buckets, params.h); the other words not */
-    unsigned runs = OVERLAP_GRAD | OVERLAP_PARAM;
+    /* overlap: the step runs grad and param (gradient buckets, params.h),
+     * p2p (pipeline batches waited for where their data are read) and cp
+     * (the ring's next hop behind each step), all on by default as
+     * Megatron-LM and Transformer Engine run them; the other words are
+     * refused when asked for and dropped from simulate's default */
+    const unsigned runs = OVERLAP_GRAD | OVERLAP_PARAM | OVERLAP_P2P | OVERLAP_CP;
     if (t->overlap & ~runs) {
-        char words[64], kept[64];
+        char words[64];
         overlap_format(t->overlap & ~runs, words, sizeof words);
         if (req->overlap)
             return mp_fail(err, "overlap: %s: overlapping this communication with compute is not implemented by the "
-                           "executor's step (grad and param are; or use none)", words);
-        overlap_format(t->overlap & runs, kept, sizeof kept);
-        note(notes, "overlap: the default's '%s' is not implemented by the executor's step; running and predicting "
+                           "executor's step (grad, param, p2p and cp are; or use none)", words);
+        char kept[64];
+        overlap_format((t->overlap & runs) | (req->overlap ? 0 : runs), kept, sizeof kept);
+        note(notes, "overlap: the default '%s' is not implemented by the executor's step; running and predicting "
              "with '%s'", words, kept);
-        t->overlap &= runs;
     }
+    if (!req->overlap) t->overlap |= runs;
+    t->overlap &= runs;
     return 0;
 }
 

@@ -21,7 +21,8 @@
  * VPP = 1 with any DP, EP and ETP; BF16 on CUDA (FP32 on the CPU backend);
  * the all-to-all dispatcher, dropless or with a capacity factor; no
  * recomputation; a replicated optimizer (gradients all-reduced, Adam on
- * every rank); no overlap of communication with compute.
+ * every rank); of the overlap words, p2p and cp (on unless --overlap or
+ * the plan file says otherwise).
  */
 #ifndef MOEPLAN_EXECUTOR_PREFLIGHT_H
 #define MOEPLAN_EXECUTOR_PREFLIGHT_H

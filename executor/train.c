@@ -69,10 +69,17 @@ int trainer_create(const Plan *plan, const ExecOptions *opt, const ExecComms *co
         trainer_destroy(t);
         return mp_fail(err, "executor: out of host memory");
     }
+    t->overlap_p2p = (plan->train.overlap & OVERLAP_P2P) != 0;
+    t->pp_pending = t->fwd_pending = -1;
     t->aux_coeff = (float)exec_aux_loss_coeff(opt);
     model_set_aux_loss_coeff(t->model, t->aux_coeff);
     if (!opt->data_path && opt->random_tokens) t->data.random = 1;
     t->loss_dev = t->be->alloc(t->be, sizeof(float));
+    /* overlap, interleaved: the next forward's input arrives here early */
+    if (t->overlap_p2p && vpp > 1) {
+        t->stage_in = t->be->alloc(t->be, model_boundary_elems(t->model) * (size_t)t->be->act_bytes);
+        if (!t->stage_in) { trainer_destroy(t); return mp_fail(err, "executor: device memory: the pipeline's staging buffer"); }
+    }
     t->in = malloc(sizeof(int32_t) * (size_t)t->b * t->s);
     t->tg = malloc(sizeof(int32_t) * (size_t)t->b * t->s);
     if (!t->loss_dev || !t->in || !t->tg) { trainer_destroy(t); return mp_fail(err, "executor: out of memory"); }
@@ -86,6 +93,7 @@ void trainer_destroy(Trainer *t)
     model_destroy(t->model);
     data_close(&t->data);
     if (t->loss_dev) t->be->release(t->be, t->loss_dev);
+    if (t->stage_in) t->be->release(t->be, t->stage_in);
     if (t->be) t->be->destroy(t->be);
     free(t->in); free(t->tg);
     free(t->slot_of); free(t->free_slot); free(t->nfree); free(t->executed); free(t->op_time);
@@ -135,27 +143,52 @@ static P2POp transfer(Trainer *t, bool send, int peer, int chunk, int slot, Mode
     return (P2POp){send, peer, model_boundary(t->model, chunk, slot, which), model_boundary_elems(t->model)};
 }
 
+/* The wait for the pipeline batch in flight, if any: its time (the
+ * transfer, or the part of it the compute since its start did not hide,
+ * and the neighbour's lateness: the bubble) is PHASE_PIPELINE. */
+static void pipeline_wait(Trainer *t)
+{
+    if (t->pp_pending < 0) return;
+    t->be->phase_begin(t->be, PHASE_PIPELINE);
+    t->be->p2p_wait(t->be, t->pp_pending);
+    t->be->phase_end(t->be, PHASE_PIPELINE);
+    t->pp_pending = -1;
+    if (t->pp_ops_behind > 0) t->pp_overlapped++;
+}
+
 /* The pipeline's transfers at boundary i of the rank's operation list
  * (0 <= i <= N), when schedule_p2p_boundary says so: the sends of the
  * operations since the previous exchange (forward: the chunk's output to
  * the next virtual stage; backward: d loss / d input to the previous one)
  * and the receives of the operations up to the next exchange, one batch
- * (Backend.p2p).  Every rank's exchanges follow its schedule, so the
+ * (Backend.p2p_start).  Every rank's exchanges follow its schedule, so the
  * neighbours' batches pair up as Megatron-LM's do, and all ranks of a stage
  * (the members of its EP and DP groups) issue their P2P batches and their
  * all-to-alls in the same order.  Takes a context for each forward up to
- * the next exchange (slot_of). */
+ * the next exchange (slot_of).
+ * Blocking (no --overlap p2p): the batch is waited for at once.  Overlap:
+ * it is waited for before the first operation up to the next exchange that
+ * reads one of its receives or writes one of its send buffers
+ * (t->pp_wait_at), else at the next exchange, so the operations before run
+ * while it is in flight; the previous exchange's batch is waited for first
+ * (the GPU runs them in stream order anyway).  Beside it at most one early
+ * forward half is in flight (early_forward_batch). */
 static int exchange(Trainer *t, int i, int *prev_cut, MpError *err)
 {
+    pipeline_wait(t);
     const PipeSchedule *sc = &t->sched;
     int pp = sc->pp, N = schedule_num_ops(sc), last_vs = pp * sc->vpp - 1, next = i + 1;
     while (next < N && !schedule_p2p_boundary(sc, t->stage, next)) next++;
+    /* the forward half of this batch already left (early_forward_batch) */
+    bool fwd_taken = t->early_boundary == i;
+    t->early_boundary = -1;
     P2POp ops[BACKEND_P2P_MAX];
     int n = 0;
     for (int k = *prev_cut; k < i; k++) {
         PipeOp op = t->executed[k];
         int vs = op.chunk * pp + t->stage, *so = &t->slot_of[op.chunk * sc->m + op.microbatch];
-        if (op.forward && vs < last_vs) ops[n++] = transfer(t, true, (t->stage + 1) % pp, op.chunk, *so, BOUNDARY_OUTPUT);
+        if (op.forward && vs < last_vs && !fwd_taken)
+            ops[n++] = transfer(t, true, (t->stage + 1) % pp, op.chunk, *so, BOUNDARY_OUTPUT);
         if (!op.forward) {
             if (vs > 0) ops[n++] = transfer(t, true, (t->stage + pp - 1) % pp, op.chunk, *so, BOUNDARY_GRAD);
             /* the context is free: only its GRAD buffer is still read (by
@@ -165,25 +198,91 @@ static int exchange(Trainer *t, int i, int *prev_cut, MpError *err)
             *so = -1;
         }
     }
+    t->pp_wait_at = next;
     for (int k = i; k < next && k < N; k++) {
         PipeOp op = schedule_op(sc, t->stage, k);
         int vs = op.chunk * pp + t->stage, *so = &t->slot_of[op.chunk * sc->m + op.microbatch];
+        int receives = op.forward ? vs > 0 && !fwd_taken : vs < last_vs;
         if (op.forward) {
             if (t->nfree[op.chunk] == 0)
                 return mp_fail(err, "executor: chunk %d has no free micro-batch context (schedule)", op.chunk);
             *so = t->free_slot[op.chunk * t->most_slots + --t->nfree[op.chunk]];
-            if (vs > 0) ops[n++] = transfer(t, false, (t->stage + pp - 1) % pp, op.chunk, *so, BOUNDARY_INPUT);
+            if (receives) ops[n++] = transfer(t, false, (t->stage + pp - 1) % pp, op.chunk, *so, BOUNDARY_INPUT);
         } else if (vs < last_vs) {
             ops[n++] = transfer(t, false, (t->stage + 1) % pp, op.chunk, *so, BOUNDARY_GRAD);
         }
+        /* an operation that writes a buffer this batch sends (the last
+         * virtual stage's forward and backward of one micro-batch share a
+         * context: the backward writes the GRAD buffer its predecessor's
+         * backward sends) waits for it as well */
+        bool writes_sent = false;
+        void *wr = *so >= 0 ? model_boundary(t->model, op.chunk, *so, op.forward ? BOUNDARY_OUTPUT : BOUNDARY_GRAD) : NULL;
+        for (int q = 0; q < n; q++) writes_sent |= ops[q].send && ops[q].buf == wr;
+        if ((receives || writes_sent) && t->pp_wait_at == next) t->pp_wait_at = k;
     }
     if (n) {
         t->be->phase_begin(t->be, PHASE_PIPELINE);
-        t->be->p2p(t->be, ops, n, DT_ACT, GROUP_PP);
+        t->pp_pending = t->be->p2p_start(t->be, ops, n, DT_ACT, GROUP_PP);
+        t->pp_ops_behind = 0;
         t->be->phase_end(t->be, PHASE_PIPELINE);
+        if (!t->overlap_p2p) pipeline_wait(t);
     }
     *prev_cut = i;
     return 0;
+}
+
+/* The wait for the early forward batch, if any (PHASE_PIPELINE). */
+static void forward_batch_wait(Trainer *t)
+{
+    if (t->fwd_pending < 0) return;
+    t->be->phase_begin(t->be, PHASE_PIPELINE);
+    t->be->p2p_wait(t->be, t->fwd_pending);
+    t->be->phase_end(t->be, PHASE_PIPELINE);
+    t->fwd_pending = -1;
+    t->pp_overlapped++;   /* started before the backward of its pair: that backward ran behind it */
+}
+
+/* Overlap, interleaved steady state (Megatron-LM's overlap_p2p_comm): op k
+ * is the forward of a (forward, backward) pair, so the next exchange is
+ * after the backward.  The forward half of that exchange's batch (this
+ * forward's output to the next stage, and the input of the next pair's
+ * forward from the previous one, into the staging buffer) is started now,
+ * and runs behind the backward; the exchange sends and receives the rest
+ * (the backward half).  Both halves keep their order per peer and
+ * direction, so they pair with the neighbours' transfers as the whole batch
+ * did (docs/executor-overlap.md).  Nothing when the next exchange would
+ * receive more than one forward's input (never in these schedules). */
+static void early_forward_batch(Trainer *t, int k)
+{
+    const PipeSchedule *sc = &t->sched;
+    int pp = sc->pp, N = schedule_num_ops(sc), last_vs = pp * sc->vpp - 1;
+    if (!t->overlap_p2p || !t->stage_in || k + 1 >= N || schedule_p2p_boundary(sc, t->stage, k + 1)) return;
+    PipeOp op = t->executed[k];
+    if (!op.forward) return;
+    int nb = k + 1, next;
+    while (nb < N && !schedule_p2p_boundary(sc, t->stage, nb)) nb++;
+    next = nb + 1;
+    while (next < N && !schedule_p2p_boundary(sc, t->stage, next)) next++;
+    int staged = -1, receiving = 0;
+    for (int j = nb; j < next && j < N; j++) {
+        PipeOp o = schedule_op(sc, t->stage, j);
+        if (o.forward && o.chunk * pp + t->stage > 0) { staged = j; receiving++; }
+    }
+    if (receiving > 1) return;
+    P2POp ops[2];
+    int n = 0;
+    if (op.chunk * pp + t->stage < last_vs)
+        ops[n++] = transfer(t, true, (t->stage + 1) % pp, op.chunk, t->slot_of[op.chunk * sc->m + op.microbatch],
+                            BOUNDARY_OUTPUT);
+    if (staged >= 0)
+        ops[n++] = (P2POp){false, (t->stage + pp - 1) % pp, t->stage_in, model_boundary_elems(t->model)};
+    forward_batch_wait(t);
+    t->early_boundary = nb;
+    t->staged_op = staged;
+    if (!n) return;
+    t->be->phase_begin(t->be, PHASE_PIPELINE);
+    t->fwd_pending = t->be->p2p_start(t->be, ops, n, DT_ACT, GROUP_PP);
+    t->be->phase_end(t->be, PHASE_PIPELINE);
 }
 
 int trainer_step(Trainer *t, bool apply_optimizer, double *loss, MpError *err)
@@ -200,6 +299,8 @@ int trainer_step(Trainer *t, bool apply_optimizer, double *loss, MpError *err)
     }
     for (int k = 0; k < sc->vpp * sc->m; k++) t->slot_of[k] = -1;
     t->num_executed = 0;
+    t->pp_overlapped = 0;
+    t->early_boundary = t->staged_op = -1;
     double t0 = now_s();
     for (int i = 0, cut = 0; i <= N; i++) {
         if (schedule_p2p_boundary(sc, t->stage, i) && exchange(t, i, &cut, err)) {
@@ -207,9 +308,19 @@ int trainer_step(Trainer *t, bool apply_optimizer, double *loss, MpError *err)
             return -1;
         }
         if (i == N) break;
+        if (i >= t->pp_wait_at) pipeline_wait(t);   /* op i reads what the batch receives */
         PipeOp op = schedule_op(sc, t->stage, i);
         int vs = op.chunk * sc->pp + t->stage, rc;
         int slot = t->slot_of[op.chunk * sc->m + op.microbatch];
+        if (i == t->staged_op) {
+            /* its input came early, into the staging buffer */
+            forward_batch_wait(t);
+            t->be->phase_begin(t->be, PHASE_PIPELINE);
+            t->be->copy(t->be, model_boundary(t->model, op.chunk, slot, BOUNDARY_INPUT), t->stage_in,
+                        model_boundary_elems(t->model) * (size_t)t->be->act_bytes);
+            t->be->phase_end(t->be, PHASE_PIPELINE);
+            t->staged_op = -1;
+        }
         t->op_time[2 * i] = now_s() - t0;
         if (op.forward) {
             if (vs == 0 || vs == last_vs || t->trace) load_micro_batch(t, op.microbatch);
@@ -219,11 +330,15 @@ int trainer_step(Trainer *t, bool apply_optimizer, double *loss, MpError *err)
         }
         t->op_time[2 * i + 1] = now_s() - t0;
         t->executed[t->num_executed++] = op;
+        if (t->pp_pending >= 0) t->pp_ops_behind++;
         if (rc) {
             t->be->in_step(t->be, false);
             return -1;
         }
+        early_forward_batch(t, i);
     }
+    forward_batch_wait(t);
+    pipeline_wait(t);
     model_sync_grads(t->model);
     /* mean loss over the global batch: the device sums over the pipeline
      * (the last stage's token losses, every stage's aux losses) and the
@@ -334,6 +449,7 @@ int exec_train(const Plan *plan, const ExecOptions *opt, const ExecComms *comms,
     stats->median.optimizer = med[1 + PHASE_OPTIMIZER];
     stats->median.other = med[1 + PHASE_OTHER];
     stats->median.pipeline = med[1 + PHASE_PIPELINE];
+    stats->median.cp_comm = med[1 + PHASE_CP_COMM];
     stats->peak_memory_bytes = t->be->peak_memory(t->be);
     t->be->mem_report(t->be, &stats->mem_peak_bytes, stats->mem_bytes);
     stats->step_device_allocs = t->be->step_allocs(t->be);

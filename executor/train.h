@@ -40,6 +40,17 @@ typedef struct {
     PipeOp *executed;       /* [2 m vpp] the operations of the last step, in the order run */
     int num_executed;
     double *op_time;        /* [2 m vpp][2] their host start and end, seconds from the step's start */
+    bool overlap_p2p;       /* --overlap p2p: pipeline batches waited for where their data are read */
+    int pp_pending;         /* the pipeline batch in flight (Backend.p2p_start handle), -1 none */
+    int pp_wait_at;         /* the operation before which it is waited for */
+    int pp_ops_behind;      /* operations run while it was in flight */
+    int pp_overlapped;      /* batches of the last step with operations run behind them */
+    /* overlap, interleaved steady state: the forward half of the next
+     * exchange started after a pair's forward (train.c early_forward_batch) */
+    int fwd_pending;        /* its handle, -1 none */
+    int early_boundary;     /* the exchange whose forward half it took, -1 */
+    int staged_op;          /* the forward whose input it receives into stage_in, -1 */
+    void *stage_in;         /* act [Ts, h] device: that input (vpp > 1 with overlap only) */
 } Trainer;
 
 int trainer_create(const Plan *plan, const ExecOptions *opt, const ExecComms *comms,

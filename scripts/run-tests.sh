@@ -41,7 +41,11 @@ for build in "$@"; do
     done
     for t in "$build"/tests/mpi/test_*; do
         [ -x "$t" ] || continue
-        for np in 1 2 4; do
+        # the CP suite also runs its 8-rank case: all five dimensions
+        # (TP2 CP2 PP2, EP4) with the distributed optimizer
+        nps="1 2 4"
+        case "$t" in */test_exec_cp) nps="1 2 4 8" ;; esac
+        for np in $nps; do
             log=$(mktemp)
             # Open MPI's own plugins leak at exit (LeakSanitizer reports them
             # from unloaded modules): leak checking is off for the MPI suites,

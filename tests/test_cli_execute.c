@@ -173,7 +173,7 @@ static void test_refuses_unimplemented_fields(void **state) {
         {"--overlap tp", "overlap: tp: overlapping this communication with compute is not implemented"},
         {"--overlap ep", "overlap: ep: overlapping"},
         {"--overlap shared-expert", "overlap: shared-expert: overlapping"},
-        {"--overlap grad,tp", "overlap: tp: overlapping"},
+        {"--overlap grad,tp", "overlap: tp: overlapping"},   /* the words the step runs are not named */
         {"--dispatcher allgather", "dispatcher: allgather: only the alltoall dispatcher is implemented"},
         {"--gpus 3 --tp 3", "tp: 3 does not divide num_heads 4"},
         {"--gpus 4 --cp 4 --seq 36", "seq: 36 is not divisible by 2*cp = 8"},
@@ -270,8 +270,8 @@ static void test_replaced_defaults_reported_and_predicted(void **state) {
         if (!cJSON_GetObjectItem(plan, keys[i])) fail_msg("plan.%s missing", keys[i]);
     assert_string_equal(str(o, "plan", "optimizer_sharding"), "distributed");
     assert_string_equal(str(o, "run", "optimizer_sharding"), "distributed");
-    assert_string_equal(str(o, "plan", "overlap"), "grad,param");
-    assert_string_equal(str(o, "run", "overlap"), "grad,param");
+    assert_string_equal(str(o, "plan", "overlap"), "grad,param,p2p,cp");   /* the overlaps the step runs */
+    assert_string_equal(str(o, "run", "overlap"), "grad,param,p2p,cp");
     assert_string_equal(str(o, "plan", "recompute"), "none");
     assert_string_equal(str(o, "plan", "dispatcher"), "alltoall");
     assert_int_equal((int)num(o, "plan", "gpus"), 2);
@@ -281,7 +281,7 @@ static void test_replaced_defaults_reported_and_predicted(void **state) {
     assert_string_equal(str(o, "run", "act_dtype"), "fp32");
     assert_string_equal(str(o, "run", "data"), "synthetic");
     /* the prediction is simulate's for exactly the overlap that ran:
-     * grad,param here, none when asked (and the two differ) */
+     * grad,param,p2p,cp here, none when asked (and the two differ) */
     double pred = num(o, "predicted", "step_time_s");
     cJSON_Delete(o);
     o = run_json(TINY " --gpus 2 --json --seed 7 --overlap none");
@@ -294,12 +294,12 @@ static void test_replaced_defaults_reported_and_predicted(void **state) {
     snprintf(args, sizeof args, "%s --optimizer-sharding distributed --overlap none", base);
     assert_int_equal(moeplan_run(args, RUN_STDOUT, sim, sizeof sim), 0);
     double none = sim_number(sim, "step_time_s");
-    snprintf(args, sizeof args, "%s --optimizer-sharding distributed --overlap grad,param", base);
+    snprintf(args, sizeof args, "%s --optimizer-sharding distributed --overlap grad,param,p2p,cp", base);
     assert_int_equal(moeplan_run(args, RUN_STDOUT, sim, sizeof sim), 0);
     double both = sim_number(sim, "step_time_s");
     if (fabs(pred - both) > 1e-6 || fabs(pred_none - none) > 1e-6 || fabs(both - none) < 5e-6)
-        fail_msg("predicted %.9f / %.9f (overlap none); simulate grad,param %.9f, none %.9f", pred, pred_none, both,
-                 none);
+        fail_msg("predicted %.9f / %.9f (overlap none); simulate grad,param,p2p,cp %.9f, none %.9f", pred, pred_none,
+                 both, none);
 }
 
 /* ---- issue 11 item 7: --seed, --aux-loss-coeff, --lr 0 ---- */

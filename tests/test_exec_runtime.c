@@ -633,13 +633,14 @@ static void test_preflight_plan_and_model(void **state) {
     assert_int_equal(preflight_plan(&p, &none, &notes, &err), 0);
     assert_int_equal(notes.count, 0);
     assert_int_equal(p.train.opt_sharding, OPT_SHARD_DISTRIBUTED);   /* runs (ZeRO-1) */
-    assert_int_equal(p.train.overlap, OVERLAP_GRAD | OVERLAP_PARAM); /* runs (gradient buckets) */
+    /* every word the step runs, on by default */
+    assert_int_equal(p.train.overlap, OVERLAP_GRAD | OVERLAP_PARAM | OVERLAP_P2P | OVERLAP_CP);
     /* a default with a word that does not run keeps the ones that do */
     p.train.overlap = OVERLAP_GRAD | OVERLAP_EP;
     assert_int_equal(preflight_plan(&p, &none, &notes, &err), 0);
-    assert_int_equal(p.train.overlap, OVERLAP_GRAD);
+    assert_int_equal(p.train.overlap, OVERLAP_GRAD | OVERLAP_PARAM | OVERLAP_P2P | OVERLAP_CP);
     assert_int_equal(notes.count, 1);
-    assert_non_null(strstr(notes.line[0], "overlap: the default's 'ep'"));
+    assert_non_null(strstr(notes.line[0], "overlap: the default 'ep'"));
     /* asked for: distributed runs, full sharding is refused */
     train_config_default(&p.train);
     asked.optimizer_sharding = true;
@@ -655,6 +656,16 @@ static void test_preflight_plan_and_model(void **state) {
     p.train.overlap = OVERLAP_PARAM | OVERLAP_TP;
     assert_int_equal(preflight_plan(&p, &asked, &notes, &err), -1);
     assert_non_null(strstr(err.msg, "overlap: tp:"));
+    /* asked for: the words the step runs pass as given, the others are named */
+    p.train.overlap = OVERLAP_CP;
+    assert_int_equal(preflight_plan(&p, &asked, &notes, &err), 0);
+    assert_int_equal(p.train.overlap, OVERLAP_CP);
+    p.train.overlap = 0;
+    assert_int_equal(preflight_plan(&p, &asked, &notes, &err), 0);
+    assert_int_equal(p.train.overlap, 0);
+    p.train.overlap = OVERLAP_P2P | OVERLAP_EP;
+    assert_int_equal(preflight_plan(&p, &asked, &notes, &err), -1);
+    assert_non_null(strstr(err.msg, "overlap: ep:"));
     p.train.overlap = 0;
     /* tensor parallelism runs; splits it cannot make are refused */
     p.map.tp = 2;

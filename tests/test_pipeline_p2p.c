@@ -15,6 +15,11 @@
  * micro-batch), and that the batches all complete, for pp 2..8, vpp 1..4
  * and m up to 16; and, as a control, that exchanging at every boundary of
  * the interleaved schedule deadlocks (so the check can fail).
+ * With --overlap p2p the executor splits each exchange of the interleaved
+ * steady state in two batches, the forward half started right after the
+ * pair's forward (train.c early_forward_batch), the rest at the boundary:
+ * the same model, one batch at a time per rank (the GPU's stream order:
+ * a batch starts once the one before it completed), checks that too.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -42,37 +47,69 @@ typedef struct {
     Xfer x[MAX_X];
     int n;
     int batches;
-    int first[MAX_OPS + 2];   /* first transfer of each batch; first[batches] = n */
+    int first[2 * MAX_OPS + 2];   /* first transfer of each batch; first[batches] = n */
 } RankPlan;
 
 static int msg(bool grad, int vs, int mb) { return (grad ? 1 << 20 : 0) | vs << 10 | mb; }
 
-/* every_boundary: exchange at every boundary (the control) instead of
- * schedule_p2p_boundary */
-static void build(const PipeSchedule *s, int r, bool every_boundary, RankPlan *p)
+/* The transfers of the operations [k0, k1) of the exchange at boundary i
+ * (sends of [prev, i), receives of [i, next)) in direction fwd (forward
+ * tensors) or not, appended to the rank's current batch. */
+static void add(const PipeSchedule *s, int r, RankPlan *p, int prev, int i, int next, bool fwd)
 {
-    int N = schedule_num_ops(s), pp = s->pp, last = pp * s->vpp - 1, prev = 0;
+    int N = schedule_num_ops(s), pp = s->pp, last = pp * s->vpp - 1;
+    for (int k = prev; k < i; k++) {
+        PipeOp op = schedule_op(s, r, k);
+        int vs = op.chunk * pp + r;
+        if (op.forward != fwd) continue;
+        if (op.forward && vs < last)
+            p->x[p->n++] = (Xfer){true, (r + 1) % pp, msg(false, vs, op.microbatch), p->batches, -1, false};
+        if (!op.forward && vs > 0)
+            p->x[p->n++] = (Xfer){true, (r + pp - 1) % pp, msg(true, vs, op.microbatch), p->batches, -1, false};
+    }
+    for (int k = i; k < next && k < N; k++) {
+        PipeOp op = schedule_op(s, r, k);
+        int vs = op.chunk * pp + r;
+        if (op.forward != fwd) continue;
+        if (op.forward && vs > 0)
+            p->x[p->n++] = (Xfer){false, (r + pp - 1) % pp, msg(false, vs - 1, op.microbatch), p->batches, -1, false};
+        if (!op.forward && vs < last)
+            p->x[p->n++] = (Xfer){false, (r + 1) % pp, msg(true, vs + 1, op.microbatch), p->batches, -1, false};
+    }
+}
+
+/* every_boundary: exchange at every boundary (the control) instead of
+ * schedule_p2p_boundary; split: the forward half of an exchange whose
+ * previous range holds a forward followed by another operation (the
+ * interleaved steady state's pair) is a batch of its own, before the rest
+ * (train.c: early_forward_batch, when at most one forward receives) */
+static void build(const PipeSchedule *s, int r, bool every_boundary, bool split, RankPlan *p)
+{
+    int N = schedule_num_ops(s), pp = s->pp, prev = 0;
     p->n = p->batches = 0;
     for (int i = 0; i <= N; i++) {
         if (!every_boundary && !schedule_p2p_boundary(s, r, i)) continue;
         int next = i + 1;
         while (next < N && !every_boundary && !schedule_p2p_boundary(s, r, next)) next++;
-        p->first[p->batches] = p->n;
-        for (int k = prev; k < i; k++) {
-            PipeOp op = schedule_op(s, r, k);
-            int vs = op.chunk * pp + r;
-            if (op.forward && vs < last)
-                p->x[p->n++] = (Xfer){true, (r + 1) % pp, msg(false, vs, op.microbatch), p->batches, -1, false};
-            if (!op.forward && vs > 0)
-                p->x[p->n++] = (Xfer){true, (r + pp - 1) % pp, msg(true, vs, op.microbatch), p->batches, -1, false};
+        bool early = false;
+        if (split) {
+            int receiving = 0;
+            for (int k = prev; k + 1 < i; k++) early |= schedule_op(s, r, k).forward;
+            for (int k = i; k < next && k < N; k++) {
+                PipeOp op = schedule_op(s, r, k);
+                receiving += op.forward && op.chunk * pp + r > 0;
+            }
+            early &= receiving <= 1;
         }
-        for (int k = i; k < next && k < N; k++) {
-            PipeOp op = schedule_op(s, r, k);
-            int vs = op.chunk * pp + r;
-            if (op.forward && vs > 0)
-                p->x[p->n++] = (Xfer){false, (r + pp - 1) % pp, msg(false, vs - 1, op.microbatch), p->batches, -1, false};
-            if (!op.forward && vs < last)
-                p->x[p->n++] = (Xfer){false, (r + 1) % pp, msg(true, vs + 1, op.microbatch), p->batches, -1, false};
+        p->first[p->batches] = p->n;
+        if (early) {
+            add(s, r, p, prev, i, next, true);
+            p->batches++;
+            p->first[p->batches] = p->n;
+            add(s, r, p, prev, i, next, false);
+        } else {
+            add(s, r, p, prev, i, next, true);
+            add(s, r, p, prev, i, next, false);
         }
         p->batches++;
         prev = i;
@@ -81,11 +118,11 @@ static void build(const PipeSchedule *s, int r, bool every_boundary, RankPlan *p
 }
 
 /* 0: all batches complete; 1: a send meets a different tensor; 2: deadlock */
-static int run(const PipeSchedule *s, bool every_boundary)
+static int run(const PipeSchedule *s, bool every_boundary, bool split)
 {
     static RankPlan plan[MAX_PP];
     int pp = s->pp;
-    for (int r = 0; r < pp; r++) build(s, r, every_boundary, &plan[r]);
+    for (int r = 0; r < pp; r++) build(s, r, every_boundary, split, &plan[r]);
     /* pair the k-th send r -> q with the k-th receive at q from r */
     for (int r = 0; r < pp; r++)
         for (int q = 0; q < pp; q++) {
@@ -137,10 +174,14 @@ static void test_batches_complete(void **state)
             for (int m = 1; m <= 16; m++) {
                 if (vpp > 1 && m % pp) continue;   /* Megatron's constraint */
                 PipeSchedule s = {pp, vpp, m};
-                int rc = run(&s, false);
-                if (rc) print_error("pp %d vpp %d m %d: %s\n", pp, vpp, m, rc == 1 ? "mismatch" : "deadlock");
-                assert_int_equal(rc, 0);
-                checked++;
+                for (int split = 0; split < 2; split++) {
+                    int rc = run(&s, false, split);
+                    if (rc)
+                        print_error("pp %d vpp %d m %d%s: %s\n", pp, vpp, m, split ? " split" : "",
+                                    rc == 1 ? "mismatch" : "deadlock");
+                    assert_int_equal(rc, 0);
+                    checked++;
+                }
             }
     assert_true(checked > 100);
 }
@@ -152,7 +193,7 @@ static void test_1f1b_every_boundary(void **state)
     (void)state;
     PipeSchedule s = {4, 1, 6};
     for (int i = 0; i <= schedule_num_ops(&s); i++) assert_int_equal(schedule_p2p_boundary(&s, 1, i), 1);
-    assert_int_equal(run(&s, true), 0);
+    assert_int_equal(run(&s, true, false), 0);
 }
 
 /* The interleaved schedule with an exchange between a forward and the
@@ -161,7 +202,7 @@ static void test_interleaved_every_boundary_deadlocks(void **state)
 {
     (void)state;
     PipeSchedule s = {2, 2, 4};
-    assert_int_equal(run(&s, true), 2);
+    assert_int_equal(run(&s, true, false), 2);
     /* rank 0: warmup 4, steady pairs (F c0 m2, B c1 m0) ... : boundaries
      * 0..4, then 6, 8, 10, 12, then 13, 14, 15, 16 */
     int want[17] = {1, 1, 1, 1, 1, 0, 1, 0, 1, 0, 1, 0, 1, 1, 1, 1, 1};

@@ -315,7 +315,13 @@ static void test_execute_json(void **state) {
     assert_true(cJSON_GetObjectItem(mm, "total")->valuedouble > 0);
     assert_true(fabs(ms - cJSON_GetObjectItem(mm, "total")->valuedouble) < 1);
     assert_true(fabs(ps - cJSON_GetObjectItem(pm, "total")->valuedouble) < 1);
-    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "run"), "overlap")->valuestring, "grad,param");
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "run"), "overlap")->valuestring, "grad,param,p2p,cp");
+    /* one rank: no ring, no pipeline; the step ran (and says so) the
+     * overlap words it implements, on by default */
+    const cJSON *ph = cJSON_GetObjectItem(me, "phases_s");
+    assert_true(cJSON_GetObjectItem(ph, "cp_comm")->valuedouble == 0);
+    assert_true(cJSON_GetObjectItem(ph, "pipeline")->valuedouble == 0);
+    assert_true(cJSON_IsNumber(cJSON_GetObjectItem(cJSON_GetObjectItem(pr, "phases_s"), "cp_comm")));
     cJSON_Delete(o);
 }
 

@@ -10,8 +10,13 @@
  *   - after the first step's backward (gradients reduced over DP*CP, before
  *     Adam) every parameter gathered back to its full tensor equals the
  *     reference's full gradient.
+ * Each parallel case runs twice: with the ring's hops (and the pipeline's
+ * batches) overlapped with compute (--overlap cp,p2p) and blocking (none);
+ * both match the reference, and their losses are the same bits (the two
+ * paths do the same arithmetic, only the waits move).
  * Cases at a sequence where each chunk is a few tokens and one where it is
- * about a hundred.  Run with mpirun -np 1, 2, 4: the cases that fit run.
+ * about a hundred.  Run with mpirun -np 1, 2, 4 (and 8: all five dimensions
+ * with the distributed optimizer): the cases that fit run.
  * Assertions use values reduced over all ranks so every rank fails together.
  */
 #include <math.h>
@@ -38,9 +43,12 @@ static int PP = 1;
 
 static int SEQ = 16;
 
+static unsigned OVERLAP = 0;   /* TrainConfig.overlap of the plans made */
+
 static void make_plan(Plan *p, const char *model, int world, int tp, int cp, int ep, int etp, int dist)
 {
     exec_harness_tiny_plan(p, model, world, tp, cp, PP, ep, etp, SEQ, MBS, GBS, dist);
+    p->train.overlap = OVERLAP;
 }
 
 static ExecOptions options(void)
@@ -51,21 +59,36 @@ static ExecOptions options(void)
 static void run_case(void **state)
 {
     const Case *c = *state;
-    Plan ref_plan, plan;
+    Plan ref_plan, plan[2];
     SEQ = c->seq;
     PP = 1;
+    OVERLAP = 0;
     make_plan(&ref_plan, c->model, 1, 1, 1, 1, 1, 0);
     PP = c->pp > 1 ? c->pp : 1;
-    make_plan(&plan, c->model, world_size, c->tp, c->cp, c->ep, c->etp, c->dist);
+    /* plan[0] blocking, plan[1] overlapped (the ring's hops and the pipeline
+     * batches behind compute) */
+    for (int v = 0; v < 2; v++) {
+        OVERLAP = v ? OVERLAP_CP | OVERLAP_P2P : 0;
+        make_plan(&plan[v], c->model, world_size, c->tp, c->cp, c->ep, c->etp, c->dist);
+    }
+    OVERLAP = 0;
     ExecOptions o = options();
-    ExecInvariance v;
-    exec_harness_invariance(c->model, &ref_plan, &plan, &o, &v);
-    if (world_rank == 0)
-        printf("  %-16s seq %d tp %d cp %d dp %d ep %d etp %d edp %d opt %s: ", c->model, SEQ, plan.map.tp,
-               plan.map.cp, plan.map.dp, plan.map.ep, plan.map.etp, plan.map.edp,
-               opt_sharding_name(plan.train.opt_sharding));
-    exec_invariance_check(&v, 1e-4);
-    exec_invariance_free(&v);
+    ExecInvariance inv[2];
+    for (int v = 0; v < 2; v++) {
+        exec_harness_invariance(c->model, &ref_plan, &plan[v], &o, &inv[v]);
+        const Mapping *m = &plan[v].map;
+        if (world_rank == 0)
+            printf("  %-16s seq %d tp %d cp %d pp %d dp %d ep %d etp %d edp %d opt %s, %s: ", c->model, SEQ, m->tp,
+                   m->cp, m->pp, m->dp, m->ep, m->etp, m->edp, opt_sharding_name(plan[v].train.opt_sharding),
+                   v ? "overlapped" : "blocking");
+        exec_invariance_check(&inv[v], 1e-4);
+    }
+    /* the same arithmetic on both paths: the same losses, bit for bit */
+    int differ = 0, any_differ;
+    for (int s = 0; s < inv[0].steps; s++) differ |= inv[0].par.loss[s] != inv[1].par.loss[s];
+    MPI_Allreduce(&differ, &any_differ, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    assert_int_equal(any_differ, 0);
+    for (int v = 0; v < 2; v++) exec_invariance_free(&inv[v]);
 }
 
 /* A sequence that does not cut into 2*cp chunks is refused before any work. */
@@ -102,6 +125,9 @@ int main(int argc, char **argv)
         {"tiny-moe", 2, 2, 4, 1, 4, 1, 128, 1},
         /* 4 ranks: CP2.PP2 */
         {"tiny-moe", 1, 2, 1, 1, 4, 0, 16, 2},
+        /* 8 ranks: all five dimensions, TP2.CP2.PP2 attention with EP4.ETP1
+         * experts, and the distributed optimizer (over DP*CP) */
+        {"tiny-moe", 2, 2, 4, 1, 8, 1, 16, 2},
     };
     struct CMUnitTest tests[32];
     char names[32][112];

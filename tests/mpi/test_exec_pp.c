@@ -13,7 +13,10 @@
  *   - the order in which each rank ran its forwards and backwards against
  *     the simulator's event list for the same plan (pipeline_simulate, which
  *     walks core/schedule.h as the executor does);
- * and that the interleaved schedule's constraint on the micro-batches is
+ * Every pipelined case runs twice: with the pipeline's batches waited for
+ * only where their data are read (--overlap p2p) and blocking (none); both
+ * match the reference and give the same losses, bit for bit.
+ * And that the interleaved schedule's constraint on the micro-batches is
  * refused with a clear message.  Run with mpirun -np 1, 2, 4: the mappings
  * that fit the world size run.  Assertions use values reduced over all
  * ranks so every rank fails together; only rank 0 prints.
@@ -37,13 +40,16 @@ typedef struct {
     int first, last;        /* uneven split: first / last stage layers (0: even) */
     int tp;                 /* tensor parallelism with sequence parallelism (0: 1) */
     int dist;               /* 1: distributed optimizer (ZeRO-1) */
+    int layers;             /* model layers (0: LAYERS) */
 } Case;
+
+static unsigned OVERLAP = 0;   /* TrainConfig.overlap of the plans made */
 
 static void make_plan(Plan *p, const Case *c, int world)
 {
     memset(p, 0, sizeof *p);
     assert_int_equal(model_spec_tiny(c->model, &p->model), 0);
-    p->model.num_layers = LAYERS;   /* enough for 4 stages or 2 x 2 chunks */
+    p->model.num_layers = c->layers ? c->layers : LAYERS;   /* enough for 4 stages or 2 x 2 chunks */
     p->map.world = world; p->map.tp = world == 1 || c->tp < 1 ? 1 : c->tp; p->map.cp = 1;
     p->map.pp = world == 1 ? 1 : c->pp;
     p->map.vpp = world == 1 ? 1 : c->vpp;
@@ -56,6 +62,7 @@ static void make_plan(Plan *p, const Case *c, int world)
     assert_int_equal(rc, 0);
     p->train.seq_len = SEQ; p->train.micro_batch = MBS; p->train.global_batch = GBS;
     p->train.opt_sharding = world > 1 && c->dist ? OPT_SHARD_DISTRIBUTED : OPT_SHARD_NONE;
+    p->train.overlap = OVERLAP;
 }
 
 static ExecOptions options(void)
@@ -114,13 +121,13 @@ static int order_differs(const Trainer *t, int pp, int vpp, int m, int stage)
     return bad;
 }
 
-static void run_case(void **state)
+/* One run of case c under overlap words `overlap` against ref; the losses into loss_out. */
+static void run_one(const Case *c, const Reference *ref, unsigned overlap, double *loss_out)
 {
-    const Case *c = *state;
-    Reference ref;
-    reference_run(c, &ref);
+    OVERLAP = overlap;
     Plan plan;
     make_plan(&plan, c, world_size);
+    OVERLAP = 0;
     ExecOptions o = options();
     ExecHarnessTrainer h;
     exec_harness_trainer_create(&h, &plan, &o, MPI_COMM_WORLD);
@@ -134,15 +141,15 @@ static void run_case(void **state)
         rc = trainer_step(t, true, &loss[s], &err);
         if (rc) fprintf(stderr, "trainer_step: %s\n", err.msg);
         assert_int_equal(rc, 0);
-        loss_diff = fmax(loss_diff, fabs(loss[s] - ref.loss[s]));
+        loss_diff = fmax(loss_diff, fabs(loss[s] - ref->loss[s]));
         order_bad |= order_differs(t, plan.map.pp, plan.map.vpp, t->sched.m, t->stage);
         if (s) continue;
         /* distributed optimizer: each rank holds the reduced sum of its
          * shard only; the shards back to the full gradient arenas */
         model_gather_grads(t->model);
-        worst = exec_local_grads_rel_err(t, &ref.grads, worst_name, sizeof worst_name);
+        worst = exec_local_grads_rel_err(t, &ref->grads, worst_name, sizeof worst_name);
     }
-    int m = t->sched.m, slots = 0, local = model_num_params(t->model), total;
+    int m = t->sched.m, slots = 0, local = model_num_params(t->model), total, overlapped = t->pp_overlapped, all_overlapped;
     for (int k = 0; k < plan.map.vpp; k++) slots += model_chunk_slots(t->model, k);
     exec_harness_trainer_destroy(&h);
 
@@ -150,17 +157,40 @@ static void run_case(void **state)
     int all_order_bad;
     MPI_Allreduce(&order_bad, &all_order_bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     MPI_Allreduce(&local, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    MPI_Allreduce(&overlapped, &all_overlapped, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
     if (world_rank == 0)
-        printf("  %-22s tp %d pp %d vpp %d dp %d ep %d %s m %d: losses %.6f %.6f %.6f (ref %.6f %.6f %.6f), "
-               "worst grad rel err %.2e (%s), rank 0 holds %d of %d tensors in %d contexts, order %s\n",
-               c->name, plan.map.tp, plan.map.pp, plan.map.vpp, plan.map.dp, plan.map.ep,
-               opt_sharding_name(plan.train.opt_sharding), m, loss[0], loss[1], loss[2],
-               ref.loss[0], ref.loss[1], ref.loss[2], all_worst, worst_name, local, total, slots,
-               all_order_bad ? "DIFFERS" : "= simulator's");
+        printf("  %-22s %-10s tp %d pp %d vpp %d dp %d ep %d %s m %d: losses %.6f %.6f %.6f (ref %.6f %.6f %.6f), "
+               "worst grad rel err %.2e (%s), rank 0 holds %d of %d tensors in %d contexts, order %s, "
+               "%d batches with compute behind them\n",
+               c->name, overlap ? "overlapped" : "blocking", plan.map.tp, plan.map.pp, plan.map.vpp, plan.map.dp,
+               plan.map.ep, opt_sharding_name(plan.train.opt_sharding), m, loss[0], loss[1], loss[2],
+               ref->loss[0], ref->loss[1], ref->loss[2], all_worst, worst_name, local, total, slots,
+               all_order_bad ? "DIFFERS" : "= simulator's", all_overlapped);
     /* float32 summed in another order (the aux losses per stage): ~1e-6 */
     assert_true(all_loss_diff < 1e-5);
     assert_true(all_worst < 1e-4);
     assert_int_equal(all_order_bad, 0);
+    /* blocking: every batch waited for where it starts; overlapped: some
+     * batch (the first stage's sends before a forward that receives
+     * nothing, at least) had an operation run behind it */
+    if (overlap) assert_true(all_overlapped > 0);
+    else assert_int_equal(all_overlapped, 0);
+    memcpy(loss_out, loss, sizeof loss);
+}
+
+static void run_case(void **state)
+{
+    const Case *c = *state;
+    Reference ref;
+    reference_run(c, &ref);
+    double loss[2][STEPS];
+    run_one(c, &ref, 0, loss[0]);
+    if (world_size > 1) {
+        run_one(c, &ref, OVERLAP_P2P | OVERLAP_CP, loss[1]);
+        int differ = memcmp(loss[0], loss[1], sizeof loss[0]) != 0, any;
+        MPI_Allreduce(&differ, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+        assert_int_equal(any, 0);
+    }
     reference_free(&ref);
 }
 
@@ -169,7 +199,7 @@ static void run_case(void **state)
 static void test_interleaved_constraint(void **state)
 {
     (void)state;
-    Case c = {"constraint", "tiny-moe", 2, 2, 1, 0, 0, 1, 0};
+    Case c = {"constraint", "tiny-moe", 2, 2, 1, 0, 0, 1, 0, 0};
     Plan plan;
     make_plan(&plan, &c, world_size);
     plan.train.global_batch = 3;
@@ -190,26 +220,29 @@ int main(int argc, char **argv)
     if (exec_harness_init(&argc, &argv, &world_rank, &world_size)) return 1;
     /* world: the world size each case runs at */
     static const struct { int world; Case c; } cases[] = {
-        {1, {"no pipeline", "tiny-moe", 1, 1, 1, 0, 0, 1, 0}},
-        {2, {"PP2", "tiny-moe", 2, 1, 1, 0, 0, 1, 0}},
-        {2, {"PP2 VPP2", "tiny-moe", 2, 2, 1, 0, 0, 1, 0}},
-        {2, {"PP2 uneven 1+3", "tiny-moe", 2, 1, 1, 1, 3, 1, 0}},
-        {2, {"PP2 tied embeddings", "tiny-moe-tied", 2, 1, 1, 0, 0, 1, 0}},
-        {2, {"PP2 shared expert", "tiny-moe-shared", 2, 1, 1, 0, 0, 1, 0}},
-        {4, {"PP4", "tiny-moe", 4, 1, 1, 0, 0, 1, 0}},
-        {4, {"PP4 tied embeddings", "tiny-moe-tied", 4, 1, 1, 0, 0, 1, 0}},
-        {4, {"PP2 EP2", "tiny-moe", 2, 1, 2, 0, 0, 1, 0}},
-        {4, {"PP2 VPP2 EP2", "tiny-moe", 2, 2, 2, 0, 0, 1, 0}},
-        {4, {"PP2 DP2 uneven 3+1", "tiny-moe-shared", 2, 1, 1, 3, 1, 1, 0}},
+        {1, {"no pipeline", "tiny-moe", 1, 1, 1, 0, 0, 1, 0, 0}},
+        {2, {"PP2", "tiny-moe", 2, 1, 1, 0, 0, 1, 0, 0}},
+        {2, {"PP2 VPP2", "tiny-moe", 2, 2, 1, 0, 0, 1, 0, 0}},
+        {2, {"PP2 uneven 1+3", "tiny-moe", 2, 1, 1, 1, 3, 1, 0, 0}},
+        {2, {"PP2 tied embeddings", "tiny-moe-tied", 2, 1, 1, 0, 0, 1, 0, 0}},
+        {2, {"PP2 shared expert", "tiny-moe-shared", 2, 1, 1, 0, 0, 1, 0, 0}},
+        {4, {"PP4", "tiny-moe", 4, 1, 1, 0, 0, 1, 0, 0}},
+        {4, {"PP4 tied embeddings", "tiny-moe-tied", 4, 1, 1, 0, 0, 1, 0, 0}},
+        {4, {"PP2 EP2", "tiny-moe", 2, 1, 2, 0, 0, 1, 0, 0}},
+        {4, {"PP2 VPP2 EP2", "tiny-moe", 2, 2, 2, 0, 0, 1, 0, 0}},
+        /* 4 stages x 2 chunks (8 layers): the interleaved exchanges with
+         * distinct next and previous stages */
+        {4, {"PP4 VPP2", "tiny-moe", 4, 2, 1, 0, 0, 1, 0, 8}},
+        {4, {"PP2 DP2 uneven 3+1", "tiny-moe-shared", 2, 1, 1, 3, 1, 1, 0, 0}},
         /* TP and PP together: a stage sends and receives its
          * sequence-parallel shard (T / tp tokens); the vocabulary-parallel
          * embedding, output layer and tied-embedding sum cover the rank's
          * vocabulary rows; the distributed optimizer shards each stage's
          * arenas over its own DP / EDP groups */
-        {4, {"TP2 PP2 EP2", "tiny-moe", 2, 1, 2, 0, 0, 2, 0}},
-        {4, {"TP2 PP2 VPP2", "tiny-moe", 2, 2, 1, 0, 0, 2, 0}},
-        {4, {"TP2 PP2 tied embeddings", "tiny-moe-tied", 2, 1, 1, 0, 0, 2, 0}},
-        {4, {"PP2 DP2 EP2 distributed", "tiny-moe", 2, 1, 2, 0, 0, 1, 1}},
+        {4, {"TP2 PP2 EP2", "tiny-moe", 2, 1, 2, 0, 0, 2, 0, 0}},
+        {4, {"TP2 PP2 VPP2", "tiny-moe", 2, 2, 1, 0, 0, 2, 0, 0}},
+        {4, {"TP2 PP2 tied embeddings", "tiny-moe-tied", 2, 1, 1, 0, 0, 2, 0, 0}},
+        {4, {"PP2 DP2 EP2 distributed", "tiny-moe", 2, 1, 2, 0, 0, 1, 1, 0}},
     };
     struct CMUnitTest tests[32];
     int n = 0;
