@@ -40,6 +40,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 
 #include "json_util.h"
@@ -229,6 +230,9 @@ static int from_deepseek(const cJSON *root, const char *origin, bool v3, ModelSp
     if (freq != 1)
         return mp_fail(err, "%s: moe_layer_freq: %d is not supported (only every layer after the dense ones)", origin, freq);
     if (shared < 0) return mp_fail(err, "%s: n_shared_experts: must be >= 0, got %d", origin, shared);
+    if (m->expert_ffn > 0 && shared > INT_MAX / m->expert_ffn)
+        return mp_fail(err, "%s: n_shared_experts: %d x moe_intermediate_size %d overflows a shared FFN width", origin,
+                       shared, m->expert_ffn);
     m->shared_ffn = shared * m->expert_ffn;
     if (m->num_dense_layers > 0 && opt_int_def(root, "intermediate_size", origin, d->ffn, &m->dense_ffn, err)) return -1;
     char scoring[32], method[32];
