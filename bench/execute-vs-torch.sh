@@ -155,8 +155,12 @@ for w in works:
 with open(os.path.join(out, "execute-vs-torch.json"), "w") as f:
     json.dump(rows, f, indent=1)
 
+def model_name(x):   # a model file (bench/models/NAME.json) names the model NAME
+    m = x["model"]
+    return os.path.splitext(os.path.basename(m))[0] if m.endswith(".json") else m
+
 def same_work(a, b):
-    return all(a[k] == b[k] for k in ("model", "layers", "mbs", "gbs", "seq"))
+    return model_name(a) == model_name(b) and all(a[k] == b[k] for k in ("layers", "mbs", "gbs", "seq"))
 
 print()
 print("| work per optimizer step | side | tokens/s | step ms | MFU (megatron) | peak GiB | executor / this |")
@@ -171,7 +175,7 @@ for r in rows:
         ratio = "-"
         if side != "execute" and ex:
             ratio = "%.3f" % (ex["tokens_per_s"] / x["tokens_per_s"]) if same_work(ex, x) else "different work!"
-        work = "%s, %d layers, seq %d, mbs %d x %d micro-batches" % (x["model"], x["layers"], x["seq"], x["mbs"], x["gbs"] // x["mbs"])
+        work = "%s, %d layers, seq %d, mbs %d x %d micro-batches" % (model_name(x), x["layers"], x["seq"], x["mbs"], x["gbs"] // x["mbs"])
         print("| %s | %s | %.0f | %.1f | %.1f%% | %.1f | %s |" % (
             work, label, x["tokens_per_s"], 1e3 * x["step_time_s"], 100 * x["mfu_megatron"],
             x["peak_memory_bytes"] / 2**30, ratio))

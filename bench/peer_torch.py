@@ -91,7 +91,7 @@ ADAM_EPS = 1e-8
 # The --check model: small enough for any GPU; sizes multiples of 16 (the
 # alignment torch._grouped_mm wants of its rows).
 TINY_MODEL = dict(name="tiny-check", num_layers=2, hidden=128, num_heads=4, num_kv_groups=2, head_dim=32,
-                  num_experts=8, top_k=2, expert_ffn=96, shared_ffn=0, num_dense_layers=0, vocab=256,
+                  num_experts=8, top_k=2, expert_ffn=96, shared_ffn=0, num_dense_layers=0, dense_ffn=0, vocab=256,
                   swiglu=True, router="softmax", tied_embeddings=False, rotary_base=10000.0)
 
 
