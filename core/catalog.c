@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -184,6 +185,10 @@ static int model_from_catalog_json(const cJSON *root, const char *origin, ModelS
             json_req_int(root, "v_head_dim", origin, &m->v_head_dim, err))
             return -1;
         m->num_kv_groups = m->num_heads;
+        if (m->qk_nope_head_dim < 0 || m->qk_rope_head_dim < 0 ||
+            m->qk_nope_head_dim > INT_MAX - m->qk_rope_head_dim)
+            return mp_fail(err, "%s: qk_nope_head_dim %d + qk_rope_head_dim %d: not a head dimension", origin,
+                           m->qk_nope_head_dim, m->qk_rope_head_dim);
         m->head_dim = m->qk_nope_head_dim + m->qk_rope_head_dim;
         if (json_opt_int(root, "num_kv_groups", origin, &m->num_kv_groups, err) ||
             json_opt_int(root, "head_dim", origin, &m->head_dim, err))

@@ -268,6 +268,9 @@ static int from_deepseek(const cJSON *root, const char *origin, bool v3, ModelSp
     aux_loss(m, coef, seq_aux);
     m->mla = true;
     m->num_kv_groups = m->num_heads;   /* MLA: every head has its own K and V */
+    if (m->qk_nope_head_dim < 0 || m->qk_rope_head_dim < 0 || m->qk_nope_head_dim > INT_MAX - m->qk_rope_head_dim)
+        return mp_fail(err, "%s: qk_nope_head_dim %d + qk_rope_head_dim %d: not a head dimension", origin,
+                       m->qk_nope_head_dim, m->qk_rope_head_dim);
     m->head_dim = m->qk_nope_head_dim + m->qk_rope_head_dim;
     return 0;
 }

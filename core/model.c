@@ -91,9 +91,10 @@ int model_validate(const ModelSpec *m, MpError *err) {
             check_pos("qk_nope_head_dim", m->qk_nope_head_dim, err) ||
             check_pos("qk_rope_head_dim", m->qk_rope_head_dim, err) || check_pos("v_head_dim", m->v_head_dim, err))
             return -1;
-        if (m->head_dim != m->qk_nope_head_dim + m->qk_rope_head_dim)
-            return mp_fail(err, "head_dim: %d must equal qk_nope_head_dim + qk_rope_head_dim = %d for MLA",
-                           m->head_dim, m->qk_nope_head_dim + m->qk_rope_head_dim);
+        long long qk = (long long)m->qk_nope_head_dim + m->qk_rope_head_dim;
+        if (m->head_dim != qk)
+            return mp_fail(err, "head_dim: %d must equal qk_nope_head_dim + qk_rope_head_dim = %lld for MLA",
+                           m->head_dim, qk);
         if (m->num_kv_groups != m->num_heads)
             return mp_fail(err, "num_kv_groups: %d must equal num_heads %d for MLA (every head has its own K and V)",
                            m->num_kv_groups, m->num_heads);
