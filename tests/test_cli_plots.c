@@ -64,14 +64,7 @@ static char *script_of(const char *title, const SweepPoint *pts, int n, bool fix
     assert_non_null(f);
     int rows = sweep_plot_script(f, "pngcairo size 1200,900", title, SWEEP_GPUS, pts, n, fixed);
     assert_int_equal(rows, n);
-    long len = ftell(f);
-    rewind(f);
-    char *s = malloc((size_t)len + 1);
-    assert_non_null(s);
-    assert_int_equal(fread(s, 1, (size_t)len, f), (size_t)len);
-    s[len] = 0;
-    fclose(f);
-    return s;
+    return stream_text(f);
 }
 
 static void test_plan_label_keeps_vpp(void **state) {
@@ -137,13 +130,7 @@ static void test_sweep_script_long_name(void **state) {
     FILE *f = tmpfile();
     assert_non_null(f);
     assert_int_equal(sweep_plot_script(f, "pngcairo size 1200,900", "t", SWEEP_GPUS_PER_NODE, pts, 2, false), 2);
-    long len = ftell(f);
-    rewind(f);
-    char *s = malloc((size_t)len + 1);
-    assert_non_null(s);
-    assert_int_equal(fread(s, 1, (size_t)len, f), (size_t)len);
-    s[len] = 0;
-    fclose(f);
+    char *s = stream_text(f);
     assert_non_null(strstr(s, "set label 3 'best plan (mapping)' at first 0.1705, first -1"));
     assert_non_null(strstr(s, "$points using (0.1705):($5-1):6 with labels"));
     free(s);

@@ -247,14 +247,7 @@ static char *script_of(const char *title, const SweepGrid *grid, int want_cells)
     FILE *f = tmpfile();
     assert_non_null(f);
     assert_int_equal(sweep_heatmap_script(f, "pngcairo size 1100,400", title, grid), want_cells);
-    long len = ftell(f);
-    rewind(f);
-    char *s = malloc((size_t)len + 1);
-    assert_non_null(s);
-    assert_int_equal(fread(s, 1, (size_t)len, f), (size_t)len);
-    s[len] = 0;
-    fclose(f);
-    return s;
+    return stream_text(f);
 }
 
 static void test_cell_label(void **state) {

@@ -5,6 +5,7 @@
  *   assert_rel()         |got - want| <= rel * |want|
  *   tmpdir_make/remove() a private scratch directory per test
  *   slurp()              a whole file
+ *   stream_text()        what a tmpfile received
  *   have_gnuplot()       whether gnuplot is on PATH (plot tests skip without it)
  */
 #ifndef MOEPLAN_TEST_UTIL_H
@@ -101,6 +102,18 @@ static inline char *slurp(const char *path, size_t *len) {
     fclose(f);
     if (len) *len = (size_t)n;
     return b;
+}
+
+/* Everything written to f (a tmpfile) as a malloc'ed string; closes f. */
+static inline char *stream_text(FILE *f) {
+    long len = ftell(f);
+    rewind(f);
+    char *s = malloc((size_t)len + 1);
+    assert_non_null(s);
+    assert_int_equal(fread(s, 1, (size_t)len, f), (size_t)len);
+    s[len] = 0;
+    fclose(f);
+    return s;
 }
 
 static inline bool have_gnuplot(void) { return system("command -v gnuplot >/dev/null 2>&1") == 0; }
