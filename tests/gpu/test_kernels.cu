@@ -219,6 +219,25 @@ static void test_gemm(Ctx *c)
         printf("|   grouped impl in use after the call: %s\n", c->gemm.grouped_impl == GROUPED_BATCHED ? "batched" : "loop");
         cudaFree(dA); cudaFree(dW); cudaFree(dC); cudaFree(ddY); cudaFree(ddW);
     }
+    {   /* the batched call with many groups, some empty (the small-expert case) */
+        std::vector<int32_t> many(40);
+        int Rm = 0;
+        for (int g = 0; g < 40; g++) { many[g] = g % 7 == 3 ? 0 : 5 + (g * 13) % 29; Rm += many[g]; }
+        c->gemm.grouped_impl = GROUPED_BATCHED;
+        std::vector<float> A = hrand(c, (size_t)Rm * K), W = hrand(c, (size_t)40 * N * K), C((size_t)Rm * N);
+        bf16_t *dA = dbf(A), *dW = dbf(W), *dC = dbf_poison((size_t)Rm * N);
+        grouped_gemm_cuda(&c->gemm, dC, GEMM_OUT_BF16, dA, dW, many.data(), 40, GROUPED_VARY_M, 0, N, K, 0, 1, 1.0f, 0.0f, c->stream);
+        grouped_gemm_cpu(C.data(), A.data(), W.data(), many.data(), 40, GROUPED_VARY_M, 0, N, K, 0, 1, 1.0f, 0.0f);
+        check(c, "grouped gemm vary-M, 40 groups (batched)", hbf(dC, (size_t)Rm * N), C, 1);
+        std::vector<float> dY = hrand(c, (size_t)Rm * N), gW = hrand(c, (size_t)40 * N * K);
+        bf16_t *ddY = dbf(dY);
+        float *ddW = df32(gW);
+        grouped_gemm_cuda(&c->gemm, ddW, GEMM_OUT_F32, ddY, dA, many.data(), 40, GROUPED_VARY_K, N, K, 0, 1, 0, 1.0f, 1.0f, c->stream);
+        grouped_gemm_cpu(gW.data(), dY.data(), A.data(), many.data(), 40, GROUPED_VARY_K, N, K, 0, 1, 0, 1.0f, 1.0f);
+        check(c, "grouped gemm vary-K f32 +=, 40 groups (batched)", hf32(ddW, (size_t)40 * N * K), gW, 1);
+        printf("|   grouped impl in use after the call: %s\n", c->gemm.grouped_impl == GROUPED_BATCHED ? "batched" : "loop");
+        cudaFree(dA); cudaFree(dW); cudaFree(dC); cudaFree(ddY); cudaFree(ddW);
+    }
     c->gemm.grouped_impl = GROUPED_LOOP;
 }
 
@@ -614,6 +633,21 @@ static void timings(Ctx *c)
         ms = time_ms(c, [&] { gemm_cuda(&c->gemm, W32, GEMM_OUT_F32, X, A, N, K, M, 1, 0, 1.0f, 1.0f, c->stream); });
         row_tflops("gemm wgrad 14336x4096x4096 f32 += (dy^T x)", ms, 2.0 * M * N * K);
         cudaFree(A); cudaFree(B); cudaFree(C); cudaFree(X); cudaFree(W32);
+    }
+    {   /* Qwen3-30B-A3B expert GEMMs: 128 experts x ~1024 rows (1000..1062,
+         * as a router hands them out), h 2048, 2F 1536 */
+        int G = 128, H = 2048, F2 = 1536, R = 0;
+        std::vector<int32_t> rows(G);
+        for (int g = 0; g < G; g++) { rows[g] = 1000 + (g * 37) % 63; R += rows[g]; }
+        bf16_t *X = drand_bf16(c, (size_t)R * H), *W1 = drand_bf16(c, (size_t)G * F2 * H), *Y = drand_bf16(c, (size_t)R * F2);
+        double flops = 2.0 * R * F2 * H;
+        for (int impl = 0; impl < 2; impl++) {
+            c->gemm.grouped_impl = impl ? GROUPED_BATCHED : GROUPED_LOOP;
+            double ms = time_ms(c, [&] { grouped_gemm_cuda(&c->gemm, Y, GEMM_OUT_BF16, X, W1, rows.data(), G, GROUPED_VARY_M, 0, F2, H, 0, 1, 1.0f, 0.0f, c->stream); }, 10);
+            row_tflops(impl ? (c->gemm.grouped_impl == GROUPED_BATCHED ? "grouped fc1 fwd 128x[~1024,2048]x[2048,1536] batched" : "grouped fc1 fwd 128 (batched unsupported: loop)") : "grouped fc1 fwd 128x[~1024,2048]x[2048,1536] loop", ms, flops);
+        }
+        c->gemm.grouped_impl = GROUPED_LOOP;
+        cudaFree(X); cudaFree(W1); cudaFree(Y);
     }
     {   /* Mixtral expert GEMMs: 8 experts x 2048 rows, h 4096, F 14336 */
         int G = 8, rows_per = 2048, H = 4096, F = 14336, R = G * rows_per;
