@@ -75,18 +75,14 @@ extern "C" {
 #define STAGING_BYTES (64u << 20)
 #define STAGING_REGIONS 64
 
-typedef struct {
-    int phase;
-    cudaEvent_t begin, end;
-} PhaseEvent;
-
-/* one operation under the op profile (op_profile.h) */
+/* A timed span of the compute stream: a phase or one
+ * operation under the op profile (op_profile.h; op, flops, bytes used). */
 typedef struct {
     cudaEvent_t begin, end;
-    int phase;              /* innermost open phase at the call, -1 none */
-    const char *op;         /* NULL: begun, never ended (not counted) */
+    int phase;              /* the phase, or the innermost open one at the call (-1 none) */
+    const char *op;         /* op profile: NULL while begun and not ended (not counted) */
     double flops, bytes;
-} ProfEvent;
+} TimedSpan;
 
 typedef struct {
     size_t lo, hi;          /* bytes of the staging ring */
@@ -126,7 +122,7 @@ typedef struct {
     size_t stage_head;
     StagingRegion region[STAGING_REGIONS];
     int region_first, region_count;
-    PhaseEvent *ev;
+    TimedSpan *ev;
     int nev, cap_ev;
     int open[PHASE_COUNT];  /* index into ev of the open phase, -1 none */
     cudaEvent_t step_mark;
@@ -140,7 +136,7 @@ typedef struct {
     DeviceWatch *watch;     /* NULL: not watched */
     cudaEvent_t watch_ev[DEVICE_WATCH_CAPACITY];
     /* op profile (Backend.op_profile set): this step's operations */
-    ProfEvent *prof;
+    TimedSpan *prof;
     int nprof, cap_prof;
     int prof_open;          /* index of the operation begun and not yet ended, -1 none */
     double prof_flops, prof_bytes;   /* what the running operation does, set before it ends */
@@ -187,26 +183,32 @@ static bool nccl_ok(Backend *b, ncclResult_t r, const char *op)
  * GUARD opens an operation (an event on the compute stream), LAUNCHED or
  * prof_end closes it under its name.  An operation that calls another one
  * is timed from the inner one's start (the inner one reopens the slot). */
+/* The next free span of *spans [*n] (grown, its events created, from
+ * first_cap on); NULL after a failure (the backend's status says which). */
+static TimedSpan *span_next(Backend *b, TimedSpan **spans, int *n, int *cap, int first_cap, const char *op)
+{
+    if (*n == *cap) {
+        int grown = *cap ? 2 * *cap : first_cap;
+        TimedSpan *s = (TimedSpan *)realloc(*spans, sizeof(TimedSpan) * (size_t)grown);
+        if (!s) { fail(b, op, "out of host memory"); return NULL; }
+        *spans = s;
+        for (int i = *cap; i < grown; i++) {
+            if (!CU(b, cudaEventCreate(&s[i].begin), op) || !CU(b, cudaEventCreate(&s[i].end), op)) return NULL;
+            *cap = i + 1;
+        }
+    }
+    return &(*spans)[(*n)++];
+}
+
 static void prof_begin(Backend *b)
 {
     CudaImpl *c = I(b);
     if (!b->op_profile) return;
-    if (c->nprof == c->cap_prof) {
-        int cap = c->cap_prof ? 2 * c->cap_prof : 1024;
-        ProfEvent *ev = (ProfEvent *)realloc(c->prof, sizeof(ProfEvent) * (size_t)cap);
-        if (!ev) { fail(b, "op profile", "out of host memory"); return; }
-        c->prof = ev;
-        for (int i = c->cap_prof; i < cap; i++) {
-            if (!CU(b, cudaEventCreate(&c->prof[i].begin), "op profile") ||
-                !CU(b, cudaEventCreate(&c->prof[i].end), "op profile"))
-                return;
-            c->cap_prof = i + 1;
-        }
-    }
-    ProfEvent *e = &c->prof[c->nprof];
+    TimedSpan *e = span_next(b, &c->prof, &c->nprof, &c->cap_prof, 1024, "op profile");
+    if (!e) return;
     e->phase = c->phase_depth > 0 ? c->phase_stack[c->phase_depth - 1] : -1;
     e->op = NULL;
-    c->prof_open = c->nprof++;
+    c->prof_open = c->nprof - 1;
     c->prof_flops = c->prof_bytes = 0.0;
     CU(b, cudaEventRecord(e->begin, c->stream), "op profile");
 }
@@ -214,7 +216,7 @@ static void prof_end(Backend *b, const char *op)
 {
     CudaImpl *c = I(b);
     if (!b->op_profile || c->prof_open < 0 || c->failed) return;
-    ProfEvent *e = &c->prof[c->prof_open];
+    TimedSpan *e = &c->prof[c->prof_open];
     c->prof_open = -1;
     if (!CU(b, cudaEventRecord(e->end, c->stream), "op profile")) return;
     e->op = op;
@@ -1050,21 +1052,10 @@ static void cu_phase_begin(Backend *b, StepPhase p)
 {
     GUARD(b);
     CudaImpl *c = I(b);
-    if (c->nev == c->cap_ev) {
-        int cap = c->cap_ev ? 2 * c->cap_ev : 256;
-        PhaseEvent *ev = (PhaseEvent *)realloc(c->ev, sizeof(PhaseEvent) * (size_t)cap);
-        if (!ev) { fail(b, "phase_begin", "out of host memory"); return; }
-        c->ev = ev;
-        for (int i = c->cap_ev; i < cap; i++) {
-            if (!CU(b, cudaEventCreate(&c->ev[i].begin), "phase_begin") ||
-                !CU(b, cudaEventCreate(&c->ev[i].end), "phase_begin"))
-                return;
-            c->cap_ev = i + 1;
-        }
-    }
-    PhaseEvent *e = &c->ev[c->nev];
+    TimedSpan *e = span_next(b, &c->ev, &c->nev, &c->cap_ev, 256, "phase_begin");
+    if (!e) return;
     e->phase = p;
-    c->open[p] = c->nev++;
+    c->open[p] = c->nev - 1;
     if (c->phase_depth < (int)(sizeof c->phase_stack / sizeof c->phase_stack[0]))
         c->phase_stack[c->phase_depth++] = p;
     CU(b, cudaEventRecord(e->begin, c->stream), "phase_begin");

@@ -21,12 +21,12 @@
 
 #include "executor/backend.h"
 #include "tests/mpi/exec_test_comms.h"
+#include "tests/mpi/exec_test_harness.h"
 
 enum { N = 64 };
 
 static int world_rank, world_size;
 
-extern void __lsan_disable(void) __attribute__((weak));
 
 /* ExecComms for a mapping with cp (or pp) = world */
 static void comms_for(ExecTestComms *tc, bool pipeline)
@@ -129,20 +129,10 @@ static void test_misuse_is_sticky_error(void **state)
 
 int main(int argc, char **argv)
 {
-    if (__lsan_disable) __lsan_disable();
-    MPI_Init(&argc, &argv);
-    MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &world_size);
-    if (world_rank != 0) {
-        if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) return 1;
-    }
+    if (exec_harness_init(&argc, &argv, &world_rank, &world_size)) return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ring_shift),
         cmocka_unit_test(test_misuse_is_sticky_error),
     };
-    int failed = cmocka_run_group_tests_name("backend_p2p", tests, NULL, NULL);
-    int any;
-    MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    MPI_Finalize();
-    return any ? 1 : 0;
+    return exec_harness_run_group("backend_p2p", tests, (int)(sizeof tests / sizeof tests[0]));
 }

@@ -34,12 +34,12 @@
 #include "executor/model.h"
 #include "executor/train.h"
 #include "tests/mpi/exec_test_comms.h"
+#include "tests/mpi/exec_test_harness.h"
 
 enum { SEQ = 16, MBS = 1, STEPS = 3 };
 
 static int world_rank, world_size;
 
-extern void __lsan_disable(void) __attribute__((weak));
 
 typedef struct {
     const char *model;
@@ -169,13 +169,7 @@ static void run_case(void **state)
 
 int main(int argc, char **argv)
 {
-    if (__lsan_disable) __lsan_disable();
-    MPI_Init(&argc, &argv);
-    MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &world_size);
-    if (world_rank != 0) {
-        if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) return 1;
-    }
+    if (exec_harness_init(&argc, &argv, &world_rank, &world_size)) return 1;
     static const Case cases[] = {
         /* 2 ranks: DP2.EP2 distributed (dense arena sharded over DP2) and
          * with optimizer sharding none (all-reduces); DP2.EDP2 on the
@@ -204,9 +198,5 @@ int main(int argc, char **argv)
         tests[n] = (struct CMUnitTest){names[n], run_case, NULL, NULL, (void *)c};
         n++;
     }
-    int failed = _cmocka_run_group_tests("executor_buckets", tests, (size_t)n, NULL, NULL);
-    int any;
-    MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    MPI_Finalize();
-    return any ? 1 : 0;
+    return exec_harness_run_group("executor_buckets", tests, n);
 }
