@@ -223,12 +223,10 @@ static void prof_end(Backend *b, const char *op)
     e->flops = c->prof_flops;
     e->bytes = c->prof_bytes;
 }
-/* the running operation's FLOPs and minimum HBM bytes (op profile only) */
-static void prof_work(Backend *b, double flops, double bytes)
-{
-    I(b)->prof_flops = flops;
-    I(b)->prof_bytes = bytes;
-}
+/* the running operation's FLOPs and minimum HBM bytes; the arguments are
+ * evaluated only under the op profile (nothing added to the launch path) */
+#define PROF_WORK(b, flops, bytes) \
+    do { if ((b)->op_profile) { I(b)->prof_flops = (flops); I(b)->prof_bytes = (bytes); } } while (0)
 /* a kernel launch error (or an earlier asynchronous fault); ends the profiled operation */
 static bool launched(Backend *b, const char *op)
 {
@@ -363,7 +361,7 @@ static void cu_act_to_f32(Backend *b, float *dst, const void *src, size_t n)
 static void cu_add_act(Backend *b, void *out, const void *a, const void *x, size_t n)
 {
     GUARD(b);
-    prof_work(b, 0.0, 3.0 * 2.0 * (double)n);   /* bf16: read a, x; write out */
+    PROF_WORK(b, 0.0, 3.0 * 2.0 * (double)n);   /* bf16: read a, x; write out */
     residual_forward_cuda((bf16_t *)out, (const bf16_t *)a, (const bf16_t *)x, n, S(b));
     LAUNCHED(b, "add_act");
 }
@@ -373,7 +371,7 @@ static void cu_gemm(Backend *b, void *C, bool c_f32, const void *A, const void *
                     int K, int transA, int transB, float beta)
 {
     GUARD(b);
-    prof_work(b, 2.0 * M * N * (double)K, 0.0);
+    PROF_WORK(b, 2.0 * M * N * (double)K, 0.0);
     ks_ok(b, gemm_cuda(&I(b)->gemm, C, c_f32 ? GEMM_OUT_F32 : GEMM_OUT_BF16, (const bf16_t *)A,
                        (const bf16_t *)B, M, N, K, transA, transB, 1.0f, beta, S(b)), "gemm") &&
         LAUNCHED(b, "gemm");
@@ -386,7 +384,7 @@ static void cu_grouped_gemm(Backend *b, void *C, bool c_f32, const void *A, cons
     if (b->op_profile) {
         double rows = 0.0;   /* group_rows is host memory */
         for (int g = 0; g < G; g++) rows += group_rows[g];
-        prof_work(b, 2.0 * rows * (double)N * (vary ? (double)M : (double)K), 0.0);
+        PROF_WORK(b, 2.0 * rows * (double)N * (vary ? (double)M : (double)K), 0.0);
     }
     ks_ok(b, grouped_gemm_cuda(&I(b)->gemm, C, c_f32 ? GEMM_OUT_F32 : GEMM_OUT_BF16,
                                (const bf16_t *)A, (const bf16_t *)B, group_rows, G,
@@ -414,7 +412,7 @@ static void cu_rmsnorm_forward(Backend *b, void *out, float *rstd, const void *i
                                int N, int C, float eps)
 {
     GUARD(b);
-    prof_work(b, 0.0, 2.0 * 2.0 * N * (double)C);   /* bf16 read + write */
+    PROF_WORK(b, 0.0, 2.0 * 2.0 * N * (double)C);   /* bf16 read + write */
     rmsnorm_forward_cuda(BF(out), rstd, CBF(inp), CBF(w), N, C, eps, S(b));
     LAUNCHED(b, "rmsnorm_forward");
 }
@@ -424,7 +422,7 @@ static void cu_rmsnorm_backward(Backend *b, void *dinp, float *dw, const void *d
     GUARD(b);
     float *s = (float *)scratch(b, rmsnorm_backward_scratch_floats(N, C) * sizeof(float));
     if (!s) return;
-    prof_work(b, 0.0, 3.0 * 2.0 * N * (double)C);   /* read dout, inp; write dinp */
+    PROF_WORK(b, 0.0, 3.0 * 2.0 * N * (double)C);   /* read dout, inp; write dinp */
     rmsnorm_backward_cuda(BF(dinp), dw, s, CBF(dout), CBF(inp), CBF(w), rstd, N, C, S(b));
     LAUNCHED(b, "rmsnorm_backward");
 }
@@ -464,7 +462,7 @@ static void cu_attention_forward(Backend *b, void *out, float *lse, const void *
     size_t wsb = attention_workspace_bytes(I(b)->attn, &s, false);
     void *ws = scratch(b, wsb ? wsb : 16);
     if (!ws) return;
-    prof_work(b, attn_flops(&s), 0.0);
+    PROF_WORK(b, attn_flops(&s), 0.0);
     if (attn_ok(b, attention_forward(I(b)->attn, &s, BF(out), lse, CBF(q), CBF(k), CBF(v), ws, wsb, S(b), &err),
                 &err, "attention_forward"))
         prof_end(b, "attention_forward");
@@ -481,7 +479,7 @@ static void cu_attention_backward(Backend *b, void *dq, void *dk, void *dv, cons
     size_t wsb = attention_workspace_bytes(I(b)->attn, &s, true);
     void *ws = scratch(b, wsb ? wsb : 16);
     if (!ws) return;
-    prof_work(b, ATTN_BACKWARD_FLOPS_RATIO * attn_flops(&s), 0.0);
+    PROF_WORK(b, ATTN_BACKWARD_FLOPS_RATIO * attn_flops(&s), 0.0);
     if (attn_ok(b, attention_backward(I(b)->attn, &s, BF(dq), BF(dk), BF(dv), CBF(dout), CBF(q), CBF(k),
                                   CBF(v), CBF(out), lse, ws, wsb, S(b), &err),
             &err, "attention_backward"))
@@ -506,7 +504,7 @@ static void cu_attention_block_forward(Backend *b, void *out, float *lse, const 
     size_t wsb = attention_workspace_bytes(I(b)->attn, &s, false);
     void *ws = scratch(b, wsb ? wsb : 16);
     if (!ws) return;
-    prof_work(b, attn_flops(&s), 0.0);
+    PROF_WORK(b, attn_flops(&s), 0.0);
     if (attn_ok(b, attention_forward(I(b)->attn, &s, BF(out), lse, CBF(q), CBF(k), CBF(v), ws, wsb, S(b), &err),
                 &err, "attention_block_forward"))
         prof_end(b, "attention_block_forward");
@@ -523,7 +521,7 @@ static void cu_attention_block_backward(Backend *b, void *dq, void *dk, void *dv
     size_t wsb = attention_workspace_bytes(I(b)->attn, &s, true);
     void *ws = scratch(b, wsb ? wsb : 16);
     if (!ws) return;
-    prof_work(b, ATTN_BACKWARD_FLOPS_RATIO * attn_flops(&s), 0.0);
+    PROF_WORK(b, ATTN_BACKWARD_FLOPS_RATIO * attn_flops(&s), 0.0);
     if (attn_ok(b, attention_backward(I(b)->attn, &s, BF(dq), BF(dk), BF(dv), CBF(dout), CBF(q), CBF(k),
                                       CBF(v), CBF(out), lse, ws, wsb, S(b), &err),
                 &err, "attention_block_backward"))
@@ -562,14 +560,14 @@ static void cu_router_backward(Backend *b, float *dlogits, const float *dtp, con
 static void cu_swiglu_forward(Backend *b, void *out, const void *gu, int N, int F)
 {
     GUARD(b);
-    prof_work(b, 0.0, 2.0 * 3.0 * N * (double)F);   /* read [N, 2F], write [N, F] (bf16) */
+    PROF_WORK(b, 0.0, 2.0 * 3.0 * N * (double)F);   /* read [N, 2F], write [N, F] (bf16) */
     swiglu_forward_cuda(BF(out), CBF(gu), N, F, S(b));
     LAUNCHED(b, "swiglu_forward");
 }
 static void cu_swiglu_backward(Backend *b, void *dgu, const void *dout, const void *gu, int N, int F)
 {
     GUARD(b);
-    prof_work(b, 0.0, 2.0 * 5.0 * N * (double)F);   /* read dout [N, F], gu [N, 2F]; write dgu [N, 2F] */
+    PROF_WORK(b, 0.0, 2.0 * 5.0 * N * (double)F);   /* read dout [N, F], gu [N, 2F]; write dgu [N, 2F] */
     swiglu_backward_cuda(BF(dgu), CBF(dout), CBF(gu), N, F, S(b));
     LAUNCHED(b, "swiglu_backward");
 }
@@ -577,7 +575,7 @@ static void cu_cross_entropy(Backend *b, float *losses, void *dlogits, const voi
                              const int32_t *targets, int N, int V, float dloss)
 {
     GUARD(b);
-    prof_work(b, 0.0, 2.0 * 2.0 * N * (double)V);   /* read logits, write dlogits (bf16) */
+    PROF_WORK(b, 0.0, 2.0 * 2.0 * N * (double)V);   /* read logits, write dlogits (bf16) */
     crossentropy_fused_cuda(BF(dlogits), losses, CBF(logits), targets, dloss, N, V, S(b));
     LAUNCHED(b, "cross_entropy");
 }
@@ -600,7 +598,7 @@ static void cu_ce_vp_finish(Backend *b, float *losses, void *dlogits, const void
 static void cu_permute(Backend *b, void *out, const void *inp, const int32_t *row_of, int N, int k, int C)
 {
     GUARD(b);
-    prof_work(b, 0.0, 2.0 * 2.0 * N * (double)k * C);   /* read and write N*k rows (bf16) */
+    PROF_WORK(b, 0.0, 2.0 * 2.0 * N * (double)k * C);   /* read and write N*k rows (bf16) */
     moe_permute_forward_cuda(BF(out), CBF(inp), row_of, N, k, C, S(b));
     LAUNCHED(b, "permute");
 }
@@ -608,7 +606,7 @@ static void cu_permute_backward(Backend *b, void *dinp, const void *dout, const 
                                 int N, int k, int C)
 {
     GUARD(b);
-    prof_work(b, 0.0, 2.0 * 2.0 * N * (double)k * C);
+    PROF_WORK(b, 0.0, 2.0 * 2.0 * N * (double)k * C);
     moe_permute_backward_cuda(BF(dinp), CBF(dout), row_of, N, k, C, S(b));
     LAUNCHED(b, "permute_backward");
 }
@@ -676,7 +674,7 @@ static void cu_adam(Backend *b, float *param, void *param_act, const float *grad
     p.lr = lr; p.beta1 = b1; p.beta2 = b2; p.eps = eps; p.weight_decay = wd; p.step = t;
     p.grad_scale = 1.0f;
     /* fp32 param, m, v read and written, fp32 grad read, bf16 copy written */
-    prof_work(b, 0.0, (3.0 * 8.0 + 4.0 + 2.0) * (double)n);
+    PROF_WORK(b, 0.0, (3.0 * 8.0 + 4.0 + 2.0) * (double)n);
     adam_update_cuda(param, BF(param_act), m, v, grad, n, &p, S(b));
     LAUNCHED(b, "adam");
 }

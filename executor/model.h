@@ -129,8 +129,12 @@ void model_zero_grads(Model *m);
 void model_step_begin(Model *m);
 
 /* Gradient bucket size (params.h), elements of fp32 gradient, when an
- * overlap is asked: 10M (40 MB) on the GPU; 16 Ki (64 KiB) on the CPU, so
- * that the tiny models of the tests have several buckets per arena. */
+ * overlap is asked: 10M (40 MB) on the GPU, a quarter of Megatron-Core's
+ * default max(40M, 1M x DP*CP) elements (megatron/core/distributed/
+ * distributed_data_parallel.py) so that the few layers a one-node run holds
+ * still get several buckets (the per-arena bucket cap of params.c bounds the
+ * count for large layers); 16 Ki (64 KiB) on the CPU, so that the tiny
+ * models of the tests have several buckets per arena. */
 #define MODEL_BUCKET_ELEMS_GPU ((size_t)10 * 1000 * 1000)
 #define MODEL_BUCKET_ELEMS_CPU ((size_t)16 * 1024)
 /* sums every gradient over the groups of its ParamInfo.reduce_groups: dense
