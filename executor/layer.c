@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* RoPE base and RMSNorm epsilon (Mixtral: rope_theta 1e6, rms_norm_eps 1e-5;
- * the base only changes angles, not cost or correctness checks). */
-#define LAYER_ROPE_THETA 1000000.0f
+/* RMSNorm epsilon (Mixtral: rms_norm_eps 1e-5); the RoPE base is
+ * LAYER_ROPE_BASE (layer.h), the one preflight checks models against. */
+#define LAYER_ROPE_THETA ((float)LAYER_ROPE_BASE)
 #define LAYER_RMS_EPS 1e-5f
 
 /* ---- buffers ------------------------------------------------------------- */
