@@ -539,6 +539,7 @@ static int run_rank(ExecuteArgs *x, const LaunchEnv *env, const SimResult *pred,
         m.lr = x->opt.lr;
         m.aux_loss_coeff = exec_aux_loss_coeff(&x->opt);
         snprintf(m.act_dtype, sizeof m.act_dtype, "%s", x->opt.backend == EXEC_BACKEND_CUDA ? "bf16" : "fp32");
+        m.op_profile = x->opt.op_profile;
         snprintf(m.data, sizeof m.data, "%.255s",
                  x->opt.data_path ? x->opt.data_path : x->opt.random_tokens ? "random" : "synthetic");
         char *json = measure_to_json(&x->plan, &m);

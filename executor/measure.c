@@ -172,6 +172,8 @@ void measure_print(FILE *f, const Plan *plan, const Measurement *m) {
             m->data[0] ? m->data : "?");
     fprintf(f, "  %d steps, %d warm-up, median of %d; loss %.4f -> %.4f\n", m->steps, m->warmup,
             m->steps_timed, m->loss_first, m->loss_last);
+    if (m->op_profile)
+        fprintf(f, "  every operation timed (--op-profile): the step is slower than an unprofiled one\n");
     if (m->have_calibrated) fprintf(f, "  calibrated: %s (%s)\n", m->calibration_path, m->calibration_device);
     fprintf(f, "\n");
     bool p = m->have_prediction;
@@ -315,6 +317,7 @@ char *measure_to_json(const Plan *plan, const Measurement *m) {
     cJSON_AddNumberToObject(run, "aux_loss_coeff", m->aux_loss_coeff);
     cJSON_AddStringToObject(run, "act_dtype", m->act_dtype);
     cJSON_AddStringToObject(run, "data", m->data);
+    cJSON_AddBoolToObject(run, "op_profile", m->op_profile);
 
     cJSON *me = cJSON_AddObjectToObject(root, "measured");
     cJSON_AddNumberToObject(me, "step_time_s", m->phases.step);

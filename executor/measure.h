@@ -56,6 +56,7 @@ typedef struct {
     double aux_loss_coeff;          /* load-balancing loss coefficient in use, 0 = off */
     char act_dtype[8];              /* activations and working weights: "bf16" (CUDA) or "fp32" (CPU) */
     char data[256];                 /* "synthetic", "random" or the --data path */
+    bool op_profile;                /* every operation was timed (--op-profile): a slower step */
     /* measured */
     ExecPhases phases;              /* seconds; phases.step = step time */
     double flops_legacy, flops_megatron;      /* model FLOPs of one step, whole job */

@@ -280,6 +280,7 @@ static void test_replaced_defaults_reported_and_predicted(void **state) {
     assert_true(num(o, "run", "aux_loss_coeff") == 0.02);
     assert_string_equal(str(o, "run", "act_dtype"), "fp32");
     assert_string_equal(str(o, "run", "data"), "synthetic");
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "run"), "op_profile")));
     /* the prediction is simulate's for exactly the overlap that ran:
      * grad,param,p2p,cp here, none when asked (and the two differ) */
     double pred = num(o, "predicted", "step_time_s");
