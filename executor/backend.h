@@ -74,6 +74,10 @@ struct Backend {
      * when cuDNN was asked for by default but cannot be used, why ("" else) */
     const char *attention;
     char attention_note[256];
+    /* how the experts' grouped GEMMs ran (ExecExpertGemm; NULL on the CPU):
+     * "cublas loop", "cublas grouped batched", "auto (...)" with the calls of
+     * each kind; filled by expert_gemm_name */
+    void (*expert_gemm_name)(Backend *b, char *out, size_t cap);
     /* non-NULL: the backend adds the time of each operation to this table
      * (op_profile.h; the CUDA backend only); owned by the caller */
     struct OpProfile *op_profile;
@@ -364,7 +368,8 @@ int backend_cpu_create(const ExecComms *comms, Backend **out, MpError *err);
 #ifdef MOEPLAN_HAVE_CUDA
 /* CUDA backend on device comms->local_rank (ExecComms.handle[k] is an ncclComm_t);
  * attention: which GPU attention (kernels/attention_api.h) runs. */
-int backend_cuda_create(const ExecComms *comms, ExecAttention attention, Backend **out, MpError *err);
+int backend_cuda_create(const ExecComms *comms, ExecAttention attention, ExecExpertGemm expert_gemm,
+                        Backend **out, MpError *err);
 #endif
 
 #ifdef __cplusplus

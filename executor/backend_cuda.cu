@@ -45,6 +45,7 @@
 #include <cuda_runtime_api.h>
 #include <nccl.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -82,6 +83,7 @@ typedef struct {
     int phase;              /* the phase, or the innermost open one at the call (-1 none) */
     const char *op;         /* op profile: NULL while begun and not ended (not counted) */
     double flops, bytes;
+    double host_begin, host_s;   /* op profile: host clock at the call, host seconds inside it */
 } TimedSpan;
 
 typedef struct {
@@ -117,6 +119,7 @@ typedef struct {
     int32_t *ints;          /* device ints for the count exchange, from the pool */
     size_t ints_n;
     float *sum;             /* [1] device */
+    float *aux_partial;     /* device [AUX_BLOCKS][256] f32 sums, then [AUX_BLOCKS][256] int counts */
     /* pinned staging ring: regions in upload order, oldest first */
     char *stage;
     size_t stage_head;
@@ -200,6 +203,12 @@ static TimedSpan *span_next(Backend *b, TimedSpan **spans, int *n, int *cap, int
     return &(*spans)[(*n)++];
 }
 
+static double host_seconds_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 static void prof_begin(Backend *b)
 {
     CudaImpl *c = I(b);
@@ -210,6 +219,7 @@ static void prof_begin(Backend *b)
     e->op = NULL;
     c->prof_open = c->nprof - 1;
     c->prof_flops = c->prof_bytes = 0.0;
+    e->host_begin = host_seconds_now();
     CU(b, cudaEventRecord(e->begin, c->stream), "op profile");
 }
 static void prof_end(Backend *b, const char *op)
@@ -220,6 +230,7 @@ static void prof_end(Backend *b, const char *op)
     c->prof_open = -1;
     if (!CU(b, cudaEventRecord(e->end, c->stream), "op profile")) return;
     e->op = op;
+    e->host_s = host_seconds_now() - e->host_begin;
     e->flops = c->prof_flops;
     e->bytes = c->prof_bytes;
 }
@@ -313,8 +324,9 @@ static void cu_upload(Backend *b, void *dst, const void *src, size_t n)
     if (!c->stage || n > STAGING_BYTES / 2) {
         /* large (initial weights, tests): pageable copy, then wait, since
          * the caller may free the host buffer next */
-        if (CU(b, cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, S(b)), "upload"))
-            CU(b, cudaStreamSynchronize(S(b)), "upload");
+        if (CU(b, cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, S(b)), "upload") &&
+            CU(b, cudaStreamSynchronize(S(b)), "upload"))
+            prof_end(b, "upload (host waits)");
         return;
     }
     size_t lo = (c->stage_head + 255) / 256 * 256;
@@ -327,14 +339,16 @@ static void cu_upload(Backend *b, void *dst, const void *src, size_t n)
     if (!CU(b, cudaMemcpyAsync(dst, c->stage + lo, n, cudaMemcpyHostToDevice, S(b)), "upload") ||
         !CU(b, cudaEventRecord(r->done, S(b)), "upload"))
         return;
+    prof_end(b, "upload");
     c->region_count++;
     c->stage_head = lo + n;
 }
 static void cu_download(Backend *b, void *dst, const void *src, size_t n)
 {
     GUARD(b);
-    if (CU(b, cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, S(b)), "download"))
-        CU(b, cudaStreamSynchronize(S(b)), "download");
+    if (CU(b, cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, S(b)), "download") &&
+        CU(b, cudaStreamSynchronize(S(b)), "download"))
+        prof_end(b, "download (host waits)");
 }
 static void cu_zero(Backend *b, void *p, size_t n)
 {
@@ -391,6 +405,20 @@ static void cu_grouped_gemm(Backend *b, void *C, bool c_f32, const void *A, cons
                                vary ? GROUPED_VARY_K : GROUPED_VARY_M, M, N, K, transA, transB,
                                1.0f, beta, S(b)), "grouped_gemm") &&
         LAUNCHED(b, "grouped_gemm");
+}
+
+/* how the grouped GEMMs ran: the implementation asked for, and under auto
+ * (or a batched request this cuBLAS cannot serve) the calls of each kind */
+static void cu_expert_gemm_name(Backend *b, char *out, size_t cap)
+{
+    const GemmHandle *h = &I(b)->gemm;
+    if (h->batched_unsupported)
+        snprintf(out, cap, "cublas loop (no grouped batched)");
+    else if (h->grouped_impl == GROUPED_AUTO)
+        snprintf(out, cap, "cublas %s", h->batched_calls && h->loop_calls ? "loop + grouped batched"
+                                         : h->batched_calls ? "grouped batched" : "loop");
+    else
+        snprintf(out, cap, "cublas %s", h->grouped_impl == GROUPED_BATCHED ? "grouped batched" : "loop");
 }
 
 /* ---- layers ---- */
@@ -704,25 +732,55 @@ static void cu_accumulate_sum(Backend *b, float *acc, const float *x, size_t n)
     LAUNCHED(b, "accumulate_sum");
 }
 
-/* Auxiliary load-balancing loss (backend.h).  One block of 256 threads: the
- * per-expert counts and probability sums over N tokens ([N, E] f32 is small:
- * 4096 x 8 for Mixtral), E <= 256. */
-__global__ static void aux_forward_kernel(float *gcoef, float *loss_acc, const float *probs,
-                                          const int32_t *idx, int N, int E, int k, float coeff,
-                                          float weight)
+/* Auxiliary load-balancing loss (backend.h), E <= 256, in two deterministic
+ * passes (no float atomics: the same sums in the same order every step).
+ *   1. AUX_BLOCKS blocks of 256 threads, block b over its slice of the N
+ *      token rows: lane l = tid / E of column e = tid % E sums rows l, l +
+ *      lanes, ... of the slice (a warp reads consecutive columns of a row:
+ *      coalesced), the lanes of a column are added in shared memory, and the
+ *      slice's per-expert probability sum and top-k count go to
+ *      partial[b][E] (float) and count[b][E] (int).
+ *   2. one block: expert e adds its AUX_BLOCKS partials in block order, then
+ *      thread 0 forms the loss and gcoef.
+ * One block over all N rows (before) used E / 256 of the GPU: at 128 experts
+ * two threads per column walked 8192 rows each. */
+#define AUX_BLOCKS 64
+__global__ static void aux_partial_kernel(float *partial, int *count, const float *probs,
+                                          const int32_t *idx, int N, int E, int k)
 {
     __shared__ float psum[256];
     __shared__ int cnt[256];
-    for (int e = threadIdx.x; e < E; e += blockDim.x) { psum[e] = 0.0f; cnt[e] = 0; }
+    int lanes = blockDim.x / E, e = threadIdx.x % E, lane = threadIdx.x / E;
+    int per_block = (N + gridDim.x - 1) / gridDim.x;
+    int r0 = blockIdx.x * per_block, r1 = min(N, r0 + per_block);
+    float s = 0.0f;
+    if (lane < lanes)
+        for (int t = r0 + lane; t < r1; t += lanes) s += probs[(size_t)t * E + e];
+    psum[threadIdx.x] = s;
+    if (threadIdx.x < E) cnt[threadIdx.x] = 0;
     __syncthreads();
-    /* thread j sums column e = j % E over rows j / E, j / E + blockDim / E, ... */
-    int per = blockDim.x / E, e = threadIdx.x % E, r0 = threadIdx.x / E;
-    if (r0 < per) {
-        float s = 0.0f;
-        for (int t = r0; t < N; t += per) s += probs[(size_t)t * E + e];
-        atomicAdd(&psum[e], s);
+    for (int i = r0 * k + threadIdx.x; i < r1 * k; i += blockDim.x) atomicAdd(&cnt[idx[i]], 1);
+    __syncthreads();
+    if (threadIdx.x < E) {
+        float tot = 0.0f;
+        for (int l = 0; l < lanes; l++) tot += psum[l * E + threadIdx.x];
+        partial[(size_t)blockIdx.x * E + threadIdx.x] = tot;
+        count[(size_t)blockIdx.x * E + threadIdx.x] = cnt[threadIdx.x];
     }
-    for (int i = threadIdx.x; i < N * k; i += blockDim.x) atomicAdd(&cnt[idx[i]], 1);
+}
+__global__ static void aux_finish_kernel(float *gcoef, float *loss_acc, const float *partial,
+                                         const int *count, int blocks, int N, int E, int k,
+                                         float coeff, float weight)
+{
+    __shared__ float psum[256];
+    __shared__ int cnt[256];
+    int e = threadIdx.x;
+    if (e < E) {
+        float s = 0.0f;
+        int c = 0;
+        for (int b = 0; b < blocks; b++) { s += partial[(size_t)b * E + e]; c += count[(size_t)b * E + e]; }
+        psum[e] = s; cnt[e] = c;
+    }
     __syncthreads();
     if (threadIdx.x == 0) {
         float aux = 0.0f;
@@ -738,7 +796,13 @@ static void cu_aux_loss_forward(Backend *b, float *gcoef, float *loss_acc, const
                                 const int32_t *idx, int N, int E, int k, float coeff, float weight)
 {
     GUARD(b);
-    aux_forward_kernel<<<1, 256, 0, S(b)>>>(gcoef, loss_acc, probs, idx, N, E, k, coeff, weight);
+    if (E > 256) { fail(b, "aux_loss_forward", "more than 256 experts"); return; }
+    int blocks = N < AUX_BLOCKS * 64 ? (N + 63) / 64 : AUX_BLOCKS;
+    if (blocks < 1) blocks = 1;
+    float *partial = I(b)->aux_partial;
+    int *count = (int *)(partial + AUX_BLOCKS * 256);
+    aux_partial_kernel<<<blocks, 256, 0, S(b)>>>(partial, count, probs, idx, N, E, k);
+    aux_finish_kernel<<<1, 256, 0, S(b)>>>(gcoef, loss_acc, partial, count, blocks, N, E, k, coeff, weight);
     LAUNCHED(b, "aux_loss_forward");
 }
 /* one thread per token row */
@@ -1090,8 +1154,8 @@ static double cu_step_times(Backend *b, double *out)
             float ms = 0.0f;
             if (!c->prof[i].op) continue;
             if (!CU(b, cudaEventElapsedTime(&ms, c->prof[i].begin, c->prof[i].end), "op profile")) break;
-            if (op_profile_add(b->op_profile, c->prof[i].phase, c->prof[i].op, ms * 1e-3, c->prof[i].flops,
-                               c->prof[i].bytes)) {
+            if (op_profile_add(b->op_profile, c->prof[i].phase, c->prof[i].op, ms * 1e-3, c->prof[i].host_s,
+                               c->prof[i].flops, c->prof[i].bytes)) {
                 fail(b, "op profile", "out of host memory");
                 break;
             }
@@ -1175,6 +1239,7 @@ static void cu_destroy(Backend *b)
     if (c->to_p2p) cudaEventDestroy(c->to_p2p);
     for (int i = 0; i < BACKEND_P2P_INFLIGHT; i++) if (c->p2p_done[i]) cudaEventDestroy(c->p2p_done[i]);
     if (c->sum) cudaFree(c->sum);
+    if (c->aux_partial) cudaFree(c->aux_partial);
     if (c->attn) attention_engine_destroy(c->attn);
     pool_destroy(&c->pool);   /* scratch, ints and every block the model released */
     if (c->gemm_ready) gemm_handle_destroy(&c->gemm);
@@ -1188,8 +1253,8 @@ static void cu_destroy(Backend *b)
     free(b);
 }
 
-extern "C" int backend_cuda_create(const ExecComms *comms, ExecAttention attention, Backend **out,
-                                   MpError *err)
+extern "C" int backend_cuda_create(const ExecComms *comms, ExecAttention attention,
+                                   ExecExpertGemm expert_gemm, Backend **out, MpError *err)
 {
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
@@ -1220,6 +1285,7 @@ extern "C" int backend_cuda_create(const ExecComms *comms, ExecAttention attenti
               CU(b, cudaEventCreateWithFlags(&c->to_bucket, cudaEventDisableTiming), "create") &&
               CU(b, cudaStreamCreateWithFlags(&c->ring, cudaStreamNonBlocking), "create") &&
               CU(b, cudaMalloc(&c->sum, sizeof(float)), "create") &&
+              CU(b, cudaMalloc(&c->aux_partial, AUX_BLOCKS * 256 * (sizeof(float) + sizeof(int))), "create") &&
               CU(b, cudaHostAlloc((void **)&c->stage, STAGING_BYTES, cudaHostAllocDefault), "create");
     for (int i = 0; ok && i < STAGING_REGIONS; i++)
         ok = CU(b, cudaEventCreateWithFlags(&c->region[i].done, cudaEventDisableTiming), "create");
@@ -1238,6 +1304,8 @@ extern "C" int backend_cuda_create(const ExecComms *comms, ExecAttention attenti
     if (ok) {
         ok = ks_ok(b, gemm_handle_init(&c->gemm), "create: cuBLAS");
         c->gemm_ready = 1;   /* destroy releases whatever init created */
+        c->gemm.grouped_impl = (GroupedImpl)expert_gemm;
+        b->expert_gemm_name = cu_expert_gemm_name;
     }
     if (ok) {
         MpError aerr = {{0}};

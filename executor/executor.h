@@ -47,6 +47,12 @@ typedef enum { EXEC_BACKEND_CPU = 0, EXEC_BACKEND_CUDA = 1 } ExecBackendKind;
  * OWN = kernels/attention.cu; CUDNN = cuDNN or fail.  Values match AttnImpl. */
 typedef enum { EXEC_ATTENTION_AUTO = 0, EXEC_ATTENTION_OWN = 1, EXEC_ATTENTION_CUDNN = 2 } ExecAttention;
 
+/* How the CUDA backend runs the experts' grouped GEMMs (kernels/gemm.h
+ * GroupedImpl): AUTO = one cublasGemmGroupedBatchedEx call where a layer has
+ * many small experts (GROUPED_AUTO_MIN_GROUPS), else one cuBLAS call per
+ * expert; LOOP and BATCHED force one of the two.  Values match GroupedImpl. */
+typedef enum { EXEC_EXPERT_GEMM_LOOP = 0, EXEC_EXPERT_GEMM_BATCHED = 1, EXEC_EXPERT_GEMM_AUTO = 2 } ExecExpertGemm;
+
 typedef struct {
     ExecBackendKind backend;
     int layers;               /* run the first L layers of the model (0 = all) */
@@ -73,6 +79,7 @@ typedef struct {
     enum { EXEC_FAULT_NONE = 0, EXEC_FAULT_KILL, EXEC_FAULT_HANG } fault;
     int fault_rank, fault_step;
     ExecAttention attention;  /* CUDA backend only; --attention own|cudnn */
+    ExecExpertGemm expert_gemm;  /* CUDA backend only; --expert-gemm (0-initialised: loop) */
     bool op_profile;          /* CUDA backend only: time every operation (op_profile.h) */
 } ExecOptions;
 
@@ -116,6 +123,7 @@ typedef struct {
     double tokens_per_step;           /* global */
     char attention[48];               /* the GPU attention that ran ("cudnn 9.19.0", "own"; "" on CPU) */
     char attention_note[256];         /* why cuDNN was not used under AUTO ("" if it was) */
+    char expert_gemm[48];             /* how the expert GEMMs ran ("cublas loop", ...; "" on CPU) */
     int stage;                        /* this rank's pipeline stage */
     int num_ops;                      /* operations of the last step, in the order run */
     ExecOpTime *ops;                  /* [num_ops] owned by the result, may be NULL */

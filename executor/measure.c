@@ -157,10 +157,11 @@ static void row(FILE *f, const Measurement *m, const char *name, double measured
 
 void measure_print(FILE *f, const Plan *plan, const Measurement *m) {
     const Mapping *map = &plan->map;
-    fprintf(f, "moeplan execute: %s, %d of %d layers, seq %d, mbs %d, gbs %d on %d x %s (%s backend%s%s%s, %s launch)\n",
+    fprintf(f, "moeplan execute: %s, %d of %d layers, seq %d, mbs %d, gbs %d on %d x %s (%s backend%s%s%s%s%s%s, %s launch)\n",
             plan->model.name, m->layers, plan->model.num_layers, plan->train.seq_len, plan->train.micro_batch,
             plan->train.global_batch, m->world, m->device, m->backend, m->attention[0] ? ", " : "", m->attention,
-            m->attention[0] ? " attention" : "", m->launcher);
+            m->attention[0] ? " attention" : "", m->expert_gemm[0] ? ", " : "", m->expert_gemm,
+            m->expert_gemm[0] ? " expert GEMMs" : "", m->launcher);
     fprintf(f, "  attention TP%d CP%d DP%d PP%d | experts ETP%d EP%d EDP%d | %s dispatcher, %s\n", map->tp,
             map->cp, map->dp, map->pp, map->etp, map->ep, map->edp, dispatcher_name(plan->train.dispatcher),
             plan->train.capacity_factor > 0 ? "capacity factor" : "dropless");
@@ -299,6 +300,7 @@ char *measure_to_json(const Plan *plan, const Measurement *m) {
     cJSON *run = cJSON_AddObjectToObject(root, "run");
     cJSON_AddStringToObject(run, "backend", m->backend);
     if (m->attention[0]) cJSON_AddStringToObject(run, "attention", m->attention);
+    if (m->expert_gemm[0]) cJSON_AddStringToObject(run, "expert_gemm", m->expert_gemm);
     cJSON_AddStringToObject(run, "launcher", m->launcher);
     cJSON_AddStringToObject(run, "device", m->device);
     /* what the step ran (preflight replaced any default it does not run) */

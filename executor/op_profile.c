@@ -7,13 +7,15 @@
 
 #include "executor/backend.h"
 
-int op_profile_add(OpProfile *p, int phase, const char *op, double seconds, double flops, double bytes)
+int op_profile_add(OpProfile *p, int phase, const char *op, double seconds, double host_seconds,
+                   double flops, double bytes)
 {
     for (int i = 0; i < p->n; i++) {
         OpProfileRow *r = &p->row[i];
         if (r->phase == phase && strcmp(r->op, op) == 0) {
             r->calls++;
             r->seconds += seconds;
+            r->host_seconds += host_seconds;
             r->flops += flops;
             r->bytes += bytes;
             return 0;
@@ -26,7 +28,7 @@ int op_profile_add(OpProfile *p, int phase, const char *op, double seconds, doub
         p->row = row;
         p->cap = cap;
     }
-    p->row[p->n++] = (OpProfileRow){phase, op, 1, seconds, flops, bytes};
+    p->row[p->n++] = (OpProfileRow){phase, op, 1, seconds, host_seconds, flops, bytes};
     return 0;
 }
 
@@ -80,21 +82,23 @@ void op_profile_print(FILE *f, OpProfile *p, double step_s)
 {
     op_profile_sort(p);
     double steps = p->steps > 0 ? p->steps : 1;
-    fprintf(f, "\n  operations per step (mean of %d timed steps; CUDA events around each operation)\n", p->steps);
-    fprintf(f, "  %-16s %-26s %7s %10s %7s %9s %9s\n", "phase", "operation", "calls", "ms", "share", "TFLOP/s",
-            "GB/s");
+    fprintf(f, "\n  operations per step (mean of %d timed steps; CUDA events around each operation; host ms: the\n"
+               "  host's time inside the calls, launches and waits)\n", p->steps);
+    fprintf(f, "  %-16s %-26s %7s %10s %7s %9s %9s %9s\n", "phase", "operation", "calls", "ms", "share", "TFLOP/s",
+            "GB/s", "host ms");
     for (int i = 0; i < p->n; i++) {
         const OpProfileRow *r = &p->row[i];
         char tf[16] = "", gb[16] = "";
         if (r->flops > 0 && r->seconds > 0) snprintf(tf, sizeof tf, "%.1f", r->flops / r->seconds * 1e-12);
         if (r->bytes > 0 && r->seconds > 0) snprintf(gb, sizeof gb, "%.0f", r->bytes / r->seconds * 1e-9);
-        fprintf(f, "  %-16s %-26s %7.0f %10.3f %6.1f%% %9s %9s\n", op_profile_phase_name(r->phase), r->op,
+        fprintf(f, "  %-16s %-26s %7.0f %10.3f %6.1f%% %9s %9s %9.3f\n", op_profile_phase_name(r->phase), r->op,
                 r->calls / steps, r->seconds / steps * 1e3, step_s > 0 ? 100.0 * r->seconds / steps / step_s : 0.0,
-                tf, gb);
+                tf, gb, r->host_seconds / steps * 1e3);
     }
-    double sum = op_profile_seconds(p) / steps;
-    fprintf(f, "  %-16s %-26s %7s %10.3f %6.1f%%\n", "", "sum of the operations", "", sum * 1e3,
-            step_s > 0 ? 100.0 * sum / step_s : 0.0);
+    double sum = op_profile_seconds(p) / steps, host = 0.0;
+    for (int i = 0; i < p->n; i++) host += p->row[i].host_seconds / steps;
+    fprintf(f, "  %-16s %-26s %7s %10.3f %6.1f%% %9s %9s %9.3f\n", "", "sum of the operations", "", sum * 1e3,
+            step_s > 0 ? 100.0 * sum / step_s : 0.0, "", "", host * 1e3);
 }
 
 char *op_profile_to_json(OpProfile *p, double step_s, const char *device)
@@ -115,6 +119,7 @@ char *op_profile_to_json(OpProfile *p, double step_s, const char *device)
         cJSON_AddStringToObject(o, "op", r->op);
         cJSON_AddNumberToObject(o, "calls_per_step", r->calls / steps);
         cJSON_AddNumberToObject(o, "seconds_per_step", r->seconds / steps);
+        cJSON_AddNumberToObject(o, "host_seconds_per_step", r->host_seconds / steps);
         if (r->flops > 0) cJSON_AddNumberToObject(o, "flops_per_step", r->flops / steps);
         else cJSON_AddNullToObject(o, "flops_per_step");
         if (r->bytes > 0) cJSON_AddNumberToObject(o, "bytes_per_step", r->bytes / steps);

@@ -23,7 +23,8 @@ typedef struct {
     int phase;          /* StepPhase (backend.h) innermost open at the call; -1 none */
     const char *op;     /* the operation's name: a string with static lifetime */
     long calls;
-    double seconds;     /* summed over calls */
+    double seconds;     /* GPU time (events), summed over calls */
+    double host_seconds;  /* host wall time inside the calls (launch, waits), summed */
     double flops;       /* summed; 0: not counted */
     double bytes;       /* summed minimum HBM traffic; 0: not counted */
 } OpProfileRow;
@@ -35,7 +36,8 @@ typedef struct OpProfile {
 } OpProfile;
 
 /* One call of `op` under `phase`.  Returns 0, or -1 when out of memory. */
-int op_profile_add(OpProfile *p, int phase, const char *op, double seconds, double flops, double bytes);
+int op_profile_add(OpProfile *p, int phase, const char *op, double seconds, double host_seconds,
+                   double flops, double bytes);
 /* Forget every row (after the warm-up steps). */
 void op_profile_reset(OpProfile *p);
 void op_profile_free(OpProfile *p);
@@ -55,7 +57,7 @@ void op_profile_print(FILE *f, OpProfile *p, double step_s);
 
 /* The same as a JSON document {"steps", "step_time_s", "ops": [{"phase",
  * "op", "calls_per_step", "seconds_per_step", "flops_per_step",
- * "bytes_per_step", "tflops", "gb_per_s"}]} (null where not counted);
+ * "bytes_per_step", "tflops", "gb_per_s", "host_seconds_per_step"}]} (null where not counted);
  * malloc'ed, NULL when out of memory.  Sorts p. */
 char *op_profile_to_json(OpProfile *p, double step_s, const char *device);
 

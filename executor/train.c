@@ -41,7 +41,7 @@ int trainer_create(const Plan *plan, const ExecOptions *opt, const ExecComms *co
     int rc;
     if (opt->backend == EXEC_BACKEND_CUDA) {
 #ifdef MOEPLAN_HAVE_CUDA
-        rc = backend_cuda_create(comms, opt->attention, &t->be, err);
+        rc = backend_cuda_create(comms, opt->attention, opt->expert_gemm, &t->be, err);
 #else
         rc = mp_fail(err, "backend: this build has no CUDA (nvcc was not found at build time)");
 #endif
@@ -453,6 +453,7 @@ int exec_train(const Plan *plan, const ExecOptions *opt, const ExecComms *comms,
     stats->peak_memory_bytes = t->be->peak_memory(t->be);
     t->be->mem_report(t->be, &stats->mem_peak_bytes, stats->mem_bytes);
     stats->step_device_allocs = t->be->step_allocs(t->be);
+    if (t->be->expert_gemm_name) t->be->expert_gemm_name(t->be, stats->expert_gemm, sizeof stats->expert_gemm);
     stats->tokens_per_step = (double)plan->train.global_batch * plan->train.seq_len;
     stats->stage = t->stage;
     stats->ops = malloc(sizeof(ExecOpTime) * (size_t)(t->num_executed > 0 ? t->num_executed : 1));

@@ -136,12 +136,16 @@ KernelStatus grouped_gemm_cuda(GemmHandle *h, void *C, GemmOut c_type, const bf1
                                cudaStream_t stream)
 {
     CUBLAS_TRY(cublasSetStream(h->blas, stream));
-    if (h->grouped_impl == GROUPED_BATCHED) {
+    bool batched = h->grouped_impl == GROUPED_BATCHED ||
+                   (h->grouped_impl == GROUPED_AUTO && G >= GROUPED_AUTO_MIN_GROUPS);
+    if (batched && !h->batched_unsupported) {
         int st = grouped_batched(h, C, c_type, A, B, group_rows, G, vary, M, N, K, transA, transB,
                                  alpha, beta, stream);
-        if (st >= 0) return st;
-        h->grouped_impl = GROUPED_LOOP;   /* not supported here: fall back for good */
+        if (st > 0) return st;
+        if (st == 0) { h->batched_calls++; return 0; }
+        h->batched_unsupported = 1;   /* not supported here: fall back for good */
     }
+    h->loop_calls++;
     size_t c_elem = c_type == GEMM_OUT_F32 ? 4 : 2, row0 = 0;
     for (int g = 0; g < G; g++) {
         const bf16_t *Ag, *Bg; char *Cg; int Mg, Kg;

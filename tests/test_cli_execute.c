@@ -47,6 +47,8 @@ static void test_bad_input(void **state) {
         {"--backend tpu", "--backend: 'tpu' is not cuda or cpu"},
         {"--attention flash", "--attention: 'flash' is not own or cudnn"},
         {"--attention cudnn", "--attention: cudnn needs --backend cuda"},
+        {"--expert-gemm fused", "--expert-gemm: 'fused' is not auto, loop or batched"},
+        {"--expert-gemm batched", "--expert-gemm: batched needs --backend cuda"},
         {"--op-profile /tmp/ops.json", "--op-profile: only the CUDA backend times its operations"},
         {"--layers 3", "--layers: 3 is outside 1..2"},
         {"--data-bits 8", "--data-bits: 8 is not 16 or 32"},

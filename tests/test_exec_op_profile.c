@@ -19,14 +19,15 @@ static void test_rows_keyed_by_phase_and_op(void **s)
     (void)s;
     OpProfile p = {0};
     /* the same name under two phases is two rows; a second call adds up */
-    assert_int_equal(op_profile_add(&p, PHASE_ATTENTION, "gemm", 0.002, 4e9, 0), 0);
-    assert_int_equal(op_profile_add(&p, PHASE_MOE_COMPUTE, "gemm", 0.010, 6e12, 0), 0);
-    assert_int_equal(op_profile_add(&p, PHASE_ATTENTION, "gemm", 0.003, 6e9, 0), 0);
-    assert_int_equal(op_profile_add(&p, PHASE_OPTIMIZER, "adam", 0.005, 0, 3e10), 0);
+    assert_int_equal(op_profile_add(&p, PHASE_ATTENTION, "gemm", 0.002, 0.00025, 4e9, 0), 0);
+    assert_int_equal(op_profile_add(&p, PHASE_MOE_COMPUTE, "gemm", 0.010, 0.0, 6e12, 0), 0);
+    assert_int_equal(op_profile_add(&p, PHASE_ATTENTION, "gemm", 0.003, 0.0005, 6e9, 0), 0);
+    assert_int_equal(op_profile_add(&p, PHASE_OPTIMIZER, "adam", 0.005, 0.0, 0, 3e10), 0);
     assert_int_equal(p.n, 3);
     assert_int_equal(p.row[0].calls, 2);
     assert_true(p.row[0].seconds > 0.005 - 1e-12 && p.row[0].seconds < 0.005 + 1e-12);
     assert_true(p.row[0].flops == 1e10);
+    assert_true(p.row[0].host_seconds > 0.00075 - 1e-12 && p.row[0].host_seconds < 0.00075 + 1e-12);
     op_profile_sort(&p);
     assert_string_equal(p.row[0].op, "gemm");
     assert_int_equal(p.row[0].phase, PHASE_MOE_COMPUTE);   /* 10 ms first */
@@ -36,7 +37,7 @@ static void test_rows_keyed_by_phase_and_op(void **s)
     assert_true(op_profile_seconds(&p) > 0.020 - 1e-12 && op_profile_seconds(&p) < 0.020 + 1e-12);
     op_profile_reset(&p);
     assert_int_equal(p.n, 0);
-    assert_int_equal(op_profile_add(&p, -1, "copy", 0.001, 0, 0), 0);
+    assert_int_equal(op_profile_add(&p, -1, "copy", 0.001, 0.0, 0, 0), 0);
     assert_int_equal(p.n, 1);
     assert_string_equal(op_profile_phase_name(-1), "none");
     assert_string_equal(op_profile_phase_name(PHASE_MOE_COMPUTE), "moe_compute");
@@ -53,7 +54,7 @@ static void test_many_rows_grow(void **s)
     for (int i = 0; i < 100; i++) {
         snprintf(buf[i], sizeof buf[i], "op%d", i);
         names[i] = buf[i];
-        assert_int_equal(op_profile_add(&p, PHASE_OTHER, names[i], 0.001 * (i + 1), 0, 0), 0);
+        assert_int_equal(op_profile_add(&p, PHASE_OTHER, names[i], 0.001 * (i + 1), 0.0, 0, 0), 0);
     }
     assert_int_equal(p.n, 100);
     op_profile_sort(&p);
@@ -70,8 +71,8 @@ static void test_json_per_step(void **s)
     (void)s;
     OpProfile p = {0};
     for (int step = 0; step < 2; step++) {
-        assert_int_equal(op_profile_add(&p, PHASE_MOE_COMPUTE, "grouped_gemm", 0.040, 2.4e13, 0), 0);
-        assert_int_equal(op_profile_add(&p, PHASE_OPTIMIZER, "adam", 0.010, 0, 4e10), 0);
+        assert_int_equal(op_profile_add(&p, PHASE_MOE_COMPUTE, "grouped_gemm", 0.040, 0.0, 2.4e13, 0), 0);
+        assert_int_equal(op_profile_add(&p, PHASE_OPTIMIZER, "adam", 0.010, 0.0, 0, 4e10), 0);
         p.steps++;
     }
     char *text = op_profile_to_json(&p, 0.100, "test GPU");

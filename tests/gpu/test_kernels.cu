@@ -216,7 +216,8 @@ static void test_gemm(Ctx *c)
         grouped_gemm_cuda(&c->gemm, ddW, GEMM_OUT_F32, ddY, dA, rows.data(), G, GROUPED_VARY_K, N, K, 0, 1, 0, 1.0f, 1.0f, c->stream);
         grouped_gemm_cpu(gW.data(), dY.data(), A.data(), rows.data(), G, GROUPED_VARY_K, N, K, 0, 1, 0, 1.0f, 1.0f);
         check(c, impl ? "grouped gemm vary-K f32 += (batched)" : "grouped gemm vary-K f32 += (loop)", hf32(ddW, (size_t)G * N * K), gW, 1);
-        printf("|   grouped impl in use after the call: %s\n", c->gemm.grouped_impl == GROUPED_BATCHED ? "batched" : "loop");
+        printf("|   grouped calls so far: %ld loop, %ld batched%s\n", c->gemm.loop_calls, c->gemm.batched_calls,
+               c->gemm.batched_unsupported ? " (batched unsupported here)" : "");
         cudaFree(dA); cudaFree(dW); cudaFree(dC); cudaFree(ddY); cudaFree(ddW);
     }
     {   /* the batched call with many groups, some empty (the small-expert case) */
@@ -235,8 +236,32 @@ static void test_gemm(Ctx *c)
         grouped_gemm_cuda(&c->gemm, ddW, GEMM_OUT_F32, ddY, dA, many.data(), 40, GROUPED_VARY_K, N, K, 0, 1, 0, 1.0f, 1.0f, c->stream);
         grouped_gemm_cpu(gW.data(), dY.data(), A.data(), many.data(), 40, GROUPED_VARY_K, N, K, 0, 1, 0, 1.0f, 1.0f);
         check(c, "grouped gemm vary-K f32 +=, 40 groups (batched)", hf32(ddW, (size_t)40 * N * K), gW, 1);
-        printf("|   grouped impl in use after the call: %s\n", c->gemm.grouped_impl == GROUPED_BATCHED ? "batched" : "loop");
+        printf("|   grouped calls so far: %ld loop, %ld batched%s\n", c->gemm.loop_calls, c->gemm.batched_calls,
+               c->gemm.batched_unsupported ? " (batched unsupported here)" : "");
         cudaFree(dA); cudaFree(dW); cudaFree(dC); cudaFree(ddY); cudaFree(ddW);
+    }
+    {   /* GROUPED_AUTO: 40 groups go batched, 5 go the loop; same results */
+        std::vector<int32_t> few = {37, 0, 64, 100, 8};
+        c->gemm.grouped_impl = GROUPED_AUTO;
+        long b0 = c->gemm.batched_calls, l0 = c->gemm.loop_calls;
+        std::vector<float> A = hrand(c, (size_t)209 * K), W = hrand(c, (size_t)5 * N * K), C((size_t)209 * N);
+        bf16_t *dA = dbf(A), *dW = dbf(W), *dC = dbf_poison((size_t)209 * N);
+        grouped_gemm_cuda(&c->gemm, dC, GEMM_OUT_BF16, dA, dW, few.data(), 5, GROUPED_VARY_M, 0, N, K, 0, 1, 1.0f, 0.0f, c->stream);
+        grouped_gemm_cpu(C.data(), A.data(), W.data(), few.data(), 5, GROUPED_VARY_M, 0, N, K, 0, 1, 1.0f, 0.0f);
+        check(c, "grouped gemm vary-M, 5 groups (auto)", hbf(dC, (size_t)209 * N), C, 1);
+        std::vector<int32_t> many(GROUPED_AUTO_MIN_GROUPS, 13);
+        int Rm = 13 * GROUPED_AUTO_MIN_GROUPS;
+        std::vector<float> A2 = hrand(c, (size_t)Rm * K), W2 = hrand(c, (size_t)GROUPED_AUTO_MIN_GROUPS * N * K), C2((size_t)Rm * N);
+        bf16_t *dA2 = dbf(A2), *dW2 = dbf(W2), *dC2 = dbf_poison((size_t)Rm * N);
+        grouped_gemm_cuda(&c->gemm, dC2, GEMM_OUT_BF16, dA2, dW2, many.data(), GROUPED_AUTO_MIN_GROUPS, GROUPED_VARY_M, 0, N, K, 0, 1, 1.0f, 0.0f, c->stream);
+        grouped_gemm_cpu(C2.data(), A2.data(), W2.data(), many.data(), GROUPED_AUTO_MIN_GROUPS, GROUPED_VARY_M, 0, N, K, 0, 1, 1.0f, 0.0f);
+        check(c, "grouped gemm vary-M, GROUPED_AUTO_MIN_GROUPS groups (auto)", hbf(dC2, (size_t)Rm * N), C2, 1);
+        bool ok = c->gemm.loop_calls == l0 + 1 && c->gemm.batched_calls == b0 + (c->gemm.batched_unsupported ? 0 : 1);
+        printf("%s auto: 5 groups -> loop, %d groups -> batched (%ld loop, %ld batched calls)\n", ok ? "PASS" : "FAIL",
+               GROUPED_AUTO_MIN_GROUPS, c->gemm.loop_calls - l0, c->gemm.batched_calls - b0);
+        c->checks++;
+        if (!ok) c->failures++;
+        cudaFree(dA); cudaFree(dW); cudaFree(dC); cudaFree(dA2); cudaFree(dW2); cudaFree(dC2);
     }
     c->gemm.grouped_impl = GROUPED_LOOP;
 }
@@ -635,19 +660,56 @@ static void timings(Ctx *c)
         cudaFree(A); cudaFree(B); cudaFree(C); cudaFree(X); cudaFree(W32);
     }
     {   /* Qwen3-30B-A3B expert GEMMs: 128 experts x ~1024 rows (1000..1062,
-         * as a router hands them out), h 2048, 2F 1536 */
-        int G = 128, H = 2048, F2 = 1536, R = 0;
+         * as a router hands them out), h 2048, 2F 1536, F 768; each of the
+         * six expert GEMMs of a layer (fc1/fc2 forward, dgrad, wgrad f32 +=)
+         * one call per expert (loop) and one grouped batched call; then one
+         * strided-batched call over rows padded to the largest group (the
+         * shape cuBLAS runs best: what a padded layout would give) */
+        int G = 128, H = 2048, F = 768, F2 = 2 * F, R = 0, Rmax = 0;
         std::vector<int32_t> rows(G);
-        for (int g = 0; g < G; g++) { rows[g] = 1000 + (g * 37) % 63; R += rows[g]; }
-        bf16_t *X = drand_bf16(c, (size_t)R * H), *W1 = drand_bf16(c, (size_t)G * F2 * H), *Y = drand_bf16(c, (size_t)R * F2);
-        double flops = 2.0 * R * F2 * H;
+        for (int g = 0; g < G; g++) { rows[g] = 1000 + (g * 37) % 63; R += rows[g]; Rmax = std::max(Rmax, rows[g]); }
+        bf16_t *X = drand_bf16(c, (size_t)G * Rmax * H), *W1 = drand_bf16(c, (size_t)G * F2 * H),
+               *Y = drand_bf16(c, (size_t)G * Rmax * F2), *W2 = drand_bf16(c, (size_t)G * H * F),
+               *Aa = drand_bf16(c, (size_t)G * Rmax * F), *O = drand_bf16(c, (size_t)G * Rmax * H);
+        float *dW1, *dW2;
+        cudaCheck(cudaMalloc(&dW1, (size_t)G * F2 * H * 4));
+        cudaCheck(cudaMalloc(&dW2, (size_t)G * H * F * 4));
+        cudaCheck(cudaMemset(dW1, 0, (size_t)G * F2 * H * 4));
+        cudaCheck(cudaMemset(dW2, 0, (size_t)G * H * F * 4));
+        double f1 = 2.0 * R * F2 * H, f2 = 2.0 * R * F * H;
+        double total[2] = {0, 0};
         for (int impl = 0; impl < 2; impl++) {
             c->gemm.grouped_impl = impl ? GROUPED_BATCHED : GROUPED_LOOP;
+            const char *tag = impl ? "batched" : "loop";
+            char name[96];
             double ms = time_ms(c, [&] { grouped_gemm_cuda(&c->gemm, Y, GEMM_OUT_BF16, X, W1, rows.data(), G, GROUPED_VARY_M, 0, F2, H, 0, 1, 1.0f, 0.0f, c->stream); }, 10);
-            row_tflops(impl ? (c->gemm.grouped_impl == GROUPED_BATCHED ? "grouped fc1 fwd 128x[~1024,2048]x[2048,1536] batched" : "grouped fc1 fwd 128 (batched unsupported: loop)") : "grouped fc1 fwd 128x[~1024,2048]x[2048,1536] loop", ms, flops);
+            snprintf(name, sizeof name, "qwen3 fc1 fwd 128x[~1024,2048]x[2048,1536] %s", tag); row_tflops(name, ms, f1); total[impl] += ms;
+            ms = time_ms(c, [&] { grouped_gemm_cuda(&c->gemm, O, GEMM_OUT_BF16, Aa, W2, rows.data(), G, GROUPED_VARY_M, 0, H, F, 0, 1, 1.0f, 0.0f, c->stream); }, 10);
+            snprintf(name, sizeof name, "qwen3 fc2 fwd 128x[~1024,768]x[768,2048] %s", tag); row_tflops(name, ms, f2); total[impl] += ms;
+            ms = time_ms(c, [&] { grouped_gemm_cuda(&c->gemm, Aa, GEMM_OUT_BF16, O, W2, rows.data(), G, GROUPED_VARY_M, 0, F, H, 0, 0, 1.0f, 0.0f, c->stream); }, 10);
+            snprintf(name, sizeof name, "qwen3 fc2 dgrad %s", tag); row_tflops(name, ms, f2); total[impl] += ms;
+            ms = time_ms(c, [&] { grouped_gemm_cuda(&c->gemm, dW2, GEMM_OUT_F32, O, Aa, rows.data(), G, GROUPED_VARY_K, H, F, 0, 1, 0, 1.0f, 1.0f, c->stream); }, 10);
+            snprintf(name, sizeof name, "qwen3 fc2 wgrad f32 += %s", tag); row_tflops(name, ms, f2); total[impl] += ms;
+            ms = time_ms(c, [&] { grouped_gemm_cuda(&c->gemm, X, GEMM_OUT_BF16, Y, W1, rows.data(), G, GROUPED_VARY_M, 0, H, F2, 0, 0, 1.0f, 0.0f, c->stream); }, 10);
+            snprintf(name, sizeof name, "qwen3 fc1 dgrad %s", tag); row_tflops(name, ms, f1); total[impl] += ms;
+            ms = time_ms(c, [&] { grouped_gemm_cuda(&c->gemm, dW1, GEMM_OUT_F32, Y, X, rows.data(), G, GROUPED_VARY_K, F2, H, 0, 1, 0, 1.0f, 1.0f, c->stream); }, 10);
+            snprintf(name, sizeof name, "qwen3 fc1 wgrad f32 += %s", tag); row_tflops(name, ms, f1); total[impl] += ms;
+            snprintf(name, sizeof name, "qwen3 six expert GEMMs of a layer, %s%s", tag,
+                     impl && c->gemm.batched_unsupported ? " (unsupported: loop)" : "");
+            row_tflops(name, total[impl], 3 * (f1 + f2));
+        }
+        {   /* reference: fc1 forward as one strided-batched GEMM on padded rows */
+            float one = 1.0f, zero = 0.0f;
+            cublasSetStream(c->gemm.blas, c->stream);
+            double ms = time_ms(c, [&] {
+                cublasGemmStridedBatchedEx(c->gemm.blas, CUBLAS_OP_T, CUBLAS_OP_N, F2, Rmax, H, &one, W1, CUDA_R_16BF, H,
+                                           (long long)F2 * H, X, CUDA_R_16BF, H, (long long)Rmax * H, &zero, Y, CUDA_R_16BF, F2,
+                                           (long long)Rmax * F2, G, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+            }, 10);
+            row_tflops("qwen3 fc1 fwd strided-batched, rows padded to max (useful FLOPs)", ms, f1);
         }
         c->gemm.grouped_impl = GROUPED_LOOP;
-        cudaFree(X); cudaFree(W1); cudaFree(Y);
+        cudaFree(X); cudaFree(W1); cudaFree(Y); cudaFree(W2); cudaFree(Aa); cudaFree(O); cudaFree(dW1); cudaFree(dW2);
     }
     {   /* Mixtral expert GEMMs: 8 experts x 2048 rows, h 4096, F 14336 */
         int G = 8, rows_per = 2048, H = 4096, F = 14336, R = G * rows_per;
@@ -657,7 +719,7 @@ static void timings(Ctx *c)
         for (int impl = 0; impl < 2; impl++) {
             c->gemm.grouped_impl = impl ? GROUPED_BATCHED : GROUPED_LOOP;
             double ms = time_ms(c, [&] { grouped_gemm_cuda(&c->gemm, Y, GEMM_OUT_BF16, X, W1, rows.data(), G, GROUPED_VARY_M, 0, 2 * F, H, 0, 1, 1.0f, 0.0f, c->stream); }, 10);
-            row_tflops(impl ? (c->gemm.grouped_impl == GROUPED_BATCHED ? "grouped fc1 fwd 8x[2048,4096]x[4096,28672] batched" : "grouped fc1 fwd (batched unsupported: loop)") : "grouped fc1 fwd 8x[2048,4096]x[4096,28672] loop", ms, flops);
+            row_tflops(impl ? (c->gemm.batched_unsupported ? "grouped fc1 fwd (batched unsupported: loop)" : "grouped fc1 fwd 8x[2048,4096]x[4096,28672] batched") : "grouped fc1 fwd 8x[2048,4096]x[4096,28672] loop", ms, flops);
         }
         c->gemm.grouped_impl = GROUPED_LOOP;
         bf16_t *W2 = drand_bf16(c, (size_t)G * H * F), *Hh = drand_bf16(c, (size_t)R * F), *O = drand_bf16(c, (size_t)R * H);
