@@ -607,9 +607,13 @@ static void moe_forward(const Layer *y, MicroBatch *mb, LayerActs *s, const void
     const int32_t *sort_src = s->sort_src.p;
     int pad = dp->pad_rows, rows = dp->rows;
 
+    /* experts all on this GPU (EP 1, ETP 1): the dispatch all-to-all would
+     * copy send to recv unchanged, so the experts read send and write their
+     * output straight into ret (the combine all-to-all's copy) */
+    bool local = d->ep == 1 && etp == 1;
     be->phase_begin(be, PHASE_MOE_COMPUTE);
     void *send = buf_get(env, &ws->send, (size_t)dp->send_rows * h * a);
-    void *recv = buf_get(env, &ws->recv, (size_t)pad * h * a);
+    void *recv = local ? send : buf_get(env, &ws->recv, (size_t)pad * h * a);
     void *gath = etp > 1 ? buf_get(env, &ws->gath, (size_t)etp * pad * h * a) : recv;
     void *X = buf_get(env, &s->X, (size_t)rows * h * a);
     void *hh = buf_get(env, &s->h13, (size_t)rows * 2 * Fl * a);
@@ -621,25 +625,31 @@ static void moe_forward(const Layer *y, MicroBatch *mb, LayerActs *s, const void
     be->permute(be, send, xn2, row_of, T, k, h);
     be->phase_end(be, PHASE_MOE_COMPUTE);
 
-    be->phase_begin(be, PHASE_DISPATCH_COMM);
-    ep_all_to_all(env, dp, send, recv, 1);
-    if (etp > 1) be->all_gather(be, gath, recv, (size_t)pad * h, DT_ACT, GROUP_ETP);
-    be->phase_end(be, PHASE_DISPATCH_COMM);
+    if (!local) {
+        be->phase_begin(be, PHASE_DISPATCH_COMM);
+        ep_all_to_all(env, dp, send, recv, 1);
+        if (etp > 1) be->all_gather(be, gath, recv, (size_t)pad * h, DT_ACT, GROUP_ETP);
+        be->phase_end(be, PHASE_DISPATCH_COMM);
+    }
 
     be->phase_begin(be, PHASE_MOE_COMPUTE);
     be->gather_rows(be, X, gath, sort_src, rows, h);
     be->grouped_gemm(be, hh, false, X, W(env, y->w13), dp->group_rows, d->El, 0, 0, 2 * Fl, h, 0, 1, 0.0f);
     be->swiglu_forward(be, aa, hh, rows, Fl);
     be->grouped_gemm(be, Y, false, aa, W(env, y->w2), dp->group_rows, d->El, 0, 0, h, Fl, 0, 1, 0.0f);
-    /* back to the gathered layout; padding rows stay 0 */
-    be->zero(be, gath, (size_t)(etp > 1 ? etp : 1) * pad * h * a);
-    be->permute(be, gath, Y, sort_src, rows, 1, h);
+    /* back to the gathered layout: sort_src covers every row of it but the
+     * padding of each ETP rank's block (ETP > 1), which must be 0 */
+    void *back = local ? ret : gath;
+    if (etp > 1) be->zero(be, gath, (size_t)etp * pad * h * a);
+    be->permute(be, back, Y, sort_src, rows, 1, h);
     be->phase_end(be, PHASE_MOE_COMPUTE);
 
-    be->phase_begin(be, PHASE_DISPATCH_COMM);
-    if (etp > 1) be->reduce_scatter(be, recv, gath, (size_t)pad * h, DT_ACT, GROUP_ETP);
-    ep_all_to_all(env, dp, recv, ret, 0);
-    be->phase_end(be, PHASE_DISPATCH_COMM);
+    if (!local) {
+        be->phase_begin(be, PHASE_DISPATCH_COMM);
+        if (etp > 1) be->reduce_scatter(be, recv, gath, (size_t)pad * h, DT_ACT, GROUP_ETP);
+        ep_all_to_all(env, dp, recv, ret, 0);
+        be->phase_end(be, PHASE_DISPATCH_COMM);
+    }
 
     be->phase_begin(be, PHASE_MOE_COMPUTE);
     be->unpermute(be, out, ret, tprob, row_of, T, k, h);
@@ -673,10 +683,11 @@ static void moe_backward(const Layer *y, MicroBatch *mb, LayerActs *s, const voi
     const int32_t *sort_src = s->sort_src.p;
     int pad = dp->pad_rows, rows = dp->rows;
 
+    bool local = d->ep == 1 && etp == 1;   /* as in moe_forward: no all-to-all copies */
     be->phase_begin(be, PHASE_MOE_COMPUTE);
     void *dret = buf_get(env, &ws->send, (size_t)dp->send_rows * h * a);
     float *dprob = buf_get(env, &ws->prob, (size_t)T * k * 4);
-    void *drecv = buf_get(env, &ws->recv, (size_t)pad * h * a);
+    void *drecv = local ? dret : buf_get(env, &ws->recv, (size_t)pad * h * a);
     void *dgath = etp > 1 ? buf_get(env, &ws->gath, (size_t)etp * pad * h * a) : drecv;
     void *dY = buf_get(env, &ws->Y, (size_t)rows * h * a);
     void *da = buf_get(env, &ws->big2, (size_t)rows * Fl * a);
@@ -688,10 +699,12 @@ static void moe_backward(const Layer *y, MicroBatch *mb, LayerActs *s, const voi
     be->unpermute_backward(be, dret, dprob, dout, s->ret.p, s->topk_prob.p, row_of, T, k, h);
     be->phase_end(be, PHASE_MOE_COMPUTE);
 
-    be->phase_begin(be, PHASE_DISPATCH_COMM);
-    ep_all_to_all(env, dp, dret, drecv, 1);
-    if (etp > 1) be->all_gather(be, dgath, drecv, (size_t)pad * h, DT_ACT, GROUP_ETP);
-    be->phase_end(be, PHASE_DISPATCH_COMM);
+    if (!local) {
+        be->phase_begin(be, PHASE_DISPATCH_COMM);
+        ep_all_to_all(env, dp, dret, drecv, 1);
+        if (etp > 1) be->all_gather(be, dgath, drecv, (size_t)pad * h, DT_ACT, GROUP_ETP);
+        be->phase_end(be, PHASE_DISPATCH_COMM);
+    }
 
     be->phase_begin(be, PHASE_MOE_COMPUTE);
     be->gather_rows(be, dY, dgath, sort_src, rows, h);
@@ -701,15 +714,17 @@ static void moe_backward(const Layer *y, MicroBatch *mb, LayerActs *s, const voi
     void *dX = dY;
     be->grouped_gemm(be, dX, false, dhh, W(env, y->w13), dp->group_rows, d->El, 0, 0, h, 2 * Fl, 0, 0, 0.0f);
     be->grouped_gemm(be, G(env, y->w13), true, dhh, s->X.p, dp->group_rows, d->El, 1, 2 * Fl, h, 0, 1, 0, 1.0f);
-    be->zero(be, dgath, (size_t)(etp > 1 ? etp : 1) * pad * h * a);
+    if (etp > 1) be->zero(be, dgath, (size_t)etp * pad * h * a);   /* the padding rows */
     be->permute(be, dgath, dX, sort_src, rows, 1, h);
     be->phase_end(be, PHASE_MOE_COMPUTE);
 
-    be->phase_begin(be, PHASE_DISPATCH_COMM);
-    if (etp > 1) be->reduce_scatter(be, drecv, dgath, (size_t)pad * h, DT_ACT, GROUP_ETP);
     void *dsend = dret;            /* the send buffer again: dret is consumed */
-    ep_all_to_all(env, dp, drecv, dsend, 0);
-    be->phase_end(be, PHASE_DISPATCH_COMM);
+    if (!local) {
+        be->phase_begin(be, PHASE_DISPATCH_COMM);
+        if (etp > 1) be->reduce_scatter(be, drecv, dgath, (size_t)pad * h, DT_ACT, GROUP_ETP);
+        ep_all_to_all(env, dp, drecv, dsend, 0);
+        be->phase_end(be, PHASE_DISPATCH_COMM);
+    }
 
     be->phase_begin(be, PHASE_MOE_COMPUTE);
     be->permute_backward(be, dxn2, dsend, row_of, T, k, h);
@@ -907,7 +922,8 @@ void layer_reserve(const Layer *y, MicroBatch *mb)
     Workspace *ws[2] = {fw, bw};
     for (int i = 0; i < 2; i++) {
         if (ws[i]->send.cap < sr * h * a) buf_get(env, &ws[i]->send, sr * h * a);
-        if (ws[i]->recv.cap < pr * h * a) buf_get(env, &ws[i]->recv, pr * h * a);
+        bool local = d->ep == 1 && d->etp == 1;   /* moe_forward: no recv buffer */
+        if (!local && ws[i]->recv.cap < pr * h * a) buf_get(env, &ws[i]->recv, pr * h * a);
         if (d->etp > 1 && ws[i]->gath.cap < (size_t)d->etp * pr * h * a)
             buf_get(env, &ws[i]->gath, (size_t)d->etp * pr * h * a);
         if (ws[i]->Y.cap < r * h * a) buf_get(env, &ws[i]->Y, r * h * a);
