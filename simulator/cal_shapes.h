@@ -25,6 +25,7 @@
 #include <stddef.h>
 
 #include "../core/attn_backend.h"
+#include "../core/attn_mask.h"
 #include "../core/error.h"
 #include "../core/plan.h"
 
