@@ -69,7 +69,7 @@ if [ "$mode" = calibrate-cp ]; then
     nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,power.draw,temperature.gpu --format=csv || true
     rc=0
     echo "== the plans' attention kernels, measured"
-    timeout ${CAL_TIMEOUT:-150} dist/gpu-tests/test_calibrate --attention-only --attention "${ATTENTION:-cudnn}" \
+    timeout ${CAL_TIMEOUT:-110} dist/gpu-tests/test_calibrate --attention-only --attention "${ATTENTION:-cudnn}" \
         "${planargs[@]}" --out "$OUT/calibration-cp.json" || { echo "test_calibrate failed"; rc=1; }
     if [ -f "$OUT/calibration-cp.json" ] && [ $# -eq 0 ]; then
         echo "== context sweep, defaults"
