@@ -178,7 +178,7 @@ struct GemmCase {
 };
 
 #define MAX_PLANS 32
-#define MAX_PLAN_KERNELS 64
+#define MAX_PLAN_KERNELS 63   /* 2 backends x 63 + the 2 seq-4096 own entries = 128, CAL_MAX_ATTENTION */
 
 int main(int argc, char **argv) {
     const char *out_path = NULL, *coll_path = NULL, *attn_list = "cudnn";
