@@ -184,6 +184,7 @@ int main(int argc, char **argv) {
     const char *out_path = NULL, *coll_path = NULL, *attn_list = "cudnn";
     std::vector<const char *> plan_paths;
     bool attention_only = false, list_only = false;
+    setvbuf(stdout, NULL, _IOLBF, 0);   /* line by line into the device log, also when a timeout ends the run */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--out") && i + 1 < argc) out_path = argv[++i];
         else if (!strcmp(argv[i], "--collectives") && i + 1 < argc) coll_path = argv[++i];
