@@ -8,7 +8,8 @@
  *     CP16, TP 4): seven distinct kernels;
  *   - the entries' JSON, loaded by calibration_load_file, sets each ring
  *     step's kernel (and the CP 1 kernel) to the measured rate, and a plan
- *     on another backend ignores them. */
+ *     on another backend ignores them;
+ *   - a sequence that does not split into 2*CP chunks is refused. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -259,6 +260,23 @@ static void test_calibration_picked_up_for_those_steps(void **state) {
     assert_true(attention_kernel_time(&hwf, &kb, false) == attention_kernel_time(&hwf0, &kb, false));
 }
 
+/* a plan whose sequence does not split into 2*CP chunks has no ring steps:
+ * the simulator refuses it (it used to price fractional chunks) */
+static void test_simulate_refuses_partial_chunks(void **state) {
+    (void)state;
+    Plan p;
+    sweep_plan(&p, 8);
+    p.train.seq_len = 65536 + 8;   /* 65544 = 16 * 4096 + 8 */
+    static SimResult r;
+    SimOptions opt = {0};
+    MpError err = {{0}};
+    assert_int_equal(simulate_step(&p, NULL, &opt, &r, &err), -1);
+    assert_non_null(strstr(err.msg, "seq: 65544 is not divisible by 2*cp = 16"));
+    double t[64], first = 0, last = 0;
+    assert_int_equal(simulate_layer_times(&p, NULL, t, 64, &first, &last, &err), -1);
+    assert_non_null(strstr(err.msg, "seq: 65544"));
+}
+
 static void test_entry_json_refuses_bad_times(void **state) {
     (void)state;
     Plan p;
@@ -286,6 +304,7 @@ int main(void) {
         cmocka_unit_test(test_every_step_is_one_of_the_shapes),
         cmocka_unit_test(test_context_sweep_plans),
         cmocka_unit_test(test_calibration_picked_up_for_those_steps),
+        cmocka_unit_test(test_simulate_refuses_partial_chunks),
         cmocka_unit_test(test_entry_json_refuses_bad_times),
     };
     return cmocka_run_group_tests_name("cal_shapes", tests, NULL, NULL);
