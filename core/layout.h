@@ -67,7 +67,35 @@ typedef struct {
     int kv_from;           /* CP rank whose K/V are used */
     double pairs;          /* (query, key) pairs computed: q*kv, or q*kv/2 for causal */
 } CpRingStep;
-/* Fills steps[0..cp-1] for CP rank `rank`.  cp 1: one step, q s x kv s causal. */
+/* Step i (0..cp-1) of CP rank `rank`.  cp 1: the one step, q s x kv s causal. */
+int layout_cp_ring_step(int seq, int cp, int rank, int step, CpRingStep *out, MpError *err);
+/* Fills steps[0..cp-1] for CP rank `rank` (layout_cp_ring_step of each step). */
 int layout_cp_ring_steps(int seq, int cp, int rank, CpRingStep *steps, MpError *err);
+
+/* The distinct kernel shapes among the ring steps of all CP ranks, by the
+ * rank whose K/V a step uses:
+ *   [CP_STEP_DIAGONAL] its own (step 0 of any rank):  q 2c x kv 2c causal;
+ *   [CP_STEP_EARLIER]  an earlier rank's (step i <= r): q 2c x kv c, no mask;
+ *   [CP_STEP_LATER]    a later rank's (step i > r):     q c x kv 2c, no mask.
+ * Taken from layout_cp_ring_step: step 0 of rank 0, step 1 of rank CP-1
+ * (K/V of rank CP-2) and step 1 of rank 0 (K/V of rank CP-1);
+ * tests/test_cal_shapes.c checks that every step of every rank is one of
+ * them.  cp 1: only [CP_STEP_DIAGONAL] is filled (q s x kv s causal).
+ * Returns the number of shapes (1 or 3), or -1 with err set.  The simulator
+ * prices these (simulator/ring.c) and the calibration measures them
+ * (simulator/cal_shapes.c): one enumeration for both. */
+enum { CP_STEP_DIAGONAL = 0, CP_STEP_EARLIER = 1, CP_STEP_LATER = 2, CP_STEP_SHAPES = 3 };
+int layout_cp_step_shapes(int seq, int cp, CpRingStep shapes[CP_STEP_SHAPES], MpError *err);
+
+/* The attention heads of one GPU (tensor parallelism splits the heads):
+ * query heads num_heads/tp; K/V heads groups/tp, at least 1 (tp above the
+ * group count replicates a group); MLA: K/V per query head after the
+ * up-projection, d_qk = nope + rope dims, d_v = v_head_dim.  Doubles, as
+ * the simulator uses them (plan_validate makes them whole). */
+typedef struct {
+    double q_heads, kv_heads;
+    double d_qk, d_v;
+} AttnHeads;
+void layout_attention_heads(const ModelSpec *m, int tp, AttnHeads *out);
 
 #endif

@@ -26,15 +26,64 @@
 #     x22b_dp2ep2  Mixtral-8x22B shapes, 2 layers, DP2 EP2 ETP1  (2+ GPUs)
 #   all at sequence 4096, mbs 4, 4 micro-batches per data-parallel rank,
 #   random tokens, 8 steps of which 2 warm-up (bench/execute-device.sh's set-up).
+#
+# Mode calibrate-cp: the attention kernels of plans, at the shapes the
+# simulator prices (every ring step of CP > 1 and the CP 1 full sequence;
+# simulator/cal_shapes.h), on one GPU, about a minute:
+#
+#   here:    scripts/device-execute.sh build                 (-> dist/, git-ignored)
+#   device:  run(command="scripts/device-validate.sh calibrate-cp", carry=["dist"], kind="nvidia-h200")
+#            (plans: the arguments after calibrate-cp, default calibrations/plans/*.json: Mixtral
+#            8x22B at 16K CP2, 32K CP4, 64K CP8, 128K CP16, TP4, the README's context sweep;
+#            ATTENTION=cudnn,own also measures the own kernel, which runs the causal square
+#            kernels only)
+#   writes:  $OUT/calibrate-cp.log, $OUT/calibration-cp.json (attention entries only), then the
+#            context sweep (scripts/context-sweep.sh) without and with that file.
+#   then:    cp <files_at>/calibration-cp.json calibrations/<gpu>-x1-<date>-cp.json;
+#            moeplan simulate --plan P --calibration calibrations/<gpu>-x1-<date>-cp.json
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 OUT=${OUT:-/tmp/moeplan-out}; mkdir -p "$OUT"
 LOGS=$(mktemp -d)
-exec > >(tee "$OUT/validate.log") 2>&1
+mode=${1:-validate}
+case "$mode" in
+    validate) exec > >(tee "$OUT/validate.log") 2>&1 ;;
+    calibrate-cp) exec > >(tee "$OUT/calibrate-cp.log") 2>&1 ;;
+    *) echo "usage: $0 [calibrate-cp [PLAN_JSON...]]" >&2; exit 2 ;;
+esac
 export LD_LIBRARY_PATH="$PWD/dist/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 if ldd dist/moeplan | grep -q 'not found'; then
     export LD_LIBRARY_PATH="$PWD/dist/lib-mpi:$LD_LIBRARY_PATH"
+fi
+
+if [ "$mode" = calibrate-cp ]; then
+    shift
+    plans=("$@"); [ ${#plans[@]} -gt 0 ] || plans=(calibrations/plans/*.json)
+    planargs=(); for p in "${plans[@]}"; do planargs+=(--plan "$p"); done
+    # cuDNN 9 is loaded at run time (kernels/attention_api.h): PyTorch's, else one beside CUDA
+    cudnn_dir=$(scripts/device-attention.sh cudnn-dir)
+    echo "cuDNN library folder: ${cudnn_dir:-none found}"
+    [ -n "$cudnn_dir" ] && export LD_LIBRARY_PATH="$cudnn_dir:$LD_LIBRARY_PATH"
+    nvidia-smi -L
+    nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,power.draw,temperature.gpu --format=csv || true
+    rc=0
+    echo "== the plans' attention kernels, measured"
+    timeout ${CAL_TIMEOUT:-110} dist/gpu-tests/test_calibrate --attention-only --attention "${ATTENTION:-cudnn}" \
+        "${planargs[@]}" --out "$OUT/calibration-cp.json" || { echo "test_calibrate failed"; rc=1; }
+    if [ -f "$OUT/calibration-cp.json" ] && [ $# -eq 0 ]; then
+        echo "== context sweep, defaults"
+        scripts/context-sweep.sh dist/moeplan || rc=1
+        echo "== context sweep, --calibration calibration-cp.json"
+        scripts/context-sweep.sh dist/moeplan --calibration "$OUT/calibration-cp.json" || rc=1
+    elif [ -f "$OUT/calibration-cp.json" ]; then
+        for p in "${plans[@]}"; do
+            echo "== $p: defaults, then calibrated"
+            dist/moeplan simulate --plan "$p" | grep -E "^(step time|MFU)" || rc=1
+            dist/moeplan simulate --plan "$p" --calibration "$OUT/calibration-cp.json" | grep -E "^(step time|MFU)" || rc=1
+        done
+    fi
+    exit $rc
 fi
 nvidia-smi -L
 nvidia-smi topo -m 2>/dev/null | head -4

@@ -4,7 +4,7 @@
  *    "hbm_gb_per_s": 4200,                                   (optional)
  *    "gemms": [{"m": 8192, "n": 8192, "k": 8192, "tflops": 800,
  *               "name": "...", "groups": 1, "c_bytes": 2}, ...],      (name, groups, c_bytes optional)
- *    "attention": [{"seq": 4096, "batch": 4, "heads": 32, "kv_heads": 8,
+ *    "attention": [{"seq": 4096, "batch": 4, "heads": 32, "kv_heads": 8,   (name: documentation, optional)
  *                   "head_dim": 128, "fwd_tflops": 300, "bwd_tflops": 280},
  *                  {"q_rows": 1024, "kv_rows": 2048, "mask": "none", "backend": "cudnn",
  *                   "batch": 1, "heads": 6, "head_dim": 128, ...}, ...],   (seq = q_rows = kv_rows, causal)
@@ -22,7 +22,7 @@
 
 static const char *const top_keys[] = {"device", "hbm_gb_per_s", "gemms", "attention", "collectives", "notes", NULL};
 static const char *const gemm_keys[] = {"name", "m", "n", "k", "groups", "c_bytes", "tflops", NULL};
-static const char *const attn_keys[] = {"seq", "q_rows", "kv_rows", "mask", "backend", "batch", "heads", "kv_heads",
+static const char *const attn_keys[] = {"name", "seq", "q_rows", "kv_rows", "mask", "backend", "batch", "heads", "kv_heads",
                                         "head_dim", "fwd_tflops", "bwd_tflops", NULL};
 static const char *const coll_keys[] = {"op", "group_size", "nodes", "bytes", "busbw_gb_per_s", NULL};
 static const char *const ops[] = {"all_gather", "reduce_scatter", "all_reduce", "all_to_all", "send_recv"};
@@ -88,7 +88,8 @@ static int parse(const cJSON *root, const char *origin, char *where, size_t wcap
         CalAttention *a = &out->attention[out->num_attention];
         snprintf(where, wcap, "%s: attention[%d]", origin, out->num_attention);
         char mask[16] = "causal", backend[16] = "auto";
-        if (json_check_keys(e, attn_keys, where, err) || json_opt_int(e, "seq", where, &a->seq, err) ||
+        if (json_check_keys(e, attn_keys, where, err) || json_opt_string(e, "name", where, a->name, sizeof a->name, err) ||
+            json_opt_int(e, "seq", where, &a->seq, err) ||
             json_opt_int(e, "q_rows", where, &a->q_rows, err) || json_opt_int(e, "kv_rows", where, &a->kv_rows, err) ||
             json_opt_string(e, "mask", where, mask, sizeof mask, err) ||
             json_opt_string(e, "backend", where, backend, sizeof backend, err) ||

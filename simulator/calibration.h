@@ -12,7 +12,9 @@
 #define CAL_MAX_GEMMS 256
 #define CAL_MAX_COLL 256
 
-#define CAL_MAX_ATTENTION 32
+/* attention entries: 4 kernels per CP plan and backend (cal_shapes.h), room
+ * for a dozen plans on two backends plus hand-written entries */
+#define CAL_MAX_ATTENTION 128
 
 /* One measured GEMM in the simulator's convention: C[m,n] = A[m,k] B[k,n]
  * per group (dgrad: m = rows, n = in, k = out; wgrad: m = out, n = in,
@@ -33,6 +35,7 @@ typedef struct {
  * backend: the implementation measured; AUTO (absent) = whatever backend
  * the plan uses. */
 typedef struct {
+    char name[80];          /* e.g. "mixtral-8x22b s65536 tp4 cp8 mbs1 ring-earlier" (documentation only) */
     int seq;                /* q_rows when q_rows == kv_rows and causal (documentation) */
     int q_rows, kv_rows;
     int batch, heads, kv_heads, head_dim;

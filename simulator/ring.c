@@ -42,6 +42,7 @@
 #include <math.h>
 
 #include "../core/flops.h"
+#include "../core/layout.h"
 #include "sim_internal.h"
 
 #define BF16 2.0
@@ -58,19 +59,20 @@ typedef struct {
     double b;
 } HeadDims;
 
+/* the heads of one GPU: core/layout.h's (the calibration measures the same) */
 static void head_dims(const SimCtx *x, HeadDims *hd) {
-    const ModelSpec *m = &x->p->model;
-    hd->q_heads = (double)m->num_heads / x->tp;
-    if (m->mla) {
-        hd->d_qk = m->qk_nope_head_dim + m->qk_rope_head_dim;
-        hd->d_v = m->v_head_dim;
-        hd->kv_heads = hd->q_heads;  /* MLA's K/V are per head after the up-projection */
-    } else {
-        hd->d_qk = hd->d_v = m->head_dim;
-        double g = m->num_kv_groups > 0 ? m->num_kv_groups : m->num_heads;
-        hd->kv_heads = g > x->tp ? g / x->tp : 1.0;
-    }
-    hd->b = x->b;
+    AttnHeads ah;
+    layout_attention_heads(&x->p->model, x->tp, &ah);
+    *hd = (HeadDims){ah.q_heads, ah.kv_heads, ah.d_qk, ah.d_v, x->b};
+}
+
+/* The ring's step shapes at the context's sequence length (core/layout.h,
+ * the one enumeration the simulator and the calibration share).  Returns
+ * 0, or -1 when seq is no multiple of 2*CP (plan_validate refuses such
+ * plans). */
+static int step_shapes(const SimCtx *x, CpRingStep sh[CP_STEP_SHAPES]) {
+    MpError err;
+    return layout_cp_step_shapes((int)x->s, x->cp, sh, &err) < 0 ? -1 : 0;
 }
 
 /* elements of `rows` tokens (one sequence's rows x micro-batch) */
@@ -91,39 +93,51 @@ void ring_cost(const SimCtx *x, int window, RingCost *rc) {
     head_dims(x, &h);
     double s = x->s;
     *rc = (RingCost){0};
+    CpRingStep sh[CP_STEP_SHAPES];
+    if (step_shapes(x, sh)) return;
     if (x->cp <= 1) {
+        /* the one step, q s x kv s causal; a sliding window: kv w, the band's pairs */
+        const CpRingStep *f = &sh[CP_STEP_DIAGONAL];
         bool win = window > 0 && window < s;
-        double kv = win ? window : s, pairs = win ? flops_window_pairs(s, window) : 0;
-        AttnMask mask = win ? ATTN_MASK_NONE : ATTN_MASK_CAUSAL;
-        rc->kernel_fwd = kernel(x, &h, s, kv, mask, pairs, false);
-        rc->kernel_bwd = kernel(x, &h, s, kv, mask, pairs, true);
+        double kv = win ? window : f->kv_rows, pairs = win ? flops_window_pairs(s, window) : 0;
+        AttnMask mask = win ? ATTN_MASK_NONE : f->mask;
+        rc->kernel_fwd = kernel(x, &h, f->q_rows, kv, mask, pairs, false);
+        rc->kernel_bwd = kernel(x, &h, f->q_rows, kv, mask, pairs, true);
         rc->kernels = 1;
         return;
     }
-    double cp = x->cp, c = s / (2.0 * cp);
+    const CpRingStep *d = &sh[CP_STEP_DIAGONAL], *a = &sh[CP_STEP_EARLIER], *bs = &sh[CP_STEP_LATER];
+    double cp = x->cp;
     /* sliding window under CP: the ring runs whole; the kernels' work
      * shrinks by the band's share of the causal pairs */
     double wscale = (window > 0 && window < s) ? flops_window_pairs(s, window) / flops_window_pairs(s, 0) : 1.0;
-    double k0f = wscale * kernel(x, &h, 2 * c, 2 * c, ATTN_MASK_CAUSAL, 0, false);
-    double kAf = wscale * kernel(x, &h, 2 * c, c, ATTN_MASK_NONE, 0, false);
-    double kBf = wscale * kernel(x, &h, c, 2 * c, ATTN_MASK_NONE, 0, false);
-    double k0b = wscale * kernel(x, &h, 2 * c, 2 * c, ATTN_MASK_CAUSAL, 0, true);
-    double kAb = wscale * kernel(x, &h, 2 * c, c, ATTN_MASK_NONE, 0, true);
-    double kBb = wscale * kernel(x, &h, c, 2 * c, ATTN_MASK_NONE, 0, true);
-    double rows_heads_2c = 2 * c * h.b * h.q_heads, rows_heads_c = c * h.b * h.q_heads;
-    /* forward passes per step kind */
-    double p0f = mem(x, FWD_OUT_CORR_BYTES * o_elems(&h, 2 * c)) + mem(x, FWD_ZERO_BYTES * o_elems(&h, 2 * c)) +
-                 mem(x, FWD_LSE_BYTES * rows_heads_2c);
-    double pAf = mem(x, FWD_COPY_BYTES * kv_elems(&h, c)) + mem(x, FWD_LSE_BYTES * rows_heads_2c) +
-                 mem(x, FWD_OUT_CORR_BYTES * o_elems(&h, 2 * c));
-    double pBf = mem(x, FWD_COPY_BYTES * q_elems(&h, c)) + mem(x, FWD_LSE_BYTES * rows_heads_c) +
-                 mem(x, FWD_OUT_CORR_BYTES * o_elems(&h, c));
-    /* backward passes */
-    double p0b = mem(x, FWD_COPY_BYTES * q_elems(&h, 2 * c)) + mem(x, FWD_COPY_BYTES * kv_elems(&h, 2 * c));
-    double pAb = mem(x, FWD_COPY_BYTES * kv_elems(&h, c)) + mem(x, BWD_ACC_BYTES * q_elems(&h, 2 * c)) +
-                 mem(x, BWD_ACC_BYTES * kv_elems(&h, c));
-    double pBb = mem(x, FWD_COPY_BYTES * (q_elems(&h, c) + 2 * o_elems(&h, c))) +
-                 mem(x, BWD_ACC_BYTES * q_elems(&h, c)) + mem(x, BWD_ACC_BYTES * kv_elems(&h, 2 * c));
+    /* kernels: the diagonal step (0), a step on an earlier rank's K/V (A)
+     * and on a later rank's (B) */
+    double k0f = wscale * kernel(x, &h, d->q_rows, d->kv_rows, d->mask, 0, false);
+    double kAf = wscale * kernel(x, &h, a->q_rows, a->kv_rows, a->mask, 0, false);
+    double kBf = wscale * kernel(x, &h, bs->q_rows, bs->kv_rows, bs->mask, 0, false);
+    double k0b = wscale * kernel(x, &h, d->q_rows, d->kv_rows, d->mask, 0, true);
+    double kAb = wscale * kernel(x, &h, a->q_rows, a->kv_rows, a->mask, 0, true);
+    double kBb = wscale * kernel(x, &h, bs->q_rows, bs->kv_rows, bs->mask, 0, true);
+    /* passes per step kind, over the step's rows: A copies the half of the
+     * K/V it uses (kv rows c) and corrects its 2c query rows; B copies its
+     * query half (c rows) and corrects those */
+    double rows_heads_d = d->q_rows * h.b * h.q_heads, rows_heads_a = a->q_rows * h.b * h.q_heads,
+           rows_heads_b = bs->q_rows * h.b * h.q_heads;
+    double p0f = mem(x, FWD_OUT_CORR_BYTES * o_elems(&h, d->q_rows)) + mem(x, FWD_ZERO_BYTES * o_elems(&h, d->q_rows)) +
+                 mem(x, FWD_LSE_BYTES * rows_heads_d);
+    double pAf = mem(x, FWD_COPY_BYTES * kv_elems(&h, a->kv_rows)) + mem(x, FWD_LSE_BYTES * rows_heads_a) +
+                 mem(x, FWD_OUT_CORR_BYTES * o_elems(&h, a->q_rows));
+    double pBf = mem(x, FWD_COPY_BYTES * q_elems(&h, bs->q_rows)) + mem(x, FWD_LSE_BYTES * rows_heads_b) +
+                 mem(x, FWD_OUT_CORR_BYTES * o_elems(&h, bs->q_rows));
+    /* backward passes: step 0 copies Q and K/V; A the K/V half and
+     * accumulates dq (2c rows) and dkv (c rows); B the Q, out and dout
+     * halves, accumulates dq (c rows) and dkv (2c rows) */
+    double p0b = mem(x, FWD_COPY_BYTES * q_elems(&h, d->q_rows)) + mem(x, FWD_COPY_BYTES * kv_elems(&h, d->kv_rows));
+    double pAb = mem(x, FWD_COPY_BYTES * kv_elems(&h, a->kv_rows)) + mem(x, BWD_ACC_BYTES * q_elems(&h, a->q_rows)) +
+                 mem(x, BWD_ACC_BYTES * kv_elems(&h, a->kv_rows));
+    double pBb = mem(x, FWD_COPY_BYTES * (q_elems(&h, bs->q_rows) + 2 * o_elems(&h, bs->q_rows))) +
+                 mem(x, BWD_ACC_BYTES * q_elems(&h, bs->q_rows)) + mem(x, BWD_ACC_BYTES * kv_elems(&h, bs->kv_rows));
     /* the slower step kind sets the pace: kernels and passes of that kind */
     bool a_slow_f = kAf + pAf >= kBf + pBf, a_slow_b = kAb + pAb >= kBb + pBb;
     double step_kf = a_slow_f ? kAf : kBf, step_pf = a_slow_f ? pAf : pBf;
@@ -133,8 +147,8 @@ void ring_cost(const SimCtx *x, int window, RingCost *rc) {
     rc->passes_fwd = p0f + (cp - 1) * step_pf;
     rc->passes_bwd = p0b + (cp - 1) * step_pb;
     rc->kernels = (int)cp;
-    /* transfers */
-    double kv_bytes = kv_elems(&h, 2 * c) * BF16;
+    /* transfers: the K/V a rank holds (both its chunks: the diagonal step's kv rows) */
+    double kv_bytes = kv_elems(&h, d->kv_rows) * BF16;
     double t_kv = comm_time(x->hw, COLL_SEND_RECV, &x->g[GROUP_CP], kv_bytes);
     double t_kv2 = comm_time(x->hw, COLL_SEND_RECV, &x->g[GROUP_CP], 2 * kv_bytes);
     double t_last = t_kv;   /* the last dK/dV, as large as K/V */
@@ -171,12 +185,15 @@ double ring_working_bytes(const SimCtx *x) {
     if (x->cp <= 1) return 0;
     HeadDims h;
     head_dims(x, &h);
-    double cp = x->cp, c = x->s / (2.0 * cp);
-    double rows_heads = 2 * c * h.b * h.q_heads;
-    double fwd = cp * kv_elems(&h, 2 * c) * BF16 + cp * o_elems(&h, 2 * c) * BF16 + cp * rows_heads * 4.0 +
-                 rows_heads * 8.0 + o_elems(&h, 2 * c) * BF16;
-    double bwd = 2 * 2 * kv_elems(&h, 2 * c) * BF16 + (q_elems(&h, 2 * c) + kv_elems(&h, 2 * c)) * BF16 +
-                 q_elems(&h, 2 * c) * BF16 + (q_elems(&h, c) + 2 * o_elems(&h, c)) * BF16;
+    CpRingStep sh[CP_STEP_SHAPES];
+    if (step_shapes(x, sh)) return 0;
+    /* 2c: the rows a rank holds (the diagonal step's); c: a later rank's step's query rows */
+    double cp = x->cp, c2 = sh[CP_STEP_DIAGONAL].q_rows, c = sh[CP_STEP_LATER].q_rows;
+    double rows_heads = c2 * h.b * h.q_heads;
+    double fwd = cp * kv_elems(&h, c2) * BF16 + cp * o_elems(&h, c2) * BF16 + cp * rows_heads * 4.0 +
+                 rows_heads * 8.0 + o_elems(&h, c2) * BF16;
+    double bwd = 2 * 2 * kv_elems(&h, c2) * BF16 + (q_elems(&h, c2) + kv_elems(&h, c2)) * BF16 +
+                 q_elems(&h, c2) * BF16 + (q_elems(&h, c) + 2 * o_elems(&h, c)) * BF16;
     return fwd > bwd ? fwd : bwd;
 }
 

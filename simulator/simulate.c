@@ -77,6 +77,10 @@ static int check_plan(const Plan *p, MpError *err) {
         return mp_fail(err, "gpus: tp*cp*dp*pp and etp*ep*edp*pp must both equal %d", m->world);
     if (m->pp > SIM_MAX_STAGES) return mp_fail(err, "pp: %d is larger than %d", m->pp, SIM_MAX_STAGES);
     if (t->seq_len < 1 || t->micro_batch < 1 || t->global_batch < 1) return mp_fail(err, "seq/mbs/gbs: must be >= 1");
+    /* the ring's steps (core/layout.h) exist only for whole chunks */
+    if (m->cp > 1 && t->seq_len % (2LL * m->cp))
+        return mp_fail(err, "seq: %d is not divisible by 2*cp = %d (causal load balancing splits each sequence into "
+                       "2*cp chunks)", t->seq_len, 2 * m->cp);
     if (t->global_batch % ((long long)t->micro_batch * m->dp))
         return mp_fail(err, "gbs: %d is not divisible by mbs*dp = %lld", t->global_batch, (long long)t->micro_batch * m->dp);
     if (model_is_moe(&p->model) && p->model.num_experts % m->ep)
@@ -314,6 +318,8 @@ int simulate_layer_times(const Plan *plan, const Calibration *cal, double *layer
     if (md->num_layers < 1 || md->num_layers > max_layers)
         return mp_fail(err, "num_layers: %d outside 1..%d", md->num_layers, max_layers);
     if (plan->train.seq_len < 1 || plan->train.micro_batch < 1) return mp_fail(err, "seq/mbs: must be >= 1");
+    if (m->cp > 1 && plan->train.seq_len % (2LL * m->cp))
+        return mp_fail(err, "seq: %d is not divisible by 2*cp = %d", plan->train.seq_len, 2 * m->cp);
     SimHw hw;
     sim_hw_init_backend(&hw, &plan->cluster, cal, plan->train.precision == PRECISION_FP8, attention_backend_resolve(plan));
     SimCtx x;

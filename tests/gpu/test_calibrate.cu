@@ -23,12 +23,34 @@
  *     them: forward 2 * (T^2/2) * (128 + 128) * heads * B, backward 2.5x.
  *   - device-to-device copy bandwidth (cudaMemcpyAsync of 512 MiB; bytes read
  *     + written, the simulator's hbm convention).
+ *   - with --plan FILE (repeatable): the attention kernels of those plans
+ *     (simulator/cal_shapes.h on core/layout.h's ring steps, the shapes the
+ *     simulator prices): the CP 1 full-sequence kernel and, for CP > 1,
+ *     the ring's diagonal (q 2c x kv 2c causal), earlier-rank (2c x c) and
+ *     later-rank (c x 2c) steps, at the plan's heads per GPU x micro-batch
+ *     and head dims, through kernels/attention_api.h on each backend of
+ *     --attention (cudnn: cuDNN's fused flash attention, loaded at run
+ *     time; own: kernels/attention.cu, causal square kernels only).
+ *     Layout: q [B, Tq, heads, d_qk], K and V interleaved per token
+ *     [B, Tk, kv_heads, d_qk + d_v] (a received K/V buffer of the ring).
+ *     One entry per kernel and backend, keyed q_rows, kv_rows, mask,
+ *     batch, heads, kv_heads, head_dim, backend: `simulate --calibration`
+ *     finds each kernel of those plans at distance 0.  TFLOP/s in the
+ *     simulator's FLOPs (cal_shapes.h).
  * Timing: CUDA events around `iters` calls after 3 warm-ups, median of 5
  * repetitions.  Collectives come from test_nccl_bw's JSON (--collectives),
  * copied as they are.  The file is written to FILE.tmp and renamed.
  *
  * usage: test_calibrate --out FILE [--collectives NCCL_JSON] [--quick]
+ *                       [--plan PLAN_JSON]... [--attention cudnn|own|cudnn,own]
+ *                       [--attention-only] [--list]
  *   --quick: 1 repetition of 1 call (a smoke test, not a calibration)
+ *   --plan: also measure that plan's attention kernels (up to 32 plans)
+ *   --attention: the backends that measure the plans' kernels (default cudnn)
+ *   --attention-only: only the plans' attention kernels (no GEMMs, no copy,
+ *     no seq 4096 own-kernel entries)
+ *   --list: print the plans' kernels and exit, before any CUDA call (runs
+ *     without a GPU)
  *   without --out: the --quick smoke run, nothing written (as the GPU test runners call it) */
 #ifndef MOEPLAN_HAVE_CUDA
 #define MOEPLAN_HAVE_CUDA 1   /* the kernels headers declare their CUDA entry points under it */
@@ -47,9 +69,12 @@
 
 extern "C" {
 #include "core/flops.h"
+#include "core/plan.h"
+#include "simulator/cal_shapes.h"
 }
 #include "tests/gpu/gpu_check.h"   /* cudaCheck, cublasCheck */
 #include "kernels/attention.h"
+#include "kernels/attention_api.h"
 #include "kernels/gemm.h"
 
 
@@ -96,6 +121,52 @@ template <typename F> static double time_call(cudaStream_t st, int iters, F fn) 
     return reps[reps.size() / 2];
 }
 
+/* One plan kernel (cal_shapes.h) on one engine: median forward and
+ * backward seconds.  False (with the engine's reason in *why) when the
+ * engine cannot run the shape. */
+static bool measure_plan_kernel(AttnEngine *e, const CalAttnShape &c, cudaStream_t st, double *fwd_s, double *bwd_s,
+                                std::string *why) {
+    AttnShape s;
+    memset(&s, 0, sizeof s);
+    s.B = c.batch, s.Tq = c.q_rows, s.Tk = c.kv_rows, s.nh = c.heads, s.nkv = c.kv_heads;
+    s.hd_qk = c.d_qk, s.hd_v = c.d_v, s.mask = c.mask;   /* offsets 0: causal = top-left, as layout.h's steps */
+    s.q_stride = c.heads * c.d_qk;
+    s.k_stride = s.v_stride = c.kv_heads * (c.d_qk + c.d_v);
+    MpError err = {{0}};
+    if (attention_prepare(e, &s, &err)) { *why = err.msg; return false; }
+    const size_t nq = (size_t)s.B * s.Tq * s.q_stride, nkv = (size_t)s.B * s.Tk * s.k_stride;
+    const size_t no = (size_t)s.B * s.Tq * s.nh * s.hd_v, nl = (size_t)s.B * s.nh * s.Tq;
+    size_t wsb = std::max(attention_workspace_bytes(e, &s, false), attention_workspace_bytes(e, &s, true));
+    bf16_t *q, *kv, *dq, *dkv, *out, *dout;
+    float *lse;
+    void *ws;
+    cudaCheck(cudaMalloc(&q, nq * 2));
+    cudaCheck(cudaMalloc(&kv, nkv * 2));
+    cudaCheck(cudaMalloc(&dq, nq * 2));
+    cudaCheck(cudaMalloc(&dkv, nkv * 2));
+    cudaCheck(cudaMalloc(&out, no * 2));
+    cudaCheck(cudaMalloc(&dout, no * 2));
+    cudaCheck(cudaMalloc(&lse, nl * 4));
+    cudaCheck(cudaMalloc(&ws, std::max<size_t>(wsb, 16)));
+    fill_kernel<<<1024, 256, 0, st>>>(q, nq, 5u);
+    fill_kernel<<<1024, 256, 0, st>>>(kv, nkv, 6u);
+    fill_kernel<<<1024, 256, 0, st>>>(dout, no, 7u);
+    const bf16_t *k = kv, *v = kv + (size_t)c.kv_heads * c.d_qk;
+    bool ok = true;
+    /* as many calls per repetition as make about 2 TFLOP (at least 1) */
+    int iters = std::max(1, std::min(g_iters_max, (int)(2e12 / c.fwd_flops) + 1));
+    *fwd_s = time_call(st, iters, [&] {
+        ok = ok && attention_forward(e, &s, out, lse, q, k, v, ws, wsb, st, &err) == 0;
+    });
+    *bwd_s = time_call(st, iters, [&] {
+        ok = ok && attention_backward(e, &s, dq, dkv, dkv + (size_t)c.kv_heads * c.d_qk, dout, q, k, v, out, lse, ws,
+                                      wsb, st, &err) == 0;
+    });
+    if (!ok) *why = err.msg;
+    cudaFree(q); cudaFree(kv); cudaFree(dq); cudaFree(dkv); cudaFree(out); cudaFree(dout); cudaFree(lse); cudaFree(ws);
+    return ok;
+}
+
 struct GemmCase {
     std::string name;
     int groups;          /* 0: plain gemm_cuda; >0: grouped_gemm_cuda */
@@ -106,14 +177,61 @@ struct GemmCase {
     float beta;
 };
 
+#define MAX_PLANS 32
+#define MAX_PLAN_KERNELS 63   /* 2 backends x 63 + the 2 seq-4096 own entries = 128, CAL_MAX_ATTENTION */
+
 int main(int argc, char **argv) {
-    const char *out_path = NULL, *coll_path = NULL;
+    const char *out_path = NULL, *coll_path = NULL, *attn_list = "cudnn";
+    std::vector<const char *> plan_paths;
+    bool attention_only = false, list_only = false;
+    setvbuf(stdout, NULL, _IOLBF, 0);   /* line by line into the device log, also when a timeout ends the run */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--out") && i + 1 < argc) out_path = argv[++i];
         else if (!strcmp(argv[i], "--collectives") && i + 1 < argc) coll_path = argv[++i];
         else if (!strcmp(argv[i], "--quick")) g_reps = 1, g_iters_max = 1;
-        else { fprintf(stderr, "usage: test_calibrate --out FILE [--collectives NCCL_JSON] [--quick]\n"); return 2; }
+        else if (!strcmp(argv[i], "--plan") && i + 1 < argc) plan_paths.push_back(argv[++i]);
+        else if (!strcmp(argv[i], "--attention") && i + 1 < argc) attn_list = argv[++i];
+        else if (!strcmp(argv[i], "--attention-only")) attention_only = true;
+        else if (!strcmp(argv[i], "--list")) list_only = true;
+        else {
+            fprintf(stderr, "usage: test_calibrate --out FILE [--collectives NCCL_JSON] [--quick] [--plan PLAN_JSON]... "
+                            "[--attention cudnn|own|cudnn,own] [--attention-only] [--list]\n");
+            return 2;
+        }
     }
+    /* the plans' attention kernels (CPU only: before any CUDA call) */
+    if (plan_paths.size() > MAX_PLANS) { fprintf(stderr, "test_calibrate: --plan: more than %d plans\n", MAX_PLANS); return 2; }
+    std::vector<CalAttnShape> kernels(MAX_PLAN_KERNELS);
+    int nkernels = 0;
+    for (const char *path : plan_paths) {
+        static Plan plan;
+        MpError err = {{0}};
+        if (plan_load_file(path, &plan, &err) || cal_attention_shapes_add(&plan, kernels.data(), MAX_PLAN_KERNELS, &nkernels, &err)) {
+            fprintf(stderr, "test_calibrate: --plan: %s\n", err.msg);
+            return 2;
+        }
+    }
+    std::vector<AttnImpl> impls;
+    {
+        std::string l = attn_list;
+        if (l == "cudnn") impls = {ATTN_IMPL_CUDNN};
+        else if (l == "own") impls = {ATTN_IMPL_OWN};
+        else if (l == "cudnn,own" || l == "own,cudnn") impls = {ATTN_IMPL_CUDNN, ATTN_IMPL_OWN};
+        else { fprintf(stderr, "test_calibrate: --attention: '%s' is not cudnn, own or cudnn,own\n", attn_list); return 2; }
+    }
+    if (attention_only && plan_paths.empty()) { fprintf(stderr, "test_calibrate: --attention-only: needs --plan\n"); return 2; }
+    if (!plan_paths.empty()) {
+        printf("test_calibrate: %d attention kernel(s) of %zu plan(s) (core/layout.h's ring steps, cal_shapes.h)\n",
+               nkernels, plan_paths.size());
+        printf("%-50s %7s %7s %-6s %5s %5s %8s %4s %11s\n", "kernel", "q rows", "kv rows", "mask", "batch", "heads",
+               "kv heads", "hd", "fwd GFLOP");
+        for (int i = 0; i < nkernels; i++) {
+            const CalAttnShape &c = kernels[i];
+            printf("%-50s %7d %7d %-6s %5d %5d %8d %4d %11.1f\n", c.name, c.q_rows, c.kv_rows,
+                   c.mask == ATTN_MASK_CAUSAL ? "causal" : "none", c.batch, c.heads, c.kv_heads, c.d_qk, c.fwd_flops / 1e9);
+        }
+    }
+    if (list_only) return 0;
     if (!out_path) g_reps = 1, g_iters_max = 1;   /* as a plain GPU test (run-gpu-tests.sh): smoke run, no file */
     int ngpu = 0;
     cudaCheck(cudaGetDeviceCount(&ngpu));
@@ -126,9 +244,10 @@ int main(int argc, char **argv) {
     GemmHandle gh;
     gemm_handle_init(&gh);
 
-    std::vector<GemmCase> cases;
+    std::vector<GemmCase> cases;   /* none with --attention-only */
     const int R1 = T * TOPK / EXPERTS, R2 = 2 * T * TOPK / EXPERTS;   /* 4096, 8192 rows per expert */
     for (const Shapes &md : models) {
+        if (attention_only) break;
         const int H = md.h, QKV = (md.heads + 2 * md.kvh) * HD, AO = md.heads * HD, FFN = md.ffn;
         std::string p = std::string(md.name) + " ";
         cases.push_back({p + "qkv fwd", 0, GROUPED_VARY_M, T, QKV, H, 0, 1, 0, 0.f});
@@ -161,7 +280,10 @@ int main(int argc, char **argv) {
         b_elems = std::max(b_elems, G * g.K * g.N);
         c_bytes_max = std::max(c_bytes_max, G * g.M * g.N * 4);
     }
-    a_elems = std::max(a_elems, ((size_t)1 << 30) / 2);   /* the copy test below uses 1 GiB of A */
+    /* the copy test below uses 1 GiB of A (none with --attention-only: 1 element) */
+    a_elems = std::max(a_elems, attention_only ? (size_t)1 : ((size_t)1 << 30) / 2);
+    b_elems = std::max<size_t>(b_elems, 1);
+    c_bytes_max = std::max<size_t>(c_bytes_max, 4);
     bf16_t *A, *B;
     void *C;
     cudaCheck(cudaMalloc(&A, a_elems * 2));
@@ -174,8 +296,9 @@ int main(int argc, char **argv) {
 
     const int ncases = (int)cases.size();
     std::vector<double> tflops(ncases);
-    printf("test_calibrate: %d x %s; GEMMs (cuBLAS BF16 via kernels/gemm.h)\n", ngpu, prop.name);
-    printf("%-22s %6s %7s %7s %7s %6s %10s %9s\n", "gemm", "groups", "m", "n", "k", "C B", "time us", "TFLOP/s");
+    printf("test_calibrate: %d x %s; GEMMs (cuBLAS BF16 via kernels/gemm.h)%s\n", ngpu, prop.name,
+           attention_only ? ": none (--attention-only)" : "");
+    if (ncases) printf("%-22s %6s %7s %7s %7s %6s %10s %9s\n", "gemm", "groups", "m", "n", "k", "C B", "time us", "TFLOP/s");
     for (int c = 0; c < ncases; c++) {
         const GemmCase &g = cases[c];
         int G = g.groups > 0 ? g.groups : 1;
@@ -202,6 +325,7 @@ int main(int argc, char **argv) {
     };
     std::vector<AttnResult> attn;
     for (const Shapes &md : models) {
+        if (attention_only) break;
         const int HEADS = md.heads, KVH = md.kvh, QKV = (HEADS + 2 * KVH) * HD;
         bf16_t *qkv, *out, *dout, *dqkv;
         float *lse;
@@ -239,12 +363,64 @@ int main(int argc, char **argv) {
 
     /* device-to-device copy, 512 MiB from the start of A's pool to 512 MiB
      * further (the pool holds at least 1 GiB) */
-    const size_t copy_bytes = (size_t)512 << 20;
-    double t_copy = time_call(st, std::min(g_iters_max, 5), [&] {
-        cudaCheck(cudaMemcpyAsync((char *)A + copy_bytes, A, copy_bytes, cudaMemcpyDeviceToDevice, st));
-    });
-    double hbm = 2.0 * copy_bytes / t_copy / 1e9;
-    printf("device-to-device copy 512 MiB: %.1f us, %.1f GB/s (read + write)\n", t_copy * 1e6, hbm);
+    double hbm = 0;   /* GB/s; 0: not measured (--attention-only) */
+    if (!attention_only) {
+        const size_t copy_bytes = (size_t)512 << 20;
+        double t_copy = time_call(st, std::min(g_iters_max, 5), [&] {
+            cudaCheck(cudaMemcpyAsync((char *)A + copy_bytes, A, copy_bytes, cudaMemcpyDeviceToDevice, st));
+        });
+        hbm = 2.0 * copy_bytes / t_copy / 1e9;
+        printf("device-to-device copy 512 MiB: %.1f us, %.1f GB/s (read + write)\n", t_copy * 1e6, hbm);
+    }
+    cudaFree(A);
+    cudaFree(B);
+    cudaFree(C);
+
+    /* the plans' attention kernels on each backend of --attention: one
+     * calibration entry (cal_shapes.h) per kernel the backend runs */
+    std::vector<std::string> plan_entries;
+    int attn_failed = 0;
+    if (nkernels > 0) {
+        printf("test_calibrate: the plans' attention kernels (TFLOP/s in the simulator's FLOPs: forward "
+               "2*pairs*(d_qk+d_v)*heads*batch, backward 2.5x)\n");
+        printf("%-50s %-7s %11s %9s %11s %9s\n", "kernel", "backend", "fwd us", "TFLOP/s", "bwd us", "TFLOP/s");
+    }
+    for (AttnImpl impl : impls) {
+        if (nkernels == 0) break;
+        AttnEngine *eng = NULL;
+        MpError err = {{0}};
+        char note[256] = "";
+        const AttnBackend backend = impl == ATTN_IMPL_CUDNN ? ATTN_BACKEND_CUDNN : ATTN_BACKEND_OWN;
+        if (attention_engine_create(impl, &eng, note, sizeof note, &err)) {
+            printf("%s: cannot be used: %s\n", attn_backend_name(backend), err.msg);
+            attn_failed++;
+            continue;
+        }
+        printf("# engine: %s\n", attention_engine_name(eng));
+        for (int i = 0; i < nkernels; i++) {
+            const CalAttnShape &c = kernels[i];
+            double fwd_s = 0, bwd_s = 0;
+            std::string why;
+            if (!measure_plan_kernel(eng, c, st, &fwd_s, &bwd_s, &why)) {
+                /* the own kernel runs causal square kernels only: its skips of
+                 * the ring's unmasked steps are expected, any other is a failure */
+                bool expected = impl == ATTN_IMPL_OWN && (c.mask != ATTN_MASK_CAUSAL || c.q_rows != c.kv_rows);
+                printf("%-50s %-7s skipped: %s\n", c.name, attn_backend_name(backend), why.c_str());
+                attn_failed += !expected;
+                continue;
+            }
+            printf("%-50s %-7s %11.1f %9.1f %11.1f %9.1f\n", c.name, attn_backend_name(backend), fwd_s * 1e6,
+                   c.fwd_flops / fwd_s / 1e12, bwd_s * 1e6, 2.5 * c.fwd_flops / bwd_s / 1e12);
+            char entry[512];
+            if (cal_attention_entry_json(&c, backend, fwd_s, bwd_s, entry, sizeof entry, &err)) {
+                printf("%s\n", err.msg);
+                attn_failed++;
+                continue;
+            }
+            plan_entries.push_back(entry);
+        }
+        attention_engine_destroy(eng);
+    }
 
     /* collectives from test_nccl_bw */
     cJSON *colls = NULL;
@@ -269,7 +445,7 @@ int main(int argc, char **argv) {
     if (!out_path) {
         cJSON_Delete(colls);
         printf("test_calibrate: smoke run done (no --out: nothing written)\n");
-        return 0;
+        return attn_failed ? 1 : 0;
     }
     time_t now = time(NULL);
     char date[32];
@@ -278,11 +454,13 @@ int main(int argc, char **argv) {
     FILE *js = fopen(tmp.c_str(), "w");
     if (!js) { fprintf(stderr, "test_calibrate: %s: cannot write\n", tmp.c_str()); return 1; }
     fprintf(js, "{\"device\": \"%d x %s, device machine, %s\",\n", ngpu, prop.name, date);
-    fprintf(js, " \"notes\": \"measured by tests/gpu/test_calibrate%s (GEMMs, attention, copy on GPU 0) and "
-                "tests/gpu/test_nccl_bw over %d GPU(s) (collectives); %s\",\n",
-            g_reps == 1 ? " --quick (smoke test, not a calibration)" : "", nccl_gpus,
-            "GEMM m,n,k per group, simulator convention; tflops = 2mnk*groups/time");
-    fprintf(js, " \"hbm_gb_per_s\": %.1f,\n \"gemms\": [", hbm);
+    fprintf(js, " \"notes\": \"measured by tests/gpu/test_calibrate%s (%s on GPU 0) and "
+                "tests/gpu/test_nccl_bw over %d GPU(s) (collectives); %s; attention of %zu plan(s) (%s)\",\n",
+            g_reps == 1 ? " --quick (smoke test, not a calibration)" : "",
+            attention_only ? "the plans' attention kernels" : "GEMMs, attention, copy", nccl_gpus,
+            "GEMM m,n,k per group, simulator convention; tflops = 2mnk*groups/time", plan_paths.size(), attn_list);
+    if (hbm > 0) fprintf(js, " \"hbm_gb_per_s\": %.1f,\n", hbm);
+    fprintf(js, " \"gemms\": [");
     for (int c = 0; c < ncases; c++) {
         const GemmCase &g = cases[c];
         int cb = g.c_f32 ? (g.beta != 0 ? 8 : 4) : 2;
@@ -295,6 +473,8 @@ int main(int argc, char **argv) {
         fprintf(js, "%s\n  {\"seq\": %d, \"batch\": %d, \"heads\": %d, \"kv_heads\": %d, \"head_dim\": %d, "
                     "\"mask\": \"causal\", \"backend\": \"own\", \"fwd_tflops\": %.1f, \"bwd_tflops\": %.1f}",
                 a ? "," : "", SEQ, MBS, attn[a].heads, attn[a].kvh, HD, attn[a].fwd_tf, attn[a].bwd_tf);
+    for (size_t a = 0; a < plan_entries.size(); a++)
+        fprintf(js, "%s\n  %s", attn.size() + a ? "," : "", plan_entries[a].c_str());
     fprintf(js, "],\n");
     fprintf(js, " \"collectives\": [");
     int first = 1;
@@ -320,7 +500,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "test_calibrate: %s: cannot write\n", out_path);
         return 1;
     }
-    printf("test_calibrate: wrote %s\n", out_path);
+    printf("test_calibrate: wrote %s (%zu attention entries of the plans)\n", out_path, plan_entries.size());
     gemm_handle_destroy(&gh);
-    return 0;
+    if (attn_failed) printf("test_calibrate: %d attention kernel(s) or engine(s) failed (above)\n", attn_failed);
+    return attn_failed ? 1 : 0;
 }
