@@ -96,6 +96,11 @@ void workspace_free(StepEnv *env, Workspace *w)
 static size_t A(const StepEnv *env) { return (size_t)env->be->act_bytes; }
 static void *W(const StepEnv *env, int p) { return params_act(env->ps, p); }
 static float *G(const StepEnv *env, int p) { return params_grad(env->ps, p); }
+/* beta of a GEMM adding to p's gradient: 0 for the step's first contribution
+ * (params_zero_grads is lazy) */
+static float GB(const StepEnv *env, int p) { return params_grad_beta(env->ps, p); }
+/* p's gradient for a kernel that only adds (zeroed first when unset) */
+static float *GA(const StepEnv *env, int p) { return params_grad_accumulate(env->ps, p); }
 
 /* ---- sequence parallelism: the TP collectives around each block ----------- */
 
@@ -152,10 +157,10 @@ static void mlp_backward(StepEnv *env, int w13, int w2, int F, const void *in, c
     void *da = buf_get(env, &env->bwd.big2, (size_t)T * F * A(env));
     void *dh = buf_get(env, &env->bwd.big1, (size_t)T * 2 * F * A(env));
     be->gemm(be, da, false, dout, W(env, w2), T, F, h, 0, 0, 0.0f);
-    be->gemm(be, G(env, w2), true, dout, abuf->p, h, F, T, 1, 0, 1.0f);
+    be->gemm(be, G(env, w2), true, dout, abuf->p, h, F, T, 1, 0, GB(env, w2));
     be->swiglu_backward(be, dh, da, hbuf->p, T, F);
     be->gemm(be, din, false, dh, W(env, w13), T, h, 2 * F, 0, 0, beta);
-    be->gemm(be, G(env, w13), true, dh, in, 2 * F, h, T, 1, 0, 1.0f);
+    be->gemm(be, G(env, w13), true, dh, in, 2 * F, h, T, 1, 0, GB(env, w13));
 }
 
 /* ---- context parallelism: load-balanced ring attention --------------------
@@ -445,7 +450,7 @@ static void attention_backward(const Layer *y, LayerActs *s, void *dx)
     const void *xn1g = sp_gather(env, &env->bwd.gx, s->xn1.p);   /* again: not kept */
     if (!xn1g) { be->phase_end(be, PHASE_ATTENTION); return; }
     be->gemm(be, dO, false, dxg, W(env, y->wo), T, nd, h, 0, 0, 0.0f);
-    be->gemm(be, G(env, y->wo), true, dxg, s->o.p, h, nd, T, 1, 0, 1.0f);
+    be->gemm(be, G(env, y->wo), true, dxg, s->o.p, h, nd, T, 1, 0, GB(env, y->wo));
     size_t ko = (size_t)nd * A(env), vo = (size_t)(nd + d->gl * d->d) * A(env);
     if (d->cp > 1)
         cp_ring_backward(env, &env->bwd, dqkv, dO, qkv, s->o.p, s->lse.p);
@@ -455,9 +460,9 @@ static void attention_backward(const Layer *y, LayerActs *s, void *dx)
     be->rope(be, dqkv, env->pos.p, T, d->nl, d->d, w, LAYER_ROPE_THETA, true);
     be->rope(be, dqkv + ko, env->pos.p, T, d->gl, d->d, w, LAYER_ROPE_THETA, true);
     be->gemm(be, dpart, false, dqkv, W(env, y->wqkv), T, h, w, 0, 0, 0.0f);
-    be->gemm(be, G(env, y->wqkv), true, dqkv, xn1g, w, h, T, 1, 0, 1.0f);
+    be->gemm(be, G(env, y->wqkv), true, dqkv, xn1g, w, h, T, 1, 0, GB(env, y->wqkv));
     sp_scatter(env, dxn, dpart);                               /* mirror of the all-gather */
-    be->rmsnorm_backward(be, dtmp, G(env, y->attn_norm), dxn, s->x_in, W(env, y->attn_norm),
+    be->rmsnorm_backward(be, dtmp, GA(env, y->attn_norm), dxn, s->x_in, W(env, y->attn_norm),
                          s->rstd1.p, Ts, h);
     be->add_act(be, dx, dx, dtmp, (size_t)Ts * h);
     be->phase_end(be, PHASE_ATTENTION);
@@ -709,11 +714,11 @@ static void moe_backward(const Layer *y, MicroBatch *mb, LayerActs *s, const voi
     be->phase_begin(be, PHASE_MOE_COMPUTE);
     be->gather_rows(be, dY, dgath, sort_src, rows, h);
     be->grouped_gemm(be, da, false, dY, W(env, y->w2), dp->group_rows, d->El, 0, 0, Fl, h, 0, 0, 0.0f);
-    be->grouped_gemm(be, G(env, y->w2), true, dY, s->a.p, dp->group_rows, d->El, 1, h, Fl, 0, 1, 0, 1.0f);
+    be->grouped_gemm(be, G(env, y->w2), true, dY, s->a.p, dp->group_rows, d->El, 1, h, Fl, 0, 1, 0, GB(env, y->w2));
     be->swiglu_backward(be, dhh, da, s->h13.p, rows, Fl);
     void *dX = dY;
     be->grouped_gemm(be, dX, false, dhh, W(env, y->w13), dp->group_rows, d->El, 0, 0, h, 2 * Fl, 0, 0, 0.0f);
-    be->grouped_gemm(be, G(env, y->w13), true, dhh, s->X.p, dp->group_rows, d->El, 1, 2 * Fl, h, 0, 1, 0, 1.0f);
+    be->grouped_gemm(be, G(env, y->w13), true, dhh, s->X.p, dp->group_rows, d->El, 1, 2 * Fl, h, 0, 1, 0, GB(env, y->w13));
     if (etp > 1) be->zero(be, dgath, (size_t)etp * pad * h * a);   /* the padding rows */
     be->permute(be, dgath, dX, sort_src, rows, 1, h);
     be->phase_end(be, PHASE_MOE_COMPUTE);
@@ -736,7 +741,7 @@ static void moe_backward(const Layer *y, MicroBatch *mb, LayerActs *s, const voi
         be->aux_loss_backward(be, dlog, s->probs.p, s->gcoef.p, T, E, mb->dloss * (float)d->T * (float)d->cp);
     be->f32_to_act(be, dlog_a, dlog, (size_t)T * E);
     be->gemm(be, dxn2, false, dlog_a, W(env, y->router), T, h, E, 0, 0, 1.0f);
-    be->gemm(be, G(env, y->router), true, dlog_a, s->xn2.p, E, h, T, 1, 0, 1.0f);
+    be->gemm(be, G(env, y->router), true, dlog_a, s->xn2.p, E, h, T, 1, 0, GB(env, y->router));
     if (y->sh13 >= 0 && d->tp == 1) {
         mlp_backward(env, y->sh13, y->sh2, d->shared_ffn, s->xn2.p, dout, dxn2, &s->mlp_h,
                      &s->mlp_a, 1.0f);
@@ -808,7 +813,7 @@ static void mlp_block_backward(const Layer *y, MicroBatch *mb, LayerActs *s, voi
     }
     if (env->failed) return;
     be->phase_begin(be, PHASE_MOE_COMPUTE);
-    be->rmsnorm_backward(be, dtmp, G(env, y->mlp_norm), dxn, s->x_mid.p, W(env, y->mlp_norm),
+    be->rmsnorm_backward(be, dtmp, GA(env, y->mlp_norm), dxn, s->x_mid.p, W(env, y->mlp_norm),
                          s->rstd2.p, T, h);
     be->add_act(be, dx, dx, dtmp, (size_t)T * h);   /* T: the shard's tokens here */
     be->phase_end(be, PHASE_MOE_COMPUTE);
@@ -968,7 +973,7 @@ void embed_backward(StepEnv *env, int emb, MicroBatch *mb, const void *dx)
     Backend *be = env->be;
     const void *dg = sp_gather(env, &env->bwd.full, dx);
     if (!dg) return;
-    be->embedding_backward(be, G(env, emb), dg, mb->tokens.p, d->T, d->h);
+    be->embedding_backward(be, GA(env, emb), dg, mb->tokens.p, d->T, d->h);
 }
 
 void head_reserve(StepEnv *env, MicroBatch *mb)
@@ -1033,9 +1038,9 @@ void head_backward(StepEnv *env, int final_norm, int out, MicroBatch *mb, const 
     const void *xg = sp_gather(env, &env->bwd.gx, mb->xf.p);   /* again: not kept */
     if (!xg) return;
     be->gemm(be, part, false, mb->logits.p, W(env, out), T, h, Vl, 0, 0, 0.0f);
-    be->gemm(be, G(env, out), true, mb->logits.p, xg, Vl, h, T, 1, 0, 1.0f);
+    be->gemm(be, G(env, out), true, mb->logits.p, xg, Vl, h, T, 1, 0, GB(env, out));
     sp_scatter(env, dxf, part);
-    be->rmsnorm_backward(be, dx, G(env, final_norm), dxf, x, W(env, final_norm), mb->rstdf.p, Ts, h);
+    be->rmsnorm_backward(be, dx, GA(env, final_norm), dxf, x, W(env, final_norm), mb->rstdf.p, Ts, h);
 }
 
 /* ---- GQA with tp > g: KV groups replicated over tp / g ranks ------------------ */
@@ -1052,7 +1057,7 @@ void layer_sync_replicated_kv(const Layer *y)
     size_t rows = (size_t)d->d * d->h, n = 2 * (size_t)d->g * rows;
     float *buf = buf_get(env, &env->bwd.probs_g, n * 4);
     if (env->failed) return;
-    float *g = G(env, y->wqkv);
+    float *g = GA(env, y->wqkv);
     float *k = g + (size_t)d->nl * rows, *v = k + (size_t)d->gl * rows;
     float *ks = buf + (size_t)d->kvg0 * rows, *vs = buf + ((size_t)d->g + d->kvg0) * rows;
     be->zero(be, buf, n * 4);

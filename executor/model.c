@@ -557,7 +557,7 @@ void model_sync_grads(Model *m)
     if (m->tied) {
         Backend *be = m->be;
         size_t n = (size_t)m->env.dim.Vl * (size_t)m->env.dim.h;   /* this rank's vocabulary rows */
-        float *g = m->tied_param >= 0 ? params_grad(&m->ps, m->tied_param) : m->tied_zero;
+        float *g = m->tied_param >= 0 ? params_grad_accumulate(&m->ps, m->tied_param) : m->tied_zero;
         be->phase_begin(be, PHASE_GRAD_SYNC);
         if (m->tied_zero) be->zero(be, m->tied_zero, n * sizeof(float));
         be->all_reduce(be, g, n, DT_F32, GROUP_PP);
@@ -596,7 +596,7 @@ void model_param_global_index(const Model *m, int p, size_t i, int *uid, size_t 
 void model_param_grad_host(Model *m, int p, float *out)
 {
     params_wait_all(&m->ps);
-    m->be->download(m->be, out, params_grad(&m->ps, p), m->ps.params[p].n * sizeof(float));
+    m->be->download(m->be, out, params_grad_accumulate(&m->ps, p), m->ps.params[p].n * sizeof(float));
 }
 
 void model_gather_grads(Model *m) { params_wait_all(&m->ps); params_gather_grads(&m->ps); }

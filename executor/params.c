@@ -324,9 +324,35 @@ void params_free(ParamStore *ps)
 
 void params_zero_grads(ParamStore *ps)
 {
-    for (int ar = 0; ar < 2; ar++)
-        if (ps->arena[ar].full) ps->be->zero(ps->be, ps->arena[ar].grad, ps->arena[ar].full * sizeof(float));
-    /* (padding elements of a sharded arena are never written: they stay 0) */
+    for (int i = 0; i < ps->count; i++) ps->params[i].grad_unset = 1;
+    /* (padding elements of a sharded arena are never written: they stay 0
+     * from params_allocate; the all-gather of reduced gradients writes 0s) */
+}
+
+float params_grad_beta(ParamStore *ps, int p)
+{
+    if (!ps->params[p].grad_unset) return 1.0f;
+    ps->params[p].grad_unset = 0;
+    return 0.0f;
+}
+
+float *params_grad_accumulate(ParamStore *ps, int p)
+{
+    ParamInfo *q = &ps->params[p];
+    if (q->grad_unset) {
+        ps->be->zero(ps->be, params_grad(ps, p), q->n * sizeof(float));
+        q->grad_unset = 0;
+    }
+    return params_grad(ps, p);
+}
+
+void params_grads_settle(ParamStore *ps, int ar, size_t lo, size_t hi)
+{
+    for (int i = 0; i < ps->count; i++) {
+        ParamInfo *q = &ps->params[i];
+        if (q->grad_unset && q->expert == ar && q->offset < hi && q->offset + q->n > lo)
+            (void)params_grad_accumulate(ps, i);
+    }
 }
 
 /* For each group kind other than the arena's data-parallel group, each
@@ -381,6 +407,7 @@ static void start_bucket(ParamStore *ps, int k)
     b->launched = 1;
     if (!b->n) return;
     be->phase_begin(be, PHASE_GRAD_SYNC);
+    params_grads_settle(ps, b->arena, b->lo, b->lo + b->n);
     reduce_side_groups(ps, b->arena, b->lo, b->lo + b->n);
     if (!ps->overlap_grad) {   /* nothing to overlap: the blocking collective */
         if (r->shards > 1)

@@ -82,6 +82,8 @@ typedef struct {
     int layer;          /* the layer whose backward writes its gradient and whose
                          * forward reads it first: -1 embedding, 0..L-1 decoder
                          * layers, L final norm and output layer (buckets) */
+    int grad_unset;     /* its gradient holds last step's values: the step's first
+                         * contribution writes (params_grad_beta) or zeroes first */
 } ParamInfo;
 
 /* A gradient bucket (Megatron-Core's DDP buckets): a run of parameters
@@ -194,7 +196,22 @@ static inline void *params_act(const ParamStore *ps, int p)
            ps->params[p].offset * (size_t)ps->be->act_bytes;
 }
 
+/* Zero gradients, lazily (PyTorch's set_to_none, Megatron's zeroed grad
+ * buffer without its memset pass): every parameter is marked unset; its
+ * first contribution of the step overwrites (a GEMM with beta 0:
+ * params_grad_beta) or zeroes it first (params_grad_accumulate), and
+ * params_grads_settle zeroes the ones still unset before anything reads a
+ * range.  The memset of the whole arena (all of the gradient bytes, once
+ * per step) and the first GEMM's read of them are gone. */
 void params_zero_grads(ParamStore *ps);
+/* beta for a GEMM that adds parameter p's gradient: 0 for the step's first
+ * contribution (which then writes it), 1 after */
+float params_grad_beta(ParamStore *ps, int p);
+/* parameter p's gradient, zeroed first if unset, for kernels that only add */
+float *params_grad_accumulate(ParamStore *ps, int p);
+/* zeroes the still-unset gradients of arena ar inside elements [lo, hi)
+ * (the whole arena: lo 0, hi SIZE_MAX) and marks them set */
+void params_grads_settle(ParamStore *ps, int ar, size_t lo, size_t hi);
 /* sums every gradient over its reduce_groups (the table drives it); for a
  * sharded arena the data-parallel sum is a reduce-scatter in place (each
  * member's part of each bucket holds its sum) */
