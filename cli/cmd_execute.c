@@ -341,6 +341,28 @@ static void pick_cluster(ExecuteArgs *x, const char *device) {
     }
 }
 
+/* The executor's memory inventory for its backend and attention
+ * (simulator/exec_memory.c): the CPU backend; on the GPU the own attention
+ * kernel when asked or when it ran ("own"), else cuDNN (the default). */
+static SimExecBackend exec_memory_backend(const ExecuteArgs *x, const char *attention_ran) {
+    if (x->opt.backend != EXEC_BACKEND_CUDA) return SIM_EXEC_CPU;
+    if (attention_ran && attention_ran[0]) return strncmp(attention_ran, "cudnn", 5) ? SIM_EXEC_CUDA_OWN_ATTENTION : SIM_EXEC_CUDA_CUDNN_ATTENTION;
+    return x->opt.attention == EXEC_ATTENTION_OWN ? SIM_EXEC_CUDA_OWN_ATTENTION : SIM_EXEC_CUDA_CUDNN_ATTENTION;
+}
+
+/* The memory beside the measurement is the executor's: its activations,
+ * communication buffers and workspaces in place of Megatron-LM's
+ * activations (simulate_use_executor_memory) for the plan as run. */
+static int use_executor_memory(const ExecuteArgs *x, SimExecBackend be, SimResult *r, MpError *err) {
+    Plan *tp = malloc(sizeof *tp);
+    if (!tp) return mp_fail(err, "execute: out of memory");
+    *tp = x->plan;
+    measure_truncated_model(&x->plan.model, x->opt.layers, &tp->model);
+    int rc = simulate_use_executor_memory(tp, be, r, err);
+    free(tp);
+    return rc;
+}
+
 /* simulate_step on the plan truncated to the run's layers, from defaults
  * (res) and, with --calibration, from the calibration file (res_cal). */
 static int predict(ExecuteArgs *x, SimResult *res, SimResult *res_cal, MpError *err) {
@@ -369,6 +391,9 @@ static int predict(ExecuteArgs *x, SimResult *res, SimResult *res_cal, MpError *
     so.events = NULL;
     if (rc == 0 && x->cal) rc = simulate_step(tp, x->cal, &so, res_cal, err);
     free(tp);
+    SimExecBackend mb = exec_memory_backend(x, NULL);
+    if (rc == 0) rc = use_executor_memory(x, mb, res, err);
+    if (rc == 0 && x->cal) rc = use_executor_memory(x, mb, res_cal, err);
     return rc;
 }
 
@@ -380,11 +405,26 @@ static void fit_message(const ExecuteArgs *x, const SimResult *r, MpError *err) 
     const double gib = 1073741824.0;
     mp_fail(err,
             "plan does not fit: pipeline stage %d needs %.1f GiB per GPU (weights %.1f, gradients %.1f, optimizer "
-            "%.1f, activations %.1f) but %s has %.1f GiB usable (HBM %.1f minus reserve %.1f); use more GPUs, a "
-            "larger --ep, or fewer --layers",
+            "%.1f, activations %.1f, communication buffers %.1f, workspaces %.1f) but %s has %.1f GiB usable (HBM "
+            "%.1f minus reserve %.1f); use more GPUs, a larger --ep, or fewer --layers",
             worst, m->total / gib, m->weights / gib, m->gradients / gib, m->optimizer / gib, m->activations / gib,
+            m->communication / gib, m->workspace / gib,
             x->plan.cluster.gpu_name, r->memory_capacity_bytes / gib, x->plan.cluster.hbm_bytes / gib,
             x->plan.train.memory_reserve_bytes / gib);
+}
+
+/* --check: the predicted memory of the stage with the most (MiB), the
+ * categories `execute` prints beside its measurement */
+static void print_memory_prediction(const SimResult *r) {
+    int worst = 0;
+    for (int s = 1; s < r->num_stages; s++)
+        if (r->stage_memory[s].total > r->stage_memory[worst].total) worst = s;
+    const SimStageMemory *m = &r->stage_memory[worst];
+    const double mib = 1048576.0;
+    printf("predicted memory per GPU (stage %d, MiB): %.3f = weights %.3f + gradients %.3f + optimizer state %.3f + "
+           "activations %.3f + communication buffers %.3f + workspaces %.3f\n",
+           worst, m->total / mib, m->weights / mib, m->gradients / mib, m->optimizer / mib, m->activations / mib,
+           m->communication / mib, m->workspace / mib);
 }
 
 /* Output files named by options; kept in one place for the safe writer that
@@ -502,7 +542,7 @@ static int rank_fail(CommsContext *c, int rank, const MpError *err) {
     _exit(1);   /* skip NCCL/MPI teardown that could wait on the failed collective */
 }
 
-static int run_rank(ExecuteArgs *x, const LaunchEnv *env, const SimResult *pred, const SimResult *pred_cal,
+static int run_rank(ExecuteArgs *x, const LaunchEnv *env, SimResult *pred, SimResult *pred_cal,
                     const char *device) {
     MpError err = {{0}};
     CommsContext cc;
@@ -536,6 +576,12 @@ static int run_rank(ExecuteArgs *x, const LaunchEnv *env, const SimResult *pred,
     stats.peak_memory_bytes = v[7];
 
     int status = 0;
+    /* the attention that ran sets the GPU scratch (auto: the own kernel
+     * when cuDNN did not load) */
+    SimExecBackend mb = exec_memory_backend(x, stats.attention);
+    if (mb != exec_memory_backend(x, NULL) &&
+        (use_executor_memory(x, mb, pred, &err) || (pred_cal && use_executor_memory(x, mb, pred_cal, &err))))
+        return rank_fail(&cc, rank, &err);
     if (rank == 0) {
         Measurement m;
         measure_compute(&x->plan, x->opt.layers, cc.pub.world_size, &stats, pred, &m);
@@ -630,6 +676,7 @@ int cmd_execute(int argc, char **argv) {
             printf("plan fits: %.1f of %.1f GiB per GPU; predicted step %.1f ms, MFU %.1f%% (megatron), %.1f%% (legacy)\n",
                    pred->peak_memory_bytes / 1073741824.0, pred->memory_capacity_bytes / 1073741824.0,
                    pred->step_time_s * 1e3, 100 * pred->mfu_megatron, 100 * pred->mfu_legacy);
+        if (env.rank == 0) print_memory_prediction(pred);
         if (env.rank == 0 && x->cal)
             printf("calibrated (%s): predicted step %.1f ms, MFU %.1f%% (megatron), %.1f%% (legacy)\n",
                    x->calibration_path, pred_cal->step_time_s * 1e3, 100 * pred_cal->mfu_megatron,

@@ -85,4 +85,11 @@ static inline int schedule_p2p_boundary(const PipeSchedule *s, int r, int idx) {
 /* Chunks whose activations rank r holds at its peak: W + 1, at most m*vpp. */
 int schedule_inflight(const PipeSchedule *s, int rank);
 
+/* Micro-batch contexts chunk c of rank r needs: the most of its
+ * micro-batches whose forward ran and whose backward did not, along the
+ * rank's operation order (at least 1).  The executor keeps that many
+ * (executor/model.c); the executor's memory inventory counts them
+ * (simulator/exec_memory.c). */
+int schedule_chunk_contexts(const PipeSchedule *s, int r, int c);
+
 #endif

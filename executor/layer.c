@@ -889,10 +889,12 @@ void layer_reserve(const Layer *y, MicroBatch *mb)
             if (ws2[i]->gx.cap < Tf * h * a) buf_get(env, &ws2[i]->gx, Tf * h * a);
         }
         if (d->tp > d->g) buf_get(env, &bw->probs_g, 2 * (size_t)d->g * d->d * h * 4);  /* KV replicas */
-        if (y->moe) {   /* the aux loss (its coefficient is set after creation) */
-            buf_get(env, &fw->probs_g, Tf * E * 4);
-            buf_get(env, &fw->idx_g, Tf * k * 4);
-        }
+    }
+    if ((d->tp > 1 || d->cp > 1) && y->moe) {
+        /* the aux loss over the micro-batch's T * cp tokens (its coefficient
+         * is set after creation), the sizes moe_forward asks */
+        buf_get(env, &fw->probs_g, Tf * (size_t)d->cp * E * 4);
+        buf_get(env, &fw->idx_g, Tf * (size_t)d->cp * k * 4);
     }
     /* MLP block */
     buf_get(env, &s->xn2, T * h * a);
@@ -903,16 +905,12 @@ void layer_reserve(const Layer *y, MicroBatch *mb)
         buf_get(env, &s->mlp_h, Tf * 2 * (size_t)F * a);
         buf_get(env, &s->mlp_a, Tf * (size_t)F * a);
     }
-    if (!y->moe) {
-        if (bw->big1.cap < Tf * 2 * (size_t)F * a) buf_get(env, &bw->big1, Tf * 2 * (size_t)F * a);
-        if (bw->big2.cap < Tf * (size_t)F * a) buf_get(env, &bw->big2, Tf * (size_t)F * a);
-        return;
-    }
+    /* the backward's MLP gradients big1, big2: layer_mlp_grad_bytes, reserved
+     * once for the rank's largest layer (model.c) */
+    if (!y->moe) return;
     int send_rows, pad, rows;
     expected_rows(env, &send_rows, &pad, &rows);
     size_t Fl = (size_t)d->Fl, sr = (size_t)send_rows, pr = (size_t)pad, r = (size_t)rows;
-    size_t big1 = (r > Tf ? r : Tf) * 2 * (Fl > (size_t)F ? Fl : (size_t)F) * a;
-    size_t big2 = (r > Tf ? r : Tf) * (Fl > (size_t)F ? Fl : (size_t)F) * a;
     buf_get(env, &fw->logits_f, T * E * 4);
     buf_get(env, &s->probs, T * E * 4);
     buf_get(env, &s->topk_idx, T * k * 4);
@@ -934,10 +932,24 @@ void layer_reserve(const Layer *y, MicroBatch *mb)
         if (ws[i]->Y.cap < r * h * a) buf_get(env, &ws[i]->Y, r * h * a);
     }
     buf_get(env, &bw->prob, T * k * 4);
-    if (bw->big1.cap < big1) buf_get(env, &bw->big1, big1);
-    if (bw->big2.cap < big2) buf_get(env, &bw->big2, big2);
     buf_get(env, &bw->logits_f, T * E * 4);
     buf_get(env, &bw->logits_a, T * E * a);
+}
+
+void layer_mlp_grad_bytes(const Layer *y, size_t *big1, size_t *big2)
+{
+    const StepEnv *env = y->env;
+    const ModelDims *d = &env->dim;
+    size_t a = A(env), Tf = (size_t)d->T;
+    size_t F = (size_t)(y->moe ? d->sffl : d->dffl), r = Tf, f = F;
+    if (y->moe) {
+        int send_rows, pad, rows;
+        expected_rows(env, &send_rows, &pad, &rows);
+        if ((size_t)rows > r) r = (size_t)rows;
+        if ((size_t)d->Fl > f) f = (size_t)d->Fl;
+    }
+    *big1 = r * 2 * f * a;
+    *big2 = r * f * a;
 }
 
 /* ---- the vocabulary-parallel ends: embedding, output layer, loss ------------ */

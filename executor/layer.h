@@ -159,6 +159,12 @@ void workspace_free(StepEnv *env, Workspace *w);
  * sizes of a balanced (or capacity-bounded) dispatcher, so that the device
  * allocations happen before the first step (pool.h). */
 void layer_reserve(const Layer *y, MicroBatch *mb);
+/* The backward's MLP gradient workspaces (Workspace.big1 [r, 2f], big2
+ * [r, f]) that layer y needs: a dense layer r = T, f = its FFN columns; a
+ * MoE layer r = max(expert rows, T), f = max(Fl, shared FFN columns).  The
+ * model reserves the largest of its layers' once, so that no buffer grows
+ * (and leaves a freed block behind) while the step's buffers are sized. */
+void layer_mlp_grad_bytes(const Layer *y, size_t *big1, size_t *big2);
 
 void layer_forward(const Layer *y, MicroBatch *mb, const void *in, void *out);
 void layer_backward(const Layer *y, MicroBatch *mb, void *dx);

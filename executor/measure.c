@@ -55,18 +55,17 @@ void measure_prediction(const SimResult *r, MeasurePrediction *out) {
     snprintf(out->dominant, sizeof out->dominant, "%s", r->dominant);
     out->breakdown = r->breakdown;
     out->critical_stage = r->critical_stage;
-    int worst = 0;
-    for (int st = 1; st < r->num_stages && st < SIM_MAX_STAGES; st++)
-        if (r->stage_memory[st].total > r->stage_memory[worst].total) worst = st;
-    if (r->num_stages > 0) {
-        const SimStageMemory *sm = &r->stage_memory[worst];
-        out->mem_total = sm->total;
-        out->mem_bytes[0] = sm->weights;
-        out->mem_bytes[1] = sm->gradients;
-        out->mem_bytes[2] = sm->optimizer;
-        out->mem_bytes[3] = sm->activations;
-        out->mem_bytes[4] = 0;   /* communication buffers: not in the model */
-        out->mem_bytes[5] = 0;   /* workspaces: not in the model */
+    /* as measured (cmd_execute.c: each category's maximum over the
+     * ranks, and the largest rank's peak): each category's maximum over
+     * the stages, and the largest stage's total (equal to the sum of the
+     * categories without a pipeline) */
+    for (int st = 0; st < r->num_stages && st < SIM_MAX_STAGES; st++) {
+        const SimStageMemory *sm = &r->stage_memory[st];
+        const double v[EXEC_MEM_CATEGORIES] = {sm->weights, sm->gradients, sm->optimizer, sm->activations,
+                                               sm->communication, sm->workspace};
+        if (sm->total > out->mem_total) out->mem_total = sm->total;
+        for (int k = 0; k < EXEC_MEM_CATEGORIES; k++)
+            if (v[k] > out->mem_bytes[k]) out->mem_bytes[k] = v[k];
     }
 }
 

@@ -210,19 +210,11 @@ static void add_layer(Model *m, int l, int tp, int tp_rank)
 #undef NAME
 }
 
-/* the micro-batch contexts chunk c needs: the most of its micro-batches
- * whose forward ran and backward did not, along this rank's schedule */
+/* the micro-batch contexts chunk c needs (core/schedule.h) */
 static int chunk_contexts(const Model *m, int c)
 {
     PipeSchedule sc = {m->pp, m->vpp, m->micro_batches};
-    int cur = 0, most = 0;
-    for (int i = 0; i < schedule_num_ops(&sc); i++) {
-        PipeOp op = schedule_op(&sc, m->stage, i);
-        if (op.chunk != c) continue;
-        cur += op.forward ? 1 : -1;
-        if (cur > most) most = cur;
-    }
-    return most > 0 ? most : 1;
+    return schedule_chunk_contexts(&sc, m->stage, c);
 }
 
 int model_create(const Plan *plan, int layers, uint64_t seed, Backend *be, Model **out,
@@ -370,7 +362,18 @@ int model_create(const Plan *plan, int layers, uint64_t seed, Backend *be, Model
                 return mp_fail(err, "executor: out of host memory");
             }
     }
-    /* every buffer of the step, before the first step (pool.h) */
+    /* every buffer of the step, before the first step (pool.h); first the
+     * backward's MLP gradients at the largest of the rank's layers */
+    size_t big1 = 0, big2 = 0;
+    for (int k = 0; k < vpp; k++)
+        for (int l = m->chunk[k].l0; l < m->chunk[k].l1; l++) {
+            size_t b1, b2;
+            layer_mlp_grad_bytes(&m->layers[l], &b1, &b2);
+            if (b1 > big1) big1 = b1;
+            if (b2 > big2) big2 = b2;
+        }
+    if (big1) buf_get(env, &env->bwd.big1, big1);
+    if (big2) buf_get(env, &env->bwd.big2, big2);
     for (int k = 0; k < vpp; k++)
         for (int i = 0; i < m->nslots[k]; i++) chunk_reserve(&m->chunk[k], &m->slot[k][i]);
     if (env->failed) {

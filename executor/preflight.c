@@ -3,6 +3,7 @@
 #include "executor/layer.h"
 
 #include "core/schedule.h"
+#include "simulator/simulate.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -224,53 +225,53 @@ int preflight_output_path(const char *path, const char *flag, MpError *err) {
     return rc;
 }
 
-/* Element counts follow the buffers of executor/model.c (float32 on the CPU
- * backend, so 4 bytes each), balanced routing: T = mbs * seq tokens of a
- * micro-batch, each rank's local experts receive rows = T * k * ETP rows
- * (T * k from its EP group, gathered over ETP). */
+/* Parameters counted here (float32 on the CPU backend: master = working
+ * copy, gradient, Adam m and v, 16 bytes each); the step's buffers from the
+ * executor's inventory (simulator/exec_memory.c). */
 void preflight_cpu_memory(const Plan *p, int layers, size_t data_ids, CpuMemoryEstimate *out) {
     const ModelSpec *s = &p->model;
     const Mapping *m = &p->map;
-    double L = layers > 0 && layers < s->num_layers ? layers : s->num_layers;
-    /* a pipeline: the largest stage's layers, with the activations of the
-     * micro-batch chunks stage 0 keeps in flight (core/schedule.h) */
-    double inflight = 1;
+    double L = layers > 0 && layers < s->num_layers ? layers : s->num_layers, Lrun = L;
+    /* a pipeline: the parameters of the largest stage's layers */
     if (m->pp > 1) {
         Plan q = *p;
         q.model.num_layers = (int)L;
-        int most = 0, vpp = m->vpp > 0 ? m->vpp : 1;
+        int most = 0;
         for (int r = 0; r < m->pp; r++)
             if (plan_stage_layers(&q, r) > most) most = plan_stage_layers(&q, r);
         L = most;
-        int dp = m->dp > 0 ? m->dp : 1, mbs = p->train.micro_batch > 0 ? p->train.micro_batch : 1;
-        PipeSchedule sc = {m->pp, vpp, p->train.global_batch / (mbs * dp) > 0 ? p->train.global_batch / (mbs * dp) : 1};
-        inflight = (double)schedule_inflight(&sc, 0) / vpp;
     }
     double Ld = s->num_dense_layers < L ? s->num_dense_layers : L, Lm = L - Ld;
     double h = s->hidden, n = s->num_heads, g = s->num_kv_groups, d = s->head_dim, V = s->vocab;
-    double E = s->num_experts, k = s->top_k, F = s->dense_ffn, Fsh = s->shared_ffn;
+    double E = s->num_experts, F = s->dense_ffn, Fsh = s->shared_ffn;
     double ep = m->ep > 0 ? m->ep : 1, etp = m->etp > 0 ? m->etp : 1;
     double El = E / ep, Fl = s->expert_ffn / etp, qkvw = (n + 2 * g) * d;
-    double T = (double)p->train.micro_batch * p->train.seq_len, rows = T * k * etp;
     /* parameters: embedding, final norm, output; per layer two norms, QKV, output projection, then the
      * router, shared expert and local experts (MoE) or the dense MLP */
     double dense = V * h + h + (s->tied_embeddings ? 0 : V * h) + L * (2 * h + qkvw * h + h * n * d) +
                    Lm * (E * h + 3 * Fsh * h) + Ld * 3 * F * h;
     double expert = Lm * El * 3 * Fl * h;
     out->params = 16.0 * (dense + expert);   /* master (= working copy on the CPU), gradient, Adam m and v */
-    /* saved per layer: xn1, rstd1, qkv, o, lse, x_mid, xn2, rstd2; MoE: probs, top-k ids and probabilities,
-     * row maps, gathered rows X, gate|up and activation, returned rows, shared expert; dense MLP */
-    double attn = T * (h + 1 + qkvw + n * d + n + h + h + 1);
-    double moe = T * E + 3 * T * k + rows + rows * h + rows * 3 * Fl + T * k * h + E + T * 3 * Fsh;
-    double mlp = T * 3 * F;
-    double saved = inflight * (L * attn + Lm * moe + Ld * mlp + (L + 1) * T * h);
-    /* temporaries shared by the layers, and the output layer */
-    double big = rows * 2 * Fl > T * 2 * F ? rows * 2 * Fl : T * 2 * F;
-    double temp = T * k * h + 3 * rows * h + 1.5 * big + 5 * T * h + T * qkvw + T * n * d + 2 * T * E + T * k +
-                  T * (h + 1 + V + 1 + 3);
-    /* a buffer that outgrows its first size takes 1/8 slack (layer.c
-     * buf_get): counted on every buffer, an upper bound */
-    out->activations = 4.0 * 1.125 * (saved + temp);
+    /* activations, communication buffers and workspaces: the executor's
+     * inventory (simulator/exec_memory.c, fp32) of the stage with the most;
+     * a dropless dispatcher's buffers grow with the routing's imbalance
+     * (1/8 slack each time, layer.c buf_get): 1/8 on everything, an upper
+     * bound for ordinary imbalance */
+    Plan *q = malloc(sizeof *q);
+    double most = 0;
+    if (q) {
+        *q = *p;
+        q->model.num_layers = (int)Lrun;
+        for (int r = 0; r < (m->pp > 1 ? m->pp : 1); r++) {
+            SimStageMemory sm;
+            MpError err;
+            if (simulate_executor_memory(q, SIM_EXEC_CPU, r, &sm, &err)) continue;
+            double b = sm.activations + sm.communication + sm.workspace;
+            if (b > most) most = b;
+        }
+        free(q);
+    }
+    out->activations = 1.125 * most;
     out->data = 4.0 * (double)data_ids;
     out->base = PREFLIGHT_CPU_BASE_BYTES;
     out->total = out->params + out->activations + out->data + out->base;

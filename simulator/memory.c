@@ -137,5 +137,6 @@ void memory_stage(const SimCtx *x, const StageMemInput *in, SimStageMemory *out)
         break;
     }
     out->activations = in->inflight * in->act_per_chunk + in->act_extra;
+    out->communication = out->workspace = 0;   /* not in Megatron's model (docs/simulator.md) */
     out->total = out->weights + out->gradients + out->optimizer + out->activations;
 }

@@ -27,8 +27,14 @@ typedef struct {
     double optimizer;           /* optimizer step */
 } SimBreakdown;
 
+/* Bytes per GPU of one pipeline stage.  communication and workspace are 0
+ * in simulate_step (Megatron-LM's memory model, simulator/memory.c, has
+ * no such term; docs/simulator.md says why); simulate_use_executor_memory
+ * fills them with the executor's own buffers. */
 typedef struct {
-    double weights, gradients, optimizer, activations, total; /* bytes */
+    double weights, gradients, optimizer, activations; /* bytes */
+    double communication, workspace;                  /* bytes */
+    double total;                                      /* bytes: the sum */
 } SimStageMemory;
 
 typedef struct {
@@ -92,5 +98,26 @@ int simulate_layer_times(const Plan *plan, const Calibration *cal, double *layer
  * be NULL.  Returns -1 with err set for an unknown op or impossible sizes. */
 int simulate_collective_time(const Cluster *c, const Calibration *cal, const char *op, int group_size, int nodes,
                              double bytes, double *seconds, MpError *err);
+
+/* The executor's memory inventory (simulator/exec_memory.c): what `moeplan
+ * execute` allocates on pipeline rank `stage` for activations,
+ * communication buffers and workspaces, buffer by buffer (the balanced
+ * dispatcher), for the plan as run (the model already truncated to the run's
+ * layers).  be: the backend, which sets the element size (CPU fp32, CUDA
+ * bf16) and the scratch (the CPU's fused cross-entropy, the CUDA attention
+ * core's own kernel or cuDNN).  Fills activations, communication and
+ * workspace (bytes); the rest of out is 0. */
+typedef enum {
+    SIM_EXEC_CPU = 0,
+    SIM_EXEC_CUDA_OWN_ATTENTION,
+    SIM_EXEC_CUDA_CUDNN_ATTENTION,
+} SimExecBackend;
+int simulate_executor_memory(const Plan *plan, SimExecBackend be, int stage, SimStageMemory *out, MpError *err);
+
+/* The prediction beside `execute`: each stage of r (from simulate_step on
+ * the same plan) takes the executor's activations, communication buffers
+ * and workspaces in place of Megatron's activations; total,
+ * peak_memory_bytes and fits follow. */
+int simulate_use_executor_memory(const Plan *plan, SimExecBackend be, SimResult *r, MpError *err);
 
 #endif
