@@ -229,14 +229,18 @@ int simulate_executor_memory(const Plan *plan, SimExecBackend be, int stage, Sim
 
     /* communication buffers (layer.c buf_category):
      *   the dispatcher's send [send, h] and receive [pad, h] act, one each
-     *   per direction, and the ETP gather [ETP pad, h] act per direction;
+     *   per direction (no receive buffer with EP 1 and ETP 1: the experts
+     *   read the send buffer, layer.c moe_forward), and the ETP gather
+     *   [ETP pad, h] act per direction;
      *   the vocabulary-parallel loss statistics [T, 3] and [TP, T, 3] f32
      *   (last stage, TP > 1); the CP ring's K|V held and arriving [T, 2 gl
      *   d] act (forward 2, backward 2 and the 2 travelling dK|dV); the
      *   tied embedding's f32 [Vl, h] zeros on a middle stage (model.c) */
     bool last_rank = stage == pp - 1, first_rank = stage == 0;
     if (any_moe) {
-        double dir = G(x.send * x.h * a) + G(x.pad * x.h * a) + (x.etp > 1 ? G(x.etp * x.pad * x.h * a) : 0);
+        bool local = x.ep == 1 && x.etp == 1;
+        double dir = G(x.send * x.h * a) + (local ? 0 : G(x.pad * x.h * a)) +
+                     (x.etp > 1 ? G(x.etp * x.pad * x.h * a) : 0);
         out->communication += 2 * dir;
     }
     if (last_rank && x.tp > 1) out->communication += G(x.T * 3 * 4) + G(x.tp * x.T * 3 * 4);
