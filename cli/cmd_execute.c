@@ -83,9 +83,10 @@ static const char *usage_text =
     "  --aux-loss-coeff C               load-balancing loss coefficient (default 1e-2; 0 = off)\n"
     "  --attention own|cudnn            GPU attention: cuDNN's fused flash attention (default when\n"
     "                                   libcudnn 9 loads; else the own kernel, said in one line) or the own kernel\n"
-    "  --expert-gemm auto|loop|batched  GPU expert GEMMs: one cuBLAS call per expert (loop), one grouped\n"
-    "                                   batched call per GEMM (batched), or batched from 16 experts per\n"
-    "                                   GPU on (auto, default)\n"
+    "  --expert-gemm auto|loop|batched|padded\n"
+    "                                   GPU expert GEMMs: one cuBLAS call per expert (loop), one grouped\n"
+    "                                   batched call (batched), experts padded to equal rows and one\n"
+    "                                   strided-batched call (padded); auto: padded from 16 experts per GPU\n"
     "  --collective-timeout S           end the job when one collective has not completed after S\n"
     "                                   seconds (default 40; a dead or hung peer rank)\n"
     "  --calibration FILE               also predict with a calibration file measured on this machine\n"
@@ -225,9 +226,11 @@ static int parse_args(int argc, char **argv, ExecuteArgs *x, MpError *err) {
     if (v) {
         if (!strcmp(v, "loop")) x->opt.expert_gemm = EXEC_EXPERT_GEMM_LOOP;
         else if (!strcmp(v, "batched")) x->opt.expert_gemm = EXEC_EXPERT_GEMM_BATCHED;
+        else if (!strcmp(v, "padded")) x->opt.expert_gemm = EXEC_EXPERT_GEMM_PADDED;
         else if (!strcmp(v, "auto")) x->opt.expert_gemm = EXEC_EXPERT_GEMM_AUTO;
-        else return mp_fail(err, "--expert-gemm: '%s' is not auto, loop or batched", v);
-        if (x->opt.backend != EXEC_BACKEND_CUDA) return mp_fail(err, "--expert-gemm: %s needs --backend cuda", v);
+        else return mp_fail(err, "--expert-gemm: '%s' is not auto, loop, batched or padded", v);
+        if (x->opt.backend != EXEC_BACKEND_CUDA && x->opt.expert_gemm == EXEC_EXPERT_GEMM_BATCHED)
+            return mp_fail(err, "--expert-gemm: %s needs --backend cuda", v);
     }
     if (args_value(&a, "--op-profile", &x->op_profile_path, err)) return -1;
     if (x->op_profile_path) {
@@ -592,6 +595,8 @@ static int run_rank(ExecuteArgs *x, const LaunchEnv *env, SimResult *pred, SimRe
         snprintf(m.backend, sizeof m.backend, "%s", x->opt.backend == EXEC_BACKEND_CUDA ? "cuda" : "cpu");
         snprintf(m.attention, sizeof m.attention, "%s", stats.attention);
         snprintf(m.expert_gemm, sizeof m.expert_gemm, "%s", stats.expert_gemm);
+        m.dispatches = stats.dispatches;
+        m.padded_dispatches = stats.padded_dispatches;
         snprintf(m.launcher, sizeof m.launcher, "%s", launch_source_name(env->source));
         snprintf(m.device, sizeof m.device, "%.63s", device);
         m.seed = (unsigned long long)x->opt.seed;

@@ -412,13 +412,13 @@ static void cu_grouped_gemm(Backend *b, void *C, bool c_f32, const void *A, cons
 static void cu_expert_gemm_name(Backend *b, char *out, size_t cap)
 {
     const GemmHandle *h = &I(b)->gemm;
-    if (h->batched_unsupported)
-        snprintf(out, cap, "cublas loop (no grouped batched)");
-    else if (h->grouped_impl == GROUPED_AUTO)
-        snprintf(out, cap, "cublas %s", h->batched_calls && h->loop_calls ? "loop + grouped batched"
-                                         : h->batched_calls ? "grouped batched" : "loop");
+    if (h->grouped_impl == GROUPED_BATCHED)
+        snprintf(out, cap, "cublas %s", h->batched_unsupported ? "loop (no grouped batched)" : "grouped batched");
+    else if (h->grouped_impl == GROUPED_STRIDED)
+        snprintf(out, cap, "cublas %s", h->strided_calls && h->loop_calls ? "strided batched + loop"
+                                         : h->strided_calls ? "strided batched" : "loop");
     else
-        snprintf(out, cap, "cublas %s", h->grouped_impl == GROUPED_BATCHED ? "grouped batched" : "loop");
+        snprintf(out, cap, "cublas loop");
 }
 
 /* ---- layers ---- */
@@ -1304,7 +1304,9 @@ extern "C" int backend_cuda_create(const ExecComms *comms, ExecAttention attenti
     if (ok) {
         ok = ks_ok(b, gemm_handle_init(&c->gemm), "create: cuBLAS");
         c->gemm_ready = 1;   /* destroy releases whatever init created */
-        c->gemm.grouped_impl = (GroupedImpl)expert_gemm;
+        c->gemm.grouped_impl = expert_gemm == EXEC_EXPERT_GEMM_LOOP      ? GROUPED_LOOP
+                               : expert_gemm == EXEC_EXPERT_GEMM_BATCHED ? GROUPED_BATCHED
+                                                                         : GROUPED_STRIDED;
         b->expert_gemm_name = cu_expert_gemm_name;
     }
     if (ok) {

@@ -30,7 +30,8 @@ int dispatch_plan_init(DispatchPlan *p, int T, int k, int E, int ep, int etp,
     p->send_counts = calloc((size_t)ep * 4, sizeof(size_t));
     p->recv_expert_rows = calloc((size_t)etp * E, sizeof(int32_t));
     p->group_rows = calloc((size_t)p->El, sizeof(int32_t));
-    p->sort_src = malloc(sizeof(int32_t) * (size_t)(max_rows > 0 ? max_rows : 1));
+    p->sort_cap = max_rows > 0 ? max_rows : 1;
+    p->sort_src = malloc(sizeof(int32_t) * (size_t)p->sort_cap);
     if (!p->row_of || !p->expert_rows || !p->send_counts || !p->recv_expert_rows ||
         !p->group_rows || !p->sort_src) {
         dispatch_plan_free(p);
@@ -96,7 +97,7 @@ void dispatch_plan_counts(DispatchPlan *p, const int32_t *kept_rows)
     }
 }
 
-void dispatch_plan_finish(DispatchPlan *p, int etp_rank)
+int dispatch_plan_finish(DispatchPlan *p, int etp_rank, int pad_groups)
 {
     int ep = p->ep, El = p->El, etp = p->etp;
     const int32_t *c = p->recv_expert_rows;   /* [etp][ep][El] */
@@ -134,4 +135,31 @@ void dispatch_plan_finish(DispatchPlan *p, int etp_rank)
         }
         p->group_rows[e] = p->rows - before;
     }
+    p->real_rows = p->rows;
+    p->padded = 0;
+    if (!pad_groups || El < 2 || p->rows == 0) return 0;
+    int most = 0;
+    for (int e = 0; e < El; e++) if (p->group_rows[e] > most) most = p->group_rows[e];
+    most = (most + DISPATCH_PAD_ALIGN - 1) / DISPATCH_PAD_ALIGN * DISPATCH_PAD_ALIGN;
+    long padded = (long)El * most;
+    if ((padded - p->rows) * DISPATCH_PAD_WASTE > p->rows) return 0;
+    if (padded > p->sort_cap) {
+        int32_t *grown = realloc(p->sort_src, sizeof(int32_t) * (size_t)padded);
+        if (!grown) return -1;
+        p->sort_src = grown;
+        p->sort_cap = (int)padded;
+    }
+    /* spread the groups from the back so no entry is overwritten before it moves */
+    int end = p->rows;
+    for (int e = El - 1; e >= 0; e--) {
+        int n = p->group_rows[e];
+        end -= n;
+        int32_t *dst = p->sort_src + (size_t)e * most;
+        memmove(dst, p->sort_src + end, sizeof(int32_t) * (size_t)n);
+        for (int i = n; i < most; i++) dst[i] = -1;
+        p->group_rows[e] = most;
+    }
+    p->rows = (int)padded;
+    p->padded = 1;
+    return 0;
 }

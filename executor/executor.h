@@ -47,11 +47,25 @@ typedef enum { EXEC_BACKEND_CPU = 0, EXEC_BACKEND_CUDA = 1 } ExecBackendKind;
  * OWN = kernels/attention.cu; CUDNN = cuDNN or fail.  Values match AttnImpl. */
 typedef enum { EXEC_ATTENTION_AUTO = 0, EXEC_ATTENTION_OWN = 1, EXEC_ATTENTION_CUDNN = 2 } ExecAttention;
 
-/* How the CUDA backend runs the experts' grouped GEMMs (kernels/gemm.h
- * GroupedImpl): AUTO = one cublasGemmGroupedBatchedEx call where a layer has
- * many small experts (GROUPED_AUTO_MIN_GROUPS), else one cuBLAS call per
- * expert; LOOP and BATCHED force one of the two.  Values match GroupedImpl. */
-typedef enum { EXEC_EXPERT_GEMM_LOOP = 0, EXEC_EXPERT_GEMM_BATCHED = 1, EXEC_EXPERT_GEMM_AUTO = 2 } ExecExpertGemm;
+/* How the experts' grouped GEMMs run (kernels/gemm.h GroupedImpl):
+ *   LOOP     one cuBLAS call per local expert;
+ *   BATCHED  one cublasGemmGroupedBatchedEx call per GEMM;
+ *   PADDED   every expert's rows padded with zero rows to the largest
+ *            group (executor/dispatcher.h: where that wastes at most 1/4),
+ *            then one cublasGemmStridedBatchedEx call per GEMM;
+ *   AUTO     PADDED with at least EXEC_PAD_MIN_EXPERTS local experts, else
+ *            LOOP (groups that happen to be equal, e.g. under a capacity
+ *            factor, still go strided-batched).
+ * The CPU backend runs every group's rows as given (padding rows are zero
+ * and give the same result), so PADDED is also a CPU-tested layout. */
+typedef enum {
+    EXEC_EXPERT_GEMM_LOOP = 0, EXEC_EXPERT_GEMM_BATCHED = 1, EXEC_EXPERT_GEMM_AUTO = 2, EXEC_EXPERT_GEMM_PADDED = 3
+} ExecExpertGemm;
+/* Fine-grained experts: at ~1024 rows x 2048 x 1536 (Qwen3-30B-A3B, 128
+ * experts) one expert's GEMM is about one wave of an H100's 132 SMs and
+ * cuBLAS's per-call host time exceeds the kernel (docs/kernels.md); 16
+ * local experts is where AUTO starts padding. */
+#define EXEC_PAD_MIN_EXPERTS 16
 
 typedef struct {
     ExecBackendKind backend;
@@ -124,6 +138,7 @@ typedef struct {
     char attention[48];               /* the GPU attention that ran ("cudnn 9.19.0", "own"; "" on CPU) */
     char attention_note[256];         /* why cuDNN was not used under AUTO ("" if it was) */
     char expert_gemm[48];             /* how the expert GEMMs ran ("cublas loop", ...; "" on CPU) */
+    long dispatches, padded_dispatches;   /* MoE dispatch plans of the run, and of them with padded groups */
     int stage;                        /* this rank's pipeline stage */
     int num_ops;                      /* operations of the last step, in the order run */
     ExecOpTime *ops;                  /* [num_ops] owned by the result, may be NULL */

@@ -538,7 +538,13 @@ static void dispatch_exchange(const Layer *y, MicroBatch *mb, LayerActs *s)
     else memcpy(dp->recv_expert_rows, recv, sizeof(int32_t) * (size_t)ep * El);
     free(recv);
     if (be->status(be, NULL)) { be->phase_end(be, PHASE_DISPATCH_COMM); return; }
-    dispatch_plan_finish(dp, d->etp_rank);
+    if (dispatch_plan_finish(dp, d->etp_rank, env->pad_expert_groups)) {
+        env->failed = 1;
+        be->phase_end(be, PHASE_DISPATCH_COMM);
+        return;
+    }
+    env->dispatches++;
+    env->padded_dispatches += dp->padded;
     int32_t *sort_src = buf_get(env, &s->sort_src, sizeof(int32_t) * (size_t)dp->rows);
     if (env->failed) { be->phase_end(be, PHASE_DISPATCH_COMM); return; }
     be->upload(be, sort_src, dp->sort_src, sizeof(int32_t) * (size_t)dp->rows);

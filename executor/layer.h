@@ -89,6 +89,8 @@ typedef struct {
     Buf pos;                     /* i32 [T] RoPE positions (t mod s) */
     float aux_coeff;             /* auxiliary load-balancing loss coefficient, 0 = off */
     bool overlap_cp;             /* CP ring: each hop in flight behind a step's blocks (OVERLAP_CP) */
+    bool pad_expert_groups;      /* dispatcher pads every local expert to equal rows (ExecExpertGemm) */
+    long dispatches, padded_dispatches;   /* MoE dispatch plans made, and of them padded */
     float *loss_acc;             /* f32 [2] device: token-loss sum, T * aux sum */
     int failed;                  /* sticky: a device allocation failed */
     size_t failed_bytes;

@@ -300,6 +300,8 @@ char *measure_to_json(const Plan *plan, const Measurement *m) {
     cJSON_AddStringToObject(run, "backend", m->backend);
     if (m->attention[0]) cJSON_AddStringToObject(run, "attention", m->attention);
     if (m->expert_gemm[0]) cJSON_AddStringToObject(run, "expert_gemm", m->expert_gemm);
+    cJSON_AddNumberToObject(run, "moe_dispatches", (double)m->dispatches);
+    cJSON_AddNumberToObject(run, "moe_dispatches_padded", (double)m->padded_dispatches);
     cJSON_AddStringToObject(run, "launcher", m->launcher);
     cJSON_AddStringToObject(run, "device", m->device);
     /* what the step ran (preflight replaced any default it does not run) */

@@ -47,6 +47,7 @@ typedef struct {
     char backend[8];                /* "cuda" / "cpu" */
     char attention[48];             /* GPU attention that ran ("cudnn 9.19.0", "own"); "" on CPU */
     char expert_gemm[48];           /* how the expert GEMMs ran ("cublas loop", ...); "" on CPU */
+    long dispatches, padded_dispatches;   /* rank 0's MoE dispatch plans, and of them padded */
     char launcher[16];              /* launch_source_name */
     char device[64];                /* GPU name or "cpu" */
     int world, layers, steps, warmup, steps_timed;

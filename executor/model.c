@@ -410,6 +410,19 @@ int model_create(const Plan *plan, int layers, uint64_t seed, Backend *be, Model
 
 void model_set_aux_loss_coeff(Model *m, float coeff) { m->env.aux_coeff = coeff > 0 ? coeff : 0; }
 
+void model_dispatch_counts(const Model *m, long *dispatches, long *padded)
+{
+    *dispatches = m->env.dispatches;
+    *padded = m->env.padded_dispatches;
+}
+
+bool model_set_expert_gemm(Model *m, ExecExpertGemm mode)
+{
+    m->env.pad_expert_groups = mode == EXEC_EXPERT_GEMM_PADDED ||
+                               (mode == EXEC_EXPERT_GEMM_AUTO && m->env.dim.El >= EXEC_PAD_MIN_EXPERTS);
+    return m->env.pad_expert_groups;
+}
+
 void model_set_routing_trace(Model *m, int32_t *trace, int force)
 {
     for (int k = 0; k < m->vpp; k++)

@@ -112,6 +112,12 @@ int model_read_losses(Model *m, GroupKind reduce_over, double *token_loss_sum, d
 /* Auxiliary load-balancing loss coefficient (Megatron --moe-aux-loss-coeff;
  * backend.h gives the formula).  0 (the default of model_create): off. */
 void model_set_aux_loss_coeff(Model *m, float coeff);
+/* whether the dispatcher pads every local expert's rows to equal groups
+ * (executor.h ExecExpertGemm: PADDED, or AUTO with EXEC_PAD_MIN_EXPERTS local
+ * experts or more); returns it */
+bool model_set_expert_gemm(Model *m, ExecExpertGemm mode);
+/* MoE dispatch plans made so far, and of them with padded groups */
+void model_dispatch_counts(const Model *m, long *dispatches, long *padded);
 
 /* Routing trace (tests), host [L][T*k] int32 for ONE micro-batch (entries of
  * dense layers unused).  force 0: every MoE layer's top-k choices are copied

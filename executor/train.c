@@ -73,6 +73,7 @@ int trainer_create(const Plan *plan, const ExecOptions *opt, const ExecComms *co
     t->pp_pending = t->fwd_pending = -1;
     t->aux_coeff = (float)exec_aux_loss_coeff(opt);
     model_set_aux_loss_coeff(t->model, t->aux_coeff);
+    t->padded_groups = model_set_expert_gemm(t->model, opt->expert_gemm);
     if (!opt->data_path && opt->random_tokens) t->data.random = 1;
     t->loss_dev = t->be->alloc(t->be, sizeof(float));
     /* overlap, interleaved: the next forward's input arrives here early */
@@ -454,6 +455,8 @@ int exec_train(const Plan *plan, const ExecOptions *opt, const ExecComms *comms,
     t->be->mem_report(t->be, &stats->mem_peak_bytes, stats->mem_bytes);
     stats->step_device_allocs = t->be->step_allocs(t->be);
     if (t->be->expert_gemm_name) t->be->expert_gemm_name(t->be, stats->expert_gemm, sizeof stats->expert_gemm);
+    else if (t->padded_groups) snprintf(stats->expert_gemm, sizeof stats->expert_gemm, "loop, groups padded");
+    model_dispatch_counts(t->model, &stats->dispatches, &stats->padded_dispatches);
     stats->tokens_per_step = (double)plan->train.global_batch * plan->train.seq_len;
     stats->stage = t->stage;
     stats->ops = malloc(sizeof(ExecOpTime) * (size_t)(t->num_executed > 0 ? t->num_executed : 1));

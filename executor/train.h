@@ -25,6 +25,7 @@ typedef struct {
     float *loss_dev;        /* [1] f32 device */
     int32_t *in, *tg;       /* host [b*s] */
     float aux_coeff;        /* auxiliary load-balancing loss coefficient in use */
+    bool padded_groups;     /* the dispatcher pads the experts to equal groups (--expert-gemm) */
     double last_aux;        /* aux part of the last step's loss (mean over micro-batches) */
     int32_t *trace;         /* routing trace [B/b][L][b*s*k] (tests), or NULL */
     int trace_force;

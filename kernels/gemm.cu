@@ -130,15 +130,45 @@ static int grouped_batched(GemmHandle *h, void *C, GemmOut c_type, const bf16_t 
 #endif
 }
 
+static bool uniform_rows(const int32_t *rows, int G)
+{
+    for (int g = 1; g < G; g++) if (rows[g] != rows[0]) return false;
+    return rows[0] > 0;
+}
+
+/* Every group has r rows: one strided-batched call (row-major as gemm_call:
+ * C^T = op(B)^T op(A)^T, operands swapped).
+ *   vary M: A [G r, K], B G x ([K, N] or [N, K]), C [G r, N]
+ *   vary K: A [G r, M] used transposed, B [G r, N], C G x [M, N] */
+static cublasStatus_t grouped_strided(GemmHandle *h, void *C, GemmOut c_type, const bf16_t *A,
+                                      const bf16_t *B, int r, int G, GroupedVary vary, int M, int N,
+                                      int K, int transB, float alpha, float beta)
+{
+    cudaDataType_t ct = c_type == GEMM_OUT_F32 ? CUDA_R_32F : CUDA_R_16BF;
+    if (vary == GROUPED_VARY_M)
+        return cublasGemmStridedBatchedEx(h->blas, transB ? CUBLAS_OP_T : CUBLAS_OP_N, CUBLAS_OP_N, N, r, K,
+                                          &alpha, B, CUDA_R_16BF, transB ? K : N, (long long)K * N, A,
+                                          CUDA_R_16BF, K, (long long)r * K, &beta, C, ct, N, (long long)r * N,
+                                          G, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    /* C_g [M, N] = A_g^T [M, r] B_g [r, N]: C^T = B_g^T A_g, B_g^T is B_g
+     * column-major [N, r] (no transpose), A_g column-major [M, r] -> op T */
+    return cublasGemmStridedBatchedEx(h->blas, CUBLAS_OP_N, CUBLAS_OP_T, N, M, r, &alpha, B, CUDA_R_16BF, N,
+                                      (long long)r * N, A, CUDA_R_16BF, M, (long long)r * M, &beta, C, ct, N,
+                                      (long long)M * N, G, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+}
+
 KernelStatus grouped_gemm_cuda(GemmHandle *h, void *C, GemmOut c_type, const bf16_t *A,
                                const bf16_t *B, const int32_t *group_rows, int G, GroupedVary vary,
                                int M, int N, int K, int transA, int transB, float alpha, float beta,
                                cudaStream_t stream)
 {
     CUBLAS_TRY(cublasSetStream(h->blas, stream));
-    bool batched = h->grouped_impl == GROUPED_BATCHED ||
-                   (h->grouped_impl == GROUPED_AUTO && G >= GROUPED_AUTO_MIN_GROUPS);
-    if (batched && !h->batched_unsupported) {
+    if (h->grouped_impl == GROUPED_STRIDED && G > 1 && uniform_rows(group_rows, G)) {
+        CUBLAS_TRY(grouped_strided(h, C, c_type, A, B, group_rows[0], G, vary, M, N, K, transB, alpha, beta));
+        h->strided_calls++;
+        return 0;
+    }
+    if (h->grouped_impl == GROUPED_BATCHED && !h->batched_unsupported) {
         int st = grouped_batched(h, C, c_type, A, B, group_rows, G, vary, M, N, K, transA, transB,
                                  alpha, beta, stream);
         if (st > 0) return st;

@@ -53,15 +53,9 @@ typedef enum { GEMM_OUT_BF16 = 0, GEMM_OUT_F32 = 1 } GemmOut;
 typedef enum {
     GROUPED_LOOP = 0,     /* one cublasLt matmul per group (default) */
     GROUPED_BATCHED = 1,  /* one cublasGemmGroupedBatchedEx call (CUDA >= 12.5) */
-    GROUPED_AUTO = 2,     /* batched for G >= GROUPED_AUTO_MIN_GROUPS, else the loop */
+    GROUPED_STRIDED = 2,  /* groups of equal rows (padded by the caller): one
+                           * cublasGemmStridedBatchedEx call; else the loop */
 } GroupedImpl;
-
-/* Under GROUPED_AUTO, calls with at least this many groups go batched: one
- * expert's GEMM at fine-grained shapes (e.g. Qwen3-30B-A3B: ~1024 rows x
- * 2048 x 1536 per expert) fills under one wave of an H100/H200's 132 SMs, so
- * one call per expert leaves most of the GPU idle; docs/kernels.md has the
- * measurement behind the threshold. */
-#define GROUPED_AUTO_MIN_GROUPS 16
 
 /* One per stream/thread: handles and a 32 MiB workspace. */
 typedef struct {
@@ -71,7 +65,7 @@ typedef struct {
     size_t workspace_bytes;
     GroupedImpl grouped_impl;    /* asked for */
     int batched_unsupported;     /* set when this cuBLAS has no grouped batched GEMM: loop */
-    long loop_calls, batched_calls;   /* grouped_gemm_cuda calls run each way */
+    long loop_calls, batched_calls, strided_calls;   /* grouped_gemm_cuda calls run each way */
 } GemmHandle;
 
 #ifdef __cplusplus

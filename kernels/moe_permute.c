@@ -88,6 +88,8 @@ void moe_unpermute_backward_cpu(float *dinp, float *dprob, const float *dout, co
 
 void gather_rows_cpu(float *out, const float *inp, const int32_t *src, int n, int C)
 {
-    for (int i = 0; i < n; i++)
-        memcpy(out + (size_t)i * C, inp + (size_t)src[i] * C, sizeof(float) * (size_t)C);
+    for (int i = 0; i < n; i++) {
+        if (src[i] < 0) memset(out + (size_t)i * C, 0, sizeof(float) * (size_t)C);   /* padding row */
+        else memcpy(out + (size_t)i * C, inp + (size_t)src[i] * C, sizeof(float) * (size_t)C);
+    }
 }

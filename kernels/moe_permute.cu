@@ -180,7 +180,10 @@ __global__ static void unpermute_bwd_vec_kernel(bf16_t *dinp, float *dprob, cons
 
 __global__ static void gather_rows_kernel(bf16_t *out, const bf16_t *inp, const int32_t *src, int C)
 {
-    copy_row(out + (size_t)blockIdx.x * C, inp + (size_t)src[blockIdx.x] * C, C);
+    int r = src[blockIdx.x];
+    bf16_t *dst = out + (size_t)blockIdx.x * C;
+    if (r >= 0) { copy_row(dst, inp + (size_t)r * C, C); return; }
+    for (int c = threadIdx.x; c < C; c += blockDim.x) dst[c] = __float2bfloat16(0.0f);   /* padding row */
 }
 
 extern "C" {

@@ -44,6 +44,7 @@ void moe_unpermute_forward_cpu(float *out, const float *inp, const float *prob,
                                const int32_t *row_of, int N, int k, int C);
 void moe_unpermute_backward_cpu(float *dinp, float *dprob, const float *dout, const float *inp,
                                 const float *prob, const int32_t *row_of, int N, int k, int C);
+/* out [n, C]: row i = inp row src[i], zeros where src[i] < 0 (padding) */
 void gather_rows_cpu(float *out, const float *inp, const int32_t *src, int n, int C);
 
 #ifdef MOEPLAN_HAVE_CUDA

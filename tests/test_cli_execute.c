@@ -47,7 +47,7 @@ static void test_bad_input(void **state) {
         {"--backend tpu", "--backend: 'tpu' is not cuda or cpu"},
         {"--attention flash", "--attention: 'flash' is not own or cudnn"},
         {"--attention cudnn", "--attention: cudnn needs --backend cuda"},
-        {"--expert-gemm fused", "--expert-gemm: 'fused' is not auto, loop or batched"},
+        {"--expert-gemm fused", "--expert-gemm: 'fused' is not auto, loop, batched or padded"},
         {"--expert-gemm batched", "--expert-gemm: batched needs --backend cuda"},
         {"--op-profile /tmp/ops.json", "--op-profile: only the CUDA backend times its operations"},
         {"--layers 3", "--layers: 3 is outside 1..2"},
@@ -316,6 +316,29 @@ static double first_loss(const char *extra) {
     return l;
 }
 
+/* issue 18: --expert-gemm padded pads every expert to the largest group
+ * (zero rows) where that wastes at most 1/4; the zero rows add nothing, so
+ * the losses are those of the unpadded run, bit for bit on the CPU (the
+ * reference gemm accumulates in double; zeros add exactly 0) */
+static void test_padded_expert_groups_same_losses(void **state) {
+    (void)state;
+    const char *m = "execute --backend cpu --model tests/data/exec-small-moe.json --seq 256 --mbs 4 --gbs 8 "
+                    "--steps 3 --warmup 1 --json";
+    char args[512];
+    snprintf(args, sizeof args, "%s --expert-gemm loop", m);
+    cJSON *a = run_json(args);
+    snprintf(args, sizeof args, "%s --expert-gemm padded", m);
+    cJSON *b = run_json(args);
+    assert_true(num(a, "run", "moe_dispatches_padded") == 0);
+    double dispatches = num(b, "run", "moe_dispatches"), padded = num(b, "run", "moe_dispatches_padded");
+    if (!(padded > 0 && padded <= dispatches)) fail_msg("%g of %g dispatches padded", padded, dispatches);
+    assert_string_equal(str(b, "run", "expert_gemm"), "loop, groups padded");
+    assert_true(num(a, "measured", "loss_first") == num(b, "measured", "loss_first"));
+    assert_true(num(a, "measured", "loss_last") == num(b, "measured", "loss_last"));
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+}
+
 static void test_seed_and_aux_loss_flags(void **state) {
     (void)state;
     /* the seed sets the initial weights and the data: the first loss differs */
@@ -455,6 +478,7 @@ int main(void) {
         cmocka_unit_test(test_inputs_checked_before_launch),
         cmocka_unit_test(test_no_gpu_says_use_cpu),
         cmocka_unit_test(test_cpu_pipeline_run),
+        cmocka_unit_test(test_padded_expert_groups_same_losses),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

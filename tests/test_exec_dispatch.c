@@ -102,7 +102,8 @@ static void test_finish_etp(void **s)
     assert_int_equal(dispatch_plan_init(&p, 4, 2, 4, 2, 2, 0), 0);
     int32_t c[8] = {1, 2, 0, 1, 2, 0, 1, 1};
     memcpy(p.recv_expert_rows, c, sizeof c);
-    dispatch_plan_finish(&p, 1);
+    assert_int_equal(dispatch_plan_finish(&p, 1, 0), 0);
+    assert_int_equal(p.padded, 0);
     assert_int_equal(p.pad_rows, 4);
     assert_int_equal(p.recv_rows, 4);
     assert_int_equal(p.recv_counts[0], 2);   /* this rank (q1) from s0: 2 + 0 */
@@ -113,6 +114,42 @@ static void test_finish_etp(void **s)
     assert_int_equal(p.group_rows[1], 4);
     int32_t want[8] = {0, 4, 5, 6, 1, 2, 3, 7};
     assert_memory_equal(p.sort_src, want, sizeof want);
+    dispatch_plan_free(&p);
+}
+
+/* padded groups, EP 1 ETP 1, El = 4 experts (T 20, k 2: 40 rows):
+ * counts 9, 12, 10, 9 -> the largest 12, rounded up to DISPATCH_PAD_ALIGN
+ * (8) = 16 rows each, 64 rows: 24 padding rows = 60% of 40 > 1/4: not
+ * padded.  Counts 15, 16, 14, 15 (60 rows; T 30): 4 x 16 = 64, 4 padding
+ * rows = 6.7% <= 25%: padded; sort_src of expert e = its rows then -1s. */
+static void test_finish_padded(void **s)
+{
+    (void)s;
+    DispatchPlan p;
+    assert_int_equal(dispatch_plan_init(&p, 20, 2, 4, 1, 1, 0), 0);
+    int32_t c1[4] = {9, 12, 10, 9};
+    memcpy(p.recv_expert_rows, c1, sizeof c1);
+    assert_int_equal(dispatch_plan_finish(&p, 0, 1), 0);
+    assert_int_equal(p.padded, 0);
+    assert_int_equal(p.rows, 40);
+    assert_int_equal(p.real_rows, 40);
+    assert_int_equal(p.group_rows[1], 12);
+    dispatch_plan_free(&p);
+
+    assert_int_equal(dispatch_plan_init(&p, 30, 2, 4, 1, 1, 0), 0);
+    int32_t c2[4] = {15, 16, 14, 15};
+    memcpy(p.recv_expert_rows, c2, sizeof c2);
+    assert_int_equal(dispatch_plan_finish(&p, 0, 1), 0);
+    assert_int_equal(p.padded, 1);
+    assert_int_equal(p.rows, 64);
+    assert_int_equal(p.real_rows, 60);
+    for (int e = 0; e < 4; e++) assert_int_equal(p.group_rows[e], 16);
+    /* unpadded sort_src is 0..59 (EP 1, ETP 1: the received order is expert-major) */
+    int starts[4] = {0, 15, 31, 45};
+    for (int e = 0; e < 4; e++)
+        for (int i = 0; i < 16; i++)
+            assert_int_equal(p.sort_src[e * 16 + i], i < c2[e] ? starts[e] + i : -1);
+    assert_int_equal(p.recv_counts[0], 60);   /* the all-to-all counts keep the real rows */
     dispatch_plan_free(&p);
 }
 
@@ -227,7 +264,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dropless_local), cmocka_unit_test(test_capacity_local),
         cmocka_unit_test(test_backend_moe_plan_and_counts),
-        cmocka_unit_test(test_finish_etp), cmocka_unit_test(test_synthetic_data),
+        cmocka_unit_test(test_finish_etp),
+        cmocka_unit_test(test_finish_padded), cmocka_unit_test(test_synthetic_data),
         cmocka_unit_test(test_file_data), cmocka_unit_test(test_aux_loss_by_hand),
         cmocka_unit_test(test_random_data),
     };

@@ -240,28 +240,38 @@ static void test_gemm(Ctx *c)
                c->gemm.batched_unsupported ? " (batched unsupported here)" : "");
         cudaFree(dA); cudaFree(dW); cudaFree(dC); cudaFree(ddY); cudaFree(ddW);
     }
-    {   /* GROUPED_AUTO: 40 groups go batched, 5 go the loop; same results */
+    {   /* GROUPED_STRIDED: equal groups (padded by the caller) are one
+         * strided-batched call, forward and wgrad; unequal ones the loop */
         std::vector<int32_t> few = {37, 0, 64, 100, 8};
-        c->gemm.grouped_impl = GROUPED_AUTO;
-        long b0 = c->gemm.batched_calls, l0 = c->gemm.loop_calls;
+        c->gemm.grouped_impl = GROUPED_STRIDED;
+        long s0 = c->gemm.strided_calls, l0 = c->gemm.loop_calls;
         std::vector<float> A = hrand(c, (size_t)209 * K), W = hrand(c, (size_t)5 * N * K), C((size_t)209 * N);
         bf16_t *dA = dbf(A), *dW = dbf(W), *dC = dbf_poison((size_t)209 * N);
         grouped_gemm_cuda(&c->gemm, dC, GEMM_OUT_BF16, dA, dW, few.data(), 5, GROUPED_VARY_M, 0, N, K, 0, 1, 1.0f, 0.0f, c->stream);
         grouped_gemm_cpu(C.data(), A.data(), W.data(), few.data(), 5, GROUPED_VARY_M, 0, N, K, 0, 1, 1.0f, 0.0f);
-        check(c, "grouped gemm vary-M, 5 groups (auto)", hbf(dC, (size_t)209 * N), C, 1);
-        std::vector<int32_t> many(GROUPED_AUTO_MIN_GROUPS, 13);
-        int Rm = 13 * GROUPED_AUTO_MIN_GROUPS;
-        std::vector<float> A2 = hrand(c, (size_t)Rm * K), W2 = hrand(c, (size_t)GROUPED_AUTO_MIN_GROUPS * N * K), C2((size_t)Rm * N);
+        check(c, "grouped gemm vary-M, 5 unequal groups (strided asked: loop)", hbf(dC, (size_t)209 * N), C, 1);
+        const int G16 = 16, r16 = 13, Rm = G16 * r16;
+        std::vector<int32_t> same(G16, r16);
+        std::vector<float> A2 = hrand(c, (size_t)Rm * K), W2 = hrand(c, (size_t)G16 * N * K), C2((size_t)Rm * N);
         bf16_t *dA2 = dbf(A2), *dW2 = dbf(W2), *dC2 = dbf_poison((size_t)Rm * N);
-        grouped_gemm_cuda(&c->gemm, dC2, GEMM_OUT_BF16, dA2, dW2, many.data(), GROUPED_AUTO_MIN_GROUPS, GROUPED_VARY_M, 0, N, K, 0, 1, 1.0f, 0.0f, c->stream);
-        grouped_gemm_cpu(C2.data(), A2.data(), W2.data(), many.data(), GROUPED_AUTO_MIN_GROUPS, GROUPED_VARY_M, 0, N, K, 0, 1, 1.0f, 0.0f);
-        check(c, "grouped gemm vary-M, GROUPED_AUTO_MIN_GROUPS groups (auto)", hbf(dC2, (size_t)Rm * N), C2, 1);
-        bool ok = c->gemm.loop_calls == l0 + 1 && c->gemm.batched_calls == b0 + (c->gemm.batched_unsupported ? 0 : 1);
-        printf("%s auto: 5 groups -> loop, %d groups -> batched (%ld loop, %ld batched calls)\n", ok ? "PASS" : "FAIL",
-               GROUPED_AUTO_MIN_GROUPS, c->gemm.loop_calls - l0, c->gemm.batched_calls - b0);
+        for (int tb = 0; tb < 2; tb++) {   /* W_g stored [K, N] or [N, K] */
+            grouped_gemm_cuda(&c->gemm, dC2, GEMM_OUT_BF16, dA2, dW2, same.data(), G16, GROUPED_VARY_M, 0, N, K, 0, tb, 1.0f, 0.0f, c->stream);
+            grouped_gemm_cpu(C2.data(), A2.data(), W2.data(), same.data(), G16, GROUPED_VARY_M, 0, N, K, 0, tb, 1.0f, 0.0f);
+            check(c, tb ? "grouped gemm vary-M transB, 16 equal groups (strided)" : "grouped gemm vary-M, 16 equal groups (strided)",
+                  hbf(dC2, (size_t)Rm * N), C2, 1);
+        }
+        std::vector<float> dY = hrand(c, (size_t)Rm * N), gW = hrand(c, (size_t)G16 * N * K);
+        bf16_t *ddY = dbf(dY);
+        float *ddW = df32(gW);
+        grouped_gemm_cuda(&c->gemm, ddW, GEMM_OUT_F32, ddY, dA2, same.data(), G16, GROUPED_VARY_K, N, K, 0, 1, 0, 1.0f, 1.0f, c->stream);
+        grouped_gemm_cpu(gW.data(), dY.data(), A2.data(), same.data(), G16, GROUPED_VARY_K, N, K, 0, 1, 0, 1.0f, 1.0f);
+        check(c, "grouped gemm vary-K f32 +=, 16 equal groups (strided)", hf32(ddW, (size_t)G16 * N * K), gW, 1);
+        bool ok = c->gemm.loop_calls == l0 + 1 && c->gemm.strided_calls == s0 + 3;
+        printf("%s strided: unequal groups -> loop, equal groups -> strided batched (%ld loop, %ld strided calls)\n",
+               ok ? "PASS" : "FAIL", c->gemm.loop_calls - l0, c->gemm.strided_calls - s0);
         c->checks++;
         if (!ok) c->failures++;
-        cudaFree(dA); cudaFree(dW); cudaFree(dC); cudaFree(dA2); cudaFree(dW2); cudaFree(dC2);
+        cudaFree(dA); cudaFree(dW); cudaFree(dC); cudaFree(dA2); cudaFree(dW2); cudaFree(dC2); cudaFree(ddY); cudaFree(ddW);
     }
     c->gemm.grouped_impl = GROUPED_LOOP;
 }
@@ -668,6 +678,7 @@ static void timings(Ctx *c)
         int G = 128, H = 2048, F = 768, F2 = 2 * F, R = 0, Rmax = 0;
         std::vector<int32_t> rows(G);
         for (int g = 0; g < G; g++) { rows[g] = 1000 + (g * 37) % 63; R += rows[g]; Rmax = std::max(Rmax, rows[g]); }
+        Rmax = (Rmax + 7) / 8 * 8;   /* buffers hold the padded groups too */
         bf16_t *X = drand_bf16(c, (size_t)G * Rmax * H), *W1 = drand_bf16(c, (size_t)G * F2 * H),
                *Y = drand_bf16(c, (size_t)G * Rmax * F2), *W2 = drand_bf16(c, (size_t)G * H * F),
                *Aa = drand_bf16(c, (size_t)G * Rmax * F), *O = drand_bf16(c, (size_t)G * Rmax * H);
@@ -677,37 +688,31 @@ static void timings(Ctx *c)
         cudaCheck(cudaMemset(dW1, 0, (size_t)G * F2 * H * 4));
         cudaCheck(cudaMemset(dW2, 0, (size_t)G * H * F * 4));
         double f1 = 2.0 * R * F2 * H, f2 = 2.0 * R * F * H;
-        double total[2] = {0, 0};
-        for (int impl = 0; impl < 2; impl++) {
-            c->gemm.grouped_impl = impl ? GROUPED_BATCHED : GROUPED_LOOP;
-            const char *tag = impl ? "batched" : "loop";
+        double total[3] = {0, 0, 0};
+        std::vector<int32_t> padded(G, Rmax);   /* what the dispatcher's padded groups give */
+        int Rp = padded[0];
+        for (int impl = 0; impl < 3; impl++) {
+            c->gemm.grouped_impl = impl == 0 ? GROUPED_LOOP : impl == 1 ? GROUPED_BATCHED : GROUPED_STRIDED;
+            const int32_t *rw = impl == 2 ? padded.data() : rows.data();
+            const char *tag = impl == 0 ? "loop" : impl == 1 ? "batched" : "strided, padded";
             char name[96];
-            double ms = time_ms(c, [&] { grouped_gemm_cuda(&c->gemm, Y, GEMM_OUT_BF16, X, W1, rows.data(), G, GROUPED_VARY_M, 0, F2, H, 0, 1, 1.0f, 0.0f, c->stream); }, 10);
+            double ms = time_ms(c, [&] { grouped_gemm_cuda(&c->gemm, Y, GEMM_OUT_BF16, X, W1, rw, G, GROUPED_VARY_M, 0, F2, H, 0, 1, 1.0f, 0.0f, c->stream); }, 10);
             snprintf(name, sizeof name, "qwen3 fc1 fwd 128x[~1024,2048]x[2048,1536] %s", tag); row_tflops(name, ms, f1); total[impl] += ms;
-            ms = time_ms(c, [&] { grouped_gemm_cuda(&c->gemm, O, GEMM_OUT_BF16, Aa, W2, rows.data(), G, GROUPED_VARY_M, 0, H, F, 0, 1, 1.0f, 0.0f, c->stream); }, 10);
+            ms = time_ms(c, [&] { grouped_gemm_cuda(&c->gemm, O, GEMM_OUT_BF16, Aa, W2, rw, G, GROUPED_VARY_M, 0, H, F, 0, 1, 1.0f, 0.0f, c->stream); }, 10);
             snprintf(name, sizeof name, "qwen3 fc2 fwd 128x[~1024,768]x[768,2048] %s", tag); row_tflops(name, ms, f2); total[impl] += ms;
-            ms = time_ms(c, [&] { grouped_gemm_cuda(&c->gemm, Aa, GEMM_OUT_BF16, O, W2, rows.data(), G, GROUPED_VARY_M, 0, F, H, 0, 0, 1.0f, 0.0f, c->stream); }, 10);
+            ms = time_ms(c, [&] { grouped_gemm_cuda(&c->gemm, Aa, GEMM_OUT_BF16, O, W2, rw, G, GROUPED_VARY_M, 0, F, H, 0, 0, 1.0f, 0.0f, c->stream); }, 10);
             snprintf(name, sizeof name, "qwen3 fc2 dgrad %s", tag); row_tflops(name, ms, f2); total[impl] += ms;
-            ms = time_ms(c, [&] { grouped_gemm_cuda(&c->gemm, dW2, GEMM_OUT_F32, O, Aa, rows.data(), G, GROUPED_VARY_K, H, F, 0, 1, 0, 1.0f, 1.0f, c->stream); }, 10);
+            ms = time_ms(c, [&] { grouped_gemm_cuda(&c->gemm, dW2, GEMM_OUT_F32, O, Aa, rw, G, GROUPED_VARY_K, H, F, 0, 1, 0, 1.0f, 1.0f, c->stream); }, 10);
             snprintf(name, sizeof name, "qwen3 fc2 wgrad f32 += %s", tag); row_tflops(name, ms, f2); total[impl] += ms;
-            ms = time_ms(c, [&] { grouped_gemm_cuda(&c->gemm, X, GEMM_OUT_BF16, Y, W1, rows.data(), G, GROUPED_VARY_M, 0, H, F2, 0, 0, 1.0f, 0.0f, c->stream); }, 10);
+            ms = time_ms(c, [&] { grouped_gemm_cuda(&c->gemm, X, GEMM_OUT_BF16, Y, W1, rw, G, GROUPED_VARY_M, 0, H, F2, 0, 0, 1.0f, 0.0f, c->stream); }, 10);
             snprintf(name, sizeof name, "qwen3 fc1 dgrad %s", tag); row_tflops(name, ms, f1); total[impl] += ms;
-            ms = time_ms(c, [&] { grouped_gemm_cuda(&c->gemm, dW1, GEMM_OUT_F32, Y, X, rows.data(), G, GROUPED_VARY_K, F2, H, 0, 1, 0, 1.0f, 1.0f, c->stream); }, 10);
+            ms = time_ms(c, [&] { grouped_gemm_cuda(&c->gemm, dW1, GEMM_OUT_F32, Y, X, rw, G, GROUPED_VARY_K, F2, H, 0, 1, 0, 1.0f, 1.0f, c->stream); }, 10);
             snprintf(name, sizeof name, "qwen3 fc1 wgrad f32 += %s", tag); row_tflops(name, ms, f1); total[impl] += ms;
             snprintf(name, sizeof name, "qwen3 six expert GEMMs of a layer, %s%s", tag,
-                     impl && c->gemm.batched_unsupported ? " (unsupported: loop)" : "");
+                     impl == 1 && c->gemm.batched_unsupported ? " (unsupported: loop)" : "");
             row_tflops(name, total[impl], 3 * (f1 + f2));
         }
-        {   /* reference: fc1 forward as one strided-batched GEMM on padded rows */
-            float one = 1.0f, zero = 0.0f;
-            cublasSetStream(c->gemm.blas, c->stream);
-            double ms = time_ms(c, [&] {
-                cublasGemmStridedBatchedEx(c->gemm.blas, CUBLAS_OP_T, CUBLAS_OP_N, F2, Rmax, H, &one, W1, CUDA_R_16BF, H,
-                                           (long long)F2 * H, X, CUDA_R_16BF, H, (long long)Rmax * H, &zero, Y, CUDA_R_16BF, F2,
-                                           (long long)Rmax * F2, G, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-            }, 10);
-            row_tflops("qwen3 fc1 fwd strided-batched, rows padded to max (useful FLOPs)", ms, f1);
-        }
+        printf("|   (useful FLOPs: %d rows; strided ran %d x %d = %d rows)\n", R, G, Rp, G * Rp);
         c->gemm.grouped_impl = GROUPED_LOOP;
         cudaFree(X); cudaFree(W1); cudaFree(Y); cudaFree(W2); cudaFree(Aa); cudaFree(O); cudaFree(dW1); cudaFree(dW2);
     }
