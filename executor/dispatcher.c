@@ -97,7 +97,7 @@ void dispatch_plan_counts(DispatchPlan *p, const int32_t *kept_rows)
     }
 }
 
-int dispatch_plan_finish(DispatchPlan *p, int etp_rank, int pad_groups)
+int dispatch_plan_finish(DispatchPlan *p, int etp_rank, int pad_align)
 {
     int ep = p->ep, El = p->El, etp = p->etp;
     const int32_t *c = p->recv_expert_rows;   /* [etp][ep][El] */
@@ -137,11 +137,10 @@ int dispatch_plan_finish(DispatchPlan *p, int etp_rank, int pad_groups)
     }
     p->real_rows = p->rows;
     p->padded = 0;
-    if (!pad_groups || El < 2 || p->rows == 0) return 0;
-    int most = 0;
-    for (int e = 0; e < El; e++) if (p->group_rows[e] > most) most = p->group_rows[e];
-    most = (most + DISPATCH_PAD_ALIGN - 1) / DISPATCH_PAD_ALIGN * DISPATCH_PAD_ALIGN;
-    long padded = (long)El * most;
+    if (pad_align <= 0 || El < 2 || p->rows == 0) return 0;
+    long padded = 0;
+    for (int e = 0; e < El; e++)
+        padded += ((long)p->group_rows[e] + pad_align - 1) / pad_align * pad_align;
     if ((padded - p->rows) * DISPATCH_PAD_WASTE > p->rows) return 0;
     if (padded > p->sort_cap) {
         int32_t *grown = realloc(p->sort_src, sizeof(int32_t) * (size_t)padded);
@@ -149,15 +148,19 @@ int dispatch_plan_finish(DispatchPlan *p, int etp_rank, int pad_groups)
         p->sort_src = grown;
         p->sort_cap = (int)padded;
     }
-    /* spread the groups from the back so no entry is overwritten before it moves */
+    /* spread the groups from the back (each moves right, never over an
+     * entry not yet moved); the new rows of a group are -1 */
     int end = p->rows;
+    long at = padded;
     for (int e = El - 1; e >= 0; e--) {
         int n = p->group_rows[e];
+        int size = (n + pad_align - 1) / pad_align * pad_align;
         end -= n;
-        int32_t *dst = p->sort_src + (size_t)e * most;
+        at -= size;
+        int32_t *dst = p->sort_src + at;
         memmove(dst, p->sort_src + end, sizeof(int32_t) * (size_t)n);
-        for (int i = n; i < most; i++) dst[i] = -1;
-        p->group_rows[e] = most;
+        for (int i = n; i < size; i++) dst[i] = -1;
+        p->group_rows[e] = size;
     }
     p->rows = (int)padded;
     p->padded = 1;

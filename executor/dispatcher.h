@@ -42,20 +42,23 @@ typedef struct {
     int pad_rows;             /* largest recv_rows over the ETP group */
     int rows;                 /* expert rows after the ETP all-gather (padded: El * the padded group) */
     int real_rows;            /* of which rows of tokens (rows without the padding) */
-    int padded;               /* 1: every group padded to the same rows (dispatch_plan_finish) */
+    int padded;               /* 1: every group padded to a multiple of the alignment (dispatch_plan_finish) */
     int32_t *group_rows;      /* [El] rows of each local expert (grouped GEMM) */
     int32_t *sort_src;        /* [rows] expert-major row -> row of the gathered buffer; -1: a
                                * padding row (zeros in, dropped out) */
     int sort_cap;             /* entries sort_src holds */
 } DispatchPlan;
 
-/* Padded groups: every local expert's group is padded with zero rows to the
- * largest group, rounded up to DISPATCH_PAD_ALIGN rows, when that adds at
- * most 1 / DISPATCH_PAD_WASTE of the rows (fine-grained experts under
- * ordinary imbalance: Qwen3-30B-A3B's 128 experts at ~1024 rows each, about
- * 8% at random routing); then the grouped GEMM is one strided-batched call
- * (kernels/gemm.h) instead of one per expert. */
-#define DISPATCH_PAD_ALIGN 8
+/* Padded groups: every local expert's group is padded with zero rows up to
+ * a multiple of DISPATCH_PAD_ALIGN rows (one GEMM tile's height), when that
+ * adds at most 1 / DISPATCH_PAD_WASTE of the rows (fine-grained experts:
+ * Qwen3-30B-A3B's 128 experts at ~1024 rows each, about 6%).  The groups
+ * then come in a few sizes, and the grouped GEMM is one batched cuBLAS call
+ * per size (one strided-batched call when all are equal, e.g. balanced
+ * routing) instead of one call per expert (kernels/gemm.h GROUPED_STRIDED):
+ * the router of an untrained model sends 0 to 3x the mean to an expert, so
+ * padding every group to the largest would waste more than it saves. */
+#define DISPATCH_PAD_ALIGN 128
 #define DISPATCH_PAD_WASTE 4
 
 /* capacity_factor <= 0: dropless.  Returns -1 on allocation failure. */
@@ -84,8 +87,9 @@ void dispatch_plan_counts(DispatchPlan *p, const int32_t *kept_rows);
 
 /* Step 3: recv_expert_rows must hold the exchanged counts ([etp][ep][El];
  * with etp == 1 just [ep][El]); etp_rank is this rank's index in its ETP
- * group.  pad_groups: pad every group to the same rows where the waste
- * allows (sets padded).  -1 when out of host memory. */
-int dispatch_plan_finish(DispatchPlan *p, int etp_rank, int pad_groups);
+ * group.  pad_align > 0: pad every group to a multiple of pad_align rows
+ * where the waste allows (sets padded; the layer passes DISPATCH_PAD_ALIGN).
+ * -1 when out of host memory. */
+int dispatch_plan_finish(DispatchPlan *p, int etp_rank, int pad_align);
 
 #endif

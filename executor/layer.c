@@ -538,7 +538,7 @@ static void dispatch_exchange(const Layer *y, MicroBatch *mb, LayerActs *s)
     else memcpy(dp->recv_expert_rows, recv, sizeof(int32_t) * (size_t)ep * El);
     free(recv);
     if (be->status(be, NULL)) { be->phase_end(be, PHASE_DISPATCH_COMM); return; }
-    if (dispatch_plan_finish(dp, d->etp_rank, env->pad_expert_groups)) {
+    if (dispatch_plan_finish(dp, d->etp_rank, env->pad_expert_groups ? DISPATCH_PAD_ALIGN : 0)) {
         env->failed = 1;
         be->phase_end(be, PHASE_DISPATCH_COMM);
         return;

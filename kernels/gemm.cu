@@ -48,12 +48,22 @@ static cublasStatus_t gemm_call(GemmHandle *h, void *C, GemmOut c_type, const bf
                         N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
 }
 
+/* cuBLAS on `stream` with the handle's workspace, set only on a change */
+static cublasStatus_t use_stream(GemmHandle *h, cudaStream_t stream)
+{
+    if (h->stream_set && h->stream == stream) return CUBLAS_STATUS_SUCCESS;
+    cublasStatus_t st = cublasSetStream(h->blas, stream);
+    if (st == CUBLAS_STATUS_SUCCESS) st = cublasSetWorkspace(h->blas, h->workspace, h->workspace_bytes);
+    if (st == CUBLAS_STATUS_SUCCESS) { h->stream = stream; h->stream_set = 1; }
+    return st;
+}
+
 KernelStatus gemm_cuda(GemmHandle *h, void *C, GemmOut c_type, const bf16_t *A, const bf16_t *B,
                        int M, int N, int K, int transA, int transB, float alpha, float beta,
                        cudaStream_t stream)
 {
     if (M <= 0 || N <= 0) return 0;
-    CUBLAS_TRY(cublasSetStream(h->blas, stream));
+    CUBLAS_TRY(use_stream(h, stream));
     if (K <= 0) {   /* C = beta C */
         size_t n = (size_t)M * N;
         if (beta == 0.0f) CUDA_TRY(cudaMemsetAsync(C, 0, n * (c_type == GEMM_OUT_F32 ? 4 : 2), stream));
@@ -157,15 +167,95 @@ static cublasStatus_t grouped_strided(GemmHandle *h, void *C, GemmOut c_type, co
                                       (long long)M * N, G, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
 }
 
+/* Groups padded to a few sizes (the executor's padded dispatcher): the
+ * groups of each size shared by two or more are one cublasGemmBatchedEx
+ * (pointer arrays, one upload for all sizes), a size held by one group is a
+ * plain call, empty groups are C = beta C (vary K) or nothing (vary M). */
+static KernelStatus grouped_classes(GemmHandle *h, void *C, GemmOut c_type, const bf16_t *A,
+                                    const bf16_t *B, const int32_t *rows, int G, GroupedVary vary,
+                                    int M, int N, int K, int transB, float alpha, float beta,
+                                    cudaStream_t stream)
+{
+    size_t c_elem = c_type == GEMM_OUT_F32 ? 4 : 2;
+    const bf16_t *Ag[GROUPED_MAX], *Bg[GROUPED_MAX];
+    char *Cg[GROUPED_MAX];
+    int Mg[GROUPED_MAX], Kg[GROUPED_MAX], order[GROUPED_MAX];
+    size_t row0 = 0;
+    for (int g = 0; g < G; g++) {
+        group_operands(g, row0, rows[g], vary, M, N, K, A, B, (char *)C, c_elem, &Ag[g], &Bg[g], &Cg[g], &Mg[g], &Kg[g]);
+        row0 += (size_t)rows[g];
+        order[g] = g;
+    }
+    /* groups by row count (insertion sort: G <= GROUPED_MAX, run once per call) */
+    for (int i = 1; i < G; i++) {
+        int v = order[i], j = i - 1;
+        while (j >= 0 && rows[order[j]] > rows[v]) { order[j + 1] = order[j]; j--; }
+        order[j + 1] = v;
+    }
+    const void *host_ptrs[3 * GROUPED_MAX];
+    int start[GROUPED_MAX], count[GROUPED_MAX], class_rows[GROUPED_MAX], nclass = 0, used = 0;
+    for (int i = 0; i < G;) {
+        int r = rows[order[i]], j = i;
+        while (j < G && rows[order[j]] == r) j++;
+        if (r > 0 && j - i > 1) {   /* a class: its operand pointers, consecutive */
+            start[nclass] = used; count[nclass] = j - i; class_rows[nclass] = r; nclass++;
+            for (int q = i; q < j; q++, used++) {
+                int g = order[q];
+                host_ptrs[used] = Bg[g]; host_ptrs[GROUPED_MAX + used] = Ag[g]; host_ptrs[2 * GROUPED_MAX + used] = Cg[g];
+            }
+        } else {
+            for (int q = i; q < j; q++) {   /* alone, or empty */
+                int g = order[q];
+                KernelStatus st = vary == GROUPED_VARY_M
+                    ? gemm_cuda(h, Cg[g], c_type, Ag[g], Bg[g], Mg[g], N, Kg[g], 0, transB, alpha, beta, stream)
+                    : gemm_cuda(h, Cg[g], c_type, Ag[g], Bg[g], Mg[g], N, Kg[g], 1, 0, alpha, beta, stream);
+                if (st) return st;
+            }
+        }
+        i = j;
+    }
+    if (!nclass) return 0;
+    void **dptr = (void **)((char *)h->workspace + h->workspace_bytes);
+    CUDA_TRY(cudaMemcpyAsync(dptr, host_ptrs, sizeof host_ptrs, cudaMemcpyHostToDevice, stream));
+    cudaDataType_t ct = c_type == GEMM_OUT_F32 ? CUDA_R_32F : CUDA_R_16BF;
+    for (int c = 0; c < nclass; c++) {
+        const void *const *pB = (const void *const *)(dptr + start[c]);
+        const void *const *pA = (const void *const *)(dptr + GROUPED_MAX + start[c]);
+        void *const *pC = dptr + 2 * GROUPED_MAX + start[c];
+        int rc = class_rows[c];
+        cublasStatus_t st;
+        if (vary == GROUPED_VARY_M)   /* as gemm_call with M = rc, transA 0 */
+            st = cublasGemmBatchedEx(h->blas, transB ? CUBLAS_OP_T : CUBLAS_OP_N, CUBLAS_OP_N, N, rc, K, &alpha,
+                                     (const void *const *)pB, CUDA_R_16BF, transB ? K : N, pA, CUDA_R_16BF, K,
+                                     &beta, pC, ct, N, count[c], CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+        else                          /* as gemm_call with K = rc, transA 1, transB 0 */
+            st = cublasGemmBatchedEx(h->blas, CUBLAS_OP_N, CUBLAS_OP_T, N, M, rc, &alpha, pB, CUDA_R_16BF, N, pA,
+                                     CUDA_R_16BF, M, &beta, pC, ct, N, count[c], CUBLAS_COMPUTE_32F,
+                                     CUBLAS_GEMM_DEFAULT);
+        if (st != CUBLAS_STATUS_SUCCESS) return KERNEL_CUBLAS_BASE + (KernelStatus)st;
+        h->class_calls++;
+    }
+    return 0;
+}
+
 KernelStatus grouped_gemm_cuda(GemmHandle *h, void *C, GemmOut c_type, const bf16_t *A,
                                const bf16_t *B, const int32_t *group_rows, int G, GroupedVary vary,
                                int M, int N, int K, int transA, int transB, float alpha, float beta,
                                cudaStream_t stream)
 {
-    CUBLAS_TRY(cublasSetStream(h->blas, stream));
+    CUBLAS_TRY(use_stream(h, stream));
     if (h->grouped_impl == GROUPED_STRIDED && G > 1 && uniform_rows(group_rows, G)) {
         CUBLAS_TRY(grouped_strided(h, C, c_type, A, B, group_rows[0], G, vary, M, N, K, transB, alpha, beta));
         h->strided_calls++;
+        return 0;
+    }
+    if (h->grouped_impl == GROUPED_STRIDED && G > 1 && G <= GROUPED_MAX) {
+        long before = h->class_calls;
+        KernelStatus st = grouped_classes(h, C, c_type, A, B, group_rows, G, vary, M, N, K, transB, alpha,
+                                          beta, stream);
+        if (st) return st;
+        if (h->class_calls > before) h->strided_calls++;
+        else h->loop_calls++;   /* no size held twice: it was the loop */
         return 0;
     }
     if (h->grouped_impl == GROUPED_BATCHED && !h->batched_unsupported) {

@@ -53,12 +53,18 @@ typedef enum { GEMM_OUT_BF16 = 0, GEMM_OUT_F32 = 1 } GemmOut;
 typedef enum {
     GROUPED_LOOP = 0,     /* one cublasLt matmul per group (default) */
     GROUPED_BATCHED = 1,  /* one cublasGemmGroupedBatchedEx call (CUDA >= 12.5) */
-    GROUPED_STRIDED = 2,  /* groups of equal rows (padded by the caller): one
-                           * cublasGemmStridedBatchedEx call; else the loop */
+    GROUPED_STRIDED = 2,  /* groups padded by the caller to a few sizes: all
+                           * equal -> one cublasGemmStridedBatchedEx; else one
+                           * cublasGemmBatchedEx per size shared by 2+ groups,
+                           * the other groups one call each */
 } GroupedImpl;
 
-/* One per stream/thread: handles and a 32 MiB workspace. */
+/* One per stream/thread: handles and a 32 MiB workspace (cuBLAS's stream
+ * is set only when it changes: cublasSetStream drops the workspace, and
+ * re-setting it per call cost tens of microseconds of host time). */
 typedef struct {
+    cudaStream_t stream;         /* the stream cuBLAS is set to (stream_set) */
+    int stream_set;
     cublasHandle_t blas;
     cublasLtHandle_t lt;
     void *workspace;             /* device, workspace_bytes */
@@ -66,6 +72,7 @@ typedef struct {
     GroupedImpl grouped_impl;    /* asked for */
     int batched_unsupported;     /* set when this cuBLAS has no grouped batched GEMM: loop */
     long loop_calls, batched_calls, strided_calls;   /* grouped_gemm_cuda calls run each way */
+    long class_calls;            /* of the strided ones: cublasGemmBatchedEx calls over a size class */
 } GemmHandle;
 
 #ifdef __cplusplus

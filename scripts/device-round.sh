@@ -12,7 +12,7 @@
 #      scripts/device-before-after.sh build REV) and today's, same work, own
 #      attention, alternated twice at mbs 1 and once at mbs 4 (phases only);
 #   4. an op profile of the Qwen3 step (where it goes now);
-#   5. the attention kernels of the context-sweep plans
+#   5. with CALIB=1, the attention kernels of the context-sweep plans
 #      (scripts/device-validate.sh calibrate-cp), if time is left.
 #
 #   here:    scripts/device-execute.sh build                 (-> dist/)
@@ -70,8 +70,8 @@ run() {
             sed -n '1p;/step time/,/other (embed/p;/operations per step/,$p' | head -28
     fi
 
-    echo "== 5. attention kernels of the context-sweep plans ($(left) s left)"
-    if [ "$(left)" -gt 45 ]; then
+    echo "== 5. attention kernels of the context-sweep plans ($(left) s left; CALIB=1 runs it)"
+    if [ "${CALIB:-0}" = 1 ] && [ "$(left)" -gt 45 ]; then
         CAL_TIMEOUT=$(( $(left) - 15 )) scripts/device-validate.sh calibrate-cp > /dev/null 2>&1
         echo "calibrate-cp: exit status $?"
         grep -E "^ +[0-9]+ +[0-9]+ +[0-9]+ +TP" "$OUT/calibrate-cp.log" | head -8

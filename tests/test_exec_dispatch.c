@@ -117,11 +117,12 @@ static void test_finish_etp(void **s)
     dispatch_plan_free(&p);
 }
 
-/* padded groups, EP 1 ETP 1, El = 4 experts (T 20, k 2: 40 rows):
- * counts 9, 12, 10, 9 -> the largest 12, rounded up to DISPATCH_PAD_ALIGN
- * (8) = 16 rows each, 64 rows: 24 padding rows = 60% of 40 > 1/4: not
- * padded.  Counts 15, 16, 14, 15 (60 rows; T 30): 4 x 16 = 64, 4 padding
- * rows = 6.7% <= 25%: padded; sort_src of expert e = its rows then -1s. */
+/* padded groups to a multiple of 8 rows, EP 1 ETP 1, El = 4 experts (T 20,
+ * k 2: 40 rows): counts 9, 12, 10, 9 -> 16 each, 64 rows: 24 padding rows =
+ * 60% of 40 > 1/4: not padded.  Counts 15, 16, 14, 15 (60 rows; T 30): 4 x
+ * 16 = 64, 4 padding rows = 6.7% <= 25%: padded; sort_src of expert e = its
+ * rows then -1s.  Counts 15, 20, 14, 15 (64; T 32): 16 + 24 + 16 + 16 = 72,
+ * 12.5%: padded, groups start at 0, 16, 40, 56. */
 static void test_finish_padded(void **s)
 {
     (void)s;
@@ -129,7 +130,7 @@ static void test_finish_padded(void **s)
     assert_int_equal(dispatch_plan_init(&p, 20, 2, 4, 1, 1, 0), 0);
     int32_t c1[4] = {9, 12, 10, 9};
     memcpy(p.recv_expert_rows, c1, sizeof c1);
-    assert_int_equal(dispatch_plan_finish(&p, 0, 1), 0);
+    assert_int_equal(dispatch_plan_finish(&p, 0, 8), 0);
     assert_int_equal(p.padded, 0);
     assert_int_equal(p.rows, 40);
     assert_int_equal(p.real_rows, 40);
@@ -139,7 +140,7 @@ static void test_finish_padded(void **s)
     assert_int_equal(dispatch_plan_init(&p, 30, 2, 4, 1, 1, 0), 0);
     int32_t c2[4] = {15, 16, 14, 15};
     memcpy(p.recv_expert_rows, c2, sizeof c2);
-    assert_int_equal(dispatch_plan_finish(&p, 0, 1), 0);
+    assert_int_equal(dispatch_plan_finish(&p, 0, 8), 0);
     assert_int_equal(p.padded, 1);
     assert_int_equal(p.rows, 64);
     assert_int_equal(p.real_rows, 60);
@@ -150,6 +151,23 @@ static void test_finish_padded(void **s)
         for (int i = 0; i < 16; i++)
             assert_int_equal(p.sort_src[e * 16 + i], i < c2[e] ? starts[e] + i : -1);
     assert_int_equal(p.recv_counts[0], 60);   /* the all-to-all counts keep the real rows */
+    dispatch_plan_free(&p);
+
+    assert_int_equal(dispatch_plan_init(&p, 32, 2, 4, 1, 1, 0), 0);
+    int32_t c3[4] = {15, 20, 14, 15};
+    memcpy(p.recv_expert_rows, c3, sizeof c3);
+    assert_int_equal(dispatch_plan_finish(&p, 0, 8), 0);
+    assert_int_equal(p.padded, 1);
+    assert_int_equal(p.rows, 72);
+    int32_t sizes[4] = {16, 24, 16, 16}, at[4] = {0, 16, 40, 56}, src0[4] = {0, 15, 35, 49};
+    for (int e = 0; e < 4; e++) {
+        assert_int_equal(p.group_rows[e], sizes[e]);
+        for (int i = 0; i < sizes[e]; i++)
+            assert_int_equal(p.sort_src[at[e] + i], i < c3[e] ? src0[e] + i : -1);
+    }
+    assert_int_equal(dispatch_plan_finish(&p, 0, 0), 0);   /* no alignment: not padded */
+    assert_int_equal(p.padded, 0);
+    assert_int_equal(p.rows, 64);
     dispatch_plan_free(&p);
 }
 

@@ -266,8 +266,37 @@ static void test_gemm(Ctx *c)
         grouped_gemm_cuda(&c->gemm, ddW, GEMM_OUT_F32, ddY, dA2, same.data(), G16, GROUPED_VARY_K, N, K, 0, 1, 0, 1.0f, 1.0f, c->stream);
         grouped_gemm_cpu(gW.data(), dY.data(), A2.data(), same.data(), G16, GROUPED_VARY_K, N, K, 0, 1, 0, 1.0f, 1.0f);
         check(c, "grouped gemm vary-K f32 +=, 16 equal groups (strided)", hf32(ddW, (size_t)G16 * N * K), gW, 1);
-        bool ok = c->gemm.loop_calls == l0 + 1 && c->gemm.strided_calls == s0 + 3;
-        printf("%s strided: unequal groups -> loop, equal groups -> strided batched (%ld loop, %ld strided calls)\n",
+        {   /* padded to a few sizes (multiples of 16 here): a batched call per
+             * size held by 2+ groups, a plain call for a size held once, empty
+             * groups: nothing (vary M) or C = beta C (vary K) */
+            std::vector<int32_t> cls = {16, 32, 0, 16, 48, 32, 16};
+            int Gc = (int)cls.size(), Rc = 0;
+            for (int r : cls) Rc += r;
+            long k0 = c->gemm.class_calls;
+            std::vector<float> A3 = hrand(c, (size_t)Rc * K), W3 = hrand(c, (size_t)Gc * N * K), C3((size_t)Rc * N);
+            bf16_t *dA3 = dbf(A3), *dW3 = dbf(W3), *dC3 = dbf_poison((size_t)Rc * N);
+            grouped_gemm_cuda(&c->gemm, dC3, GEMM_OUT_BF16, dA3, dW3, cls.data(), Gc, GROUPED_VARY_M, 0, N, K, 0, 1, 1.0f, 0.0f, c->stream);
+            grouped_gemm_cpu(C3.data(), A3.data(), W3.data(), cls.data(), Gc, GROUPED_VARY_M, 0, N, K, 0, 1, 1.0f, 0.0f);
+            check(c, "grouped gemm vary-M, 7 groups of 4 sizes (batched per size)", hbf(dC3, (size_t)Rc * N), C3, 1);
+            std::vector<float> dY3 = hrand(c, (size_t)Rc * N), gW3 = hrand(c, (size_t)Gc * N * K);
+            bf16_t *ddY3 = dbf(dY3);
+            float *ddW3 = df32(gW3);
+            grouped_gemm_cuda(&c->gemm, ddW3, GEMM_OUT_F32, ddY3, dA3, cls.data(), Gc, GROUPED_VARY_K, N, K, 0, 1, 0, 1.0f, 1.0f, c->stream);
+            grouped_gemm_cpu(gW3.data(), dY3.data(), A3.data(), cls.data(), Gc, GROUPED_VARY_K, N, K, 0, 1, 0, 1.0f, 1.0f);
+            check(c, "grouped gemm vary-K f32 +=, 7 groups of 4 sizes (batched per size)", hf32(ddW3, (size_t)Gc * N * K), gW3, 1);
+            grouped_gemm_cuda(&c->gemm, ddW3, GEMM_OUT_F32, ddY3, dA3, cls.data(), Gc, GROUPED_VARY_K, N, K, 0, 1, 0, 1.0f, 0.0f, c->stream);
+            grouped_gemm_cpu(gW3.data(), dY3.data(), A3.data(), cls.data(), Gc, GROUPED_VARY_K, N, K, 0, 1, 0, 1.0f, 0.0f);
+            check(c, "grouped gemm vary-K f32 =, 7 groups of 4 sizes, an empty one zeroed", hf32(ddW3, (size_t)Gc * N * K), gW3, 1);
+            /* sizes 16 (3 groups), 32 (2): batched; 48: one plain call; per grouped call */
+            bool cok = c->gemm.class_calls == k0 + 6;
+            printf("%s batched per size: %ld cublasGemmBatchedEx calls for 3 grouped calls (want 6)\n", cok ? "PASS" : "FAIL",
+                   c->gemm.class_calls - k0);
+            c->checks++;
+            if (!cok) c->failures++;
+            cudaFree(dA3); cudaFree(dW3); cudaFree(dC3); cudaFree(ddY3); cudaFree(ddW3);
+        }
+        bool ok = c->gemm.loop_calls == l0 + 1 && c->gemm.strided_calls == s0 + 6;
+        printf("%s strided: unequal groups -> loop, equal or padded groups -> strided/batched (%ld loop, %ld strided calls)\n",
                ok ? "PASS" : "FAIL", c->gemm.loop_calls - l0, c->gemm.strided_calls - s0);
         c->checks++;
         if (!ok) c->failures++;
