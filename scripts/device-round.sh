@@ -19,8 +19,9 @@
 #   device:  run(command="scripts/device-round.sh run", carry=["dist", ".devcarry/base"])
 #   env:     LAYERS (4; 2 on an 80 GB H100), CLUSTER (dgx-h200 / dgx-h100 by the GPU's name)
 # Files under $OUT (the device tool brings back 8): test_kernels.log,
-# execute-vs-torch.json, round.log (everything printed), ops_qwen3.json,
-# calibration-cp.json.
+# execute-vs-torch.json, vs_<work>_execute.json (the executor's result
+# documents: phases, memory measured beside predicted), round.log
+# (everything printed), ops_qwen3.json, calibration-cp.json (CALIB=1).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 T0=$(date +%s)
@@ -77,7 +78,7 @@ run() {
         grep -E "^ +[0-9]+ +[0-9]+ +[0-9]+ +TP" "$OUT/calibrate-cp.log" | head -8
         rm -f "$OUT/calibrate-cp.log"
     fi
-    rm -f "$OUT"/vs_*.log "$OUT"/vs_*.json
+    rm -f "$OUT"/vs_*.log "$OUT"/vs_*_eager.json "$OUT"/vs_*_compile.json   # the executor's result JSONs stay
     ls "$OUT"
 }
 
