@@ -86,7 +86,8 @@ static const char *usage_text =
     "  --expert-gemm auto|loop|batched|padded\n"
     "                                   GPU expert GEMMs: one cuBLAS call per expert (loop), one grouped\n"
     "                                   batched call (batched), experts padded to equal rows and one\n"
-    "                                   strided-batched call (padded); auto: padded from 16 experts per GPU\n"
+    "                                   batched call per group size (padded); auto: padded from 16 experts\n"
+    "                                   per GPU, else loop (default loop)\n"
     "  --collective-timeout S           end the job when one collective has not completed after S\n"
     "                                   seconds (default 40; a dead or hung peer rank)\n"
     "  --calibration FILE               also predict with a calibration file measured on this machine\n"
@@ -221,7 +222,7 @@ static int parse_args(int argc, char **argv, ExecuteArgs *x, MpError *err) {
         else return mp_fail(err, "--attention: '%s' is not own or cudnn", v);
         if (x->opt.backend != EXEC_BACKEND_CUDA) return mp_fail(err, "--attention: %s needs --backend cuda", v);
     }
-    x->opt.expert_gemm = EXEC_EXPERT_GEMM_AUTO;
+    x->opt.expert_gemm = EXEC_EXPERT_GEMM_LOOP;   /* the path measured on GPUs (README) */
     if (args_value(&a, "--expert-gemm", &v, err)) return -1;
     if (v) {
         if (!strcmp(v, "loop")) x->opt.expert_gemm = EXEC_EXPERT_GEMM_LOOP;

@@ -414,9 +414,11 @@ static void cu_expert_gemm_name(Backend *b, char *out, size_t cap)
     const GemmHandle *h = &I(b)->gemm;
     if (h->grouped_impl == GROUPED_BATCHED)
         snprintf(out, cap, "cublas %s", h->batched_unsupported ? "loop (no grouped batched)" : "grouped batched");
+    else if (h->grouped_impl == GROUPED_STRIDED && h->classes_unsupported)
+        snprintf(out, cap, "cublas loop (batched refused)");
     else if (h->grouped_impl == GROUPED_STRIDED)
-        snprintf(out, cap, "cublas %s", h->strided_calls && h->loop_calls ? "strided batched + loop"
-                                         : h->strided_calls ? "strided batched" : "loop");
+        snprintf(out, cap, "cublas %s", h->strided_calls && h->loop_calls ? "batched + loop"
+                                         : h->strided_calls ? "batched" : "loop");
     else
         snprintf(out, cap, "cublas loop");
 }

@@ -50,12 +50,15 @@ typedef enum { EXEC_ATTENTION_AUTO = 0, EXEC_ATTENTION_OWN = 1, EXEC_ATTENTION_C
 /* How the experts' grouped GEMMs run (kernels/gemm.h GroupedImpl):
  *   LOOP     one cuBLAS call per local expert;
  *   BATCHED  one cublasGemmGroupedBatchedEx call per GEMM;
- *   PADDED   every expert's rows padded with zero rows to the largest
- *            group (executor/dispatcher.h: where that wastes at most 1/4),
- *            then one cublasGemmStridedBatchedEx call per GEMM;
+ *   PADDED   every expert's rows padded with zero rows to a multiple of
+ *            DISPATCH_PAD_ALIGN (executor/dispatcher.h: where that wastes at
+ *            most 1/4), then one cublasGemmBatchedEx call per group size
+ *            (cublasGemmStridedBatchedEx when all are equal);
  *   AUTO     PADDED with at least EXEC_PAD_MIN_EXPERTS local experts, else
  *            LOOP (groups that happen to be equal, e.g. under a capacity
  *            factor, still go strided-batched).
+ * The CLI's default is LOOP: the per-size batched calls have not run on a
+ * GPU yet (README, "Executor vs PyTorch").
  * The CPU backend runs every group's rows as given (padding rows are zero
  * and give the same result), so PADDED is also a CPU-tested layout. */
 typedef enum {

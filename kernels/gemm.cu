@@ -171,10 +171,9 @@ static cublasStatus_t grouped_strided(GemmHandle *h, void *C, GemmOut c_type, co
  * groups of each size shared by two or more are one cublasGemmBatchedEx
  * (pointer arrays, one upload for all sizes), a size held by one group is a
  * plain call, empty groups are C = beta C (vary K) or nothing (vary M). */
-static KernelStatus grouped_classes(GemmHandle *h, void *C, GemmOut c_type, const bf16_t *A,
-                                    const bf16_t *B, const int32_t *rows, int G, GroupedVary vary,
-                                    int M, int N, int K, int transB, float alpha, float beta,
-                                    cudaStream_t stream)
+static int grouped_classes(GemmHandle *h, void *C, GemmOut c_type, const bf16_t *A, const bf16_t *B,
+                           const int32_t *rows, int G, GroupedVary vary, int M, int N, int K, int transB,
+                           float alpha, float beta, cudaStream_t stream)
 {
     size_t c_elem = c_type == GEMM_OUT_F32 ? 4 : 2;
     const bf16_t *Ag[GROUPED_MAX], *Bg[GROUPED_MAX];
@@ -186,54 +185,60 @@ static KernelStatus grouped_classes(GemmHandle *h, void *C, GemmOut c_type, cons
         row0 += (size_t)rows[g];
         order[g] = g;
     }
-    /* groups by row count (insertion sort: G <= GROUPED_MAX, run once per call) */
+    /* groups by row count (insertion sort: G <= GROUPED_MAX) */
     for (int i = 1; i < G; i++) {
         int v = order[i], j = i - 1;
         while (j >= 0 && rows[order[j]] > rows[v]) { order[j + 1] = order[j]; j--; }
         order[j + 1] = v;
     }
+    /* sizes held by 2+ groups: their operand pointers, consecutive per size */
     const void *host_ptrs[3 * GROUPED_MAX];
     int start[GROUPED_MAX], count[GROUPED_MAX], class_rows[GROUPED_MAX], nclass = 0, used = 0;
+    int alone[GROUPED_MAX], nalone = 0;
     for (int i = 0; i < G;) {
         int r = rows[order[i]], j = i;
         while (j < G && rows[order[j]] == r) j++;
-        if (r > 0 && j - i > 1) {   /* a class: its operand pointers, consecutive */
+        if (r > 0 && j - i > 1) {
             start[nclass] = used; count[nclass] = j - i; class_rows[nclass] = r; nclass++;
             for (int q = i; q < j; q++, used++) {
                 int g = order[q];
                 host_ptrs[used] = Bg[g]; host_ptrs[GROUPED_MAX + used] = Ag[g]; host_ptrs[2 * GROUPED_MAX + used] = Cg[g];
             }
         } else {
-            for (int q = i; q < j; q++) {   /* alone, or empty */
-                int g = order[q];
-                KernelStatus st = vary == GROUPED_VARY_M
-                    ? gemm_cuda(h, Cg[g], c_type, Ag[g], Bg[g], Mg[g], N, Kg[g], 0, transB, alpha, beta, stream)
-                    : gemm_cuda(h, Cg[g], c_type, Ag[g], Bg[g], Mg[g], N, Kg[g], 1, 0, alpha, beta, stream);
-                if (st) return st;
-            }
+            for (int q = i; q < j; q++) alone[nalone++] = order[q];   /* alone, or empty */
         }
         i = j;
     }
-    if (!nclass) return 0;
-    void **dptr = (void **)((char *)h->workspace + h->workspace_bytes);
-    CUDA_TRY(cudaMemcpyAsync(dptr, host_ptrs, sizeof host_ptrs, cudaMemcpyHostToDevice, stream));
-    cudaDataType_t ct = c_type == GEMM_OUT_F32 ? CUDA_R_32F : CUDA_R_16BF;
-    for (int c = 0; c < nclass; c++) {
-        const void *const *pB = (const void *const *)(dptr + start[c]);
-        const void *const *pA = (const void *const *)(dptr + GROUPED_MAX + start[c]);
-        void *const *pC = dptr + 2 * GROUPED_MAX + start[c];
-        int rc = class_rows[c];
-        cublasStatus_t st;
-        if (vary == GROUPED_VARY_M)   /* as gemm_call with M = rc, transA 0 */
-            st = cublasGemmBatchedEx(h->blas, transB ? CUBLAS_OP_T : CUBLAS_OP_N, CUBLAS_OP_N, N, rc, K, &alpha,
-                                     (const void *const *)pB, CUDA_R_16BF, transB ? K : N, pA, CUDA_R_16BF, K,
-                                     &beta, pC, ct, N, count[c], CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-        else                          /* as gemm_call with K = rc, transA 1, transB 0 */
-            st = cublasGemmBatchedEx(h->blas, CUBLAS_OP_N, CUBLAS_OP_T, N, M, rc, &alpha, pB, CUDA_R_16BF, N, pA,
-                                     CUDA_R_16BF, M, &beta, pC, ct, N, count[c], CUBLAS_COMPUTE_32F,
-                                     CUBLAS_GEMM_DEFAULT);
-        if (st != CUBLAS_STATUS_SUCCESS) return KERNEL_CUBLAS_BASE + (KernelStatus)st;
-        h->class_calls++;
+    /* the batched calls first: if cuBLAS refuses the first, nothing is
+     * written yet and the caller can run the loop instead (-1) */
+    if (nclass) {
+        void **dptr = (void **)((char *)h->workspace + h->workspace_bytes);
+        CUDA_TRY(cudaMemcpyAsync(dptr, host_ptrs, sizeof host_ptrs, cudaMemcpyHostToDevice, stream));
+        cudaDataType_t ct = c_type == GEMM_OUT_F32 ? CUDA_R_32F : CUDA_R_16BF;
+        for (int c = 0; c < nclass; c++) {
+            const void *const *pB = (const void *const *)(dptr + start[c]);
+            const void *const *pA = (const void *const *)(dptr + GROUPED_MAX + start[c]);
+            void *const *pC = dptr + 2 * GROUPED_MAX + start[c];
+            int rc = class_rows[c];
+            cublasStatus_t st;
+            if (vary == GROUPED_VARY_M)   /* as gemm_call with M = rc, transA 0 */
+                st = cublasGemmBatchedEx(h->blas, transB ? CUBLAS_OP_T : CUBLAS_OP_N, CUBLAS_OP_N, N, rc, K, &alpha,
+                                         pB, CUDA_R_16BF, transB ? K : N, pA, CUDA_R_16BF, K, &beta, pC, ct, N,
+                                         count[c], CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+            else                          /* as gemm_call with K = rc, transA 1, transB 0 */
+                st = cublasGemmBatchedEx(h->blas, CUBLAS_OP_N, CUBLAS_OP_T, N, M, rc, &alpha, pB, CUDA_R_16BF, N,
+                                         pA, CUDA_R_16BF, M, &beta, pC, ct, N, count[c], CUBLAS_COMPUTE_32F,
+                                         CUBLAS_GEMM_DEFAULT);
+            if (st != CUBLAS_STATUS_SUCCESS) return c == 0 ? -1 : (int)(KERNEL_CUBLAS_BASE + (KernelStatus)st);
+            h->class_calls++;
+        }
+    }
+    for (int q = 0; q < nalone; q++) {
+        int g = alone[q];
+        KernelStatus st = vary == GROUPED_VARY_M
+            ? gemm_cuda(h, Cg[g], c_type, Ag[g], Bg[g], Mg[g], N, Kg[g], 0, transB, alpha, beta, stream)
+            : gemm_cuda(h, Cg[g], c_type, Ag[g], Bg[g], Mg[g], N, Kg[g], 1, 0, alpha, beta, stream);
+        if (st) return (int)st;
     }
     return 0;
 }
@@ -249,14 +254,16 @@ KernelStatus grouped_gemm_cuda(GemmHandle *h, void *C, GemmOut c_type, const bf1
         h->strided_calls++;
         return 0;
     }
-    if (h->grouped_impl == GROUPED_STRIDED && G > 1 && G <= GROUPED_MAX) {
+    if (h->grouped_impl == GROUPED_STRIDED && G > 1 && G <= GROUPED_MAX && !h->classes_unsupported) {
         long before = h->class_calls;
-        KernelStatus st = grouped_classes(h, C, c_type, A, B, group_rows, G, vary, M, N, K, transB, alpha,
-                                          beta, stream);
-        if (st) return st;
-        if (h->class_calls > before) h->strided_calls++;
-        else h->loop_calls++;   /* no size held twice: it was the loop */
-        return 0;
+        int st = grouped_classes(h, C, c_type, A, B, group_rows, G, vary, M, N, K, transB, alpha, beta, stream);
+        if (st > 0) return (KernelStatus)st;
+        if (st == 0) {
+            if (h->class_calls > before) h->strided_calls++;
+            else h->loop_calls++;   /* no size held twice: it was the loop */
+            return 0;
+        }
+        h->classes_unsupported = 1;   /* cuBLAS refused the batched call: the loop, for good */
     }
     if (h->grouped_impl == GROUPED_BATCHED && !h->batched_unsupported) {
         int st = grouped_batched(h, C, c_type, A, B, group_rows, G, vary, M, N, K, transA, transB,

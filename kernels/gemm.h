@@ -73,6 +73,7 @@ typedef struct {
     int batched_unsupported;     /* set when this cuBLAS has no grouped batched GEMM: loop */
     long loop_calls, batched_calls, strided_calls;   /* grouped_gemm_cuda calls run each way */
     long class_calls;            /* of the strided ones: cublasGemmBatchedEx calls over a size class */
+    int classes_unsupported;     /* set when cuBLAS refused cublasGemmBatchedEx: loop */
 } GemmHandle;
 
 #ifdef __cplusplus
