@@ -102,6 +102,12 @@ static float GB(const StepEnv *env, int p) { return params_grad_beta(env->ps, p)
 /* p's gradient for a kernel that only adds (zeroed first when unset) */
 static float *GA(const StepEnv *env, int p) { return params_grad_accumulate(env->ps, p); }
 
+/* Experts all on this GPU (EP 1, ETP 1): the dispatch all-to-all would copy
+ * the send buffer unchanged, so the experts read it and write their output
+ * straight into ret; no receive buffer (moe_forward, moe_backward,
+ * layer_reserve). */
+static bool experts_local(const ModelDims *d) { return d->ep == 1 && d->etp == 1; }
+
 /* ---- sequence parallelism: the TP collectives around each block ----------- */
 
 /* full [T, h] <- all-gather over TP of this rank's shard [Ts, h]; with tp 1
@@ -618,10 +624,7 @@ static void moe_forward(const Layer *y, MicroBatch *mb, LayerActs *s, const void
     const int32_t *sort_src = s->sort_src.p;
     int pad = dp->pad_rows, rows = dp->rows;
 
-    /* experts all on this GPU (EP 1, ETP 1): the dispatch all-to-all would
-     * copy send to recv unchanged, so the experts read send and write their
-     * output straight into ret (the combine all-to-all's copy) */
-    bool local = d->ep == 1 && etp == 1;
+    bool local = experts_local(d);
     be->phase_begin(be, PHASE_MOE_COMPUTE);
     void *send = buf_get(env, &ws->send, (size_t)dp->send_rows * h * a);
     void *recv = local ? send : buf_get(env, &ws->recv, (size_t)pad * h * a);
@@ -694,7 +697,7 @@ static void moe_backward(const Layer *y, MicroBatch *mb, LayerActs *s, const voi
     const int32_t *sort_src = s->sort_src.p;
     int pad = dp->pad_rows, rows = dp->rows;
 
-    bool local = d->ep == 1 && etp == 1;   /* as in moe_forward: no all-to-all copies */
+    bool local = experts_local(d);
     be->phase_begin(be, PHASE_MOE_COMPUTE);
     void *dret = buf_get(env, &ws->send, (size_t)dp->send_rows * h * a);
     float *dprob = buf_get(env, &ws->prob, (size_t)T * k * 4);
@@ -931,8 +934,7 @@ void layer_reserve(const Layer *y, MicroBatch *mb)
     Workspace *ws[2] = {fw, bw};
     for (int i = 0; i < 2; i++) {
         if (ws[i]->send.cap < sr * h * a) buf_get(env, &ws[i]->send, sr * h * a);
-        bool local = d->ep == 1 && d->etp == 1;   /* moe_forward: no recv buffer */
-        if (!local && ws[i]->recv.cap < pr * h * a) buf_get(env, &ws[i]->recv, pr * h * a);
+        if (!experts_local(d) && ws[i]->recv.cap < pr * h * a) buf_get(env, &ws[i]->recv, pr * h * a);
         if (d->etp > 1 && ws[i]->gath.cap < (size_t)d->etp * pr * h * a)
             buf_get(env, &ws[i]->gath, (size_t)d->etp * pr * h * a);
         if (ws[i]->Y.cap < r * h * a) buf_get(env, &ws[i]->Y, r * h * a);

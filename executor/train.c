@@ -147,14 +147,21 @@ static P2POp transfer(Trainer *t, bool send, int peer, int chunk, int slot, Mode
 /* The wait for the pipeline batch in flight, if any: its time (the
  * transfer, or the part of it the compute since its start did not hide,
  * and the neighbour's lateness: the bubble) is PHASE_PIPELINE. */
+/* waits for the batch *pending if one is in flight (PHASE_PIPELINE) and
+ * clears it; whether there was one */
+static bool p2p_batch_wait(Trainer *t, int *pending)
+{
+    if (*pending < 0) return false;
+    t->be->phase_begin(t->be, PHASE_PIPELINE);
+    t->be->p2p_wait(t->be, *pending);
+    t->be->phase_end(t->be, PHASE_PIPELINE);
+    *pending = -1;
+    return true;
+}
+
 static void pipeline_wait(Trainer *t)
 {
-    if (t->pp_pending < 0) return;
-    t->be->phase_begin(t->be, PHASE_PIPELINE);
-    t->be->p2p_wait(t->be, t->pp_pending);
-    t->be->phase_end(t->be, PHASE_PIPELINE);
-    t->pp_pending = -1;
-    if (t->pp_ops_behind > 0) t->pp_overlapped++;
+    if (p2p_batch_wait(t, &t->pp_pending) && t->pp_ops_behind > 0) t->pp_overlapped++;
 }
 
 /* The pipeline's transfers at boundary i of the rank's operation list
@@ -235,12 +242,8 @@ static int exchange(Trainer *t, int i, int *prev_cut, MpError *err)
 /* The wait for the early forward batch, if any (PHASE_PIPELINE). */
 static void forward_batch_wait(Trainer *t)
 {
-    if (t->fwd_pending < 0) return;
-    t->be->phase_begin(t->be, PHASE_PIPELINE);
-    t->be->p2p_wait(t->be, t->fwd_pending);
-    t->be->phase_end(t->be, PHASE_PIPELINE);
-    t->fwd_pending = -1;
-    t->pp_overlapped++;   /* started before the backward of its pair: that backward ran behind it */
+    /* started before the backward of its pair: that backward ran behind it */
+    if (p2p_batch_wait(t, &t->fwd_pending)) t->pp_overlapped++;
 }
 
 /* Overlap, interleaved steady state (Megatron-LM's overlap_p2p_comm): op k

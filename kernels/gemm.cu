@@ -88,6 +88,17 @@ static void group_operands(int g, size_t row0, int r, GroupedVary vary, int M, i
     }
 }
 
+/* One group's product (the operands of group_operands): forward/dgrad with
+ * its M_g rows, wgrad with its K_g rows. */
+static KernelStatus group_gemm(GemmHandle *h, GroupedVary vary, char *Cg, GemmOut c_type, const bf16_t *Ag,
+                               const bf16_t *Bg, int Mg, int N, int Kg, int transB, float alpha, float beta,
+                               cudaStream_t stream)
+{
+    return vary == GROUPED_VARY_M
+        ? gemm_cuda(h, Cg, c_type, Ag, Bg, Mg, N, Kg, 0, transB, alpha, beta, stream)
+        : gemm_cuda(h, Cg, c_type, Ag, Bg, Mg, N, Kg, 1, 0, alpha, beta, stream);
+}
+
 /* 0, -1 when this CUDA / cuBLAS has no grouped batched GEMM (the caller
  * falls back to the loop), or a KernelStatus of a failed call */
 static int grouped_batched(GemmHandle *h, void *C, GemmOut c_type, const bf16_t *A,
@@ -235,9 +246,7 @@ static int grouped_classes(GemmHandle *h, void *C, GemmOut c_type, const bf16_t 
     }
     for (int q = 0; q < nalone; q++) {
         int g = alone[q];
-        KernelStatus st = vary == GROUPED_VARY_M
-            ? gemm_cuda(h, Cg[g], c_type, Ag[g], Bg[g], Mg[g], N, Kg[g], 0, transB, alpha, beta, stream)
-            : gemm_cuda(h, Cg[g], c_type, Ag[g], Bg[g], Mg[g], N, Kg[g], 1, 0, alpha, beta, stream);
+        KernelStatus st = group_gemm(h, vary, Cg[g], c_type, Ag[g], Bg[g], Mg[g], N, Kg[g], transB, alpha, beta, stream);
         if (st) return (int)st;
     }
     return 0;
@@ -278,9 +287,7 @@ KernelStatus grouped_gemm_cuda(GemmHandle *h, void *C, GemmOut c_type, const bf1
         const bf16_t *Ag, *Bg; char *Cg; int Mg, Kg;
         group_operands(g, row0, group_rows[g], vary, M, N, K, A, B, (char *)C, c_elem, &Ag, &Bg, &Cg, &Mg, &Kg);
         row0 += (size_t)group_rows[g];
-        KernelStatus st = vary == GROUPED_VARY_M
-            ? gemm_cuda(h, Cg, c_type, Ag, Bg, Mg, N, Kg, 0, transB, alpha, beta, stream)
-            : gemm_cuda(h, Cg, c_type, Ag, Bg, Mg, N, Kg, 1, 0, alpha, beta, stream);
+        KernelStatus st = group_gemm(h, vary, Cg, c_type, Ag, Bg, Mg, N, Kg, transB, alpha, beta, stream);
         if (st) return st;
     }
     return 0;
